@@ -1,0 +1,50 @@
+// Bundles each executable with esbuild. Type checking is `npm run typecheck`.
+// The CLI is bundled with its dependencies (start-up time, design.md section 6) except
+// ink/react, which only `plexd top` loads, lazily. Long-running processes keep their
+// dependencies in node_modules.
+import { build } from "esbuild";
+import { chmod, mkdir } from "node:fs/promises";
+
+const banner = {
+  js: [
+    "#!/usr/bin/env node",
+    'import { createRequire as __plexdCreateRequire } from "node:module";',
+    "const require = __plexdCreateRequire(import.meta.url);",
+  ].join("\n"),
+};
+
+const common = {
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  sourcemap: "linked",
+  banner,
+  logLevel: "warning",
+  define: { "process.env.PLEXD_BUILD_DATE": JSON.stringify(new Date().toISOString()) },
+};
+
+const entries = [
+  { in: "agent/main.ts", out: "plexd-agent", external: true },
+  { in: "privhelper/main.ts", out: "plexd-privhelper", external: true },
+  { in: "mockcp/main.ts", out: "plexd-mockcp", external: true },
+  { in: "cli/main.ts", out: "plexd", external: false },
+  { in: "test/demo/main.ts", out: "plexd-demo", external: true },
+  { in: "test/bench/main.ts", out: "plexd-bench", external: true },
+];
+
+await mkdir("dist", { recursive: true });
+const { existsSync } = await import("node:fs");
+await Promise.all(
+  entries
+    .filter((e) => existsSync(e.in))
+    .map(async (e) => {
+      await build({
+        ...common,
+        entryPoints: [e.in],
+        outfile: `dist/${e.out}.js`,
+        ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*"] }),
+      });
+      await chmod(`dist/${e.out}.js`, 0o755);
+    }),
+);
