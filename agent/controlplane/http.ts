@@ -1,0 +1,148 @@
+import http from "node:http";
+import https from "node:https";
+import tls from "node:tls";
+import { gzipSync, createGunzip } from "node:zlib";
+import { PlexdError } from "../../proto/lib/errors.js";
+import { version } from "../version.js";
+
+// Control-plane HTTP client (spec/control-plane.md §2). node:http(s) rather than fetch:
+// Node 20's fetch cannot take a private CA without the undici package, and we need
+// exact control over timeouts, gzip and the response-size cap.
+
+export interface CpClientOptions {
+  baseUrl: string;
+  /** PEM bundle added to the system roots (control_plane.ca_file). */
+  ca?: string | Buffer;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+}
+
+export interface CpRequest {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  path: string;
+  body?: unknown;
+  /** Identity token; omitted on /v1/register and /v1/ping (spec §2.2). */
+  token?: string;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+}
+
+export interface CpResponse<T = unknown> {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: T;
+}
+
+const maxResponseBytes = 10 * 1024 * 1024;
+const gzipThreshold = 1024;
+
+export interface CpClient {
+  readonly baseUrl: URL;
+  request<T = unknown>(req: CpRequest): Promise<CpResponse<T>>;
+  /** Options for a long-lived request (SSE) sharing the TLS settings. */
+  agentFor(): http.Agent;
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+export function createCpClient(opts: CpClientOptions): CpClient {
+  const baseUrl = new URL(opts.baseUrl);
+  const isHttps = baseUrl.protocol === "https:";
+  if (!isHttps && !(baseUrl.protocol === "http:" && isLoopbackHost(baseUrl.hostname))) {
+    throw new PlexdError("invalid_argument", `control plane URL must be https:// (http:// only for loopback): ${opts.baseUrl}`);
+  }
+  // Keep-alive: heartbeats and state pulls reuse one TLS session. A `ca` option replaces
+  // Node's roots, so the configured bundle is added to them rather than substituted.
+  const agent = isHttps
+    ? new https.Agent({ keepAlive: true, minVersion: "TLSv1.2", ...(opts.ca === undefined ? {} : { ca: [...tls.rootCertificates, opts.ca] }) })
+    : new http.Agent({ keepAlive: true });
+
+  function request<T>(req: CpRequest): Promise<CpResponse<T>> {
+    const url = new URL(req.path.replace(/^\//, ""), baseUrl.href.endsWith("/") ? baseUrl : new URL(baseUrl.href + "/"));
+    const headers: Record<string, string> = {
+      "User-Agent": `plexd/${version}`,
+      Accept: "application/json",
+      "Accept-Encoding": "gzip",
+      ...req.headers,
+    };
+    if (req.token !== undefined) headers.Authorization = `Bearer ${req.token}`;
+    let payload: Buffer | undefined;
+    if (req.body !== undefined) {
+      payload = Buffer.from(JSON.stringify(req.body));
+      headers["Content-Type"] = "application/json";
+      if (payload.length > gzipThreshold) {
+        payload = gzipSync(payload);
+        headers["Content-Encoding"] = "gzip";
+      }
+      headers["Content-Length"] = String(payload.length);
+    }
+    const mod = isHttps ? https : http;
+    return new Promise<CpResponse<T>>((resolve, reject) => {
+      const r = mod.request(url, { method: req.method, headers, agent, timeout: opts.connectTimeoutMs });
+      let settled = false;
+      const fail = (err: unknown): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(overall);
+        req.signal?.removeEventListener("abort", onAbort);
+        r.destroy();
+        reject(err instanceof PlexdError ? err : PlexdError.from(err));
+      };
+      const overall = setTimeout(
+        () => fail(new PlexdError("deadline_exceeded", `${req.method} ${req.path}: no complete response within ${opts.requestTimeoutMs} ms`)),
+        opts.requestTimeoutMs,
+      );
+      const onAbort = (): void => fail(new PlexdError("cancelled", "request aborted"));
+      if (req.signal?.aborted) return onAbort();
+      req.signal?.addEventListener("abort", onAbort, { once: true });
+      // Until the socket connects, `timeout` is the connect timeout; then the overall timer rules.
+      r.on("timeout", () => fail(new PlexdError("deadline_exceeded", `${req.method} ${req.path}: connect timeout`)));
+      r.on("socket", (s) => s.once(isHttps ? "secureConnect" : "connect", () => r.setTimeout(0)));
+      r.on("error", (err) => fail(new PlexdError("unavailable", `${req.method} ${url.origin}${url.pathname}: ${err.message}`, { cause: err })));
+      r.on("response", (res) => {
+        const stream = res.headers["content-encoding"] === "gzip" ? res.pipe(createGunzip()) : res;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        stream.on("data", (c: Buffer) => {
+          size += c.length;
+          if (size > maxResponseBytes) fail(new PlexdError("resource_exhausted", `${req.method} ${req.path}: response larger than 10 MiB`));
+          else chunks.push(c);
+        });
+        stream.on("error", (err) => fail(err));
+        stream.on("end", () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(overall);
+          req.signal?.removeEventListener("abort", onAbort);
+          const text = Buffer.concat(chunks).toString("utf8");
+          let body: unknown = text;
+          if (text.length > 0 && /json/.test(String(res.headers["content-type"] ?? "json"))) {
+            try {
+              body = JSON.parse(text);
+            } catch {
+              body = text;
+            }
+          } else if (text.length === 0) body = {};
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: body as T });
+        });
+      });
+      r.end(payload);
+    });
+  }
+
+  return { baseUrl, request, agentFor: () => agent };
+}
+
+/** The error body of a non-2xx response, cut to what is safe to log (spec §2.4: 4096 bytes). */
+export function describeError(res: CpResponse): string {
+  const b = res.body as { error?: unknown; message?: unknown } | string;
+  if (typeof b === "object" && b !== null) {
+    const code = typeof b.error === "string" ? b.error : "";
+    const msg = typeof b.message === "string" ? b.message : "";
+    return `HTTP ${res.status}${code ? ` ${code}` : ""}${msg ? `: ${msg}` : ""}`.slice(0, 4096);
+  }
+  return `HTTP ${res.status}: ${String(b).slice(0, 4096)}`;
+}

@@ -1,0 +1,14 @@
+import { version } from "../version.js";
+
+// Capabilities object of spec/control-plane.md §3.0.1. Built-in actions and hooks join
+// the set when the actions feature lands; until then both lists are empty, which the
+// contract allows (the lists are always arrays).
+export interface Capabilities {
+  binary: { version: string; checksum: string };
+  builtin_actions: unknown[];
+  hooks: unknown[];
+}
+
+export function buildCapabilities(binaryChecksum: string): Capabilities {
+  return { binary: { version, checksum: binaryChecksum }, builtin_actions: [], hooks: [] };
+}

@@ -1,0 +1,12 @@
+// Exit codes shared by every command (spec/node-agent.md §7.1).
+export const exitCodes = {
+  ok: 0,
+  error: 1,
+  usage: 2,
+  agentUnreachable: 3,
+  notFound: 4,
+  permissionDenied: 5,
+  conflict: 6,
+  controlPlaneUnavailable: 7,
+  integrity: 8,
+} as const;

@@ -1,0 +1,81 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+
+// design.md 4.2: privhelper imports only proto/ and itself; cli imports only the node-API
+// client (proto/ and itself); nothing imports mockcp except tests and the demo; the agent
+// never imports cli, privhelper or mockcp.
+
+const root = resolve(import.meta.dirname, "../..");
+
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(join(root, dir))) {
+    const rel = join(dir, name);
+    if (name === "node_modules" || name === "gen") continue;
+    if (statSync(join(root, rel)).isDirectory()) out.push(...sourceFiles(rel));
+    else if (/\.(ts|tsx)$/.test(name)) out.push(rel);
+  }
+  return out;
+}
+
+const importRe = /(?:import|export)\s[^;]*?from\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|^\s*import\s+["']([^"']+)["']/gm;
+
+export function importsOf(file: string): string[] {
+  const text = readFileSync(join(root, file), "utf8");
+  const out: string[] = [];
+  for (const m of text.matchAll(importRe)) {
+    const spec = m[1] ?? m[2] ?? m[3];
+    if (spec !== undefined) out.push(spec);
+  }
+  return out;
+}
+
+/** Top-level project directory an import resolves to, or undefined for packages. */
+function targetDir(file: string, spec: string): string | undefined {
+  if (!spec.startsWith(".")) return undefined;
+  const abs = resolve(root, dirname(file), spec);
+  return relative(root, abs).split("/")[0];
+}
+
+const rules: Record<string, { allowed: string[] }> = {
+  privhelper: { allowed: ["privhelper", "proto"] },
+  cli: { allowed: ["cli", "proto"] },
+  agent: { allowed: ["agent", "proto"] },
+  mockcp: { allowed: ["mockcp", "proto"] },
+  proto: { allowed: ["proto"] },
+};
+
+function violations(dir: string): string[] {
+  const bad: string[] = [];
+  const allowed = rules[dir]?.allowed ?? [];
+  for (const file of sourceFiles(dir)) {
+    for (const spec of importsOf(file)) {
+      const target = targetDir(file, spec);
+      if (target !== undefined && !allowed.includes(target)) bad.push(`${file} imports ${spec} (${target}/)`);
+    }
+  }
+  return bad;
+}
+
+describe("dependency direction", () => {
+  for (const dir of Object.keys(rules)) {
+    it(`${dir}/ imports only ${rules[dir]?.allowed.join(", ")}`, () => {
+      expect(violations(dir)).toEqual([]);
+    });
+  }
+
+  it("the checker itself catches a forbidden import", () => {
+    // Guards against a regex that silently matches nothing.
+    expect(importsOf("cli/main.ts")).toContain("./handoff.js");
+    expect(targetDir("cli/commands/x.ts", "../../agent/config/load.js")).toBe("agent");
+    expect(targetDir("privhelper/server.ts", "../mockcp/server.js")).toBe("mockcp");
+  });
+
+  it("only test/ may import mockcp", () => {
+    const offenders = ["agent", "cli", "privhelper", "proto"].flatMap((d) =>
+      sourceFiles(d).flatMap((f) => importsOf(f).filter((s) => targetDir(f, s) === "mockcp").map((s) => `${f} -> ${s}`)),
+    );
+    expect(offenders).toEqual([]);
+  });
+});
