@@ -1,0 +1,163 @@
+import { readFile, unlink } from "node:fs/promises";
+import { arch, release } from "node:os";
+import { PlexdError, isCancellation } from "../proto/lib/errors.js";
+import type { Config } from "./config/schema.js";
+import { Backoff } from "./controlplane/backoff.js";
+import { createCpClient, type CpClient } from "./controlplane/http.js";
+import { HealthRegistry } from "./health/registry.js";
+import { ensureIdentity, type EnsuredIdentity, type Phase } from "./identity/ensure.js";
+import { prepareDataDir } from "./identity/store.js";
+import { ownChecksum } from "./integrity/binary.js";
+import { connectPrivhelper, probePrivhelper, type PrivClient } from "./privclient/client.js";
+import { buildCapabilities } from "./registration/capabilities.js";
+import type { ResolvedToken } from "./registration/token.js";
+import { DesiredStateStore } from "./state/desired.js";
+import type { Clock } from "./util/clock.js";
+import type { Logger } from "./util/log.js";
+
+// Wiring of the agent's parts. Each part takes the shared AbortSignal; this file only
+// builds them in the order of spec/node-agent.md §3.1 and owns nothing itself.
+
+export interface AgentContext {
+  config: Config;
+  log: Logger;
+  clock: Clock;
+  env: NodeJS.ProcessEnv;
+  health: HealthRegistry;
+  cp: CpClient;
+  priv: PrivClient;
+  phase: { current: Phase; set(p: Phase): void };
+  startedAt: number;
+  binaryChecksum: string;
+}
+
+/** Configuration problems found after parsing (data_dir) exit like config errors: code 2. */
+export class StartupConfigError extends PlexdError {}
+
+export async function buildContext(config: Config, log: Logger, clock: Clock, env: NodeJS.ProcessEnv): Promise<AgentContext> {
+  try {
+    await prepareDataDir(config.data_dir);
+  } catch (err) {
+    throw new StartupConfigError("failed_precondition", PlexdError.from(err).message, { cause: err });
+  }
+  const ca = config.control_plane.ca_file === "" ? undefined : await readFile(config.control_plane.ca_file);
+  const cp = createCpClient({
+    baseUrl: config.api,
+    ...(ca === undefined ? {} : { ca }),
+    connectTimeoutMs: config.control_plane.connect_timeout.ms,
+    requestTimeoutMs: config.control_plane.request_timeout.ms,
+  });
+  const phase = {
+    current: "starting" as Phase,
+    set(p: Phase) {
+      if (this.current !== p) log.info({ phase: p }, "phase");
+      this.current = p;
+    },
+  };
+  return {
+    config,
+    log,
+    clock,
+    env,
+    health: new HealthRegistry(() => clock.now()),
+    cp,
+    priv: connectPrivhelper({ socketPath: config.privhelper.socket }),
+    phase,
+    startedAt: clock.now(),
+    binaryChecksum: await ownChecksum().catch(() => "sha256:" + "0".repeat(64)),
+  };
+}
+
+/**
+ * Checks privhelper until it answers. A missing helper is a health condition, not a
+ * crash: the agent keeps serving cached state and retries (1 s doubling to 30 s).
+ */
+export async function watchPrivhelper(ctx: AgentContext, signal: AbortSignal): Promise<void> {
+  const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000 });
+  let reported = false;
+  while (!signal.aborted) {
+    const probe = await probePrivhelper(ctx.config.privhelper.socket);
+    if (probe.ok) {
+      ctx.health.clear("privhelper_unavailable");
+      const caps = probe.info.capabilities;
+      ctx.log.info(
+        {
+          privhelper_version: probe.info.version,
+          wireguard: caps?.wireguard,
+          wireguard_go: caps?.wireguardGoPath,
+          nftables: caps?.nftables,
+          audit: caps?.audit,
+          netns: caps?.netns,
+          problems: probe.info.problems,
+        },
+        "privhelper connected",
+      );
+      return;
+    }
+    ctx.health.set("privhelper_unavailable", "critical", `privhelper unavailable at ${ctx.config.privhelper.socket}: ${probe.message}`);
+    if (!reported) ctx.log.warn({ socket: ctx.config.privhelper.socket, code: probe.code, err: probe.message }, "privhelper unavailable; retrying");
+    reported = true;
+    try {
+      await ctx.clock.sleep(backoff.next(), signal);
+    } catch (err) {
+      if (isCancellation(err)) return;
+      throw err;
+    }
+  }
+}
+
+/** Token file removal after registration: privhelper owns /etc/plexd, so ask it first. */
+async function removeTokenFile(ctx: AgentContext, path: string): Promise<void> {
+  try {
+    const r = await ctx.priv.removeBootstrapToken({}, { timeoutMs: 5000 });
+    if (r.removed) return;
+  } catch {
+    // privhelper absent or too old: fall back to removing it ourselves when we may.
+  }
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== "ENOENT") throw err;
+  });
+}
+
+export async function establishIdentity(
+  ctx: AgentContext,
+  signal: AbortSignal,
+  extra: { explicitToken?: ResolvedToken; prompt?: () => Promise<ResolvedToken> } = {},
+): Promise<EnsuredIdentity> {
+  const { config } = ctx;
+  const backoff = new Backoff();
+  return ensureIdentity({
+    dataDir: config.data_dir,
+    cp: ctx.cp,
+    hostname: config.registration.hostname,
+    metadata: { os: "linux", arch: arch() === "x64" ? "amd64" : arch(), kernel: release(), ...config.registration.metadata },
+    capabilities: buildCapabilities(ctx.binaryChecksum),
+    maxRetryMs: config.registration.max_retry_duration.ms,
+    backoffMs: () => backoff.next(),
+    sleep: (ms, s) => ctx.clock.sleep(ms, s),
+    now: () => ctx.clock.now(),
+    signal,
+    log: ctx.log,
+    tokenSources: {
+      file: config.token.file,
+      envName: config.token.env,
+      env: ctx.env,
+      metadata: { enabled: config.token.metadata, path: config.token.metadata_path, timeoutMs: config.token.metadata_timeout.ms },
+      signal,
+    },
+    ...(extra.explicitToken ? { explicitToken: extra.explicitToken } : {}),
+    ...(extra.prompt ? { prompt: extra.prompt } : {}),
+    tokenRecheckMs: 10_000,
+    setPhase: (p) => ctx.phase.set(p),
+    removeTokenFile: (path) => removeTokenFile(ctx, path),
+  });
+}
+
+/** Seeds the desired-state store from the registration response. */
+export function seedFromRegistration(store: DesiredStateStore, ensured: EnsuredIdentity): void {
+  if (!ensured.registered) return;
+  store.update((s) => {
+    s.peers = Object.fromEntries(ensured.peers.map((p) => [p.id, p]));
+    return ["peers"];
+  });
+}
