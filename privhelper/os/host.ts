@@ -1,0 +1,51 @@
+// Filesystem facts privhelper consults (capability detection, process discovery), kept
+// behind an interface so handlers can be unit-tested against a described host.
+import { access, constants, readdir, readFile } from "node:fs/promises";
+import { delimiter, join } from "node:path";
+
+export interface Host {
+  exists(path: string): Promise<boolean>;
+  /** Absolute path of an executable found on PATH, or undefined. */
+  which(name: string): Promise<string | undefined>;
+  /** Every process as pid + argv (from /proc/<pid>/cmdline). */
+  processes(): Promise<{ pid: number; argv: string[] }[]>;
+}
+
+export const realHost: Host = {
+  async exists(path) {
+    try {
+      await access(path, constants.F_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  async which(name) {
+    const dirs = (process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(delimiter);
+    for (const dir of dirs) {
+      if (!dir.startsWith("/")) continue; // a relative PATH entry is a hijack risk for a root process
+      const p = join(dir, name);
+      try {
+        await access(p, constants.X_OK);
+        return p;
+      } catch {
+        // next directory
+      }
+    }
+    return undefined;
+  },
+  async processes() {
+    const out: { pid: number; argv: string[] }[] = [];
+    for (const entry of await readdir("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const raw = await readFile(`/proc/${entry}/cmdline`, "utf8");
+        if (raw === "") continue; // kernel threads and zombies
+        out.push({ pid: Number(entry), argv: raw.replace(/\0$/, "").split("\0") });
+      } catch {
+        // process exited while we looked
+      }
+    }
+    return out;
+  },
+};

@@ -1,0 +1,148 @@
+// The one way privhelper runs programs (design.md 4.8): argv arrays, never a shell;
+// secrets only on stdin. Everything that touches the kernel goes through a Runner so
+// unit tests can swap in a transcript (recorded command → result) instead of root tools.
+import { spawn } from "node:child_process";
+import { openSync, closeSync } from "node:fs";
+import { execa } from "execa";
+import { PlexdError, type ErrorCode } from "../../proto/lib/errors.js";
+
+export interface RunOptions {
+  /** Written to the child's stdin (keys, configs). Never logged, never in argv. */
+  input?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** Resolve with the result instead of throwing on a non-zero exit. */
+  allowFailure?: boolean;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export interface Runner {
+  run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>;
+  /**
+   * Start a long-lived daemon that must outlive privhelper (wireguard-go): own session,
+   * stdio to `logFile`, not awaited. Returns its pid.
+   */
+  spawnDetached(file: string, args: readonly string[], logFile: string): number;
+}
+
+/** A failed command, keeping everything needed to say what went wrong (design.md 4.8). */
+export class CommandError extends PlexdError {
+  constructor(
+    code: ErrorCode,
+    readonly command: readonly string[],
+    readonly exitCode: number | undefined,
+    readonly signalName: string | undefined,
+    readonly stderr: string,
+    readonly timedOut: boolean,
+    options?: { cause?: unknown },
+  ) {
+    const how = timedOut ? "timed out" : signalName ? `killed by ${signalName}` : `exit ${String(exitCode)}`;
+    super(code, `${command.join(" ")}: ${how}${stderr ? `: ${stderr.trim().slice(0, 500)}` : ""}`, options);
+  }
+}
+
+const defaultTimeoutMs = 30_000;
+
+export const execaRunner: Runner = {
+  async run(file, args, opts = {}) {
+    const r = await execa(file, [...args], {
+      reject: false,
+      input: opts.input ?? "",
+      timeout: opts.timeoutMs ?? defaultTimeoutMs,
+      ...(opts.signal ? { cancelSignal: opts.signal } : {}),
+      stripFinalNewline: false,
+      env: { LC_ALL: "C" },
+      extendEnv: true,
+    });
+    if (r.isCanceled) throw new PlexdError("cancelled", `${file}: cancelled`);
+    const result = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? -1 };
+    if (r.failed && (r.timedOut || r.signal || r.exitCode === undefined || !opts.allowFailure)) {
+      throw new CommandError(
+        r.timedOut ? "deadline_exceeded" : "internal",
+        [file, ...args],
+        r.exitCode,
+        r.signal,
+        r.stderr || (r.exitCode === undefined ? (r.message ?? "") : ""),
+        r.timedOut,
+      );
+    }
+    return result;
+  },
+  spawnDetached(file, args, logFile) {
+    const fd = openSync(logFile, "a", 0o600);
+    try {
+      // node:child_process rather than execa: execa ties children to our lifetime (cleanup,
+      // result promise holding pipes); a daemon that must survive us needs none of that.
+      const child = spawn(file, [...args], { detached: true, stdio: ["ignore", fd, fd], env: { ...process.env, LC_ALL: "C" } });
+      child.on("error", () => undefined);
+      child.unref();
+      if (child.pid === undefined) throw new PlexdError("internal", `${file}: spawn failed`);
+      return child.pid;
+    } finally {
+      closeSync(fd);
+    }
+  },
+};
+
+/** One recorded exchange. `input` is stored only as a sha-less marker of presence by default. */
+export interface TranscriptEntry {
+  cmd: readonly string[];
+  input?: string;
+  result: RunResult;
+}
+
+/**
+ * Replays a recorded transcript in order and fails on any deviation, so a unit test
+ * asserts exactly which commands ran (and that no mutation happened when none should).
+ */
+export class TranscriptRunner implements Runner {
+  readonly ran: TranscriptEntry[] = [];
+  private next = 0;
+
+  constructor(private readonly transcript: readonly TranscriptEntry[]) {}
+
+  run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+    const cmd = [file, ...args];
+    const want = this.transcript[this.next++];
+    if (!want) return Promise.reject(new Error(`unexpected command (transcript exhausted): ${cmd.join(" ")}`));
+    if (JSON.stringify(want.cmd) !== JSON.stringify(cmd)) {
+      return Promise.reject(new Error(`transcript mismatch at #${this.next - 1}: want ${want.cmd.join(" ")}, got ${cmd.join(" ")}`));
+    }
+    if (want.input !== undefined && want.input !== opts.input) {
+      return Promise.reject(new Error(`transcript stdin mismatch for ${cmd.join(" ")}:\nwant ${want.input}\ngot  ${String(opts.input)}`));
+    }
+    this.ran.push({ cmd, ...(opts.input !== undefined ? { input: opts.input } : {}), result: want.result });
+    if (want.result.exitCode !== 0 && !opts.allowFailure) {
+      return Promise.reject(new CommandError("internal", cmd, want.result.exitCode, undefined, want.result.stderr, false));
+    }
+    return Promise.resolve(want.result);
+  }
+
+  spawnDetached(file: string, args: readonly string[]): number {
+    const cmd = [file, ...args];
+    const want = this.transcript[this.next++];
+    if (!want || JSON.stringify(want.cmd) !== JSON.stringify(["spawn", ...cmd])) {
+      throw new Error(`transcript mismatch: unexpected spawn ${cmd.join(" ")}`);
+    }
+    this.ran.push({ cmd: ["spawn", ...cmd], result: want.result });
+    return Number(want.result.stdout) || 4242;
+  }
+
+  /** Every transcript entry was used. */
+  get done(): boolean {
+    return this.next === this.transcript.length;
+  }
+}
+
+/** Shorthand for transcript results. */
+export function ok(stdout = ""): RunResult {
+  return { stdout, stderr: "", exitCode: 0 };
+}
+export function fail(stderr: string, exitCode = 1): RunResult {
+  return { stdout: "", stderr, exitCode };
+}
