@@ -32,7 +32,7 @@ export function meshSpecFor(inputs: MeshInputs): MeshSpecInit {
     });
   }
   // Stable order: the spec is compared and logged; the kernel does not care.
-  peers.sort((a, b) => (a.publicKey ?? "").localeCompare(b.publicKey ?? ""));
+  peers.sort((a, b) => ((a.publicKey ?? "") < (b.publicKey ?? "") ? -1 : 1));
   return {
     interface: inputs.interface,
     privateKey: inputs.privateKey,
