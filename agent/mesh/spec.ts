@@ -1,11 +1,10 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { MeshSpecSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { MeshSpecSchema, WireGuardPeerSchema, type MeshSpec, type WireGuardPeer } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { Peer } from "../registration/register.js";
 
 // The mesh reconciler's pure half (design.md §3): desired state in, MeshSpec out. It
 // never reads the kernel; privhelper diffs the spec against the live device.
 
-export type MeshSpecInit = MessageInitShape<typeof MeshSpecSchema>;
 
 export interface MeshInputs {
   interface: string;
@@ -19,26 +18,28 @@ export interface MeshInputs {
   visible?: (peerId: string) => boolean;
 }
 
-export function meshSpecFor(inputs: MeshInputs): MeshSpecInit {
-  const peers: NonNullable<MeshSpecInit["peers"]> = [];
+export function meshSpecFor(inputs: MeshInputs): MeshSpec {
+  const peers: WireGuardPeer[] = [];
   for (const p of inputs.peers) {
     if (inputs.visible && !inputs.visible(p.id)) continue;
-    peers.push({
+    peers.push(
+      create(WireGuardPeerSchema, {
       publicKey: p.public_key,
       presharedKey: p.psk,
       endpoint: p.endpoint,
       allowedIps: p.allowed_ips.length > 0 ? [...p.allowed_ips].sort() : [`${p.mesh_ip}/32`],
       persistentKeepalive: inputs.keepaliveSeconds,
-    });
+      }),
+    );
   }
   // Stable order: the spec is compared and logged; the kernel does not care.
-  peers.sort((a, b) => ((a.publicKey ?? "") < (b.publicKey ?? "") ? -1 : 1));
-  return {
+  peers.sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
+  return create(MeshSpecSchema, {
     interface: inputs.interface,
     privateKey: inputs.privateKey,
     listenPort: inputs.listenPort,
     addresses: [`${inputs.meshIp}/32`],
     mtu: inputs.mtu,
     peers,
-  };
+  });
 }
