@@ -1,0 +1,54 @@
+import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from "node:crypto";
+import { signingInput, type Envelope } from "./envelope.js";
+
+// Signing helpers for tests, the fuzz suite and benchmarks. The agent itself never signs; this
+// lives beside envelope.ts so every test builds envelopes the same way. Tests cross-check these
+// node:crypto signatures against @noble/ed25519.
+
+export type Signer = (msg: Uint8Array) => Uint8Array;
+
+const pkcs8Ed25519Prefix = Buffer.from("302e020100300506032b657004220420", "hex");
+
+export function ed25519PrivateKeyFromSeed(seed: Uint8Array): KeyObject {
+  if (seed.length !== 32) throw new Error("Ed25519 seed must be 32 bytes");
+  return createPrivateKey({ key: Buffer.concat([pkcs8Ed25519Prefix, seed]), format: "der", type: "pkcs8" });
+}
+
+/** Base64 of the raw 32-byte public key for a seed. */
+export function publicKeyB64FromSeed(seed: Uint8Array): string {
+  const jwk = createPublicKey(ed25519PrivateKeyFromSeed(seed)).export({ format: "jwk" });
+  return Buffer.from(jwk.x ?? "", "base64url").toString("base64");
+}
+
+export function nodeSigner(seed: Uint8Array): Signer {
+  const key = ed25519PrivateKeyFromSeed(seed);
+  return (msg) => cryptoSign(null, msg, key);
+}
+
+/** Bytes start, start+1, ... (the TV-1 seed is seedRange(0), the TV-3 second key seedRange(0x20)). */
+export function seedRange(start: number): Uint8Array {
+  return Uint8Array.from({ length: 32 }, (_, i) => (start + i) & 0xff);
+}
+
+export type UnsignedEnvelope = Omit<Envelope, "signature">;
+
+export function signEnvelope(fields: UnsignedEnvelope, signer: Signer): Envelope {
+  const sig = signer(signingInput(fields));
+  return { ...fields, signature: Buffer.from(sig).toString("base64") };
+}
+
+/** The envelope of spec/control-plane.md 4.2 / TV-1, unsigned. */
+export function tv1Fields(): UnsignedEnvelope {
+  return {
+    event_type: "peer_removed",
+    event_id: "evt_0001",
+    issued_at: "2025-01-15T10:30:00Z",
+    nonce: "0123456789abcdef0123456789abcdef",
+    payload: { peer_id: "n_peer456" },
+  };
+}
+
+/** One SSE frame as the CP writes it (4.1). */
+export function sseFrame(env: Envelope): string {
+  return `id: ${env.event_id}\nevent: ${env.event_type}\ndata: ${JSON.stringify(env)}\n\n`;
+}
