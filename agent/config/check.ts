@@ -1,0 +1,22 @@
+// `plexd config check FILE`: validate a file without starting anything (spec/node-agent.md
+// §2.1, §7.1). Environment overrides apply exactly as they would for `plexd up`.
+import { CONFIG_EXIT_CODE, ConfigError } from "./config-error.js";
+import { loadConfig } from "./load.js";
+
+export interface CheckResult {
+  readonly exitCode: 0 | 2;
+  readonly output: string;
+}
+
+export function checkConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): CheckResult {
+  try {
+    const { config: c } = loadConfig({ file, env });
+    return {
+      exitCode: 0,
+      output: `config OK: ${file} (api ${c.api}, mode ${c.mode}, mesh ${c.mesh.interface}:${c.mesh.listen_port}, data_dir ${c.data_dir})`,
+    };
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return { exitCode: CONFIG_EXIT_CODE, output: err.format() };
+  }
+}

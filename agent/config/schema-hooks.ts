@@ -1,0 +1,209 @@
+// `hooks` section with declared hook definitions (spec/node-agent.md §2.2, §5.5, §5.8).
+import * as z from "zod";
+import {
+  type Duration,
+  type Rules,
+  type Size,
+  bool,
+  duration,
+  isAbsolutePath,
+  isInside,
+  isRec,
+  list,
+  oneOf,
+  optionalSize,
+  section,
+  str,
+  withRules,
+} from "./schema-common.js";
+
+export const hookNameRe = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const hookParamNameRe = /^[a-z][a-z0-9_]{0,63}$/;
+export const sandboxLevels = ["none", "namespaced", "container"] as const;
+export type SandboxLevel = (typeof sandboxLevels)[number];
+
+// A parameter default is text (it ends up in PLEXD_PARAM_<NAME>), but operators naturally
+// write `default: 5` or `default: true` in YAML, so scalars are accepted and kept as text.
+const paramDefault = z
+  .union([z.string(), z.number(), z.boolean(), z.null()], { error: "must be a string, number or boolean" })
+  .transform((v) => (v === null ? null : String(v)))
+  .prefault(null);
+
+const hookParameter = section({
+  name: str(),
+  type: oneOf(["string", "bool", "int"]),
+  required: bool().prefault(false),
+  default: paramDefault,
+  description: str().prefault(""),
+});
+
+const cpuMessage = 'must be a decimal number of CPU cores greater than 0, e.g. "1.0"';
+const cpu = z
+  .union([z.string(), z.number(), z.null()], { error: cpuMessage })
+  .transform((v, ctx): number | null => {
+    if (v === null) return null;
+    const n = typeof v === "number" ? v : /^\d+(?:\.\d+)?$/.test(v) ? Number(v) : Number.NaN;
+    if (!Number.isFinite(n) || n <= 0) {
+      ctx.issues.push({ code: "custom", input: v, message: cpuMessage });
+      return z.NEVER;
+    }
+    return n;
+  })
+  .prefault(null);
+
+// Every option of every level is accepted by type; which ones apply to the chosen level is a
+// rule, and the top-level schema fills the level's defaults once the whole file is valid.
+const sandboxOptionsInput = section({
+  writable_paths: list(str()).optional(),
+  mount_proc: bool().optional(),
+  allowed_devices: list(str()).optional(),
+  image: str().optional(),
+  network: oneOf(["none", "host"]).optional(),
+  capabilities: list(str()).optional(),
+});
+
+const optionsByLevel: Record<SandboxLevel, readonly string[]> = {
+  none: [],
+  namespaced: ["writable_paths", "mount_proc", "allowed_devices"],
+  container: ["image", "writable_paths", "network", "capabilities"],
+};
+
+export const hookDefinitionInput = section({
+  name: str(),
+  path: str(),
+  description: str().prefault(""),
+  parameters: list(hookParameter).prefault([]),
+  // Absent means actions.default_timeout; filled in by the top-level schema.
+  timeout: duration().optional(),
+  user: str().prefault("nobody"),
+  sandbox: oneOf(sandboxLevels).prefault("namespaced"),
+  resources: section({ cpu, memory: optionalSize() }).prefault({}),
+  sandbox_options: sandboxOptionsInput.prefault({}),
+});
+
+export interface SandboxOptions {
+  readonly writable_paths: readonly string[];
+  readonly mount_proc: boolean;
+  readonly allowed_devices: readonly string[];
+  readonly image: string;
+  readonly network: "none" | "host";
+  readonly capabilities: readonly string[];
+}
+
+type HookDefinitionInput = z.output<typeof hookDefinitionInput>;
+
+/** A hook definition with every default applied (timeout and sandbox options included). */
+export interface HookDefinition extends Omit<HookDefinitionInput, "timeout" | "sandbox_options" | "resources"> {
+  readonly timeout: Duration;
+  readonly resources: { readonly cpu: number | null; readonly memory: Size | null };
+  readonly sandbox_options: SandboxOptions;
+}
+
+export function completeHookDefinition(d: HookDefinitionInput, defaultTimeout: Duration): HookDefinition {
+  const o = d.sandbox_options;
+  return {
+    ...d,
+    timeout: d.timeout ?? defaultTimeout,
+    sandbox_options: {
+      writable_paths: o.writable_paths ?? ["/tmp"],
+      mount_proc: o.mount_proc ?? true,
+      allowed_devices: o.allowed_devices ?? [],
+      image: o.image ?? "",
+      network: o.network ?? "none",
+      capabilities: o.capabilities ?? [],
+    },
+  };
+}
+
+/** Does `text` parse as a value of parameter type `type`? Shared with the action runner. */
+export function paramValueMatches(type: string, text: string): boolean {
+  if (type === "int") return /^-?\d+$/.test(text) && Number.isSafeInteger(Number(text));
+  if (type === "bool") return ["true", "false", "1", "0"].includes(text);
+  return true;
+}
+
+function checkDefinition(r: Rules, i: number, dir: string | undefined): void {
+  const p = (...rest: (string | number)[]) => ["definitions", i, ...rest];
+  r.match(p("name"), hookNameRe, "must be 1–63 characters of a-z, 0-9, _ and -, starting with a letter or digit");
+  const path = r.str(p("path"));
+  if (path !== undefined) {
+    if (!isAbsolutePath(path)) r.report(p("path"), "must be an absolute path", path);
+    else if (dir !== undefined && isAbsolutePath(dir) && !isInside(path, dir)) r.report(p("path"), `must lie inside hooks.dir (${dir})`, path);
+  }
+  const desc = r.str(p("description"));
+  if (desc !== undefined && desc.length > 256) r.report(p("description"), "must be at most 256 characters", desc);
+  r.durPositive(p("timeout"));
+  r.match(p("user"), /^[a-z_][a-z0-9_-]{0,31}\$?$/, "must be a user name (a-z, 0-9, _ and -, up to 32 characters)");
+
+  const params = r.get(p("parameters"));
+  if (Array.isArray(params)) {
+    const seen = new Map<string, number>();
+    params.forEach((q, j) => {
+      if (!isRec(q)) return;
+      r.match(p("parameters", j, "name"), hookParamNameRe, "must be 1–64 characters of a-z, 0-9 and _, starting with a letter");
+      if (typeof q.name === "string") {
+        const first = seen.get(q.name);
+        if (first !== undefined) r.report(p("parameters", j, "name"), `duplicate parameter name (also parameters[${first}])`, q.name);
+        else seen.set(q.name, j);
+      }
+      if (typeof q.type === "string" && typeof q.default === "string" && !paramValueMatches(q.type, q.default)) {
+        const want = q.type === "int" ? "an integer" : "true, false, 1 or 0";
+        r.report(p("parameters", j, "default"), `must be ${want} to match type ${q.type}`, q.default);
+      }
+    });
+  }
+
+  const mem = r.get(p("resources", "memory"));
+  if (isRec(mem) && mem.bytes === 0) r.report(p("resources", "memory"), "must be greater than 0", mem.text);
+
+  const level = r.str(p("sandbox"));
+  const opts = r.get(p("sandbox_options"));
+  if (isRec(opts) && level !== undefined && level in optionsByLevel) {
+    const allowed = optionsByLevel[level as SandboxLevel];
+    for (const k of Object.keys(opts)) {
+      if (opts[k] !== undefined && !allowed.includes(k)) r.report(p("sandbox_options", k), `does not apply to sandbox ${level}`, opts[k]);
+    }
+    for (const key of ["writable_paths", "allowed_devices"] as const) {
+      const xs = opts[key];
+      if (!Array.isArray(xs)) continue;
+      xs.forEach((x, k) => {
+        if (typeof x !== "string") return;
+        if (key === "allowed_devices" ? !isInside(x, "/dev") : !isAbsolutePath(x)) {
+          r.report(p("sandbox_options", key, k), key === "allowed_devices" ? "must be a device path under /dev" : "must be an absolute path", x);
+        }
+      });
+    }
+    if (Array.isArray(opts.capabilities)) {
+      opts.capabilities.forEach((c, k) => {
+        if (typeof c === "string" && !/^(?:CAP_)?[A-Z_]{2,32}$/.test(c)) {
+          r.report(p("sandbox_options", "capabilities", k), "must be a Linux capability name such as CAP_NET_ADMIN", c);
+        }
+      });
+    }
+  }
+}
+
+export const hooksSchema = withRules(
+  section({
+    enabled: bool().prefault(true),
+    dir: str().prefault("/etc/plexd/hooks.d"),
+    definitions: list(hookDefinitionInput).prefault([]),
+  }),
+  (r) => {
+    if (!r.on(["enabled"])) return;
+    r.absPath(["dir"]);
+    const defs = r.get(["definitions"]);
+    if (!Array.isArray(defs)) return;
+    const dir = r.str(["dir"]);
+    const seen = new Map<string, number>();
+    defs.forEach((d, i) => {
+      if (!isRec(d)) return;
+      checkDefinition(r, i, dir);
+      if (typeof d.name === "string") {
+        const first = seen.get(d.name);
+        if (first !== undefined) r.report(["definitions", i, "name"], `duplicate hook name (also hooks.definitions[${first}])`, d.name);
+        else seen.set(d.name, i);
+      }
+    });
+  },
+).prefault({});
