@@ -5,7 +5,13 @@ import type { PrivConfig } from "./config.js";
 import type { Logger } from "./log.js";
 import type { Host } from "./os/host.js";
 import type { Runner } from "./os/runner.js";
+import { createLock } from "./lock.js";
+import { ipTool } from "./os/ip.js";
+import { wgTool } from "./os/wg.js";
+import { makeApplyMesh, type MeshDeps } from "./service/apply-mesh.js";
 import { makeGetInfo } from "./service/get-info.js";
+import { makeReadMesh } from "./service/read-mesh.js";
+import { makeTeardown } from "./service/teardown.js";
 
 export interface Deps {
   runner: Runner;
@@ -13,12 +19,22 @@ export interface Deps {
   config: PrivConfig;
   log: Logger;
   startedAtMs: number;
+  /** privhelper's runtime directory (wireguard-go logs). */
+  logDir: string;
+}
+
+export function meshDeps(deps: Deps): MeshDeps {
+  return { ...deps, ip: ipTool(deps.runner), wg: wgTool(deps.runner), lock: createLock() };
 }
 
 type Methods = (typeof PrivHelperService)["method"] extends infer M ? { [K in keyof M]: M[K] } : never;
 
 export function buildHandlers(deps: Deps): Handlers<Methods> {
+  const mesh = meshDeps(deps);
   return {
     getInfo: makeGetInfo(deps),
+    applyMesh: makeApplyMesh(mesh),
+    readMesh: makeReadMesh(mesh),
+    teardown: makeTeardown(mesh),
   };
 }

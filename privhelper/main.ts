@@ -5,7 +5,9 @@ import { grpcServiceDefinition } from "../proto/lib/grpc.js";
 import { PlexdError } from "../proto/lib/errors.js";
 import { bindHandlers } from "./adapter.js";
 import { defaultConfigPath, loadPrivConfig } from "./config.js";
-import { buildHandlers } from "./handlers.js";
+import { dirname } from "node:path";
+import { buildHandlers, meshDeps } from "./handlers.js";
+import { reportExisting } from "./mesh/adopt.js";
 import { createLogger } from "./log.js";
 import { realHost } from "./os/host.js";
 import { execaRunner } from "./os/runner.js";
@@ -25,7 +27,8 @@ const log = createLogger(flags.logLevel);
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) log.warn("not running as root: kernel changes will fail");
   const config = await loadPrivConfig(flags.config);
-  const deps = { runner: execaRunner, host: realHost, config, log, startedAtMs: Date.now() };
+  const socketPath = flags.socket ?? config.socket;
+  const deps = { runner: execaRunner, host: realHost, config, log, startedAtMs: Date.now(), logDir: dirname(socketPath) };
   const handlers = buildHandlers(deps);
   if (flags.cleanup) {
     const teardown = handlers.teardown;
@@ -34,7 +37,7 @@ async function main(): Promise<number> {
     log.info({ removed: res.removed, errors: res.errors }, "cleanup done");
     return res.errors && res.errors.length > 0 ? 1 : 0;
   }
-  const socketPath = flags.socket ?? config.socket;
+  await reportExisting(meshDeps(deps), log);
   const server = await startServer({
     socketPath,
     group: flags.group,

@@ -1,6 +1,6 @@
 // Filesystem facts privhelper consults (capability detection, process discovery), kept
 // behind an interface so handlers can be unit-tested against a described host.
-import { access, constants, readdir, readFile } from "node:fs/promises";
+import { access, constants, readdir, readFile, readlink } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 
 export interface Host {
@@ -9,6 +9,10 @@ export interface Host {
   which(name: string): Promise<string | undefined>;
   /** Every process as pid + argv (from /proc/<pid>/cmdline). */
   processes(): Promise<{ pid: number; argv: string[] }[]>;
+  /** Identity of a process's network namespace (readlink /proc/<pid>/ns/net). */
+  netns(pid: number | "self"): Promise<string | undefined>;
+  kill(pid: number, signal: NodeJS.Signals): boolean;
+  sleep(ms: number): Promise<void>;
 }
 
 export const realHost: Host = {
@@ -48,4 +52,14 @@ export const realHost: Host = {
     }
     return out;
   },
+  netns: (pid) => readlink(`/proc/${pid}/ns/net`).catch(() => undefined),
+  kill(pid, signal) {
+    try {
+      process.kill(pid, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
 };

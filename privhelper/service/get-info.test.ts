@@ -10,6 +10,9 @@ function host(files: string[], bins: string[]): Host {
     exists: (p) => Promise.resolve(files.includes(p)),
     which: (n) => Promise.resolve(bins.includes(n) ? `/usr/bin/${n}` : undefined),
     processes: () => Promise.resolve([]),
+    netns: () => Promise.resolve("net:[1]"),
+    kill: () => false,
+    sleep: () => Promise.resolve(),
   };
 }
 const ctx = { signal: new AbortController().signal, caller: "test" };

@@ -1,0 +1,78 @@
+// iproute2: links and addresses of plexd's interfaces, read through `ip -json` so nothing
+// depends on the human-readable format.
+import type { RunOptions, Runner } from "./runner.js";
+
+export interface LiveLink {
+  name: string;
+  /** linkinfo kind: "wireguard" (kernel), "tun" (wireguard-go), or another kind. */
+  kind: string;
+  up: boolean;
+  mtu: number;
+  /** Global-scope addresses as canonical CIDRs (host bits kept), sorted. */
+  addresses: string[];
+}
+
+interface IpAddrJson {
+  ifname?: string;
+  flags?: string[];
+  mtu?: number;
+  linkinfo?: { info_kind?: string };
+  addr_info?: { local?: string; prefixlen?: number; scope?: string }[];
+}
+
+export function parseAddrShow(json: string): LiveLink | undefined {
+  const list = JSON.parse(json) as IpAddrJson[];
+  const l = list[0];
+  if (!l?.ifname) return undefined;
+  return {
+    name: l.ifname,
+    kind: l.linkinfo?.info_kind ?? "",
+    up: (l.flags ?? []).includes("UP"),
+    mtu: l.mtu ?? 0,
+    // Link-local addresses belong to the kernel, not to the spec.
+    addresses: (l.addr_info ?? [])
+      .filter((a) => a.scope !== "link" && a.scope !== "host" && a.local !== undefined)
+      .map((a) => `${a.local}/${a.prefixlen}`)
+      .sort(),
+  };
+}
+
+export interface IpTool {
+  show(name: string, signal?: AbortSignal): Promise<LiveLink | undefined>;
+  /** Names of every link in this network namespace. */
+  links(signal?: AbortSignal): Promise<string[]>;
+  /** Creates a kernel WireGuard link; resolves false when the kernel has no WireGuard. */
+  addWireGuard(name: string, signal?: AbortSignal): Promise<boolean>;
+  del(name: string, signal?: AbortSignal): Promise<void>;
+  setMtu(name: string, mtu: number, signal?: AbortSignal): Promise<void>;
+  setUp(name: string, up: boolean, signal?: AbortSignal): Promise<void>;
+  addrReplace(name: string, cidr: string, signal?: AbortSignal): Promise<void>;
+  addrDel(name: string, cidr: string, signal?: AbortSignal): Promise<void>;
+}
+
+export function ipTool(runner: Runner): IpTool {
+  const opts = (signal?: AbortSignal, allowFailure = false): RunOptions => ({ timeoutMs: 15_000, allowFailure, ...(signal ? { signal } : {}) });
+  const run = async (args: string[], signal?: AbortSignal) => {
+    await runner.run("ip", args, opts(signal));
+  };
+  return {
+    async show(name, signal) {
+      const r = await runner.run("ip", ["-d", "-j", "addr", "show", "dev", name], opts(signal, true));
+      if (r.exitCode !== 0) return undefined;
+      return parseAddrShow(r.stdout);
+    },
+    async links(signal) {
+      const r = await runner.run("ip", ["-j", "link", "show"], opts(signal));
+      return (JSON.parse(r.stdout) as { ifname?: string }[]).flatMap((l) => (l.ifname ? [l.ifname] : []));
+    },
+    async addWireGuard(name, signal) {
+      const r = await runner.run("ip", ["link", "add", name, "type", "wireguard"], opts(signal, true));
+      return r.exitCode === 0;
+    },
+    del: (name, signal) => run(["link", "del", name], signal),
+    setMtu: (name, mtu, signal) => run(["link", "set", name, "mtu", String(mtu)], signal),
+    setUp: (name, up, signal) => run(["link", "set", name, up ? "up" : "down"], signal),
+    addrReplace: (name, cidr, signal) => run(["addr", "replace", cidr, "dev", name], signal),
+    addrDel: (name, cidr, signal) => run(["addr", "del", cidr, "dev", name], signal),
+  };
+}

@@ -1,0 +1,154 @@
+// ApplyMesh against recorded command transcripts: exactly which commands run, with which
+// stdin, including a partial failure and its rollback.
+import { create } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { ApplyMeshRequestSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { privConfigFrom } from "../config.js";
+import { createLock } from "../lock.js";
+import { createLogger } from "../log.js";
+import type { Host } from "../os/host.js";
+import { ipTool } from "../os/ip.js";
+import { TranscriptRunner, fail, ok, type TranscriptEntry } from "../os/runner.js";
+import { wgTool } from "../os/wg.js";
+import { makeApplyMesh } from "./apply-mesh.js";
+
+const key = (n: number) => Buffer.alloc(32, n).toString("base64");
+const [priv, pub, peerA, peerB] = [key(1), key(2), key(3), key(4)];
+const ctx = { signal: new AbortController().signal, caller: "test" };
+
+function addrJson(o: { mtu: number; up: boolean; addrs: [string, number][]; kind?: string }): string {
+  return JSON.stringify([
+    {
+      ifname: "plexd0",
+      flags: ["POINTOPOINT", "NOARP", ...(o.up ? ["UP", "LOWER_UP"] : [])],
+      mtu: o.mtu,
+      linkinfo: { info_kind: o.kind ?? "tun" },
+      addr_info: o.addrs.map(([local, prefixlen]) => ({ family: local.includes(":") ? "inet6" : "inet", local, prefixlen, scope: "global" })),
+    },
+  ]);
+}
+const dumpLine = (p: string, ips: string) => `${p}\t(none)\t192.0.2.3:51820\t${ips}\t0\t0\t0\t25`;
+const dump = (...peers: string[]) => [`${priv}\t${pub}\t51820\toff`, ...peers].join("\n") + "\n";
+
+function fakeHost(state: { wgGo: number[] }): Host {
+  return {
+    exists: (p) => Promise.resolve(p === "/var/run/wireguard/plexd0.sock"),
+    which: (n) => Promise.resolve(n === "wireguard-go" ? "/usr/bin/wireguard-go" : undefined),
+    processes: () => Promise.resolve(state.wgGo.map((pid) => ({ pid, argv: ["/usr/bin/wireguard-go", "-f", "plexd0"] }))),
+    netns: () => Promise.resolve("net:[4026531840]"),
+    kill: (pid) => {
+      state.wgGo = state.wgGo.filter((p) => p !== pid);
+      return true;
+    },
+    sleep: () => Promise.resolve(),
+  };
+}
+
+function engine(transcript: TranscriptEntry[], state = { wgGo: [] as number[] }) {
+  const runner = new TranscriptRunner(transcript);
+  const deps = {
+    runner,
+    host: fakeHost(state),
+    ip: ipTool(runner),
+    wg: wgTool(runner),
+    config: privConfigFrom({}),
+    log: createLogger("silent"),
+    lock: createLock(),
+    logDir: "/tmp",
+  };
+  return { runner, apply: makeApplyMesh(deps) };
+}
+
+const peerSpecA = { publicKey: peerA, endpoint: "192.0.2.3:51820", allowedIps: ["10.100.0.3/32"], persistentKeepalive: 25 };
+const request = (over: object = {}, peers: object[] = [peerSpecA]) =>
+  create(ApplyMeshRequestSchema, { spec: { interface: "plexd0", privateKey: priv, listenPort: 51820, addresses: ["10.100.0.1/32"], mtu: 1420, peers, ...over } });
+
+const showDev = ["ip", "-d", "-j", "addr", "show", "dev", "plexd0"];
+const wgDump = ["wg", "show", "plexd0", "dump"];
+
+describe("ApplyMesh (transcripts)", () => {
+  it("applies nothing when the device already matches: only reads run", async () => {
+    const { runner, apply } = engine([
+      { cmd: showDev, result: ok(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] })) },
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+    ]);
+    const res = await apply(request(), ctx);
+    expect(res.result).toEqual({ changed: false, plan: [] });
+    expect(runner.done).toBe(true);
+  });
+
+  it("dry_run returns the plan and runs no mutation", async () => {
+    const { runner, apply } = engine([
+      { cmd: showDev, result: ok(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] })) },
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+    ]);
+    const res = await apply(create(ApplyMeshRequestSchema, { ...request({}, [peerSpecA, { publicKey: peerB }]), dryRun: true }), ctx);
+    expect(res.result?.changed).toBe(false);
+    expect(res.result?.plan).toEqual([{ kind: "add_peer", detail: peerB }]);
+    expect(runner.done).toBe(true);
+  });
+
+  it("rolls back to the previous device when a later step fails, naming the step", async () => {
+    const before = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] });
+    const { runner, apply } = engine([
+      { cmd: showDev, result: ok(before) },
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      // forward: mtu, one wg step with only the new peer, then the address fails
+      { cmd: ["ip", "link", "set", "plexd0", "mtu", "1380"], result: ok() },
+      {
+        cmd: ["wg", "addconf", "plexd0", "/dev/stdin"],
+        input: `[Interface]\n[Peer]\nPublicKey = ${peerB}\nPresharedKey = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\nAllowedIPs = 10.100.0.4/32\nPersistentKeepalive = off\n`,
+        result: ok(),
+      },
+      { cmd: ["ip", "addr", "replace", "fd00::1/128", "dev", "plexd0"], result: fail("RTNETLINK answers: Permission denied", 2) },
+      // rollback: read what is live now, then restore mtu and the exact previous peer set in one syncconf
+      { cmd: showDev, result: ok(addrJson({ mtu: 1380, up: true, addrs: [["10.100.0.1", 32]] })) },
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"), dumpLine(peerB, "10.100.0.4/32"))) },
+      { cmd: ["ip", "link", "set", "plexd0", "mtu", "1420"], result: ok() },
+      {
+        cmd: ["wg", "syncconf", "plexd0", "/dev/stdin"],
+        input:
+          `[Interface]\nPrivateKey = ${priv}\nListenPort = 51820\n[Peer]\nPublicKey = ${peerA}\nPresharedKey = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n` +
+          `Endpoint = 192.0.2.3:51820\nAllowedIPs = 10.100.0.3/32\nPersistentKeepalive = 25\n`,
+        result: ok(),
+      },
+    ]);
+    const res = await apply(request({ mtu: 1380, addresses: ["10.100.0.1/32", "fd00::1/128"] }, [peerSpecA, { publicKey: peerB, allowedIps: ["10.100.0.4/32"] }]), ctx);
+    expect(runner.done).toBe(true);
+    expect(res.result).toMatchObject({ changed: false, failedStep: "add_address fd00::1/128", rolledBack: true });
+    expect(res.result?.error).toContain("Permission denied");
+    // keys travelled on stdin only
+    for (const e of runner.ran) expect(e.cmd.join(" ")).not.toContain(priv);
+  });
+
+  it("creates a wireguard-go device when the kernel has none, and removes it again when the apply fails", async () => {
+    const state = { wgGo: [] as number[] };
+    const transcript: TranscriptEntry[] = [
+      { cmd: showDev, result: fail('Device "plexd0" does not exist.', 1) },
+      { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: fail("Error: Unknown device type.", 2) },
+      { cmd: ["spawn", "/usr/bin/wireguard-go", "-f", "plexd0"], result: ok("31337") },
+      { cmd: showDev, result: ok(addrJson({ mtu: 1420, up: false, addrs: [] })) },
+      { cmd: ["wg", "addconf", "plexd0", "/dev/stdin"], result: fail("Unable to modify interface: Protocol not supported", 1) },
+      // rollback of a created device = remove it (SIGTERM to wireguard-go, which drops the link)
+      { cmd: showDev, result: fail('Device "plexd0" does not exist.', 1) },
+    ];
+    const { runner, apply } = engine(transcript, state);
+    const spawn = runner.spawnDetached.bind(runner);
+    runner.spawnDetached = (f, a, l) => {
+      const pid = spawn(f, a, l);
+      state.wgGo.push(pid);
+      return pid;
+    };
+    const res = await apply(request({ mtu: 0 }), ctx);
+    expect(runner.done).toBe(true);
+    expect(res.result).toMatchObject({ failedStep: "wg_addconf", rolledBack: true, changed: false });
+    expect(res.result?.plan?.[0]).toEqual({ kind: "create_interface", detail: "plexd0" });
+    expect(state.wgGo).toEqual([]);
+  });
+
+  it("refuses an invalid spec before running anything", async () => {
+    const { runner, apply } = engine([]);
+    await expect(apply(request({ interface: "eth0" }), ctx)).rejects.toMatchObject({ code: "invalid_argument" });
+    expect(runner.ran).toEqual([]);
+  });
+});

@@ -1,0 +1,114 @@
+// ApplyMesh: validate → read live → diff → apply in order → on failure roll back to what
+// was read (design.md 2: atomic or nothing, and say which step failed).
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ApplyMeshRequest, ApplyMeshResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { PlexdError } from "../../proto/lib/errors.js";
+import type { CallContext } from "../adapter.js";
+import type { PrivConfig } from "../config.js";
+import type { Lock } from "../lock.js";
+import type { Logger } from "../log.js";
+import { createInterface, destroyInterface, type DeviceDeps } from "../mesh/device.js";
+import { diffMesh, fullConfig, liveAsDesired, type DesiredMesh, type Live, type MeshPlan } from "../mesh/diff.js";
+import type { IpTool } from "../os/ip.js";
+import type { WgTool } from "../os/wg.js";
+import { validateMeshSpec } from "../validate.js";
+
+export interface MeshDeps extends DeviceDeps {
+  wg: WgTool;
+  ip: IpTool;
+  config: PrivConfig;
+  log: Logger;
+  lock: Lock;
+}
+
+export async function readLive(deps: Pick<MeshDeps, "ip" | "wg">, name: string, signal?: AbortSignal): Promise<Live> {
+  const link = await deps.ip.show(name, signal);
+  const wg = link ? await deps.wg.show(name, signal) : undefined;
+  return { link, wg };
+}
+
+/** Runs a plan; `progress.step` names the step in flight when it throws. */
+async function execute(deps: MeshDeps, want: DesiredMesh, plan: MeshPlan, progress: { step: string }, signal?: AbortSignal): Promise<void> {
+  const name = want.interface;
+  if (plan.create) {
+    progress.step = "create_interface";
+    const impl = await createInterface(deps, name, signal);
+    deps.log.info({ interface: name, impl }, "interface created");
+  }
+  if (plan.mtu !== undefined) {
+    progress.step = "set_mtu";
+    await deps.ip.setMtu(name, plan.mtu, signal);
+  }
+  if (plan.wg) {
+    progress.step = `wg_${plan.wg.mode}`;
+    await deps.wg.write(name, plan.wg.mode, plan.wg.config, signal);
+  }
+  for (const a of plan.addAddresses) {
+    progress.step = `add_address ${a}`;
+    await deps.ip.addrReplace(name, a, signal);
+  }
+  for (const a of plan.removeAddresses) {
+    progress.step = `remove_address ${a}`;
+    await deps.ip.addrDel(name, a, signal);
+  }
+  if (plan.up) {
+    progress.step = "link_up";
+    await deps.ip.setUp(name, true, signal);
+  }
+}
+
+/** Puts the interface back to `before` (or removes it when it did not exist). */
+async function rollback(deps: MeshDeps, name: string, before: Live): Promise<void> {
+  const previous = liveAsDesired(name, before);
+  if (!previous) {
+    await destroyInterface(deps, name);
+    return;
+  }
+  // Not cancellable: a half-applied device is worse than a late answer.
+  const now = await readLive(deps, name);
+  const back = diffMesh(previous, now);
+  // Restore the exact previous peer set in one step, whatever the forward plan touched.
+  if (back.wg) back.wg = { mode: "syncconf", config: fullConfig(previous) };
+  await execute(deps, previous, back, { step: "" });
+}
+
+type Response = MessageInitShape<typeof ApplyMeshResponseSchema>;
+
+export function makeApplyMesh(deps: MeshDeps) {
+  return async (req: ApplyMeshRequest, ctx: CallContext): Promise<Response> => {
+    const want = validateMeshSpec(deps.config, req.spec);
+    const name = want.interface;
+    return deps.lock(async () => {
+      const before = await readLive(deps, name, ctx.signal);
+      if (before.link && !before.wg && !req.recreate) {
+        throw new PlexdError("failed_precondition", `${name} exists but is not a WireGuard device (kind ${before.link.kind || "unknown"}); use recreate`);
+      }
+      let plan = diffMesh(want, req.recreate ? { link: undefined, wg: undefined } : before);
+      const steps = req.recreate && before.link ? [{ kind: "recreate_interface", detail: name }, ...plan.steps] : plan.steps;
+      if (req.dryRun || steps.length === 0) return { result: { changed: steps.length > 0 && !req.dryRun, plan: steps } };
+
+      const progress = { step: "" };
+      try {
+        if (req.recreate && before.link) {
+          progress.step = "recreate_interface";
+          await destroyInterface(deps, name, ctx.signal);
+          plan = diffMesh(want, { link: undefined, wg: undefined });
+        }
+        await execute(deps, want, plan, progress, ctx.signal);
+        deps.log.info({ interface: name, caller: ctx.caller, steps: steps.length, peers: want.peers.length }, "mesh applied");
+        return { result: { changed: true, plan: steps } };
+      } catch (err) {
+        const error = PlexdError.from(err);
+        let rolledBack = false;
+        try {
+          await rollback(deps, name, before);
+          rolledBack = true;
+        } catch (rbErr) {
+          deps.log.error({ interface: name, step: progress.step, error: PlexdError.from(rbErr).message }, "mesh rollback failed");
+        }
+        deps.log.warn({ interface: name, caller: ctx.caller, step: progress.step, rolledBack, error: error.message }, "mesh apply failed");
+        return { result: { changed: !rolledBack, plan: steps, failedStep: progress.step, rolledBack, error: error.message } };
+      }
+    });
+  };
+}

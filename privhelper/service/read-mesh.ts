@@ -1,0 +1,42 @@
+import { createHash } from "node:crypto";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { WireGuardImpl, type ReadMeshRequest, type ReadMeshResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import type { CallContext } from "../adapter.js";
+import { Issues, checkInterface } from "../validate.js";
+import { readLive, type MeshDeps } from "./apply-mesh.js";
+
+/** sha256 (hex) over the PSK's 32 raw bytes, so drift is visible without returning the key. */
+export function pskSha256(psk: string): string {
+  return psk === "" ? "" : createHash("sha256").update(Buffer.from(psk, "base64")).digest("hex");
+}
+
+export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wg" | "config">) {
+  return async (req: ReadMeshRequest, ctx: CallContext): Promise<MessageInitShape<typeof ReadMeshResponseSchema>> => {
+    const issues = new Issues();
+    const name = checkInterface(deps.config, req.interface || deps.config.meshInterface, issues);
+    issues.throwIfAny();
+    const { link, wg } = await readLive(deps, name, ctx.signal);
+    if (!link) return { exists: false, interface: name };
+    return {
+      exists: true,
+      up: link.up,
+      interface: name,
+      publicKey: wg?.publicKey ?? "",
+      listenPort: wg?.listenPort ?? 0,
+      addresses: link.addresses,
+      mtu: link.mtu,
+      implementation: link.kind === "wireguard" ? WireGuardImpl.KERNEL : link.kind === "tun" && wg ? WireGuardImpl.USERSPACE : WireGuardImpl.NONE,
+      peers: (wg?.peers ?? []).map((p) => ({
+        publicKey: p.publicKey,
+        endpoint: p.endpoint,
+        allowedIps: p.allowedIps,
+        pskSha256: pskSha256(p.presharedKey),
+        ...(p.latestHandshake > 0 ? { lastHandshake: timestampFromMs(p.latestHandshake * 1000) } : {}),
+        rxBytes: p.rxBytes,
+        txBytes: p.txBytes,
+        persistentKeepalive: p.keepalive,
+      })),
+    };
+  };
+}
