@@ -1,0 +1,115 @@
+// plexd-mockcp: a real, in-memory control plane for development and tests (docs/mockcp.md).
+// Flags only; everything else lives in createMockcp().
+import { Command, InvalidArgumentError, Option } from "commander";
+import { pino } from "pino";
+import { PlexdError } from "../proto/lib/errors.js";
+import { createMockcp } from "./mockcp.js";
+import { parseDuration } from "./state/duration.js";
+
+const collect = (value: string, prev: string[] | undefined): string[] => [...(prev ?? []), value];
+const duration = (value: string): number => {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+const positiveInt = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("must be a positive integer");
+  return n;
+};
+
+const program = new Command()
+  .name("plexd-mockcp")
+  .description(
+    "Mock plexd control plane: implements the control-plane contract (register, signed SSE events, heartbeat, state, key rotation, ...) in memory, plus a test-control API under /control/v1.\n\n" +
+      "On start it prints one JSON line to stdout:\n" +
+      '  {"event":"listening","urls":[...],"ca_file":"...","signing_public_key":"...","state_dir":"...","pid":N}\n' +
+      "Logs go to stderr. SIGINT/SIGTERM stop it cleanly.",
+  )
+  .option("--listen <url>", "listen address, repeatable: http://HOST:PORT, https://HOST:PORT or unix:/abs/path.sock (default: http://127.0.0.1:8080)", collect)
+  .option("--state-dir <dir>", "directory for ca.pem and TLS keys; kept across runs so the CA stays the same (default: a fresh temp dir, removed on exit)")
+  .option("--tls-san <name>", "extra subject alternative name for the server certificate, repeatable", collect)
+  .option("--signing-seed <hex>", "Ed25519 signing seed, 64 hex chars, for deterministic signatures (default: random)")
+  .addOption(new Option("--keepalive <duration>", "SSE keepalive comment interval").argParser(duration).default(30_000, "30s"))
+  .addOption(
+    new Option("--heartbeat-interval <duration>", "heartbeat interval assumed for node status (unreachable after 3 missed, offline after 10)")
+      .argParser(duration)
+      .default(30_000, "30s"),
+  )
+  .addOption(new Option("--max-body-bytes <n>", "request body limit, compressed and decompressed").argParser(positiveInt).default(8 * 1024 * 1024, "8 MiB"))
+  .option("--bootstrap-token <token>", "seed a single-use bootstrap token valid for 24h, repeatable (more via POST /control/v1/tokens)", collect)
+  .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"))
+  .addHelpText(
+    "after",
+    "\nExamples:\n" +
+      "  plexd-mockcp                                   # http://127.0.0.1:8080\n" +
+      "  plexd-mockcp --listen https://0.0.0.0:8443 --tls-san cp.test --state-dir /tmp/cp\n" +
+      "  plexd-mockcp --listen http://127.0.0.1:0 --listen unix:/tmp/mockcp.sock\n" +
+      "  curl -s -XPOST localhost:8080/control/v1/tokens -d '{}'   # get a bootstrap token\n",
+  )
+  .showHelpAfterError();
+
+program.parse();
+const opts = program.opts<{
+  listen?: string[];
+  stateDir?: string;
+  tlsSan?: string[];
+  signingSeed?: string;
+  keepalive: number;
+  heartbeatInterval: number;
+  maxBodyBytes: number;
+  bootstrapToken?: string[];
+  logLevel: string;
+}>();
+
+const log = pino({ level: opts.logLevel, base: { name: "plexd-mockcp" } }, pino.destination({ fd: 2, sync: true }));
+
+async function run(): Promise<void> {
+  let mockcp;
+  try {
+    mockcp = createMockcp({
+      listen: opts.listen ?? ["http://127.0.0.1:8080"],
+      ...(opts.stateDir !== undefined ? { stateDir: opts.stateDir } : {}),
+      tlsSans: opts.tlsSan ?? [],
+      ca: "always",
+      ...(opts.signingSeed !== undefined ? { signingSeed: opts.signingSeed } : {}),
+      keepaliveMs: opts.keepalive,
+      heartbeatIntervalMs: opts.heartbeatInterval,
+      maxBodyBytes: opts.maxBodyBytes,
+      log,
+    });
+  } catch (err) {
+    console.error(`plexd-mockcp: ${PlexdError.from(err).message}`);
+    process.exit(2);
+  }
+  const controller = new AbortController();
+  const stopped = new Promise<void>((resolve) => controller.signal.addEventListener("abort", () => resolve(), { once: true }));
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      log.info({ signal: sig }, "stopping");
+      controller.abort();
+    });
+  }
+  await mockcp.start(controller.signal);
+  for (const t of opts.bootstrapToken ?? []) mockcp.state.createToken({ token: t, ttlSeconds: 86_400 });
+  process.stdout.write(
+    `${JSON.stringify({
+      event: "listening",
+      urls: mockcp.urls,
+      ca_file: mockcp.caFile,
+      signing_public_key: mockcp.signingPublicKey(),
+      state_dir: mockcp.stateDir,
+      pid: process.pid,
+    })}\n`,
+  );
+  await stopped;
+  await mockcp.stop();
+}
+
+run().catch((err: unknown) => {
+  log.fatal({ err }, "mockcp failed");
+  console.error(`plexd-mockcp: ${PlexdError.from(err).message}`);
+  process.exit(1);
+});

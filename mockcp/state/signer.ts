@@ -1,0 +1,72 @@
+import { createPrivateKey, createPublicKey, randomBytes, sign, type KeyObject } from "node:crypto";
+import canonicalize from "canonicalize";
+import { PlexdError } from "../../proto/lib/errors.js";
+
+/** The five members covered by the signature (control-plane §4.3). */
+export interface UnsignedEnvelope {
+  event_type: string;
+  event_id: string;
+  issued_at: string;
+  nonce: string;
+  payload: Record<string, unknown>;
+}
+
+export interface SignedEnvelope extends UnsignedEnvelope {
+  signature: string;
+}
+
+// PKCS#8 DER prefix for a raw 32-byte Ed25519 seed: node:crypto has no "import raw seed"
+// call, but wrapping the seed in this fixed header is exactly what OpenSSL expects.
+const pkcs8Ed25519Prefix = Buffer.from("302e020100300506032b657004220420", "hex");
+
+/** An Ed25519 key pair built from a 32-byte seed (RFC 8032), signing with node:crypto. */
+export class SigningKey {
+  readonly publicKey: string;
+  readonly #privateKey: KeyObject;
+
+  private constructor(seed: Buffer) {
+    this.#privateKey = createPrivateKey({ key: Buffer.concat([pkcs8Ed25519Prefix, seed]), format: "der", type: "pkcs8" });
+    const spki = createPublicKey(this.#privateKey).export({ format: "der", type: "spki" });
+    // The raw key is the last 32 bytes of the SPKI encoding.
+    this.publicKey = spki.subarray(spki.length - 32).toString("base64");
+  }
+
+  static fromSeed(seed: Uint8Array): SigningKey {
+    if (seed.length !== 32) throw new PlexdError("invalid_argument", `signing seed must be 32 bytes, got ${seed.length}`);
+    return new SigningKey(Buffer.from(seed));
+  }
+
+  static fromHex(hex: string): SigningKey {
+    if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new PlexdError("invalid_argument", "signing seed must be 64 hex characters (32 bytes)");
+    return new SigningKey(Buffer.from(hex, "hex"));
+  }
+
+  static generate(): SigningKey {
+    return new SigningKey(randomBytes(32));
+  }
+
+  /** Pure Ed25519 over the given bytes; returns base64 of the 64-byte signature. */
+  signBytes(message: Uint8Array): string {
+    return sign(null, message, this.#privateKey).toString("base64");
+  }
+
+  signEnvelope(env: UnsignedEnvelope): SignedEnvelope {
+    return { ...pick(env), signature: this.signBytes(canonicalBytes(env)) };
+  }
+}
+
+function pick(env: UnsignedEnvelope): UnsignedEnvelope {
+  return { event_type: env.event_type, event_id: env.event_id, issued_at: env.issued_at, nonce: env.nonce, payload: env.payload };
+}
+
+/** RFC 8785 bytes of exactly the five signed members; extra members never leak into the signature. */
+export function canonicalBytes(env: UnsignedEnvelope): Buffer {
+  const text = canonicalize(pick(env));
+  if (text === undefined) throw new PlexdError("invalid_argument", "envelope cannot be canonicalized");
+  return Buffer.from(text, "utf8");
+}
+
+/** 16 random bytes as 32 lowercase hex characters, fresh for every transmission (§4.2). */
+export function newNonce(): string {
+  return randomBytes(16).toString("hex");
+}
