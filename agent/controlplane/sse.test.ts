@@ -1,0 +1,297 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { gzipSync } from "node:zlib";
+import { afterEach, describe, expect, it } from "vitest";
+import { openEventStream, type OpenEventStreamOptions, type StreamResult } from "./sse.js";
+
+// TV-8: the SSE client against a real HTTP server on 127.0.0.1:0, in process.
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+const servers: http.Server[] = [];
+
+async function serve(handler: Handler): Promise<string> {
+  const server = http.createServer(handler);
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/nodes/n1/events`;
+}
+
+afterEach(async () => {
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    await new Promise((resolve) => s.close(resolve));
+  }
+});
+
+const sseHead = { "Content-Type": "text/event-stream", "Cache-Control": "no-cache" };
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Collected {
+  events: Array<{ data: string; id: string | undefined }>;
+  comments: number;
+  opened: number;
+  result: StreamResult;
+}
+
+async function collect(url: string, over: Partial<OpenEventStreamOptions> = {}): Promise<Collected> {
+  const events: Collected["events"] = [];
+  let comments = 0;
+  let opened = 0;
+  const result = await openEventStream({
+    url,
+    idleTimeoutMs: 2000,
+    requestTimeoutMs: 2000,
+    signal: AbortSignal.timeout(10_000),
+    onEvent: (data, id) => {
+      events.push({ data, id });
+    },
+    onComment: () => comments++,
+    onOpen: () => opened++,
+    ...over,
+  });
+  return { events, comments, opened, result };
+}
+
+// A stream exercising the framing rules of 4.1 / TV-8; "€" and "ü" make chunk splits land inside
+// UTF-8 sequences.
+const mixed =
+  "\uFEFF: hello\n" +
+  "id: e1\nevent: peer_removed\ndata: {\"a\":\"€\"}\n\n" +
+  "id: e2\r\ndata:no-space\r\n\r\n" +
+  "id: e3\rdata: cr-only\r\r" +
+  "data: line one\ndata: line two\n\n" +
+  "event: no_data\nid: e5\n\n" +
+  "retry: 10\nunknown: field\ndata: after-retry ü\n\n" +
+  ": keepalive\n" +
+  "data: tail-without-blank-line\n";
+
+const expectedMixed = [
+  { data: '{"a":"€"}', id: "e1" },
+  { data: "no-space", id: "e2" },
+  { data: "cr-only", id: "e3" },
+  { data: "line one\nline two", id: undefined },
+  { data: "after-retry ü", id: undefined },
+];
+
+describe("openEventStream framing (TV-8)", () => {
+  it("handles BOM, LF/CRLF/CR, multi-line data, comments, no-data events, retry and EOF", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.end(mixed);
+    });
+    const c = await collect(url);
+    expect(c.result).toEqual({ status: 200, end: "ended" });
+    expect(c.events).toEqual(expectedMixed);
+    expect(c.comments).toBe(2);
+    expect(c.opened).toBe(1);
+  });
+
+  it("gives the same events when the body arrives one byte per write", async () => {
+    const bytes = Buffer.from(mixed, "utf8");
+    const url = await serve(async (req, res) => {
+      req.socket.setNoDelay(true);
+      res.writeHead(200, sseHead);
+      res.flushHeaders();
+      for (const b of bytes) {
+        res.write(Buffer.from([b]));
+        await delay(1);
+      }
+      res.end();
+    });
+    const c = await collect(url);
+    expect(c.events).toEqual(expectedMixed);
+    expect(c.result.end).toBe("ended");
+  });
+
+  it("gives the same events for a split at every byte offset", async () => {
+    const bytes = Buffer.from(mixed, "utf8");
+    let split = 0;
+    const url = await serve(async (req, res) => {
+      req.socket.setNoDelay(true);
+      const at = Number(new URL(req.url ?? "", "http://x").searchParams.get("at"));
+      res.writeHead(200, sseHead);
+      res.write(bytes.subarray(0, at));
+      await delay(2);
+      res.end(bytes.subarray(at));
+    });
+    for (split = 1; split < bytes.length; split++) {
+      const c = await collect(`${url}?at=${split}`);
+      expect(c.events, `split at ${split}`).toEqual(expectedMixed);
+    }
+  });
+
+  it("decodes a gzip-encoded stream", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { ...sseHead, "Content-Encoding": "gzip" });
+      res.end(gzipSync(mixed));
+    });
+    expect((await collect(url)).events).toEqual(expectedMixed);
+  });
+});
+
+describe("openEventStream request and timeouts", () => {
+  it("sends Accept, Authorization and Last-Event-ID", async () => {
+    let seen: http.IncomingHttpHeaders = {};
+    const url = await serve((req, res) => {
+      seen = req.headers;
+      res.writeHead(200, sseHead);
+      res.end();
+    });
+    await collect(url, { lastEventId: "evt_0042", headers: { Authorization: "Bearer tok" } });
+    expect(seen.accept).toBe("text/event-stream");
+    expect(seen.authorization).toBe("Bearer tok");
+    expect(seen["last-event-id"]).toBe("evt_0042");
+    await collect(url, { lastEventId: "bad\r\nid" });
+    expect(seen["last-event-id"]).toBe(undefined);
+  });
+
+  it("comment-only traffic keeps the stream alive; silence then ends it as idle_timeout", async () => {
+    const url = await serve(async (_req, res) => {
+      res.writeHead(200, sseHead);
+      res.flushHeaders();
+      for (let i = 0; i < 8; i++) {
+        await delay(40);
+        res.write(": keepalive\n");
+      }
+      // then silence, connection left open
+    });
+    const t0 = Date.now();
+    const c = await collect(url, { idleTimeoutMs: 150 });
+    expect(c.result).toEqual({ status: 200, end: "idle_timeout" });
+    expect(c.comments).toBe(8);
+    expect(c.events).toEqual([]);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(320 + 140);
+  });
+
+  it("reports non-200 status with Retry-After and the body", async () => {
+    const url = await serve((req, res) => {
+      const code = Number(new URL(req.url ?? "", "http://x").searchParams.get("code"));
+      res.writeHead(code, { "Content-Type": "application/json", ...(code === 429 ? { "Retry-After": "7" } : {}) });
+      res.end(JSON.stringify({ error: "e", message: "x".repeat(code === 500 ? 10_000 : 1) }));
+    });
+    expect((await collect(`${url}?code=429`)).result).toEqual({ status: 429, end: "http_status", retryAfterSec: 7, body: '{"error":"e","message":"x"}' });
+    const c401 = await collect(`${url}?code=401`);
+    expect(c401.result).toMatchObject({ status: 401, end: "http_status" });
+    expect(c401.opened).toBe(0);
+    expect((await collect(`${url}?code=500`)).result.body?.length).toBe(4096);
+  });
+
+  it("rejects a 200 that is not an event stream", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end("{}");
+    });
+    const c = await collect(url);
+    expect(c.result).toMatchObject({ status: 200, end: "bad_content_type" });
+    expect(c.opened).toBe(0);
+  });
+
+  it("times out waiting for response headers", async () => {
+    const url = await serve(() => {
+      /* never answers */
+    });
+    expect((await collect(url, { requestTimeoutMs: 100 })).result).toEqual({ status: 0, end: "request_timeout" });
+  });
+
+  it("classifies a refused connection as network_error", async () => {
+    const url = await serve(() => {});
+    const s = servers.pop() as http.Server;
+    await new Promise((r) => s.close(r));
+    expect((await collect(url)).result).toMatchObject({ status: 0, end: "network_error" });
+  });
+
+  it("classifies a reset mid-stream as network_error after delivering complete events", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.write("data: one\n\ndata: partial");
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    const c = await collect(url);
+    expect(c.events).toEqual([{ data: "one", id: undefined }]);
+    expect(c.result).toMatchObject({ status: 200, end: "network_error" });
+  });
+
+  it("stops on abort", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.write("data: one\n\n");
+    });
+    const ac = new AbortController();
+    const c = collect(url, { signal: ac.signal, onEvent: () => ac.abort() });
+    expect((await c).result).toEqual({ status: 200, end: "aborted" });
+    expect((await collect(url, { signal: AbortSignal.abort() })).result).toEqual({ status: 0, end: "aborted" });
+  });
+
+  it("refuses plain http to a non-loopback host without connecting", async () => {
+    expect((await collect("http://192.0.2.1/v1/nodes/n1/events")).result).toMatchObject({ status: 0, end: "protocol_error" });
+  });
+
+  it("ends with protocol_error when one event exceeds the buffer cap", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.write("data: ok\n\n");
+      res.write(`data: ${"x".repeat(5000)}`);
+    });
+    const c = await collect(url, { maxEventChars: 1000 });
+    expect(c.events.map((e) => e.data)).toEqual(["ok"]);
+    expect(c.result).toMatchObject({ status: 200, end: "protocol_error" });
+  });
+});
+
+describe("openEventStream delivery", () => {
+  it("delivers in order and waits for async handlers, one at a time", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.end(Array.from({ length: 20 }, (_, i) => `data: ${i}\n\n`).join(""));
+    });
+    const seen: string[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const c = await collect(url, {
+      onEvent: async (data) => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await delay(Number(data) % 3);
+        seen.push(data);
+        inFlight--;
+      },
+    });
+    expect(c.result.end).toBe("ended");
+    expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
+    expect(maxInFlight).toBe(1);
+  });
+
+  it("does not count time spent in a slow handler as server silence", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.write("data: slow\n\n");
+      setTimeout(() => res.end("data: next\n\n"), 10);
+    });
+    const seen: string[] = [];
+    const c = await collect(url, {
+      idleTimeoutMs: 50,
+      onEvent: async (d) => {
+        if (d === "slow") await delay(200);
+        seen.push(d);
+      },
+    });
+    expect(seen).toEqual(["slow", "next"]);
+    expect(c.result.end).toBe("ended");
+  });
+
+  it("ends the stream with handler_error when a handler throws", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.write("data: a\n\ndata: b\n\n");
+    });
+    const seen: string[] = [];
+    const c = await collect(url, {
+      onEvent: (d) => {
+        seen.push(d);
+        throw new Error("boom");
+      },
+    });
+    expect(seen).toEqual(["a"]);
+    expect(c.result).toMatchObject({ status: 200, end: "handler_error", error: expect.objectContaining({ message: "boom" }) });
+  });
+});
