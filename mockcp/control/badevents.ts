@@ -50,7 +50,7 @@ export function buildBadEvent(state: MockState, last: SignedEnvelope | undefined
   const payload = opts.payload ?? { peer_id: "n_bad_event" };
   const offsetMs = (opts.offset_seconds ?? 600) * 1000;
   const base = { event_type: eventType, event_id: state.newEventId(), issued_at: new Date(now).toISOString(), nonce: newNonce(), payload };
-  const out = (env: object, id = base.event_id): BadEvent => ({ kind: opts.kind, id, event_type: eventType, data: JSON.stringify(env) });
+  const out = (env: object, id: string | undefined = base.event_id): BadEvent => ({ kind: opts.kind, id, event_type: eventType, data: JSON.stringify(env) });
 
   switch (opts.kind) {
     case "wrong_key":
@@ -91,7 +91,7 @@ export function buildBadEvent(state: MockState, last: SignedEnvelope | undefined
       const field = opts.field ?? "signature";
       const env: Record<string, unknown> = { ...signer.signEnvelope(base) };
       delete env[field];
-      return out(env, field === "event_id" ? undefined : base.event_id);
+      return { kind: opts.kind, id: field === "event_id" ? undefined : base.event_id, event_type: eventType, data: JSON.stringify(env) };
     }
   }
 }
