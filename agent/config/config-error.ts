@@ -62,7 +62,9 @@ export function keyPath(path: readonly PropertyKey[]): string {
   let out = "";
   for (const k of path) {
     if (typeof k === "number") out += `[${k}]`;
-    else out += out === "" ? String(k) : `.${String(k)}`;
+    // Keys that are not plain words (spaces, dots, empty) are quoted so the path stays readable.
+    else if (typeof k !== "string" || !/^[A-Za-z0-9_-]+$/.test(k)) out += `[${JSON.stringify(String(k))}]`;
+    else out += out === "" ? k : `.${k}`;
   }
   return out;
 }

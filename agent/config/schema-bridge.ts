@@ -18,8 +18,9 @@ const accessProvider = z.discriminatedUnion(
     section({ type: z.literal("tailscale"), auth_key_env: str().prefault("TS_AUTHKEY") }),
     section({ type: z.literal("netbird"), setup_key_env: str().prefault("NB_SETUP_KEY") }),
   ],
-  // The loader rewrites this issue onto the `type` key (see config-error.ts).
-  { error: `must be one of: ${accessProviderTypes.join(", ")}` },
+  // zod already reports a bad discriminator on the `type` key; config-error.ts shows its value.
+  // zod types this callback as invalid_union only, but a non-object item arrives as invalid_type.
+  { error: (iss) => ((iss as { code: string }).code === "invalid_type" ? "must be a mapping of keys" : `must be one of: ${accessProviderTypes.join(", ")}`) },
 );
 
 const siteToSite = section({
