@@ -3,7 +3,10 @@
 // unit tests can swap in a transcript (recorded command → result) instead of root tools.
 import { spawn } from "node:child_process";
 import { openSync, closeSync } from "node:fs";
-import { execa } from "execa";
+import { mkdtemp, open, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa, type Options } from "execa";
 import { PlexdError, type ErrorCode } from "../../proto/lib/errors.js";
 
 export interface RunOptions {
@@ -48,30 +51,61 @@ export class CommandError extends PlexdError {
 
 const defaultTimeoutMs = 30_000;
 
+/**
+ * stdin for `input`: a real pipe, not Node's default socketpair. wg and nft open
+ * `/dev/stdin` by path, which fails with ENXIO on a socket; a FIFO whose name is unlinked
+ * before the child starts gives them a pipe while the secret still never touches disk.
+ */
+async function pipeWith(run: (stdinFd: number) => Promise<RunResult>, input: string): Promise<RunResult> {
+  const dir = await mkdtemp(join(tmpdir(), "plexd-priv-"));
+  const fifo = join(dir, "in");
+  try {
+    const r = await execa("mkfifo", ["-m", "600", fifo], { reject: false, timeout: 5_000 });
+    if (r.exitCode !== 0) throw new CommandError("internal", ["mkfifo", "-m", "600", fifo], r.exitCode, r.signal, r.stderr, r.timedOut);
+    // Opening either end blocks until the other is opened: open both concurrently.
+    const [reader, writer] = await Promise.all([open(fifo, "r"), open(fifo, "w")]);
+    await rm(dir, { recursive: true, force: true });
+    try {
+      const child = run(reader.fd);
+      await reader.close();
+      const wrote = writer.writeFile(input).finally(() => writer.close());
+      const [result] = await Promise.all([child, wrote.catch(() => undefined)]);
+      return result;
+    } finally {
+      await reader.close().catch(() => undefined);
+      await writer.close().catch(() => undefined);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 export const execaRunner: Runner = {
   async run(file, args, opts = {}) {
-    const r = await execa(file, [...args], {
-      reject: false,
-      input: opts.input ?? "",
-      timeout: opts.timeoutMs ?? defaultTimeoutMs,
-      ...(opts.signal ? { cancelSignal: opts.signal } : {}),
-      stripFinalNewline: false,
-      env: { LC_ALL: "C" },
-      extendEnv: true,
-    });
-    if (r.isCanceled) throw new PlexdError("cancelled", `${file}: cancelled`);
-    const result = { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? -1 };
-    if (r.failed && (r.timedOut || r.signal || r.exitCode === undefined || !opts.allowFailure)) {
-      throw new CommandError(
-        r.timedOut ? "deadline_exceeded" : "internal",
-        [file, ...args],
-        r.exitCode,
-        r.signal,
-        r.stderr || (r.exitCode === undefined ? (r.message ?? "") : ""),
-        r.timedOut,
-      );
-    }
-    return result;
+    const once = async (stdin: number | "ignore") => {
+      const r = await execa(file, [...args], {
+        reject: false,
+        stdin: stdin as Options["stdin"],
+        timeout: opts.timeoutMs ?? defaultTimeoutMs,
+        ...(opts.signal ? { cancelSignal: opts.signal } : {}),
+        stripFinalNewline: false,
+        env: { LC_ALL: "C" },
+        extendEnv: true,
+      });
+      if (r.isCanceled) throw new PlexdError("cancelled", `${file}: cancelled`);
+      if (r.failed && (r.timedOut || r.signal || r.exitCode === undefined || !opts.allowFailure)) {
+        throw new CommandError(
+          r.timedOut ? "deadline_exceeded" : "internal",
+          [file, ...args],
+          r.exitCode,
+          r.signal,
+          r.stderr || (r.exitCode === undefined ? (r.message ?? "") : ""),
+          r.timedOut,
+        );
+      }
+      return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? -1 };
+    };
+    return opts.input === undefined ? once("ignore") : pipeWith(once, opts.input);
   },
   spawnDetached(file, args, logFile) {
     const fd = openSync(logFile, "a", 0o600);
@@ -123,7 +157,7 @@ export class TranscriptRunner implements Runner {
     return Promise.resolve(want.result);
   }
 
-  spawnDetached(file: string, args: readonly string[]): number {
+  spawnDetached(file: string, args: readonly string[], _logFile?: string): number {
     const cmd = [file, ...args];
     const want = this.transcript[this.next++];
     if (!want || JSON.stringify(want.cmd) !== JSON.stringify(["spawn", ...cmd])) {

@@ -85,8 +85,10 @@ async function waitFor(cond: () => Promise<boolean>, what: string, timeoutMs = 1
 }
 
 /** Start the built privhelper and wait until its socket exists with its final mode. */
-export async function startPrivhelper(args: string[], socketPath: string): Promise<ChildProcess> {
-  const child = spawn("node", [privhelperBin, "--log-level", "debug", ...args], { stdio: ["ignore", "inherit", "pipe"] });
+export async function startPrivhelper(args: string[], socketPath: string, prefix: string[] = []): Promise<ChildProcess> {
+  // `ip netns exec` execs the command, so the child's PID is privhelper's own.
+  const argv = [...prefix, "node", privhelperBin, "--log-level", "debug", ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "inherit", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     stderr += d.toString();
