@@ -1,6 +1,6 @@
 // plexd-mockcp: a real, in-memory control plane for development and tests (docs/mockcp.md).
 // Flags only; everything else lives in createMockcp().
-import { Command, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
 import { PlexdError } from "../proto/lib/errors.js";
 import { createMockcp } from "./mockcp.js";
@@ -49,9 +49,15 @@ const program = new Command()
       "  plexd-mockcp --listen http://127.0.0.1:0 --listen unix:/tmp/mockcp.sock\n" +
       "  curl -s -XPOST localhost:8080/control/v1/tokens -d '{}'   # get a bootstrap token\n",
   )
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .exitOverride();
 
-program.parse();
+try {
+  program.parse();
+} catch (err) {
+  // --help exits 0; any usage error exits 2, like a bad config file elsewhere in plexd.
+  process.exit(err instanceof CommanderError && err.exitCode === 0 ? 0 : 2);
+}
 const opts = program.opts<{
   listen?: string[];
   stateDir?: string;
