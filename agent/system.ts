@@ -11,7 +11,7 @@ import { ownChecksum } from "./integrity/binary.js";
 import { connectPrivhelper, probePrivhelper, type PrivClient } from "./privclient/client.js";
 import { buildCapabilities } from "./registration/capabilities.js";
 import type { ResolvedToken } from "./registration/token.js";
-import { DesiredStateStore } from "./state/desired.js";
+import type { DesiredStateStore } from "./state/desired.js";
 import type { Clock } from "./util/clock.js";
 import type { Logger } from "./util/log.js";
 

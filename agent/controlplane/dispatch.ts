@@ -128,10 +128,20 @@ export function dispatchEvent(eventType: string, eventId: string, payload: unkno
       if (!p) return "invalid_payload";
       return mutate(ctx, (s) => {
         const changed: Slice[] = [];
-        if (p.metadata != null && !same(s.metadata, p.metadata)) (s.metadata = p.metadata), changed.push("metadata");
+        if (p.metadata != null && !same(s.metadata, p.metadata)) {
+          s.metadata = p.metadata;
+          changed.push("metadata");
+        }
         if (p.data != null) {
-          const valid = p.data.filter((d) => keyGrammar.test(d.key) || (ctx.log.warn({ key: d.key }, "data entry with invalid key dropped"), false));
-          if (!same(s.data, valid)) (s.data = valid), changed.push("data");
+          const valid = p.data.filter((d) => {
+            if (keyGrammar.test(d.key)) return true;
+            ctx.log.warn({ key: d.key }, "data entry with invalid key dropped");
+            return false;
+          });
+          if (!same(s.data, valid)) {
+            s.data = valid;
+            changed.push("data");
+          }
         }
         return changed;
       });

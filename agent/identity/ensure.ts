@@ -1,5 +1,4 @@
 import { PlexdError } from "../../proto/lib/errors.js";
-import type { Logger } from "../util/log.js";
 import type { Peer } from "../registration/register.js";
 import { register, type RegisterOptions } from "../registration/register.js";
 import { resolveBootstrapToken, type ResolvedToken, type TokenSourceOptions } from "../registration/token.js";
