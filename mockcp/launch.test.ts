@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, rm, stat } from "node:fs/promises";
+import { mkdir, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
@@ -31,6 +31,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await rm(bin, { force: true });
+  // Only removes the directory when no parallel run still has its bundle there.
+  await rmdir(outDir).catch(() => undefined);
 });
 
 describe("startMockcp", () => {
