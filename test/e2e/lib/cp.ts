@@ -1,0 +1,26 @@
+import { chmodSync } from "node:fs";
+import { join } from "node:path";
+import { startMockcp, type LaunchedMockcp } from "../../../mockcp/launch.js";
+import { makeTempDir, registerCleanup, type Topology } from "../harness/index.js";
+
+// mockcp on the underlay: inside the topology's hub namespace, TLS on, with its control API
+// also on a unix socket so the test (in the root namespace) can drive it.
+
+export const cpPort = 8443;
+
+export async function startCpOnHub(topo: Topology, opts: { extraArgs?: string[]; keepalive?: string } = {}): Promise<LaunchedMockcp> {
+  // The agent (user plexd) must read ca.pem: the state dir is world-traversable.
+  const stateDir = makeTempDir("mockcp", { mode: 0o755 });
+  const cp = await startMockcp({
+    netns: topo.hub.ns,
+    listen: [`https://${topo.hub.ip}:${cpPort}`],
+    stateDir,
+    stderr: "pipe",
+    logLevel: "info",
+    ...(opts.keepalive ? { keepalive: opts.keepalive } : {}),
+    ...(opts.extraArgs ? { extraArgs: opts.extraArgs } : {}),
+  });
+  registerCleanup(`mockcp pid ${cp.pid}`, () => cp.stop());
+  chmodSync(join(stateDir), 0o755);
+  return cp;
+}

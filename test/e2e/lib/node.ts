@@ -1,0 +1,133 @@
+import { chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { stringify } from "yaml";
+import { makeTempDir, registerCleanup, spawnInNamespace, type ProcessHandle, type SystemUsers } from "../harness/index.js";
+
+// One plexd node as it runs in production, inside a network namespace: a root privhelper
+// on its own socket and the agent as user plexd, both the built bundles, with a config
+// file, data_dir and token file laid out as spec/node-agent.md §8 says (under a temp root).
+
+export const distDir = resolve(import.meta.dirname, "../../../dist");
+
+export interface NodeOptions {
+  name: string;
+  ns: string;
+  api: string;
+  caFile: string;
+  users: SystemUsers;
+  /** Written to the token file (root:plexd 0640) when given. */
+  token?: string;
+  /** Extra config merged over the defaults the fixture writes. */
+  config?: Record<string, unknown>;
+  logLevel?: string;
+}
+
+export interface PlexdNode {
+  name: string;
+  ns: string;
+  root: string;
+  configFile: string;
+  dataDir: string;
+  tokenFile: string;
+  privSocket: string;
+  apiSocket: string;
+  agent?: ProcessHandle;
+  privhelper?: ProcessHandle;
+  startPrivhelper(): Promise<ProcessHandle>;
+  /** Starts `plexd up` as user plexd; resolves once the process is spawned. */
+  startAgent(extraArgs?: string[]): ProcessHandle;
+  /** Runs a one-shot plexd command as user plexd in the namespace and waits for it. */
+  plexd(args: string[], opts?: { asRoot?: boolean; timeoutMs?: number; stdin?: string }): Promise<{ exitCode: number | null; output: string }>;
+}
+
+function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] = v && typeof v === "object" && !Array.isArray(v) && prev && typeof prev === "object" && !Array.isArray(prev) ? deepMerge(prev as Record<string, unknown>, v as Record<string, unknown>) : v;
+  }
+  return out;
+}
+
+export function createNode(opts: NodeOptions): PlexdNode {
+  const { plexd } = opts.users;
+  const root = makeTempDir(`node-${opts.name}`, { mode: 0o755 });
+  const etc = join(root, "etc");
+  mkdirSync(etc, { mode: 0o755 });
+  const tokenDir = join(root, "token");
+  mkdirSync(tokenDir, { mode: 0o750 });
+  chownSync(tokenDir, 0, opts.users.groups.plexd);
+  const dataDir = join(root, "data");
+  mkdirSync(dataDir, { mode: 0o700 });
+  chownSync(dataDir, plexd.uid, plexd.gid);
+  const runDir = `/run/plexd/${opts.ns}`;
+  mkdirSync(runDir, { recursive: true, mode: 0o755 });
+  chownSync(runDir, plexd.uid, plexd.gid);
+  registerCleanup(`run dir ${runDir}`, async () => rmSync(runDir, { recursive: true, force: true }));
+  const privSocket = join(root, "priv", "privhelper.sock");
+  const tokenFile = join(tokenDir, "bootstrap-token");
+  const configFile = join(etc, "config.yaml");
+  const config = deepMerge(
+    {
+      api: opts.api,
+      log_level: opts.logLevel ?? "info",
+      data_dir: dataDir,
+      control_plane: { ca_file: opts.caFile },
+      token: { file: tokenFile },
+      registration: { hostname: opts.name },
+      privhelper: { socket: privSocket },
+      node_api: { socket: join(runDir, "api.sock") },
+      actions: { socket: join(runDir, "actions.sock") },
+      nat_traversal: { enabled: false },
+      hooks: { dir: join(etc, "hooks.d") },
+    },
+    opts.config ?? {},
+  );
+  writeFileSync(configFile, stringify(config), { mode: 0o640 });
+  chownSync(configFile, 0, opts.users.groups.plexd);
+  if (opts.token !== undefined) {
+    writeFileSync(tokenFile, opts.token + "\n", { mode: 0o640 });
+    chownSync(tokenFile, 0, opts.users.groups.plexd);
+  }
+  const node: PlexdNode = {
+    name: opts.name,
+    ns: opts.ns,
+    root,
+    configFile,
+    dataDir,
+    tokenFile,
+    privSocket,
+    apiSocket: join(runDir, "api.sock"),
+    async startPrivhelper() {
+      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-privhelper`, argv: ["node", join(distDir, "plexd-privhelper.js"), "--config", configFile] });
+      node.privhelper = p;
+      await p.waitForLine(/listening|serving/i, 15_000);
+      return p;
+    },
+    startAgent(extraArgs = []) {
+      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-agent`, user: "plexd", argv: ["node", join(distDir, "plexd.js"), "up", "--config", configFile, ...extraArgs] });
+      node.agent = p;
+      return p;
+    },
+    async plexd(args, o = {}) {
+      const p = spawnInNamespace({
+        ns: opts.ns,
+        name: `${opts.name}-plexd-${args[0] ?? "cmd"}`,
+        ...(o.asRoot ? {} : { user: "plexd" as const }),
+        argv: ["node", join(distDir, "plexd.js"), ...args, "--config", configFile],
+        stdin: o.stdin !== undefined,
+      });
+      if (o.stdin !== undefined) {
+        p.writeStdin(o.stdin);
+        p.closeStdin();
+      }
+      const exit = await p.waitForExit(o.timeoutMs ?? 30_000);
+      return { exitCode: exit.exitCode, output: p.output() };
+    },
+  };
+  return node;
+}
+
+export function identityFilesPresent(dataDir: string): string[] {
+  return ["identity.json", "private_key", "node_secret_key", "identity_token", "signing_keys.json"].filter((f) => existsSync(join(dataDir, f)));
+}
