@@ -7,10 +7,14 @@ import type { Host } from "./os/host.js";
 import type { Runner } from "./os/runner.js";
 import { createLock } from "./lock.js";
 import { ipTool } from "./os/ip.js";
+import { join } from "node:path";
+import { uapiDir } from "./mesh/device.js";
+import { uapiBackend } from "./os/uapi.js";
 import { wgTool } from "./os/wg.js";
 import { makeApplyMesh, type MeshDeps } from "./service/apply-mesh.js";
 import { makeGetInfo } from "./service/get-info.js";
 import { makeReadMesh } from "./service/read-mesh.js";
+import { makeRemoveBootstrapToken } from "./service/remove-bootstrap-token.js";
 import { makeTeardown } from "./service/teardown.js";
 
 export interface Deps {
@@ -24,7 +28,15 @@ export interface Deps {
 }
 
 export function meshDeps(deps: Deps): MeshDeps {
-  return { ...deps, ip: ipTool(deps.runner), wg: wgTool(deps.runner), lock: createLock() };
+  const tool = wgTool(deps.runner);
+  const uapi = uapiBackend((iface) => join(uapiDir, `${iface}.sock`));
+  return {
+    ...deps,
+    ip: ipTool(deps.runner),
+    // A UAPI socket means wireguard-go serves the device; kernel devices have none.
+    wgFor: async (iface) => ((await deps.host.exists(join(uapiDir, `${iface}.sock`))) ? uapi : tool),
+    lock: createLock(),
+  };
 }
 
 type Methods = (typeof PrivHelperService)["method"] extends infer M ? { [K in keyof M]: M[K] } : never;
@@ -36,5 +48,6 @@ export function buildHandlers(deps: Deps): Handlers<Methods> {
     applyMesh: makeApplyMesh(mesh),
     readMesh: makeReadMesh(mesh),
     teardown: makeTeardown(mesh),
+    removeBootstrapToken: makeRemoveBootstrapToken(deps),
   };
 }

@@ -88,17 +88,23 @@ export function parseIp(s: string): { family: 4 | 6; text: string; value: bigint
 
 /** Parses a CIDR. `network` masks host bits (allowed IPs); otherwise they are kept (addresses). */
 export function parseCidr(s: string, network: boolean): string | undefined {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
-  if (!m?.[1] || !m[2] || (m[2].length > 1 && m[2].startsWith("0"))) return undefined;
-  const ip = parseIp(m[1]);
-  const bits = Number(m[2]);
-  if (!ip || bits > (ip.family === 4 ? 32 : 128)) return undefined;
-  if (!network) return `${ip.text}/${bits}`;
-  const width = ip.family === 4 ? 32n : 128n;
-  const mask = ((1n << width) - 1n) ^ ((1n << (width - BigInt(bits))) - 1n);
-  const v = ip.value & mask;
-  const text = ip.family === 4 ? [24n, 16n, 8n, 0n].map((sh) => String((v >> sh) & 255n)).join(".") : formatIPv6(v);
-  return `${text}/${bits}`;
+  const slash = s.indexOf("/");
+  const bitsText = s.slice(slash + 1);
+  if (slash < 0 || !/^\d{1,3}$/.test(bitsText) || (bitsText.length > 1 && bitsText.startsWith("0"))) return undefined;
+  const bits = Number(bitsText);
+  // IPv4 without BigInt: validation runs per allowed IP of up to 20,000 peers.
+  const v4 = parseIPv4(s.slice(0, slash));
+  if (v4) {
+    if (bits > 32) return undefined;
+    if (!network) return `${v4.join(".")}/${bits}`;
+    const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+    const v = ((((v4[0]! << 24) | (v4[1]! << 16) | (v4[2]! << 8) | v4[3]!) >>> 0) & mask) >>> 0;
+    return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}/${bits}`;
+  }
+  const v6 = parseIPv6(s.slice(0, slash));
+  if (v6 === undefined || bits > 128) return undefined;
+  const v = network ? v6 & (((1n << 128n) - 1n) ^ ((1n << BigInt(128 - bits)) - 1n)) : v6;
+  return `${formatIPv6(v)}/${bits}`;
 }
 
 /** host:port with an IP literal host ([v6]:port); hostnames are refused (no DNS in privhelper). */

@@ -1,11 +1,14 @@
 import { describe, expect, it } from "vitest";
-import type { WgLiveDevice, WgPeer } from "../os/wg.js";
-import { diffMesh, liveAsDesired, type DesiredMesh, type Live } from "./diff.js";
+import { renderChange, type WgLiveDevice, type WgPeer } from "../os/wg.js";
+import { diffMesh, liveAsDesired, type DesiredMesh, type Live, type MeshPlan } from "./diff.js";
 
 const k = (c: string) => c.repeat(43).slice(0, 42) + "A=";
 const peerA: WgPeer = { publicKey: k("a"), presharedKey: "", endpoint: "192.0.2.1:51820", allowedIps: ["10.100.0.2/32"], keepalive: 25 };
 const peerB: WgPeer = { publicKey: k("b"), presharedKey: k("p"), endpoint: "", allowedIps: ["10.100.0.3/32", "fd00::3/128"], keepalive: 0 };
 const want: DesiredMesh = { interface: "plexd0", privateKey: k("s"), listenPort: 51820, mtu: 1420, addresses: ["10.100.0.1/32"], peers: [peerA, peerB] };
+
+// What the `wg` backend would send for a plan's WireGuard change.
+const out = (plan: MeshPlan) => renderChange(plan.wg!, want);
 
 function liveOf(d: DesiredMesh, over: Partial<WgLiveDevice> = {}): Live {
   return {
@@ -18,8 +21,8 @@ describe("diffMesh", () => {
   it("plans a fresh device: create, device fields, every peer, addresses, up", () => {
     const plan = diffMesh(want, { link: undefined, wg: undefined });
     expect(plan.steps.map((s) => s.kind)).toEqual(["create_interface", "set_mtu", "set_private_key", "set_listen_port", "add_peer", "add_peer", "add_address", "link_up"]);
-    expect(plan.wg?.mode).toBe("addconf");
-    expect(plan.wg?.config).toBe(
+    expect(out(plan).mode).toBe("addconf");
+    expect(out(plan).config).toBe(
       [
         "[Interface]",
         `PrivateKey = ${k("s")}`,
@@ -62,9 +65,10 @@ describe("diffMesh", () => {
     live.wg!.peers[0]!.endpoint = "192.0.2.9:1";
     const plan = diffMesh(want, live);
     expect(plan.steps).toEqual([{ kind: "update_peer", detail: `${k("a")} endpoint,allowed_ips` }]);
-    expect(plan.wg?.mode).toBe("addconf");
-    expect(plan.wg?.config).not.toContain(k("b"));
-    expect(plan.wg?.config).not.toContain("PrivateKey");
+    expect(plan.wg).toEqual({ upsert: [peerA], remove: [] });
+    expect(out(plan).mode).toBe("addconf");
+    expect(out(plan).config).not.toContain(k("b"));
+    expect(out(plan).config).not.toContain("PrivateKey");
   });
 
   it("clears a live PSK the spec dropped with the zero key", () => {
@@ -72,7 +76,7 @@ describe("diffMesh", () => {
     live.wg!.peers[0]!.presharedKey = k("q");
     const plan = diffMesh(want, live);
     expect(plan.steps.map((s) => s.detail)).toEqual([`${k("a")} preshared_key`]);
-    expect(plan.wg?.config).toContain("PresharedKey = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    expect(out(plan).config).toContain("PresharedKey = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
   });
 
   it("removes peers in the same single step with syncconf of the full device", () => {
@@ -81,11 +85,12 @@ describe("diffMesh", () => {
     live.wg!.peers.push(extra);
     const plan = diffMesh(want, live);
     expect(plan.steps).toEqual([{ kind: "remove_peer", detail: k("z") }]);
-    expect(plan.wg?.mode).toBe("syncconf");
-    expect(plan.wg?.config).toContain(`PrivateKey = ${k("s")}`);
-    expect(plan.wg?.config).toContain("ListenPort = 51820");
-    expect(plan.wg?.config).toContain(k("a"));
-    expect(plan.wg?.config).not.toContain(k("z"));
+    expect(plan.wg).toEqual({ upsert: [], remove: [k("z")] });
+    expect(out(plan).mode).toBe("syncconf");
+    expect(out(plan).config).toContain(`PrivateKey = ${k("s")}`);
+    expect(out(plan).config).toContain("ListenPort = 51820");
+    expect(out(plan).config).toContain(k("a"));
+    expect(out(plan).config).not.toContain(k("z"));
   });
 
   it("adds missing and removes extra addresses, brings a down link up", () => {

@@ -1,10 +1,9 @@
 // Pure: desired mesh + live device → the minimal plan. No I/O, so every case is unit-tested.
 //
-// The WireGuard part is always ONE `wg` invocation: `addconf` with only the added/changed
-// peers when nothing has to go, else `syncconf` with the full desired config (it removes
-// peers missing from the config, which the config format cannot express otherwise).
+// The WireGuard part is one WgChange (device fields, peers to upsert, peers to remove),
+// which a backend applies in a single step (os/wg.ts, os/uapi.ts).
 import type { LiveLink } from "../os/ip.js";
-import { renderConfig, type WgDevice, type WgLiveDevice, type WgPeer, type WgWriteMode } from "../os/wg.js";
+import type { WgChange, WgDevice, WgLiveDevice, WgPeer } from "../os/wg.js";
 
 export interface DesiredMesh extends WgDevice {
   interface: string;
@@ -28,7 +27,7 @@ export interface MeshPlan {
   steps: Step[];
   create: boolean;
   mtu: number | undefined;
-  wg: { mode: WgWriteMode; config: string } | undefined;
+  wg: WgChange | undefined;
   addAddresses: string[];
   removeAddresses: string[];
   up: boolean;
@@ -55,40 +54,36 @@ export function diffMesh(want: DesiredMesh, live: Live): MeshPlan {
   if (mtu !== undefined) steps.push({ kind: "set_mtu", detail: String(mtu) });
 
   const wg = live.wg ?? { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
-  const device: { privateKey?: string; listenPort?: number } = {};
+  const change: WgChange = { upsert: [], remove: [] };
   if (wg.privateKey !== want.privateKey) {
-    device.privateKey = want.privateKey;
+    change.privateKey = want.privateKey;
     steps.push({ kind: "set_private_key", detail: "" });
   }
   if (wg.listenPort !== want.listenPort) {
-    device.listenPort = want.listenPort;
+    change.listenPort = want.listenPort;
     steps.push({ kind: "set_listen_port", detail: String(want.listenPort) });
   }
   const liveByKey = new Map(wg.peers.map((p) => [p.publicKey, p]));
-  const changed: WgPeer[] = [];
   for (const p of want.peers) {
     const l = liveByKey.get(p.publicKey);
     if (!l) {
-      changed.push(p);
+      change.upsert.push(p);
       steps.push({ kind: "add_peer", detail: p.publicKey });
       continue;
     }
     const fields = peerChanges(p, l);
     if (fields.length > 0) {
-      changed.push(p);
+      change.upsert.push(p);
       steps.push({ kind: "update_peer", detail: `${p.publicKey} ${fields.join(",")}` });
     }
   }
   const wanted = new Set(want.peers.map((p) => p.publicKey));
-  const removed = wg.peers.filter((p) => !wanted.has(p.publicKey));
-  for (const p of removed) steps.push({ kind: "remove_peer", detail: p.publicKey });
-
-  let wgWrite: MeshPlan["wg"];
-  if (removed.length > 0) {
-    wgWrite = { mode: "syncconf", config: fullConfig(want) };
-  } else if (changed.length > 0 || device.privateKey !== undefined || device.listenPort !== undefined) {
-    wgWrite = { mode: "addconf", config: renderConfig(device, changed, true) };
+  for (const p of wg.peers) {
+    if (wanted.has(p.publicKey)) continue;
+    change.remove.push(p.publicKey);
+    steps.push({ kind: "remove_peer", detail: p.publicKey });
   }
+  const wgChange = change.upsert.length + change.remove.length > 0 || change.privateKey !== undefined || change.listenPort !== undefined ? change : undefined;
 
   const liveAddrs = new Set(live.link?.addresses ?? []);
   const addAddresses = want.addresses.filter((a) => !liveAddrs.has(a));
@@ -99,12 +94,7 @@ export function diffMesh(want: DesiredMesh, live: Live): MeshPlan {
 
   const up = !live.link?.up;
   if (up) steps.push({ kind: "link_up", detail: want.interface });
-  return { steps, create, mtu, wg: wgWrite, addAddresses, removeAddresses, up };
-}
-
-/** The whole device as one config; syncconf needs the interface fields or they reset. */
-export function fullConfig(d: DesiredMesh): string {
-  return renderConfig({ privateKey: d.privateKey, listenPort: d.listenPort }, d.peers, true);
+  return { steps, create, mtu, wg: wgChange, addAddresses, removeAddresses, up };
 }
 
 /** The live state expressed as a spec, so a rollback is just another apply. */

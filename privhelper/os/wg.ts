@@ -85,22 +85,46 @@ export function renderConfig(device: { privateKey?: string; listenPort?: number 
   return out.join("\n") + "\n";
 }
 
-export type WgWriteMode = "addconf" | "syncconf" | "setconf";
-
-export interface WgTool {
-  /** The live device, or undefined when `wg` does not know the interface. */
-  show(iface: string, signal?: AbortSignal): Promise<WgLiveDevice | undefined>;
-  write(iface: string, mode: WgWriteMode, config: string, signal?: AbortSignal): Promise<void>;
+/** One WireGuard change, applied by a backend in a single step. */
+export interface WgChange {
+  privateKey?: string;
+  listenPort?: number;
+  /** Peers to add or update, stated in full. */
+  upsert: WgPeer[];
+  /** Public keys of peers to remove. */
+  remove: string[];
 }
 
-export function wgTool(runner: Runner): WgTool {
+export interface WgBackend {
+  /** The live device, or undefined when it is not a WireGuard device. */
+  show(iface: string, signal?: AbortSignal): Promise<WgLiveDevice | undefined>;
+  /** Applies `change`; `want` is the whole desired device, for backends that must restate it. */
+  apply(iface: string, change: WgChange, want: WgDevice, signal?: AbortSignal): Promise<void>;
+}
+
+/**
+ * The wg config format cannot remove a peer, so removals go through `syncconf` with the
+ * whole desired device (the interface fields must be given or they reset); everything
+ * else through `addconf` with only what changed.
+ */
+export function renderChange(change: WgChange, want: WgDevice): { mode: "addconf" | "syncconf"; config: string } {
+  if (change.remove.length > 0) return { mode: "syncconf", config: renderConfig({ privateKey: want.privateKey, listenPort: want.listenPort }, want.peers, true) };
+  const device: { privateKey?: string; listenPort?: number } = {};
+  if (change.privateKey !== undefined) device.privateKey = change.privateKey;
+  if (change.listenPort !== undefined) device.listenPort = change.listenPort;
+  return { mode: "addconf", config: renderConfig(device, change.upsert, true) };
+}
+
+/** The `wg` tool: kernel WireGuard (netlink), or any device `wg` can reach. */
+export function wgTool(runner: Runner): WgBackend {
   return {
     async show(iface, signal) {
       const r = await runner.run("wg", ["show", iface, "dump"], { allowFailure: true, timeoutMs: 30_000, ...(signal ? { signal } : {}) });
       if (r.exitCode !== 0) return undefined;
       return parseDump(r.stdout);
     },
-    async write(iface, mode, config, signal) {
+    async apply(iface, change, want, signal) {
+      const { mode, config } = renderChange(change, want);
       await runner.run("wg", [mode, iface, "/dev/stdin"], { input: config, timeoutMs: 60_000, ...(signal ? { signal } : {}) });
     },
   };

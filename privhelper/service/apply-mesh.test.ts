@@ -50,7 +50,7 @@ function engine(transcript: TranscriptEntry[], state = { wgGo: [] as number[] })
     runner,
     host: fakeHost(state),
     ip: ipTool(runner),
-    wg: wgTool(runner),
+    wgFor: () => Promise.resolve(wgTool(runner)),
     config: privConfigFrom({}),
     log: createLogger("silent"),
     lock: createLock(),
@@ -141,7 +141,7 @@ describe("ApplyMesh (transcripts)", () => {
     };
     const res = await apply(request({ mtu: 0 }), ctx);
     expect(runner.done).toBe(true);
-    expect(res.result).toMatchObject({ failedStep: "wg_addconf", rolledBack: true, changed: false });
+    expect(res.result).toMatchObject({ failedStep: "set_wireguard", rolledBack: true, changed: false });
     expect(res.result?.plan?.[0]).toEqual({ kind: "create_interface", detail: "plexd0" });
     expect(state.wgGo).toEqual([]);
   });

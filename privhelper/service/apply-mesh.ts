@@ -8,22 +8,23 @@ import type { PrivConfig } from "../config.js";
 import type { Lock } from "../lock.js";
 import type { Logger } from "../log.js";
 import { createInterface, destroyInterface, type DeviceDeps } from "../mesh/device.js";
-import { diffMesh, fullConfig, liveAsDesired, type DesiredMesh, type Live, type MeshPlan } from "../mesh/diff.js";
+import { diffMesh, liveAsDesired, type DesiredMesh, type Live, type MeshPlan } from "../mesh/diff.js";
 import type { IpTool } from "../os/ip.js";
-import type { WgTool } from "../os/wg.js";
+import type { WgBackend } from "../os/wg.js";
 import { validateMeshSpec } from "../validate.js";
 
 export interface MeshDeps extends DeviceDeps {
-  wg: WgTool;
+  /** The backend for a device: wireguard-go's UAPI socket when it has one, else `wg`. */
+  wgFor(iface: string): Promise<WgBackend>;
   ip: IpTool;
   config: PrivConfig;
   log: Logger;
   lock: Lock;
 }
 
-export async function readLive(deps: Pick<MeshDeps, "ip" | "wg">, name: string, signal?: AbortSignal): Promise<Live> {
+export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor">, name: string, signal?: AbortSignal): Promise<Live> {
   const link = await deps.ip.show(name, signal);
-  const wg = link ? await deps.wg.show(name, signal) : undefined;
+  const wg = link ? await (await deps.wgFor(name)).show(name, signal) : undefined;
   return { link, wg };
 }
 
@@ -40,8 +41,8 @@ async function execute(deps: MeshDeps, want: DesiredMesh, plan: MeshPlan, progre
     await deps.ip.setMtu(name, plan.mtu, signal);
   }
   if (plan.wg) {
-    progress.step = `wg_${plan.wg.mode}`;
-    await deps.wg.write(name, plan.wg.mode, plan.wg.config, signal);
+    progress.step = "set_wireguard";
+    await (await deps.wgFor(name)).apply(name, plan.wg, want, signal);
   }
   for (const a of plan.addAddresses) {
     progress.step = `add_address ${a}`;
@@ -64,12 +65,10 @@ async function rollback(deps: MeshDeps, name: string, before: Live): Promise<voi
     await destroyInterface(deps, name);
     return;
   }
-  // Not cancellable: a half-applied device is worse than a late answer.
+  // Not cancellable: a half-applied device is worse than a late answer. The diff is
+  // exact, so applying it restores the previous peer set whatever the forward plan touched.
   const now = await readLive(deps, name);
-  const back = diffMesh(previous, now);
-  // Restore the exact previous peer set in one step, whatever the forward plan touched.
-  if (back.wg) back.wg = { mode: "syncconf", config: fullConfig(previous) };
-  await execute(deps, previous, back, { step: "" });
+  await execute(deps, previous, diffMesh(previous, now), { step: "" });
 }
 
 type Response = MessageInitShape<typeof ApplyMeshResponseSchema>;

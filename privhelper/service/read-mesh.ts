@@ -11,7 +11,7 @@ export function pskSha256(psk: string): string {
   return psk === "" ? "" : createHash("sha256").update(Buffer.from(psk, "base64")).digest("hex");
 }
 
-export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wg" | "config">) {
+export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">) {
   return async (req: ReadMeshRequest, ctx: CallContext): Promise<MessageInitShape<typeof ReadMeshResponseSchema>> => {
     const issues = new Issues();
     const name = checkInterface(deps.config, req.interface || deps.config.meshInterface, issues);
