@@ -26,11 +26,17 @@ let client: grpc.Client;
 let seenAbort: Promise<unknown>;
 let resolveAbort: (v: unknown) => void;
 
+function metadata(): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set("plexd-caller", "test-agent[1]");
+  return md;
+}
+
 function unary(name: string, req: unknown, timeoutMs = 5_000): Promise<unknown> {
   const m = def[name]!;
   const input = PrivHelperService.methods.find((x) => x.localName === name)!.input;
   return new Promise((resolve, reject) =>
-    client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, create(input, req as never), new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+    client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, create(input, req as never), metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
       err ? reject(err) : resolve(res),
     ),
   );
@@ -86,7 +92,7 @@ describe("bindHandlers", () => {
     const logged = lines.filter((l) => l.rpc === "ApplyMesh");
     expect(logged.map((l) => l.outcome)).toEqual(["invalid_argument", "ok"]);
     expect(logged[0]!.level).toBe(40); // warn
-    expect(typeof logged[0]!.caller).toBe("string");
+    expect(logged[0]!.caller).toMatch(/\(claims test-agent\[1\]\)$/);
   });
 
   it("maps unknown errors to UNKNOWN and missing handlers to UNIMPLEMENTED", async () => {

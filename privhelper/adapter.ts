@@ -10,8 +10,19 @@ import type { Logger } from "./log.js";
 
 export interface CallContext {
   signal: AbortSignal;
-  /** grpc-js peer string; over a unix socket this names the socket, not the uid. */
+  /**
+   * For logs only: grpc-js's peer string (uninformative on a unix socket) plus what the
+   * client says it is (`plexd-caller` metadata). Self-asserted — the socket's file mode,
+   * not this, is what authenticates the caller.
+   */
   caller: string;
+}
+
+function callerOf(call: { getPeer(): string; metadata: grpc.Metadata }): string {
+  const claim = call.metadata.get("plexd-caller")[0];
+  const peer = call.getPeer();
+  if (typeof claim !== "string" || claim === "") return peer;
+  return `${peer} (claims ${claim.replace(/[^\x20-\x7e]/g, "?").slice(0, 80)})`;
 }
 
 type Method = GenServiceMethods[string];
@@ -55,7 +66,7 @@ export function bindHandlers<S extends GenServiceMethods>(
     if (method.methodKind === "unary") {
       impl[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
         const started = performance.now();
-        const caller = call.getPeer();
+        const caller = callerOf(call);
         if (typeof handler !== "function") {
           const err = new PlexdError("unimplemented", `${method.name} is not implemented`);
           record(caller, started, err);
@@ -80,7 +91,7 @@ export function bindHandlers<S extends GenServiceMethods>(
     } else if (method.methodKind === "server_streaming") {
       impl[name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
         const started = performance.now();
-        const caller = call.getPeer();
+        const caller = callerOf(call);
         if (typeof handler !== "function") {
           const err = new PlexdError("unimplemented", `${method.name} is not implemented`);
           record(caller, started, err);

@@ -8,6 +8,7 @@
 // (no wait-for-ready), so the agent's own reconcile backoff (node-agent.md 1.2) stays in
 // charge. `waitReady` is the explicit way to wait for the socket to answer.
 import { access, constants, stat } from "node:fs/promises";
+import { basename } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { PrivHelperService, type GetInfoResponse } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
@@ -50,6 +51,12 @@ export function connectPrivhelper(opts: { socketPath?: string; signal?: AbortSig
   });
   opts.signal?.addEventListener("abort", () => client.close(), { once: true });
 
+  // Who we are, for privhelper's mutation log (self-asserted; the socket mode is the gate).
+  const metadata = () => {
+    const md = new grpc.Metadata();
+    md.set("plexd-caller", `${basename(process.argv[1] ?? "node")}[${process.pid}] uid=${process.getuid?.() ?? "?"}`);
+    return md;
+  };
   const api: Record<string, unknown> = {};
   for (const method of PrivHelperService.methods) {
     const def = definition[method.localName];
@@ -69,7 +76,7 @@ export function connectPrivhelper(opts: { socketPath?: string; signal?: AbortSig
             def.requestSerialize,
             def.responseDeserialize,
             build(req),
-            new grpc.Metadata(),
+            metadata(),
             { deadline },
             (err, res) => {
               callOpts.signal?.removeEventListener("abort", onAbort);
@@ -88,7 +95,7 @@ export function connectPrivhelper(opts: { socketPath?: string; signal?: AbortSig
             def.requestSerialize,
             def.responseDeserialize,
             build(req),
-            new grpc.Metadata(),
+            metadata(),
             callOpts.timeoutMs === undefined ? {} : { deadline: Date.now() + callOpts.timeoutMs },
           );
           const onAbort = () => call.cancel();

@@ -187,6 +187,17 @@ describe("privhelper mesh", () => {
     await inB(["ping", "-c", "1", "-W", "5", "10.100.0.1"]);
   });
 
+  it("recreate replaces the device (new wireguard-go) and the tunnel comes back", async () => {
+    const old = await wgGoPids(iface);
+    const res = await client.applyMesh({ spec: spec(), recreate: true });
+    expect(res.result?.failedStep).toBe("");
+    expect(res.result?.plan[0]).toMatchObject({ kind: "recreate_interface", detail: iface });
+    const now = await wgGoPids(iface);
+    expect(now).toHaveLength(1);
+    expect(now).not.toEqual(old);
+    await inB(["ping", "-c", "1", "-W", "5", "10.100.0.1"]);
+  });
+
   it("--cleanup removes the plexd interface, its wireguard-go and table inet plexd, and nothing else", async () => {
     await writeFile(join(work, "tables.nft"), "table inet plexd {\n  chain input {\n    type filter hook input priority 0; policy accept;\n  }\n}\ntable inet bystander {\n}\n");
     await inA(["nft", "-f", join(work, "tables.nft")]);

@@ -3,9 +3,11 @@ import type { ChildProcess } from "node:child_process";
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { build } from "esbuild";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WireGuardImpl } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { ensureBuilt, ensurePrivUsers, runAs, startPrivhelper, stopPrivhelper } from "./privhelper-util.js";
 
 let work: string;
@@ -37,7 +39,7 @@ const probe = await probePrivhelper(path);
 const c = connectPrivhelper({ socketPath: path });
 let info;
 try { info = await c.getInfo({}); } catch (e) { info = { error: e.code }; } finally { c.close(); }
-console.log(JSON.stringify({ probe: probe.ok ? { ok: true, pid: probe.info.pid } : probe, info: { pid: info.pid, allowed: info.allowedInterfaces, version: info.version, error: info.error } }));`,
+console.log(JSON.stringify({ probe: probe.ok ? { ok: true, pid: probe.info.pid } : probe, info: { pid: info.pid, allowed: info.allowedInterfaces, version: info.version, error: info.error, caps: info.capabilities, problems: info.problems } }));`,
   );
   clientScript = join(work, "client.mjs");
   await build({ entryPoints: [entry], bundle: true, platform: "node", format: "esm", target: "node20", outfile: clientScript, logLevel: "error", banner: { js: 'import { createRequire } from "node:module"; const require = createRequire(import.meta.url);' } });
@@ -82,6 +84,20 @@ describe("privhelper socket", () => {
     expect(out.info.pid).toBe(helper?.pid);
     expect(out.info.allowed).toEqual(["plexd9"]);
     expect(out.info.version).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it("detects this host's capabilities for real", async () => {
+    const r = await runAs(users.plexdUid, users.plexdGid, [clientScript, sock]);
+    const { caps, problems } = (JSON.parse(r.stdout) as { info: { caps: Record<string, unknown>; problems: string[] } }).info;
+    const which = async (b: string) => (await execa("which", [b], { reject: false })).stdout.trim();
+    const nftOk = (await execa("nft", ["list", "tables"], { reject: false })).exitCode === 0;
+    expect([WireGuardImpl.KERNEL, WireGuardImpl.USERSPACE]).toContain(caps.wireguard);
+    if (caps.wireguard === WireGuardImpl.USERSPACE) expect(caps.wireguardGoPath).toBe(await which("wireguard-go"));
+    expect(caps.wgTool).toBe((await which("wg")) !== "");
+    expect(caps.nftables).toBe(nftOk);
+    expect(caps.tun).toBe(existsSync("/dev/net/tun"));
+    expect(caps.cgroupV2).toBe(existsSync("/sys/fs/cgroup/cgroup.controllers"));
+    expect(problems.some((p) => p.includes("cgroup v2"))).toBe(!caps.cgroupV2);
   });
 
   it("refuses to start a second privhelper on a live socket and leaves the first serving", async () => {
