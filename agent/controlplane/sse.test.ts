@@ -120,6 +120,15 @@ describe("openEventStream framing (TV-8)", () => {
     }
   });
 
+  it("delivers a last event terminated by CR CR at end of stream, but not one ended by a single CR", async () => {
+    const url = await serve((req, res) => {
+      res.writeHead(200, sseHead);
+      res.end(req.url?.endsWith("single") ? "data: a\r\rdata: b\r" : "data: a\r\rdata: b\r\r");
+    });
+    expect((await collect(url)).events.map((e) => e.data)).toEqual(["a", "b"]);
+    expect((await collect(`${url}?single`)).events.map((e) => e.data)).toEqual(["a"]);
+  });
+
   it("decodes a gzip-encoded stream", async () => {
     const url = await serve((_req, res) => {
       res.writeHead(200, { ...sseHead, "Content-Encoding": "gzip" });

@@ -156,29 +156,21 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
       }
     };
 
-    const parser = createParser({
-      maxBufferSize: o.maxEventChars ?? defaultMaxEventChars,
-      onEvent: (m) => {
+    const decoder = createEventStreamDecoder({
+      ...(o.maxEventChars === undefined ? {} : { maxEventChars: o.maxEventChars }),
+      onEvent: (data, id) => {
         if (ending !== undefined) return;
-        queue.push({ data: m.data, id: m.id });
+        queue.push({ data, id });
         if (!working) {
           working = true;
           drained = work();
         }
       },
       onComment: () => o.onComment?.(),
-      onError: (e) => {
-        // Unknown fields and a bad `retry:` are ignored by the W3C rules; only the buffer cap
-        // makes the stream unusable.
-        if (e.type === "max-buffer-size-exceeded") end({ status, end: "protocol_error", error: e });
-      },
+      onOverflow: (err) => end({ status, end: "protocol_error", error: err }),
     });
-    // TextDecoder (not StringDecoder) because it drops a leading BOM, as the W3C decode step
-    // requires; eventsource-parser's own BOM check looks for the undecoded bytes EF BB BF.
-    const decoder = new TextDecoder("utf-8");
-    const feedText = (text: string): void => {
-      if (ending !== undefined || text.length === 0) return;
-      parser.feed(text);
+    const feed = (c: Buffer): void => {
+      if (ending === undefined) decoder.push(c);
     };
 
     const agentOpts = isHttps
@@ -233,7 +225,7 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
       if (encoding === "gzip") {
         const gz = createGunzip();
         gunzip = gz;
-        gz.on("data", (c: Buffer) => feedText(decoder.decode(c, { stream: true })));
+        gz.on("data", feed);
         gz.on("error", (err) => end({ status, end: "protocol_error", error: err }));
       } else if (encoding !== "identity") {
         end({ status, end: "protocol_error", error: new Error(`unsupported Content-Encoding ${encoding}`) });
@@ -242,11 +234,14 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
       r.on("data", (c: Buffer) => {
         idleTimer?.refresh();
         if (gunzip !== undefined) gunzip.write(c);
-        else feedText(decoder.decode(c, { stream: true }));
+        else feed(c);
       });
       r.on("end", () => {
         // An unterminated last event is discarded, as the W3C rules require at end of stream.
-        const finish = (): void => end({ status, end: "ended" });
+        const finish = (): void => {
+          if (ending === undefined) decoder.end();
+          end({ status, end: "ended" });
+        };
         if (gunzip !== undefined) {
           gunzip.once("end", finish);
           gunzip.end();
@@ -259,4 +254,69 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
     });
     req.end();
   });
+}
+
+export interface EventStreamDecoder {
+  /** Feeds raw body bytes; chunk boundaries may fall anywhere, inside UTF-8 sequences too. */
+  push(chunk: Uint8Array): void;
+  /**
+   * End of body. A final CR is only known to be a line end once nothing follows it, which the
+   * parser cannot see; this completes it so an event ending in CR CR is not lost at EOF.
+   */
+  end(): void;
+  /** Set once an event exceeded the buffer cap; later pushes are ignored. */
+  readonly failed: Error | undefined;
+}
+
+/**
+ * Bytes → SSE events: UTF-8 decoding plus eventsource-parser. Kept apart from the HTTP code so
+ * the fuzz suite drives exactly what the client runs.
+ */
+export function createEventStreamDecoder(h: {
+  onEvent: (data: string, id: string | undefined) => void;
+  onComment?: () => void;
+  onOverflow: (err: Error) => void;
+  maxEventChars?: number;
+}): EventStreamDecoder {
+  let failed: Error | undefined;
+  // TextDecoder (not StringDecoder) because it drops a leading BOM, as the W3C decode step
+  // requires; eventsource-parser's own BOM check looks for the undecoded bytes EF BB BF.
+  const text = new TextDecoder("utf-8");
+  const parser = createParser({
+    maxBufferSize: h.maxEventChars ?? defaultMaxEventChars,
+    onEvent: (m) => h.onEvent(m.data, m.id),
+    onComment: () => h.onComment?.(),
+    onError: (e) => {
+      // Unknown fields and a bad `retry:` are ignored by the W3C rules; only the buffer cap
+      // makes the stream unusable.
+      if (e.type === "max-buffer-size-exceeded") {
+        failed = e;
+        h.onOverflow(e);
+      }
+    },
+  });
+  let lastCharCR = false;
+  let ended = false;
+  return {
+    push(chunk) {
+      if (failed !== undefined || ended) return;
+      const s = text.decode(chunk, { stream: true });
+      if (s.length > 0) {
+        lastCharCR = s.charCodeAt(s.length - 1) === 13;
+        parser.feed(s);
+      }
+    },
+    end() {
+      if (ended) return;
+      ended = true;
+      // Bytes of an unfinished UTF-8 sequence can only belong to an unterminated line, which
+      // the W3C rules discard at EOF anyway; so the decoder's tail is dropped.
+      text.decode();
+      // CR + LF is one line end, so this adds no extra blank line.
+      if (failed === undefined && lastCharCR) parser.feed("\n");
+    },
+    get failed() {
+      return failed;
+    },
+  };
 }
