@@ -69,36 +69,52 @@ export async function buildContext(config: Config, log: Logger, clock: Clock, en
 }
 
 /**
- * Checks privhelper until it answers. A missing helper is a health condition, not a
- * crash: the agent keeps serving cached state and retries (1 s doubling to 30 s).
+ * Watches privhelper for as long as the agent runs. A missing helper is a health
+ * condition, not a crash: the agent keeps serving cached state and retries (1 s doubling
+ * to 30 s). When it (re)appears — first start, or a new pid after a restart — `onUp`
+ * runs so the reconcilers re-apply the desired state.
  */
-export async function watchPrivhelper(ctx: AgentContext, signal: AbortSignal): Promise<void> {
+export async function watchPrivhelper(ctx: AgentContext, signal: AbortSignal, onUp: (restarted: boolean) => void = () => undefined): Promise<void> {
   const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000 });
-  let reported = false;
+  const healthyProbeMs = 5000;
+  let lastPid: number | undefined;
+  let down = true;
   while (!signal.aborted) {
     const probe = await probePrivhelper(ctx.config.privhelper.socket);
+    let wait: number;
     if (probe.ok) {
-      ctx.health.clear("privhelper_unavailable");
-      const caps = probe.info.capabilities;
-      ctx.log.info(
-        {
-          privhelper_version: probe.info.version,
-          wireguard: caps?.wireguard,
-          wireguard_go: caps?.wireguardGoPath,
-          nftables: caps?.nftables,
-          audit: caps?.audit,
-          netns: caps?.netns,
-          problems: probe.info.problems,
-        },
-        "privhelper connected",
-      );
-      return;
+      backoff.reset();
+      wait = healthyProbeMs;
+      const restarted = lastPid !== undefined && probe.info.pid !== lastPid;
+      if (down || restarted) {
+        ctx.health.clear("privhelper_unavailable");
+        const caps = probe.info.capabilities;
+        ctx.log.info(
+          {
+            privhelper_version: probe.info.version,
+            privhelper_pid: probe.info.pid,
+            wireguard: caps?.wireguard,
+            wireguard_go: caps?.wireguardGoPath,
+            nftables: caps?.nftables,
+            audit: caps?.audit,
+            netns: caps?.netns,
+            problems: probe.info.problems,
+          },
+          restarted || lastPid !== undefined ? "privhelper reconnected" : "privhelper connected",
+        );
+        onUp(lastPid !== undefined);
+      }
+      lastPid = probe.info.pid;
+      down = false;
+    } else {
+      wait = backoff.next();
+      ctx.health.set("privhelper_unavailable", "critical", `privhelper unavailable at ${ctx.config.privhelper.socket}: ${probe.message}`);
+      if (!down) ctx.log.warn({ socket: ctx.config.privhelper.socket, code: probe.code, err: probe.message }, "privhelper unavailable; retrying");
+      else if (lastPid === undefined && backoff.attempts === 1) ctx.log.warn({ socket: ctx.config.privhelper.socket, code: probe.code, err: probe.message }, "privhelper unavailable; retrying");
+      down = true;
     }
-    ctx.health.set("privhelper_unavailable", "critical", `privhelper unavailable at ${ctx.config.privhelper.socket}: ${probe.message}`);
-    if (!reported) ctx.log.warn({ socket: ctx.config.privhelper.socket, code: probe.code, err: probe.message }, "privhelper unavailable; retrying");
-    reported = true;
     try {
-      await ctx.clock.sleep(backoff.next(), signal);
+      await ctx.clock.sleep(wait, signal);
     } catch (err) {
       if (isCancellation(err)) return;
       throw err;

@@ -1,6 +1,7 @@
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { HealthRegistry } from "../health/registry.js";
 import type { PrivClient } from "../privclient/client.js";
+import { Backoff } from "../controlplane/backoff.js";
 import { CoalescingRunner } from "../reconcile/coalesce.js";
 import type { DesiredStateStore } from "../state/desired.js";
 import type { Logger } from "../util/log.js";
@@ -41,6 +42,7 @@ export function startMeshReconciler(deps: MeshReconcilerDeps): MeshReconciler {
       const r = res.result;
       if (r?.error) throw new PlexdError("internal", `ApplyMesh failed at ${r.failedStep}: ${r.error}${r.rolledBack ? " (rolled back)" : ""}`);
       deps.health.clear("mesh_apply_failed");
+      backoff.reset();
       if (r?.changed) log.info({ reasons: [...reasons], peers: spec.peers?.length ?? 0, steps: r.plan.map((s) => s.kind) }, "mesh applied");
       else log.debug({ reasons: [...reasons] }, "mesh unchanged");
       deps.onApplied?.(r?.changed ?? false);
@@ -52,7 +54,18 @@ export function startMeshReconciler(deps: MeshReconcilerDeps): MeshReconciler {
       for (const w of done) w();
     }
   };
-  const runner = new CoalescingRunner(apply, deps.signal, (err) => log.warn({ err: err.message }, "mesh reconcile failed; will retry"));
+  // A failed apply retries on its own (1 s doubling to 30 s) instead of waiting for the
+  // next timer tick: privhelper may just be restarting.
+  const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000 });
+  let retry: NodeJS.Timeout | undefined;
+  const runner = new CoalescingRunner(apply, deps.signal, (err) => {
+    const wait = backoff.next();
+    log.warn({ err: err.message, retry_in_ms: wait }, "mesh reconcile failed; will retry");
+    clearTimeout(retry);
+    retry = setTimeout(() => runner.trigger("retry"), wait);
+    retry.unref();
+  });
+  deps.signal.addEventListener("abort", () => clearTimeout(retry), { once: true });
   deps.store.subscribe((slices) => {
     if (slices.has("peers") || slices.has("policies")) runner.trigger("desired_state");
   });

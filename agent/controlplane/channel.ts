@@ -1,0 +1,172 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { PlexdError } from "../../proto/lib/errors.js";
+import type { HealthRegistry } from "../health/registry.js";
+import { saveSigningKeys, type Identity } from "../identity/store.js";
+import type { DesiredStateStore } from "../state/desired.js";
+import { writeJsonAtomic } from "../util/atomic.js";
+import type { Clock } from "../util/clock.js";
+import type { Logger } from "../util/log.js";
+import { version } from "../version.js";
+import { Backoff } from "./backoff.js";
+import { dispatchEvent, type DispatchOutcome } from "./dispatch.js";
+import { EnvelopeVerifier, rejectReasons } from "./envelope.js";
+import { runEventStream, type EventStreamExit, type EventStreamState } from "./event-stream.js";
+import type { CpClient } from "./http.js";
+import { ReplayGuard } from "./replay.js";
+import { TrustedSigningKeys } from "./signing-keys.js";
+import { openEventStream } from "./sse.js";
+
+// The signed event channel, assembled: trusted keys, replay guard (persisted in
+// cache/events.json so it survives restarts, design.md §3), the SSE supervisor and the
+// dispatcher into the desired-state store. Health and counters are fed from here.
+
+export interface ChannelDeps {
+  cp: CpClient;
+  ca: string | Buffer | undefined;
+  identity: Identity;
+  dataDir: string;
+  mode: "node" | "bridge";
+  store: DesiredStateStore;
+  health: HealthRegistry;
+  clock: Clock;
+  log: Logger;
+  signal: AbortSignal;
+  idleTimeoutMs: number;
+  requestTimeoutMs: number;
+  connectTimeoutMs: number;
+  pollIntervalMs: number;
+  onConnected: () => void;
+  poll: (signal: AbortSignal) => Promise<void>;
+  onRotateKeys: (reason: string) => void;
+  triggerReconcile: (why: string) => void;
+  onIdentityLost: (status: number) => void;
+}
+
+export interface EventChannel {
+  readonly keys: TrustedSigningKeys;
+  readonly verifier: EnvelopeVerifier;
+  readonly outcomes: Record<DispatchOutcome, number>;
+  state(): EventStreamState | undefined;
+  /** Adopts `signing_keys` from a state document; persists when it changed. */
+  adoptSigningKeys(json: unknown): Promise<boolean>;
+  readonly done: Promise<EventStreamExit>;
+  flush(): Promise<void>;
+}
+
+const eventsFile = (dataDir: string): string => join(dataDir, "cache", "events.json");
+
+async function loadReplayGuard(dataDir: string, now: number, log: Logger): Promise<ReplayGuard> {
+  try {
+    return ReplayGuard.fromJSON(JSON.parse(await readFile(eventsFile(dataDir), "utf8")), now);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ err: PlexdError.from(err).message }, "event-stream bookkeeping unreadable; starting empty");
+    return new ReplayGuard();
+  }
+}
+
+export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
+  const { log, clock } = d;
+  const keys = TrustedSigningKeys.fromJSON(d.identity.signingKeys);
+  const replay = await loadReplayGuard(d.dataDir, clock.now(), log);
+  const verifier = new EnvelopeVerifier({ keys, replay, now: () => clock.now() });
+  const outcomes: Record<DispatchOutcome, number> = { applied: 0, unchanged: 0, deferred: 0, ignored: 0, unknown_type: 0, invalid_payload: 0 };
+
+  // Bookkeeping writes are coalesced to at most one a second; flush() writes at shutdown.
+  let dirty = false;
+  let writing: Promise<void> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  const writeNow = (): Promise<void> => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (!dirty) return writing;
+    dirty = false;
+    writing = writing.then(() => writeJsonAtomic(eventsFile(d.dataDir), replay.toJSON()).catch((err: unknown) => log.error({ err: PlexdError.from(err).message }, "event bookkeeping not persisted")));
+    return writing;
+  };
+  const persist = (): void => {
+    dirty = true;
+    timer ??= setTimeout(() => void writeNow(), 1000);
+  };
+
+  const persistKeys = async (): Promise<void> => {
+    const j = keys.toJSON();
+    d.identity.signingKeys = { current: j.current, previous: j.previous ?? null, transition_expires: j.transition_expires ?? null };
+    await saveSigningKeys(d.dataDir, d.identity.signingKeys);
+  };
+
+  let lastState: EventStreamState | undefined;
+  const reportRejections = (): void => {
+    const counts = rejectReasons.filter((r) => r !== "duplicate" && verifier.rejected[r] > 0).map((r) => `${r}: ${verifier.rejected[r]}`);
+    if (counts.length > 0) d.health.set("events_rejected", "warning", `signed events rejected since start (${counts.join(", ")})`);
+  };
+
+  const done = runEventStream({
+    verifier,
+    clock,
+    backoff: new Backoff(),
+    signal: d.signal,
+    logger: log,
+    pollIntervalMs: d.pollIntervalMs,
+    open: (lastEventId, sink, signal) =>
+      openEventStream({
+        url: new URL(`v1/nodes/${encodeURIComponent(d.identity.nodeId)}/events`, d.cp.baseUrl.href.endsWith("/") ? d.cp.baseUrl : d.cp.baseUrl.href + "/"),
+        headers: { Authorization: `Bearer ${d.identity.identityToken}`, "User-Agent": `plexd/${version}` },
+        ...(d.ca === undefined ? {} : { ca: d.ca }),
+        lastEventId,
+        idleTimeoutMs: d.idleTimeoutMs,
+        requestTimeoutMs: d.requestTimeoutMs,
+        connectTimeoutMs: d.connectTimeoutMs,
+        signal,
+        onOpen: () => sink.onOpen(),
+        onEvent: (data, id) => sink.onEvent(data, id).finally(reportRejections),
+        onComment: () => sink.onComment(),
+      }),
+    dispatch: async (env, verifiedWith) => {
+      const outcome = dispatchEvent(env.event_type, env.event_id, env.payload, {
+        store: d.store,
+        log,
+        mode: d.mode,
+        verifiedWith,
+        onSigningKeyRotated: (rotation) => {
+          if (keys.applyRotation(rotation)) {
+            log.info({ current: keys.current.b64, previous: keys.previous?.b64, transition_expires: keys.transitionExpires }, "signing key rotated");
+            void persistKeys().catch((err: unknown) => log.error({ err: PlexdError.from(err).message }, "signing keys not persisted"));
+          }
+        },
+        onRotateKeys: d.onRotateKeys,
+        triggerReconcile: d.triggerReconcile,
+      });
+      outcomes[outcome]++;
+      log.debug({ event_type: env.event_type, event_id: env.event_id, outcome }, "event handled");
+    },
+    onConnected: d.onConnected,
+    onIdentityLost: (status) => d.onIdentityLost(status),
+    poll: d.poll,
+    onState: (s) => {
+      lastState = s;
+      if (s.connected) d.health.clear("control_plane_disconnected");
+      else if (s.stopped === "forbidden") d.health.set("control_plane_disconnected", "critical", "event stream refused (403); stopped until restart");
+      else if (s.reconnectingSince !== null)
+        d.health.set("control_plane_disconnected", "warning", `event stream reconnecting since ${new Date(s.reconnectingSince).toISOString()}${s.lastFailure ? ` (${s.lastFailure})` : ""}${s.polling ? "; polling state" : ""}`);
+    },
+    persist,
+  });
+
+  return {
+    keys,
+    verifier,
+    outcomes,
+    state: () => lastState,
+    async adoptSigningKeys(json) {
+      if (!keys.adopt(json)) return false;
+      await persistKeys();
+      return true;
+    },
+    done,
+    flush: async () => {
+      dirty = true;
+      await writeNow();
+    },
+  };
+}

@@ -1,0 +1,319 @@
+import { readFile } from "node:fs/promises";
+import { isCancellation, PlexdError } from "../proto/lib/errors.js";
+import { Backoff } from "./controlplane/backoff.js";
+import { startEventChannel, type EventChannel } from "./controlplane/channel.js";
+import { runHeartbeatLoop, formatUptime } from "./controlplane/heartbeat.js";
+import { applyStateDocument, fetchState, IdentityRejectedError } from "./controlplane/state-pull.js";
+import { hasPendingKey, rotateNodeKey } from "./identity/rotate.js";
+import { moveIdentityAside, saveIdentity, type Identity } from "./identity/store.js";
+import { startMeshReconciler, type MeshReconciler } from "./mesh/reconciler.js";
+import { register } from "./registration/register.js";
+import { resolveBootstrapToken } from "./registration/token.js";
+import type { DesiredStateStore } from "./state/desired.js";
+import { watchPrivhelper, type AgentContext } from "./system.js";
+
+// The running agent after start-up: one object that owns the loops of spec/node-agent.md
+// §3.3 for the current identity and exposes a status snapshot (node API, plexd status).
+
+export interface LastRun {
+  at: number;
+  ok: boolean;
+  driftCount?: number;
+  error?: string;
+}
+
+export class AgentRuntime {
+  readonly ctx: AgentContext;
+  readonly store: DesiredStateStore;
+  identity: Identity;
+  channel: EventChannel | undefined;
+  mesh: MeshReconciler | undefined;
+  lastHeartbeat: LastRun | undefined;
+  lastReconcile: LastRun | undefined;
+  #rotating = false;
+  #loops: Promise<unknown>[] = [];
+
+  constructor(ctx: AgentContext, store: DesiredStateStore, identity: Identity) {
+    this.ctx = ctx;
+    this.store = store;
+    this.identity = identity;
+  }
+
+  #track(name: string, p: Promise<unknown>): void {
+    this.#loops.push(
+      p.catch((err: unknown) => {
+        if (!isCancellation(err)) this.ctx.log.error({ loop: name, err: PlexdError.from(err).message }, "loop failed");
+      }),
+    );
+  }
+
+  /** Runs until `signal` aborts; re-registers or waits as spec §2.7 says when the identity is rejected. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { ctx } = this;
+    const { config } = ctx;
+    this.mesh = startMeshReconciler({
+      priv: ctx.priv,
+      store: this.store,
+      local: () => ({
+        interface: config.mesh.interface,
+        listenPort: config.mesh.listen_port,
+        mtu: config.mesh.mtu,
+        keepaliveSeconds: Math.round(config.mesh.persistent_keepalive.ms / 1000),
+        privateKey: this.identity.privateKey,
+        meshIp: this.identity.meshIp,
+      }),
+      visible: () => undefined,
+      health: ctx.health,
+      log: ctx.log.child({ component: "mesh" }),
+      signal,
+    });
+    // The last known good mesh is applied at once, control plane or not (spec §3.9).
+    this.mesh.trigger("startup");
+    this.#track("mesh-timer", this.#every(config.reconcile.interval.ms, signal, () => this.mesh?.trigger("timer")));
+    if (await hasPendingKey(config.data_dir)) this.rotateKeys("pending key found at startup");
+
+    while (!signal.aborted) {
+      const session = new AbortController();
+      const onAbort = (): void => session.abort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      const lost = await this.#session(session.signal);
+      signal.removeEventListener("abort", onAbort);
+      session.abort();
+      if (signal.aborted || lost === undefined) break;
+      await this.#recoverIdentity(lost, signal);
+    }
+    await this.stop();
+  }
+
+  /** One identity's loops; resolves with the HTTP status when the identity was rejected. */
+  async #session(signal: AbortSignal): Promise<number | undefined> {
+    const { ctx } = this;
+    const { config } = ctx;
+    let lostStatus: number | undefined;
+    const lose = (status: number): void => {
+      if (lostStatus !== undefined) return;
+      lostStatus = status;
+      ctx.health.set("identity_rejected", "critical", `control plane rejected this node's identity (HTTP ${status})`);
+      ctx.log.error({ status }, "identity rejected by the control plane");
+      sessionAbort.abort();
+    };
+    const sessionAbort = new AbortController();
+    signal.addEventListener("abort", () => sessionAbort.abort(), { once: true });
+    const s = sessionAbort.signal;
+
+    ctx.phase.set("connecting");
+    const ca = config.control_plane.ca_file === "" ? undefined : await readFile(config.control_plane.ca_file);
+    this.channel = await startEventChannel({
+      cp: ctx.cp,
+      ca,
+      identity: this.identity,
+      dataDir: config.data_dir,
+      mode: config.mode,
+      store: this.store,
+      health: ctx.health,
+      clock: ctx.clock,
+      log: ctx.log.child({ component: "events" }),
+      signal: s,
+      idleTimeoutMs: config.control_plane.sse_idle_timeout.ms,
+      requestTimeoutMs: config.control_plane.request_timeout.ms,
+      connectTimeoutMs: config.control_plane.connect_timeout.ms,
+      pollIntervalMs: config.reconcile.interval.ms,
+      onConnected: () => {
+        ctx.phase.set("connected");
+        void this.pullState("connected", s).catch(() => undefined);
+      },
+      poll: (sig) => this.pullState("poll", sig),
+      onRotateKeys: (reason) => this.rotateKeys(reason),
+      triggerReconcile: (why) => void this.pullState(why, s).catch(() => undefined),
+      onIdentityLost: lose,
+    });
+    this.#track(
+      "heartbeat",
+      runHeartbeatLoop({
+        cp: ctx.cp,
+        nodeId: this.identity.nodeId,
+        token: () => this.identity.identityToken,
+        intervalMs: config.heartbeat.interval.ms,
+        payload: () => ({
+          status: ctx.health.healthy() ? "healthy" : "degraded",
+          uptime: formatUptime(ctx.clock.now() - ctx.startedAt),
+          binary_checksum: ctx.binaryChecksum,
+          mesh: { interface: config.mesh.interface, peer_count: Object.keys(this.store.state.peers).length, listen_port: config.mesh.listen_port },
+        }),
+        sleep: (ms, sig) => ctx.clock.sleep(ms, sig),
+        now: () => ctx.clock.now(),
+        signal: s,
+        log: ctx.log.child({ component: "heartbeat" }),
+        onResult: (r) => {
+          this.lastHeartbeat = { at: r.at, ok: r.ok, ...(r.error ? { error: r.error } : {}) };
+          if (r.ok) ctx.health.clear("heartbeat_failing");
+          else ctx.health.set("heartbeat_failing", "warning", `heartbeat failed: ${r.error ?? ""}`);
+        },
+        onReconcileHint: () => void this.pullState("heartbeat", s).catch(() => undefined),
+        onRotateKeysHint: () => this.rotateKeys("heartbeat flag"),
+        onIdentityRejected: lose,
+      }),
+    );
+    this.#track("reconcile-timer", this.#every(config.reconcile.interval.ms, s, () => void this.pullState("timer", s).catch(() => undefined)));
+
+    const exit = await this.channel.done;
+    if (exit.reason === "identity_lost") lose(exit.status);
+    else if (exit.reason === "forbidden") ctx.phase.set("offline");
+    // A 403 stops the stream only; heartbeats and the reconcile timer go on until stop.
+    if (exit.reason === "forbidden") await new Promise<void>((r) => (s.aborted ? r() : s.addEventListener("abort", () => r(), { once: true })));
+    await this.channel.flush();
+    return lostStatus;
+  }
+
+  /** Spec §2.7: a token at hand means a fresh registration; without one, wait for a 2xx heartbeat. */
+  async #recoverIdentity(status: number, signal: AbortSignal): Promise<void> {
+    const { ctx } = this;
+    const { config } = ctx;
+    ctx.phase.set("registering");
+    const token = await resolveBootstrapToken({
+      file: config.token.file,
+      envName: config.token.env,
+      env: ctx.env,
+      metadata: { enabled: config.token.metadata, path: config.token.metadata_path, timeoutMs: config.token.metadata_timeout.ms },
+      signal,
+    }).catch(() => undefined);
+    if (token !== undefined) {
+      const backoff = new Backoff();
+      try {
+        const reg = await register({
+          cp: ctx.cp,
+          token: token.token,
+          hostname: config.registration.hostname,
+          metadata: {},
+          capabilities: { binary: { version: "", checksum: ctx.binaryChecksum }, builtin_actions: [], hooks: [] },
+          maxRetryMs: config.registration.max_retry_duration.ms,
+          backoffMs: () => backoff.next(),
+          sleep: (ms, s) => ctx.clock.sleep(ms, s),
+          now: () => ctx.clock.now(),
+          signal,
+          log: ctx.log,
+        });
+        await moveIdentityAside(config.data_dir, "invalid", ctx.clock.now());
+        await saveIdentity(config.data_dir, reg.identity);
+        this.identity = reg.identity;
+        this.store.update((s) => {
+          s.peers = Object.fromEntries(reg.peers.map((p) => [p.id, p]));
+          return ["peers"];
+        });
+        ctx.health.clear("identity_rejected");
+        ctx.log.info({ node_id: reg.identity.nodeId, previous_status: status }, "registered again after identity loss");
+        return;
+      } catch (err) {
+        ctx.log.error({ err: PlexdError.from(err).message }, "re-registration failed");
+      }
+    }
+    ctx.phase.set("unregistered");
+    // Keep the cached tunnels; probe with heartbeats at the normal interval until one succeeds.
+    for (;;) {
+      try {
+        await ctx.clock.sleep(config.heartbeat.interval.ms, signal);
+      } catch {
+        return;
+      }
+      const res = await ctx.cp
+        .request({ method: "POST", path: `/v1/nodes/${encodeURIComponent(this.identity.nodeId)}/heartbeat`, token: this.identity.identityToken, body: { node_id: this.identity.nodeId, timestamp: new Date(ctx.clock.now()).toISOString(), status: "degraded", uptime: formatUptime(ctx.clock.now() - ctx.startedAt), binary_checksum: ctx.binaryChecksum }, signal })
+        .catch(() => undefined);
+      if (res !== undefined && res.status >= 200 && res.status < 300) {
+        ctx.health.clear("identity_rejected");
+        return;
+      }
+    }
+  }
+
+  /** The periodic state pull (spec §4.2 step 1-3 for what exists so far). */
+  async pullState(why: string, signal: AbortSignal): Promise<void> {
+    const { ctx } = this;
+    try {
+      const doc = await fetchState(ctx.cp, this.identity.nodeId, this.identity.identityToken, signal);
+      if (doc.signing_keys && this.channel) await this.channel.adoptSigningKeys(doc.signing_keys);
+      const changed = this.store.update((s) => applyStateDocument(s, doc));
+      this.mesh?.trigger(`state:${why}`);
+      this.lastReconcile = { at: ctx.clock.now(), ok: true, driftCount: changed.size };
+      if (changed.size > 0) ctx.log.info({ why, changed: [...changed] }, "state pulled; desired state updated");
+    } catch (err) {
+      const e = PlexdError.from(err);
+      if (e.code === "cancelled") return;
+      this.lastReconcile = { at: ctx.clock.now(), ok: false, error: e.message };
+      if (err instanceof IdentityRejectedError) ctx.log.warn({ status: err.status }, "state pull: identity rejected");
+      else ctx.log.warn({ why, err: e.message }, "state pull failed; next cycle retries");
+      throw e;
+    }
+  }
+
+  /** Spec §3.7: one rotation at a time; a trigger during one is ignored. */
+  rotateKeys(reason: string): void {
+    if (this.#rotating) {
+      this.ctx.log.info({ reason }, "key rotation already running; trigger ignored");
+      return;
+    }
+    this.#rotating = true;
+    const { ctx } = this;
+    const backoff = new Backoff();
+    const signal = new AbortController().signal;
+    this.#track(
+      "key-rotation",
+      rotateNodeKey({
+        dataDir: ctx.config.data_dir,
+        cp: ctx.cp,
+        identity: this.identity,
+        log: ctx.log.child({ component: "rotation", reason }),
+        signal,
+        backoffMs: () => backoff.next(),
+        sleep: (ms, s) => ctx.clock.sleep(ms, s),
+        applyKeyAndPeers: async (privateKey, peers) => {
+          this.identity.privateKey = privateKey;
+          this.store.update((s) => {
+            s.peers = Object.fromEntries(peers.map((p) => [p.id, p]));
+            return ["peers"];
+          });
+          await this.mesh?.applyNow("key_rotation");
+        },
+      }).finally(() => {
+        this.#rotating = false;
+        void this.pullState("key_rotation", signal).catch(() => undefined);
+      }),
+    );
+  }
+
+  async #every(ms: number, signal: AbortSignal, fn: () => void): Promise<void> {
+    for (;;) {
+      try {
+        await this.ctx.clock.sleep(ms, signal);
+      } catch {
+        return;
+      }
+      fn();
+    }
+  }
+
+  async stop(): Promise<void> {
+    const { ctx } = this;
+    ctx.phase.set("stopping");
+    await Promise.race([Promise.all(this.#loops), new Promise((r) => setTimeout(r, ctx.config.node_api.shutdown_timeout.ms).unref())]);
+    await this.channel?.flush();
+    await this.store.flush();
+  }
+
+  status() {
+    const s = this.channel?.state();
+    return {
+      phase: this.ctx.phase.current,
+      nodeId: this.identity.nodeId,
+      meshIp: this.identity.meshIp,
+      uptime: formatUptime(this.ctx.clock.now() - this.ctx.startedAt),
+      sse: s,
+      lastHeartbeat: this.lastHeartbeat,
+      lastReconcile: this.lastReconcile,
+      peerCount: Object.keys(this.store.state.peers).length,
+      health: this.ctx.health.list(),
+      rejected: this.channel?.verifier.rejected,
+    };
+  }
+}
+
+export { watchPrivhelper };
