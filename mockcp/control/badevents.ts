@@ -12,6 +12,7 @@ export const badEventKinds = [
   "malformed_json",
   "oversize",
   "missing_field",
+  "previous_key",
 ] as const;
 export type BadEventKind = (typeof badEventKinds)[number];
 
@@ -86,6 +87,13 @@ export function buildBadEvent(state: MockState, last: SignedEnvelope | undefined
       const probe = JSON.stringify(signer.signEnvelope({ ...base, payload: { ...payload, padding: "" } })).length;
       const padding = "x".repeat(Math.max(0, size - probe));
       return out(signer.signEnvelope({ ...base, payload: { ...payload, padding } }));
+    }
+    case "previous_key": {
+      // Signed by the key retired in the last rotation: valid while the agent's transition
+      // window is open, a forgery-equivalent after it (§6.2, TV-6).
+      const prev = state.keys.previous;
+      if (prev === undefined) throw new ApiError(409, "no_previous_key", "previous_key needs a signing-key rotation first");
+      return out(prev.signEnvelope(base));
     }
     case "missing_field": {
       const field = opts.field ?? "signature";

@@ -32,6 +32,11 @@ export class KeyRing {
     return this.#current;
   }
 
+  /** The key retired by the last rotation, kept after its transition ends (for tests). */
+  get previous(): SigningKey | undefined {
+    return this.#previous;
+  }
+
   view(now: number): SigningKeysView {
     if (this.#previous !== undefined && now < this.#transitionExpires) {
       return {
