@@ -56,10 +56,6 @@ export function parseEnvelope(data: string, maxBytes: number = maxEnvelopeBytes)
   if (typeof v !== "object" || v === null || Array.isArray(v)) return { ok: false };
   const o = v as Record<string, unknown>;
   const { event_type, event_id, issued_at, nonce, payload, signature } = o;
-  const ids = {
-    ...(typeof event_id === "string" ? { eventId: event_id.slice(0, maxIdLength) } : {}),
-    ...(typeof event_type === "string" ? { eventType: event_type.slice(0, maxIdLength) } : {}),
-  };
   if (
     typeof event_type !== "string" ||
     event_type.length === 0 ||
@@ -75,15 +71,23 @@ export function parseEnvelope(data: string, maxBytes: number = maxEnvelopeBytes)
     Array.isArray(payload) ||
     typeof signature !== "string"
   ) {
-    return { ok: false, ...ids };
+    return malformedWithIds(o);
   }
   const issuedAtMs = parseTimestamp(issued_at);
-  if (issuedAtMs === undefined) return { ok: false, ...ids };
+  if (issuedAtMs === undefined) return malformedWithIds(o);
   return {
     ok: true,
     issuedAtMs,
     envelope: { event_type, event_id, issued_at, nonce, payload: payload as Record<string, unknown>, signature },
   };
+}
+
+// Whatever identifies a malformed event for the security log, cut to a sane length.
+function malformedWithIds(o: Record<string, unknown>): { ok: false; eventId?: string; eventType?: string } {
+  const r: { ok: false; eventId?: string; eventType?: string } = { ok: false };
+  if (typeof o.event_id === "string") r.eventId = o.event_id.slice(0, maxIdLength);
+  if (typeof o.event_type === "string") r.eventType = o.event_type.slice(0, maxIdLength);
+  return r;
 }
 
 /**

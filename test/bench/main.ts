@@ -1,0 +1,48 @@
+import { benchmarks, type BenchResult } from "./registry.js";
+
+// `npm run bench [-- NAME...]`: runs every registered benchmark, or the named ones, and prints
+// one JSON object per benchmark on stdout (design.md 6). Progress and errors go to stderr.
+// Exit status: 0 if every benchmark ran, 1 if one failed to run, 2 for an unknown name.
+// Missing a target is reported in the JSON, not through the exit status.
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h") || argv.includes("--list")) {
+    for (const [name, b] of Object.entries(benchmarks)) process.stderr.write(`${name}\t${b.description}\n`);
+    return 0;
+  }
+  const names = argv.length > 0 ? argv : Object.keys(benchmarks);
+  const unknown = names.filter((n) => !(n in benchmarks));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown benchmark(s): ${unknown.join(", ")}; available: ${Object.keys(benchmarks).join(", ")}\n`);
+    return 2;
+  }
+  const ac = new AbortController();
+  const onSignal = (): void => ac.abort();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let failed = 0;
+  for (const name of names) {
+    const bench = benchmarks[name];
+    if (bench === undefined || ac.signal.aborted) continue;
+    process.stderr.write(`[${name}] ${bench.description}\n`);
+    try {
+      const r: BenchResult = await bench.run({ signal: ac.signal, progress: (m) => process.stderr.write(`[${name}] ${m}\n`) });
+      process.stdout.write(
+        `${JSON.stringify({ name: r.name, value: round(r.value), unit: r.unit, floor: r.floor === null ? null : round(r.floor), ratio: r.ratio === null ? null : round(r.ratio, 3), target: r.target })}\n`,
+      );
+    } catch (err) {
+      failed++;
+      process.stderr.write(`[${name}] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    }
+  }
+  process.off("SIGINT", onSignal);
+  process.off("SIGTERM", onSignal);
+  return failed > 0 ? 1 : 0;
+}
+
+function round(x: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,32 @@
+import { eventVerify } from "./event-verify.js";
+
+// Benchmarks are programs, not timed tests (design.md 5, 6). Each one measures its own floor in
+// the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
+// any machine. To add one: write test/bench/<name>.ts exporting a Benchmark and add it here.
+
+export interface BenchResult {
+  name: string;
+  value: number;
+  unit: string;
+  /** The reference measured in the same run, or null where there is none. */
+  floor: number | null;
+  /** value / floor, or null without a floor. */
+  ratio: number | null;
+  /** The goal restated, e.g. ">=0.7" or "<=1.5". */
+  target: string;
+}
+
+export interface BenchContext {
+  signal: AbortSignal;
+  /** Progress for humans; goes to stderr. */
+  progress(message: string): void;
+}
+
+export interface Benchmark {
+  description: string;
+  run(ctx: BenchContext): Promise<BenchResult>;
+}
+
+export const benchmarks: Record<string, Benchmark> = {
+  "event-verify": eventVerify,
+};
