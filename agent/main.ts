@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { PlexdError } from "../proto/lib/errors.js";
 import { ConfigError, loadConfig } from "./config/load.js";
 import { checkConfigFile } from "./config/check.js";
+import { deregisterOffline } from "./deregister.js";
 import { join } from "./join.js";
 import { runUp } from "./up.js";
 import { StartupConfigError } from "./system.js";
@@ -99,6 +100,28 @@ program
     }
     const log = createLogger({ name: "plexd", level: loaded.config.log_level });
     process.exitCode = await join(loaded.config, log, realClock, process.env, stopSignal(), opts, program.opts<{ output: string }>().output === "json");
+    setTimeout(() => process.exit(), 200).unref();
+  });
+
+program
+  .command("deregister")
+  .description("remove this node from the mesh")
+  .option("--purge", "also remove identity, keys and cached state")
+  .option("--force", "tear down locally even if the control plane cannot be told")
+  .action(async (opts: { purge?: boolean; force?: boolean }) => {
+    let loaded;
+    try {
+      loaded = load(program.opts<GlobalFlags>());
+    } catch (err) {
+      configFailure(err);
+    }
+    const log = createLogger({ name: "plexd", level: loaded.config.log_level });
+    try {
+      process.exitCode = await deregisterOffline(loaded.config, log, realClock, process.env, { purge: opts.purge === true, force: opts.force === true }, program.opts<{ output: string }>().output === "json");
+    } catch (err) {
+      process.stderr.write(`plexd: ${PlexdError.from(err).message}\n`);
+      process.exitCode = err instanceof StartupConfigError ? 2 : 1;
+    }
     setTimeout(() => process.exit(), 200).unref();
   });
 
