@@ -1,13 +1,18 @@
 import http from "node:http";
+import https from "node:https";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { execa } from "execa";
 import { afterEach, describe, expect, it } from "vitest";
 import { openEventStream, type OpenEventStreamOptions, type StreamResult } from "./sse.js";
 
 // TV-8: the SSE client against a real HTTP server on 127.0.0.1:0, in process.
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
-const servers: http.Server[] = [];
+const servers: Array<http.Server | https.Server> = [];
 
 async function serve(handler: Handler): Promise<string> {
   const server = http.createServer(handler);
@@ -302,5 +307,35 @@ describe("openEventStream delivery", () => {
     });
     expect(seen).toEqual(["a"]);
     expect(c.result).toMatchObject({ status: 200, end: "handler_error", error: expect.objectContaining({ message: "boom" }) });
+  });
+});
+
+describe("openEventStream over TLS", () => {
+  it("trusts the configured CA bundle and refuses a server it cannot verify", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "plexd-sse-tls-"));
+    try {
+      await execa("openssl", [
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+        "-subj", "/CN=plexd-test", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"),
+      ]);
+      const cert = await readFile(join(dir, "cert.pem"));
+      const key = await readFile(join(dir, "key.pem"));
+      const server = https.createServer({ cert, key }, (_req, res) => {
+        res.writeHead(200, sseHead);
+        res.end("data: over-tls\n\n");
+      });
+      servers.push(server);
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/v1/nodes/n1/events`;
+      const good = await collect(url, { ca: cert });
+      expect(good.result).toEqual({ status: 200, end: "ended" });
+      expect(good.events.map((e) => e.data)).toEqual(["over-tls"]);
+      const bad = await collect(url);
+      expect(bad.result).toMatchObject({ status: 0, end: "network_error" });
+      expect(bad.events).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
