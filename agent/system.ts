@@ -31,6 +31,19 @@ export interface AgentContext {
   binaryChecksum: string;
 }
 
+/** Health is data; its changes still deserve one log line each for the operator's journal. */
+function logHealthChanges(health: HealthRegistry, log: Logger): void {
+  let known = new Map<string, string>();
+  health.subscribe((conditions) => {
+    const now = new Map(conditions.map((c) => [c.code, `${c.severity}|${c.text}`]));
+    for (const c of conditions) {
+      if (known.get(c.code) !== now.get(c.code)) log[c.severity === "info" ? "info" : "warn"]({ health: c.code, severity: c.severity, text: c.text }, "health condition");
+    }
+    for (const code of known.keys()) if (!now.has(code)) log.info({ health: code }, "health condition cleared");
+    known = now;
+  });
+}
+
 /** Configuration problems found after parsing (data_dir) exit like config errors: code 2. */
 export class StartupConfigError extends PlexdError {}
 
@@ -54,12 +67,14 @@ export async function buildContext(config: Config, log: Logger, clock: Clock, en
       this.current = p;
     },
   };
+  const health = new HealthRegistry(() => clock.now());
+  logHealthChanges(health, log);
   return {
     config,
     log,
     clock,
     env,
-    health: new HealthRegistry(() => clock.now()),
+    health,
     cp,
     priv: connectPrivhelper({ socketPath: config.privhelper.socket }),
     phase,

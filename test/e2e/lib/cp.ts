@@ -7,8 +7,10 @@ import { makeTempDir, registerCleanup, type Topology } from "../harness/index.js
 // also on a unix socket so the test (in the root namespace) can drive it.
 
 export const cpPort = 8443;
+/** mockcp's own STUN responder on the hub (a stand-in for the public STUN servers). */
+export const stunPort = 3478;
 
-export async function startCpOnHub(topo: Topology, opts: { extraArgs?: string[]; keepalive?: string } = {}): Promise<LaunchedMockcp> {
+export async function startCpOnHub(topo: Topology, opts: { extraArgs?: string[]; keepalive?: string; stun?: boolean } = {}): Promise<LaunchedMockcp> {
   // The agent (user plexd) must read ca.pem: the state dir is world-traversable.
   const stateDir = makeTempDir("mockcp", { mode: 0o755 });
   const cp = await startMockcp({
@@ -18,7 +20,7 @@ export async function startCpOnHub(topo: Topology, opts: { extraArgs?: string[];
     stderr: "pipe",
     logLevel: "info",
     ...(opts.keepalive ? { keepalive: opts.keepalive } : {}),
-    ...(opts.extraArgs ? { extraArgs: opts.extraArgs } : {}),
+    extraArgs: [...(opts.stun ? ["--stun-listen", `${topo.hub.ip}:${stunPort}`] : []), ...(opts.extraArgs ?? [])],
   });
   registerCleanup(`mockcp pid ${cp.pid}`, () => cp.stop());
   chmodSync(join(stateDir), 0o755);

@@ -1,0 +1,185 @@
+import { execa } from "execa";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { LaunchedMockcp } from "../../mockcp/launch.js";
+import { createTopology, ensureSystemUsers, nsExec, ping, spawnInNamespace, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { cpPort, startCpOnHub, stunPort } from "./lib/cp.js";
+import { createNode, type PlexdNode } from "./lib/node.js";
+
+// The heart of plexd on real kernel networking: registered nodes end up in a full mesh of
+// WireGuard tunnels (wireguard-go here) through the privilege split, and stay there through
+// joins, leaves, key rotation, crashes and control-plane outages.
+
+useHarness();
+
+let users: SystemUsers;
+let topo: Topology;
+let cp: LaunchedMockcp;
+let api: string;
+const nodes: Record<string, PlexdNode> = {};
+
+const meshIp = (n: PlexdNode): string => (JSON.parse(readFileSync(join(n.dataDir, "identity.json"), "utf8")) as { mesh_ip: string }).mesh_ip;
+const nodeId = (n: PlexdNode): string => (JSON.parse(readFileSync(join(n.dataDir, "identity.json"), "utf8")) as { node_id: string }).node_id;
+
+async function join_(name: string): Promise<PlexdNode> {
+  const { token } = await cp.client.createToken();
+  const n = createNode({
+    name,
+    ns: topo.node(name).ns,
+    api,
+    caFile: cp.caFile,
+    users,
+    token,
+    config: {
+      reconcile: { interval: "10s" },
+      heartbeat: { interval: "5s" },
+      nat_traversal: { enabled: true, stun_servers: [`${topo.hub.ip}:${stunPort}`], refresh_interval: "10s", timeout: "2s" },
+    },
+  });
+  await n.startPrivhelper();
+  n.startAgent();
+  await n.agent!.waitForLine(/"msg":"registered"|identity loaded/, 30_000);
+  nodes[name] = n;
+  return n;
+}
+
+async function peersOf(n: PlexdNode): Promise<number> {
+  return (await wgShow(n.ns, "plexd0").catch(() => ({ peers: [] }))).peers.length;
+}
+
+async function pingAll(list: PlexdNode[]): Promise<string[]> {
+  const failed: string[] = [];
+  for (const a of list) for (const b of list) if (a !== b && !(await ping(a.ns, meshIp(b), { count: 2, timeoutMs: 8000 })).ok) failed.push(`${a.name}->${b.name}`);
+  return failed;
+}
+
+/** A ping running in the background across the mesh; returns sent/received when stopped. */
+function continuousPing(from: PlexdNode, to: PlexdNode) {
+  const p = spawnInNamespace({ ns: from.ns, name: `ping-${from.name}-${to.name}`, argv: ["ping", "-i", "0.2", "-W", "1", meshIp(to)] });
+  return {
+    async stop(): Promise<{ sent: number; received: number }> {
+      p.signal("SIGINT");
+      await p.waitForExit(5000);
+      const m = /(\d+) packets transmitted, (\d+) received/.exec(p.output());
+      return { sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0) };
+    },
+  };
+}
+
+beforeAll(async () => {
+  users = await ensureSystemUsers();
+  topo = await createTopology({ nodes: ["a", "b", "c", "d"] });
+  cp = await startCpOnHub(topo, { stun: true });
+  api = `https://${topo.hub.ip}:${cpPort}`;
+});
+
+describe("mesh", () => {
+  it("three nodes form a full mesh and ping each other over mesh IPs", async () => {
+    for (const name of ["a", "b", "c"]) await join_(name);
+    const three = [nodes.a!, nodes.b!, nodes.c!];
+    for (const n of three) await expect.poll(() => peersOf(n), { timeout: 30_000 }).toBe(2);
+    await expect.poll(() => pingAll(three), { timeout: 30_000, interval: 1000 }).toEqual([]);
+    // wg show lists each peer with its PSK and its mesh /32.
+    const wg = await wgShow(nodes.a!.ns, "plexd0");
+    expect(wg.peers.every((p) => p.hasPresharedKey)).toBe(true);
+    expect(wg.peers.map((p) => p.allowedIps[0]).sort()).toEqual([`${meshIp(nodes.b!)}/32`, `${meshIp(nodes.c!)}/32`].sort());
+  });
+
+  it("a fourth node joins at runtime and everyone reaches it", async () => {
+    const d = await join_("d");
+    const all = Object.values(nodes);
+    for (const n of all) await expect.poll(() => peersOf(n), { timeout: 30_000 }).toBe(3);
+    await expect.poll(async () => (await Promise.all(all.filter((n) => n !== d).map(async (n) => (await ping(n.ns, meshIp(d), { count: 1, timeoutMs: 5000 })).ok))).every(Boolean), { timeout: 30_000, interval: 1000 }).toBe(true);
+  });
+
+  it("key rotation keeps a running ping going", async () => {
+    const a = nodes.a!;
+    const b = nodes.b!;
+    const before = (await wgShow(b.ns, "plexd0")).peers.map((p) => p.publicKey);
+    const running = continuousPing(b, a);
+    await new Promise((r) => setTimeout(r, 1500));
+    await cp.client.pushEvent(nodeId(a), { event_type: "rotate_keys", payload: { reason: "admin" } });
+    await a.agent!.waitForLine(/"msg":"key rotation complete"/, 30_000);
+    await expect.poll(async () => (await wgShow(b.ns, "plexd0")).peers.map((p) => p.publicKey).filter((k) => !before.includes(k)).length, { timeout: 20_000 }).toBe(1);
+    await new Promise((r) => setTimeout(r, 3000));
+    const { sent, received } = await running.stop();
+    console.log(`[mesh] key rotation: ${sent - received} of ${sent} pings lost`);
+    expect(sent).toBeGreaterThan(10);
+    // A tunnel may drop briefly until both sides applied the new key (spec §6.1).
+    expect(received / sent).toBeGreaterThan(0.7);
+    expect((await ping(b.ns, meshIp(a), { count: 2, timeoutMs: 5000 })).ok).toBe(true);
+  });
+
+  it("kill -9 of an agent leaves the tunnels working", async () => {
+    const c = nodes.c!;
+    c.agent!.signal("SIGKILL");
+    await c.agent!.waitForExit(5000);
+    expect((await ping(c.ns, meshIp(nodes.a!), { count: 3, timeoutMs: 5000 })).ok).toBe(true);
+    expect(await peersOf(c)).toBe(3);
+  });
+
+  it("an agent restarted while the control plane is down restores the mesh from its cache", async () => {
+    const c = nodes.c!;
+    // Remove the kernel state behind plexd's back, then start without a control plane.
+    const cleanup = await nsExec(c.ns, ["node", join(import.meta.dirname, "../../dist/plexd-privhelper.js"), "--config", c.configFile, "--cleanup"]);
+    expect(cleanup.exitCode).toBe(0);
+    expect(await peersOf(c)).toBe(0);
+    await cp.client.setOffline();
+    try {
+      c.startAgent();
+      await expect.poll(() => peersOf(c), { timeout: 20_000 }).toBe(3);
+      await expect.poll(async () => (await ping(c.ns, meshIp(nodes.a!), { count: 1, timeoutMs: 5000 })).ok, { timeout: 20_000, interval: 500 }).toBe(true);
+    } finally {
+      await cp.client.setOnline();
+    }
+  });
+
+  it("kill -9 of privhelper: a running ping keeps getting replies; the agent reconnects and re-applies", async () => {
+    const a = nodes.a!;
+    const running = continuousPing(a, nodes.b!);
+    a.privhelper!.signal("SIGKILL");
+    await a.privhelper!.waitForExit(5000);
+    await new Promise((r) => setTimeout(r, 2000));
+    await a.startPrivhelper();
+    await a.agent!.waitForLine(/"msg":"privhelper reconnected"/, 30_000, { since: "now" });
+    await new Promise((r) => setTimeout(r, 2000));
+    const { sent, received } = await running.stop();
+    console.log(`[mesh] privhelper kill -9: ${sent - received} of ${sent} pings lost`);
+    expect(sent).toBeGreaterThan(15);
+    expect(received).toBe(sent);
+    expect(a.agent!.output()).toMatch(/"msg":"mesh (applied|unchanged)"|mesh unchanged/);
+  });
+
+  it("deregistering a node removes it from every other node's wg show", async () => {
+    const d = nodes.d!;
+    const dKey = (await wgShow(d.ns, "plexd0")).publicKey;
+    await d.agent!.kill("SIGTERM");
+    const r = await d.plexd(["deregister"]);
+    expect(r.exitCode, r.output).toBe(0);
+    for (const n of [nodes.a!, nodes.b!, nodes.c!]) {
+      await expect.poll(async () => (await wgShow(n.ns, "plexd0")).peers.some((p) => p.publicKey === dKey), { timeout: 30_000 }).toBe(false);
+    }
+    // Its own interface is gone too (teardown), and with it the wireguard-go process.
+    expect(await peersOf(d)).toBe(0);
+  });
+
+  it("--cleanup leaves no plexd interface or wireguard-go process", async () => {
+    for (const n of [nodes.a!, nodes.b!, nodes.c!]) {
+      await n.agent!.kill("SIGTERM");
+      const r = await nsExec(n.ns, ["node", join(import.meta.dirname, "../../dist/plexd-privhelper.js"), "--config", n.configFile, "--cleanup"]);
+      expect(r.exitCode).toBe(0);
+      const links = await nsExec(n.ns, ["ip", "-o", "link", "show"]);
+      expect(links.stdout).not.toMatch(/plexd/);
+      const pids = (await execa("ip", ["netns", "pids", n.ns])).stdout.split("\n").filter(Boolean);
+      const comms = pids.map((p) => {
+        try {
+          return readFileSync(`/proc/${p}/comm`, "utf8").trim();
+        } catch {
+          return "";
+        }
+      });
+      expect(comms).not.toContain("wireguard-go");
+    }
+  });
+});
