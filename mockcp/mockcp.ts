@@ -7,6 +7,7 @@ import { createApp } from "./server/app.js";
 import { bindListener, closeListener, parseListen, type BoundListener, type ListenSpec } from "./server/listeners.js";
 import { StreamHub } from "./server/streams.js";
 import { generateCa, generateServerCert, type Pem } from "./server/tls.js";
+import { sweepLiveness } from "./state/liveness.js";
 import { SigningKey } from "./state/signer.js";
 import { MockState, type Clock } from "./state/store.js";
 
@@ -65,9 +66,11 @@ export function createMockcp(opts: MockcpOptions = {}): Mockcp {
   let caFile: string | null = null;
   let started = false;
   let stopping: Promise<void> | undefined;
+  let livenessTimer: NodeJS.Timeout | undefined;
 
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
+      clearInterval(livenessTimer);
       hub.drop(undefined, "end");
       await Promise.all(listeners.map(closeListener));
       listeners = [];
@@ -118,6 +121,13 @@ export function createMockcp(opts: MockcpOptions = {}): Mockcp {
         throw PlexdError.from(err);
       }
       for (const l of listeners) l.server.on("error", (err) => log.error({ err, url: l.url }, "listener error"));
+      // §3.3 liveness also advances without requests; every request sweeps too (server/app.ts).
+      const tick = Math.min(Math.max(state.heartbeatIntervalMs / 4, 10), 5000);
+      livenessTimer = setInterval(() => {
+        const gone = sweepLiveness(state);
+        if (gone.length > 0) log.info({ nodes: gone }, "nodes went offline");
+      }, tick);
+      livenessTimer.unref();
       log.info({ urls: mockcp.urls, stateDir, caFile }, "mockcp listening");
       signal?.addEventListener("abort", () => void stop(), { once: true });
     },

@@ -5,7 +5,24 @@ import { SigningKey } from "../state/signer.js";
 import { parseBody, type DataEntry, type NodeRecord } from "../state/store.js";
 import type { AppDeps } from "../server/app.js";
 import { checkKeyName, sendJson, type RequestContext } from "../server/http.js";
+import { artifactControlRoutes } from "./artifacts.js";
 import { badEventKinds, buildBadEvent, envelopeFields } from "./badevents.js";
+import { executionControlRoutes } from "./executions.js";
+import { matchRoute, type ControlRoute } from "./match.js";
+import { meshControlRoutes } from "./mesh.js";
+import { observabilityControlRoutes } from "./observability.js";
+import { reportControlRoutes } from "./reports.js";
+import { secretControlRoutes } from "./secrets.js";
+
+/** Control routes of the later endpoints, one module per area. */
+const featureRoutes: ControlRoute[] = [
+  ...secretControlRoutes,
+  ...reportControlRoutes,
+  ...executionControlRoutes,
+  ...observabilityControlRoutes,
+  ...artifactControlRoutes,
+  ...meshControlRoutes,
+];
 
 const tokenBody = z.object({
   token: z.string().optional(),
@@ -114,6 +131,8 @@ export async function handleControl(deps: AppDeps, ctx: RequestContext): Promise
         data: n.data,
         heartbeat_count: n.heartbeats.length,
         drift_count: n.drift.length,
+        offline_since: iso(n.offlineSince),
+        secret_refs: state.secrets.refs(n.id),
         last_event_id: n.events.last()?.event_id ?? null,
       });
     }
@@ -242,8 +261,11 @@ export async function handleControl(deps: AppDeps, ctx: RequestContext): Promise
     case "POST online":
       state.offline = false;
       return reply(200, { offline: false });
-    default:
-      throw notFound(ctx);
+    default: {
+      const m = matchRoute(featureRoutes, ctx);
+      if (m === undefined) throw notFound(ctx);
+      return m.route.handle(deps, ctx, m.params);
+    }
   }
 }
 

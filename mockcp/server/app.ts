@@ -1,10 +1,21 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "pino";
 import { ApiError } from "../state/apierror.js";
+import { sweepLiveness } from "../state/liveness.js";
 import type { MockState } from "../state/store.js";
 import { handleControl } from "../control/routes.js";
-import { errorBody, readBody, sendJson, splitPath, type RequestContext } from "./http.js";
+import { errorBody, parseBodyBytes, readRawBody, sendJson, splitPath, type RawBody, type RequestContext } from "./http.js";
 import type { StreamHub } from "./streams.js";
+import { serveArtifact } from "./artifacts.js";
+import { callbackRoute } from "./callbacks.js";
+import { executionRoute } from "./executions.js";
+import type { NodeRoute } from "./noderoute.js";
+import { observabilityRoute } from "./observability.js";
+import { reportRoute } from "./reports.js";
+import { secretRoute } from "./secrets.js";
+
+/** Node-scoped routes of §3.10-§3.17, one module each. */
+const nodeRoutes: NodeRoute[] = [secretRoute, reportRoute, executionRoute, observabilityRoute, callbackRoute];
 
 export interface AppDeps {
   state: MockState;
@@ -29,6 +40,7 @@ export function createApp(deps: AppDeps): Handler {
 async function dispatch(deps: AppDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? "/", "http://mockcp.invalid");
   const method = (req.method ?? "GET").toUpperCase();
+  let rawCache: Promise<RawBody> | undefined;
   let bodyCache: Promise<unknown> | undefined;
   let parsedBody: unknown = null;
   const isCp = url.pathname === "/v1" || url.pathname.startsWith("/v1/");
@@ -61,9 +73,14 @@ async function dispatch(deps: AppDeps, req: IncomingMessage, res: ServerResponse
     path: url.pathname,
     query: url.searchParams,
     segments: [],
+    raw: () => {
+      rawCache ??= readRawBody(req, deps.maxBodyBytes);
+      return rawCache;
+    },
     body: () => {
       // The control API takes JSON whatever the Content-Type, so `curl -d '{...}'` just works.
-      bodyCache ??= readBody(req, deps.maxBodyBytes, !isCp).then((b) => {
+      bodyCache ??= ctx.raw().then((r) => {
+        const b = parseBodyBytes(req, r.bytes, !isCp);
         parsedBody = b ?? null;
         return b;
       });
@@ -72,6 +89,9 @@ async function dispatch(deps: AppDeps, req: IncomingMessage, res: ServerResponse
   };
   try {
     ctx.segments = splitPath(url.pathname);
+    // Liveness (§3.3) is evaluated lazily on every request as well as on a timer, so a test
+    // with an injected clock sees the effect of advancing it on its next request.
+    sweepLiveness(deps.state);
     if (ctx.segments[0] === "control") {
       await handleControl(deps, ctx);
       return;
@@ -95,7 +115,8 @@ async function dispatch(deps: AppDeps, req: IncomingMessage, res: ServerResponse
     logRequest(status);
     // Drain what the client is still sending so the error reaches it instead of a reset.
     if (!req.complete) req.resume();
-    sendJson(req, res, status, body, err instanceof ApiError && status === 503 ? { "retry-after": "1" } : {});
+    const headers = err instanceof ApiError ? { ...(status === 503 ? { "retry-after": "1" } : {}), ...err.headers } : {};
+    sendJson(req, res, status, body, headers);
   }
 }
 
@@ -173,8 +194,15 @@ async function handleCp(
         state.postDrift(node, await ctx.body());
         return { status: 200, body: {} };
       default:
-        break;
+        for (const route of nodeRoutes) {
+          const r = await route(deps, ctx, node, s.slice(3));
+          if (r !== null) return r;
+        }
     }
+  }
+  if (s[1] === "artifacts") {
+    serveArtifact(deps, ctx, logRequest);
+    return undefined;
   }
   throw new ApiError(404, "not_found", `no route for ${ctx.method} ${ctx.path}`);
 }

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { gunzip, gzipSync } from "node:zlib";
 import { promisify } from "node:util";
 import { ApiError, badRequest } from "../state/apierror.js";
+import { keyName } from "../state/validate.js";
 
 const gunzipAsync = promisify(gunzip);
 
@@ -16,6 +17,16 @@ export interface RequestContext {
   segments: string[];
   /** Lazily read body: parsed JSON, text for non-JSON types, undefined when empty. */
   body(): Promise<unknown>;
+  /** The same body as bytes (after gunzip) with its wire size; shares the read with body(). */
+  raw(): Promise<RawBody>;
+}
+
+/** A request body as received: decoded bytes plus what the wire carried. */
+export interface RawBody {
+  /** After gunzip. */
+  bytes: Buffer;
+  wireBytes: number;
+  gzip: boolean;
 }
 
 /**
@@ -23,7 +34,7 @@ export interface RequestContext {
  * accepts gzip on every endpoint). Both the wire size and the decompressed size are capped,
  * so a gzip bomb gets 413 instead of eating memory.
  */
-export async function readBody(req: IncomingMessage, maxBytes: number, alwaysJson = false): Promise<unknown> {
+export async function readRawBody(req: IncomingMessage, maxBytes: number): Promise<RawBody> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -33,7 +44,8 @@ export async function readBody(req: IncomingMessage, maxBytes: number, alwaysJso
   }
   let raw = Buffer.concat(chunks);
   const encoding = (req.headers["content-encoding"] ?? "identity").toLowerCase().trim();
-  if (encoding === "gzip" || encoding === "x-gzip") {
+  const gzip = encoding === "gzip" || encoding === "x-gzip";
+  if (gzip) {
     try {
       raw = await gunzipAsync(raw, { maxOutputLength: maxBytes });
     } catch (err) {
@@ -45,6 +57,11 @@ export async function readBody(req: IncomingMessage, maxBytes: number, alwaysJso
   } else if (encoding !== "identity" && encoding !== "") {
     throw new ApiError(415, "unsupported_encoding", `unsupported Content-Encoding ${encoding}`);
   }
+  return { bytes: raw, wireBytes: size, gzip };
+}
+
+/** Parses decoded body bytes: JSON for JSON types (or always), text otherwise, undefined when empty. */
+export function parseBodyBytes(req: IncomingMessage, raw: Buffer, alwaysJson = false): unknown {
   if (raw.length === 0) return undefined;
   const text = raw.toString("utf8");
   const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
@@ -56,6 +73,11 @@ export async function readBody(req: IncomingMessage, maxBytes: number, alwaysJso
     }
   }
   return text;
+}
+
+/** readRawBody then parseBodyBytes. */
+export async function readBody(req: IncomingMessage, maxBytes: number, alwaysJson = false): Promise<unknown> {
+  return parseBodyBytes(req, (await readRawBody(req, maxBytes)).bytes, alwaysJson);
 }
 
 /** Writes a JSON response, gzipped when the client accepts it and the body is worth it. */
@@ -90,10 +112,18 @@ export function splitPath(path: string): string[] {
   }
 }
 
-const keyName = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
 /** Key names in paths (secrets, data, report entries) per control-plane §2.1. */
 export function checkKeyName(key: string): string {
   if (!keyName.test(key)) throw badRequest(`invalid key name ${JSON.stringify(key)}`);
   return key;
+}
+
+/** 405 unless the request uses `method`. */
+export function requireMethod(ctx: RequestContext, method: string): void {
+  if (ctx.method !== method) throw new ApiError(405, "method_not_allowed", `${ctx.method} is not allowed on ${ctx.path}`);
+}
+
+/** Base media type of the request, lower-cased, without parameters. */
+export function mediaType(ctx: RequestContext): string {
+  return (ctx.req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
 }

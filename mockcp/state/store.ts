@@ -6,6 +6,15 @@ import { KeyRing, type SigningKeysView } from "./keyring.js";
 import { MeshIpPool } from "./meship.js";
 import { RequestLog } from "./requestlog.js";
 import { SigningKey } from "./signer.js";
+import { ArtifactStore } from "./artifacts.js";
+import { CallbackStore } from "./callbacks.js";
+import { ExecutionStore } from "./executions.js";
+import { offlineAfter, resumeNode, unreachableAfter } from "./liveness.js";
+import { ObservabilityStore } from "./observability.js";
+import { StateOverrides } from "./overrides.js";
+import { ReportStore } from "./reports.js";
+import { SecretStore, type SecretRef } from "./secrets.js";
+import { hostPort, parseBody, rfc3339 } from "./validate.js";
 
 export type Clock = () => number;
 
@@ -55,6 +64,8 @@ export interface NodeRecord {
   endpoint: { public_endpoint: string; nat_type: string; updated_at: string } | undefined;
   heartbeats: Received[];
   lastHeartbeatAt: number | undefined;
+  /** Set while the node counts as offline (§3.3): its peers were told `peer_removed`. */
+  offlineSince: number | undefined;
   flags: { reconcile: boolean; rotate_keys: boolean };
   drift: Received[];
   lastRotation: { newPublicKey: string; response: KeysRotateResponse } | undefined;
@@ -98,8 +109,6 @@ export type EventSink = (nodeId: string, event: LoggedEvent) => void;
 // Standard padded base64 of exactly 32 bytes: 43 symbols then one "=".
 const key32 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 const printable = /^[\x20-\x7e]{1,512}$/;
-const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
-const hostPort = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
 export const isKey32 = (s: string): boolean => key32.test(s) && Buffer.from(s, "base64").length === 32;
 
@@ -139,12 +148,7 @@ const capabilitiesBody = z.object({
   hooks: z.array(z.unknown()),
 });
 
-/** Validates `body` or throws 400 with every issue listed as `path: message`. */
-export function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
-  const r = schema.safeParse(body);
-  if (r.success) return r.data;
-  throw badRequest(r.error.issues.map((i) => `${i.path.join(".") || "(body)"}: ${i.message}`).join("; "));
-}
+export { parseBody };
 
 const b64 = (n: number): string => randomBytes(n).toString("base64");
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -159,6 +163,15 @@ export class MockState {
   readonly requests = new RequestLog();
   readonly nodes = new Map<string, NodeRecord>();
   offline = false;
+  readonly heartbeatIntervalMs: number;
+  // Endpoints of §3.10-§3.17 and drift injection, each in its own module.
+  readonly secrets: SecretStore;
+  readonly reports = new ReportStore();
+  readonly executions: ExecutionStore;
+  readonly observability: ObservabilityStore;
+  readonly artifacts: ArtifactStore;
+  readonly callbacks: CallbackStore;
+  readonly overrides = new StateOverrides();
 
   readonly #tokens = new Map<string, BootstrapToken>();
   readonly #byIdentity = new Map<string, string>();
@@ -166,7 +179,6 @@ export class MockState {
   readonly #ips = new MeshIpPool();
   readonly #sinks = new Set<EventSink>();
   readonly #rotateNsk: boolean;
-  readonly #heartbeatMs: number;
   readonly #eventLogOpts: { minEvents?: number; minAgeMs?: number };
   // Event ids carry a per-instance prefix so a restarted mockcp never reuses an id an
   // agent still remembers as processed (it would drop the new event as a duplicate).
@@ -177,8 +189,14 @@ export class MockState {
     this.now = opts.now ?? Date.now;
     this.keys = new KeyRing(opts.signingKey ?? SigningKey.generate());
     this.#rotateNsk = opts.rotateNskOnKeyRotate ?? true;
-    this.#heartbeatMs = opts.heartbeatIntervalMs ?? 30_000;
+    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 30_000;
     this.#eventLogOpts = opts.eventLog ?? {};
+    this.secrets = new SecretStore(this.now);
+    this.executions = new ExecutionStore(this.now);
+    this.observability = new ObservabilityStore(this.now);
+    this.artifacts = new ArtifactStore(this.now);
+    this.callbacks = new CallbackStore(this.now);
+    this.onEvent((nodeId, ev) => this.executions.observe(nodeId, ev));
   }
 
   // ---- bootstrap tokens -------------------------------------------------------------
@@ -240,6 +258,7 @@ export class MockState {
       endpoint: undefined,
       heartbeats: [],
       lastHeartbeatAt: undefined,
+      offlineSince: undefined,
       flags: { reconcile: false, rotate_keys: false },
       drift: [],
       lastRotation: undefined,
@@ -308,6 +327,7 @@ export class MockState {
     node.heartbeats.push({ received_at: iso(now), body: raw });
     if (node.heartbeats.length > 1000) node.heartbeats.shift();
     node.lastHeartbeatAt = now;
+    resumeNode(this, node);
     const flags = { ...node.flags };
     // reconcile is a one-shot request; rotate_keys stays set until keys/rotate arrives (§3.3).
     node.flags.reconcile = false;
@@ -382,15 +402,15 @@ export class MockState {
     signing_keys: SigningKeysView;
     metadata: Record<string, string>;
     data: DataEntry[];
-    secret_refs: { key: string; version: number }[];
+    secret_refs: SecretRef[];
   } {
     return {
-      peers: this.peersOf(node.id),
+      peers: this.desiredPeers(node.id),
       policies: node.policies,
       signing_keys: this.keys.view(this.now()),
       metadata: node.metadata,
       data: node.data,
-      secret_refs: [],
+      secret_refs: this.secrets.refs(node.id),
     };
   }
 
@@ -400,11 +420,21 @@ export class MockState {
     return [...this.nodes.values()].filter((n) => n.status === "active");
   }
 
-  /** Every other active node as a Peer, as `viewerId` sees it. */
+  /** Active nodes that are not offline (§3.3): the ones that appear as peers. */
+  meshNodes(): NodeRecord[] {
+    return this.activeNodes().filter((n) => n.offlineSince === undefined);
+  }
+
+  /** Every other mesh node as a Peer, as `viewerId` sees it. */
   peersOf(viewerId: string): Peer[] {
     const out: Peer[] = [];
-    for (const n of this.activeNodes()) if (n.id !== viewerId) out.push(this.peerView(viewerId, n));
+    for (const n of this.meshNodes()) if (n.id !== viewerId) out.push(this.peerView(viewerId, n));
     return out;
+  }
+
+  /** The peers of `viewerId`'s state document: peersOf() with injected drift applied. */
+  desiredPeers(viewerId: string): Peer[] {
+    return this.overrides.apply(viewerId, this.peersOf(viewerId));
   }
 
   peerView(viewerId: string, peer: NodeRecord): Peer {
@@ -432,10 +462,11 @@ export class MockState {
   /** Computed liveness for the control API; §3.3 thresholds (3 and 10 missed intervals). */
   statusOf(node: NodeRecord): string {
     if (node.status === "deregistered") return "deregistered";
+    if (node.offlineSince !== undefined) return "offline";
     if (node.lastHeartbeatAt === undefined) return "registered";
-    const missed = (this.now() - node.lastHeartbeatAt) / this.#heartbeatMs;
-    if (missed >= 10) return "offline";
-    if (missed >= 3) return "unreachable";
+    const missed = (this.now() - node.lastHeartbeatAt) / this.heartbeatIntervalMs;
+    if (missed >= offlineAfter) return "offline";
+    if (missed >= unreachableAfter) return "unreachable";
     return "healthy";
   }
 

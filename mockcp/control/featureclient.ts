@@ -1,0 +1,155 @@
+import type { Policy, Received } from "../state/store.js";
+import type {
+  ActionPushed,
+  ActionRequestInput,
+  ArtifactInfo,
+  ExecutionRecord,
+  FailureMode,
+  FailureModeInput,
+  ObsKind,
+  ObsView,
+  PeerOverride,
+  ReportEntry,
+  SecretChange,
+  SecretRecord,
+  StateDocument,
+  TunnelRecord,
+} from "./featuretypes.js";
+import { MockcpTransport } from "./transport.js";
+
+const enc = encodeURIComponent;
+const node = (id: string): string => `/control/v1/nodes/${enc(id)}`;
+
+/** Typed control-API methods for §3.10-§3.17, policies and drift injection (docs/mockcp.md). */
+export class MockcpFeatureClient extends MockcpTransport {
+  // ---- secrets (§3.10, §5.12) ----
+
+  /** Sets a secret for a node; pushes node_secrets_updated unless `push: false`. */
+  setSecret(nodeId: string, key: string, s: { value?: string; version?: number; denied?: boolean; listed?: boolean; push?: boolean }): Promise<SecretChange & { secret: SecretRecord }> {
+    return this.call("PUT", `${node(nodeId)}/secrets/${enc(key)}`, s);
+  }
+
+  /** Makes reads of `key` answer 403 (keeps any value; not listed in secret_refs unless `listed`). */
+  denySecret(nodeId: string, key: string, opts: { listed?: boolean; push?: boolean } = {}): Promise<SecretChange & { secret: SecretRecord }> {
+    return this.setSecret(nodeId, key, { denied: true, ...opts });
+  }
+
+  deleteSecret(nodeId: string, key: string, opts: { push?: boolean } = {}): Promise<SecretChange & { deleted: boolean }> {
+    return this.call("DELETE", `${node(nodeId)}/secrets/${enc(key)}${opts.push === false ? "?push=false" : ""}`);
+  }
+
+  secrets(nodeId: string): Promise<{ secrets: SecretRecord[]; secret_refs: { key: string; version: number }[] }> {
+    return this.call("GET", `${node(nodeId)}/secrets`);
+  }
+
+  // ---- reports (§3.11) ----
+
+  async reports(nodeId: string): Promise<ReportEntry[]> {
+    return (await this.call<{ reports: ReportEntry[] }>("GET", `${node(nodeId)}/reports`)).reports;
+  }
+
+  /** Overwrites what mockcp holds for a report key (e.g. a higher version to provoke 409). */
+  async seedReport(nodeId: string, key: string, e: { version: number; payload: unknown; content_type?: string; updated_at?: string }): Promise<ReportEntry> {
+    return (await this.call<{ report: ReportEntry }>("PUT", `${node(nodeId)}/reports/${enc(key)}`, e)).report;
+  }
+
+  async clearReports(nodeId: string): Promise<void> {
+    await this.call("DELETE", `${node(nodeId)}/reports`);
+  }
+
+  // ---- executions (§3.12, §3.13, §5.6) ----
+
+  /** Pushes an action_request (execution id generated unless given); the execution becomes known. */
+  pushAction(nodeId: string, a: ActionRequestInput): Promise<ActionPushed> {
+    return this.call("POST", `${node(nodeId)}/actions`, a);
+  }
+
+  async executions(nodeId: string): Promise<ExecutionRecord[]> {
+    return (await this.call<{ executions: ExecutionRecord[] }>("GET", `${node(nodeId)}/executions`)).executions;
+  }
+
+  execution(nodeId: string, executionId: string): Promise<ExecutionRecord> {
+    return this.call("GET", `${node(nodeId)}/executions/${enc(executionId)}`);
+  }
+
+  /** Polls until the execution has a result. */
+  waitForResult(nodeId: string, executionId: string, opts: { timeoutMs?: number } = {}): Promise<ExecutionRecord> {
+    return this.waitFor(
+      async () => {
+        const r = await this.request<ExecutionRecord>("GET", `${node(nodeId)}/executions/${enc(executionId)}`);
+        return r.status === 200 && r.body.result !== null ? r.body : undefined;
+      },
+      { ...opts, what: `result of ${executionId}` },
+    );
+  }
+
+  // ---- observability (§3.14) ----
+
+  observability(nodeId: string, kind: ObsKind): Promise<ObsView> {
+    return this.call("GET", `${node(nodeId)}/${kind}`);
+  }
+
+  async clearObservability(nodeId: string, kind: ObsKind): Promise<void> {
+    await this.call("DELETE", `${node(nodeId)}/${kind}`);
+  }
+
+  async setObservabilityFailure(f: FailureModeInput): Promise<FailureMode & { remaining: number | null }> {
+    return (await this.call<{ failure: FailureMode & { remaining: number | null } }>("PUT", "/control/v1/observability/failure", f)).failure;
+  }
+
+  async clearObservabilityFailure(): Promise<void> {
+    await this.call("DELETE", "/control/v1/observability/failure");
+  }
+
+  // ---- artifacts (§3.15) ----
+
+  async uploadArtifact(version: string, os: string, arch: string, bytes: Buffer): Promise<ArtifactInfo> {
+    const r = await this.request<ArtifactInfo>("PUT", `/control/v1/artifacts/plexd/${enc(version)}/${enc(os)}/${enc(arch)}`, {
+      rawBody: bytes,
+      headers: { "content-type": "application/octet-stream" },
+    });
+    return this.check(r, "PUT", "artifacts");
+  }
+
+  async artifacts(): Promise<ArtifactInfo[]> {
+    return (await this.call<{ artifacts: ArtifactInfo[] }>("GET", "/control/v1/artifacts")).artifacts;
+  }
+
+  async deleteArtifact(version: string, os: string, arch: string): Promise<void> {
+    await this.call("DELETE", `/control/v1/artifacts/plexd/${enc(version)}/${enc(os)}/${enc(arch)}`);
+  }
+
+  // ---- tunnels (§3.16), integrity (§3.17) ----
+
+  async tunnels(nodeId: string): Promise<TunnelRecord[]> {
+    return (await this.call<{ tunnels: TunnelRecord[] }>("GET", `${node(nodeId)}/tunnels`)).tunnels;
+  }
+
+  async integrityViolations(nodeId: string): Promise<Received[]> {
+    return (await this.call<{ violations: Received[] }>("GET", `${node(nodeId)}/integrity-violations`)).violations;
+  }
+
+  // ---- desired state, policies, drift injection (§3.8, §5.5) ----
+
+  /** The §3.8 state document exactly as the node would get it (overrides applied). */
+  desiredState(nodeId: string): Promise<StateDocument> {
+    return this.call("GET", `${node(nodeId)}/state`);
+  }
+
+  async policies(nodeId: string): Promise<Policy[]> {
+    return (await this.call<{ policies: Policy[] }>("GET", `${node(nodeId)}/policies`)).policies;
+  }
+
+  /** Changes (or with `remove: true` hides, or adds) a peer in the node's state document without pushing an event. */
+  injectPeerDrift(nodeId: string, peerId: string, o: PeerOverride): Promise<{ overrides: Record<string, PeerOverride>; peers: StateDocument["peers"] }> {
+    return this.call("PUT", `${node(nodeId)}/state-overrides/peers/${enc(peerId)}`, o);
+  }
+
+  async stateOverrides(nodeId: string): Promise<Record<string, PeerOverride>> {
+    return (await this.call<{ overrides: Record<string, PeerOverride> }>("GET", `${node(nodeId)}/state-overrides`)).overrides;
+  }
+
+  async clearStateOverrides(nodeId: string, peerId?: string): Promise<void> {
+    await this.call("DELETE", `${node(nodeId)}/state-overrides${peerId === undefined ? "" : `/peers/${enc(peerId)}`}`);
+  }
+}

@@ -1,0 +1,147 @@
+import { z } from "zod";
+import { ApiError, badRequest } from "./apierror.js";
+
+export const obsKinds = ["metrics", "logs", "audit"] as const;
+export type ObsKind = (typeof obsKinds)[number];
+
+/** One accepted upload, decoded. */
+export interface ObsBatch {
+  received_at: string;
+  content_type: string;
+  gzip: boolean;
+  wire_bytes: number;
+  decoded_bytes: number;
+  items: unknown[];
+}
+
+export interface ObsCounts {
+  batches: number;
+  items: number;
+  rejected_413: number;
+  rejected_429: number;
+}
+
+export interface ObsView {
+  counts: ObsCounts;
+  batches: ObsBatch[];
+  /** Every item of the kept batches, in arrival order. */
+  items: unknown[];
+}
+
+/**
+ * A failure mode for the observability endpoints so agents' split (413) and retry (429)
+ * logic can be tested. `too_large` rejects decoded bodies over `max_bytes`; `rate_limit`
+ * answers 429 (with `Retry-After: retry_after` unless that is null) to the next `count`
+ * requests, or to all while the mode is set when `count` is absent.
+ */
+export const failureMode = z.object({
+  mode: z.enum(["none", "too_large", "rate_limit"]),
+  max_bytes: z.number().int().min(0).optional(),
+  retry_after: z.number().int().min(0).nullable().default(1),
+  count: z.number().int().min(1).optional(),
+  kinds: z.array(z.enum(obsKinds)).default([...obsKinds]),
+  node_id: z.string().optional(),
+});
+export type FailureMode = z.infer<typeof failureMode>;
+
+const maxBatches = 1000;
+
+const isObject = (v: unknown): boolean => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Decodes a body: a JSON array for metrics, NDJSON (one object per line) for logs and audit. */
+export function decodeItems(kind: ObsKind, body: unknown): unknown[] {
+  if (kind === "metrics") {
+    if (!Array.isArray(body)) throw badRequest("metrics body must be a JSON array");
+    if (!body.every(isObject)) throw badRequest("every metric point must be a JSON object");
+    return body;
+  }
+  const text = typeof body === "string" ? body : body === undefined ? "" : JSON.stringify(body);
+  const out: unknown[] = [];
+  const lines = text.split("\n");
+  for (const [i, line] of lines.entries()) {
+    if (line.trim() === "") continue;
+    let v: unknown;
+    try {
+      v = JSON.parse(line) as unknown;
+    } catch {
+      throw badRequest(`${kind} line ${i + 1} is not valid JSON`);
+    }
+    if (!isObject(v)) throw badRequest(`${kind} line ${i + 1} is not a JSON object`);
+    out.push(v);
+  }
+  return out;
+}
+
+/** Received metrics, logs and audit per node, plus the configured failure mode. */
+export class ObservabilityStore {
+  readonly #byNode = new Map<string, Map<ObsKind, { counts: ObsCounts; batches: ObsBatch[] }>>();
+  readonly #now: () => number;
+  #failure: FailureMode = { mode: "none", retry_after: 1, kinds: [...obsKinds] };
+  #failuresLeft: number | undefined;
+
+  constructor(now: () => number) {
+    this.#now = now;
+  }
+
+  #of(nodeId: string, kind: ObsKind): { counts: ObsCounts; batches: ObsBatch[] } {
+    let m = this.#byNode.get(nodeId);
+    if (m === undefined) {
+      m = new Map();
+      this.#byNode.set(nodeId, m);
+    }
+    let k = m.get(kind);
+    if (k === undefined) {
+      k = { counts: { batches: 0, items: 0, rejected_413: 0, rejected_429: 0 }, batches: [] };
+      m.set(kind, k);
+    }
+    return k;
+  }
+
+  setFailure(f: FailureMode): FailureMode {
+    if (f.mode === "too_large" && f.max_bytes === undefined) throw badRequest("max_bytes is required for mode too_large");
+    this.#failure = f;
+    this.#failuresLeft = f.count;
+    return f;
+  }
+
+  failure(): FailureMode & { remaining: number | null } {
+    return { ...this.#failure, remaining: this.#failuresLeft ?? null };
+  }
+
+  /** Throws 413/429 when the failure mode says so; counts the rejection. */
+  checkFailure(nodeId: string, kind: ObsKind, decodedBytes: number): void {
+    const f = this.#failure;
+    if (f.mode === "none" || !f.kinds.includes(kind) || (f.node_id !== undefined && f.node_id !== nodeId)) return;
+    const counts = this.#of(nodeId, kind).counts;
+    if (f.mode === "too_large") {
+      if (decodedBytes <= (f.max_bytes ?? Infinity)) return;
+      counts.rejected_413++;
+      throw new ApiError(413, "body_too_large", `${kind} body of ${decodedBytes} bytes is over the test limit of ${f.max_bytes} bytes`);
+    }
+    if (this.#failuresLeft !== undefined) {
+      if (this.#failuresLeft <= 0) return;
+      this.#failuresLeft--;
+    }
+    counts.rejected_429++;
+    throw new ApiError(429, "rate_limited", `${kind} upload rate limited (test control)`, undefined, f.retry_after === null ? {} : { "retry-after": String(f.retry_after) });
+  }
+
+  record(nodeId: string, kind: ObsKind, batch: Omit<ObsBatch, "received_at" | "items">, items: unknown[]): ObsBatch {
+    const k = this.#of(nodeId, kind);
+    const full: ObsBatch = { received_at: new Date(this.#now()).toISOString(), ...batch, items };
+    k.batches.push(full);
+    if (k.batches.length > maxBatches) k.batches.shift();
+    k.counts.batches++;
+    k.counts.items += items.length;
+    return full;
+  }
+
+  view(nodeId: string, kind: ObsKind): ObsView {
+    const k = this.#of(nodeId, kind);
+    return { counts: { ...k.counts }, batches: k.batches, items: k.batches.flatMap((b) => b.items) };
+  }
+
+  clear(nodeId: string, kind: ObsKind): void {
+    this.#byNode.get(nodeId)?.delete(kind);
+  }
+}
