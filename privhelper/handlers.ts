@@ -11,8 +11,10 @@ import { join } from "node:path";
 import { uapiDir } from "./mesh/device.js";
 import { uapiBackend } from "./os/uapi.js";
 import { wgTool } from "./os/wg.js";
+import { makeApplyFirewall } from "./service/apply-firewall.js";
 import { makeApplyMesh, type MeshDeps } from "./service/apply-mesh.js";
 import { makeGetInfo } from "./service/get-info.js";
+import { makeReadFirewall } from "./service/read-firewall.js";
 import { makeReadMesh } from "./service/read-mesh.js";
 import { makeRemoveBootstrapToken } from "./service/remove-bootstrap-token.js";
 import { makeTeardown } from "./service/teardown.js";
@@ -47,6 +49,8 @@ export function buildHandlers(deps: Deps): Handlers<Methods> {
     getInfo: makeGetInfo(deps),
     applyMesh: makeApplyMesh(mesh),
     readMesh: makeReadMesh(mesh),
+    applyFirewall: makeApplyFirewall(deps),
+    readFirewall: makeReadFirewall(deps),
     teardown: makeTeardown(mesh),
     removeBootstrapToken: makeRemoveBootstrapToken(deps),
   };
