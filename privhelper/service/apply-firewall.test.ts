@@ -78,7 +78,7 @@ describe("ApplyFirewall", () => {
   it("refuses an invalid spec before running anything", async () => {
     const { runner, apply } = setup([]);
     const bad = structuredClone(fixtureSpec);
-    bad.chains[2]!.rules[1]!.iifname = "eth0";
+    (bad.chains[2]!.rules[1] as { iifname?: string }).iifname = "eth0";
     const err = await apply(req({ spec: bad }), ctx).catch((e: unknown) => PlexdError.from(e));
     expect(err).toBeInstanceOf(PlexdError);
     expect((err as PlexdError).code).toBe("invalid_argument");
