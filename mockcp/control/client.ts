@@ -32,6 +32,10 @@ export interface NodeDetail extends NodeSummary {
   data: DataEntry[];
   heartbeat_count: number;
   drift_count: number;
+  /** When the node went offline (§3.3: peers got peer_removed), null while it is not. */
+  offline_since: string | null;
+  /** The node's secret index as state shows it. */
+  secret_refs: { key: string; version: number }[];
   last_event_id: string | null;
 }
 
