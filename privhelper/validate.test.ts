@@ -114,3 +114,36 @@ describe("validateMeshSpec", () => {
     expect(issuesOf({ interface: "wg-access" })).toContain("spec.interface");
   });
 });
+
+describe("validateMeshSpec fuzz", () => {
+  // Anything that passes must be inert text for the wg config format, UAPI and ip argv:
+  // no whitespace, newline, '=', shell or option characters can survive re-serialisation.
+  const safe = {
+    key: /^[A-Za-z0-9+/]{43}=$/,
+    cidr: /^[0-9a-f.:]+\/\d{1,3}$/,
+    endpoint: /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:]+\]):\d{1,5}$/,
+  };
+  const junk = fc.oneof(fc.string(), fc.constantFrom(key, "10.0.0.1/32", "192.0.2.1:1", "[::1]:1", "plexd0", ""), fc.string({ unit: "binary" }));
+  it("accepts only canonical, inert values and refuses everything else with invalid_argument", () => {
+    fc.assert(
+      fc.property(junk, junk, fc.array(junk, { maxLength: 3 }), junk, junk, fc.array(junk, { maxLength: 3 }), (iface, priv, addrs, pk, ep, ips) => {
+        let d;
+        try {
+          d = validateMeshSpec(cfg, spec({ interface: iface, privateKey: priv, addresses: addrs, peers: [{ publicKey: pk, endpoint: ep, allowedIps: ips }] }));
+        } catch (err) {
+          expect(PlexdError.from(err).code).toBe("invalid_argument");
+          return;
+        }
+        expect(d.interface).toBe("plexd0");
+        expect(d.privateKey).toMatch(safe.key);
+        for (const a of d.addresses) expect(a).toMatch(safe.cidr);
+        for (const p of d.peers) {
+          expect(p.publicKey).toMatch(safe.key);
+          if (p.endpoint) expect(p.endpoint).toMatch(safe.endpoint);
+          for (const a of p.allowedIps) expect(a).toMatch(safe.cidr);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});

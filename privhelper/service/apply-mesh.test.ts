@@ -146,6 +146,27 @@ describe("ApplyMesh (transcripts)", () => {
     expect(state.wgGo).toEqual([]);
   });
 
+  it("uses kernel WireGuard when the kernel has it: no wireguard-go, config through wg on stdin", async () => {
+    const { runner, apply } = engine([
+      { cmd: showDev, result: fail('Device "plexd0" does not exist.', 1) },
+      { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: ok() },
+      { cmd: ["ip", "link", "set", "plexd0", "mtu", "1420"], result: ok() },
+      {
+        cmd: ["wg", "addconf", "plexd0", "/dev/stdin"],
+        input:
+          `[Interface]\nPrivateKey = ${priv}\nListenPort = 51820\n[Peer]\nPublicKey = ${peerA}\nPresharedKey = AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n` +
+          `Endpoint = 192.0.2.3:51820\nAllowedIPs = 10.100.0.3/32\nPersistentKeepalive = 25\n`,
+        result: ok(),
+      },
+      { cmd: ["ip", "addr", "replace", "10.100.0.1/32", "dev", "plexd0"], result: ok() },
+      { cmd: ["ip", "link", "set", "plexd0", "up"], result: ok() },
+    ]);
+    const res = await apply(request(), ctx);
+    expect(runner.done).toBe(true);
+    expect(res.result?.changed).toBe(true);
+    expect(res.result?.plan?.map((s) => s.kind)).toEqual(["create_interface", "set_mtu", "set_private_key", "set_listen_port", "add_peer", "add_address", "link_up"]);
+  });
+
   it("refuses an invalid spec before running anything", async () => {
     const { runner, apply } = engine([]);
     await expect(apply(request({ interface: "eth0" }), ctx)).rejects.toMatchObject({ code: "invalid_argument" });
