@@ -81,10 +81,10 @@ async function main(): Promise<number> {
   step("mesh forming (wg show)");
   for (const node of nodes) {
     const wg = await waitFor(`${node.name} to configure ${count - 1} peers`, async () => {
-      const w = await wgShow(node.ns, "plexd0");
+      const w = await wgShow(node.ns, node.iface);
       return w.peers.length === count - 1 ? w : undefined;
     });
-    say(`${node.name}: interface plexd0 listening on ${wg.listenPort}, ${wg.peers.length} peers: ${wg.peers.map((p) => `${p.allowedIps.join(",")} via ${p.endpoint ?? "(no endpoint)"}`).join("; ")}`);
+    say(`${node.name}: interface ${node.iface} listening on ${wg.listenPort}, ${wg.peers.length} peers: ${wg.peers.map((p) => `${p.allowedIps.join(",")} via ${p.endpoint ?? "(no endpoint)"}`).join("; ")}`);
   }
 
   step("pinging across mesh IPs");
@@ -99,7 +99,7 @@ async function main(): Promise<number> {
     }
   }
   for (const node of nodes) {
-    const wg = await wgShow(node.ns, "plexd0");
+    const wg = await wgShow(node.ns, node.iface);
     const shaken = wg.peers.filter((p) => p.latestHandshake > 0).length;
     say(`${node.name}: ${shaken}/${wg.peers.length} peers with a completed handshake`);
   }
@@ -107,7 +107,7 @@ async function main(): Promise<number> {
   step(failures === 0 ? "mesh is up: every node reached every other over WireGuard" : `${failures} ping pairs failed`);
   if (values.keep) {
     say("staying up; explore in another terminal, for example:");
-    for (const node of nodes) say(`  ip netns exec ${node.ns} wg show plexd0     # ${node.name}`);
+    for (const node of nodes) say(`  ip netns exec ${node.ns} wg show ${node.iface}     # ${node.name}`);
     say(`  ip netns exec ${nodes[0]?.ns ?? ""} ping ${identity(nodes[1]!)?.mesh_ip ?? ""}`);
     say(`  node dist/plexd.js config check ${nodes[0]?.configFile ?? ""}`);
     say("press Ctrl-C to tear everything down");

@@ -45,7 +45,7 @@ async function join_(name: string): Promise<PlexdNode> {
 }
 
 async function peersOf(n: PlexdNode): Promise<number> {
-  return (await wgShow(n.ns, "plexd0").catch(() => ({ peers: [] }))).peers.length;
+  return (await wgShow(n.ns, n.iface).catch(() => ({ peers: [] }))).peers.length;
 }
 
 async function pingAll(list: PlexdNode[]): Promise<string[]> {
@@ -81,7 +81,7 @@ describe("mesh", () => {
     for (const n of three) await expect.poll(() => peersOf(n), { timeout: 30_000 }).toBe(2);
     await expect.poll(() => pingAll(three), { timeout: 30_000, interval: 1000 }).toEqual([]);
     // wg show lists each peer with its PSK and its mesh /32.
-    const wg = await wgShow(nodes.a!.ns, "plexd0");
+    const wg = await wgShow(nodes.a!.ns, nodes.a!.iface);
     expect(wg.peers.every((p) => p.hasPresharedKey)).toBe(true);
     expect(wg.peers.map((p) => p.allowedIps[0]).sort()).toEqual([`${meshIp(nodes.b!)}/32`, `${meshIp(nodes.c!)}/32`].sort());
   });
@@ -96,12 +96,12 @@ describe("mesh", () => {
   it("key rotation keeps a running ping going", async () => {
     const a = nodes.a!;
     const b = nodes.b!;
-    const before = (await wgShow(b.ns, "plexd0")).peers.map((p) => p.publicKey);
+    const before = (await wgShow(b.ns, b.iface)).peers.map((p) => p.publicKey);
     const running = continuousPing(b, a);
     await new Promise((r) => setTimeout(r, 1500));
     await cp.client.pushEvent(nodeId(a), { event_type: "rotate_keys", payload: { reason: "admin" } });
     await a.agent!.waitForLine(/"msg":"key rotation complete"/, 30_000);
-    await expect.poll(async () => (await wgShow(b.ns, "plexd0")).peers.map((p) => p.publicKey).filter((k) => !before.includes(k)).length, { timeout: 20_000 }).toBe(1);
+    await expect.poll(async () => (await wgShow(b.ns, b.iface)).peers.map((p) => p.publicKey).filter((k) => !before.includes(k)).length, { timeout: 20_000 }).toBe(1);
     await new Promise((r) => setTimeout(r, 3000));
     const { sent, received } = await running.stop();
     console.log(`[mesh] key rotation: ${sent - received} of ${sent} pings lost`);
@@ -153,12 +153,12 @@ describe("mesh", () => {
 
   it("deregistering a node removes it from every other node's wg show", async () => {
     const d = nodes.d!;
-    const dKey = (await wgShow(d.ns, "plexd0")).publicKey;
+    const dKey = (await wgShow(d.ns, d.iface)).publicKey;
     await d.agent!.kill("SIGTERM");
     const r = await d.plexd(["deregister"]);
     expect(r.exitCode, r.output).toBe(0);
     for (const n of [nodes.a!, nodes.b!, nodes.c!]) {
-      await expect.poll(async () => (await wgShow(n.ns, "plexd0")).peers.some((p) => p.publicKey === dKey), { timeout: 30_000 }).toBe(false);
+      await expect.poll(async () => (await wgShow(n.ns, n.iface)).peers.some((p) => p.publicKey === dKey), { timeout: 30_000 }).toBe(false);
     }
     // Its own interface is gone too (teardown), and with it the wireguard-go process.
     expect(await peersOf(d)).toBe(0);

@@ -31,6 +31,9 @@ export interface PlexdNode {
   tokenFile: string;
   privSocket: string;
   apiSocket: string;
+  /** The mesh interface: unique per node, because wireguard-go's UAPI socket path
+   * (/var/run/wireguard/NAME.sock) is shared by every network namespace. */
+  iface: string;
   agent?: ProcessHandle;
   privhelper?: ProcessHandle;
   startPrivhelper(): Promise<ProcessHandle>;
@@ -67,6 +70,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
   const privSocket = join(root, "priv", "privhelper.sock");
   const tokenFile = join(tokenDir, "bootstrap-token");
   const configFile = join(etc, "config.yaml");
+  const iface = `plexd${opts.name.replace(/[^a-z0-9]/g, "").slice(0, 10)}`;
   const config = deepMerge(
     {
       api: opts.api,
@@ -76,6 +80,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
       token: { file: tokenFile },
       registration: { hostname: opts.name },
       privhelper: { socket: privSocket },
+      mesh: { interface: iface },
       node_api: { socket: join(runDir, "api.sock") },
       actions: { socket: join(runDir, "actions.sock") },
       nat_traversal: { enabled: false },
@@ -98,6 +103,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
     tokenFile,
     privSocket,
     apiSocket: join(runDir, "api.sock"),
+    iface,
     async startPrivhelper() {
       const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-privhelper`, argv: ["node", join(distDir, "plexd-privhelper.js"), "--config", configFile] });
       node.privhelper = p;
