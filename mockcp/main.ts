@@ -34,7 +34,7 @@ const program = new Command()
   .option("--signing-seed <hex>", "Ed25519 signing seed, 64 hex chars, for deterministic signatures (default: random)")
   .addOption(new Option("--keepalive <duration>", "SSE keepalive comment interval").argParser(duration).default(30_000, "30s"))
   .addOption(
-    new Option("--heartbeat-interval <duration>", "heartbeat interval assumed for node status (unreachable after 3 missed, offline after 10)")
+    new Option("--heartbeat-interval <duration>", "heartbeat interval assumed for liveness: unreachable after 3 missed, offline after 10 (peers then get peer_removed, and peer_added when heartbeats resume)")
       .argParser(duration)
       .default(30_000, "30s"),
   )

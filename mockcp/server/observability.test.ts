@@ -62,10 +62,18 @@ describe("observability uploads (§3.14, TV-11)", () => {
     expect((await up("metrics", JSON.stringify([1, 2]))).status).toBe(400);
     expect((await up("logs", '{"ok":1}\nnot json\n')).status).toBe(400);
     expect((await up("audit", "[1]\n")).status).toBe(400);
+    // Item shapes of §3.14.
+    expect((await up("metrics", JSON.stringify([{ ...metric(1), group: "bogus" }]))).status).toBe(400);
+    expect((await up("metrics", JSON.stringify([{ ...metric(1), data: 5 }]))).status).toBe(400);
+    expect((await up("logs", ndjson([{ ...logLine(1), severity: "warn" }]))).status).toBe(400);
+    expect((await up("logs", ndjson([{ ...logLine(1), message: "x".repeat(16 * 1024 + 12) }]))).status).toBe(400);
+    expect((await up("logs", ndjson([{ ...logLine(1), message: `${"x".repeat(16 * 1024)}[truncated]` }]))).status).toBe(202);
+    expect((await up("audit", ndjson([{ timestamp: "2025-01-15T10:30:00Z", source: "auditd", event_type: "exec", subject: {}, object: {}, action: "x", result: "ok", hostname: "a", raw: "" }]))).status).toBe(400);
     expect((await up("logs", ndjson([logLine(1)]), { type: "application/json" })).status).toBe(415);
     expect((await up("metrics", "[]", { type: "text/plain" })).status).toBe(415);
     expect((await client.request("POST", `/v1/nodes/${a.node_id}/metrics`, { token: "wrong", body: [] })).status).toBe(401);
-    expect((await client.observability(a.node_id, "logs")).counts.batches).toBe(0);
+    expect((await client.observability(a.node_id, "logs")).counts.batches).toBe(1);
+    expect((await client.observability(a.node_id, "metrics")).counts.batches).toBe(0);
   });
 
   it("answers 413 for decoded bodies over the test limit so the agent can split", async () => {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ApiError, badRequest } from "./apierror.js";
+import { rfc3339 } from "./validate.js";
 
 export const obsKinds = ["metrics", "logs", "audit"] as const;
 export type ObsKind = (typeof obsKinds)[number];
@@ -46,19 +47,58 @@ export type FailureMode = z.infer<typeof failureMode>;
 
 const maxBatches = 1000;
 
-const isObject = (v: unknown): boolean => typeof v === "object" && v !== null && !Array.isArray(v);
+const timestamp = z.string().regex(rfc3339, "must be an RFC 3339 timestamp");
+const jsonObject = z.record(z.string(), z.unknown());
+// 16 KiB of message plus the "[truncated]" marker the agent appends when it cuts one.
+const maxLogMessage = 16 * 1024 + "[truncated]".length;
 
-/** Decodes a body: a JSON array for metrics, NDJSON (one object per line) for logs and audit. */
+/** Item shapes of §3.14; unknown members are ignored (§2.3). */
+const itemSchemas: Record<ObsKind, z.ZodType> = {
+  metrics: z.object({
+    timestamp,
+    group: z.enum(["node_resources", "tunnel_health", "peer_latency", "agent_stats"]),
+    peer_id: z.string().nullish(),
+    data: jsonObject,
+  }),
+  logs: z.object({
+    timestamp,
+    source: z.string(),
+    unit: z.string(),
+    message: z.string().refine((m) => Buffer.byteLength(m) <= maxLogMessage, "longer than 16 KiB (+ [truncated])"),
+    severity: z.enum(["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"]),
+    hostname: z.string(),
+  }),
+  audit: z.object({
+    timestamp,
+    source: z.string(),
+    event_type: z.string(),
+    subject: jsonObject,
+    object: jsonObject,
+    action: z.string(),
+    result: z.enum(["success", "failure", "denied"]),
+    hostname: z.string(),
+    raw: z.string(),
+  }),
+};
+
+function checkItem(kind: ObsKind, item: unknown, where: string): void {
+  const r = itemSchemas[kind].safeParse(item);
+  if (!r.success) throw badRequest(`${where}: ${r.error.issues.map((i) => `${i.path.join(".") || "(item)"}: ${i.message}`).join("; ")}`);
+}
+
+/**
+ * Decodes and validates a body: a JSON array of metric points, or NDJSON (one object per
+ * line) for logs and audit. Any malformed item makes the whole batch a 400.
+ */
 export function decodeItems(kind: ObsKind, body: unknown): unknown[] {
   if (kind === "metrics") {
     if (!Array.isArray(body)) throw badRequest("metrics body must be a JSON array");
-    if (!body.every(isObject)) throw badRequest("every metric point must be a JSON object");
+    body.forEach((item, i) => checkItem(kind, item, `metric point ${i}`));
     return body;
   }
-  const text = typeof body === "string" ? body : body === undefined ? "" : JSON.stringify(body);
+  const text = typeof body === "string" ? body : "";
   const out: unknown[] = [];
-  const lines = text.split("\n");
-  for (const [i, line] of lines.entries()) {
+  for (const [i, line] of text.split("\n").entries()) {
     if (line.trim() === "") continue;
     let v: unknown;
     try {
@@ -66,7 +106,7 @@ export function decodeItems(kind: ObsKind, body: unknown): unknown[] {
     } catch {
       throw badRequest(`${kind} line ${i + 1} is not valid JSON`);
     }
-    if (!isObject(v)) throw badRequest(`${kind} line ${i + 1} is not a JSON object`);
+    checkItem(kind, v, `${kind} line ${i + 1}`);
     out.push(v);
   }
   return out;
