@@ -155,12 +155,27 @@ export function compilePolicy(input: CompileInput): CompiledPolicy {
   let visiblePeerIds: Set<string>;
   if (!config.enabled || config.default === "allow") visiblePeerIds = allIds;
   else {
+    // P is visible iff an allow rule pairs the local node with P in either direction. Per
+    // rule, the side that matches the local node grants every peer its other side matches:
+    // node ids directly, `*` everyone, CIDRs in one pass over the peers afterwards — linear
+    // in peers + rules, not their product (10,000 of each is a normal large mesh).
     visiblePeerIds = new Set();
-    const allows = valid.filter((r) => r.allow);
-    for (const id of allIds) {
-      const ip = ipById.get(id);
-      const granted = allows.some((r) => (matches(r.src, local, localIp) && matches(r.dst, id, ip)) || (matches(r.src, id, ip) && matches(r.dst, local, localIp)));
-      if (granted) visiblePeerIds.add(id);
+    let everyone = false;
+    const cidrs: Addr[] = [];
+    const grant = (a: Addr) => {
+      if (a.kind === "any") everyone = true;
+      else if (a.node !== undefined) {
+        if (allIds.has(a.node)) visiblePeerIds.add(a.node);
+      } else cidrs.push(a);
+    };
+    for (const r of valid) {
+      if (!r.allow) continue;
+      if (matches(r.src, local, localIp)) grant(r.dst);
+      if (matches(r.dst, local, localIp)) grant(r.src);
+    }
+    if (everyone) visiblePeerIds = allIds;
+    else if (cidrs.length > 0) {
+      for (const id of allIds) if (!visiblePeerIds.has(id) && cidrs.some((c) => matches(c, id, ipById.get(id)))) visiblePeerIds.add(id);
     }
   }
   if (!config.enabled) return { visiblePeerIds, firewall: null, invalidRules };

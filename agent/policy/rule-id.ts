@@ -2,12 +2,35 @@
 // carries a short hash of its canonical form. The chain name is part of the form, so the
 // same match in two chains (the input and forward jumps) still has distinct ids, and ids
 // are unique in a whole FirewallSpec.
+//
+// The canonical form is RFC 8785 JSON of the rule's fields plus the chain. Every value is
+// a string, integer or boolean, for which RFC 8785 serialisation is exactly
+// JSON.stringify, so the object is built with its keys already in RFC 8785 order instead
+// of calling a generic canonicalizer (which cost ~2/3 of compiling 10,000 rules).
+// rule-id.test.ts checks the equivalence against the canonicalize package.
 import { createHash } from "node:crypto";
-import canonicalize from "canonicalize";
 import type { FirewallRulePlain } from "./types.js";
 
-export function ruleId(chain: string, rule: Omit<FirewallRulePlain, "id">): string {
-  const { iifname, oifname, srcCidr, dstCidr, protocol, portFrom, portTo, ctEstablished, action, jumpTarget, logPrefix, logRatePerSecond } = rule;
-  const form = canonicalize({ chain, iifname, oifname, srcCidr, dstCidr, protocol, portFrom, portTo, ctEstablished, action, jumpTarget, logPrefix, logRatePerSecond }) ?? "";
-  return createHash("sha256").update(form).digest("hex").slice(0, 16);
+export type RuleFields = Omit<FirewallRulePlain, "id">;
+
+export function canonicalForm(chain: string, r: RuleFields): string {
+  return JSON.stringify({
+    action: r.action,
+    chain,
+    ctEstablished: r.ctEstablished,
+    dstCidr: r.dstCidr,
+    iifname: r.iifname,
+    jumpTarget: r.jumpTarget,
+    logPrefix: r.logPrefix,
+    logRatePerSecond: r.logRatePerSecond,
+    oifname: r.oifname,
+    portFrom: r.portFrom,
+    portTo: r.portTo,
+    protocol: r.protocol,
+    srcCidr: r.srcCidr,
+  });
+}
+
+export function ruleId(chain: string, rule: RuleFields): string {
+  return createHash("sha256").update(canonicalForm(chain, rule)).digest("hex").slice(0, 16);
 }

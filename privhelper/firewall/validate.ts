@@ -16,17 +16,34 @@ function familyOf(cidr: string): 4 | 6 {
   return cidr.includes(":") ? 6 : 4;
 }
 
-function validateRule(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: string, issues: Issues, regular: Set<string>): NormRule {
+/** Per-spec memo: 10,000 rules repeat a handful of interface names and the local address. */
+interface Memo {
+  ifaceOk: Map<string, boolean>;
+  cidr: Map<string, string | undefined>;
+}
+
+function validateRule(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: string, issues: Issues, regular: Set<string>, memo: Memo): NormRule {
   if (!ruleIdRe.test(r.id)) issues.add(`${at}.id`, "must be 8-32 lower-case hex characters");
-  if (r.iifname !== "") checkInterface(cfg, r.iifname, issues, `${at}.iifname`);
-  if (r.oifname !== "") checkInterface(cfg, r.oifname, issues, `${at}.oifname`);
+  const iface = (name: string, field: string) => {
+    if (name === "" || memo.ifaceOk.get(name) === true) return;
+    const probe = new Issues();
+    checkInterface(cfg, name, probe, `${at}.${field}`);
+    memo.ifaceOk.set(name, probe.list.length === 0);
+    for (const m of probe.list) issues.list.push(m);
+  };
+  iface(r.iifname, "iifname");
+  iface(r.oifname, "oifname");
   // Base chains see every packet of the host: a plexd rule there must be confined to
   // plexd's own interfaces, so the agent can never filter (or open) foreign traffic.
   if (chain.hook !== "" && r.iifname === "" && r.oifname === "") issues.add(at, `rules in base chain ${chain.name} must match iifname or oifname`);
 
   const cidr = (v: string, field: string): string => {
     if (v === "") return "";
-    const c = parseCidr(v, true);
+    let c = memo.cidr.get(v);
+    if (c === undefined && !memo.cidr.has(v)) {
+      c = parseCidr(v, true);
+      memo.cidr.set(v, c);
+    }
     if (!c) issues.add(`${at}.${field}`, "must be an IPv4 or IPv6 CIDR");
     else if (c.endsWith("/0")) issues.add(`${at}.${field}`, "a /0 prefix matches everything: leave the field empty instead");
     return c ?? "";
@@ -104,11 +121,12 @@ export function validateFirewallSpec(cfg: PrivConfig, spec: FirewallSpec | undef
   issues.throwIfAny();
 
   const ids = new Set<string>();
+  const memo: Memo = { ifaceOk: new Map(), cidr: new Map() };
   const chains = s.chains.map((c, i) => {
     const chain: NormChain = { name: c.name, hook: c.hook as Hook, rules: [] };
     c.rules.forEach((r, j) => {
       const at = `spec.chains[${i}].rules[${j}]`;
-      const rule = validateRule(cfg, chain, r, at, issues, regularInSpec);
+      const rule = validateRule(cfg, chain, r, at, issues, regularInSpec, memo);
       // Ids map live rules back to spec rules (design.md 2), so they must be unique.
       if (ids.has(rule.id)) issues.add(`${at}.id`, `duplicate rule id ${rule.id}`);
       ids.add(rule.id);

@@ -31,12 +31,16 @@ export function makeApplyFirewall(deps: FirewallDeps) {
   const lock = deps.firewallLock ?? createLock();
   const nft = deps.nft ?? nftTool(deps.runner);
   return async (req: ApplyFirewallRequest, ctx: CallContext): Promise<Response> => {
+    const t0 = performance.now();
     const want = validateFirewallSpec(deps.config, req.spec);
     return lock(async () => {
+      const t1 = performance.now();
       const live = await readLiveFirewall(nft, deps.config, ctx.signal);
       const plan = planFirewall(want, live);
       if (req.dryRun || plan.length === 0) return { result: { changed: false, plan } };
+      const t2 = performance.now();
       const script = renderScript(want);
+      const t3 = performance.now();
       try {
         await nft.applyScript(script, ctx.signal);
       } catch (err) {
@@ -48,7 +52,10 @@ export function makeApplyFirewall(deps: FirewallDeps) {
         return { result: { changed: false, plan, failedStep: "nft_transaction", rolledBack: true, error: e.message } };
       }
       const rules = want.chains.reduce((n, c) => n + c.rules.length, 0);
-      deps.log.info({ caller: ctx.caller, chains: want.chains.length, rules, steps: plan.length }, "firewall applied");
+      // Phase timings: the apply should cost little more than nft itself (design.md 6).
+      const ms = (a: number, b: number) => Math.round(b - a);
+      const timings = { validate: ms(t0, t1), read: ms(t1, t2), render: ms(t2, t3), nft: ms(t3, performance.now()) };
+      deps.log.info({ caller: ctx.caller, chains: want.chains.length, rules, steps: plan.length, ms: timings }, "firewall applied");
       return { result: { changed: true, plan } };
     });
   };
