@@ -35,11 +35,14 @@ export function makeApplyFirewall(deps: FirewallDeps) {
     const want = validateFirewallSpec(deps.config, req.spec);
     return lock(async () => {
       const t1 = performance.now();
-      const live = await readLiveFirewall(nft, deps.config, ctx.signal);
+      // Rendering (CPU) overlaps the live read (nft subprocesses); the script is simply
+      // dropped when the plan turns out empty.
+      const reading = readLiveFirewall(nft, deps.config, ctx.signal);
+      const script = req.dryRun ? "" : renderScript(want);
+      const t2 = performance.now();
+      const live = await reading;
       const plan = planFirewall(want, live);
       if (req.dryRun || plan.length === 0) return { result: { changed: false, plan } };
-      const t2 = performance.now();
-      const script = renderScript(want);
       const t3 = performance.now();
       try {
         await nft.applyScript(script, ctx.signal);
@@ -54,7 +57,7 @@ export function makeApplyFirewall(deps: FirewallDeps) {
       const rules = want.chains.reduce((n, c) => n + c.rules.length, 0);
       // Phase timings: the apply should cost little more than nft itself (design.md 6).
       const ms = (a: number, b: number) => Math.round(b - a);
-      const timings = { validate: ms(t0, t1), read: ms(t1, t2), render: ms(t2, t3), nft: ms(t3, performance.now()) };
+      const timings = { validate: ms(t0, t1), render: ms(t1, t2), readAndPlan: ms(t1, t3), nft: ms(t3, performance.now()) };
       deps.log.info({ caller: ctx.caller, chains: want.chains.length, rules, steps: plan.length, ms: timings }, "firewall applied");
       return { result: { changed: true, plan } };
     });
