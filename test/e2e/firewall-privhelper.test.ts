@@ -13,6 +13,7 @@ import { compilePolicy, type FirewallSpecPlain, type PolicyInput } from "../../a
 import { firewallDrift } from "../../agent/policy/drift.js";
 import { connectPrivhelper, type PrivClient } from "../../agent/privclient/client.js";
 import { RuleAction } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { fixtureSpec } from "../../privhelper/firewall/testdata/spec.js";
 import { ensureBuilt, ensurePrivUsers, startPrivhelper, stopPrivhelper } from "./privhelper-util.js";
 
 const tag = randomBytes(3).toString("hex");
@@ -200,6 +201,23 @@ describe("privhelper firewall", () => {
     expect(await otherTable()).toBe(foreign);
     expect((await client.readFirewall({})).tableExists).toBe(false);
     expect(await pingFromB()).toBe(true); // no table, no filtering
+  });
+
+  it("every rule form privhelper renders reads back identically from real nft", async () => {
+    // The unit fixture (all actions, port ranges, l4proto, IPv6, log with rate, nat chain),
+    // on this test's allow-listed interface name.
+    const spec = JSON.parse(JSON.stringify(fixtureSpec).replaceAll('"plexd0"', JSON.stringify(mesh))) as FirewallSpecPlain;
+    expect((await client.applyFirewall({ spec })).result?.changed).toBe(true);
+    const live = await client.readFirewall({});
+    expect(live.chains.every((c) => c.recognised && c.rules.every((r) => r.recognised))).toBe(true);
+    const canonical = (r: object) => ({ oifname: "", iifname: "", srcCidr: "", dstCidr: "", protocol: 0, portFrom: 0, portTo: 0, ctEstablished: false, jumpTarget: "", logPrefix: "", logRatePerSecond: 0, ...r });
+    for (const c of spec.chains) {
+      const got = live.chains.find((l) => l.name === c.name)!;
+      expect(got.hook).toBe(c.hook);
+      expect(got.rules.map((r) => ({ ...r.rule }))).toEqual(c.rules.map((r) => expect.objectContaining(canonical(r))));
+    }
+    expect((await client.applyFirewall({ spec })).result?.changed).toBe(false);
+    expect(await otherTable()).toBe(foreign);
   });
 
   it("teardown removes table inet plexd and leaves the foreign table alone", async () => {
