@@ -6,7 +6,9 @@ import { runHeartbeatLoop, formatUptime } from "./controlplane/heartbeat.js";
 import { applyStateDocument, fetchState, IdentityRejectedError } from "./controlplane/state-pull.js";
 import { hasPendingKey, rotateNodeKey } from "./identity/rotate.js";
 import { moveIdentityAside, saveIdentity, type Identity } from "./identity/store.js";
-import { startMeshReconciler, type MeshReconciler } from "./mesh/reconciler.js";
+import { CoalescingRunner } from "./reconcile/coalesce.js";
+import { stateDrift, type Correction } from "./reconcile/drift.js";
+import { KernelReconciler } from "./reconcile/kernel.js";
 import { register } from "./registration/register.js";
 import { resolveBootstrapToken } from "./registration/token.js";
 import type { DesiredStateStore } from "./state/desired.js";
@@ -27,7 +29,8 @@ export class AgentRuntime {
   readonly store: DesiredStateStore;
   identity: Identity;
   channel: EventChannel | undefined;
-  mesh: MeshReconciler | undefined;
+  kernel: KernelReconciler | undefined;
+  cycles: CoalescingRunner | undefined;
   lastHeartbeat: LastRun | undefined;
   lastReconcile: LastRun | undefined;
   #rotating = false;
@@ -51,25 +54,22 @@ export class AgentRuntime {
   async run(signal: AbortSignal): Promise<void> {
     const { ctx } = this;
     const { config } = ctx;
-    this.mesh = startMeshReconciler({
+    this.kernel = new KernelReconciler({
       priv: ctx.priv,
       store: this.store,
-      local: () => ({
-        interface: config.mesh.interface,
-        listenPort: config.mesh.listen_port,
-        mtu: config.mesh.mtu,
-        keepaliveSeconds: Math.round(config.mesh.persistent_keepalive.ms / 1000),
-        privateKey: this.identity.privateKey,
-        meshIp: this.identity.meshIp,
-      }),
-      visible: () => undefined,
+      config,
+      local: () => ({ nodeId: this.identity.nodeId, meshIp: this.identity.meshIp, privateKey: this.identity.privateKey }),
       health: ctx.health,
-      log: ctx.log.child({ component: "mesh" }),
+      log: ctx.log.child({ component: "kernel" }),
       signal,
+      now: () => ctx.clock.now(),
     });
+    this.cycles = new CoalescingRunner((reasons, sig) => this.#cycle([...reasons].join(","), sig), signal, (err) =>
+      ctx.log.warn({ err: err.message }, "reconcile cycle failed; next trigger retries"),
+    );
     // The last known good mesh is applied at once, control plane or not (spec §3.9).
-    this.mesh.trigger("startup");
-    this.#track("mesh-timer", this.#every(config.reconcile.interval.ms, signal, () => this.mesh?.trigger("timer")));
+    this.kernel.trigger("startup");
+    this.#track("reconcile-timer", this.#every(config.reconcile.interval.ms, signal, () => this.reconcile("timer")));
     if (await hasPendingKey(config.data_dir)) this.rotateKeys("pending key found at startup");
 
     while (!signal.aborted) {
@@ -120,11 +120,11 @@ export class AgentRuntime {
       pollIntervalMs: config.reconcile.interval.ms,
       onConnected: () => {
         ctx.phase.set("connected");
-        void this.pullState("connected", s).catch(() => undefined);
+        this.reconcile("connected");
       },
-      poll: (sig) => this.pullState("poll", sig),
+      poll: (sig) => this.#cycle("poll", sig),
       onRotateKeys: (reason) => this.rotateKeys(reason),
-      triggerReconcile: (why) => void this.pullState(why, s).catch(() => undefined),
+      triggerReconcile: (why) => this.reconcile(why),
       onIdentityLost: lose,
     });
     this.#track(
@@ -149,12 +149,11 @@ export class AgentRuntime {
           if (r.ok) ctx.health.clear("heartbeat_failing");
           else ctx.health.set("heartbeat_failing", "warning", `heartbeat failed: ${r.error ?? ""}`);
         },
-        onReconcileHint: () => void this.pullState("heartbeat", s).catch(() => undefined),
+        onReconcileHint: () => this.reconcile("heartbeat"),
         onRotateKeysHint: () => this.rotateKeys("heartbeat flag"),
         onIdentityRejected: lose,
       }),
     );
-    this.#track("reconcile-timer", this.#every(config.reconcile.interval.ms, s, () => void this.pullState("timer", s).catch(() => undefined)));
 
     const exit = await this.channel.done;
     if (exit.reason === "identity_lost") lose(exit.status);
@@ -225,25 +224,56 @@ export class AgentRuntime {
     }
   }
 
-  /** The periodic state pull (spec §4.2 step 1-3 for what exists so far). */
-  async pullState(why: string, signal: AbortSignal): Promise<void> {
+  /** Queues a reconcile cycle (coalesced: one running, one queued). */
+  reconcile(why: string): void {
+    this.cycles?.trigger(why);
+  }
+
+  /**
+   * One reconcile cycle (spec/node-agent.md §4.2): pull the desired state, note what the
+   * events missed, write it into the store, converge the kernel after reading it back, and
+   * report every correction. Without the control plane the kernel is still corrected from
+   * the store; only the pull and the report wait for the next cycle.
+   */
+  async #cycle(why: string, signal: AbortSignal): Promise<void> {
     const { ctx } = this;
+    const corrections: Correction[] = [];
+    let pulled = false;
     try {
       const doc = await fetchState(ctx.cp, this.identity.nodeId, this.identity.identityToken, signal);
-      if (doc.signing_keys && this.channel) await this.channel.adoptSigningKeys(doc.signing_keys);
-      const changed = this.store.update((s) => applyStateDocument(s, doc));
-      this.mesh?.trigger(`state:${why}`);
-      this.lastReconcile = { at: ctx.clock.now(), ok: true, driftCount: changed.size };
-      if (changed.size > 0) ctx.log.info({ why, changed: [...changed] }, "state pulled; desired state updated");
+      const keysChanged = doc.signing_keys && this.channel ? await this.channel.adoptSigningKeys(doc.signing_keys) : false;
+      corrections.push(...stateDrift(this.store.state, doc, keysChanged));
+      this.store.update((s) => applyStateDocument(s, doc));
+      pulled = true;
     } catch (err) {
       const e = PlexdError.from(err);
-      if (e.code === "cancelled") return;
-      this.lastReconcile = { at: ctx.clock.now(), ok: false, error: e.message };
+      if (e.code === "cancelled") throw e;
       if (err instanceof IdentityRejectedError) ctx.log.warn({ status: err.status }, "state pull: identity rejected");
-      else ctx.log.warn({ why, err: e.message }, "state pull failed; next cycle retries");
-      throw e;
+      else ctx.log.warn({ why, err: e.message }, "state pull failed; correcting the kernel from the cached desired state");
     }
+    let kernelOk = true;
+    try {
+      const r = await this.kernel!.converge(true, `cycle:${why}`);
+      corrections.push(...r.corrections);
+    } catch (err) {
+      kernelOk = false;
+      const e = PlexdError.from(err);
+      if (e.code === "cancelled") throw e;
+      ctx.log.warn({ err: e.message }, "reconcile: kernel converge failed");
+    }
+    this.lastReconcile = { at: ctx.clock.now(), ok: pulled && kernelOk, driftCount: corrections.length };
+    if (corrections.length === 0) return;
+    ctx.log.warn({ why, corrections }, "drift corrected");
+    this.onDrift?.(corrections);
+    if (!pulled) return;
+    const res = await ctx.cp
+      .request({ method: "POST", path: `/v1/nodes/${encodeURIComponent(this.identity.nodeId)}/drift`, token: this.identity.identityToken, body: { timestamp: new Date(ctx.clock.now()).toISOString(), corrections }, signal })
+      .catch((err: unknown) => ({ status: 0, body: PlexdError.from(err).message }));
+    if (res.status < 200 || res.status >= 300) ctx.log.warn({ status: res.status }, "drift report not delivered");
   }
+
+  /** Called with every non-empty set of corrections (node API Watch). */
+  onDrift: ((corrections: Correction[]) => void) | undefined;
 
   /** Spec §3.7: one rotation at a time; a trigger during one is ignored. */
   rotateKeys(reason: string): void {
@@ -271,11 +301,11 @@ export class AgentRuntime {
             s.peers = Object.fromEntries(peers.map((p) => [p.id, p]));
             return ["peers"];
           });
-          await this.mesh?.applyNow("key_rotation");
+          await this.kernel?.converge(false, "key_rotation");
         },
       }).finally(() => {
         this.#rotating = false;
-        void this.pullState("key_rotation", signal).catch(() => undefined);
+        this.reconcile("key_rotation");
       }),
     );
   }

@@ -14,7 +14,11 @@ export async function runUp(config: Config, log: Logger, clock: Clock, env: Node
   const store = await DesiredStateStore.open(config.data_dir);
   store.onPersistError = (err) => log.error({ err: PlexdError.from(err).message }, "desired state could not be persisted");
   let runtime: AgentRuntime | undefined;
-  const privWatch = watchPrivhelper(ctx, signal, (restarted) => runtime?.mesh?.trigger(restarted ? "privhelper_restarted" : "privhelper_up")).catch((err: unknown) => {
+  const privWatch = watchPrivhelper(ctx, signal, (restarted) => {
+    // A restarted privhelper kept the kernel state; re-assert it and check for drift.
+    runtime?.kernel?.trigger(restarted ? "privhelper_restarted" : "privhelper_up");
+    if (restarted) runtime?.reconcile("privhelper_restarted");
+  }).catch((err: unknown) => {
     if (!isCancellation(err)) log.error({ err: PlexdError.from(err).message }, "privhelper watch failed");
   });
 
