@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { cleanupAll, createTopology, ensureSystemUsers, nsExec, ping, wgShow, type Topology } from "../e2e/harness/index.js";
-import { cpPort, startCpOnHub } from "../e2e/lib/cp.js";
+import { cpPort, startCpOnHub, stunPort } from "../e2e/lib/cp.js";
 import { createNode, type PlexdNode } from "../e2e/lib/node.js";
 
 // `npm run demo`: mockcp and N plexd nodes, each in its own network namespace on an
@@ -58,7 +58,7 @@ async function main(): Promise<number> {
   const names = Array.from({ length: count }, (_, i) => `node${i + 1}`);
   const topo: Topology = await createTopology({ nodes: names });
   say(`underlay ${topo.subnet}: hub namespace ${topo.hub.ns} (${topo.hub.ip}), nodes ${topo.nodes.map((n) => `${n.ns} (${n.ip})`).join(", ")}`);
-  const cp = await startCpOnHub(topo);
+  const cp = await startCpOnHub(topo, { stun: true });
   const api = `https://${topo.hub.ip}:${cpPort}`;
   say(`mockcp listening on ${api} (TLS, CA ${cp.caFile}), pid ${cp.pid}`);
 
@@ -66,7 +66,19 @@ async function main(): Promise<number> {
   const nodes: PlexdNode[] = [];
   for (const name of names) {
     const { token } = await cp.client.createToken();
-    const node = createNode({ name, ns: topo.node(name).ns, api, caFile: cp.caFile, users, token, config: { reconcile: { interval: "10s" } } });
+    const node = createNode({
+      name,
+      ns: topo.node(name).ns,
+      api,
+      caFile: cp.caFile,
+      users,
+      token,
+      config: {
+        reconcile: { interval: "10s" },
+        // mockcp's own STUN responder on the hub stands in for public STUN servers.
+        nat_traversal: { enabled: true, stun_servers: [`${topo.hub.ip}:${stunPort}`], refresh_interval: "10s", timeout: "2s" },
+      },
+    });
     await node.startPrivhelper();
     node.startAgent();
     nodes.push(node);
@@ -77,6 +89,11 @@ async function main(): Promise<number> {
   }
   const registered = await cp.client.listNodes();
   say(`mockcp lists ${registered.length} nodes: ${registered.map((n) => `${n.hostname}=${n.mesh_ip}`).join(", ")}`);
+
+  step("policy: nodes are default-deny; the control plane opens the mesh between them");
+  const open = [{ id: "demo-mesh", rules: [{ src: "*", dst: "*", port: 0, protocol: "", action: "allow" }] }];
+  for (const node of nodes) await cp.client.setPolicies(identity(node)!.node_id, open);
+  say(`policy "demo-mesh" (allow * -> *) pushed to every node as policy_updated`);
 
   step("mesh forming (wg show)");
   for (const node of nodes) {

@@ -3,9 +3,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { createTopology, ensureSystemUsers, nsExec, ping, spawnInNamespace, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
-import { cpPort, startCpOnHub, stunPort } from "./lib/cp.js";
-import { createNode, type PlexdNode } from "./lib/node.js";
+import { createTopology, ensureSystemUsers, nsExec, ping, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { cpPort, startCpOnHub } from "./lib/cp.js";
+import { continuousPing, joinNode, meshIp, nodeId } from "./lib/mesh.js";
+import type { PlexdNode } from "./lib/node.js";
 
 // The heart of plexd on real kernel networking: registered nodes end up in a full mesh of
 // WireGuard tunnels (wireguard-go here) through the privilege split, and stay there through
@@ -19,29 +20,9 @@ let cp: LaunchedMockcp;
 let api: string;
 const nodes: Record<string, PlexdNode> = {};
 
-const meshIp = (n: PlexdNode): string => (JSON.parse(readFileSync(join(n.dataDir, "identity.json"), "utf8")) as { mesh_ip: string }).mesh_ip;
-const nodeId = (n: PlexdNode): string => (JSON.parse(readFileSync(join(n.dataDir, "identity.json"), "utf8")) as { node_id: string }).node_id;
-
 async function join_(name: string): Promise<PlexdNode> {
-  const { token } = await cp.client.createToken();
-  const n = createNode({
-    name,
-    ns: topo.node(name).ns,
-    api,
-    caFile: cp.caFile,
-    users,
-    token,
-    config: {
-      reconcile: { interval: "10s" },
-      heartbeat: { interval: "5s" },
-      // Enforcement has its own suite; here every peer is visible and traffic is open.
-      policy: { default: "allow" },
-      nat_traversal: { enabled: true, stun_servers: [`${topo.hub.ip}:${stunPort}`], refresh_interval: "10s", timeout: "2s" },
-    },
-  });
-  await n.startPrivhelper();
-  n.startAgent();
-  await n.agent!.waitForLine(/"msg":"registered"|identity loaded/, 30_000);
+  // Enforcement has its own suite; here every peer is visible and traffic is open.
+  const n = await joinNode({ topo, cp, api, users, name, config: { policy: { default: "allow" } } });
   nodes[name] = n;
   return n;
 }
@@ -54,19 +35,6 @@ async function pingAll(list: PlexdNode[]): Promise<string[]> {
   const failed: string[] = [];
   for (const a of list) for (const b of list) if (a !== b && !(await ping(a.ns, meshIp(b), { count: 2, timeoutMs: 8000 })).ok) failed.push(`${a.name}->${b.name}`);
   return failed;
-}
-
-/** A ping running in the background across the mesh; returns sent/received when stopped. */
-function continuousPing(from: PlexdNode, to: PlexdNode) {
-  const p = spawnInNamespace({ ns: from.ns, name: `ping-${from.name}-${to.name}`, argv: ["ping", "-i", "0.2", "-W", "1", meshIp(to)] });
-  return {
-    async stop(): Promise<{ sent: number; received: number }> {
-      p.signal("SIGINT");
-      await p.waitForExit(5000);
-      const m = /(\d+) packets transmitted, (\d+) received/.exec(p.output());
-      return { sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0) };
-    },
-  };
 }
 
 beforeAll(async () => {
@@ -99,7 +67,7 @@ describe("mesh", () => {
     const a = nodes.a!;
     const b = nodes.b!;
     const before = (await wgShow(b.ns, b.iface)).peers.map((p) => p.publicKey);
-    const running = continuousPing(b, a);
+    const running = continuousPing(b, meshIp(a));
     await new Promise((r) => setTimeout(r, 1500));
     await cp.client.pushEvent(nodeId(a), { event_type: "rotate_keys", payload: { reason: "admin" } });
     await a.agent!.waitForLine(/"msg":"key rotation complete"/, 30_000);
@@ -139,7 +107,7 @@ describe("mesh", () => {
 
   it("kill -9 of privhelper: a running ping keeps getting replies; the agent reconnects and re-applies", async () => {
     const a = nodes.a!;
-    const running = continuousPing(a, nodes.b!);
+    const running = continuousPing(a, meshIp(nodes.b!));
     a.privhelper!.signal("SIGKILL");
     await a.privhelper!.waitForExit(5000);
     await new Promise((r) => setTimeout(r, 2000));
