@@ -6,6 +6,8 @@ import { runHeartbeatLoop, formatUptime } from "./controlplane/heartbeat.js";
 import { applyStateDocument, fetchState, IdentityRejectedError } from "./controlplane/state-pull.js";
 import { hasPendingKey, rotateNodeKey } from "./identity/rotate.js";
 import { moveIdentityAside, saveIdentity, type Identity } from "./identity/store.js";
+import { runEndpointLoop } from "./nat/endpoint-loop.js";
+import type { Discovery } from "./nat/discovery.js";
 import { CoalescingRunner } from "./reconcile/coalesce.js";
 import { stateDrift, type Correction } from "./reconcile/drift.js";
 import { KernelReconciler } from "./reconcile/kernel.js";
@@ -32,6 +34,7 @@ export class AgentRuntime {
   kernel: KernelReconciler | undefined;
   cycles: CoalescingRunner | undefined;
   lastHeartbeat: LastRun | undefined;
+  nat: Discovery | undefined;
   lastReconcile: LastRun | undefined;
   #rotating = false;
   #loops: Promise<unknown>[] = [];
@@ -139,6 +142,7 @@ export class AgentRuntime {
           uptime: formatUptime(ctx.clock.now() - ctx.startedAt),
           binary_checksum: ctx.binaryChecksum,
           mesh: { interface: config.mesh.interface, peer_count: Object.keys(this.store.state.peers).length, listen_port: config.mesh.listen_port },
+          ...(this.nat ? { nat: { public_endpoint: this.nat.publicEndpoint, type: this.nat.natType } } : {}),
         }),
         sleep: (ms, sig) => ctx.clock.sleep(ms, sig),
         now: () => ctx.clock.now(),
@@ -154,6 +158,24 @@ export class AgentRuntime {
         onIdentityRejected: lose,
       }),
     );
+
+    if (config.nat_traversal.enabled) {
+      this.#track(
+        "nat",
+        runEndpointLoop({
+          config,
+          priv: ctx.priv,
+          cp: ctx.cp,
+          nodeId: () => this.identity.nodeId,
+          token: () => this.identity.identityToken,
+          store: this.store,
+          clock: ctx.clock,
+          log: ctx.log.child({ component: "nat" }),
+          signal: s,
+          onResult: (d) => (this.nat = d),
+        }),
+      );
+    }
 
     const exit = await this.channel.done;
     if (exit.reason === "identity_lost") lose(exit.status);

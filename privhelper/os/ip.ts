@@ -48,6 +48,19 @@ export interface IpTool {
   setUp(name: string, up: boolean, signal?: AbortSignal): Promise<void>;
   addrReplace(name: string, cidr: string, signal?: AbortSignal): Promise<void>;
   addrDel(name: string, cidr: string, signal?: AbortSignal): Promise<void>;
+  /** Destinations routed via this link that plexd added (kernel-made routes left out), as CIDRs. */
+  routes(name: string, signal?: AbortSignal): Promise<string[]>;
+  routeReplace(name: string, cidr: string, signal?: AbortSignal): Promise<void>;
+  routeDel(name: string, cidr: string, signal?: AbortSignal): Promise<void>;
+}
+
+/** `ip -j route` output to CIDRs; a host route is printed without its prefix length. */
+export function parseRoutes(json: string, v6: boolean): string[] {
+  const rows = JSON.parse(json || "[]") as { dst?: string; protocol?: string }[];
+  return rows
+    .filter((r) => r.dst !== undefined && r.dst !== "default" && r.protocol !== "kernel" && !(v6 && /^(fe80|ff00)/.test(r.dst)))
+    .map((r) => (r.dst!.includes("/") ? r.dst! : `${r.dst!}/${v6 ? 128 : 32}`))
+    .sort();
 }
 
 export function ipTool(runner: Runner): IpTool {
@@ -74,5 +87,12 @@ export function ipTool(runner: Runner): IpTool {
     setUp: (name, up, signal) => run(["link", "set", name, up ? "up" : "down"], signal),
     addrReplace: (name, cidr, signal) => run(["addr", "replace", cidr, "dev", name], signal),
     addrDel: (name, cidr, signal) => run(["addr", "del", cidr, "dev", name], signal),
+    async routes(name, signal) {
+      const v4 = await runner.run("ip", ["-j", "-4", "route", "show", "dev", name], opts(signal, true));
+      const v6 = await runner.run("ip", ["-j", "-6", "route", "show", "dev", name], opts(signal, true));
+      return [...(v4.exitCode === 0 ? parseRoutes(v4.stdout, false) : []), ...(v6.exitCode === 0 ? parseRoutes(v6.stdout, true) : [])];
+    },
+    routeReplace: (name, cidr, signal) => run([cidr.includes(":") ? "-6" : "-4", "route", "replace", cidr, "dev", name], signal),
+    routeDel: (name, cidr, signal) => run([cidr.includes(":") ? "-6" : "-4", "route", "del", cidr, "dev", name], signal),
   };
 }

@@ -65,12 +65,20 @@ const request = (over: object = {}, peers: object[] = [peerSpecA]) =>
 
 const showDev = ["ip", "-d", "-j", "addr", "show", "dev", "plexd0"];
 const wgDump = ["wg", "show", "plexd0", "dump"];
+const routesV4 = ["ip", "-j", "-4", "route", "show", "dev", "plexd0"];
+const routesV6 = ["ip", "-j", "-6", "route", "show", "dev", "plexd0"];
+/** The route reads that follow the device reads when the link exists. */
+const routeReads = (...dsts: string[]): TranscriptEntry[] => [
+  { cmd: routesV4, result: ok(JSON.stringify(dsts.map((dst) => ({ dst, dev: "plexd0", scope: "link", flags: [] })))) },
+  { cmd: routesV6, result: ok("[]") },
+];
 
 describe("ApplyMesh (transcripts)", () => {
   it("applies nothing when the device already matches: only reads run", async () => {
     const { runner, apply } = engine([
       { cmd: showDev, result: ok(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] })) },
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      ...routeReads("10.100.0.3"),
     ]);
     const res = await apply(request(), ctx);
     expect(res.result).toEqual({ changed: false, plan: [] });
@@ -81,6 +89,7 @@ describe("ApplyMesh (transcripts)", () => {
     const { runner, apply } = engine([
       { cmd: showDev, result: ok(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] })) },
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      ...routeReads("10.100.0.3"),
     ]);
     const res = await apply(create(ApplyMeshRequestSchema, { ...request({}, [peerSpecA, { publicKey: peerB }]), dryRun: true }), ctx);
     expect(res.result?.changed).toBe(false);
@@ -93,6 +102,7 @@ describe("ApplyMesh (transcripts)", () => {
     const { runner, apply } = engine([
       { cmd: showDev, result: ok(before) },
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      ...routeReads("10.100.0.3"),
       // forward: mtu, one wg step with only the new peer, then the address fails
       { cmd: ["ip", "link", "set", "plexd0", "mtu", "1380"], result: ok() },
       {
@@ -160,11 +170,12 @@ describe("ApplyMesh (transcripts)", () => {
       },
       { cmd: ["ip", "addr", "replace", "10.100.0.1/32", "dev", "plexd0"], result: ok() },
       { cmd: ["ip", "link", "set", "plexd0", "up"], result: ok() },
+      { cmd: ["ip", "-4", "route", "replace", "10.100.0.3/32", "dev", "plexd0"], result: ok() },
     ]);
     const res = await apply(request(), ctx);
     expect(runner.done).toBe(true);
     expect(res.result?.changed).toBe(true);
-    expect(res.result?.plan?.map((s) => s.kind)).toEqual(["create_interface", "set_mtu", "set_private_key", "set_listen_port", "add_peer", "add_address", "link_up"]);
+    expect(res.result?.plan?.map((s) => s.kind)).toEqual(["create_interface", "set_mtu", "set_private_key", "set_listen_port", "add_peer", "add_address", "link_up", "add_route"]);
   });
 
   it("refuses an invalid spec before running anything", async () => {

@@ -73,6 +73,31 @@ async function rollback(deps: MeshDeps, name: string, before: Live): Promise<voi
 
 type Response = MessageInitShape<typeof ApplyMeshResponseSchema>;
 
+// WireGuard installs no routes (wg-quick does that in userspace): traffic to a peer's
+// allowed IPs must be routed into the device, so ApplyMesh keeps exactly one route per
+// allowed IP on the interface. Routes die with the device, so only live links are diffed.
+interface RoutePlan {
+  add: string[];
+  remove: string[];
+}
+
+async function planRoutes(deps: MeshDeps, want: DesiredMesh, linkExists: boolean, signal?: AbortSignal): Promise<RoutePlan> {
+  const wanted = [...new Set(want.peers.flatMap((p) => p.allowedIps))].sort();
+  const live = linkExists ? new Set(await deps.ip.routes(want.interface, signal)) : new Set<string>();
+  return { add: wanted.filter((r) => !live.has(r)), remove: [...live].filter((r) => !wanted.includes(r)) };
+}
+
+async function applyRoutes(deps: MeshDeps, name: string, plan: RoutePlan, progress: { step: string }, signal?: AbortSignal): Promise<void> {
+  for (const r of plan.remove) {
+    progress.step = `remove_route ${r}`;
+    await deps.ip.routeDel(name, r, signal);
+  }
+  for (const r of plan.add) {
+    progress.step = `add_route ${r}`;
+    await deps.ip.routeReplace(name, r, signal);
+  }
+}
+
 export function makeApplyMesh(deps: MeshDeps) {
   return async (req: ApplyMeshRequest, ctx: CallContext): Promise<Response> => {
     const want = validateMeshSpec(deps.config, req.spec);
@@ -83,7 +108,9 @@ export function makeApplyMesh(deps: MeshDeps) {
         throw new PlexdError("failed_precondition", `${name} exists but is not a WireGuard device (kind ${before.link.kind || "unknown"}); use recreate`);
       }
       let plan = diffMesh(want, req.recreate ? { link: undefined, wg: undefined } : before);
-      const steps = req.recreate && before.link ? [{ kind: "recreate_interface", detail: name }, ...plan.steps] : plan.steps;
+      const routes = await planRoutes(deps, want, before.link !== undefined && !req.recreate, ctx.signal);
+      const routeSteps = [...routes.remove.map((r) => ({ kind: "remove_route", detail: r })), ...routes.add.map((r) => ({ kind: "add_route", detail: r }))];
+      const steps = [...(req.recreate && before.link ? [{ kind: "recreate_interface", detail: name }] : []), ...plan.steps, ...routeSteps];
       if (req.dryRun || steps.length === 0) return { result: { changed: steps.length > 0 && !req.dryRun, plan: steps } };
 
       const progress = { step: "" };
@@ -94,6 +121,7 @@ export function makeApplyMesh(deps: MeshDeps) {
           plan = diffMesh(want, { link: undefined, wg: undefined });
         }
         await execute(deps, want, plan, progress, ctx.signal);
+        await applyRoutes(deps, name, routes, progress, ctx.signal);
         deps.log.info({ interface: name, caller: ctx.caller, steps: steps.length, peers: want.peers.length }, "mesh applied");
         return { result: { changed: true, plan: steps } };
       } catch (err) {

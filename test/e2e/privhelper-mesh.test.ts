@@ -149,10 +149,12 @@ describe("privhelper mesh", () => {
     await client.applyMesh({ spec: spec([...base, ...three]) });
     const dry = await client.applyMesh({ spec: spec(base), dryRun: true });
     expect(dry.result?.changed).toBe(false);
-    expect(dry.result?.plan.map((s) => s.kind)).toEqual(["remove_peer", "remove_peer", "remove_peer"]);
+    // Each removed peer takes its route along (WireGuard installs none; privhelper keeps them).
+    expect(dry.result?.plan.map((s) => s.kind)).toEqual(["remove_peer", "remove_peer", "remove_peer", "remove_route", "remove_route", "remove_route"]);
     expect((await inA(["wg", "show", iface, "peers"])).split("\n")).toHaveLength(4);
     const res = await client.applyMesh({ spec: spec(base) });
-    expect(res.result?.plan).toHaveLength(3);
+    expect(res.result?.plan).toHaveLength(6);
+    expect((await inA(["ip", "-4", "route", "show", "dev", iface])).split("\n").filter((l) => !l.includes("proto kernel") && l.trim() !== "")).toEqual(["10.100.0.2 scope link "]);
     expect((await inA(["wg", "show", iface, "peers"])).trim()).toBe(keys.bPub);
     await inB(["ping", "-c", "1", "-W", "5", "10.100.0.1"]);
   });
@@ -167,7 +169,9 @@ describe("privhelper mesh", () => {
     const before = await client.readMesh({ interface: iface });
     await expect(client.applyMesh({ spec: { ...spec(), ...over } })).rejects.toMatchObject({ code: "invalid_argument" });
     const after = await client.readMesh({ interface: iface });
-    expect(after.peers.map((p) => [p.publicKey, p.allowedIps, p.endpoint])).toEqual(before.peers.map((p) => [p.publicKey, p.allowedIps, p.endpoint]));
+    // wireguard-go lists peers in no fixed order.
+    const view = (r: typeof before) => r.peers.map((p) => [p.publicKey, p.allowedIps, p.endpoint]).sort();
+    expect(view(after)).toEqual(view(before));
     expect([after.listenPort, after.addresses, after.mtu, after.publicKey]).toEqual([before.listenPort, before.addresses, before.mtu, before.publicKey]);
   });
 

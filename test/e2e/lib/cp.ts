@@ -1,13 +1,13 @@
 import { chmodSync } from "node:fs";
 import { join } from "node:path";
 import { startMockcp, type LaunchedMockcp } from "../../../mockcp/launch.js";
-import { makeTempDir, registerCleanup, type Topology } from "../harness/index.js";
+import { addAddress, makeTempDir, registerCleanup, spawnInNamespace, type Topology } from "../harness/index.js";
 
 // mockcp on the underlay: inside the topology's hub namespace, TLS on, with its control API
 // also on a unix socket so the test (in the root namespace) can drive it.
 
 export const cpPort = 8443;
-/** mockcp's own STUN responder on the hub (a stand-in for the public STUN servers). */
+/** Debian's stund on the hub: the real STUN server standing in for public ones. */
 export const stunPort = 3478;
 
 export async function startCpOnHub(topo: Topology, opts: { extraArgs?: string[]; keepalive?: string; stun?: boolean } = {}): Promise<LaunchedMockcp> {
@@ -20,9 +20,20 @@ export async function startCpOnHub(topo: Topology, opts: { extraArgs?: string[];
     stderr: "pipe",
     logLevel: "info",
     ...(opts.keepalive ? { keepalive: opts.keepalive } : {}),
-    extraArgs: [...(opts.stun ? ["--stun-listen", `${topo.hub.ip}:${stunPort}`] : []), ...(opts.extraArgs ?? [])],
+    extraArgs: opts.extraArgs ?? [],
   });
   registerCleanup(`mockcp pid ${cp.pid}`, () => cp.stop());
+  if (opts.stun) await startStunServer(topo);
   chmodSync(join(stateDir), 0o755);
   return cp;
+}
+
+/** RFC 3489/5389 server from Debian's stun-server package; it wants a second address. */
+export async function startStunServer(topo: Topology): Promise<void> {
+  const secondary = topo.hub.ip.replace(/\.\d+$/, ".254");
+  await addAddress(topo.hub.ns, topo.hub.bridge, `${secondary}/${topo.prefixLen}`);
+  const p = spawnInNamespace({ ns: topo.hub.ns, name: "stund", argv: ["stund", "-h", topo.hub.ip, "-a", secondary, "-p", String(stunPort)] });
+  // stund prints nothing when not verbose; give it a moment to bind, and fail fast if it died.
+  await new Promise((r) => setTimeout(r, 300));
+  if (p.exited) throw new Error(`stund exited: ${p.output()}`);
 }
