@@ -37,16 +37,18 @@ async function pingAll(list: PlexdNode[]): Promise<string[]> {
   return failed;
 }
 
+// The harness removes what a test creates when that test ends, so the long-lived nodes
+// join here; a node that joins inside a test leaves with it.
 beforeAll(async () => {
   users = await ensureSystemUsers();
   topo = await createTopology({ nodes: ["a", "b", "c", "d"] });
   cp = await startCpOnHub(topo, { stun: true });
   api = `https://${topo.hub.ip}:${cpPort}`;
+  for (const name of ["a", "b", "c"]) await join_(name);
 });
 
 describe("mesh", () => {
   it("three nodes form a full mesh and ping each other over mesh IPs", async () => {
-    for (const name of ["a", "b", "c"]) await join_(name);
     const three = [nodes.a!, nodes.b!, nodes.c!];
     for (const n of three) await expect.poll(() => peersOf(n), { timeout: 30_000 }).toBe(2);
     await expect.poll(() => pingAll(three), { timeout: 30_000, interval: 1000 }).toEqual([]);
@@ -56,11 +58,23 @@ describe("mesh", () => {
     expect(wg.peers.map((p) => p.allowedIps[0]).sort()).toEqual([`${meshIp(nodes.b!)}/32`, `${meshIp(nodes.c!)}/32`].sort());
   });
 
-  it("a fourth node joins at runtime and everyone reaches it", async () => {
+  it("a fourth node joins at runtime and everyone reaches it; deregistering it removes it everywhere", async () => {
     const d = await join_("d");
     const all = Object.values(nodes);
     for (const n of all) await expect.poll(() => peersOf(n), { timeout: 30_000 }).toBe(3);
     await expect.poll(async () => (await Promise.all(all.filter((n) => n !== d).map(async (n) => (await ping(n.ns, meshIp(d), { count: 1, timeoutMs: 5000 })).ok))).every(Boolean), { timeout: 30_000, interval: 1000 }).toBe(true);
+
+    // Deregistering it removes it from every other node's wg show.
+    const dKey = (await wgShow(d.ns, d.iface)).publicKey;
+    await d.agent!.kill("SIGTERM");
+    const r = await d.plexd(["deregister"]);
+    expect(r.exitCode, r.output).toBe(0);
+    for (const n of [nodes.a!, nodes.b!, nodes.c!]) {
+      await expect.poll(async () => (await wgShow(n.ns, n.iface)).peers.some((p) => p.publicKey === dKey), { timeout: 30_000 }).toBe(false);
+    }
+    // Its own interface is gone too (teardown), and with it its wireguard-go.
+    expect(await peersOf(d)).toBe(0);
+    delete nodes.d;
   });
 
   it("key rotation keeps a running ping going", async () => {
@@ -72,12 +86,15 @@ describe("mesh", () => {
     await cp.client.pushEvent(nodeId(a), { event_type: "rotate_keys", payload: { reason: "admin" } });
     await a.agent!.waitForLine(/"msg":"key rotation complete"/, 30_000);
     await expect.poll(async () => (await wgShow(b.ns, b.iface)).peers.map((p) => p.publicKey).filter((k) => !before.includes(k)).length, { timeout: 20_000 }).toBe(1);
-    await new Promise((r) => setTimeout(r, 3000));
+    await new Promise((r) => setTimeout(r, 8000));
     const { sent, received } = await running.stop();
-    console.log(`[mesh] key rotation: ${sent - received} of ${sent} pings lost`);
-    expect(sent).toBeGreaterThan(10);
-    // A tunnel may drop briefly until both sides applied the new key (spec §6.1).
-    expect(received / sent).toBeGreaterThan(0.7);
+    console.log(`[mesh] key rotation: ${sent - received} of ${sent} pings lost (0.2 s apart)`);
+    expect(sent).toBeGreaterThan(40);
+    // A tunnel may drop briefly until both sides applied the new key (spec §6.1): a handshake
+    // attempted inside that window is retried by WireGuard after REKEY_TIMEOUT (5 s). The ping
+    // keeps running and recovers; the outage stays under 7 s.
+    expect((sent - received) * 0.2).toBeLessThan(7);
+    expect(received).toBeGreaterThan(sent / 2);
     expect((await ping(b.ns, meshIp(a), { count: 2, timeoutMs: 5000 })).ok).toBe(true);
   });
 
@@ -86,7 +103,7 @@ describe("mesh", () => {
     c.agent!.signal("SIGKILL");
     await c.agent!.waitForExit(5000);
     expect((await ping(c.ns, meshIp(nodes.a!), { count: 3, timeoutMs: 5000 })).ok).toBe(true);
-    expect(await peersOf(c)).toBe(3);
+    expect(await peersOf(c)).toBe(2);
   });
 
   it("an agent restarted while the control plane is down restores the mesh from its cache", async () => {
@@ -98,7 +115,7 @@ describe("mesh", () => {
     await cp.client.setOffline();
     try {
       c.startAgent();
-      await expect.poll(() => peersOf(c), { timeout: 20_000 }).toBe(3);
+      await expect.poll(() => peersOf(c), { timeout: 20_000 }).toBe(2);
       await expect.poll(async () => (await ping(c.ns, meshIp(nodes.a!), { count: 1, timeoutMs: 5000 })).ok, { timeout: 20_000, interval: 500 }).toBe(true);
     } finally {
       await cp.client.setOnline();
@@ -119,19 +136,6 @@ describe("mesh", () => {
     expect(sent).toBeGreaterThan(15);
     expect(received).toBe(sent);
     expect(a.agent!.output()).toMatch(/"msg":"mesh (applied|unchanged)"|mesh unchanged/);
-  });
-
-  it("deregistering a node removes it from every other node's wg show", async () => {
-    const d = nodes.d!;
-    const dKey = (await wgShow(d.ns, d.iface)).publicKey;
-    await d.agent!.kill("SIGTERM");
-    const r = await d.plexd(["deregister"]);
-    expect(r.exitCode, r.output).toBe(0);
-    for (const n of [nodes.a!, nodes.b!, nodes.c!]) {
-      await expect.poll(async () => (await wgShow(n.ns, n.iface)).peers.some((p) => p.publicKey === dKey), { timeout: 30_000 }).toBe(false);
-    }
-    // Its own interface is gone too (teardown), and with it the wireguard-go process.
-    expect(await peersOf(d)).toBe(0);
   });
 
   it("--cleanup leaves no plexd interface or wireguard-go process", async () => {
