@@ -39,7 +39,7 @@ beforeAll(async () => {
   b = await joinNode({ topo, cp, api, users, name: "b" });
   c = await joinNode({ topo, cp, api, users, name: "c" });
   // A table plexd does not own: it must survive everything below untouched.
-  await nsExec(a.ns, ["nft", "-f", "-"], { input: "table inet other { chain keep { type filter hook input priority 10; policy accept; tcp dport 4242 counter } }\n" });
+  await nsExec(a.ns, ["nft", "-f", "-"], { input: "table inet other {\n chain keep {\n  type filter hook input priority 10; policy accept;\n  tcp dport 4242 counter\n }\n}\n" });
 });
 
 describe("policy", () => {
