@@ -7,7 +7,8 @@ import { makeTempDir, registerCleanup, spawnInNamespace, type ProcessHandle, typ
 // on its own socket and the agent as user plexd, both the built bundles, with a config
 // file, data_dir and token file laid out as spec/node-agent.md §8 says (under a temp root).
 
-export const distDir = resolve(import.meta.dirname, "../../../dist");
+/** The built bundles: beside this code when it is itself bundled (the demo), else ../../../dist. */
+export const distDir = existsSync(join(import.meta.dirname, "plexd-privhelper.js")) ? import.meta.dirname : resolve(import.meta.dirname, "../../../dist");
 
 export interface NodeOptions {
   name: string;
