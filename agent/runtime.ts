@@ -11,6 +11,7 @@ import type { Discovery } from "./nat/discovery.js";
 import { CoalescingRunner } from "./reconcile/coalesce.js";
 import { stateDrift, type Correction } from "./reconcile/drift.js";
 import { KernelReconciler } from "./reconcile/kernel.js";
+import { buildCapabilities } from "./registration/capabilities.js";
 import { register } from "./registration/register.js";
 import { resolveBootstrapToken } from "./registration/token.js";
 import type { DesiredStateStore } from "./state/desired.js";
@@ -39,10 +40,29 @@ export class AgentRuntime {
   #rotating = false;
   #loops: Promise<unknown>[] = [];
 
-  constructor(ctx: AgentContext, store: DesiredStateStore, identity: Identity) {
+  /** Capabilities the control plane has acknowledged; a change is announced again (spec §5.6). */
+  #announced: string | undefined;
+
+  constructor(ctx: AgentContext, store: DesiredStateStore, identity: Identity, registeredNow: boolean) {
     this.ctx = ctx;
     this.store = store;
     this.identity = identity;
+    // Registration carried the capabilities already (start-up phase 7).
+    if (registeredNow) this.#announced = JSON.stringify(buildCapabilities(ctx.binaryChecksum));
+  }
+
+  /** PUT /v1/nodes/{id}/capabilities when they differ from what was last announced. */
+  async announceCapabilities(signal: AbortSignal): Promise<void> {
+    const caps = buildCapabilities(this.ctx.binaryChecksum);
+    const text = JSON.stringify(caps);
+    if (text === this.#announced) return;
+    const res = await this.ctx.cp
+      .request({ method: "PUT", path: `/v1/nodes/${encodeURIComponent(this.identity.nodeId)}/capabilities`, token: this.identity.identityToken, body: caps, signal })
+      .catch((err: unknown) => ({ status: 0, body: PlexdError.from(err).message }));
+    if (res.status >= 200 && res.status < 300) {
+      this.#announced = text;
+      this.ctx.log.info({ binary: caps.binary }, "capabilities announced");
+    } else this.ctx.log.warn({ status: res.status }, "capability announcement failed; retried at the next reconcile");
   }
 
   #track(name: string, p: Promise<unknown>): void {
@@ -206,7 +226,7 @@ export class AgentRuntime {
           token: token.token,
           hostname: config.registration.hostname,
           metadata: {},
-          capabilities: { binary: { version: "", checksum: ctx.binaryChecksum }, builtin_actions: [], hooks: [] },
+          capabilities: buildCapabilities(ctx.binaryChecksum),
           maxRetryMs: config.registration.max_retry_duration.ms,
           backoffMs: () => backoff.next(),
           sleep: (ms, s) => ctx.clock.sleep(ms, s),
@@ -284,6 +304,7 @@ export class AgentRuntime {
       ctx.log.warn({ err: e.message }, "reconcile: kernel converge failed");
     }
     this.lastReconcile = { at: ctx.clock.now(), ok: pulled && kernelOk, driftCount: corrections.length };
+    if (pulled) await this.announceCapabilities(signal);
     if (corrections.length === 0) return;
     ctx.log.warn({ why, corrections }, "drift corrected");
     this.onDrift?.(corrections);

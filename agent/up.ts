@@ -26,7 +26,7 @@ export async function runUp(config: Config, log: Logger, clock: Clock, env: Node
   try {
     const ensured = await establishIdentity(ctx, signal);
     seedFromRegistration(store, ensured);
-    runtime = new AgentRuntime(ctx, store, ensured.identity);
+    runtime = new AgentRuntime(ctx, store, ensured.identity, ensured.registered);
     await runtime.run(signal);
   } catch (err) {
     const e = PlexdError.from(err);
