@@ -1,5 +1,6 @@
 import { eventVerify } from "./event-verify.js";
 import { firewallApply } from "./firewall-apply.js";
+import { reconcileIdle } from "./reconcile-idle.js";
 
 // Benchmarks are programs, not timed tests (design.md 5, 6). Each one measures its own floor in
 // the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
@@ -31,4 +32,5 @@ export interface Benchmark {
 export const benchmarks: Record<string, Benchmark> = {
   "event-verify": eventVerify,
   "firewall-apply": firewallApply,
+  "reconcile-idle": reconcileIdle,
 };

@@ -78,7 +78,7 @@ describe("signed event stream", () => {
     expect(handled(node, e1.event_id)).toHaveLength(1);
     const rejected = linesWith(agent().output(), "signed event rejected");
     expect(rejected).toHaveLength(kinds.length);
-    expect(desired(node).metadata.env).toBe("e2e");
+    await expect.poll(() => desired(node).metadata.env, { timeout: 5000 }).toBe("e2e");
     // Counted, and visible as a health condition.
     await expect.poll(() => agent().output().includes("signed events rejected since start"), { timeout: 5000 }).toBe(true);
 
@@ -87,7 +87,8 @@ describe("signed event stream", () => {
     const missed = [];
     for (let i = 0; i < 3; i++) missed.push(await setEnv(id, `missed-${i}`));
     for (const m of missed) await expect.poll(() => handled(node, m.event_id).length, { timeout: 15_000 }).toBe(1);
-    expect(desired(node).metadata.env).toBe("missed-2");
+    // The store is persisted asynchronously (coalesced writes).
+    await expect.poll(() => desired(node).metadata.env, { timeout: 5000 }).toBe("missed-2");
     const reconnects = await cp.client.requests({ path: `/v1/nodes/${id}/events` });
     expect(reconnects.length).toBeGreaterThanOrEqual(2);
 
