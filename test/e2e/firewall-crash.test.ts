@@ -44,7 +44,8 @@ beforeAll(async () => {
   sock = join(work, "run", "privhelper.sock");
   await writeFile(configPath, `mesh:\n  interface: ${mesh}\n`);
   await execa("ip", ["netns", "add", ns]);
-  await execa("ip", ["netns", "exec", ns, "ip", "link", "add", mesh, "type", "dummy"]);
+  // No dummy module on these kernels: a veth pair stands in for the mesh interface.
+  await execa("ip", ["netns", "exec", ns, "ip", "link", "add", mesh, "type", "veth", "peer", "name", `pxc${tag}`]);
 });
 
 afterAll(async () => {
