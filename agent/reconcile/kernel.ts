@@ -4,6 +4,7 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import type { Config } from "../config/schema.js";
 import { Backoff } from "../controlplane/backoff.js";
 import type { HealthRegistry } from "../health/registry.js";
+import { publicKeyOf } from "../identity/keys.js";
 import type { CompiledPolicy } from "../policy/compile.js";
 import type { PrivClient } from "../privclient/client.js";
 import type { DesiredStateStore } from "../state/desired.js";
@@ -16,6 +17,12 @@ import { renderTargets, type LocalNode } from "./targets.js";
 // hands each to privhelper in one declarative call. Store changes (events) trigger a fast
 // converge; the reconcile cycle asks for a converge with drift detection, which first reads
 // the live kernel back. Both paths share this code and run one at a time.
+
+/**
+ * privhelper's default deadline is 10 s; a first apply of 10,000 rules and 1,000 peers on a
+ * loaded two-core machine can take longer, and a deadline hit mid-apply only means a retry.
+ */
+const applyDeadlineMs = 60_000;
 
 export interface KernelReconcilerDeps {
   priv: PrivClient;
@@ -87,17 +94,24 @@ export class KernelReconciler {
     this.lastPolicy = targets.policy;
     for (const bad of targets.policy.invalidRules) log.debug({ policy: bad.policy_id, index: bad.index, reason: bad.reason }, "policy rule skipped");
     const corrections: Correction[] = [];
+    // With the live state just read and found equal, the apply would be a no-op: skip it
+    // (at 10,000 rules privhelper would read the table a second time only to say so).
+    let meshInSync = false;
+    let firewallInSync = false;
     if (detect) {
       const idOf = new Map(Object.values(this.#d.store.state.peers).map((p) => [p.public_key, p.id]));
-      const [liveMesh, liveFw] = await Promise.all([priv.readMesh({ interface: config.mesh.interface }, { signal }), priv.readFirewall({}, { signal })]);
-      corrections.push(...meshDrift(targets.mesh, liveMesh, (k) => idOf.get(k), this.#d.now()));
-      corrections.push(...firewallCorrections(targets.policy.firewall, liveFw));
+      const [liveMesh, liveFw] = await Promise.all([priv.readMesh({ interface: config.mesh.interface }, { signal, timeoutMs: applyDeadlineMs }), priv.readFirewall({}, { signal, timeoutMs: applyDeadlineMs })]);
+      const meshFix = meshDrift(targets.mesh, liveMesh, (k) => idOf.get(k), this.#d.now());
+      const fwFix = firewallCorrections(targets.policy.firewall, liveFw);
+      corrections.push(...meshFix, ...fwFix);
+      meshInSync = meshFix.length === 0 && liveMesh.listenPort === targets.mesh.listenPort && liveMesh.publicKey === this.#publicKeyOf(local.privateKey);
+      firewallInSync = fwFix.length === 0;
     }
     let meshChanged = false;
     let firewallChanged = false;
     const errors: string[] = [];
-    try {
-      const r = (await priv.applyMesh({ spec: targets.mesh }, { signal })).result;
+    if (!meshInSync) try {
+      const r = (await priv.applyMesh({ spec: targets.mesh }, { signal, timeoutMs: applyDeadlineMs })).result;
       if (r?.error) throw new PlexdError("internal", `ApplyMesh failed at ${r.failedStep}: ${r.error}${r.rolledBack ? " (rolled back)" : ""}`);
       meshChanged = r?.changed ?? false;
       health.clear("mesh_apply_failed");
@@ -109,9 +123,9 @@ export class KernelReconciler {
       health.set("mesh_apply_failed", "critical", `mesh apply failed: ${e.message}`);
       errors.push(e.message);
     }
-    try {
+    if (!firewallInSync) try {
       const spec = create(FirewallSpecSchema, targets.policy.firewall ?? { chains: [] });
-      const r = (await priv.applyFirewall({ spec }, { signal })).result;
+      const r = (await priv.applyFirewall({ spec }, { signal, timeoutMs: applyDeadlineMs })).result;
       if (r?.error) throw new PlexdError("internal", `ApplyFirewall failed at ${r.failedStep}: ${r.error}${r.rolledBack ? " (rolled back)" : ""}`);
       firewallChanged = r?.changed ?? false;
       health.clear("firewall_apply_failed");
@@ -126,6 +140,12 @@ export class KernelReconciler {
     if (errors.length > 0) throw new PlexdError("unavailable", errors.join("; "));
     this.#backoff.reset();
     return { corrections, meshChanged, firewallChanged, policy: targets.policy };
+  }
+
+  #keyCache: [string, string] | undefined;
+  #publicKeyOf(privateKey: string): string {
+    if (this.#keyCache?.[0] !== privateKey) this.#keyCache = [privateKey, publicKeyOf(privateKey)];
+    return this.#keyCache[1];
   }
 
   async idle(): Promise<void> {
