@@ -7,7 +7,8 @@ import { join } from "./join.js";
 import { runUp } from "./up.js";
 import { StartupConfigError } from "./system.js";
 import { realClock } from "./util/clock.js";
-import { createLogger } from "./util/log.js";
+import { createLogger, type Logger } from "./util/log.js";
+import type { Config } from "./config/schema.js";
 
 // plexd-agent (also reached as `plexd up|join|config check|deregister`): parses flags,
 // loads configuration once, and hands over to the part that does the work.
@@ -52,6 +53,25 @@ function stopSignal(): AbortSignal {
   return ac.signal;
 }
 
+/** A one-shot command (join, offline deregister): config, logger, exit code, done. */
+async function oneShot(run: (config: Config, log: Logger, json: boolean) => Promise<number>): Promise<void> {
+  let loaded;
+  try {
+    loaded = load(program.opts<GlobalFlags>());
+  } catch (err) {
+    configFailure(err);
+  }
+  const log = createLogger({ name: "plexd", level: loaded.config.log_level });
+  try {
+    process.exitCode = await run(loaded.config, log, program.opts<{ output: string }>().output === "json");
+  } catch (err) {
+    process.stderr.write(`plexd: ${PlexdError.from(err).message}\n`);
+    process.exitCode = err instanceof StartupConfigError ? 2 : 1;
+  }
+  // Handles (grpc channels, keep-alive sockets) may linger; the work is done.
+  setTimeout(() => process.exit(), 200).unref();
+}
+
 const program = new Command("plexd")
   .addOption(new Option("--config <file>", "configuration file").env("PLEXD_CONFIG"))
   .addOption(new Option("--api <url>", "control plane URL (overrides `api`)"))
@@ -91,39 +111,18 @@ program
   .description("register and exit without starting the agent")
   .option("--token-file <path>", "read the bootstrap token from this file")
   .option("--token-stdin", "read the bootstrap token from standard input")
-  .action(async (opts: { tokenFile?: string; tokenStdin?: boolean }) => {
-    let loaded;
-    try {
-      loaded = load(program.opts<GlobalFlags>());
-    } catch (err) {
-      configFailure(err);
-    }
-    const log = createLogger({ name: "plexd", level: loaded.config.log_level });
-    process.exitCode = await join(loaded.config, log, realClock, process.env, stopSignal(), opts, program.opts<{ output: string }>().output === "json");
-    setTimeout(() => process.exit(), 200).unref();
-  });
+  .action((opts: { tokenFile?: string; tokenStdin?: boolean }) =>
+    oneShot((config, log, json) => join(config, log, realClock, process.env, stopSignal(), opts, json)),
+  );
 
 program
   .command("deregister")
   .description("remove this node from the mesh")
   .option("--purge", "also remove identity, keys and cached state")
   .option("--force", "tear down locally even if the control plane cannot be told")
-  .action(async (opts: { purge?: boolean; force?: boolean }) => {
-    let loaded;
-    try {
-      loaded = load(program.opts<GlobalFlags>());
-    } catch (err) {
-      configFailure(err);
-    }
-    const log = createLogger({ name: "plexd", level: loaded.config.log_level });
-    try {
-      process.exitCode = await deregisterOffline(loaded.config, log, realClock, process.env, { purge: opts.purge === true, force: opts.force === true }, program.opts<{ output: string }>().output === "json");
-    } catch (err) {
-      process.stderr.write(`plexd: ${PlexdError.from(err).message}\n`);
-      process.exitCode = err instanceof StartupConfigError ? 2 : 1;
-    }
-    setTimeout(() => process.exit(), 200).unref();
-  });
+  .action((opts: { purge?: boolean; force?: boolean }) =>
+    oneShot((config, log, json) => deregisterOffline(config, log, realClock, process.env, { purge: opts.purge === true, force: opts.force === true }, json)),
+  );
 
 program
   .command("config")

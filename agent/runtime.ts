@@ -15,7 +15,7 @@ import { buildCapabilities } from "./registration/capabilities.js";
 import { register } from "./registration/register.js";
 import { resolveBootstrapToken } from "./registration/token.js";
 import type { DesiredStateStore } from "./state/desired.js";
-import { watchPrivhelper, type AgentContext } from "./system.js";
+import { registrationOptions, tokenSourcesFor, watchPrivhelper, type AgentContext } from "./system.js";
 
 // The running agent after start-up: one object that owns the loops of spec/node-agent.md
 // §3.3 for the current identity and exposes a status snapshot (node API, plexd status).
@@ -211,29 +211,11 @@ export class AgentRuntime {
     const { ctx } = this;
     const { config } = ctx;
     ctx.phase.set("registering");
-    const token = await resolveBootstrapToken({
-      file: config.token.file,
-      envName: config.token.env,
-      env: ctx.env,
-      metadata: { enabled: config.token.metadata, path: config.token.metadata_path, timeoutMs: config.token.metadata_timeout.ms },
-      signal,
-    }).catch(() => undefined);
+    const token = await resolveBootstrapToken(tokenSourcesFor(ctx, signal)).catch(() => undefined);
     if (token !== undefined) {
-      const backoff = new Backoff();
       try {
-        const reg = await register({
-          cp: ctx.cp,
-          token: token.token,
-          hostname: config.registration.hostname,
-          metadata: {},
-          capabilities: buildCapabilities(ctx.binaryChecksum),
-          maxRetryMs: config.registration.max_retry_duration.ms,
-          backoffMs: () => backoff.next(),
-          sleep: (ms, s) => ctx.clock.sleep(ms, s),
-          now: () => ctx.clock.now(),
-          signal,
-          log: ctx.log,
-        });
+        // A fresh key pair: re-registering with the rejected identity cannot succeed (spec §3.5).
+        const reg = await register({ ...registrationOptions(ctx, signal), token: token.token });
         await moveIdentityAside(config.data_dir, "invalid", ctx.clock.now());
         await saveIdentity(config.data_dir, reg.identity);
         this.identity = reg.identity;

@@ -10,7 +10,8 @@ import { prepareDataDir } from "./identity/store.js";
 import { ownChecksum } from "./integrity/binary.js";
 import { connectPrivhelper, probePrivhelper, type PrivClient } from "./privclient/client.js";
 import { buildCapabilities } from "./registration/capabilities.js";
-import type { ResolvedToken } from "./registration/token.js";
+import type { RegisterOptions } from "./registration/register.js";
+import type { ResolvedToken, TokenSourceOptions } from "./registration/token.js";
 import type { DesiredStateStore } from "./state/desired.js";
 import type { Clock } from "./util/clock.js";
 import type { Logger } from "./util/log.js";
@@ -150,15 +151,11 @@ async function removeTokenFile(ctx: AgentContext, path: string): Promise<void> {
   });
 }
 
-export async function establishIdentity(
-  ctx: AgentContext,
-  signal: AbortSignal,
-  extra: { explicitToken?: ResolvedToken; prompt?: () => Promise<ResolvedToken> } = {},
-): Promise<EnsuredIdentity> {
+/** Everything POST /v1/register needs except the token (first registration and re-registration). */
+export function registrationOptions(ctx: AgentContext, signal: AbortSignal): Omit<RegisterOptions, "token"> {
   const { config } = ctx;
   const backoff = new Backoff();
-  return ensureIdentity({
-    dataDir: config.data_dir,
+  return {
     cp: ctx.cp,
     hostname: config.registration.hostname,
     metadata: { os: "linux", arch: arch() === "x64" ? "amd64" : arch(), kernel: release(), ...config.registration.metadata },
@@ -169,13 +166,30 @@ export async function establishIdentity(
     now: () => ctx.clock.now(),
     signal,
     log: ctx.log,
-    tokenSources: {
-      file: config.token.file,
-      envName: config.token.env,
-      env: ctx.env,
-      metadata: { enabled: config.token.metadata, path: config.token.metadata_path, timeoutMs: config.token.metadata_timeout.ms },
-      signal,
-    },
+  };
+}
+
+/** The bootstrap token sources of spec §3.2, from configuration. */
+export function tokenSourcesFor(ctx: AgentContext, signal: AbortSignal): TokenSourceOptions {
+  const { token } = ctx.config;
+  return {
+    file: token.file,
+    envName: token.env,
+    env: ctx.env,
+    metadata: { enabled: token.metadata, path: token.metadata_path, timeoutMs: token.metadata_timeout.ms },
+    signal,
+  };
+}
+
+export async function establishIdentity(
+  ctx: AgentContext,
+  signal: AbortSignal,
+  extra: { explicitToken?: ResolvedToken; prompt?: () => Promise<ResolvedToken> } = {},
+): Promise<EnsuredIdentity> {
+  return ensureIdentity({
+    ...registrationOptions(ctx, signal),
+    dataDir: ctx.config.data_dir,
+    tokenSources: tokenSourcesFor(ctx, signal),
     ...(extra.explicitToken ? { explicitToken: extra.explicitToken } : {}),
     ...(extra.prompt ? { prompt: extra.prompt } : {}),
     tokenRecheckMs: 10_000,
