@@ -16,6 +16,8 @@ export interface DesiredMesh extends WgDevice {
 export interface Live {
   link: LiveLink | undefined;
   wg: WgLiveDevice | undefined;
+  /** IPv4 routes via the link, when they were read together with it. */
+  routes?: string[];
 }
 
 export interface Step {

@@ -65,20 +65,22 @@ const request = (over: object = {}, peers: object[] = [peerSpecA]) =>
 
 const showDev = ["ip", "-d", "-j", "addr", "show", "dev", "plexd0"];
 const wgDump = ["wg", "show", "plexd0", "dump"];
-const routesV4 = ["ip", "-j", "-4", "route", "show", "dev", "plexd0"];
-const routesV6 = ["ip", "-j", "-6", "route", "show", "dev", "plexd0"];
 /** The route reads that follow the device reads when the link exists. */
-const routeReads = (...dsts: string[]): TranscriptEntry[] => [
-  { cmd: routesV4, result: ok(JSON.stringify(dsts.map((dst) => ({ dst, dev: "plexd0", scope: "link", flags: [] })))) },
-  { cmd: routesV6, result: ok("[]") },
-];
+const readBatch = ["ip", "-d", "-j", "-batch", "-"];
+const readInput = "addr show dev plexd0\nroute show dev plexd0\n";
+/** The device read of every apply: link and IPv4 routes in one process. */
+const readDev = (addr: string, ...routes: string[]): TranscriptEntry => ({
+  cmd: readBatch,
+  input: readInput,
+  result: ok(`${addr}\n${JSON.stringify(routes.map((dst) => ({ dst, scope: "link", flags: [] })))}\n`),
+});
+const readMissing: TranscriptEntry = { cmd: readBatch, input: readInput, result: fail('Device "plexd0" does not exist.', 1) };
 
 describe("ApplyMesh (transcripts)", () => {
   it("applies nothing when the device already matches: only reads run", async () => {
     const { runner, apply } = engine([
-      { cmd: showDev, result: ok(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] })) },
+      readDev(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] }), "10.100.0.3"),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
-      ...routeReads("10.100.0.3"),
     ]);
     const res = await apply(request(), ctx);
     expect(res.result).toEqual({ changed: false, plan: [] });
@@ -87,9 +89,8 @@ describe("ApplyMesh (transcripts)", () => {
 
   it("dry_run returns the plan and runs no mutation", async () => {
     const { runner, apply } = engine([
-      { cmd: showDev, result: ok(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] })) },
+      readDev(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] }), "10.100.0.3"),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
-      ...routeReads("10.100.0.3"),
     ]);
     const res = await apply(create(ApplyMeshRequestSchema, { ...request({}, [peerSpecA, { publicKey: peerB }]), dryRun: true }), ctx);
     expect(res.result?.changed).toBe(false);
@@ -100,9 +101,8 @@ describe("ApplyMesh (transcripts)", () => {
   it("rolls back to the previous device when a later step fails, naming the step", async () => {
     const before = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] });
     const { runner, apply } = engine([
-      { cmd: showDev, result: ok(before) },
+      readDev(before, "10.100.0.3"),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
-      ...routeReads("10.100.0.3"),
       // forward: mtu, one wg step with only the new peer, then the address fails
       { cmd: ["ip", "link", "set", "plexd0", "mtu", "1380"], result: ok() },
       {
@@ -112,7 +112,7 @@ describe("ApplyMesh (transcripts)", () => {
       },
       { cmd: ["ip", "addr", "replace", "fd00::1/128", "dev", "plexd0"], result: fail("RTNETLINK answers: Permission denied", 2) },
       // rollback: read what is live now, then restore mtu and the exact previous peer set in one syncconf
-      { cmd: showDev, result: ok(addrJson({ mtu: 1380, up: true, addrs: [["10.100.0.1", 32]] })) },
+      readDev(addrJson({ mtu: 1380, up: true, addrs: [["10.100.0.1", 32]] }), "10.100.0.3"),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"), dumpLine(peerB, "10.100.0.4/32"))) },
       { cmd: ["ip", "link", "set", "plexd0", "mtu", "1420"], result: ok() },
       {
@@ -134,7 +134,7 @@ describe("ApplyMesh (transcripts)", () => {
   it("creates a wireguard-go device when the kernel has none, and removes it again when the apply fails", async () => {
     const state = { wgGo: [] as number[] };
     const transcript: TranscriptEntry[] = [
-      { cmd: showDev, result: fail('Device "plexd0" does not exist.', 1) },
+      readMissing,
       { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: fail("Error: Unknown device type.", 2) },
       { cmd: ["spawn", "/usr/bin/wireguard-go", "-f", "plexd0"], result: ok("31337") },
       { cmd: showDev, result: ok(addrJson({ mtu: 1420, up: false, addrs: [] })) },
@@ -158,7 +158,7 @@ describe("ApplyMesh (transcripts)", () => {
 
   it("uses kernel WireGuard when the kernel has it: no wireguard-go, config through wg on stdin", async () => {
     const { runner, apply } = engine([
-      { cmd: showDev, result: fail('Device "plexd0" does not exist.', 1) },
+      readMissing,
       { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: ok() },
       { cmd: ["ip", "link", "set", "plexd0", "mtu", "1420"], result: ok() },
       {
@@ -170,7 +170,7 @@ describe("ApplyMesh (transcripts)", () => {
       },
       { cmd: ["ip", "addr", "replace", "10.100.0.1/32", "dev", "plexd0"], result: ok() },
       { cmd: ["ip", "link", "set", "plexd0", "up"], result: ok() },
-      { cmd: ["ip", "-4", "route", "replace", "10.100.0.3/32", "dev", "plexd0"], result: ok() },
+      { cmd: ["ip", "-batch", "-"], input: "route replace 10.100.0.3/32 dev plexd0\n", result: ok() },
     ]);
     const res = await apply(request(), ctx);
     expect(runner.done).toBe(true);

@@ -23,9 +23,9 @@ export interface MeshDeps extends DeviceDeps {
 }
 
 export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor">, name: string, signal?: AbortSignal): Promise<Live> {
-  const link = await deps.ip.show(name, signal);
-  const wg = link ? await (await deps.wgFor(name)).show(name, signal) : undefined;
-  return { link, wg };
+  const shown = await deps.ip.showWithRoutes(name, signal);
+  const wg = shown ? await (await deps.wgFor(name)).show(name, signal) : undefined;
+  return { link: shown?.link, wg, ...(shown ? { routes: shown.routes } : {}) };
 }
 
 /** Runs a plan; `progress.step` names the step in flight when it throws. */
@@ -81,21 +81,20 @@ interface RoutePlan {
   remove: string[];
 }
 
-async function planRoutes(deps: MeshDeps, want: DesiredMesh, linkExists: boolean, signal?: AbortSignal): Promise<RoutePlan> {
+async function planRoutes(deps: MeshDeps, want: DesiredMesh, before: Live | undefined, signal?: AbortSignal): Promise<RoutePlan> {
+  const linkExists = before?.link !== undefined;
   const wanted = [...new Set(want.peers.flatMap((p) => p.allowedIps))].sort();
-  const live = linkExists ? new Set(await deps.ip.routes(want.interface, signal)) : new Set<string>();
+  // Each read is a process; the mesh is IPv4, so IPv6 routes are read only when some peer
+  // has an IPv6 allowed IP (a stale IPv6 route otherwise lasts until the device is recreated).
+  const v6 = wanted.some((r) => r.includes(":"));
+  const read = !linkExists ? [] : v6 || before?.routes === undefined ? await deps.ip.routes(want.interface, v6, signal) : before.routes;
+  const live = new Set(read);
   return { add: wanted.filter((r) => !live.has(r)), remove: [...live].filter((r) => !wanted.includes(r)) };
 }
 
 async function applyRoutes(deps: MeshDeps, name: string, plan: RoutePlan, progress: { step: string }, signal?: AbortSignal): Promise<void> {
-  for (const r of plan.remove) {
-    progress.step = `remove_route ${r}`;
-    await deps.ip.routeDel(name, r, signal);
-  }
-  for (const r of plan.add) {
-    progress.step = `add_route ${r}`;
-    await deps.ip.routeReplace(name, r, signal);
-  }
+  progress.step = "sync_routes";
+  await deps.ip.routeSync(name, plan.remove, plan.add, signal);
 }
 
 export function makeApplyMesh(deps: MeshDeps) {
@@ -108,7 +107,7 @@ export function makeApplyMesh(deps: MeshDeps) {
         throw new PlexdError("failed_precondition", `${name} exists but is not a WireGuard device (kind ${before.link.kind || "unknown"}); use recreate`);
       }
       let plan = diffMesh(want, req.recreate ? { link: undefined, wg: undefined } : before);
-      const routes = await planRoutes(deps, want, before.link !== undefined && !req.recreate, ctx.signal);
+      const routes = await planRoutes(deps, want, req.recreate ? undefined : before, ctx.signal);
       const routeSteps = [...routes.remove.map((r) => ({ kind: "remove_route", detail: r })), ...routes.add.map((r) => ({ kind: "add_route", detail: r }))];
       const steps = [...(req.recreate && before.link ? [{ kind: "recreate_interface", detail: name }] : []), ...plan.steps, ...routeSteps];
       if (req.dryRun || steps.length === 0) return { result: { changed: steps.length > 0 && !req.dryRun, plan: steps } };

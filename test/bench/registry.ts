@@ -1,5 +1,6 @@
 import { eventVerify } from "./event-verify.js";
 import { firewallApply } from "./firewall-apply.js";
+import { meshApply, meshIncremental, privhelperRpc } from "./mesh.js";
 import { reconcileIdle } from "./reconcile-idle.js";
 
 // Benchmarks are programs, not timed tests (design.md 5, 6). Each one measures its own floor in
@@ -33,4 +34,7 @@ export const benchmarks: Record<string, Benchmark> = {
   "event-verify": eventVerify,
   "firewall-apply": firewallApply,
   "reconcile-idle": reconcileIdle,
+  "mesh-apply": meshApply,
+  "mesh-incremental": meshIncremental,
+  "privhelper-rpc": privhelperRpc,
 };
