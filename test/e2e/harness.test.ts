@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
 import {
@@ -184,12 +184,14 @@ describe("e2e harness", () => {
           logLevel: "error",
           banner: { js: 'import { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);' },
         });
-        const proc = spawnInNamespace({ argv: [process.execPath, bundle, mode], name: `crash-${mode}`, logDir: dir });
+        const proc = spawnInNamespace({ argv: [process.execPath, bundle, mode], name: `crash-${mode}`, logDir: dir, stdin: true });
         const info = JSON.parse((await proc.waitForLine(/^\{/, 30_000)).line) as { namespaces: string[]; pids: number[]; tracked: number; dir: string };
         expect(info.pids).toContain(info.tracked);
         expect(info.pids.length).toBe(2);
         expect(existsSync(info.dir)).toBe(true);
+        expect(info.pids.every(alive)).toBe(true);
         if (mode === "signal") proc.signal("SIGTERM", { group: false });
+        else proc.writeStdin("go\n");
         const exit = await proc.waitForExit(30_000);
         if (mode === "signal") expect(exit.signal).toBe("SIGTERM");
         else expect(exit.exitCode).toBe(mode === "exit" ? 3 : 1);
@@ -316,7 +318,8 @@ describe("e2e harness", () => {
       expect(kept[0]!.startsWith(keptLogsRoot())).toBe(true);
       expect(readFileSync(kept[0]!, "utf8").split("\n").filter(Boolean)).toHaveLength(100);
     } finally {
-      rmSync(keptLogsRoot(), { recursive: true, force: true });
+      // Only this test's own copy: logs kept for genuinely failed tests of the run stay.
+      if (kept[0]) rmSync(dirname(kept[0]), { recursive: true, force: true });
     }
   });
 
