@@ -89,7 +89,8 @@ async function planRoutes(deps: MeshDeps, want: DesiredMesh, before: Live | unde
   const v6 = wanted.some((r) => r.includes(":"));
   const read = !linkExists ? [] : v6 || before?.routes === undefined ? await deps.ip.routes(want.interface, v6, signal) : before.routes;
   const live = new Set(read);
-  return { add: wanted.filter((r) => !live.has(r)), remove: [...live].filter((r) => !wanted.includes(r)) };
+  const wantedSet = new Set(wanted);
+  return { add: wanted.filter((r) => !live.has(r)), remove: [...live].filter((r) => !wantedSet.has(r)) };
 }
 
 async function applyRoutes(deps: MeshDeps, name: string, plan: RoutePlan, progress: { step: string }, signal?: AbortSignal): Promise<void> {
