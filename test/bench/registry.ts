@@ -2,6 +2,7 @@ import { eventVerify } from "./event-verify.js";
 import { firewallApply } from "./firewall-apply.js";
 import { meshApply, meshIncremental, privhelperRpc } from "./mesh.js";
 import { reconcileIdle } from "./reconcile-idle.js";
+import { reconcileScale } from "./reconcile-scale.js";
 
 // Benchmarks are programs, not timed tests (design.md 5, 6). Each one measures its own floor in
 // the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
@@ -37,4 +38,5 @@ export const benchmarks: Record<string, Benchmark> = {
   "mesh-apply": meshApply,
   "mesh-incremental": meshIncremental,
   "privhelper-rpc": privhelperRpc,
+  "reconcile-scale": reconcileScale,
 };
