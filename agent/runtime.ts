@@ -6,8 +6,7 @@ import { runHeartbeatLoop, formatUptime } from "./controlplane/heartbeat.js";
 import { applyStateDocument, fetchState, IdentityRejectedError } from "./controlplane/state-pull.js";
 import { hasPendingKey, rotateNodeKey } from "./identity/rotate.js";
 import { moveIdentityAside, saveIdentity, type Identity } from "./identity/store.js";
-import { runEndpointLoop } from "./nat/endpoint-loop.js";
-import type { Discovery } from "./nat/discovery.js";
+import { startNatLoop, type NatResult } from "./nat/loop.js";
 import { CoalescingRunner } from "./reconcile/coalesce.js";
 import { stateDrift, type Correction } from "./reconcile/drift.js";
 import { KernelReconciler } from "./reconcile/kernel.js";
@@ -35,7 +34,7 @@ export class AgentRuntime {
   kernel: KernelReconciler | undefined;
   cycles: CoalescingRunner | undefined;
   lastHeartbeat: LastRun | undefined;
-  nat: Discovery | undefined;
+  nat: NatResult | undefined;
   lastReconcile: LastRun | undefined;
   #rotating = false;
   #loops: Promise<unknown>[] = [];
@@ -162,7 +161,7 @@ export class AgentRuntime {
           uptime: formatUptime(ctx.clock.now() - ctx.startedAt),
           binary_checksum: ctx.binaryChecksum,
           mesh: { interface: config.mesh.interface, peer_count: Object.keys(this.store.state.peers).length, listen_port: config.mesh.listen_port },
-          ...(this.nat ? { nat: { public_endpoint: this.nat.publicEndpoint, type: this.nat.natType } } : {}),
+          ...(this.nat ? { nat: { public_endpoint: this.nat.public_endpoint, type: this.nat.type } } : {}),
         }),
         sleep: (ms, sig) => ctx.clock.sleep(ms, sig),
         now: () => ctx.clock.now(),
@@ -182,7 +181,7 @@ export class AgentRuntime {
     if (config.nat_traversal.enabled) {
       this.#track(
         "nat",
-        runEndpointLoop({
+        startNatLoop({
           config,
           priv: ctx.priv,
           cp: ctx.cp,
@@ -192,8 +191,9 @@ export class AgentRuntime {
           clock: ctx.clock,
           log: ctx.log.child({ component: "nat" }),
           signal: s,
-          onResult: (d) => (this.nat = d),
-        }),
+          onResult: (r) => (this.nat = r),
+          onIdentityRejected: lose,
+        }).done,
       );
     }
 
