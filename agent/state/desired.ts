@@ -46,6 +46,8 @@ export function emptyDesiredState(): DesiredState {
   return { peers: {}, policies: [], metadata: {}, data: [], secret_refs: [], deferred: {} };
 }
 
+const persistDelayMs = 200;
+
 export type StoreListener = (slices: ReadonlySet<Slice>, state: Readonly<DesiredState>) => void;
 
 export class DesiredStateStore {
@@ -54,6 +56,7 @@ export class DesiredStateStore {
   readonly #listeners = new Set<StoreListener>();
   #pendingWrite: Promise<void> = Promise.resolve();
   #dirty = false;
+  #timer: NodeJS.Timeout | undefined;
   onPersistError: (err: unknown) => void = () => undefined;
 
   private constructor(file: string, state: DesiredState) {
@@ -97,18 +100,28 @@ export class DesiredStateStore {
     return () => this.#listeners.delete(listener);
   }
 
+  /**
+   * Writes are coalesced over a short window: the file is the restart cache, and at 10,000
+   * peers each write serialises megabytes, so a burst of events must cost one write, not
+   * one per event. `flush()` (shutdown, tests) writes at once.
+   */
   #schedulePersist(): void {
     if (this.#dirty) return;
     this.#dirty = true;
-    this.#pendingWrite = this.#pendingWrite.then(async () => {
-      await new Promise((r) => setImmediate(r));
-      this.#dirty = false;
-      await writeJsonAtomic(this.#file, this.#state).catch((err: unknown) => this.onPersistError(err));
-    });
+    this.#timer = setTimeout(() => this.#writeNow(), persistDelayMs);
+    this.#timer.unref();
+  }
+
+  #writeNow(): Promise<void> {
+    clearTimeout(this.#timer);
+    if (!this.#dirty) return this.#pendingWrite;
+    this.#dirty = false;
+    this.#pendingWrite = this.#pendingWrite.then(() => writeJsonAtomic(this.#file, this.#state).catch((err: unknown) => this.onPersistError(err)));
+    return this.#pendingWrite;
   }
 
   /** Resolves once every update so far is on disk. */
   async flush(): Promise<void> {
-    await this.#pendingWrite;
+    await this.#writeNow();
   }
 }

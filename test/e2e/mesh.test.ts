@@ -50,8 +50,8 @@ beforeAll(async () => {
 describe("mesh", () => {
   it("three nodes form a full mesh and ping each other over mesh IPs", async () => {
     const three = [nodes.a!, nodes.b!, nodes.c!];
-    for (const n of three) await expect.poll(() => peersOf(n), { timeout: 30_000 }).toBe(2);
-    await expect.poll(() => pingAll(three), { timeout: 30_000, interval: 1000 }).toEqual([]);
+    for (const n of three) await expect.poll(() => peersOf(n), { timeout: 60_000 }).toBe(2);
+    await expect.poll(() => pingAll(three), { timeout: 60_000, interval: 1000 }).toEqual([]);
     // wg show lists each peer with its PSK and its mesh /32.
     const wg = await wgShow(nodes.a!.ns, nodes.a!.iface);
     expect(wg.peers.every((p) => p.hasPresharedKey)).toBe(true);
@@ -61,8 +61,8 @@ describe("mesh", () => {
   it("a fourth node joins at runtime and everyone reaches it; deregistering it removes it everywhere", async () => {
     const d = await join_("d");
     const all = Object.values(nodes);
-    for (const n of all) await expect.poll(() => peersOf(n), { timeout: 30_000 }).toBe(3);
-    await expect.poll(async () => (await Promise.all(all.filter((n) => n !== d).map(async (n) => (await ping(n.ns, meshIp(d), { count: 1, timeoutMs: 5000 })).ok))).every(Boolean), { timeout: 30_000, interval: 1000 }).toBe(true);
+    for (const n of all) await expect.poll(() => peersOf(n), { timeout: 60_000 }).toBe(3);
+    await expect.poll(async () => (await Promise.all(all.filter((n) => n !== d).map(async (n) => (await ping(n.ns, meshIp(d), { count: 1, timeoutMs: 5000 })).ok))).every(Boolean), { timeout: 60_000, interval: 1000 }).toBe(true);
 
     // Deregistering it removes it from every other node's wg show.
     const dKey = (await wgShow(d.ns, d.iface)).publicKey;
@@ -70,7 +70,7 @@ describe("mesh", () => {
     const r = await d.plexd(["deregister"]);
     expect(r.exitCode, r.output).toBe(0);
     for (const n of [nodes.a!, nodes.b!, nodes.c!]) {
-      await expect.poll(async () => (await wgShow(n.ns, n.iface)).peers.some((p) => p.publicKey === dKey), { timeout: 30_000 }).toBe(false);
+      await expect.poll(async () => (await wgShow(n.ns, n.iface)).peers.some((p) => p.publicKey === dKey), { timeout: 60_000 }).toBe(false);
     }
     // Its own interface is gone too (teardown), and with it its wireguard-go.
     expect(await peersOf(d)).toBe(0);

@@ -51,7 +51,7 @@ describe("policy", () => {
 
   it("an allow-all-protocols policy between two nodes lets ping through; the unauthorized node stays invisible", async () => {
     await setPolicies(both("", 0));
-    await expect.poll(async () => (await ping(a.ns, meshIp(b), { count: 1, timeoutMs: 3000 })).ok, { timeout: 30_000, interval: 1000 }).toBe(true);
+    await expect.poll(async () => (await ping(a.ns, meshIp(b), { count: 1, timeoutMs: 3000 })).ok, { timeout: 60_000, interval: 1000 }).toBe(true);
     expect((await ping(b.ns, meshIp(a), { count: 2, timeoutMs: 3000 })).ok).toBe(true);
     // c received peer_added for a and b but is authorized for neither.
     expect(await peerKeys(c)).toEqual([]);
@@ -64,14 +64,14 @@ describe("policy", () => {
     await tcpListen(b.ns, meshIp(b), p);
     await tcpListen(b.ns, meshIp(b), q);
     await setPolicies(both("tcp", p));
-    await expect.poll(async () => (await tcpConnect(a.ns, meshIp(b), p, 2000)).ok, { timeout: 30_000, interval: 1000 }).toBe(true);
+    await expect.poll(async () => (await tcpConnect(a.ns, meshIp(b), p, 2000)).ok, { timeout: 60_000, interval: 1000 }).toBe(true);
     expect((await tcpConnect(a.ns, meshIp(b), q, 2000)).ok).toBe(false);
     expect((await ping(a.ns, meshIp(b), { count: 2, timeoutMs: 3000 })).ok).toBe(false);
   });
 
   it("removing the policy blocks traffic again and removes the peer", async () => {
     await setPolicies([]);
-    await expect.poll(() => peerKeys(a), { timeout: 30_000 }).toEqual([]);
+    await expect.poll(() => peerKeys(a), { timeout: 60_000 }).toEqual([]);
     expect((await tcpConnect(a.ns, meshIp(b), 8080, 2000)).ok).toBe(false);
     expect((await ping(a.ns, meshIp(b), { count: 1, timeoutMs: 2000 })).ok).toBe(false);
   });
@@ -80,7 +80,7 @@ describe("policy", () => {
 describe("drift", () => {
   it("a peer deleted with wg, a flushed table and a rogue rule are corrected within one interval and reported", async () => {
     await setPolicies(both("", 0));
-    await expect.poll(async () => (await ping(a.ns, meshIp(b), { count: 1, timeoutMs: 3000 })).ok, { timeout: 30_000, interval: 1000 }).toBe(true);
+    await expect.poll(async () => (await ping(a.ns, meshIp(b), { count: 1, timeoutMs: 3000 })).ok, { timeout: 60_000, interval: 1000 }).toBe(true);
     const id = nodeId(a);
     const reported = async (type: string): Promise<boolean> => (await cp.client.drift(id)).some((r) => (r.body as { corrections: { type: string }[] }).corrections.some((c) => c.type === type));
 
