@@ -26,6 +26,8 @@ export interface LaunchOptions {
   /** Duration string, e.g. `30s`. */
   keepalive?: string;
   heartbeatInterval?: string;
+  /** STUN Binding responders, `IPV4:PORT` each (`--stun-listen`). */
+  stunListen?: string[];
   logLevel?: string;
   extraArgs?: string[];
   /** Path of plexd-mockcp.js; default the built `dist/plexd-mockcp.js`. */
@@ -77,6 +79,7 @@ export async function startMockcp(opts: LaunchOptions = {}): Promise<LaunchedMoc
   if (opts.signingSeed !== undefined) args.push("--signing-seed", opts.signingSeed);
   if (opts.keepalive !== undefined) args.push("--keepalive", opts.keepalive);
   if (opts.heartbeatInterval !== undefined) args.push("--heartbeat-interval", opts.heartbeatInterval);
+  for (const s of opts.stunListen ?? []) args.push("--stun-listen", s);
   args.push("--log-level", opts.logLevel ?? "warn", ...(opts.extraArgs ?? []));
   const [file, argv] = opts.netns === undefined ? [process.execPath, args] : ["ip", ["netns", "exec", opts.netns, process.execPath, ...args]];
 

@@ -39,6 +39,7 @@ const program = new Command()
       .default(30_000, "30s"),
   )
   .addOption(new Option("--max-body-bytes <n>", "request body limit, compressed and decompressed").argParser(positiveInt).default(8 * 1024 * 1024, "8 MiB"))
+  .option("--stun-listen <host:port>", "also answer STUN Binding requests on this IPv4 UDP address, repeatable (tests stand it in for public STUN servers)", collect)
   .option("--bootstrap-token <token>", "seed a single-use bootstrap token valid for 24h, repeatable (more via POST /control/v1/tokens)", collect)
   .addOption(new Option("--log-level <level>", "log level").choices(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"))
   .addHelpText(
@@ -67,6 +68,7 @@ const opts = program.opts<{
   heartbeatInterval: number;
   maxBodyBytes: number;
   bootstrapToken?: string[];
+  stunListen?: string[];
   logLevel: string;
 }>();
 
@@ -84,6 +86,7 @@ async function run(): Promise<void> {
       keepaliveMs: opts.keepalive,
       heartbeatIntervalMs: opts.heartbeatInterval,
       maxBodyBytes: opts.maxBodyBytes,
+      stunListen: opts.stunListen ?? [],
       log,
     });
   } catch (err) {
@@ -104,6 +107,7 @@ async function run(): Promise<void> {
     `${JSON.stringify({
       event: "listening",
       urls: mockcp.urls,
+      stun: mockcp.stunAddresses,
       ca_file: mockcp.caFile,
       signing_public_key: mockcp.signingPublicKey(),
       state_dir: mockcp.stateDir,

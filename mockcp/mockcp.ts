@@ -5,6 +5,7 @@ import { pino, type Logger } from "pino";
 import { PlexdError } from "../proto/lib/errors.js";
 import { createApp } from "./server/app.js";
 import { bindListener, closeListener, parseListen, type BoundListener, type ListenSpec } from "./server/listeners.js";
+import { parseStunListen, startStunResponder, type StunResponder } from "./server/stun.js";
 import { StreamHub } from "./server/streams.js";
 import { generateCa, generateServerCert, type Pem } from "./server/tls.js";
 import { sweepLiveness } from "./state/liveness.js";
@@ -31,6 +32,8 @@ export interface MockcpOptions {
   eventLog?: { minEvents?: number; minAgeMs?: number };
   now?: Clock;
   log?: Logger;
+  /** STUN Binding responders to start, `IPV4:PORT` each (server/stun.ts). */
+  stunListen?: string[];
 }
 
 export interface Mockcp {
@@ -38,6 +41,8 @@ export interface Mockcp {
   readonly hub: StreamHub;
   /** Filled by start(). */
   readonly urls: string[];
+  /** Bound STUN responder addresses (`IPV4:PORT`), filled by start(). */
+  readonly stunAddresses: string[];
   readonly stateDir: string;
   /** Path of ca.pem, or null when no CA was generated (`ca: "auto"` without https listeners). */
   readonly caFile: string | null;
@@ -61,6 +66,8 @@ export function createMockcp(opts: MockcpOptions = {}): Mockcp {
   const hub = new StreamHub(state, { keepaliveMs: opts.keepaliveMs ?? 30_000, log });
   const app = createApp({ state, hub, log, maxBodyBytes: opts.maxBodyBytes ?? 8 * 1024 * 1024 });
   let listeners: BoundListener[] = [];
+  const stunSpecs = (opts.stunListen ?? []).map(parseStunListen);
+  let stun: StunResponder[] = [];
   let stateDir = opts.stateDir ?? "";
   let ownsStateDir = false;
   let caFile: string | null = null;
@@ -74,6 +81,8 @@ export function createMockcp(opts: MockcpOptions = {}): Mockcp {
       hub.drop(undefined, "end");
       await Promise.all(listeners.map(closeListener));
       listeners = [];
+      await Promise.all(stun.map((s) => s.close()));
+      stun = [];
       if (ownsStateDir) await rm(stateDir, { recursive: true, force: true });
       log.info("mockcp stopped");
     })();
@@ -85,6 +94,9 @@ export function createMockcp(opts: MockcpOptions = {}): Mockcp {
     hub,
     get urls() {
       return listeners.map((l) => l.url);
+    },
+    get stunAddresses() {
+      return stun.map((s) => s.address);
     },
     get stateDir() {
       return stateDir;
@@ -116,6 +128,7 @@ export function createMockcp(opts: MockcpOptions = {}): Mockcp {
       }
       try {
         for (const spec of specs) listeners.push(await bindListener(spec, app, serverPem));
+        for (const spec of stunSpecs) stun.push(await startStunResponder(spec, (err) => log.error({ err }, "STUN responder error")));
       } catch (err) {
         await stop();
         throw PlexdError.from(err);

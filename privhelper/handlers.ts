@@ -17,6 +17,7 @@ import { makeGetInfo } from "./service/get-info.js";
 import { makeReadFirewall } from "./service/read-firewall.js";
 import { makeReadMesh } from "./service/read-mesh.js";
 import { makeRemoveBootstrapToken } from "./service/remove-bootstrap-token.js";
+import { makeStunProbe } from "./service/stun-probe.js";
 import { makeTeardown } from "./service/teardown.js";
 
 export interface Deps {
@@ -53,5 +54,6 @@ export function buildHandlers(deps: Deps): Handlers<Methods> {
     readFirewall: makeReadFirewall(deps),
     teardown: makeTeardown(mesh),
     removeBootstrapToken: makeRemoveBootstrapToken(deps),
+    stunProbe: makeStunProbe(mesh),
   };
 }

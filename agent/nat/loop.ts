@@ -95,14 +95,15 @@ export function startNatLoop(d: NatLoopDeps): NatLoop {
 
   /** One Binding request to one server; throws on no answer or a bad reply. */
   async function probe(server: ResolvedServer): Promise<ProbeAnswer> {
-    const timeoutMs = nat.timeout.ms;
+    // privhelper accepts at most 10 s per probe.
+    const timeoutMs = Math.min(nat.timeout.ms, 10_000);
     const req = buildBindingRequest();
     let raw: RawProbe;
     try {
       const r = await d.priv.stunProbe(
         { ip: server.ip, port: server.port, request: req.bytes, timeoutMs },
-        // privhelper waits up to timeoutMs for the reply; leave room for the nft set-up around it.
-        { signal: d.signal, timeoutMs: timeoutMs + 5000 },
+        // privhelper may wait twice (mesh-port path, then its ephemeral-port fallback), plus nft.
+        { signal: d.signal, timeoutMs: 2 * timeoutMs + 5000 },
       );
       raw = { reply: r.reply, sourcePort: r.sourcePort, fromMeshPort: r.fromMeshPort };
     } catch (err) {

@@ -1,0 +1,175 @@
+// StunProbe (node-agent §1.2, §3.6; bridge spec §1.2): send one STUN Binding request from the
+// mesh listen port and return the reply bytes; the agent builds and parses them.
+//
+// The WireGuard device owns mesh.listen_port, so no second socket can bind it. privhelper
+// binds its own UDP socket and, for this one probe, SNATs that socket's datagrams to
+// <source ip>:<listen_port> with a dedicated table `ip plexd_stun` (os/stun-nat.ts); conntrack
+// turns the reply back to the socket. The table is removed as soon as the probe ends.
+//
+// Conntrack keeps the binding (<src>:<listen_port> ↔ server) for 30–120 s after the probe. A
+// later probe to the same server from a *different* local port would need the same
+// translated tuple, clash with it and be dropped, so the local port is derived from the server
+// and the mesh port: the next probe reuses the existing conntrack entry. Only if those ports
+// are taken does it use an ephemeral one.
+//
+// Whenever that path cannot be used (no mesh device yet, no nft, the rule is refused, no
+// answer), the probe is repeated from a plain ephemeral port and `from_mesh_port` is false;
+// the agent then classifies as node-agent §3.6 says.
+import { createHash } from "node:crypto";
+import { isIPv4 } from "node:net";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { StunProbeRequest, StunProbeResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { PlexdError } from "../../proto/lib/errors.js";
+import type { CallContext } from "../adapter.js";
+import type { PrivConfig } from "../config.js";
+import { createLock, type Lock } from "../lock.js";
+import type { Logger } from "../log.js";
+import type { Host } from "../os/host.js";
+import type { Runner } from "../os/runner.js";
+import { applyStunSnat, removeStunSnat } from "../os/stun-nat.js";
+import { udpExchange as realUdpExchange, type UdpExchange } from "../os/stun-socket.js";
+import type { WgBackend } from "../os/wg.js";
+import { Issues } from "../validate.js";
+
+/** RFC 8489 §6.1: without path MTU knowledge, a STUN message over IPv4 stays within 548 bytes. */
+export const maxStunRequestBytes = 548;
+export const maxStunTimeoutMs = 10_000;
+export const defaultStunTimeoutMs = 5_000;
+const magicCookie = 0x2112a442;
+
+export interface StunProbeDeps {
+  runner: Runner;
+  host: Pick<Host, "which">;
+  config: PrivConfig;
+  log: Logger;
+  wgFor(iface: string): Promise<Pick<WgBackend, "show">>;
+  /** Injected in tests; default a real UDP socket. */
+  udp?: UdpExchange;
+  /** Probes are serialised: each owns table ip plexd_stun while it runs. */
+  lock?: Lock;
+}
+
+export interface ValidStunProbe {
+  ip: string;
+  port: number;
+  request: Buffer;
+  timeoutMs: number;
+}
+
+function ipv4Octets(ip: string): number[] | undefined {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
+  if (!m || !isIPv4(ip)) return undefined;
+  const o = m.slice(1).map((p) => (p.length > 1 && p.startsWith("0") ? NaN : Number(p)));
+  return o.every((n) => Number.isInteger(n) && n >= 0 && n <= 255) ? o : undefined;
+}
+
+/**
+ * Allow-list: a unicast IPv4 server, a port, and a datagram that is a STUN Binding request
+ * (type 0x0001, magic cookie, length field matching) of at most 548 bytes. privhelper must not
+ * become a generic packet sender.
+ */
+export function validateStunProbe(req: Pick<StunProbeRequest, "ip" | "port" | "request" | "timeoutMs">): ValidStunProbe {
+  const issues = new Issues();
+  const o = ipv4Octets(req.ip);
+  if (!o) issues.add("ip", `${JSON.stringify(req.ip.slice(0, 60))} is not an IPv4 address`);
+  else if (o[0] === 0 || o[0]! >= 224) issues.add("ip", `${req.ip} is not a unicast address`);
+  if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) issues.add("port", `${req.port} is not 1-65535`);
+  const r = req.request;
+  if (r.length < 20 || r.length > maxStunRequestBytes) issues.add("request", `${r.length} bytes; a STUN request is 20-${maxStunRequestBytes} bytes`);
+  else {
+    const v = new DataView(r.buffer, r.byteOffset, r.byteLength);
+    if (v.getUint16(0) !== 0x0001) issues.add("request", `message type 0x${v.getUint16(0).toString(16).padStart(4, "0")} is not a Binding request (0x0001)`);
+    if (v.getUint32(4) !== magicCookie) issues.add("request", "no STUN magic cookie");
+    if (v.getUint16(2) !== r.length - 20) issues.add("request", `length field ${v.getUint16(2)} does not match the ${r.length - 20} attribute bytes`);
+  }
+  const timeoutMs = req.timeoutMs === 0 ? defaultStunTimeoutMs : req.timeoutMs;
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > maxStunTimeoutMs) issues.add("timeout_ms", `${req.timeoutMs} is not 1-${maxStunTimeoutMs}`);
+  issues.throwIfAny();
+  return { ip: req.ip, port: req.port, request: Buffer.from(r), timeoutMs };
+}
+
+/**
+ * Local ports to try for the mesh-port path: stable per (server, mesh port), so a repeated
+ * probe finds its previous conntrack binding (see the header), in the dynamic range.
+ */
+export function probePorts(ip: string, port: number, meshPort: number, count = 3): number[] {
+  const out: number[] = [];
+  for (let k = 0; out.length < count && k < count * 4; k++) {
+    const h = createHash("sha256").update(`plexd-stun/${ip}:${port}/${meshPort}/${k}`).digest();
+    const p = 49152 + (h.readUInt16BE(0) % 16384);
+    if (p !== meshPort && !out.includes(p)) out.push(p);
+  }
+  return out;
+}
+
+type Response = MessageInitShape<typeof StunProbeResponseSchema>;
+
+export function makeStunProbe(deps: StunProbeDeps) {
+  const udp = deps.udp ?? realUdpExchange;
+  const lock = deps.lock ?? createLock();
+  const iface = deps.config.meshInterface;
+
+  /** The port the WireGuard device listens on, or undefined when there is no device yet. */
+  async function meshPort(signal: AbortSignal): Promise<number | undefined> {
+    try {
+      const dev = await (await deps.wgFor(iface)).show(iface, signal);
+      return dev !== undefined && dev.listenPort > 0 ? dev.listenPort : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async function viaMeshPort(p: ValidStunProbe, mesh: number, signal: AbortSignal): Promise<Response> {
+    let lastErr: unknown;
+    for (const bindPort of [...probePorts(p.ip, p.port, mesh), 0]) {
+      let applied = false;
+      try {
+        const r = await udp({
+          ip: p.ip,
+          port: p.port,
+          request: p.request,
+          timeoutMs: p.timeoutMs,
+          bindPort,
+          signal,
+          beforeSend: async (local) => {
+            applied = true;
+            await applyStunSnat(deps.runner, { localIp: local.address, localPort: local.port, server: p.ip, serverPort: p.port, meshPort: mesh }, signal);
+          },
+        });
+        return { reply: r.reply, sourcePort: mesh, fromMeshPort: true };
+      } catch (err) {
+        lastErr = err;
+        // Only a taken local port moves on to the next candidate; anything else ends this path.
+        if (PlexdError.from(err).code !== "already_exists") throw err;
+      } finally {
+        // A cancelled call still removes the table: no signal here.
+        if (applied) await removeStunSnat(deps.runner).catch((err: unknown) => deps.log.warn({ err: PlexdError.from(err).message }, "could not remove table ip plexd_stun"));
+      }
+    }
+    throw PlexdError.from(lastErr);
+  }
+
+  return (req: StunProbeRequest, ctx: CallContext): Promise<Response> => {
+    const p = validateStunProbe(req);
+    return lock(async () => {
+      ctx.signal.throwIfAborted();
+      const mesh = await meshPort(ctx.signal);
+      const nft = mesh === undefined ? undefined : await deps.host.which("nft");
+      let why: string;
+      if (mesh === undefined) why = `no WireGuard device ${iface} to share a port with`;
+      else if (nft === undefined) why = "nft is not installed";
+      else {
+        try {
+          return await viaMeshPort(p, mesh, ctx.signal);
+        } catch (err) {
+          const e = PlexdError.from(err);
+          if (e.code === "cancelled" || ctx.signal.aborted) throw e;
+          why = e.message;
+        }
+      }
+      deps.log.debug({ server: `${p.ip}:${p.port}`, reason: why }, "StunProbe from an ephemeral port (mesh port unavailable)");
+      const r = await udp({ ip: p.ip, port: p.port, request: p.request, timeoutMs: p.timeoutMs, signal: ctx.signal });
+      return { reply: r.reply, sourcePort: r.local.port, fromMeshPort: false };
+    });
+  };
+}
