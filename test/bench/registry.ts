@@ -1,3 +1,4 @@
+import { eventLatency } from "./event-latency.js";
 import { eventVerify } from "./event-verify.js";
 import { firewallApply } from "./firewall-apply.js";
 import { meshApply, meshIncremental, privhelperRpc } from "./mesh.js";
@@ -39,4 +40,5 @@ export const benchmarks: Record<string, Benchmark> = {
   "mesh-incremental": meshIncremental,
   "privhelper-rpc": privhelperRpc,
   "reconcile-scale": reconcileScale,
+  "event-latency": eventLatency,
 };
