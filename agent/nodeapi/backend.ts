@@ -1,0 +1,123 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  AuthorizedKeysResponseSchema,
+  DeregisterResponseSchema,
+  GetAuditStatusResponseSchema,
+  GetLogStatusResponseSchema,
+  ListActionsResponseSchema,
+  ListExecutionsResponseSchema,
+  ListHooksResponseSchema,
+  ReloadConfigResponseSchema,
+  ReloadHooksResponseSchema,
+  VerifyHooksResponseSchema,
+} from "../../proto/gen/plexd/node/v1/node_pb.js";
+
+// What the node API needs from the running agent (AgentService, spec/node-agent.md §6.7).
+// The agent implements this with live data; tests use FakeBackend. Plain TypeScript shapes,
+// times as epoch milliseconds: the server turns them into proto messages, so the agent
+// never builds wire types for the node API. Node state (NodeStateService) is not here: it
+// is the NodeState class in ./state/, passed to startNodeApi beside the backend.
+
+export type Severity = "info" | "warning" | "critical";
+
+export interface HealthInfo {
+  code: string;
+  severity: Severity;
+  text: string;
+  /** Epoch ms when the condition began. */
+  since: number;
+}
+
+export interface LastRunInfo {
+  /** Epoch ms. */
+  at: number;
+  ok: boolean;
+  driftCount?: number;
+}
+
+export interface StatusSnapshot {
+  version: string;
+  /** node or bridge. */
+  mode: string;
+  /** Startup phase or steady state, e.g. starting, registering, connecting, running, degraded, stopping. */
+  phase: string;
+  nodeId: string;
+  meshIp: string;
+  /** Epoch ms when the agent started; the server turns it into `uptime`. */
+  startedAt: number;
+  /** sha256:<hex> of the running binary. */
+  binaryChecksum: string;
+  sse: { connected: boolean; since?: number; reconnects: number; lastEventId: string };
+  lastHeartbeat?: LastRunInfo;
+  lastReconcile?: LastRunInfo;
+  nat: { publicEndpoint: string; type: string };
+  peerCount: number;
+  privhelperOk: boolean;
+  health: HealthInfo[];
+  /** Free-form counters (events_received, reconcile_cycles, ...). */
+  counters: Record<string, number | bigint>;
+}
+
+export interface PeerInfo {
+  peerId: string;
+  meshIp: string;
+  publicKey: string;
+  /** host:port currently used by the tunnel, "" when unknown. */
+  endpoint: string;
+  /** Whether policy makes this peer visible to the node (invisible peers only with `all`). */
+  visible: boolean;
+  /** Epoch ms of the last WireGuard handshake, undefined when never. */
+  lastHandshake?: number;
+  rxBytes: number | bigint;
+  txBytes: number | bigint;
+  /** Round-trip time when a probe measured one. */
+  rttMs?: number;
+  relayed: boolean;
+}
+
+export interface PolicyInfo {
+  id: string;
+  rules: { src: string; dst: string; port: number; protocol: string; action: string }[];
+}
+
+export interface PoliciesInfo {
+  policies: PolicyInfo[];
+  invalidRules: { policyId: string; index: number; reason: string }[];
+  /** Rendered firewall rules read back from the kernel, with hit counters. */
+  firewallRules: { id: string; chain: string; text: string; packets: number | bigint; bytes: number | bigint }[];
+  /** Default verdict, e.g. "deny". */
+  default: string;
+}
+
+export type AgentEventKind = "peer_up" | "peer_down" | "handshake" | "policy_changed" | "health_changed" | "drift_corrected" | "event";
+
+export interface AgentEvent {
+  /** Epoch ms. */
+  at: number;
+  kind: AgentEventKind;
+  /** What it is about: a peer id, policy id, health code, event id. */
+  subject: string;
+  detail: string;
+}
+
+export interface NodeApiBackend {
+  status(): StatusSnapshot | Promise<StatusSnapshot>;
+  /** Called whenever anything in the status may have changed; WatchStatus throttles to 2/s. */
+  subscribeStatus(listener: () => void): () => void;
+  listPeers(opts: { all: boolean }): PeerInfo[] | Promise<PeerInfo[]>;
+  listPolicies(opts: { rules: boolean }): PoliciesInfo | Promise<PoliciesInfo>;
+  /** The change feed behind AgentService.Watch. */
+  subscribeEvents(listener: (event: AgentEvent) => void): () => void;
+
+  // Features that arrive later. A missing method answers `unimplemented`.
+  listActions?(): Promise<MessageInitShape<typeof ListActionsResponseSchema>>;
+  listExecutions?(): Promise<MessageInitShape<typeof ListExecutionsResponseSchema>>;
+  listHooks?(): Promise<MessageInitShape<typeof ListHooksResponseSchema>>;
+  verifyHooks?(): Promise<MessageInitShape<typeof VerifyHooksResponseSchema>>;
+  reloadHooks?(): Promise<MessageInitShape<typeof ReloadHooksResponseSchema>>;
+  logStatus?(): Promise<MessageInitShape<typeof GetLogStatusResponseSchema>>;
+  auditStatus?(): Promise<MessageInitShape<typeof GetAuditStatusResponseSchema>>;
+  reloadConfig?(): Promise<MessageInitShape<typeof ReloadConfigResponseSchema>>;
+  deregister?(opts: { purge: boolean; force: boolean }): Promise<MessageInitShape<typeof DeregisterResponseSchema>>;
+  authorizedKeys?(opts: { user: string; fingerprint: string }): Promise<MessageInitShape<typeof AuthorizedKeysResponseSchema>>;
+}

@@ -1,0 +1,283 @@
+import { fromJson, toJson, type DescMessage, type DescMethod, type JsonValue, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import type { DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
+import { ValueSchema, timestampFromMs, type Value } from "@bufbuild/protobuf/wkt";
+import { PlexdError } from "../../proto/lib/errors.js";
+import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { EntrySchema, GetStatusResponseSchema, PeerSchema } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { AccessClass } from "./access.js";
+import type { AgentEvent, NodeApiBackend, PeerInfo, StatusSnapshot } from "./backend.js";
+import type { EntrySummary, NodeState, StateChange, StateEntry } from "./state/node-state.js";
+
+// The node API's handlers as plain async functions `(request, call) → response`, one table
+// for both services. The Connect router and the REST routes bind the same entries, so both
+// paths share access checks and behaviour (spec/node-agent.md §6.3, §6.7).
+
+export interface Call {
+  signal: AbortSignal;
+}
+
+export interface UnaryOp {
+  kind: "unary";
+  method: DescMethod;
+  access: AccessClass;
+  fn: (req: MessageShape<DescMessage>, call: Call) => Promise<MessageInitShape<DescMessage>>;
+}
+
+export interface StreamOp {
+  kind: "server_streaming";
+  method: DescMethod;
+  access: AccessClass;
+  fn: (req: MessageShape<DescMessage>, call: Call) => AsyncIterable<MessageInitShape<DescMessage>>;
+}
+
+export type Op = UnaryOp | StreamOp;
+
+function unary<I extends DescMessage, O extends DescMessage>(
+  method: DescMethodUnary<I, O>,
+  access: AccessClass,
+  fn: (req: MessageShape<I>, call: Call) => Promise<MessageInitShape<O>> | MessageInitShape<O>,
+): UnaryOp {
+  return { kind: "unary", method, access, fn: async (req, call) => (await fn(req as MessageShape<I>, call)) as MessageInitShape<DescMessage> };
+}
+
+function stream<I extends DescMessage, O extends DescMessage>(
+  method: DescMethodServerStreaming<I, O>,
+  access: AccessClass,
+  fn: (req: MessageShape<I>, call: Call) => AsyncIterable<MessageInitShape<O>>,
+): StreamOp {
+  return { kind: "server_streaming", method, access, fn: (req, call) => fn(req as MessageShape<I>, call) as AsyncIterable<MessageInitShape<DescMessage>> };
+}
+
+// ------------------------------------------------------------------ conversions
+
+export function toValue(json: unknown): Value {
+  return fromJson(ValueSchema, json as JsonValue);
+}
+
+export function fromValue(value: Value | undefined): unknown {
+  return value === undefined ? undefined : toJson(ValueSchema, value);
+}
+
+function entryMsg(e: StateEntry): MessageInitShape<typeof EntrySchema> {
+  return { key: e.key, contentType: e.content_type, payload: toValue(e.payload), version: e.version, updatedAt: timestampFromMs(Date.parse(e.updated_at)) };
+}
+
+function summaryMsg(s: EntrySummary): { key: string; version: number; contentType: string; syncState: string } {
+  return { key: s.key, version: s.version, contentType: s.content_type, syncState: s.sync_state ?? "" };
+}
+
+/** Go-style duration (`3h2m5s`), the unit grammar of spec/node-agent.md §0. */
+export function formatDuration(ms: number): string {
+  let s = Math.max(0, Math.floor(ms / 1000));
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  return `${h > 0 ? `${h}h` : ""}${h > 0 || m > 0 ? `${m}m` : ""}${s}s`;
+}
+
+function stateCountsMsg(state: NodeState): { metadata: number; data: number; secrets: number; reports: number; reportsPending: number } {
+  const c = state.counts();
+  return { metadata: c.metadata, data: c.data, secrets: c.secrets, reports: c.reports, reportsPending: c.reports_pending };
+}
+
+const big = (n: number | bigint): bigint => (typeof n === "bigint" ? n : BigInt(Math.max(0, Math.trunc(n))));
+
+export function statusMsg(s: StatusSnapshot, now: number, state: NodeState | undefined): MessageInitShape<typeof GetStatusResponseSchema> {
+  return {
+    version: s.version,
+    mode: s.mode,
+    phase: s.phase,
+    nodeId: s.nodeId,
+    meshIp: s.meshIp,
+    uptime: formatDuration(now - s.startedAt),
+    binaryChecksum: s.binaryChecksum,
+    sse: {
+      connected: s.sse.connected,
+      reconnects: s.sse.reconnects,
+      lastEventId: s.sse.lastEventId,
+      ...(s.sse.since === undefined ? {} : { since: timestampFromMs(s.sse.since) }),
+    },
+    ...(s.lastHeartbeat === undefined ? {} : { lastHeartbeat: { at: timestampFromMs(s.lastHeartbeat.at), ok: s.lastHeartbeat.ok } }),
+    ...(s.lastReconcile === undefined
+      ? {}
+      : { lastReconcile: { at: timestampFromMs(s.lastReconcile.at), ok: s.lastReconcile.ok, driftCount: s.lastReconcile.driftCount ?? 0 } }),
+    nat: { publicEndpoint: s.nat.publicEndpoint, type: s.nat.type },
+    peerCount: s.peerCount,
+    privhelperOk: s.privhelperOk,
+    stateCounts: state === undefined ? {} : stateCountsMsg(state),
+    health: s.health.map((h) => ({ code: h.code, severity: h.severity, text: h.text, since: timestampFromMs(h.since) })),
+    counters: Object.fromEntries(Object.entries(s.counters).map(([k, v]) => [k, big(v)])),
+  };
+}
+
+export function peerMsg(p: PeerInfo): MessageInitShape<typeof PeerSchema> {
+  return {
+    peerId: p.peerId,
+    meshIp: p.meshIp,
+    endpoint: p.endpoint,
+    visible: p.visible,
+    ...(p.lastHandshake === undefined ? {} : { lastHandshake: timestampFromMs(p.lastHandshake) }),
+    rxBytes: big(p.rxBytes),
+    txBytes: big(p.txBytes),
+    rttMs: p.rttMs ?? 0,
+    relayed: p.relayed,
+    publicKey: p.publicKey,
+  };
+}
+
+// ------------------------------------------------------------------ streams
+
+/**
+ * Turns a subscribe(listener) feed into an async iterable that ends when `signal` aborts.
+ * Bounded: a consumer that stops reading loses the oldest items rather than growing memory.
+ */
+export async function* feed<T>(subscribe: (push: (item: T) => void) => () => void, signal: AbortSignal, limit = 1000): AsyncGenerator<T> {
+  const queue: T[] = [];
+  let wake: (() => void) | undefined;
+  const unsubscribe = subscribe((item) => {
+    queue.push(item);
+    if (queue.length > limit) queue.shift();
+    wake?.();
+  });
+  const onAbort = (): void => wake?.();
+  signal.addEventListener("abort", onAbort);
+  try {
+    while (!signal.aborted) {
+      const item = queue.shift();
+      if (item !== undefined) {
+        yield item;
+        continue;
+      }
+      await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+    }
+  } finally {
+    unsubscribe();
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+
+/** WatchStatus: a snapshot at once, then one per change, at most one per `minIntervalMs`. */
+async function* watchStatus(backend: NodeApiBackend, state: NodeState | undefined, signal: AbortSignal, minIntervalMs: number) {
+  let dirty = true;
+  let wake: (() => void) | undefined;
+  const poke = (): void => {
+    dirty = true;
+    wake?.();
+  };
+  const unsubs = [backend.subscribeStatus(poke), state?.subscribe(poke)];
+  const onAbort = (): void => wake?.();
+  signal.addEventListener("abort", onAbort);
+  try {
+    while (!signal.aborted) {
+      if (!dirty) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        continue;
+      }
+      dirty = false;
+      yield { status: statusMsg(await backend.status(), Date.now(), state) };
+      await sleep(minIntervalMs, signal);
+    }
+  } finally {
+    for (const u of unsubs) u?.();
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+// ------------------------------------------------------------------ the table
+
+function optional<T>(fn: (() => Promise<T>) | undefined, what: string): () => Promise<T> {
+  return fn ?? (() => Promise.reject(new PlexdError("unimplemented", `${what} is not available in this agent`)));
+}
+
+export interface ServiceDeps {
+  backend: NodeApiBackend;
+  state: NodeState | undefined;
+  /** WatchStatus rate limit; 500 ms = at most 2 per second (spec §6.7). */
+  statusIntervalMs?: number;
+}
+
+function needState(state: NodeState | undefined): NodeState {
+  if (state === undefined) throw new PlexdError("unavailable", "node state is not available yet (node not registered)");
+  return state;
+}
+
+export function buildOps(deps: ServiceDeps): Op[] {
+  const { backend } = deps;
+  const st = (): NodeState => needState(deps.state);
+  const b = backend;
+  return [
+    // NodeStateService
+    unary(NodeStateService.method.getState, "reader", () => ({
+      metadata: st().metadata(),
+      dataKeys: st().listData().map(summaryMsg),
+      secretKeys: st().listSecrets(),
+      reportKeys: st().listReports().map(summaryMsg),
+    })),
+    unary(NodeStateService.method.getMetadata, "reader", () => ({ metadata: st().metadata() })),
+    unary(NodeStateService.method.getMetadataValue, "reader", (req) => ({ key: req.key, value: st().metadataValue(req.key) })),
+    unary(NodeStateService.method.listData, "reader", () => ({ entries: st().listData().map(summaryMsg) })),
+    unary(NodeStateService.method.getData, "reader", (req) => ({ entry: entryMsg(st().getData(req.key)) })),
+    unary(NodeStateService.method.listSecrets, "reader", () => ({ secrets: st().listSecrets() })),
+    unary(NodeStateService.method.getSecret, "secrets", (req, call) => st().getSecret(req.key, call.signal)),
+    unary(NodeStateService.method.listReports, "reader", () => ({ entries: st().listReports().map(summaryMsg) })),
+    unary(NodeStateService.method.getReport, "reader", (req) => ({ entry: entryMsg(st().getReport(req.key)) })),
+    unary(NodeStateService.method.putReport, "reader", async (req) => {
+      const entry = await st().putReport({ key: req.key, contentType: req.contentType, payload: fromValue(req.payload), ifMatch: req.ifMatch });
+      return { entry: entryMsg(entry) };
+    }),
+    unary(NodeStateService.method.deleteReport, "reader", async (req) => {
+      await st().deleteReport({ key: req.key, ifMatch: req.ifMatch });
+      return {};
+    }),
+    stream(NodeStateService.method.watchState, "reader", (_req, call) => feed<StateChange>((push) => st().subscribe(push), call.signal)),
+
+    // AgentService
+    unary(AgentService.method.getStatus, "reader", async () => statusMsg(await b.status(), Date.now(), deps.state)),
+    stream(AgentService.method.watchStatus, "reader", (_req, call) => watchStatus(b, deps.state, call.signal, deps.statusIntervalMs ?? 500)),
+    stream(AgentService.method.watch, "reader", async function* (req, call) {
+      const kinds = new Set(req.kinds);
+      for await (const e of feed<AgentEvent>((push) => b.subscribeEvents(push), call.signal)) {
+        if (kinds.size > 0 && !kinds.has(e.kind)) continue;
+        yield { at: timestampFromMs(e.at), kind: e.kind, subject: e.subject, detail: e.detail };
+      }
+    }),
+    unary(AgentService.method.listPeers, "reader", async (req) => ({ peers: (await b.listPeers({ all: req.all })).map(peerMsg) })),
+    unary(AgentService.method.listPolicies, "reader", async (req) => {
+      const p = await b.listPolicies({ rules: req.rules });
+      return {
+        policies: p.policies,
+        invalidRules: p.invalidRules,
+        firewallRules: p.firewallRules.map((r) => ({ ...r, packets: big(r.packets), bytes: big(r.bytes) })),
+        default: p.default,
+      };
+    }),
+    unary(AgentService.method.listActions, "reader", () => optional(b.listActions?.bind(b), "ListActions")()),
+    unary(AgentService.method.listExecutions, "reader", () => optional(b.listExecutions?.bind(b), "ListExecutions")()),
+    unary(AgentService.method.listHooks, "reader", () => optional(b.listHooks?.bind(b), "ListHooks")()),
+    unary(AgentService.method.verifyHooks, "reader", () => optional(b.verifyHooks?.bind(b), "VerifyHooks")()),
+    unary(AgentService.method.reloadHooks, "admin", () => optional(b.reloadHooks?.bind(b), "ReloadHooks")()),
+    unary(AgentService.method.getLogStatus, "reader", () => optional(b.logStatus?.bind(b), "GetLogStatus")()),
+    unary(AgentService.method.getAuditStatus, "reader", () => optional(b.auditStatus?.bind(b), "GetAuditStatus")()),
+    unary(AgentService.method.reloadConfig, "admin", () => optional(b.reloadConfig?.bind(b), "ReloadConfig")()),
+    unary(AgentService.method.deregister, "admin", (req) =>
+      optional(b.deregister === undefined ? undefined : () => b.deregister!({ purge: req.purge, force: req.force }), "Deregister")(),
+    ),
+    unary(AgentService.method.authorizedKeys, "admin", (req) =>
+      optional(b.authorizedKeys === undefined ? undefined : () => b.authorizedKeys!({ user: req.user, fingerprint: req.fingerprint }), "AuthorizedKeys")(),
+    ),
+  ];
+}
