@@ -67,8 +67,10 @@ interface Route {
   /** Request message JSON from path parameters, query and body. */
   request: (m: RegExpExecArray, query: URLSearchParams, body: Record<string, unknown>, req: Req) => Record<string, unknown>;
   status?: number;
-  /** Adds headers from the response JSON (ETag, Cache-Control). */
+  /** Adds headers from the response JSON (ETag). */
   headers?: (json: Record<string, unknown>) => Record<string, string>;
+  /** Secret values: no cache may keep the answer, errors included (spec §6.5). */
+  noStore?: true;
 }
 
 const key = (m: RegExpExecArray): string => decodeURIComponent(m[1] ?? "");
@@ -77,7 +79,6 @@ const etag = (json: Record<string, unknown>): Record<string, string> => {
   const e = json.entry as { version?: unknown } | undefined;
   return typeof e?.version === "number" ? { etag: `"${e.version}"` } : {};
 };
-const noStore = (): Record<string, string> => ({ "cache-control": "no-store" });
 const none = (): Record<string, unknown> => ({});
 const S = NodeStateService.typeName;
 const A = AgentService.typeName;
@@ -97,7 +98,7 @@ const routes: Route[] = [
   { verb: "GET", pattern: /^\/v1\/state\/data$/, rpc: `${S}/ListData`, request: none },
   { verb: "GET", pattern: new RegExp(`^/v1/state/data/${seg}$`), rpc: `${S}/GetData`, request: (m) => ({ key: key(m) }) },
   { verb: "GET", pattern: /^\/v1\/state\/secrets$/, rpc: `${S}/ListSecrets`, request: none },
-  { verb: "GET", pattern: new RegExp(`^/v1/state/secrets/${seg}$`), rpc: `${S}/GetSecret`, request: (m) => ({ key: key(m) }), headers: noStore },
+  { verb: "GET", pattern: new RegExp(`^/v1/state/secrets/${seg}$`), rpc: `${S}/GetSecret`, request: (m) => ({ key: key(m) }), noStore: true },
   { verb: "GET", pattern: /^\/v1\/state\/report$/, rpc: `${S}/ListReports`, request: none },
   { verb: "GET", pattern: new RegExp(`^/v1/state/report/${seg}$`), rpc: `${S}/GetReport`, request: (m) => ({ key: key(m) }), headers: etag },
   {
@@ -186,6 +187,7 @@ export function restHandler(ops: Op[], invoke: InvokeUnary): (req: Req, res: Res
       }
       const op = byPath.get(route.rpc);
       if (op === undefined) throw new PlexdError("unimplemented", `${route.rpc} is not served`);
+      if (route.noStore === true) res.setHeader("cache-control", "no-store");
       const m = route.pattern.exec(url.pathname)!;
       const body = req.method === "GET" ? {} : await readBody(req);
       const input = op.method.input;

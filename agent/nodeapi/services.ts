@@ -54,8 +54,9 @@ export function toValue(json: unknown): Value {
   return fromJson(ValueSchema, json as JsonValue);
 }
 
+/** JSON of a Value; undefined when absent or empty (a Value with no kind is not JSON). */
 export function fromValue(value: Value | undefined): unknown {
-  return value === undefined ? undefined : toJson(ValueSchema, value);
+  return value === undefined || value.kind.case === undefined ? undefined : toJson(ValueSchema, value);
 }
 
 function entryMsg(e: StateEntry): MessageInitShape<typeof EntrySchema> {
