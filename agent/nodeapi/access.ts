@@ -32,7 +32,7 @@ export interface AccessPolicy {
 
 export async function procGroups(pid: number): Promise<number[]> {
   const text = await readFile(`/proc/${pid}/status`, "utf8");
-  const line = /^Groups:\s*(.*)$/m.exec(text)?.[1] ?? "";
+  const line = /^Groups:[ \t]*(.*)$/m.exec(text)?.[1] ?? "";
   return line
     .split(/\s+/)
     .filter((s) => s !== "")
