@@ -52,11 +52,11 @@ describe("validateStunProbe", () => {
 });
 
 describe("probePorts", () => {
-  it("is stable per server and mesh port, distinct, in the dynamic range, never the mesh port", () => {
+  it("is stable per server and mesh port, distinct, above the kernel's ephemeral range, never the mesh port", () => {
     const a = probePorts("192.0.2.1", 3478, 51820);
     expect(a).toEqual(probePorts("192.0.2.1", 3478, 51820));
     expect(new Set(a).size).toBe(3);
-    expect(a.every((p) => p >= 49152 && p <= 65535 && p !== 51820)).toBe(true);
+    expect(a.every((p) => p >= 61000 && p <= 65535 && p !== 51820)).toBe(true);
     expect(probePorts("192.0.2.2", 3478, 51820)).not.toEqual(a);
     expect(probePorts("192.0.2.1", 3478, 51821)).not.toEqual(a);
   });

@@ -90,13 +90,15 @@ export function validateStunProbe(req: Pick<StunProbeRequest, "ip" | "port" | "r
 
 /**
  * Local ports to try for the mesh-port path: stable per (server, mesh port), so a repeated
- * probe finds its previous conntrack binding (see the header), in the dynamic range.
+ * probe finds its previous conntrack binding (see the header). Taken from 61000-65535: above
+ * Linux's default ephemeral range (32768-60999), so other programs' outgoing sockets rarely
+ * hold them, and away from plexd's own 5182x ports (mesh, relay, access, site-to-site).
  */
 export function probePorts(ip: string, port: number, meshPort: number, count = 3): number[] {
   const out: number[] = [];
   for (let k = 0; out.length < count && k < count * 4; k++) {
     const h = createHash("sha256").update(`plexd-stun/${ip}:${port}/${meshPort}/${k}`).digest();
-    const p = 49152 + (h.readUInt16BE(0) % 16384);
+    const p = 61000 + (h.readUInt16BE(0) % 4536);
     if (p !== meshPort && !out.includes(p)) out.push(p);
   }
   return out;
