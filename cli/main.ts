@@ -1,25 +1,67 @@
 import { Command, Option } from "commander";
+import { createNodeClient, describeError, exitCodeOf, type NodeClient } from "./client.js";
+import { parseDuration } from "./duration.js";
 import { exitCodes } from "./exit-codes.js";
 import { handOff } from "./handoff.js";
+import { UsageError } from "./usage-error.js";
+import { peers, policies } from "./commands/peers.js";
+import { stateGet, stateReport, stateSummary, stateTypes, type ReportOptions } from "./commands/state.js";
+import { status } from "./commands/status.js";
+import { watch } from "./commands/watch.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
 // `config check` and the offline `deregister` are handed to the agent's own code
 // (spec/node-agent.md §1.3), loaded at run time so this bundle stays small and fast.
+// `top` loads Ink and React only when it runs (cli/top is reached through import()).
 
 const version = "0.1.0";
 
+interface GlobalOptions {
+  socket: string;
+  output: "text" | "json";
+}
+
 const program = new Command("plexd")
-  .description("plexd: WireGuard mesh node agent")
+  .description("plexd: WireGuard mesh node agent and its command-line client")
   .version(`plexd ${version} (build ${process.env.PLEXD_BUILD_DATE ?? "dev"})`, "--version", "print version and build date")
   .addOption(new Option("--config <file>", "configuration file").env("PLEXD_CONFIG").default("/etc/plexd/config.yaml"))
   .addOption(new Option("--api <url>", "control plane URL (overrides `api`)"))
   .addOption(new Option("--log-level <level>", "debug, info, warn or error").choices(["debug", "info", "warn", "error"]))
   .addOption(new Option("--mode <mode>", "node or bridge").choices(["node", "bridge"]))
-  .addOption(new Option("--socket <path>", "node API socket").env("PLEXD_NODE_API_SOCKET").default("/run/plexd/api.sock"))
-  .addOption(new Option("-o, --output <format>", "text or json").choices(["text", "json"]).default("text"))
+  .addOption(new Option("--socket <path>", "node API socket for client commands").env("PLEXD_NODE_API_SOCKET").default("/run/plexd/api.sock"))
+  .addOption(new Option("-o, --output <format>", "text or json (json prints the response message)").choices(["text", "json"]).default("text"))
   .showHelpAfterError()
   .configureOutput({ outputError: (str, write) => write(str) })
-  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : exitCodes.usage));
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : exitCodes.usage))
+  .addHelpText(
+    "after",
+    `
+Exit codes: 0 ok, 1 error, 2 usage, 3 agent not reachable, 4 not found,
+5 permission denied, 6 version conflict, 7 control plane unavailable.`,
+  );
+
+function globals(): GlobalOptions {
+  return program.opts<GlobalOptions>();
+}
+
+/** Runs a client command: builds the client, maps failures to the exit codes of §7.1. */
+function client(fn: (c: NodeClient, json: boolean) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const g = globals();
+    try {
+      await fn(createNodeClient(g.socket), g.output === "json");
+    } catch (err) {
+      if (err instanceof UsageError) {
+        process.stderr.write(`plexd: ${err.message}\n`);
+        process.exit(exitCodes.usage);
+      }
+      process.stderr.write(`${describeError(err, g.socket)}\n`);
+      process.exit(exitCodeOf(err));
+    }
+  };
+}
+
+// ---------------------------------------------------------------- agent hand-offs
 
 program
   .command("up")
@@ -48,11 +90,86 @@ config
   .description("validate a configuration file without starting anything")
   .action(() => handOff());
 
+// ---------------------------------------------------------------- node API clients
+
+program
+  .command("status")
+  .description("phase, identity, control-plane connection, heartbeat, reconcile, NAT, peers and health")
+  .action(client((c, json) => status(c, json)));
+
+program
+  .command("peers")
+  .description("mesh peers with endpoint, last handshake, traffic and latency")
+  .option("--all", "include peers the policy makes invisible to this node")
+  .action((opts: { all?: boolean }) => client((c, json) => peers(c, json, opts.all === true))());
+
+program
+  .command("policies")
+  .description("policies applied to this node")
+  .option("--rules", "also show the rendered firewall rules with hit counters")
+  .action((opts: { rules?: boolean }) => client((c, json) => policies(c, json, opts.rules === true))());
+
+const state = program
+  .command("state")
+  .description("node state: metadata, data, secrets index and reports (summary without a subcommand)")
+  .action(client((c, json) => stateSummary(c, json)));
+
+state
+  .command("get")
+  .description(`print one entry; TYPE is ${stateTypes.join(", ")} (secret needs the secrets access class)`)
+  .argument("<type>", stateTypes.join(" | "))
+  .argument("<key>", "entry key")
+  .action((type: string, key: string) => client((c, json) => stateGet(c, json, type, key))());
+
+state
+  .command("report")
+  .description("write or delete a report entry (synced to the control plane)")
+  .argument("<key>", "report key")
+  .option("--data <json>", "payload as JSON")
+  .option("--data-file <path>", "read the JSON payload from a file (- for stdin)")
+  .option("--content-type <type>", "MIME type of the entry", "application/json")
+  .option("--if-match <version>", "only if the entry is at this version (0: only if absent)")
+  .option("--delete", "delete the entry instead")
+  .action((key: string, opts: ReportOptions) => client((c, json) => stateReport(c, json, key, opts))());
+
+program
+  .command("watch")
+  .description("stream agent events: peer up/down, handshakes, policy, health, drift corrected")
+  .option("--kind <kind...>", "only these kinds (peer_up, peer_down, handshake, policy_changed, health_changed, drift_corrected, event)")
+  .action((opts: { kind?: string[] }) =>
+    client(async (c, json) => {
+      const ac = new AbortController();
+      process.once("SIGINT", () => ac.abort());
+      process.once("SIGTERM", () => ac.abort());
+      await watch(c, json, opts.kind ?? [], ac.signal);
+    })(),
+  );
+
+program
+  .command("top")
+  .description("full-screen live view of the node (read-only)")
+  .option("--interval <duration>", "peer polling interval (min 500ms)", "2s")
+  .action(async (opts: { interval: string }) => {
+    const g = globals();
+    const interval = parseDuration(opts.interval);
+    if (interval === undefined || interval < 500) {
+      process.stderr.write(`plexd: --interval must be a duration of at least 500ms (e.g. 2s), got ${JSON.stringify(opts.interval)}\n`);
+      process.exit(exitCodes.usage);
+    }
+    if (process.stdout.isTTY !== true || process.stdin.isTTY !== true) {
+      process.stderr.write("plexd top needs a terminal; for scripts use `plexd status -o json`\n");
+      process.exit(exitCodes.usage);
+    }
+    // Loaded only here: Ink and React cost ~0.7 s, which no other command should pay.
+    const { runTop } = await import("./top/run.js");
+    process.exit(await runTop({ socketPath: g.socket, intervalMs: interval }));
+  });
+
 program
   .command("version")
   .description("print version and build date")
   .action(() => {
-    const opts = program.opts<{ output: string }>();
+    const opts = globals();
     const info = { version, build_date: process.env.PLEXD_BUILD_DATE ?? "dev", node: process.version };
     console.log(opts.output === "json" ? JSON.stringify(info) : `plexd ${info.version} (build ${info.build_date}, node ${info.node})`);
   });

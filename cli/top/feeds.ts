@@ -1,0 +1,88 @@
+import { ConnectError } from "@connectrpc/connect";
+import type { NodeClient } from "../client.js";
+import { isUnreachable } from "../client.js";
+import type { TopAction } from "./reducer.js";
+
+// The data sources of `plexd top`: WatchStatus and Watch streams plus ListPeers/ListPolicies
+// polled every interval. Each source reconnects on its own after a failure, so the view
+// keeps retrying while the agent is away (spec/node-agent.md §7.4).
+
+export const retryMs = 1000;
+
+function reason(err: unknown): string {
+  if (isUnreachable(err)) {
+    const code = (err as { cause?: { code?: string } }).cause?.code;
+    return code ?? "connection refused";
+  }
+  return ConnectError.from(err).rawMessage;
+}
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+
+async function streamLoop(run: () => Promise<void>, dispatch: (a: TopAction) => void, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    try {
+      await run();
+    } catch (err) {
+      if (signal.aborted) return;
+      dispatch({ type: "disconnected", error: reason(err) });
+    }
+    await sleep(retryMs, signal);
+  }
+}
+
+export interface Feeds {
+  /** Poll now instead of at the next tick (`r`). */
+  refresh(): void;
+}
+
+export function startFeeds(client: NodeClient, dispatch: (a: TopAction) => void, intervalMs: number, signal: AbortSignal): Feeds {
+  void streamLoop(
+    async () => {
+      for await (const m of client.agent.watchStatus({}, { signal, timeoutMs: 0 })) if (m.status !== undefined) dispatch({ type: "status", status: m.status });
+    },
+    dispatch,
+    signal,
+  );
+  void streamLoop(
+    async () => {
+      for await (const e of client.agent.watch({ kinds: [] }, { signal, timeoutMs: 0 })) dispatch({ type: "event", event: e, now: Date.now() });
+    },
+    dispatch,
+    signal,
+  );
+
+  let wake: (() => void) | undefined;
+  void (async () => {
+    while (!signal.aborted) {
+      try {
+        const [peers, policies] = await Promise.all([
+          client.agent.listPeers({ all: false }, { signal, timeoutMs: Math.max(intervalMs, 5000) }),
+          client.agent.listPolicies({ rules: true }, { signal, timeoutMs: Math.max(intervalMs, 5000) }),
+        ]);
+        dispatch({ type: "peers", peers: peers.peers, at: Date.now() });
+        dispatch({ type: "rules", rules: policies.firewallRules });
+      } catch (err) {
+        if (signal.aborted) return;
+        dispatch({ type: "disconnected", error: reason(err) });
+      }
+      const ac = new AbortController();
+      const onAbort = (): void => ac.abort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      wake = () => ac.abort();
+      await sleep(intervalMs, ac.signal);
+      signal.removeEventListener("abort", onAbort);
+      wake = undefined;
+    }
+  })();
+  return { refresh: () => wake?.() };
+}

@@ -1,0 +1,199 @@
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { GetStatusResponse, Peer, RenderedRule, WatchResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
+
+// All of `plexd top`'s state in one pure reducer: the streams (WatchStatus, Watch), the
+// periodic ListPeers/ListPolicies polls and the keyboard all become actions, so every view
+// is a function of this state and can be tested without a terminal or an agent.
+
+export type Panel = "peers" | "rules" | "events";
+export const panels: Panel[] = ["peers", "rules", "events"];
+export const sortColumns = ["peer", "state", "endpoint", "handshake", "rx", "tx", "rtt"] as const;
+export type SortColumn = (typeof sortColumns)[number];
+
+/** A handshake older than this means the tunnel is down (WireGuard rekeys every 2 minutes). */
+export const handshakeStaleMs = 180_000;
+export const maxEvents = 200;
+
+export interface PeerRow {
+  peerId: string;
+  meshIp: string;
+  endpoint: string;
+  relayed: boolean;
+  visible: boolean;
+  /** Epoch ms, undefined when never. */
+  lastHandshake: number | undefined;
+  rxBytes: bigint;
+  txBytes: bigint;
+  /** Bytes per second from the last two polls; undefined until two polls exist. */
+  rxRate: number | undefined;
+  txRate: number | undefined;
+  rttMs: number | undefined;
+}
+
+export interface FeedItem {
+  at: number;
+  kind: string;
+  subject: string;
+  detail: string;
+}
+
+export interface TopState {
+  connected: boolean;
+  /** Why the agent is unreachable, shown while retrying. */
+  error: string | undefined;
+  status: GetStatusResponse | undefined;
+  peers: PeerRow[];
+  /** When `peers` was polled (epoch ms). */
+  peersAt: number | undefined;
+  rules: RenderedRule[];
+  events: FeedItem[];
+  panel: Panel;
+  sort: SortColumn;
+  filter: string;
+  /** True while the `/` filter prompt takes keystrokes. */
+  filtering: boolean;
+  paused: boolean;
+  columns: number;
+  rows: number;
+}
+
+export type TopAction =
+  | { type: "connected" }
+  | { type: "disconnected"; error: string }
+  | { type: "status"; status: GetStatusResponse }
+  | { type: "peers"; peers: Peer[]; at: number }
+  | { type: "rules"; rules: RenderedRule[] }
+  | { type: "event"; event: WatchResponse; now: number }
+  | { type: "cycleSort" }
+  | { type: "switchPanel" }
+  | { type: "togglePause" }
+  | { type: "startFilter" }
+  | { type: "filterInput"; text: string }
+  | { type: "filterBackspace" }
+  | { type: "endFilter"; keep: boolean }
+  | { type: "resize"; columns: number; rows: number };
+
+export function initialState(size: { columns: number; rows: number } = { columns: 100, rows: 30 }): TopState {
+  return {
+    connected: false,
+    error: undefined,
+    status: undefined,
+    peers: [],
+    peersAt: undefined,
+    rules: [],
+    events: [],
+    panel: "peers",
+    sort: "peer",
+    filter: "",
+    filtering: false,
+    paused: false,
+    columns: size.columns,
+    rows: size.rows,
+  };
+}
+
+function rateOf(now: bigint, before: bigint | undefined, seconds: number): number | undefined {
+  if (before === undefined || seconds <= 0) return undefined;
+  // A counter that went backwards means the interface was recreated: no rate this round.
+  if (now < before) return undefined;
+  return Number(now - before) / seconds;
+}
+
+function peerRows(prev: TopState, peers: Peer[], at: number): PeerRow[] {
+  const before = new Map(prev.peers.map((p) => [p.peerId, p]));
+  const seconds = prev.peersAt === undefined ? 0 : (at - prev.peersAt) / 1000;
+  return peers.map((p) => {
+    const old = before.get(p.peerId);
+    return {
+      peerId: p.peerId,
+      meshIp: p.meshIp,
+      endpoint: p.endpoint,
+      relayed: p.relayed,
+      visible: p.visible,
+      lastHandshake: p.lastHandshake === undefined ? undefined : timestampMs(p.lastHandshake),
+      rxBytes: p.rxBytes,
+      txBytes: p.txBytes,
+      rxRate: rateOf(p.rxBytes, old?.rxBytes, seconds),
+      txRate: rateOf(p.txBytes, old?.txBytes, seconds),
+      rttMs: p.rttMs > 0 ? p.rttMs : undefined,
+    };
+  });
+}
+
+export function reducer(state: TopState, action: TopAction): TopState {
+  switch (action.type) {
+    case "connected":
+      return state.connected && state.error === undefined ? state : { ...state, connected: true, error: undefined };
+    case "disconnected":
+      return { ...state, connected: false, error: action.error };
+    case "status":
+      if (state.paused) return state;
+      return { ...state, connected: true, error: undefined, status: action.status };
+    case "peers":
+      if (state.paused) return state;
+      return { ...state, connected: true, error: undefined, peers: peerRows(state, action.peers, action.at), peersAt: action.at };
+    case "rules":
+      if (state.paused) return state;
+      return { ...state, rules: action.rules };
+    case "event": {
+      // Events are kept while paused (the feed is a log; pausing freezes only the live tables).
+      const e = action.event;
+      const item: FeedItem = { at: e.at === undefined ? action.now : timestampMs(e.at), kind: e.kind, subject: e.subject, detail: e.detail };
+      return { ...state, events: [item, ...state.events].slice(0, maxEvents) };
+    }
+    case "cycleSort":
+      return { ...state, sort: sortColumns[(sortColumns.indexOf(state.sort) + 1) % sortColumns.length]! };
+    case "switchPanel":
+      return { ...state, panel: panels[(panels.indexOf(state.panel) + 1) % panels.length]! };
+    case "togglePause":
+      return { ...state, paused: !state.paused };
+    case "startFilter":
+      return { ...state, filtering: true };
+    case "filterInput":
+      return state.filtering ? { ...state, filter: state.filter + action.text } : state;
+    case "filterBackspace":
+      return state.filtering ? { ...state, filter: state.filter.slice(0, -1) } : state;
+    case "endFilter":
+      return { ...state, filtering: false, filter: action.keep ? state.filter : "" };
+    case "resize":
+      return state.columns === action.columns && state.rows === action.rows ? state : { ...state, columns: action.columns, rows: action.rows };
+  }
+}
+
+// ---------------------------------------------------------------- selectors
+
+export type PeerState = "up" | "stale" | "never";
+
+export function peerState(p: PeerRow, now: number): PeerState {
+  if (p.lastHandshake === undefined) return "never";
+  return now - p.lastHandshake <= handshakeStaleMs ? "up" : "stale";
+}
+
+const stateOrder: Record<PeerState, number> = { up: 0, stale: 1, never: 2 };
+
+function compare(a: PeerRow, b: PeerRow, column: SortColumn, now: number): number {
+  switch (column) {
+    case "peer":
+      return a.peerId.localeCompare(b.peerId);
+    case "state":
+      return stateOrder[peerState(a, now)] - stateOrder[peerState(b, now)];
+    case "endpoint":
+      return a.endpoint.localeCompare(b.endpoint);
+    case "handshake":
+      // Most recent first; never last.
+      return (b.lastHandshake ?? -Infinity) - (a.lastHandshake ?? -Infinity);
+    case "rx":
+      return (b.rxRate ?? -1) - (a.rxRate ?? -1) || Number(b.rxBytes - a.rxBytes);
+    case "tx":
+      return (b.txRate ?? -1) - (a.txRate ?? -1) || Number(b.txBytes - a.txBytes);
+    case "rtt":
+      return (a.rttMs ?? Infinity) - (b.rttMs ?? Infinity);
+  }
+}
+
+/** The peers table as shown: filtered (substring of id, mesh IP or endpoint) and sorted. */
+export function visiblePeers(state: TopState, now: number): PeerRow[] {
+  const f = state.filter.toLowerCase();
+  const rows = f === "" ? state.peers : state.peers.filter((p) => [p.peerId, p.meshIp, p.endpoint].some((s) => s.toLowerCase().includes(f)));
+  return [...rows].sort((a, b) => compare(a, b, state.sort, now) || a.peerId.localeCompare(b.peerId));
+}
