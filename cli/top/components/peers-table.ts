@@ -28,7 +28,7 @@ const cols: Col[] = [
   { key: "ip", title: "MESH IP", width: 15, cell: (p) => p.meshIp },
   { key: "state", title: "STATE", width: 6, cell: (p, now) => peerState(p, now) },
   { key: "endpoint", title: "ENDPOINT", width: 22, cell: (p) => (p.endpoint || "-") + (p.relayed ? "*" : "") },
-  { key: "handshake", title: "HANDSHAKE", width: 9, cell: (p, now) => (p.lastHandshake === undefined ? "never" : shortDuration(now - p.lastHandshake)) },
+  { key: "handshake", title: "HANDSHAKE", width: 10, cell: (p, now) => (p.lastHandshake === undefined ? "never" : shortDuration(now - p.lastHandshake)) },
   { key: "rx", title: "RX", width: 11, cell: (p) => rate(p.rxRate) },
   { key: "tx", title: "TX", width: 11, cell: (p) => rate(p.txRate) },
   { key: "rtt", title: "RTT", width: 8, cell: (p) => (p.rttMs === undefined ? "-" : `${p.rttMs.toFixed(1)}ms`) },

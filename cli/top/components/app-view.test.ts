@@ -1,0 +1,120 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { render } from "ink-testing-library";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { GetStatusResponseSchema, PeerSchema, RenderedRuleSchema, WatchResponseSchema } from "../../../proto/gen/plexd/node/v1/node_pb.js";
+import { initialState, reducer, type TopAction, type TopState } from "../reducer.js";
+import { loadUi, type Ui } from "../ui.js";
+import { makeAppView } from "./app-view.js";
+
+const now = Date.parse("2025-01-15T10:30:00Z");
+let ui: Ui;
+let cleanup: (() => void) | undefined;
+
+beforeAll(async () => {
+  ui = await loadUi();
+});
+afterEach(() => {
+  cleanup?.();
+  cleanup = undefined;
+});
+
+function frame(state: TopState): string {
+  const AppView = makeAppView(ui);
+  const r = render(ui.React.createElement(AppView, { state, now }));
+  cleanup = r.unmount;
+  return r.lastFrame() ?? "";
+}
+
+const status = create(GetStatusResponseSchema, {
+  version: "0.1.0",
+  mode: "node",
+  phase: "running",
+  nodeId: "node_abc",
+  meshIp: "10.100.0.7",
+  uptime: "2h3m4s",
+  sse: { connected: true, reconnects: 3 },
+  lastHeartbeat: { at: timestampFromMs(now - 12_000), ok: true },
+  nat: { publicEndpoint: "198.51.100.7:51820", type: "full_cone" },
+  health: [{ code: "privhelper_unreachable", severity: "critical", text: "privhelper socket refused", since: timestampFromMs(now - 60_000) }],
+});
+
+const peers = [
+  create(PeerSchema, { peerId: "node_zulu", meshIp: "10.100.0.26", endpoint: "192.0.2.26:51820", lastHandshake: timestampFromMs(now - 5000), rxBytes: 1000n, rttMs: 2.5 }),
+  create(PeerSchema, { peerId: "node_alpha", meshIp: "10.100.0.2", endpoint: "192.0.2.2:51820", rxBytes: 0n }),
+];
+
+const base = (actions: TopAction[]): TopState =>
+  [{ type: "status", status } as TopAction, { type: "peers", peers, at: now - 2000 } as TopAction, ...actions].reduce(reducer, initialState({ columns: 120, rows: 30 }));
+
+describe("plexd top views", () => {
+  it("header: node id, mesh IP, control-plane connection, phase, uptime, health", () => {
+    const f = frame(base([]));
+    expect(f).toContain("node_abc");
+    expect(f).toContain("10.100.0.7");
+    expect(f).toContain("running");
+    expect(f).toContain("up 2h3m4s");
+    expect(f).toMatch(/control plane connected \(3 reconnects\)/);
+    expect(f).toContain("heartbeat 12s ago");
+    expect(f).toContain("CRITICAL privhelper_unreachable: privhelper socket refused");
+    expect(f).not.toContain("agent not reachable");
+  });
+
+  it("peers table: rows with state, endpoint, handshake age, rate and RTT, sorted by the chosen column", () => {
+    const withRates = base([{ type: "peers", peers: [create(PeerSchema, { ...peers[0]!, rxBytes: 5096n }), peers[1]!], at: now }]);
+    const f = frame(withRates);
+    const lines = f.split("\n");
+    const zulu = lines.find((l) => l.includes("node_zulu"))!;
+    expect(zulu).toMatch(/10\.100\.0\.26\s+up\s+192\.0\.2\.26:51820\s+5s\s+2\.0 KiB\/s\s+0 B\/s\s+2\.5ms/);
+    expect(lines.find((l) => l.includes("node_alpha"))).toMatch(/never/);
+    expect(lines.findIndex((l) => l.includes("node_alpha"))).toBeLessThan(lines.findIndex((l) => l.includes("node_zulu")));
+    expect(f).toContain("PEER▼");
+    const byHandshake = frame(reducer(reducer(reducer(withRates, { type: "cycleSort" }), { type: "cycleSort" }), { type: "cycleSort" }));
+    expect(byHandshake).toContain("HANDSHAKE▼");
+    const l2 = byHandshake.split("\n");
+    expect(l2.findIndex((l) => l.includes("node_zulu"))).toBeLessThan(l2.findIndex((l) => l.includes("node_alpha")));
+  });
+
+  it("peers table: filter prompt and filtered rows", () => {
+    const typing = frame(base([{ type: "startFilter" }, { type: "filterInput", text: "zu" }]));
+    expect(typing).toContain("filter: zu");
+    expect(typing).toContain("node_zulu");
+    expect(typing).not.toContain("node_alpha");
+    const none = frame(base([{ type: "startFilter" }, { type: "filterInput", text: "nothing" }, { type: "endFilter", keep: true }]));
+    expect(none).toContain("no peer matches the filter");
+  });
+
+  it("narrow terminals drop columns from the right instead of wrapping", () => {
+    const f = frame(base([{ type: "resize", columns: 70, rows: 30 }]));
+    expect(f).toContain("ENDPOINT");
+    expect(f).not.toContain("RTT");
+    for (const l of f.split("\n")) expect(l.length).toBeLessThanOrEqual(70);
+  });
+
+  it("events feed and firewall rules panel", () => {
+    const s = base([
+      { type: "event", event: create(WatchResponseSchema, { kind: "peer_up", subject: "node_zulu", detail: "first handshake", at: timestampFromMs(now) }), now },
+      { type: "event", event: create(WatchResponseSchema, { kind: "drift_corrected", subject: "firewall", detail: "1 rule", at: timestampFromMs(now + 1000) }), now },
+      { type: "rules", rules: [create(RenderedRuleSchema, { id: "r1", chain: "plexd-input", text: "tcp dport 22 accept", packets: 42n, bytes: 4200n })] },
+      { type: "switchPanel" },
+    ]);
+    const rules = frame(s);
+    expect(rules).toMatch(/42\s+4\.1 KiB\s+plexd-input\s+tcp dport 22 accept/);
+    const events = frame(reducer(s, { type: "switchPanel" }));
+    const lines = events.split("\n");
+    const up = lines.findIndex((l) => /peer_up\s+node_zulu  first handshake/.test(l));
+    const drift = lines.findIndex((l) => /drift_corrected\s+firewall  1 rule/.test(l));
+    expect(up).toBeGreaterThan(-1);
+    expect(drift).toBeGreaterThan(-1);
+    expect(drift).toBeLessThan(up); // newest first
+  });
+
+  it("no agent: says so and keeps the last known data", () => {
+    const gone = frame(base([{ type: "disconnected", error: "ECONNREFUSED" }]));
+    expect(gone).toContain("agent not reachable — retrying (ECONNREFUSED)");
+    expect(gone).toContain("node_zulu");
+    const never = frame(reducer(initialState(), { type: "disconnected", error: "ENOENT" }));
+    expect(never).toContain("agent not reachable — retrying (ENOENT)");
+    expect(never).toContain("no peers");
+  });
+});
