@@ -102,8 +102,8 @@ describe("plexd top views", () => {
     expect(rules).toMatch(/42\s+4\.1 KiB\s+plexd-input\s+tcp dport 22 accept/);
     const events = frame(reducer(s, { type: "switchPanel" }));
     const lines = events.split("\n");
-    const up = lines.findIndex((l) => /peer_up\s+node_zulu  first handshake/.test(l));
-    const drift = lines.findIndex((l) => /drift_corrected\s+firewall  1 rule/.test(l));
+    const up = lines.findIndex((l) => /peer_up\s+node_zulu {2}first handshake/.test(l));
+    const drift = lines.findIndex((l) => /drift_corrected\s+firewall {2}1 rule/.test(l));
     expect(up).toBeGreaterThan(-1);
     expect(drift).toBeGreaterThan(-1);
     expect(drift).toBeLessThan(up); // newest first
