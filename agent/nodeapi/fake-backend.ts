@@ -1,4 +1,7 @@
+import { createLogger } from "../util/log.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
+import { startNodeApi, type NodeApiServer } from "./server.js";
+import { NodeState } from "./state/node-state.js";
 
 // An in-memory NodeApiBackend for tests, the CLI benchmark and the TUI smoke test: the
 // data is whatever the test sets, and every setter notifies subscribers the way the agent
@@ -124,4 +127,25 @@ export class FakeBackend implements NodeApiBackend {
     const e: AgentEvent = { at: event.at ?? Date.now(), kind: event.kind, subject: event.subject, detail: event.detail };
     for (const l of this.#eventListeners) l(e);
   }
+}
+
+/**
+ * A node API server on `socketPath` backed by FakeBackend and a NodeState in `dataDir` whose
+ * control plane answers every request with 404 (tests, the CLI benchmark, the TUI smoke test).
+ */
+export async function startFakeNodeApi(opts: { socketPath: string; dataDir: string; signal: AbortSignal }): Promise<{
+  server: NodeApiServer;
+  backend: FakeBackend;
+  state: NodeState;
+}> {
+  const log = createLogger({ name: "fake-nodeapi", level: "silent" });
+  const state = await NodeState.open({ dataDir: opts.dataDir, nodeId: () => "node_fake01", cpRequest: async () => ({ status: 404, body: {} }), log });
+  await state.applyDownstream({
+    metadata: { region: "eu-west", role: "web" },
+    data: [{ key: "app-config", content_type: "application/json", payload: { replicas: 3 }, version: 2, updated_at: "2025-01-15T10:30:00Z" }],
+    secretRefs: [{ key: "tls-cert", version: 1 }],
+  });
+  const backend = new FakeBackend();
+  const server = await startNodeApi({ socketPath: opts.socketPath, backend, state, log, signal: opts.signal });
+  return { server, backend, state };
 }
