@@ -1,3 +1,4 @@
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import forge from "node-forge";
 
@@ -7,13 +8,29 @@ export interface Pem {
 }
 
 function serial(): string {
-  // Positive 16-byte serial: leading hex digit below 8 keeps the DER integer non-negative.
-  return `0${forge.util.bytesToHex(forge.random.getBytesSync(15))}`;
+  // 16 bytes, first byte 0x01..0x7f: positive and minimally encoded (a leading 0x00, as an
+  // odd-length hex string produces, is "illegal padding" to OpenSSL 3).
+  const b = randomBytes(16);
+  b[0] = (b[0]! & 0x7f) | 0x01;
+  return b.toString("hex");
+}
+
+/**
+ * RSA keys from node:crypto rather than forge: forge's PEM occasionally carries
+ * non-minimal DER integers that OpenSSL rejects. forge only signs with it.
+ */
+function rsaKeys(): { publicKey: forge.pki.rsa.PublicKey; privateKey: forge.pki.rsa.PrivateKey; privatePem: string } {
+  const { publicKey, privateKey } = generateKeyPairSync("rsa", {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs1", format: "pem" },
+  });
+  return { publicKey: forge.pki.publicKeyFromPem(publicKey), privateKey: forge.pki.privateKeyFromPem(privateKey), privatePem: privateKey };
 }
 
 /** A self-signed CA for mockcp's listeners; agents trust it through `control_plane.ca_file`. */
 export function generateCa(now = new Date()): Pem {
-  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001 });
+  const keys = rsaKeys();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = serial();
@@ -28,14 +45,14 @@ export function generateCa(now = new Date()): Pem {
     { name: "subjectKeyIdentifier" },
   ]);
   cert.sign(keys.privateKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
+  return { cert: forge.pki.certificateToPem(cert), key: keys.privatePem };
 }
 
 /** A server certificate signed by `ca`, valid for every name in `sans` (IPs become IP SANs). */
 export function generateServerCert(ca: Pem, sans: string[], now = new Date()): Pem {
   const caCert = forge.pki.certificateFromPem(ca.cert);
   const caKey = forge.pki.privateKeyFromPem(ca.key);
-  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001 });
+  const keys = rsaKeys();
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = serial();
@@ -51,5 +68,5 @@ export function generateServerCert(ca: Pem, sans: string[], now = new Date()): P
     { name: "subjectAltName", altNames },
   ]);
   cert.sign(caKey, forge.md.sha256.create());
-  return { cert: forge.pki.certificateToPem(cert), key: forge.pki.privateKeyToPem(keys.privateKey) };
+  return { cert: forge.pki.certificateToPem(cert), key: keys.privatePem };
 }

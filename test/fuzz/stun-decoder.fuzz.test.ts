@@ -71,7 +71,11 @@ function validResponse(r: Rng): Encoded {
   v.writeUInt16BE(useXor ? port ^ (STUN_MAGIC_COOKIE >>> 16) : port, 2);
   v.writeUInt32BE(useXor ? (addr ^ STUN_MAGIC_COOKIE) >>> 0 : addr, 4);
   const parts: Buffer[] = [];
-  const noise = (): Buffer => attr(r.pick([0x8022, 0x8023, 0x802b, 0x802c, 0x0007, 0x4000 + r.int(0x3fff), 0x8000 + r.int(0x7fff)]), r.bytes(r.int(24)));
+  // Unknown attributes only: a random type must not land on one the decoder interprets
+  // (FINGERPRINT 0x8028 would make a valid response invalid).
+  const interpreted = new Set([0x0001, 0x0020, 0x8020, 0x8028, 0x0008]);
+  const unknownType = (t: number): number => (interpreted.has(t) ? 0x802c : t);
+  const noise = (): Buffer => attr(unknownType(r.pick([0x8022, 0x8023, 0x802b, 0x802c, 0x0007, 0x4000 + r.int(0x3fff), 0x8000 + r.int(0x7fff)])), r.bytes(r.int(24)));
   for (let i = r.int(3); i > 0; i--) parts.push(noise());
   parts.push(attr(useXor ? 0x0020 : 0x0001, v));
   for (let i = r.int(3); i > 0; i--) parts.push(noise());
