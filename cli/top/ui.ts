@@ -11,6 +11,11 @@ export interface Ui {
 }
 
 export async function loadUi(): Promise<Ui> {
+  // Ink renders only the last frame when it thinks it runs in CI (env CI / CONTINUOUS_INTEGRATION,
+  // read once at import). `plexd top` only ever runs on a terminal, so a CI-flagged shell
+  // must still get a live screen.
+  process.env.CI = "false";
+  process.env.CONTINUOUS_INTEGRATION = "false";
   const [React, ink] = await Promise.all([import("react"), import("ink")]);
   return { React: (React as unknown as { default?: typeof ReactModule }).default ?? React, ink };
 }
