@@ -79,7 +79,7 @@ export async function ensureSystemUsers(): Promise<SystemUsers> {
     "--shell",
     NOLOGIN,
     "--comment",
-    "plexd tests: not in group plexd",
+    "plexd tests, not in group plexd",
     "plexd-outsider",
   ]);
   // Converge accounts made earlier by other means (e.g. a plain `useradd plexd`) to the same
