@@ -1,7 +1,10 @@
+import { cliStatus } from "./cli-status.js";
 import { eventLatency } from "./event-latency.js";
 import { eventVerify } from "./event-verify.js";
 import { firewallApply } from "./firewall-apply.js";
-import { meshApply, meshIncremental, privhelperRpc } from "./mesh.js";
+import { meshApply } from "./mesh-apply.js";
+import { meshIncremental } from "./mesh-incremental.js";
+import { privhelperRpc } from "./privhelper-rpc.js";
 import { reconcileIdle } from "./reconcile-idle.js";
 import { reconcileScale } from "./reconcile-scale.js";
 
@@ -41,4 +44,5 @@ export const benchmarks: Record<string, Benchmark> = {
   "privhelper-rpc": privhelperRpc,
   "reconcile-scale": reconcileScale,
   "event-latency": eventLatency,
+  "cli-status": cliStatus,
 };

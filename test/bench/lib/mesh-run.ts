@@ -1,0 +1,214 @@
+import { create } from "@bufbuild/protobuf";
+import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { generateWireGuardKeyPair } from "../../../agent/identity/keys.js";
+import { MeshSpecSchema, WireGuardPeerSchema, type ApplyMeshResponse, type MeshSpec } from "../../../proto/gen/plexd/priv/v1/priv_pb.js";
+import type { BenchContext } from "../registry.js";
+import { processCpuMs, startBenchPrivhelper, stopWireguardGo, type BenchPrivhelper } from "./privhelper.js";
+import { median, summary } from "./stats.js";
+
+// The measurements behind mesh-apply and mesh-incremental, made in one run so the
+// incremental figure is compared with the fresh apply of the same run.
+//
+// Two devices live side by side in one namespace, both wireguard-go: privhelper's mesh
+// interface (value) and a second one set up by hand (floor). "Fresh" means: the device
+// exists, is up, has its private key, listen port and address, and has no peers and no
+// peer routes; device creation is excluded from both sides. From there the value is one
+// ApplyMesh of 1,000 peers (privhelper reads the live device and its routes, diffs, writes
+// the peers over wireguard-go's UAPI and adds one route per allowed IP in one `ip -batch`),
+// and the floor is `wg setconf DEV FILE` of exactly the same [Interface] and 1,000 [Peer]
+// sections. Pairs alternate which side goes first so both see the same host load; medians
+// are reported. The variant with device creation inside the timing (ApplyMesh onto no device
+// vs wireguard-go + wg setconf + addr + link up) and the floor with the routes added
+// (`ip -batch` of the same 1,000 routes) are printed on stderr.
+
+export const peerCount = 1000;
+const pairs = 7;
+const incrementalPerPair = 4;
+const creationRounds = 3;
+
+export interface MeshRun {
+  /** ApplyMesh of 1,000 peers onto the empty, up device (ms). */
+  fresh: number[];
+  /** wg setconf of the same config onto the identical empty device (ms). */
+  raw: number[];
+  /** ApplyMesh of the full spec with one peer changed (ms). */
+  incremental: number[];
+}
+
+interface BenchPeer {
+  publicKey: string;
+  psk: string;
+  endpoint: string;
+  allowedIp: string;
+}
+
+function randomPeers(n: number): BenchPeer[] {
+  return Array.from({ length: n }, (_, i) => ({
+    publicKey: generateWireGuardKeyPair().publicKey,
+    psk: randomBytes(32).toString("base64"),
+    // TEST-NET-1 endpoints: the namespace has no route out, so nothing is ever sent anywhere.
+    endpoint: `192.0.2.${(i % 250) + 2}:${51820 + (i % 100)}`,
+    allowedIp: `10.100.${(i + 2) >> 8}.${(i + 2) & 255}/32`,
+  }));
+}
+
+// Persistent keepalive 0 on both sides: with a keepalive set, wireguard-go starts a handshake
+// to every new peer at once, and 1,000 handshake attempts would compete with the timing.
+function meshSpec(iface: string, privateKey: string, port: number, peers: readonly BenchPeer[]): MeshSpec {
+  return create(MeshSpecSchema, {
+    interface: iface,
+    privateKey,
+    listenPort: port,
+    addresses: ["10.100.0.1/32"],
+    peers: peers.map((p) => create(WireGuardPeerSchema, { publicKey: p.publicKey, presharedKey: p.psk, endpoint: p.endpoint, allowedIps: [p.allowedIp], persistentKeepalive: 0 })),
+  });
+}
+
+function setconfText(privateKey: string, port: number, peers: readonly BenchPeer[]): string {
+  const lines = ["[Interface]", `PrivateKey = ${privateKey}`, `ListenPort = ${port}`];
+  for (const p of peers) lines.push("", "[Peer]", `PublicKey = ${p.publicKey}`, `PresharedKey = ${p.psk}`, `Endpoint = ${p.endpoint}`, `AllowedIPs = ${p.allowedIp}`);
+  return lines.join("\n") + "\n";
+}
+
+function checkApplied(what: string, r: ApplyMeshResponse, steps: (n: number) => boolean): void {
+  const res = r.result;
+  if (!res || res.error !== "" || !res.changed || !steps(res.plan.length)) {
+    throw new Error(`${what}: unexpected result ${JSON.stringify({ changed: res?.changed, error: res?.error, failedStep: res?.failedStep, steps: res?.plan.length, first: res?.plan.slice(0, 3) })}`);
+  }
+}
+
+const time = async (fn: () => Promise<unknown>): Promise<number> => {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+};
+
+async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun> {
+  const local = generateWireGuardKeyPair();
+  const peers = randomPeers(peerCount);
+  const applyOpts = { timeoutMs: 120_000, signal: ctx.signal };
+  const spec = meshSpec(ph.iface, local.privateKey, 51820, peers);
+  const empty = meshSpec(ph.iface, local.privateKey, 51820, []);
+  // The floor device: same wireguard-go, same key; another port (same namespace).
+  const rawIf = `${ph.iface}r`;
+  const fullConf = join(ph.work, "full.conf");
+  const emptyConf = join(ph.work, "empty.conf");
+  await writeFile(fullConf, setconfText(local.privateKey, 51821, peers), { mode: 0o600 });
+  await writeFile(emptyConf, setconfText(local.privateKey, 51821, []), { mode: 0o600 });
+  const routeBatch = peers.map((p) => `route add ${p.allowedIp} dev ${rawIf} table 100`).join("\n") + "\n";
+
+  const createRaw = async (conf: string): Promise<void> => {
+    await ph.inNs(["wireguard-go", rawIf]); // returns once the TUN device and UAPI socket exist
+    await ph.inNs(["wg", "setconf", rawIf, conf]);
+    await ph.inNs(["ip", "addr", "add", "10.100.0.1/32", "dev", rawIf]);
+    await ph.inNs(["ip", "link", "set", rawIf, "up"]);
+  };
+  const resetValue = async () => checkApplied("reset to no peers", await ph.client.applyMesh({ spec: empty }, applyOpts), (n) => n >= peerCount);
+  const resetRaw = async () => {
+    await ph.inNs(["wg", "setconf", rawIf, emptyConf]);
+    await ph.inNs(["ip", "route", "flush", "table", "100"], { reject: false }); // absent until the first floor
+  };
+
+  ctx.progress(`setting up both empty devices (${ph.iface}, ${rawIf}) in ${ph.ns}`);
+  checkApplied("create empty device", await ph.client.applyMesh({ spec: empty }, applyOpts), (n) => n > 0);
+  await createRaw(emptyConf);
+  // Warm-up pair (JIT, page cache, wireguard-go's allocations): not counted.
+  await ph.inNs(["wg", "setconf", rawIf, fullConf]);
+  await resetRaw();
+  checkApplied("warm-up apply", await ph.client.applyMesh({ spec }, applyOpts), (n) => n === 2 * peerCount);
+  await resetValue();
+
+  const out: MeshRun = { fresh: [], raw: [], incremental: [] };
+  const rawWithRoutes: number[] = [];
+  // privhelper's own CPU time (utime+stime, 10 ms ticks) per apply, to tell its JavaScript
+  // from waiting on wireguard-go and `ip`.
+  const cpuFresh: number[] = [];
+  const cpuIncremental: number[] = [];
+  for (let i = 0; i < pairs && !ctx.signal.aborted; i++) {
+    const value = async () => {
+      let r: ApplyMeshResponse | undefined;
+      const c0 = processCpuMs(ph.pid);
+      out.fresh.push(await time(async () => (r = await ph.client.applyMesh({ spec }, applyOpts))));
+      cpuFresh.push(processCpuMs(ph.pid) - c0);
+      // 1,000 add_peer steps and 1,000 add_route steps: the plan proves nothing else happened.
+      checkApplied("fresh apply", r!, (n) => n === 2 * peerCount);
+    };
+    const floor = async () => {
+      out.raw.push(await time(() => ph.inNs(["wg", "setconf", rawIf, fullConf])));
+      rawWithRoutes.push(out.raw.at(-1)! + (await time(() => ph.inNs(["ip", "-batch", "-"], { input: routeBatch }))));
+    };
+    if (i % 2 === 0) {
+      await floor();
+      await value();
+    } else {
+      await value();
+      await floor();
+    }
+    // One peer changed out of 1,000, the full spec sent as the agent sends it: alternately a
+    // new endpoint (one UAPI peer update) and a new allowed IP (peer update + route swap).
+    for (let k = 0; k < incrementalPerPair; k++) {
+      const changed = peers.map((p) => ({ ...p }));
+      const victim = changed[(i * incrementalPerPair + k) % peerCount]!;
+      const endpointChange = k % 2 === 0;
+      if (endpointChange) victim.endpoint = `198.51.100.${k + 1}:${40000 + i}`;
+      else victim.allowedIp = `10.101.${i}.${k + 1}/32`;
+      let r: ApplyMeshResponse | undefined;
+      const c0 = processCpuMs(ph.pid);
+      out.incremental.push(await time(async () => (r = await ph.client.applyMesh({ spec: meshSpec(ph.iface, local.privateKey, 51820, changed) }, applyOpts))));
+      cpuIncremental.push(processCpuMs(ph.pid) - c0);
+      checkApplied("one-peer change", r!, (n) => n === (endpointChange ? 1 : 3));
+      // Back to the base spec (untimed), so every change is one peer away from it.
+      checkApplied("undo one-peer change", await ph.client.applyMesh({ spec }, applyOpts), (n) => n === (endpointChange ? 1 : 3));
+    }
+    ctx.progress(
+      `pair ${i + 1}/${pairs}: ApplyMesh ${out.fresh.at(-1)!.toFixed(0)} ms, wg setconf ${out.raw.at(-1)!.toFixed(0)} ms (+routes ${rawWithRoutes.at(-1)!.toFixed(0)} ms), one peer changed ${out.incremental
+        .slice(-incrementalPerPair)
+        .map((x) => x.toFixed(0))
+        .join("/")} ms`,
+    );
+    await resetValue();
+    await resetRaw();
+  }
+  ctx.progress(`wg setconf + ip -batch of the same ${peerCount} routes: median ${median(rawWithRoutes).toFixed(0)} ms (ApplyMesh/that = ${(median(out.fresh) / median(rawWithRoutes)).toFixed(2)})`);
+  ctx.progress(`one peer changed: ${summary(out.incremental)} ms`);
+  ctx.progress(`privhelper CPU per apply (median): fresh ${median(cpuFresh)} ms, one peer changed ${median(cpuIncremental)} ms`);
+
+  // The other variant: device creation inside the timing on both sides.
+  const createValue: number[] = [];
+  const createFloor: number[] = [];
+  for (let i = 0; i < creationRounds && !ctx.signal.aborted; i++) {
+    await ph.client.teardown({}, applyOpts);
+    await stopWireguardGo(ph.ns, rawIf);
+    if (existsSync(`/var/run/wireguard/${rawIf}.sock`)) throw new Error(`${rawIf}: UAPI socket left behind`);
+    let r: ApplyMeshResponse | undefined;
+    createValue.push(await time(async () => (r = await ph.client.applyMesh({ spec }, applyOpts))));
+    checkApplied("apply onto no device", r!, (n) => n > 2 * peerCount);
+    createFloor.push(await time(() => createRaw(fullConf)));
+  }
+  if (createValue.length > 0) {
+    ctx.progress(
+      `with device creation in both (ApplyMesh onto no device vs wireguard-go + wg setconf + addr + up): ApplyMesh ${median(createValue).toFixed(0)} ms, raw ${median(createFloor).toFixed(0)} ms, ratio ${(median(createValue) / median(createFloor)).toFixed(2)}`,
+    );
+  }
+  return out;
+}
+
+let cached: Promise<MeshRun> | undefined;
+
+/** One measurement run per process, shared by mesh-apply and mesh-incremental. */
+export function meshRun(ctx: BenchContext): Promise<MeshRun> {
+  cached ??= (async () => {
+    const ph = await startBenchPrivhelper("mesh");
+    try {
+      return await measure(ctx, ph);
+    } catch (err) {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\nprivhelper log tail:\n${ph.output().split("\n").slice(-10).join("\n")}`, { cause: err });
+    } finally {
+      await ph.close();
+    }
+  })();
+  return cached;
+}
