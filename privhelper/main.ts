@@ -18,7 +18,7 @@ const program = new Command("plexd-privhelper")
   .option("--config <file>", "configuration file", process.env.PLEXD_CONFIG ?? defaultConfigPath)
   .option("--socket <path>", "socket path (overrides privhelper.socket)")
   .option("--group <name>", "group allowed to use the socket", "plexd")
-  .option("--cleanup", "remove every plexd interface and table inet plexd, then exit")
+  .option("--cleanup", "remove every plexd interface, table inet plexd and a leftover table ip plexd_stun, then exit")
   .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error"]).default("info"));
 program.parse();
 const flags = program.opts<{ config: string; socket?: string; group: string; cleanup?: boolean; logLevel: "debug" | "info" | "warn" | "error" }>();

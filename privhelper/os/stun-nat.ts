@@ -46,3 +46,16 @@ export async function applyStunSnat(runner: Runner, s: StunSnat, signal?: AbortS
 export async function removeStunSnat(runner: Runner, signal?: AbortSignal): Promise<void> {
   await runner.run("nft", ["-f", "-"], { ...opts(signal), input: removeStunSnatScript });
 }
+
+/**
+ * Teardown and --cleanup: a privhelper killed mid-probe leaves its table behind (the next probe
+ * would replace it, but there may be none). Looked up first so that only a table that exists is
+ * deleted and reported; the name and family are exactly plexd's, so `inet plexd_stun` or any
+ * other table is never touched. Returns whether one was removed.
+ */
+export async function removeStrayStunSnat(runner: Runner, signal?: AbortSignal): Promise<boolean> {
+  const listed = await runner.run("nft", ["list", "table", "ip", stunTable], { ...opts(signal), allowFailure: true });
+  if (listed.exitCode !== 0) return false;
+  await runner.run("nft", ["delete", "table", "ip", stunTable], opts(signal));
+  return true;
+}

@@ -1,12 +1,14 @@
 // Teardown and `plexd-privhelper --cleanup`: remove plexd's interfaces (and the
-// wireguard-go processes serving them) and table inet plexd — only names on the
-// allow-list, so nothing foreign can be touched.
+// wireguard-go processes serving them), table inet plexd, and a table ip plexd_stun that a
+// privhelper killed mid-StunProbe left behind — only names on the allow-list, so nothing
+// foreign can be touched.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { TeardownRequest, TeardownResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { CallContext } from "../adapter.js";
 import { isAllowedInterface } from "../config.js";
 import { destroyInterface } from "../mesh/device.js";
+import { removeStrayStunSnat, stunTable } from "../os/stun-nat.js";
 import type { MeshDeps } from "./apply-mesh.js";
 
 // `purge` changes nothing here: privhelper keeps no files; purging data is the agent's job.
@@ -37,6 +39,10 @@ export function makeTeardown(deps: MeshDeps) {
           if (r.exitCode !== 0) return;
           await deps.runner.run("nft", ["delete", "table", "inet", "plexd"], { timeoutMs: 15_000, signal: ctx.signal });
           removed.push("table inet plexd");
+        });
+        // Same lock as StunProbe (meshDeps), so this never races a probe's own table.
+        await attempt(`table ip ${stunTable}`, async () => {
+          if (await removeStrayStunSnat(deps.runner, ctx.signal)) removed.push(`table ip ${stunTable}`);
         });
       }
       deps.log.info({ caller: ctx.caller, removed, errors }, "teardown");

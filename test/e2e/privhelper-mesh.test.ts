@@ -1,4 +1,5 @@
-// ApplyMesh / ReadMesh / restart re-adoption / --cleanup with the built privhelper and a
+// ApplyMesh / ReadMesh / restart re-adoption / --cleanup (also of a StunProbe table left by a
+// privhelper killed mid-probe) with the built privhelper and a
 // real wireguard-go, inside namespaces this test creates and removes.
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -9,6 +10,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectPrivhelper, type PrivClient } from "../../agent/privclient/client.js";
 import { WireGuardImpl } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { PlexdError } from "../../proto/lib/errors.js";
 import { ensureBuilt, ensurePrivUsers, privhelperBin, startPrivhelper, stopPrivhelper } from "./privhelper-util.js";
 
 const tag = randomBytes(3).toString("hex");
@@ -202,11 +204,27 @@ describe("privhelper mesh", () => {
     await inB(["ping", "-c", "1", "-W", "5", "10.100.0.1"]);
   });
 
-  it("--cleanup removes the plexd interface, its wireguard-go and table inet plexd, and nothing else", async () => {
-    await writeFile(join(work, "tables.nft"), "table inet plexd {\n  chain input {\n    type filter hook input priority 0; policy accept;\n  }\n}\ntable inet bystander {\n}\n");
+  it("--cleanup removes the plexd interface, its wireguard-go, table inet plexd and a plexd_stun left mid-probe, and nothing else", async () => {
+    // B drops STUN silently, so a probe to it waits out its timeout with table ip plexd_stun in
+    // place; privhelper is killed in that window, as a crash mid-probe would.
+    await writeFile(join(work, "sink.nft"), "table inet sink {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    udp dport 3478 drop\n  }\n}\n");
+    await inB(["nft", "-f", join(work, "sink.nft")]);
+    const binding = Buffer.concat([Buffer.from([0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42]), randomBytes(12)]);
+    const probe = client.stunProbe({ ip: "192.0.2.2", port: 3478, request: binding, timeoutMs: 10_000 }, { timeoutMs: 15_000 }).then(
+      () => "answered",
+      (err: unknown) => PlexdError.from(err).code,
+    );
+    const stunTable = () => execa("ip", ["netns", "exec", nsA, "nft", "list", "table", "ip", "plexd_stun"], { reject: false });
+    await expect.poll(async () => (await stunTable()).exitCode, { timeout: 8_000, interval: 50 }).toBe(0);
+    await stopPrivhelper(helper, "SIGKILL");
+    expect(await probe).not.toBe("answered");
+    // The leftover is the probe's own SNAT to the mesh port, and it outlived privhelper.
+    expect((await stunTable()).stdout).toContain(`snat to 192.0.2.1:51820`);
+
+    // Foreign tables, one with plexd's table name in another family, and a plexd-ish link.
+    await writeFile(join(work, "tables.nft"), "table inet plexd {\n  chain input {\n    type filter hook input priority 0; policy accept;\n  }\n}\ntable inet bystander {\n}\ntable inet plexd_stun {\n}\ntable ip nat {\n}\n");
     await inA(["nft", "-f", join(work, "tables.nft")]);
     await inA(["ip", "link", "add", "plexdx", "type", "veth", "peer", "name", "plexdy"]); // plexd-prefixed but not configured
-    await stopPrivhelper(helper);
     const r = await execa("ip", ["netns", "exec", nsA, "node", privhelperBin, "--config", configPath, "--cleanup"], { reject: false, timeout: 30_000 });
     expect(r.exitCode).toBe(0);
     expect(await wgGoPids(iface)).toEqual([]);
@@ -214,9 +232,10 @@ describe("privhelper mesh", () => {
     expect(links).not.toContain(`"${iface}"`);
     expect(links).toContain('"plexdx"');
     expect(links).toContain(`"va${tag}"`);
-    const tables = await inA(["nft", "list", "tables"]);
-    expect(tables).not.toContain("inet plexd\n");
-    expect(tables).toContain("inet bystander");
+    expect(r.stderr).toContain('"removed":["wireguard-go pid');
+    expect(r.stderr).toMatch(/"removed":\[[^\]]*"table inet plexd","table ip plexd_stun"\]/);
+    const tables = (await inA(["nft", "list", "tables"])).split("\n").filter(Boolean).sort();
+    expect(tables).toEqual(["table inet bystander", "table inet plexd_stun", "table ip nat"]);
     // B's own wireguard-go is untouched
     expect((await execa("pgrep", ["-f", `^wireguard-go ${peerIface}$`], { reject: false })).stdout).not.toBe("");
   });
