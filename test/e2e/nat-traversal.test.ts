@@ -1,21 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import {
-  addAddress,
-  addNamespace,
-  addRoute,
-  addVethPair,
-  createTopology,
-  ensureSystemUsers,
-  nftApply,
-  nsExec,
-  ping,
-  setSysctl,
-  useHarness,
-  wgShow,
-  type SystemUsers,
-  type Topology,
-} from "./harness/vitest.js";
+import { addNatSite, createTopology, ensureSystemUsers, nsExec, ping, useHarness, wgShow, type NatMapping, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub, stunPort } from "./lib/cp.js";
 import { meshIp, nodeId } from "./lib/mesh.js";
 import { createNode, type PlexdNode } from "./lib/node.js";
@@ -28,9 +13,7 @@ import { createNode, type PlexdNode } from "./lib/node.js";
 //   r2 192.0.2.3   plain masquerade   ── site 198.18.2.0/24 ── node natb
 //   r3 192.0.2.4   masquerade fully-random (a new port per destination) ── 198.18.3.0/24 ── natc
 //
-// Linux masquerade without random keeps the source port when it can and maps one inside
-// ip:port to one outside ip:port whatever the destination (endpoint-independent mapping);
-// fully-random picks a port per connection, which is what a symmetric NAT does.
+// The routers and sites are built by harness/nat.ts (shared with `npm run demo -- --nat`).
 
 useHarness();
 
@@ -46,27 +29,10 @@ let api: string;
 const nodes: Record<string, PlexdNode> = {};
 const routers: Record<string, { ns: string; ip: string }> = {};
 
-async function buildSite(router: string, index: number, masquerade: string): Promise<string> {
-  const r = topo.node(router);
-  routers[router] = { ns: r.ns, ip: r.ip };
-  const site = await addNamespace(`${topo.id}-s${index}`);
-  await addVethPair(site, "eth0", r.ns, "lan0");
-  await addAddress(r.ns, "lan0", `198.18.${index}.1/24`);
-  await addAddress(site, "eth0", `198.18.${index}.2/24`);
-  await addRoute(site, "default", { via: `198.18.${index}.1` });
-  await setSysctl(r.ns, "net.ipv4.ip_forward", 1);
-  // Like a home router, drop what arrives from outside for the router itself. Besides realism
-  // this matters for hole punching: a peer's datagram that reaches the router before the node
-  // behind it has sent anything would otherwise leave a conntrack entry (router:51820 ↔ peer)
-  // that clashes with the node's own mapping, so masquerade would move the node to another
-  // port and both sides would keep punching the wrong holes. A dropped packet's entry is never
-  // confirmed, so nothing is left behind.
-  await nftApply(
-    r.ns,
-    `table ip nat {\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n    oifname "eth0" ${masquerade}\n  }\n}\n` +
-      `table ip filter {\n  chain input {\n    type filter hook input priority filter; policy accept;\n    iifname "eth0" ct state new drop\n  }\n}\n`,
-  );
-  return site;
+async function buildSite(router: string, index: number, mapping: NatMapping): Promise<string> {
+  const site = await addNatSite(topo, { router, index, mapping });
+  routers[router] = site.router;
+  return site.ns;
 }
 
 async function join(name: string, ns: string): Promise<PlexdNode> {
@@ -110,13 +76,11 @@ async function peerEndpoint(from: PlexdNode, to: PlexdNode): Promise<string | nu
 beforeAll(async () => {
   users = await ensureSystemUsers();
   topo = await createTopology({ nodes: ["r1", "r2", "r3"] });
-  await addAddress(topo.hub.ns, topo.hub.bridge, `${stunA}/24`);
-  await addAddress(topo.hub.ns, topo.hub.bridge, `${stunB}/24`);
-  cp = await startCpOnHub(topo, { stun: true, extraArgs: ["--stun-listen", `${stunA}:3478`, "--stun-listen", `${stunB}:3479`] });
+  cp = await startCpOnHub(topo, { stun: true, stunResponders: [`${stunA}:3478`, `${stunB}:3479`] });
   api = `https://${topo.hub.ip}:${cpPort}`;
-  const s1 = await buildSite("r1", 1, "masquerade");
-  const s2 = await buildSite("r2", 2, "masquerade");
-  const s3 = await buildSite("r3", 3, "masquerade fully-random");
+  const s1 = await buildSite("r1", 1, "endpoint-independent");
+  const s2 = await buildSite("r2", 2, "endpoint-independent");
+  const s3 = await buildSite("r3", 3, "symmetric");
   await join("nata", s1);
   await join("natb", s2);
   await join("natc", s3);

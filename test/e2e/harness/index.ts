@@ -36,6 +36,7 @@ export {
   type RouteOptions,
 } from "./netns.js";
 export { createTopology, hostInSubnet, type Topology, type TopologyNode, type TopologyOptions } from "./topology.js";
+export { addNatSite, natRuleset, type NatMapping, type NatSite, type NatSiteOptions } from "./nat.js";
 export {
   spawnInNamespace,
   wrapArgv,

@@ -10,9 +10,22 @@ export const cpPort = 8443;
 /** Debian's stund on the hub: the real STUN server standing in for public ones. */
 export const stunPort = 3478;
 
-export async function startCpOnHub(topo: Topology, opts: { extraArgs?: string[]; keepalive?: string; stun?: boolean } = {}): Promise<LaunchedMockcp> {
+export interface CpOnHubOptions {
+  extraArgs?: string[];
+  keepalive?: string;
+  /** Also start Debian's stund on the hub (port `stunPort`). */
+  stun?: boolean;
+  /** mockcp's own STUN responders, `IPV4:PORT` each; addresses not yet on the hub are added to its bridge. */
+  stunResponders?: readonly string[];
+}
+
+export async function startCpOnHub(topo: Topology, opts: CpOnHubOptions = {}): Promise<LaunchedMockcp> {
   // The agent (user plexd) must read ca.pem: the state dir is world-traversable.
   const stateDir = makeTempDir("mockcp", { mode: 0o755 });
+  const responders = opts.stunResponders ?? [];
+  for (const ip of new Set(responders.map((r) => r.slice(0, r.lastIndexOf(":"))))) {
+    if (ip !== topo.hub.ip) await addAddress(topo.hub.ns, topo.hub.bridge, `${ip}/${topo.prefixLen}`);
+  }
   const cp = await startMockcp({
     netns: topo.hub.ns,
     listen: [`https://${topo.hub.ip}:${cpPort}`],
@@ -20,6 +33,7 @@ export async function startCpOnHub(topo: Topology, opts: { extraArgs?: string[];
     stderr: "pipe",
     logLevel: "info",
     ...(opts.keepalive ? { keepalive: opts.keepalive } : {}),
+    ...(responders.length > 0 ? { stunListen: [...responders] } : {}),
     extraArgs: opts.extraArgs ?? [],
   });
   registerCleanup(`mockcp pid ${cp.pid}`, () => cp.stop());

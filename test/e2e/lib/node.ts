@@ -21,6 +21,8 @@ export interface NodeOptions {
   /** Extra config merged over the defaults the fixture writes. */
   config?: Record<string, unknown>;
   logLevel?: string;
+  /** Mesh interface name; default `plexd<name>`. Must be unique machine-wide (see `iface` below). */
+  iface?: string;
 }
 
 export interface PlexdNode {
@@ -71,7 +73,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
   const privSocket = join(root, "priv", "privhelper.sock");
   const tokenFile = join(tokenDir, "bootstrap-token");
   const configFile = join(etc, "config.yaml");
-  const iface = `plexd${opts.name.replace(/[^a-z0-9]/g, "").slice(0, 10)}`;
+  const iface = opts.iface ?? `plexd${opts.name.replace(/[^a-z0-9]/g, "").slice(0, 10)}`;
   const config = deepMerge(
     {
       api: opts.api,
