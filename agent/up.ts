@@ -1,5 +1,6 @@
 import { isCancellation, PlexdError } from "../proto/lib/errors.js";
 import type { Config } from "./config/schema.js";
+import { startAgentNodeApi, type AgentNodeApi } from "./nodeapi/agent-api.js";
 import { AgentRuntime } from "./runtime.js";
 import { DesiredStateStore } from "./state/desired.js";
 import { buildContext, establishIdentity, seedFromRegistration, watchPrivhelper } from "./system.js";
@@ -13,6 +14,19 @@ export async function runUp(config: Config, log: Logger, clock: Clock, env: Node
   if ((process.getuid?.() ?? 0) === 0) log.warn("running as root; plexd up is meant to run as user plexd");
   const store = await DesiredStateStore.open(config.data_dir);
   store.onPersistError = (err) => log.error({ err: PlexdError.from(err).message }, "desired state could not be persisted");
+  // Start-up phase 3: the node API answers from here on, before the identity exists.
+  let api: AgentNodeApi | undefined;
+  if (config.node_api.enabled) {
+    try {
+      api = await startAgentNodeApi(ctx, store);
+    } catch (err) {
+      const e = PlexdError.from(err);
+      log.error({ code: e.code, socket: config.node_api.socket }, `node API: ${e.message}`);
+      process.stderr.write(`plexd: node API: ${e.message}\n`);
+      ctx.priv.close();
+      return 1;
+    }
+  }
   let runtime: AgentRuntime | undefined;
   const privWatch = watchPrivhelper(ctx, signal, (restarted) => {
     // A restarted privhelper kept the kernel state; re-assert it and check for drift.
@@ -27,6 +41,7 @@ export async function runUp(config: Config, log: Logger, clock: Clock, env: Node
     const ensured = await establishIdentity(ctx, signal);
     seedFromRegistration(store, ensured);
     runtime = new AgentRuntime(ctx, store, ensured.identity, ensured.registered);
+    api?.attach(runtime);
     await runtime.run(signal);
   } catch (err) {
     const e = PlexdError.from(err);
@@ -37,6 +52,8 @@ export async function runUp(config: Config, log: Logger, clock: Clock, env: Node
     }
   }
   ctx.phase.set("stopping");
+  // Stop sequence (spec §3.8): a last report sync, then the socket goes.
+  await api?.close();
   await Promise.race([privWatch, new Promise((r) => setTimeout(r, 1000).unref())]);
   await store.flush();
   ctx.priv.close();

@@ -55,6 +55,11 @@ function lookupId(file: string, name: string, field: 2): number | undefined {
   return undefined;
 }
 
+/** gid of a group from /etc/group, undefined when it does not exist. */
+export function lookupGroupId(name: string): number | undefined {
+  return lookupId("/etc/group", name, 2);
+}
+
 /** The host's policy: admin = uid 0, the plexd user and this process's own uid (the agent runs as plexd). */
 export function defaultAccessPolicy(): AccessPolicy {
   const plexdUid = lookupId("/etc/passwd", "plexd", 2);

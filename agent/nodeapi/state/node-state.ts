@@ -1,32 +1,23 @@
-import { readdir, readFile, unlink } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PlexdError, isCancellation } from "../../../proto/lib/errors.js";
 import { writeJsonAtomic } from "../../util/atomic.js";
 import { realClock, type Clock } from "../../util/clock.js";
 import type { Logger } from "../../util/log.js";
+import { FileDownstream, type Downstream, type DownstreamUpdate, type SecretRef } from "./downstream.js";
+import { isRecord, readEntryDir, readJson, unlinkIfPresent, type StateEntry } from "./files.js";
 import { checkDelete, versionForPut } from "./if-match.js";
 import { isValidKey, assertValidKey } from "./keys.js";
 import { decodeBase64, decryptSecret } from "./secrets.js";
 
-// The node API's state (spec/node-agent.md §6.2–6.6): a cache of what the control plane
-// hands down (metadata, data entries, the secret index), the node's own report entries with
-// agent-owned versions, and the upstream sync of reports. Everything lives under
-// data_dir/state/ and every write is atomic, so a restart serves the same state offline.
-// Secret values are never held here: GetSecret asks the control plane every time.
+// The node API's state (spec/node-agent.md §6.2–6.6): what the control plane hands down
+// (metadata, data entries, the secret index; read through a Downstream, which in the agent
+// is the desired-state store), the node's own report entries with agent-owned versions, and
+// the upstream sync of reports. Reports live under data_dir/state/ and every write is
+// atomic, so a restart serves the same state offline. Secret values are never held here:
+// GetSecret asks the control plane every time.
 
-export interface StateEntry {
-  key: string;
-  content_type: string;
-  payload: unknown;
-  version: number;
-  /** RFC 3339. */
-  updated_at: string;
-}
-
-export interface SecretRef {
-  key: string;
-  version: number;
-}
+export type { SecretRef, StateEntry };
 
 export type SyncState = "synced" | "pending" | "conflict";
 
@@ -63,6 +54,11 @@ export interface NodeStateOptions {
   clock?: Clock;
   /** node_api.report_debounce, default 5 s. */
   reportDebounceMs?: number;
+  /**
+   * Where metadata, data and the secret index come from. The agent passes its desired-state
+   * store (one source of truth); without it NodeState keeps a file cache of its own.
+   */
+  downstream?: Downstream;
 }
 
 export const maxReportPayloadBytes = 1024 * 1024;
@@ -73,70 +69,12 @@ interface PendingFile {
   conflict: string[];
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
-function isEntry(v: unknown): v is StateEntry {
-  return (
-    isRecord(v) &&
-    typeof v.key === "string" &&
-    typeof v.content_type === "string" &&
-    "payload" in v &&
-    typeof v.version === "number" &&
-    typeof v.updated_at === "string"
-  );
-}
-
-async function readJson(path: string): Promise<unknown> {
-  try {
-    return JSON.parse(await readFile(path, "utf8")) as unknown;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
-  }
-}
-
-async function readEntryDir(dir: string, log: Logger): Promise<Map<string, StateEntry>> {
-  const out = new Map<string, StateEntry>();
-  let names: string[] = [];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-  }
-  for (const name of names) {
-    if (!name.endsWith(".json") || name.startsWith(".")) continue;
-    const key = name.slice(0, -".json".length);
-    try {
-      const v = await readJson(join(dir, name));
-      if (isEntry(v) && v.key === key && isValidKey(key)) out.set(key, v);
-      else log.warn({ file: join(dir, name) }, "ignoring malformed state entry");
-    } catch (err) {
-      log.warn({ file: join(dir, name), err: String(err) }, "ignoring unreadable state entry");
-    }
-  }
-  return out;
-}
-
-async function unlinkIfPresent(path: string): Promise<void> {
-  await unlink(path).catch((err: unknown) => {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-  });
-}
-
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
 export class NodeState {
   readonly #dir: string;
   readonly #opts: NodeStateOptions;
   readonly #clock: Clock;
   readonly #log: Logger;
-  #metadata: Record<string, string> = {};
-  #data = new Map<string, StateEntry>();
-  #secrets: SecretRef[] = [];
+  #down: Downstream;
   #reports = new Map<string, StateEntry>();
   #pending = new Set<string>();
   #conflict = new Set<string>();
@@ -148,20 +86,19 @@ export class NodeState {
   /** Serialises writes so file order matches memory order. */
   #io: Promise<void> = Promise.resolve();
 
-  private constructor(opts: NodeStateOptions) {
+  private constructor(opts: NodeStateOptions, down: Downstream) {
     this.#opts = opts;
     this.#dir = join(opts.dataDir, "state");
     this.#clock = opts.clock ?? realClock;
     this.#log = opts.log;
+    this.#down = down;
+    // Lives as long as this NodeState, which lives as long as its downstream.
+    down.subscribe((c) => this.#emit(c));
   }
 
   static async open(opts: NodeStateOptions): Promise<NodeState> {
-    const s = new NodeState(opts);
-    const meta = await readJson(join(s.#dir, "metadata.json"));
-    if (isRecord(meta)) s.#metadata = Object.fromEntries(Object.entries(meta).filter((e): e is [string, string] => typeof e[1] === "string"));
-    s.#data = await readEntryDir(join(s.#dir, "data"), s.#log);
-    const secrets = await readJson(join(s.#dir, "secrets.json"));
-    if (Array.isArray(secrets)) s.#secrets = secrets.filter((r): r is SecretRef => isRecord(r) && typeof r.key === "string" && typeof r.version === "number");
+    const dir = join(opts.dataDir, "state");
+    const s = new NodeState(opts, opts.downstream ?? (await FileDownstream.open(dir, opts.log)));
     s.#reports = await readEntryDir(join(s.#dir, "report"), s.#log);
     const pending = await readJson(join(s.#dir, "report-pending.json"));
     if (isRecord(pending)) {
@@ -174,28 +111,29 @@ export class NodeState {
   // ------------------------------------------------------------------ reads
 
   metadata(): Record<string, string> {
-    return { ...this.#metadata };
+    return { ...this.#down.metadata() };
   }
 
   metadataValue(key: string): string {
-    const v = this.#metadata[key];
-    if (v === undefined || !Object.hasOwn(this.#metadata, key)) throw new PlexdError("not_found", `no metadata key ${JSON.stringify(key)}`);
+    const meta = this.#down.metadata();
+    const v = meta[key];
+    if (v === undefined || !Object.hasOwn(meta, key)) throw new PlexdError("not_found", `no metadata key ${JSON.stringify(key)}`);
     return v;
   }
 
   listData(): EntrySummary[] {
-    return [...this.#data.values()].sort((a, b) => a.key.localeCompare(b.key)).map((e) => ({ key: e.key, version: e.version, content_type: e.content_type }));
+    return [...this.#down.data().values()].sort((a, b) => a.key.localeCompare(b.key)).map((e) => ({ key: e.key, version: e.version, content_type: e.content_type }));
   }
 
   getData(key: string): StateEntry {
     assertValidKey(key);
-    const e = this.#data.get(key);
+    const e = this.#down.data().get(key);
     if (e === undefined) throw new PlexdError("not_found", `no data entry ${JSON.stringify(key)}`);
     return e;
   }
 
   listSecrets(): SecretRef[] {
-    return [...this.#secrets].sort((a, b) => a.key.localeCompare(b.key)).map((r) => ({ ...r }));
+    return [...this.#down.secretRefs()].sort((a, b) => a.key.localeCompare(b.key)).map((r) => ({ ...r }));
   }
 
   listReports(): EntrySummary[] {
@@ -217,9 +155,9 @@ export class NodeState {
 
   counts(): { metadata: number; data: number; secrets: number; reports: number; reports_pending: number } {
     return {
-      metadata: Object.keys(this.#metadata).length,
-      data: this.#data.size,
-      secrets: this.#secrets.length,
+      metadata: Object.keys(this.#down.metadata()).length,
+      data: this.#down.data().size,
+      secrets: this.#down.secretRefs().length,
       reports: this.#reports.size,
       reports_pending: this.#pending.size,
     };
@@ -259,53 +197,13 @@ export class NodeState {
   // ------------------------------------------------------------------ downstream
 
   /**
-   * Replaces each category that is present (spec §6.6): the state document on connect and
-   * every reconcile, node_state_updated (metadata and/or data), node_secrets_updated
-   * (the full secret index). Absent categories are left alone.
+   * Replaces each category that is present (spec §6.6); absent categories are left alone.
+   * Only for a NodeState with its own file cache: the agent's comes from the desired-state
+   * store, which its sources write directly.
    */
-  async applyDownstream(update: { metadata?: Record<string, string>; data?: readonly StateEntry[]; secretRefs?: readonly SecretRef[] }): Promise<void> {
-    if (update.metadata !== undefined) {
-      const next = { ...update.metadata };
-      const changed = [...new Set([...Object.keys(this.#metadata), ...Object.keys(next)])].filter((k) => this.#metadata[k] !== next[k]).sort();
-      if (changed.length > 0) {
-        this.#metadata = next;
-        await this.#queue(() => writeJsonAtomic(join(this.#dir, "metadata.json"), next));
-        this.#emit({ kind: "metadata", keys: changed });
-      }
-    }
-    if (update.data !== undefined) {
-      const next = new Map<string, StateEntry>();
-      for (const e of update.data) {
-        if (!isValidKey(e.key)) {
-          this.#log.warn({ key: e.key }, "dropping data entry with an invalid key");
-          continue;
-        }
-        next.set(e.key, { key: e.key, content_type: e.content_type, payload: e.payload, version: e.version, updated_at: e.updated_at });
-      }
-      const changed: string[] = [];
-      for (const [k, e] of next) if (!sameJson(this.#data.get(k), e)) changed.push(k);
-      const removed = [...this.#data.keys()].filter((k) => !next.has(k));
-      if (changed.length + removed.length > 0) {
-        this.#data = next;
-        const dir = join(this.#dir, "data");
-        await this.#queue(async () => {
-          for (const k of changed) await writeJsonAtomic(join(dir, `${k}.json`), next.get(k));
-          for (const k of removed) await unlinkIfPresent(join(dir, `${k}.json`));
-        });
-        this.#emit({ kind: "data", keys: [...changed, ...removed].sort() });
-      }
-    }
-    if (update.secretRefs !== undefined) {
-      const next = update.secretRefs.filter((r) => isValidKey(r.key)).map((r) => ({ key: r.key, version: r.version }));
-      const before = new Map(this.#secrets.map((r) => [r.key, r.version]));
-      const after = new Map(next.map((r) => [r.key, r.version]));
-      const changed = [...new Set([...before.keys(), ...after.keys()])].filter((k) => before.get(k) !== after.get(k)).sort();
-      if (changed.length > 0) {
-        this.#secrets = next;
-        await this.#queue(() => writeJsonAtomic(join(this.#dir, "secrets.json"), next));
-        this.#emit({ kind: "secrets", keys: changed });
-      }
-    }
+  async applyDownstream(update: DownstreamUpdate): Promise<void> {
+    if (!(this.#down instanceof FileDownstream)) throw new PlexdError("failed_precondition", "node state is fed by the desired-state store");
+    await this.#down.apply(update);
   }
 
   // ------------------------------------------------------------------ reports
@@ -507,7 +405,7 @@ export class NodeState {
       throw new PlexdError("internal", "decryption failed");
     });
     const value = decryptSecret(nsk, decodeBase64(body.nonce), decodeBase64(body.ciphertext));
-    const version = typeof body.version === "number" ? body.version : (this.#secrets.find((r) => r.key === key)?.version ?? 0);
+    const version = typeof body.version === "number" ? body.version : (this.#down.secretRefs().find((r) => r.key === key)?.version ?? 0);
     return { key, value, version };
   }
 }
