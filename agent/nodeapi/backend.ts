@@ -39,7 +39,7 @@ export interface StatusSnapshot {
   version: string;
   /** node or bridge. */
   mode: string;
-  /** Startup phase or steady state, e.g. starting, registering, connecting, running, degraded, stopping. */
+  /** Start-up phase or steady state (spec §3.1): starting, awaiting_token, registering, unregistered, connecting, connected, offline, stopping. */
   phase: string;
   nodeId: string;
   meshIp: string;

@@ -27,7 +27,7 @@ export function makeHeader({ React, ink }: Ui): (props: HeaderProps) => ReactEle
         null,
         h(Text, { bold: true }, s.nodeId || "(unregistered)"),
         h(Text, null, `  ${s.meshIp}  ${s.mode}  v${s.version}  `),
-        h(Text, { color: s.phase === "running" ? "green" : "yellow" }, s.phase),
+        h(Text, { color: s.phase === "connected" ? "green" : "yellow" }, s.phase),
         h(Text, null, `  up ${s.uptime}`),
         paused ? h(Text, { color: "magenta", bold: true }, "  [PAUSED]") : null,
       ),
