@@ -4,7 +4,7 @@ import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { createTopology, ensureSystemUsers, nsExec, ping, run, spawnInNamespace, useHarness, wgShow, type ProcessHandle, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
-import { distDir, type PlexdNode } from "./lib/node.js";
+import { createNode, distDir, type PlexdNode } from "./lib/node.js";
 import { cliAs, curlAs, ensurePeerCredAddon } from "./lib/nodeapi.js";
 import { join } from "node:path";
 
@@ -47,7 +47,7 @@ const json = <T = Record<string, unknown>>(r: { stdout: string }): T => JSON.par
 beforeAll(async () => {
   await ensurePeerCredAddon();
   users = await ensureSystemUsers();
-  topo = await createTopology({ nodes: ["api1", "api2"] });
+  topo = await createTopology({ nodes: ["api1", "api2", "api3"] });
   // STUN on the hub: the nodes learn each other's endpoints the way production nodes do.
   cp = await startCpOnHub(topo, { stun: true });
   const api = `https://${topo.hub.ip}:${cpPort}`;
@@ -198,6 +198,29 @@ describe("node API of a live agent", () => {
     await expect.poll(() => watched().some((e) => e.kind === "drift_corrected" && e.subject === "peer_added" && e.detail === `peer ${peerB}`), { timeout: 30_000, interval: 500 }).toBe(true);
     await expect.poll(async () => (await wgShow(a.ns, a.iface)).peers.length, { timeout: 10_000 }).toBe(1);
     expect(watcher.exited).toBe(false);
+  });
+
+  it("answers from start-up phase 3 on: an agent still waiting for its token serves status and state", async () => {
+    // No token and no privhelper: the agent waits (spec §3.2), and the API says so.
+    const c = createNode({ name: "api3", ns: topo.node("api3").ns, api: `https://${topo.hub.ip}:${cpPort}`, caFile: cp.caFile, users });
+    c.startAgent();
+    await expect.poll(async () => json(await cliAs(c, users, "reader", ["status", "-o", "json"])), { timeout: 20_000 }).toMatchObject({
+      phase: "awaiting_token",
+      node_id: "",
+      privhelper_ok: false,
+      peer_count: 0,
+    });
+    expect((await cliAs(c, users, "reader", ["status"])).stdout).toMatch(/^Node\s+\(not registered\)/m);
+    expect(json(await cliAs(c, users, "reader", ["state", "-o", "json"]))).toMatchObject({ metadata: {}, data_keys: [], secret_keys: [], report_keys: [] });
+    const secret = await cliAs(c, users, "root", ["state", "get", "secret", "anything"]);
+    expect(secret.exitCode).toBe(7);
+    expect(secret.stderr).toMatch(/not registered/);
+    // The socket is the group's, not the world's (spec §1.4).
+    const st = await run(["stat", "-c", "%U:%G %a", c.apiSocket]);
+    expect(st.stdout.trim()).toBe("plexd:plexd 660");
+    await c.agent!.kill("SIGTERM");
+    expect(c.agent!.exitInfo?.exitCode).toBe(0);
+    expect((await run(["test", "-e", c.apiSocket], { reject: false })).exitCode).toBe(1);
   });
 
   it("with mockcp stopped a secret read is UNAVAILABLE, cached state is still served, and no plaintext is on disk", async () => {
