@@ -141,6 +141,10 @@ async function main(): Promise<number> {
     });
     const why = host.router ? `${host.router.name}'s public address; the node itself has ${host.ownIp}` : "its own address: no NAT on the path";
     say(`${node.name}: public endpoint ${ep.public_endpoint}, NAT type ${ep.nat_type} (${why})`);
+    // The node's own view, from its node API, as an operator would ask it.
+    const status = await node.plexd(["status", "--socket", node.apiSocket], { timeoutMs: 15_000 });
+    const seen = /^NAT\s+(.+)$/m.exec(status.output)?.[1];
+    say(`${node.name}: plexd status: NAT ${seen ?? `not shown (exit ${status.exitCode}: ${status.output.trim().split("\n")[0]?.slice(0, 160)})`}`);
   }
 
   step("mesh forming: each peer's WireGuard endpoint is its public endpoint (wg show)");

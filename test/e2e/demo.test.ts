@@ -68,6 +68,7 @@ describe("npm run demo", () => {
       ["node2", "192.0.2.3"],
     ]) {
       expect(p.stdout()).toContain(`[demo] ${name}: public endpoint ${ip}:51820, NAT type none`);
+      expect(p.stdout()).toContain(`[demo] ${name}: plexd status: NAT ${ip}:51820 (none)`);
     }
     expect(p.stdout()).toMatch(/\[demo\] node1 -> node2: endpoint 192\.0\.2\.3:51820, handshake/);
     expect(matrixCells(p, ["node1", "node2"])).toEqual([expect.stringMatching(/^[1-9]\d*\/\d+$/), expect.stringMatching(/^[1-9]\d*\/\d+$/)]);
@@ -84,7 +85,11 @@ describe("npm run demo", () => {
     const names = ["node1", "node2", "node3"];
     const routerIp = new Map(lines(p, /^\[demo\] (node\d): namespace \S+, address (198\.18\.\d+\.2), behind (router\d) \(\S+, public (192\.0\.2\.\d+), nftables masquerade\)$/).map((m) => [m[1]!, m[4]!]));
     expect([...routerIp.keys()]).toEqual(names);
-    for (const name of names) expect(out).toContain(`[demo] ${name}: public endpoint ${routerIp.get(name)}:51820, NAT type full_cone (router${name.slice(4)}'s public address`);
+    for (const name of names) {
+      // What the control plane was told, and what the node itself says through its node API.
+      expect(out).toContain(`[demo] ${name}: public endpoint ${routerIp.get(name)}:51820, NAT type full_cone (router${name.slice(4)}'s public address`);
+      expect(out).toContain(`[demo] ${name}: plexd status: NAT ${routerIp.get(name)}:51820 (full_cone)`);
+    }
     for (const a of names) {
       for (const b of names) {
         if (a === b) continue;

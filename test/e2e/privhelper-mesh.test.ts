@@ -96,7 +96,11 @@ afterAll(async () => {
   client?.close();
   await stopPrivhelper(helper);
   // Only processes this test started: wireguard-go for our two uniquely named interfaces.
-  for (const name of [iface, peerIface]) for (const pid of [...(await wgGoPids(name)), ...(await execa("pgrep", ["-f", `^wireguard-go ${name}$`], { reject: false })).stdout.split("\n").filter(Boolean).map(Number)]) process.kill(pid, "SIGKILL");
+  for (const name of [iface, peerIface]) {
+    for (const pid of [...(await wgGoPids(name)), ...(await execa("pgrep", ["-f", `^wireguard-go ${name}$`], { reject: false })).stdout.split("\n").filter(Boolean).map(Number)]) process.kill(pid, "SIGKILL");
+    // A SIGKILLed wireguard-go leaves its (machine-wide) UAPI socket behind.
+    await rm(`/var/run/wireguard/${name}.sock`, { force: true });
+  }
   for (const ns of [nsA, nsB]) await execa("ip", ["netns", "del", ns], { reject: false });
   if (work) await rm(work, { recursive: true, force: true });
 });
