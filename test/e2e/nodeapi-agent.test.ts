@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
+import { chownSync, writeFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { createTopology, ensureSystemUsers, nsExec, ping, run, spawnInNamespace, useHarness, wgShow, type ProcessHandle, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { createTopology, ensureSystemUsers, makeTempDir, nsExec, ping, run, spawnInNamespace, useHarness, wgShow, type ProcessHandle, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import { createNode, distDir, type PlexdNode } from "./lib/node.js";
@@ -24,6 +25,9 @@ let b: PlexdNode;
 /** `plexd watch -o json` on node a, started before the mesh formed. */
 let watcher: ProcessHandle;
 const secretValue = `s3cret-${randomBytes(12).toString("hex")}`;
+/** Bearer tokens of node a's loopback TCP listener (node_api.http). */
+const tcpTokens = { reader: randomBytes(16).toString("hex"), secrets: randomBytes(16).toString("hex") };
+const tcpPort = 9100;
 
 type WatchLine = { kind: string; subject: string; detail: string; at: string };
 const watched = (): WatchLine[] =>
@@ -52,7 +56,16 @@ beforeAll(async () => {
   cp = await startCpOnHub(topo, { stun: true });
   const api = `https://${topo.hub.ip}:${cpPort}`;
   const config = { node_api: { report_debounce: "1s" } };
-  a = await joinNode({ topo, cp, api, users, name: "api1", config });
+  // Token files as `plexd install` would lay them out: root:plexd 0640 in a root-owned dir.
+  const tokenDir = makeTempDir("api-tokens", { mode: 0o755 });
+  const tokenFile = (name: string, value: string): string => {
+    const path = join(tokenDir, name);
+    writeFileSync(path, `${value}\n`, { mode: 0o640 });
+    chownSync(path, 0, users.groups.plexd);
+    return path;
+  };
+  const http = { enabled: true, listen: `127.0.0.1:${tcpPort}`, token_file: tokenFile("reader", tcpTokens.reader), secrets_token_file: tokenFile("secrets", tcpTokens.secrets) };
+  a = await joinNode({ topo, cp, api, users, name: "api1", config: { node_api: { ...config.node_api, http } } });
 
   // The watcher subscribes first; a policy change it can see proves the stream is live
   // before anything it must report happens.
@@ -184,6 +197,26 @@ describe("node API of a live agent", () => {
     expect(outsider.stderr).toMatch(/permission denied/);
     expect((await curlAs(a, users, "outsider", "/v1/state/metadata")).curlExit).toBe(7);
     expect((await curlAs(a, users, "outsider", "/v1/state/secrets/db-password")).text).not.toContain(secretValue);
+  });
+
+  it("the loopback TCP listener wants a bearer token, and only the secrets token reads secrets", async () => {
+    const tcp = async (path: string, token?: string) => {
+      const r = await nsExec(a.ns, ["curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", ...(token === undefined ? [] : ["-H", `Authorization: Bearer ${token}`]), `http://127.0.0.1:${tcpPort}${path}`], { reject: false });
+      const lines = r.stdout.split("\n");
+      return { status: Number(lines.pop()), body: lines.join("\n") };
+    };
+    expect((await tcp("/v1/agent/status")).status).toBe(401);
+    expect((await tcp("/v1/agent/status", "wrong")).status).toBe(401);
+    const status = await tcp("/v1/agent/status", tcpTokens.reader);
+    expect(status.status).toBe(200);
+    expect(JSON.parse(status.body)).toMatchObject({ node_id: nodeId(a) });
+    await cp.client.setSecret(nodeId(a), "tcp-secret", { value: secretValue });
+    expect((await tcp("/v1/state/secrets/tcp-secret", tcpTokens.reader)).status).toBe(403);
+    const secret = await tcp("/v1/state/secrets/tcp-secret", tcpTokens.secrets);
+    expect(secret.status).toBe(200);
+    expect(JSON.parse(secret.body)).toMatchObject({ value: secretValue });
+    // Admin calls never over TCP, whatever the token.
+    expect((await nsExec(a.ns, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", `Authorization: Bearer ${tcpTokens.secrets}`, `http://127.0.0.1:${tcpPort}/v1/agent/config:reload`], { reject: false })).stdout).toBe("403");
   });
 
   it("plexd watch streams policy change, handshake, peer up and drift corrected from the live agent", async () => {
