@@ -46,6 +46,8 @@ async function waitUntil(host: Host, cond: () => Promise<boolean>, timeoutMs: nu
  */
 export async function createInterface(deps: DeviceDeps, name: string, signal?: AbortSignal): Promise<"kernel" | "userspace"> {
   const { runner, host, ip } = deps;
+  // Whatever happens next, a link of this name gets a new index.
+  ip.forget();
   if (await ip.addWireGuard(name, signal)) return "kernel";
   const bin = await host.which("wireguard-go");
   if (!bin) throw new PlexdError("failed_precondition", "no WireGuard: kernel module unavailable and wireguard-go not on PATH");
@@ -63,6 +65,7 @@ export async function createInterface(deps: DeviceDeps, name: string, signal?: A
 /** Removes the link and any wireguard-go serving it. Returns what was removed. */
 export async function destroyInterface(deps: DeviceDeps, name: string, signal?: AbortSignal): Promise<string[]> {
   const { host, ip } = deps;
+  ip.forget();
   const removed: string[] = [];
   const pids = await findWireguardGo(deps, name);
   for (const pid of pids) {

@@ -39,7 +39,7 @@ export function parseAddrShow(json: string): LiveLink | undefined {
 
 export interface IpTool {
   show(name: string, signal?: AbortSignal): Promise<LiveLink | undefined>;
-  /** The link and its IPv4 routes in one `ip -batch` process (the hot path of every apply). */
+  /** The link and its IPv4 routes in one `ip -batch` exchange (the hot path of every apply). */
   showWithRoutes(name: string, signal?: AbortSignal): Promise<{ link: LiveLink; routes: string[] } | undefined>;
   /** Names of every link in this network namespace. */
   links(signal?: AbortSignal): Promise<string[]>;
@@ -52,7 +52,9 @@ export interface IpTool {
   addrDel(name: string, cidr: string, signal?: AbortSignal): Promise<void>;
   /** Destinations routed via this link that plexd added (kernel-made routes left out), as CIDRs. */
   routes(name: string, withV6: boolean, signal?: AbortSignal): Promise<string[]>;
-  /** Removes, then adds, routes via this link in one `ip -batch` run (one process for any count). */
+  /** Called after plexd made or removed a link: the next batch starts a new `ip` (name cache). */
+  forget(): void;
+  /** Removes, then adds, routes via this link in one `ip -batch` exchange, whatever the count. */
   routeSync(name: string, remove: readonly string[], add: readonly string[], signal?: AbortSignal): Promise<void>;
 }
 
@@ -65,10 +67,19 @@ export function parseRoutes(json: string, v6: boolean): string[] {
     .sort();
 }
 
+const batchArgs = ["-d", "-j", "-batch", "-"];
+
 export function ipTool(runner: Runner): IpTool {
   const opts = (signal?: AbortSignal, allowFailure = false): RunOptions => ({ timeoutMs: 15_000, allowFailure, ...(signal ? { signal } : {}) });
   const run = async (args: string[], signal?: AbortSignal) => {
     await runner.run("ip", args, opts(signal));
+  };
+  // The hot path of every apply and read goes through one long-lived `ip -batch` (os/runner.ts).
+  let stale = false;
+  const batch = (lines: string[], answers: number, signal?: AbortSignal, readOnly = false) => {
+    const fresh = stale;
+    stale = false;
+    return runner.batch("ip", batchArgs, lines, { ...opts(signal, readOnly), answers, fresh, retryFresh: readOnly });
   };
   return {
     async show(name, signal) {
@@ -77,11 +88,14 @@ export function ipTool(runner: Runner): IpTool {
       return parseAddrShow(r.stdout);
     },
     async showWithRoutes(name, signal) {
-      const r = await runner.run("ip", ["-d", "-j", "-batch", "-"], { ...opts(signal, true), input: `addr show dev ${name}\nroute show dev ${name}\n` });
+      const r = await batch([`addr show dev ${name}`, `route show dev ${name}`], 2, signal, true);
       if (r.exitCode !== 0) return undefined;
       const [addrJson, routeJson] = r.stdout.split("\n").filter((l) => l.trim() !== "");
       const link = parseAddrShow(addrJson ?? "[]");
       return link === undefined ? undefined : { link, routes: parseRoutes(routeJson ?? "[]", false) };
+    },
+    forget() {
+      stale = true;
     },
     async links(signal) {
       const r = await runner.run("ip", ["-j", "link", "show"], opts(signal));
@@ -106,7 +120,7 @@ export function ipTool(runner: Runner): IpTool {
       // ip infers each line's family from its prefix; names and CIDRs were re-serialised by
       // validation, so nothing here can inject a command.
       const lines = [...remove.map((r) => `route del ${r} dev ${name}`), ...add.map((r) => `route replace ${r} dev ${name}`)];
-      await runner.run("ip", ["-batch", "-"], { ...opts(signal), input: lines.join("\n") + "\n" });
+      await batch(lines, 0, signal);
     },
   };
 }

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa, type Options } from "execa";
 import { PlexdError, type ErrorCode } from "../../proto/lib/errors.js";
+import { Coprocess } from "./coprocess.js";
 
 export interface RunOptions {
   /** Written to the child's stdin (keys, configs). Never logged, never in argv. */
@@ -31,6 +32,21 @@ export interface Runner {
    * stdio to `logFile`, not awaited. Returns its pid.
    */
   spawnDetached(file: string, args: readonly string[], logFile: string): number;
+  /**
+   * Feeds `lines` to a tool's batch mode (`ip -batch -`) and resolves when `answers` lines of
+   * output have come back, as `run` with `input` would (same RunResult, same failures). The
+   * system runner keeps the tool running between calls; a transcript records it as a run.
+   */
+  batch(file: string, args: readonly string[], lines: readonly string[], opts: BatchOptions): Promise<RunResult>;
+}
+
+export interface BatchOptions extends RunOptions {
+  /** Lines of output that make the whole answer (a show command answers one line). */
+  answers: number;
+  /** Start a new process for this request: `ip` caches interface indexes by name (below). */
+  fresh?: boolean;
+  /** Read-only lines: a failure is asked once more of a new process before it counts. */
+  retryFresh?: boolean;
 }
 
 /** A failed command, keeping everything needed to say what went wrong (design.md 4.8). */
@@ -80,6 +96,22 @@ async function pipeWith(run: (stdinFd: number) => Promise<RunResult>, input: str
   }
 }
 
+/**
+ * A command each batch tool runs after the caller's lines: its one line of output marks the
+ * end of the answer, mutations included (they print nothing). `ip -batch` without -force
+ * stops at the first failing line, so reaching it also means every line before succeeded.
+ */
+//
+// Not `link show`: ip keeps a static "link mode" flag once a batch has run `link show`, and
+// every later `addr show` in the same process then omits the addresses.
+const batchSentinels: Record<string, string> = { ip: "addr show dev lo" };
+const coprocesses = new Map<string, Coprocess>();
+
+function checked(file: string, args: readonly string[], r: RunResult, opts: RunOptions): RunResult {
+  if (r.exitCode !== 0 && !opts.allowFailure) throw new CommandError("internal", [file, ...args], r.exitCode, undefined, r.stderr, false);
+  return r;
+}
+
 export const execaRunner: Runner = {
   async run(file, args, opts = {}) {
     const once = async (stdin: number | "ignore") => {
@@ -121,7 +153,52 @@ export const execaRunner: Runner = {
       closeSync(fd);
     }
   },
+  async batch(file, args, lines, opts) {
+    const sentinel = batchSentinels[file];
+    if (sentinel === undefined) throw new PlexdError("internal", `${file} has no batch sentinel`);
+    const id = [file, ...args].join("\0");
+    let co = coprocesses.get(id);
+    if (!co) coprocesses.set(id, (co = new Coprocess(file, args)));
+    if (opts.fresh) co.close();
+    const want = opts.answers + 1;
+    const ask = () =>
+      co.exchange([...lines, sentinel].join("\n") + "\n", {
+        complete: (out) => countLines(out) >= want,
+        timeoutMs: opts.timeoutMs ?? defaultTimeoutMs,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+    let r = await ask();
+    // A long-lived ip resolves an interface name through its own cache: after the link was
+    // deleted and made again (new index) it reports it missing. Only a read may simply be
+    // asked again; the caller marks mutations `fresh` after it recreated a link itself.
+    if (r.exitCode !== 0 && opts.retryFresh) {
+      co.close();
+      r = await ask();
+    }
+    // The sentinel's answer is ours, not the caller's.
+    const stdout = r.exitCode === 0 ? r.stdout.slice(0, nthLineEnd(r.stdout, opts.answers)) : r.stdout;
+    return checked(file, args, { ...r, stdout }, opts);
+  },
 };
+
+function countLines(s: string): number {
+  let n = 0;
+  for (let i = s.indexOf("\n"); i !== -1; i = s.indexOf("\n", i + 1)) n++;
+  return n;
+}
+
+/** Offset just past the n-th newline (0 for n = 0). */
+function nthLineEnd(s: string, n: number): number {
+  let at = 0;
+  for (let k = 0; k < n; k++) at = s.indexOf("\n", at) + 1;
+  return at;
+}
+
+/** Ends the batch coprocesses (shutdown). */
+export function closeBatchTools(): void {
+  for (const co of coprocesses.values()) co.close();
+  coprocesses.clear();
+}
 
 /** One recorded exchange. `input` is stored only as a sha-less marker of presence by default. */
 export interface TranscriptEntry {
@@ -165,6 +242,12 @@ export class TranscriptRunner implements Runner {
     }
     this.ran.push({ cmd: ["spawn", ...cmd], result: want.result });
     return Number(want.result.stdout) || 4242;
+  }
+
+  /** Recorded as the one-shot run it stands for (a one-shot process has no stale cache). */
+  async batch(file: string, args: readonly string[], lines: readonly string[], opts: BatchOptions): Promise<RunResult> {
+    const { answers: _a, fresh: _f, retryFresh: _r, ...rest } = opts;
+    return this.run(file, args, { ...rest, input: lines.join("\n") + "\n" });
   }
 
   /** Every transcript entry was used. */

@@ -170,7 +170,7 @@ describe("ApplyMesh (transcripts)", () => {
       },
       { cmd: ["ip", "addr", "replace", "10.100.0.1/32", "dev", "plexd0"], result: ok() },
       { cmd: ["ip", "link", "set", "plexd0", "up"], result: ok() },
-      { cmd: ["ip", "-batch", "-"], input: "route replace 10.100.0.3/32 dev plexd0\n", result: ok() },
+      { cmd: readBatch, input: "route replace 10.100.0.3/32 dev plexd0\n", result: ok() },
     ]);
     const res = await apply(request(), ctx);
     expect(runner.done).toBe(true);

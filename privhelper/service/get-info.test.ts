@@ -29,6 +29,7 @@ describe("GetInfo", () => {
     const wrapped = {
       run: (f: string, a: readonly string[], o?: object) => runner.run(f, a.map((x) => (/^plexdprb[0-9a-f]{6}$/.test(x) ? "PROBE" : x)), o),
       spawnDetached: () => 0,
+      batch: runner.batch.bind(runner),
     };
     const getInfo = makeGetInfo({
       runner: wrapped,
