@@ -115,6 +115,27 @@ describe("validateMeshSpec", () => {
   });
 });
 
+describe("validateMeshSpec memo of the last valid spec", () => {
+  const key3 = Buffer.alloc(32, 11).toString("base64");
+  const peer = (publicKey: string, ip: string, endpoint = "192.0.2.2:51820") => ({ publicKey, allowedIps: [ip], endpoint, persistentKeepalive: 25 });
+
+  it("a peer seen a moment ago is still checked against the others", () => {
+    const base = validateMeshSpec(cfg, spec({ peers: [peer(key2, "10.100.0.2/32"), peer(key3, "10.100.0.3/32")] }));
+    expect(base.peers.map((p) => p.allowedIps[0])).toEqual(["10.100.0.2/32", "10.100.0.3/32"]);
+    // key3 unchanged (memoised), but key2 now claims its allowed IP too.
+    expect(issuesOf({ peers: [peer(key2, "10.100.0.3/32"), peer(key3, "10.100.0.3/32")] })).toMatch(/peers\[1\]\.allowed_ips\[0\]: 10\.100\.0\.3\/32 is also claimed/);
+    // The same memoised peer twice is a duplicate.
+    validateMeshSpec(cfg, spec({ peers: [peer(key2, "10.100.0.2/32")] }));
+    expect(issuesOf({ peers: [peer(key2, "10.100.0.2/32"), peer(key2, "10.100.0.2/32")] })).toMatch(/peers\[1\]\.public_key: duplicate peer/);
+  });
+
+  it("a changed field is parsed again, not taken from the memo", () => {
+    validateMeshSpec(cfg, spec({ peers: [peer(key2, "10.100.0.2/32")] }));
+    expect(issuesOf({ peers: [peer(key2, "10.100.0.2/32", "192.0.2.2:0")] })).toMatch(/peers\[0\]\.endpoint/);
+    expect(validateMeshSpec(cfg, spec({ peers: [peer(key2, "10.100.0.9/24")] })).peers[0]?.allowedIps).toEqual(["10.100.0.0/24"]);
+  });
+});
+
 describe("validateMeshSpec fuzz", () => {
   // Anything that passes must be inert text for the wg config format, UAPI and ip argv:
   // no whitespace, newline, '=', shell or option characters can survive re-serialisation.

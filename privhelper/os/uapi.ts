@@ -12,21 +12,34 @@ const hex = (b64: string) => Buffer.from(b64, "base64").toString("hex");
 const b64 = (h: string) => Buffer.from(h, "hex").toString("base64");
 const zeroHex = "0".repeat(64);
 
+/** The last derivation: every read of a device derives the same key again (~1 ms each). */
+let lastDerived: [string, string] | undefined;
+
 /** Curve25519 public key of a private key (UAPI `get` does not return it). */
 export function publicKeyOf(privateB64: string): string {
+  if (lastDerived?.[0] === privateB64) return lastDerived[1];
   const pkcs8 = Buffer.concat([Buffer.from("302e020100300506032b656e04220420", "hex"), Buffer.from(privateB64, "base64")]);
   const spki = createPublicKey(createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" })).export({ format: "der", type: "spki" });
-  return spki.subarray(-32).toString("base64");
+  const pub = spki.subarray(-32).toString("base64");
+  lastDerived = [privateB64, pub];
+  return pub;
 }
 
 export function parseGet(text: string): WgLiveDevice {
   const dev: WgLiveDevice = { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
   let peer: WgLivePeer | undefined;
-  for (const line of text.split("\n")) {
-    if (line === "") continue;
-    const eq = line.indexOf("=");
-    const k = line.slice(0, eq);
-    const v = line.slice(eq + 1);
+  // An index walk rather than split(): a get of 1,000 peers is 12,000 lines on the hot path.
+  for (let at = 0; at < text.length; ) {
+    let end = text.indexOf("\n", at);
+    if (end === -1) end = text.length;
+    const eq = text.indexOf("=", at);
+    if (end === at || eq === -1 || eq > end) {
+      at = end + 1;
+      continue;
+    }
+    const k = text.slice(at, eq);
+    const v = text.slice(eq + 1, end);
+    at = end + 1;
     if (k === "errno") {
       if (v !== "0") throw new PlexdError("internal", `wireguard-go UAPI get: errno ${v}`);
     } else if (k === "public_key") {
@@ -43,7 +56,7 @@ export function parseGet(text: string): WgLiveDevice {
     else if (k === "tx_bytes") peer.txBytes = BigInt(v);
     else if (k === "persistent_keepalive_interval") peer.keepalive = Number(v);
   }
-  for (const p of dev.peers) p.allowedIps.sort();
+  for (const p of dev.peers) if (p.allowedIps.length > 1) p.allowedIps.sort();
   if (dev.privateKey) dev.publicKey = publicKeyOf(dev.privateKey);
   return dev;
 }

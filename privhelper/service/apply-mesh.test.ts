@@ -75,6 +75,8 @@ const readDev = (addr: string, ...routes: string[]): TranscriptEntry => ({
   result: ok(`${addr}\n${JSON.stringify(routes.map((dst) => ({ dst, scope: "link", flags: [] })))}\n`),
 });
 const readMissing: TranscriptEntry = { cmd: readBatch, input: readInput, result: fail('Device "plexd0" does not exist.', 1) };
+/** The WireGuard read that runs beside the link read, here of a device that is not there. */
+const wgMissing: TranscriptEntry = { cmd: wgDump, result: fail("Unable to access interface: No such device", 1) };
 
 describe("ApplyMesh (transcripts)", () => {
   it("applies nothing when the device already matches: only reads run", async () => {
@@ -135,6 +137,7 @@ describe("ApplyMesh (transcripts)", () => {
     const state = { wgGo: [] as number[] };
     const transcript: TranscriptEntry[] = [
       readMissing,
+      wgMissing,
       { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: fail("Error: Unknown device type.", 2) },
       { cmd: ["spawn", "/usr/bin/wireguard-go", "-f", "plexd0"], result: ok("31337") },
       { cmd: showDev, result: ok(addrJson({ mtu: 1420, up: false, addrs: [] })) },
@@ -159,6 +162,7 @@ describe("ApplyMesh (transcripts)", () => {
   it("uses kernel WireGuard when the kernel has it: no wireguard-go, config through wg on stdin", async () => {
     const { runner, apply } = engine([
       readMissing,
+      wgMissing,
       { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: ok() },
       { cmd: ["ip", "link", "set", "plexd0", "mtu", "1420"], result: ok() },
       {

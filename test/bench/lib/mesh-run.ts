@@ -7,6 +7,7 @@ import { generateWireGuardKeyPair } from "../../../agent/identity/keys.js";
 import { MeshSpecSchema, WireGuardPeerSchema, type ApplyMeshResponse, type MeshSpec } from "../../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { BenchContext } from "../registry.js";
 import { processCpuMs, startBenchPrivhelper, stopWireguardGo, type BenchPrivhelper } from "./privhelper.js";
+import { linesWith } from "../../e2e/lib/logs.js";
 import { median, summary } from "./stats.js";
 
 // The measurements behind mesh-apply and mesh-incremental, made in one run so the
@@ -175,6 +176,14 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
   ctx.progress(`wg setconf + ip -batch of the same ${peerCount} routes: median ${median(rawWithRoutes).toFixed(0)} ms (ApplyMesh/that = ${(median(out.fresh) / median(rawWithRoutes)).toFixed(2)})`);
   ctx.progress(`one peer changed: ${summary(out.incremental)} ms`);
   ctx.progress(`privhelper CPU per apply (median): fresh ${median(cpuFresh)} ms, one peer changed ${median(cpuIncremental)} ms`);
+  const phases = (steps: (n: number) => boolean) => {
+    const lines = linesWith(ph.output(), "mesh applied").filter((l) => typeof l.steps === "number" && steps(l.steps) && typeof l.ms === "object");
+    const ms = lines.map((l) => l.ms as Record<string, number>);
+    return Object.keys(ms[0] ?? {})
+      .map((k) => `${k} ${median(ms.map((m) => m[k] ?? 0)).toFixed(1)}`)
+      .join(", ");
+  };
+  ctx.progress(`privhelper's own phases (median ms): one peer changed: ${phases((n) => n <= 3)}; fresh: ${phases((n) => n === 2 * peerCount)}`);
 
   // The other variant: device creation inside the timing on both sides.
   const createValue: number[] = [];

@@ -54,7 +54,7 @@ export async function startBenchPrivhelper(name: string): Promise<BenchPrivhelpe
       ns,
       name: `privhelper-${name}`,
       logDir: work,
-      argv: [process.execPath, ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), join(distDir, "plexd-privhelper.js"), "--config", config, "--group", "root", "--log-level", "warn"],
+      argv: [process.execPath, ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), join(distDir, "plexd-privhelper.js"), "--config", config, "--group", "root", "--log-level", "info"],
     });
     // Registered after the namespace, so it runs first (newest first): privhelper removes
     // its own device and wireguard-go, then the namespace disposer kills whatever is left.
