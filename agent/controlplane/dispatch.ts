@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Logger } from "../util/log.js";
 import { peerSchema } from "../registration/register.js";
-import type { DesiredState, DesiredStateStore, Slice } from "../state/desired.js";
+import type { Change, DesiredState, DesiredStateStore, Slice } from "../state/desired.js";
 
 // Routes each verified event (spec/control-plane.md §5) to a handler that writes the
 // desired-state store. No handler touches the kernel: reconcilers converge from the
@@ -65,7 +65,7 @@ const maxDeferred = 1000;
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
-function mutate(ctx: DispatchContext, fn: (s: DesiredState) => Slice[] | undefined): DispatchOutcome {
+function mutate(ctx: DispatchContext, fn: (s: DesiredState) => Change[] | undefined): DispatchOutcome {
   return ctx.store.update(fn).size > 0 ? "applied" : "unchanged";
 }
 
@@ -83,12 +83,12 @@ export function dispatchEvent(eventType: string, eventId: string, payload: unkno
       const peer = parse(peerSchema);
       if (!peer) return "invalid_payload";
       // peer_added replaces a peer with the same id (spec §5.1); peer_key_rotated swaps key and PSK.
-      return mutate(ctx, (s) => (same(s.peers[peer.id], peer) ? undefined : ((s.peers[peer.id] = peer), ["peers"])));
+      return mutate(ctx, (s) => (same(s.peers[peer.id], peer) ? undefined : ((s.peers[peer.id] = peer), [{ peers: [peer.id] }])));
     }
     case "peer_removed": {
       const p = parse(peerRemoved);
       if (!p) return "invalid_payload";
-      return mutate(ctx, (s) => (p.peer_id in s.peers ? (delete s.peers[p.peer_id], ["peers"]) : undefined));
+      return mutate(ctx, (s) => (p.peer_id in s.peers ? (delete s.peers[p.peer_id], [{ peers: [p.peer_id] }]) : undefined));
     }
     case "peer_endpoint_changed": {
       const p = parse(endpointChanged);
@@ -97,7 +97,7 @@ export function dispatchEvent(eventType: string, eventId: string, payload: unkno
         const peer = s.peers[p.peer_id];
         if (!peer || peer.endpoint === p.endpoint) return undefined;
         s.peers[p.peer_id] = { ...peer, endpoint: p.endpoint };
-        return ["peers"];
+        return [{ peers: [p.peer_id] }];
       });
     }
     case "policy_updated": {

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { peerSchema } from "../registration/register.js";
-import type { DesiredState, Slice } from "../state/desired.js";
+import type { Change, DesiredState } from "../state/desired.js";
 import type { CpClient } from "./http.js";
 import { describeError } from "./http.js";
 
@@ -47,12 +47,24 @@ export async function fetchState(cp: CpClient, nodeId: string, token: string, si
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
 /** Writes a state document into the desired state; returns the slices that changed. */
-export function applyStateDocument(s: DesiredState, doc: StateDocument): Slice[] {
-  const changed: Slice[] = [];
-  const peers = Object.fromEntries(doc.peers.map((p) => [p.id, p]));
-  if (!same(sortedKeys(s.peers), sortedKeys(peers)) || Object.entries(peers).some(([id, p]) => !same(s.peers[id], p))) {
+export function applyStateDocument(s: DesiredState, doc: StateDocument): Change[] {
+  const changed: Change[] = [];
+  // Peer by peer: an unchanged peer keeps its object, so whatever the reconcilers derived
+  // from it stays valid, and only the ids that really changed are reported.
+  const peers: DesiredState["peers"] = {};
+  const touched: string[] = [];
+  for (const p of doc.peers) {
+    const old = s.peers[p.id];
+    if (old !== undefined && same(old, p)) peers[p.id] = old;
+    else {
+      peers[p.id] = p;
+      touched.push(p.id);
+    }
+  }
+  for (const id of Object.keys(s.peers)) if (!(id in peers)) touched.push(id);
+  if (touched.length > 0) {
     s.peers = peers;
-    changed.push("peers");
+    changed.push({ peers: touched });
   }
   if (!same(s.policies, doc.policies)) {
     s.policies = doc.policies;
@@ -72,8 +84,4 @@ export function applyStateDocument(s: DesiredState, doc: StateDocument): Slice[]
     changed.push("secret_refs");
   }
   return changed;
-}
-
-function sortedKeys(o: object): string[] {
-  return Object.keys(o).sort();
 }

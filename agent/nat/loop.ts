@@ -151,15 +151,15 @@ export function startNatLoop(d: NatLoopDeps): NatLoop {
     const updates = list.filter((p): p is { peer_id: string; endpoint: string } => typeof p?.peer_id === "string" && typeof p.endpoint === "string" && p.endpoint !== "");
     // As peer_endpoint_changed does (controlplane/dispatch.ts): unknown peers are no-ops.
     const changed = d.store.update((s) => {
-      let any = false;
+      const touched: string[] = [];
       for (const u of updates) {
         const peer = s.peers[u.peer_id];
         if (peer && peer.endpoint !== u.endpoint) {
           s.peers[u.peer_id] = { ...peer, endpoint: u.endpoint };
-          any = true;
+          touched.push(u.peer_id);
         }
       }
-      return any ? ["peers"] : undefined;
+      return touched.length > 0 ? [{ peers: touched }] : undefined;
     });
     if (changed.size > 0) d.log.debug({ peers: updates.length }, "peer endpoints from the endpoint report applied");
   }

@@ -66,7 +66,7 @@ function addrText(a: Addr): string {
 /** Validates one rule and resolves its selectors; a string is the reason it is skipped. */
 function resolveRule(
   raw: PolicyInput["rules"][number],
-  ipById: ReadonlyMap<string, number>,
+  ipById: { get(id: string): number | undefined },
   mode: PolicyConfig["mode"],
 ): Omit<ValidRule, "policyId" | "index"> | string {
   const reasons: string[] = [];
@@ -126,17 +126,56 @@ function plainRule(chain: string, fields: Partial<Omit<FirewallRulePlain, "id">>
   return { id: ruleId(chain, rule), ...rule };
 }
 
-export function compilePolicy(input: CompileInput): CompiledPolicy {
+/**
+ * Who a node may see (spec §4.4), independent of the peer list: everyone, named node ids,
+ * or peers whose mesh IP falls in a CIDR. Testing one peer costs O(CIDR grants), so a peer
+ * event re-decides that one peer only.
+ */
+export interface Visibility {
+  everyone: boolean;
+  nodes: ReadonlySet<string>;
+  cidrs: readonly Addr[];
+}
+
+export function isVisible(v: Visibility, peerId: string, meshIp: string): boolean {
+  if (v.everyone || v.nodes.has(peerId)) return true;
+  if (v.cidrs.length === 0) return false;
+  const ip = parseIPv4(meshIp);
+  return v.cidrs.some((c) => matches(c, peerId, ip));
+}
+
+export interface RulesInput {
+  policies: readonly PolicyInput[];
+  local: { id: string; meshIp: string };
+  /** The mesh IP of a node id named by a rule; undefined when no such peer is known. */
+  ipOf: (nodeId: string) => number | undefined;
+  config: PolicyConfig;
+}
+
+export interface CompiledRules {
+  visibility: Visibility;
+  firewall: FirewallSpecPlain | null;
+  invalidRules: InvalidRule[];
+  /**
+   * Node ids the rules name (known or not): only a change to one of these peers can change
+   * the rules, so every other peer event leaves them as they are.
+   */
+  referenced: ReadonlySet<string>;
+}
+
+/** The peer-independent half of the compiler: rules, firewall and visibility. */
+export function compileRules(input: RulesInput): CompiledRules {
   const { config } = input;
-  const peers = [...input.peers];
-  const ipById = new Map<string, number>();
-  for (const p of peers) {
-    const ip = parseIPv4(p.mesh_ip);
-    if (ip !== undefined) ipById.set(p.id, ip);
-  }
+  const referenced = new Set<string>();
+  const ipById = {
+    get: (id: string): number | undefined => {
+      if (id === input.local.id) return localIp;
+      referenced.add(id);
+      return input.ipOf(id);
+    },
+  };
   const localIp = parseIPv4(input.local.meshIp);
   if (localIp === undefined) throw new Error(`local mesh IP ${JSON.stringify(input.local.meshIp)} is not an IPv4 address`);
-  ipById.set(input.local.id, localIp);
 
   // Policy id, then rule index: the render order of node-agent.md 4.5 (stable for equal ids).
   const ordered = input.policies.map((p, i) => ({ p, i })).sort((a, b) => (a.p.id < b.p.id ? -1 : a.p.id > b.p.id ? 1 : a.i - b.i));
@@ -151,21 +190,20 @@ export function compilePolicy(input: CompileInput): CompiledPolicy {
   }
 
   const local = input.local.id;
-  const allIds = new Set(peers.map((p) => p.id).filter((id) => id !== local));
-  let visiblePeerIds: Set<string>;
-  if (!config.enabled || config.default === "allow") visiblePeerIds = allIds;
+  let visibility: Visibility;
+  if (!config.enabled || config.default === "allow") visibility = { everyone: true, nodes: new Set(), cidrs: [] };
   else {
     // P is visible iff an allow rule pairs the local node with P in either direction. Per
     // rule, the side that matches the local node grants every peer its other side matches:
-    // node ids directly, `*` everyone, CIDRs in one pass over the peers afterwards — linear
-    // in peers + rules, not their product (10,000 of each is a normal large mesh).
-    visiblePeerIds = new Set();
+    // node ids directly, `*` everyone, CIDRs by a test per peer — linear in rules, and
+    // constant per peer.
+    const nodes = new Set<string>();
     let everyone = false;
     const cidrs: Addr[] = [];
     const grant = (a: Addr) => {
       if (a.kind === "any") everyone = true;
       else if (a.node !== undefined) {
-        if (allIds.has(a.node)) visiblePeerIds.add(a.node);
+        if (a.node !== local) nodes.add(a.node);
       } else cidrs.push(a);
     };
     for (const r of valid) {
@@ -173,12 +211,9 @@ export function compilePolicy(input: CompileInput): CompiledPolicy {
       if (matches(r.src, local, localIp)) grant(r.dst);
       if (matches(r.dst, local, localIp)) grant(r.src);
     }
-    if (everyone) visiblePeerIds = allIds;
-    else if (cidrs.length > 0) {
-      for (const id of allIds) if (!visiblePeerIds.has(id) && cidrs.some((c) => matches(c, id, ipById.get(id)))) visiblePeerIds.add(id);
-    }
+    visibility = { everyone, nodes, cidrs };
   }
-  if (!config.enabled) return { visiblePeerIds, firewall: null, invalidRules };
+  if (!config.enabled) return { visibility, firewall: null, invalidRules, referenced };
 
   const mesh = config.meshInterface;
   const meshChain = config.chainName ?? "plexd-mesh";
@@ -230,5 +265,19 @@ export function compilePolicy(input: CompileInput): CompiledPolicy {
     { name: meshChain, hook: "", rules: meshRules },
     { name: accessChain, hook: "", rules: [] },
   ];
-  return { visiblePeerIds, firewall: { chains }, invalidRules };
+  return { visibility, firewall: { chains }, invalidRules, referenced };
+}
+
+/** The whole compile over a peer list (tests, benchmarks, one-shot callers). */
+export function compilePolicy(input: CompileInput): CompiledPolicy {
+  const ipById = new Map<string, number>();
+  const peers = [...input.peers];
+  for (const p of peers) {
+    const ip = parseIPv4(p.mesh_ip);
+    if (ip !== undefined) ipById.set(p.id, ip);
+  }
+  const rules = compileRules({ policies: input.policies, local: input.local, config: input.config, ipOf: (id) => ipById.get(id) });
+  const visiblePeerIds = new Set<string>();
+  for (const p of peers) if (p.id !== input.local.id && isVisible(rules.visibility, p.id, p.mesh_ip)) visiblePeerIds.add(p.id);
+  return { visiblePeerIds, firewall: rules.firewall, invalidRules: rules.invalidRules };
 }

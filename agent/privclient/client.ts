@@ -33,6 +33,8 @@ export type PrivClient = {
 } & {
   [K in StreamNames]: (req?: MessageInitShape<Methods[K]["input"]>, opts?: PrivCallOptions) => AsyncIterable<MessageShape<Methods[K]["output"]>>;
 } & {
+  /** ApplyMesh with the request already encoded (ApplyMeshRequest bytes, agent/mesh/target.ts). */
+  applyMeshEncoded(request: Uint8Array, opts?: PrivCallOptions): Promise<MessageShape<Methods["applyMesh"]["output"]>>;
   /** Resolves once the socket accepts a connection, or rejects (`unavailable`) at the deadline. */
   waitReady(opts?: PrivCallOptions): Promise<void>;
   close(): void;
@@ -62,7 +64,7 @@ export function connectPrivhelper(opts: { socketPath?: string; signal?: AbortSig
     const def = definition[method.localName];
     if (!def) continue;
     const input = method.input as DescMessage;
-    const build = (req: unknown) => create(input, (req ?? {}) as never);
+    const build = (req: unknown) => (req instanceof Uint8Array ? req : create(input, (req ?? {}) as never));
     if (method.methodKind === "unary") {
       api[method.localName] = (req: unknown, callOpts: PrivCallOptions = {}) =>
         new Promise((resolve, reject) => {
@@ -112,6 +114,7 @@ export function connectPrivhelper(opts: { socketPath?: string; signal?: AbortSig
       });
     }
   }
+  api.applyMeshEncoded = api.applyMesh;
   api.waitReady = (callOpts: PrivCallOptions = {}) =>
     new Promise<void>((resolve, reject) => {
       client.waitForReady(Date.now() + (callOpts.timeoutMs ?? defaultDeadlineMs), (err) =>

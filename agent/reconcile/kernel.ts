@@ -11,7 +11,7 @@ import type { DesiredStateStore } from "../state/desired.js";
 import type { Logger } from "../util/log.js";
 import { CoalescingRunner } from "./coalesce.js";
 import { firewallCorrections, meshDrift, type Correction } from "./drift.js";
-import { renderTargets, type LocalNode } from "./targets.js";
+import { TargetRenderer, type LocalNode } from "./targets.js";
 
 // The kernel reconciler: renders the mesh and firewall targets from the desired state and
 // hands each to privhelper in one declarative call. Store changes (events) trigger a fast
@@ -51,6 +51,12 @@ export class KernelReconciler {
   /** The last compiled policy (for the node API: invalid rules, rendered rules). */
   lastPolicy: CompiledPolicy | undefined;
   applies = 0;
+  readonly #targets = new TargetRenderer();
+  /** Peers changed since the last converge; undefined = any may have (start, full pull). */
+  #changed: Set<string> | undefined = undefined;
+  /** Target versions privhelper last confirmed; an unchanged target is not sent again. */
+  #appliedMesh = -1;
+  #appliedFirewall = -1;
 
   constructor(d: KernelReconcilerDeps) {
     this.#d = d;
@@ -61,13 +67,23 @@ export class KernelReconciler {
       d.signal,
       (err) => this.#scheduleRetry(err),
     );
-    d.store.subscribe((slices) => {
+    d.store.subscribe((slices, _state, peerIds) => {
+      if (slices.has("peers")) {
+        if (peerIds === undefined) this.#changed = undefined;
+        else if (this.#changed !== undefined) for (const id of peerIds) this.#changed.add(id);
+      }
       if (slices.has("peers") || slices.has("policies")) this.runner.trigger("desired_state");
     });
     d.signal.addEventListener("abort", () => clearTimeout(this.#retry), { once: true });
   }
 
+  /**
+   * A converge that sends both targets whatever was sent before (start-up, privhelper back):
+   * the kernel may no longer hold what was last applied.
+   */
   trigger(reason: string): void {
+    this.#appliedMesh = -1;
+    this.#appliedFirewall = -1;
     this.runner.trigger(reason);
   }
 
@@ -90,32 +106,51 @@ export class KernelReconciler {
   async #converge(detect: boolean, why: string): Promise<ConvergeResult> {
     const { priv, config, log, health, signal } = this.#d;
     const local = this.#d.local();
-    const targets = renderTargets(this.#d.store.state, local, config);
-    this.lastPolicy = targets.policy;
-    for (const bad of targets.policy.invalidRules) log.debug({ policy: bad.policy_id, index: bad.index, reason: bad.reason }, "policy rule skipped");
+    const changed = this.#changed;
+    this.#changed = new Set();
+    let policy: CompiledPolicy;
+    try {
+      policy = this.#targets.render(this.#d.store.state, local, config, changed);
+    } catch (err) {
+      this.#changed = undefined; // start over from the whole state next time
+      throw err;
+    }
+    const mesh = this.#targets.mesh;
+    const meshVersion = mesh.version;
+    const firewallVersion = this.#targets.firewallVersion;
+    this.lastPolicy = policy;
+    if (changed === undefined || firewallVersion !== this.#appliedFirewall) {
+      for (const bad of policy.invalidRules) log.debug({ policy: bad.policy_id, index: bad.index, reason: bad.reason }, "policy rule skipped");
+    }
     const corrections: Correction[] = [];
     // With the live state just read and found equal, the apply would be a no-op: skip it
     // (at 10,000 rules privhelper would read the table a second time only to say so).
-    let meshInSync = false;
-    let firewallInSync = false;
+    // Without a read-back, a target privhelper already confirmed is not sent again: the
+    // reconcile cycle (detect) is what finds and corrects drift, on its interval.
+    let meshInSync = !detect && meshVersion === this.#appliedMesh;
+    let firewallInSync = !detect && firewallVersion === this.#appliedFirewall;
     if (detect) {
       const idOf = new Map(Object.values(this.#d.store.state.peers).map((p) => [p.public_key, p.id]));
       const [liveMesh, liveFw] = await Promise.all([priv.readMesh({ interface: config.mesh.interface }, { signal, timeoutMs: applyDeadlineMs }), priv.readFirewall({}, { signal, timeoutMs: applyDeadlineMs })]);
-      const meshFix = meshDrift(targets.mesh, liveMesh, (k) => idOf.get(k), this.#d.now());
-      const fwFix = firewallCorrections(targets.policy.firewall, liveFw);
+      const spec = mesh.spec();
+      const meshFix = meshDrift(spec, liveMesh, (k) => idOf.get(k), this.#d.now());
+      const fwFix = firewallCorrections(policy.firewall, liveFw);
       corrections.push(...meshFix, ...fwFix);
-      meshInSync = meshFix.length === 0 && liveMesh.listenPort === targets.mesh.listenPort && liveMesh.publicKey === this.#publicKeyOf(local.privateKey);
+      meshInSync = meshFix.length === 0 && liveMesh.listenPort === spec.listenPort && liveMesh.publicKey === this.#publicKeyOf(local.privateKey);
       firewallInSync = fwFix.length === 0;
+      if (meshInSync) this.#appliedMesh = meshVersion;
+      if (firewallInSync) this.#appliedFirewall = firewallVersion;
     }
     let meshChanged = false;
     let firewallChanged = false;
     const errors: string[] = [];
     if (!meshInSync) try {
-      const r = (await priv.applyMesh({ spec: targets.mesh }, { signal, timeoutMs: applyDeadlineMs })).result;
+      const r = (await priv.applyMeshEncoded(mesh.requestBytes(), { signal, timeoutMs: applyDeadlineMs })).result;
       if (r?.error) throw new PlexdError("internal", `ApplyMesh failed at ${r.failedStep}: ${r.error}${r.rolledBack ? " (rolled back)" : ""}`);
       meshChanged = r?.changed ?? false;
+      this.#appliedMesh = meshVersion;
       health.clear("mesh_apply_failed");
-      if (meshChanged) log.info({ why, peers: targets.mesh.peers.length, steps: r?.plan.map((s) => s.kind) }, "mesh applied");
+      if (meshChanged) log.info({ why, peers: mesh.size, steps: r?.plan.length }, "mesh applied");
       else log.debug({ why }, "mesh unchanged");
     } catch (err) {
       const e = PlexdError.from(err);
@@ -124,10 +159,11 @@ export class KernelReconciler {
       errors.push(e.message);
     }
     if (!firewallInSync) try {
-      const spec = create(FirewallSpecSchema, targets.policy.firewall ?? { chains: [] });
+      const spec = create(FirewallSpecSchema, policy.firewall ?? { chains: [] });
       const r = (await priv.applyFirewall({ spec }, { signal, timeoutMs: applyDeadlineMs })).result;
       if (r?.error) throw new PlexdError("internal", `ApplyFirewall failed at ${r.failedStep}: ${r.error}${r.rolledBack ? " (rolled back)" : ""}`);
       firewallChanged = r?.changed ?? false;
+      this.#appliedFirewall = firewallVersion;
       health.clear("firewall_apply_failed");
       if (firewallChanged) log.info({ why, rules: spec.chains.reduce((n, c) => n + c.rules.length, 0) }, "firewall applied");
     } catch (err) {
@@ -139,7 +175,7 @@ export class KernelReconciler {
     this.applies++;
     if (errors.length > 0) throw new PlexdError("unavailable", errors.join("; "));
     this.#backoff.reset();
-    return { corrections, meshChanged, firewallChanged, policy: targets.policy };
+    return { corrections, meshChanged, firewallChanged, policy };
   }
 
   #keyCache: [string, string] | undefined;

@@ -1,6 +1,5 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeJsonAtomic } from "../util/atomic.js";
+import { StateFiles } from "./journal.js";
 import type { Peer } from "../registration/register.js";
 
 // The desired-state store (design.md §3): every source (registration response, signed
@@ -48,33 +47,43 @@ export function emptyDesiredState(): DesiredState {
 
 const persistDelayMs = 200;
 
-export type StoreListener = (slices: ReadonlySet<Slice>, state: Readonly<DesiredState>) => void;
+/** A mutation's report: whole slices, or (cheaper to follow) the ids of the peers it touched. */
+export type Change = Slice | { peers: Iterable<string> };
+
+/**
+ * `peerIds` is set when the only peer changes were to those ids; undefined when the peers
+ * slice may have changed as a whole (or did not change at all).
+ */
+export type StoreListener = (slices: ReadonlySet<Slice>, state: Readonly<DesiredState>, peerIds: ReadonlySet<string> | undefined) => void;
 
 export class DesiredStateStore {
   #state: DesiredState;
-  readonly #file: string;
+  readonly #files: StateFiles;
   readonly #listeners = new Set<StoreListener>();
   #pendingWrite: Promise<void> = Promise.resolve();
-  #dirty = false;
+  /** Slices to write whole (any slice but peers forces a snapshot), and peer ids for the journal. */
+  #dirtySlices = new Set<Slice>();
+  #dirtyPeers = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   onPersistError: (err: unknown) => void = () => undefined;
 
-  private constructor(file: string, state: DesiredState) {
-    this.#file = file;
+  private constructor(files: StateFiles, state: DesiredState) {
+    this.#files = files;
     this.#state = state;
   }
 
-  /** Loads `cache/desired.json`, so a restart without the control plane restores the last mesh. */
+  /** Loads `cache/desired.json` and its journal, so a restart without the control plane restores the last mesh. */
   static async open(dataDir: string): Promise<DesiredStateStore> {
-    const file = join(dataDir, "cache", "desired.json");
+    const files = new StateFiles(join(dataDir, "cache", "desired.json"));
     let state = emptyDesiredState();
     try {
-      state = { ...state, ...(JSON.parse(await readFile(file, "utf8")) as Partial<DesiredState>) };
+      const loaded = await files.load();
+      if (loaded.state) state = { ...state, ...(loaded.state as Partial<DesiredState>) };
     } catch (err) {
-      // Missing or corrupt: start empty; the next state pull rebuilds it.
+      // Unreadable: start empty; the next state pull rebuilds it.
       void err;
     }
-    return new DesiredStateStore(file, state);
+    return new DesiredStateStore(files, state);
   }
 
   get state(): Readonly<DesiredState> {
@@ -82,17 +91,33 @@ export class DesiredStateStore {
   }
 
   /**
-   * Applies a mutation in place; the mutator returns the slices it actually changed
-   * (handlers compare before writing, so an idempotent event reports nothing). No copy
-   * of the whole state is made: at 10,000 peers a per-event clone would make the cost
-   * of one event grow with the mesh. Persistence follows asynchronously, coalesced.
+   * Applies a mutation in place; the mutator returns what it actually changed (handlers
+   * compare before writing, so an idempotent event reports nothing). No copy of the whole
+   * state is made, and a mutator that names the peer ids it touched lets every consumer —
+   * reconcilers and the journal — do work in proportion to the change, not to the mesh.
+   * Persistence follows asynchronously, coalesced.
    */
-  update(mutate: (state: DesiredState) => Iterable<Slice> | undefined): ReadonlySet<Slice> {
-    const changed = new Set<Slice>(mutate(this.#state) ?? []);
-    if (changed.size === 0) return changed;
+  update(mutate: (state: DesiredState) => Iterable<Change> | undefined): ReadonlySet<Slice> {
+    const slices = new Set<Slice>();
+    let peerIds: Set<string> | undefined;
+    let wholePeers = false;
+    for (const c of mutate(this.#state) ?? []) {
+      if (typeof c === "string") {
+        slices.add(c);
+        if (c === "peers") wholePeers = true;
+      } else {
+        slices.add("peers");
+        peerIds ??= new Set();
+        for (const id of c.peers) peerIds.add(id);
+      }
+    }
+    if (slices.size === 0) return slices;
+    if (wholePeers) peerIds = undefined;
+    for (const s of slices) if (s !== "peers" || wholePeers) this.#dirtySlices.add(s);
+    if (peerIds) for (const id of peerIds) this.#dirtyPeers.add(id);
     this.#schedulePersist();
-    for (const l of this.#listeners) l(changed, this.#state);
-    return changed;
+    for (const l of this.#listeners) l(slices, this.#state, slices.has("peers") ? peerIds : undefined);
+    return slices;
   }
 
   subscribe(listener: StoreListener): () => void {
@@ -101,22 +126,40 @@ export class DesiredStateStore {
   }
 
   /**
-   * Writes are coalesced over a short window: the file is the restart cache, and at 10,000
-   * peers each write serialises megabytes, so a burst of events must cost one write, not
-   * one per event. `flush()` (shutdown, tests) writes at once.
+   * Writes are coalesced over a short window: a burst of events costs one write, not one
+   * per event. `flush()` (shutdown, tests) writes at once.
    */
   #schedulePersist(): void {
-    if (this.#dirty) return;
-    this.#dirty = true;
-    this.#timer = setTimeout(() => this.#writeNow(), persistDelayMs);
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => void this.#writeNow(), persistDelayMs);
     this.#timer.unref();
   }
 
   #writeNow(): Promise<void> {
     clearTimeout(this.#timer);
-    if (!this.#dirty) return this.#pendingWrite;
-    this.#dirty = false;
-    this.#pendingWrite = this.#pendingWrite.then(() => writeJsonAtomic(this.#file, this.#state).catch((err: unknown) => this.onPersistError(err)));
+    this.#timer = undefined;
+    if (this.#dirtySlices.size === 0 && this.#dirtyPeers.size === 0) return this.#pendingWrite;
+    const whole = this.#dirtySlices.size > 0;
+    const ids = this.#dirtyPeers;
+    this.#dirtySlices = new Set();
+    this.#dirtyPeers = new Set();
+    this.#pendingWrite = this.#pendingWrite.then(async () => {
+      try {
+        // The values as they are now: a later change to the same peer is simply written again.
+        let json = "";
+        if (!whole) {
+          const ops: Record<string, unknown> = {};
+          for (const id of ids) ops[id] = this.#state.peers[id] ?? null;
+          json = JSON.stringify(ops);
+        }
+        if (whole || this.#files.wantsSnapshot(json.length + 1)) await this.#files.writeSnapshot(this.#state);
+        else await this.#files.append(json);
+      } catch (err) {
+        // What failed is not on disk: the next write is a whole snapshot.
+        this.#dirtySlices.add("peers");
+        this.onPersistError(err);
+      }
+    });
     return this.#pendingWrite;
   }
 

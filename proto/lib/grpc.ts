@@ -12,7 +12,8 @@ function methodDefinition(service: DescService, method: DescMethod): grpc.Method
     path: `/${service.typeName}/${method.name}`,
     requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
     responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
-    requestSerialize: (value: unknown) => Buffer.from(toBinary(input, value as MessageShape<DescMessage>)),
+    // Bytes are a request the caller encoded itself (agent/mesh/target.ts): sent as they are.
+    requestSerialize: (value: unknown) => (value instanceof Uint8Array ? Buffer.from(value.buffer, value.byteOffset, value.byteLength) : Buffer.from(toBinary(input, value as MessageShape<DescMessage>))),
     requestDeserialize: (bytes: Buffer) => fromBinary(input, bytes),
     responseSerialize: (value: unknown) => Buffer.from(toBinary(output, value as MessageShape<DescMessage>)),
     responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),

