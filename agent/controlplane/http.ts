@@ -100,7 +100,9 @@ export function createCpClient(opts: CpClientOptions): CpClient {
       req.signal?.addEventListener("abort", onAbort, { once: true });
       // Until the socket connects, `timeout` is the connect timeout; then the overall timer rules.
       r.on("timeout", () => fail(new PlexdError("deadline_exceeded", `${req.method} ${req.path}: connect timeout`)));
-      r.on("socket", (s) => s.once(isHttps ? "secureConnect" : "connect", () => r.setTimeout(0)));
+      // A kept-alive socket is connected already: its connect events will never come, and a
+      // listener per request would pile up on it.
+      r.on("socket", (s) => (s.connecting ? s.once(isHttps ? "secureConnect" : "connect", () => r.setTimeout(0)) : r.setTimeout(0)));
       r.on("error", (err) => fail(new PlexdError("unavailable", `${req.method} ${url.origin}${url.pathname}: ${err.message}`, { cause: err })));
       r.on("response", (res) => {
         const stream = res.headers["content-encoding"] === "gzip" ? res.pipe(createGunzip()) : res;
