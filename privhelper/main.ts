@@ -45,6 +45,7 @@ async function main(): Promise<number> {
     implementation: bindHandlers(PrivHelperService, handlers, log),
     runner: execaRunner,
   });
+  if (!server.widened) log.warn("could not raise the HTTP/2 receive window (grpc-js internals changed); large ApplyMesh requests will be slower");
   log.info({ socket: socketPath, group: flags.group, allowed: config.allowedInterfaces }, "privhelper listening");
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);

@@ -19,6 +19,8 @@ export interface ServerOptions {
 
 export interface RunningServer {
   readonly gid: number;
+  /** Whether the large receive window could be set (grpc-js internals as of 1.14). */
+  readonly widened: boolean;
   close(): Promise<void>;
 }
 
@@ -55,6 +57,26 @@ async function removeStaleSocket(path: string): Promise<void> {
   await unlink(path);
 }
 
+/**
+ * A full mesh spec is megabytes at 10,000 peers, and HTTP/2's default 64 KiB receive window
+ * makes the sender stop for a WINDOW_UPDATE every four frames — most of the cost of a large
+ * ApplyMesh on both sides. grpc-js servers have no option for it (grpc/grpc-node#3058 adds
+ * one), so each new session gets a window that holds the largest request at once.
+ */
+export const receiveWindowBytes = 16 * 1024 * 1024;
+
+export function widenReceiveWindow(server: grpc.Server): boolean {
+  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(servers instanceof Map)) return false;
+  for (const h of servers.keys() as IterableIterator<import("node:http2").Http2Server>) {
+    h.on("session", (session) => {
+      session.settings({ initialWindowSize: receiveWindowBytes, maxFrameSize: receiveWindowBytes - 1 });
+      session.setLocalWindowSize(receiveWindowBytes);
+    });
+  }
+  return true;
+}
+
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const gid = await groupId(opts.runner, opts.group);
   const dir = dirname(opts.socketPath);
@@ -78,9 +100,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   await chown(opts.socketPath, 0, gid);
   await chmod(opts.socketPath, 0o660);
+  const widened = widenReceiveWindow(server);
 
   return {
     gid,
+    widened,
     close: () =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(() => server.forceShutdown(), 2_000);

@@ -1,3 +1,4 @@
+import { serveAnsweringPriv, serveFlag } from "./lib/answering-priv.js";
 import { benchmarks, type BenchResult } from "./registry.js";
 
 // `npm run bench [-- NAME...]`: runs every registered benchmark, or the named ones, and prints
@@ -45,4 +46,5 @@ function round(x: number, digits = 1): number {
   return Math.round(x * f) / f;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+if (process.argv[2] === serveFlag) await serveAnsweringPriv(process.argv[3] ?? "");
+else process.exitCode = await main(process.argv.slice(2));
