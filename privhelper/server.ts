@@ -3,6 +3,7 @@
 // gets EACCES from connect(2) before any RPC runs. Node exposes no SO_PEERCRED, so the
 // optional peer-uid check is not applied here; the file mode is the baseline the spec requires.
 import { chmod, chown, lstat, mkdir, unlink } from "node:fs/promises";
+import type { Http2Server } from "node:http2";
 import { connect } from "node:net";
 import { dirname } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -68,7 +69,7 @@ export const receiveWindowBytes = 16 * 1024 * 1024;
 export function widenReceiveWindow(server: grpc.Server): boolean {
   const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
   if (!(servers instanceof Map)) return false;
-  for (const h of servers.keys() as IterableIterator<import("node:http2").Http2Server>) {
+  for (const h of servers.keys() as IterableIterator<Http2Server>) {
     h.on("session", (session) => {
       session.settings({ initialWindowSize: receiveWindowBytes, maxFrameSize: receiveWindowBytes - 1 });
       session.setLocalWindowSize(receiveWindowBytes);

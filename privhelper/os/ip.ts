@@ -39,6 +39,8 @@ export function parseAddrShow(json: string): LiveLink | undefined {
 
 export interface IpTool {
   show(name: string, signal?: AbortSignal): Promise<LiveLink | undefined>;
+  /** The link alone through the long-lived `ip -batch` (reads that need no routes). */
+  showLink(name: string, signal?: AbortSignal): Promise<LiveLink | undefined>;
   /** The link and its IPv4 routes in one `ip -batch` exchange (the hot path of every apply). */
   showWithRoutes(name: string, signal?: AbortSignal): Promise<{ link: LiveLink; routes: string[] } | undefined>;
   /** Names of every link in this network namespace. */
@@ -86,6 +88,10 @@ export function ipTool(runner: Runner): IpTool {
       const r = await runner.run("ip", ["-d", "-j", "addr", "show", "dev", name], opts(signal, true));
       if (r.exitCode !== 0) return undefined;
       return parseAddrShow(r.stdout);
+    },
+    async showLink(name, signal) {
+      const r = await batch([`addr show dev ${name}`], 1, signal, true);
+      return r.exitCode === 0 ? parseAddrShow(r.stdout.trim() || "[]") : undefined;
     },
     async showWithRoutes(name, signal) {
       const r = await batch([`addr show dev ${name}`, `route show dev ${name}`], 2, signal, true);

@@ -22,11 +22,12 @@ export interface MeshDeps extends DeviceDeps {
   lock: Lock;
 }
 
-export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor">, name: string, signal?: AbortSignal): Promise<Live> {
+export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor">, name: string, signal?: AbortSignal, opts: { routes: boolean } = { routes: true }): Promise<Live> {
   // Both reads at once: they ask different processes (ip, wireguard-go or wg).
-  const [shown, dev] = await Promise.all([deps.ip.showWithRoutes(name, signal), deps.wgFor(name).then((b) => b.show(name, signal))]);
+  const link = opts.routes ? deps.ip.showWithRoutes(name, signal) : deps.ip.showLink(name, signal).then((l) => (l ? { link: l, routes: undefined } : undefined));
+  const [shown, dev] = await Promise.all([link, deps.wgFor(name).then((b) => b.show(name, signal))]);
   const wg = shown ? dev : undefined;
-  return { link: shown?.link, wg, ...(shown ? { routes: shown.routes } : {}) };
+  return { link: shown?.link, wg, ...(shown?.routes ? { routes: shown.routes } : {}) };
 }
 
 /** Runs a plan; `progress.step` names the step in flight when it throws. */

@@ -137,6 +137,14 @@ export const eventLatency: Benchmark = {
         }
         if (ctx.signal.aborted) throw new Error("aborted");
         ctx.progress(`without polling, push -> privhelper's "mesh applied" log line (1 ms clock): ${summary(quiet)} ms`);
+        // privhelper's own account of each apply (validate, read, plan, apply), in ms.
+        const phases = linesWith(n.privhelper?.output() ?? "", "mesh applied")
+          .slice(-quietEvents)
+          .map((l) => l.ms as Record<string, number> | undefined)
+          .filter((m): m is Record<string, number> => m !== undefined);
+        if (phases.length > 0) {
+          ctx.progress(`privhelper's phases of those applies (p50 ms): ${Object.keys(phases[0]!).map((k) => `${k} ${percentile(phases.map((m) => m[k] ?? 0), 50).toFixed(1)}`).join(", ")}`);
+        }
         ctx.progress(`push -> ReadMesh lists the peer (end of that poll): ${summary(lat)} ms`);
         ctx.progress(`push -> start of that poll (lower bound): ${summary(latLower)} ms`);
         if (logLat.length > 0) ctx.progress(`while polling, push -> privhelper's "mesh applied" log line (1 ms clock): ${summary(logLat)} ms`);
