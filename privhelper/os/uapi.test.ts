@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseGet, publicKeyOf, renderSet, uapiBackend } from "./uapi.js";
+import { GetParser, parseGet, publicKeyOf, renderSet, uapiBackend } from "./uapi.js";
 
 const b64 = (h: string) => Buffer.from(h, "hex").toString("base64");
 // RFC 7748 section 6.1 (Alice)
@@ -47,6 +47,19 @@ describe("UAPI codec", () => {
       { publicKey: b64("33".repeat(32)), presharedKey: "", endpoint: "", allowedIps: [], keepalive: 0, latestHandshake: 0, rxBytes: 0n, txBytes: 0n },
     ]);
     expect(() => parseGet("errno=2\n\n")).toThrow(/errno 2/);
+  });
+
+  it("parses the same whatever chunks the answer arrives in", () => {
+    const text = getReply + "\n\n";
+    const whole = parseGet(text);
+    for (const size of [1, 7, 64, 1000]) {
+      const p = new GetParser();
+      for (let i = 0; i < text.length; i += size) p.push(text.slice(i, i + size));
+      expect(p.finish()).toEqual(whole);
+    }
+    const bad = new GetParser();
+    bad.push("errno=");
+    expect(() => bad.push("1\n\n")).toThrow(/errno 1/);
   });
 
   it("renders one incremental set transaction, removals included", () => {

@@ -25,30 +25,54 @@ export function publicKeyOf(privateB64: string): string {
   return pub;
 }
 
-export function parseGet(text: string): WgLiveDevice {
-  const dev: WgLiveDevice = { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
-  let peer: WgLivePeer | undefined;
-  // An index walk rather than split(): a get of 1,000 peers is 12,000 lines on the hot path.
-  for (let at = 0; at < text.length; ) {
-    let end = text.indexOf("\n", at);
-    if (end === -1) end = text.length;
-    const eq = text.indexOf("=", at);
-    if (end === at || eq === -1 || eq > end) {
+/** hex -> base64 of the keys of the last get: a device's keys rarely change between reads. */
+let lastKeys = new Map<string, string>();
+
+/**
+ * A `get` answer parsed line by line as it arrives: wireguard-go writes 1,000 peers in ~80
+ * chunks over several milliseconds, and parsing each as it comes hides the parse inside
+ * that wait instead of adding it after.
+ */
+export class GetParser {
+  readonly #dev: WgLiveDevice = { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
+  #peer: WgLivePeer | undefined;
+  #rest = "";
+  #keys = new Map<string, string>();
+
+  #b64(h: string): string {
+    let v = this.#keys.get(h) ?? lastKeys.get(h);
+    if (v === undefined) v = b64(h);
+    this.#keys.set(h, v);
+    return v;
+  }
+
+  /** Takes the next chunk of the answer. */
+  push(chunk: string): void {
+    const text = this.#rest === "" ? chunk : this.#rest + chunk;
+    let at = 0;
+    for (let end = text.indexOf("\n", at); end !== -1; end = text.indexOf("\n", at)) {
+      this.#line(text, at, end);
       at = end + 1;
-      continue;
     }
+    this.#rest = text.slice(at);
+  }
+
+  #line(text: string, at: number, end: number): void {
+    const eq = text.indexOf("=", at);
+    if (end === at || eq === -1 || eq > end) return;
     const k = text.slice(at, eq);
     const v = text.slice(eq + 1, end);
-    at = end + 1;
+    const dev = this.#dev;
+    const peer = this.#peer;
     if (k === "errno") {
       if (v !== "0") throw new PlexdError("internal", `wireguard-go UAPI get: errno ${v}`);
     } else if (k === "public_key") {
-      peer = { publicKey: b64(v), presharedKey: "", endpoint: "", allowedIps: [], keepalive: 0, latestHandshake: 0, rxBytes: 0n, txBytes: 0n };
-      dev.peers.push(peer);
+      this.#peer = { publicKey: this.#b64(v), presharedKey: "", endpoint: "", allowedIps: [], keepalive: 0, latestHandshake: 0, rxBytes: 0n, txBytes: 0n };
+      dev.peers.push(this.#peer);
     } else if (!peer) {
       if (k === "private_key") dev.privateKey = b64(v);
       else if (k === "listen_port") dev.listenPort = Number(v);
-    } else if (k === "preshared_key") peer.presharedKey = v === zeroHex ? "" : b64(v);
+    } else if (k === "preshared_key") peer.presharedKey = v === zeroHex ? "" : this.#b64(v);
     else if (k === "endpoint") peer.endpoint = v;
     else if (k === "allowed_ip") peer.allowedIps.push(v);
     else if (k === "last_handshake_time_sec") peer.latestHandshake = Number(v);
@@ -56,9 +80,21 @@ export function parseGet(text: string): WgLiveDevice {
     else if (k === "tx_bytes") peer.txBytes = BigInt(v);
     else if (k === "persistent_keepalive_interval") peer.keepalive = Number(v);
   }
-  for (const p of dev.peers) if (p.allowedIps.length > 1) p.allowedIps.sort();
-  if (dev.privateKey) dev.publicKey = publicKeyOf(dev.privateKey);
-  return dev;
+
+  finish(): WgLiveDevice {
+    if (this.#rest !== "") this.push("\n");
+    const dev = this.#dev;
+    for (const p of dev.peers) if (p.allowedIps.length > 1) p.allowedIps.sort();
+    if (dev.privateKey) dev.publicKey = publicKeyOf(dev.privateKey);
+    lastKeys = this.#keys;
+    return dev;
+  }
+}
+
+export function parseGet(text: string): WgLiveDevice {
+  const p = new GetParser();
+  p.push(text);
+  return p.finish();
 }
 
 export function renderSet(change: WgChange): string {
@@ -74,8 +110,8 @@ export function renderSet(change: WgChange): string {
   return out.join("\n") + "\n\n";
 }
 
-/** One request/response exchange; the response ends with an empty line. */
-export function uapiExchange(socketPath: string, request: string, signal?: AbortSignal, timeoutMs = 30_000): Promise<string> {
+/** One request/response exchange; the response ends with an empty line. `onData` sees it as it arrives. */
+export function uapiExchange(socketPath: string, request: string, signal?: AbortSignal, timeoutMs = 30_000, onData?: (chunk: string) => void): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = connect(socketPath);
     let buf = "";
@@ -92,7 +128,17 @@ export function uapiExchange(socketPath: string, request: string, signal?: Abort
     sock.setEncoding("utf8");
     sock.on("connect", () => sock.write(request));
     sock.on("data", (d: string) => {
-      buf += d;
+      if (onData === undefined) buf += d;
+      else {
+        try {
+          onData(d);
+        } catch (err) {
+          done(PlexdError.from(err));
+          return;
+        }
+        // Only the tail is kept: enough to see the terminating empty line.
+        buf = (buf + d).slice(-2);
+      }
       if (buf.endsWith("\n\n")) done();
     });
     sock.on("error", (e) => done(PlexdError.from(e)));
@@ -104,7 +150,9 @@ export function uapiBackend(socketPath: (iface: string) => string): WgBackend {
   return {
     async show(iface, signal) {
       try {
-        return parseGet(await uapiExchange(socketPath(iface), "get=1\n\n", signal));
+        const parser = new GetParser();
+        await uapiExchange(socketPath(iface), "get=1\n\n", signal, undefined, (chunk) => parser.push(chunk));
+        return parser.finish();
       } catch (err) {
         if (PlexdError.from(err).code === "not_found" || PlexdError.from(err).code === "unavailable") return undefined;
         throw err;

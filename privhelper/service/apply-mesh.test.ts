@@ -133,6 +133,24 @@ describe("ApplyMesh (transcripts)", () => {
     for (const e of runner.ran) expect(e.cmd.join(" ")).not.toContain(priv);
   });
 
+  it("peers and routes change side by side; a failed peer step takes the new route back out", async () => {
+    const up = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] });
+    const { runner, apply } = engine([
+      readDev(up, "10.100.0.3"),
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      // forward, concurrently: the route for peer B, and peer B itself (which fails)
+      { cmd: readBatch, input: "route replace 10.100.0.4/32 dev plexd0\n", result: ok() },
+      { cmd: ["wg", "addconf", "plexd0", "/dev/stdin"], result: fail("Unable to modify interface: Invalid argument", 1) },
+      // rollback: the peers are as before, the route is not
+      readDev(up, "10.100.0.3", "10.100.0.4"),
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      { cmd: readBatch, input: "route del 10.100.0.4/32 dev plexd0\n", result: ok() },
+    ]);
+    const res = await apply(request({}, [peerSpecA, { publicKey: peerB, allowedIps: ["10.100.0.4/32"] }]), ctx);
+    expect(runner.done).toBe(true);
+    expect(res.result).toMatchObject({ changed: false, failedStep: "set_wireguard", rolledBack: true });
+  });
+
   it("creates a wireguard-go device when the kernel has none, and removes it again when the apply fails", async () => {
     const state = { wgGo: [] as number[] };
     const transcript: TranscriptEntry[] = [

@@ -71,6 +71,12 @@ async function rollback(deps: MeshDeps, name: string, before: Live): Promise<voi
   // exact, so applying it restores the previous peer set whatever the forward plan touched.
   const now = await readLive(deps, name);
   await execute(deps, previous, diffMesh(previous, now), { step: "" });
+  // And the routes, which the forward plan may have changed in part.
+  if (before.routes !== undefined && now.routes !== undefined) {
+    const had = new Set(before.routes);
+    const has = new Set(now.routes);
+    await deps.ip.routeSync(name, [...has].filter((r) => !had.has(r)), [...had].filter((r) => !has.has(r)));
+  }
 }
 
 type Response = MessageInitShape<typeof ApplyMeshResponseSchema>;
@@ -126,8 +132,20 @@ export function makeApplyMesh(deps: MeshDeps) {
           await destroyInterface(deps, name, ctx.signal);
           plan = diffMesh(want, { link: undefined, wg: undefined });
         }
-        await execute(deps, want, plan, progress, ctx.signal);
-        await applyRoutes(deps, name, routes, progress, ctx.signal);
+        if (plan.create || plan.up || plan.mtu !== undefined || plan.addAddresses.length + plan.removeAddresses.length > 0) {
+          await execute(deps, want, plan, progress, ctx.signal);
+          await applyRoutes(deps, name, routes, progress, ctx.signal);
+        } else {
+          // Peers and routes only, on a link that is up: wireguard-go (or wg) and ip work
+          // at the same time. Either failing rolls both back below.
+          const routeProgress = { step: "" };
+          const [wg, rt] = await Promise.allSettled([execute(deps, want, plan, progress, ctx.signal), applyRoutes(deps, name, routes, routeProgress, ctx.signal)]);
+          if (wg.status === "rejected") throw wg.reason;
+          if (rt.status === "rejected") {
+            progress.step = routeProgress.step;
+            throw rt.reason;
+          }
+        }
         // Where the time went, for the operator's journal and the benchmarks.
         const ms = { validate: t1 - t0, read: t2 - t1, plan: t3 - t2, apply: performance.now() - t3 };
         const rounded = Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, Math.round(v * 10) / 10]));

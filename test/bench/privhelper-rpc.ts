@@ -41,7 +41,7 @@ export const privhelperRpc: Benchmark = {
       await ph.client.applyMesh({ spec }, { timeoutMs: 60_000 });
       await latencies(50, () => ph.client.readMesh({ interface: ph.iface }), ctx.signal);
       const rm = await latencies(readMeshCalls, () => ph.client.readMesh({ interface: ph.iface }), ctx.signal);
-      ctx.progress(`ReadMesh of an empty wireguard-go device (one ip process + UAPI get per call): ${summary(rm, 2)} ms`);
+      ctx.progress(`ReadMesh of an empty wireguard-go device (an ip batch exchange + UAPI get per call): ${summary(rm, 2)} ms`);
 
       if (ctx.signal.aborted) throw new Error("aborted");
       printResult({ name: "privhelper-rpc-p50", value: percentile(t, 50), unit: "ms", floor: null, ratio: null, target: "<=1" });

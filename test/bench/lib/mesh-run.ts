@@ -189,6 +189,8 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
       .join(", ");
   };
   ctx.progress(`privhelper's own phases (median ms): one peer changed: ${phases((n) => n <= 3)}; fresh: ${phases((n) => n === 2 * peerCount)}`);
+  const rpcMs = linesWith(ph.output(), "rpc", { rpc: "ApplyMesh" }).map((l) => Number(l.ms));
+  ctx.progress(`privhelper's ApplyMesh handler time, all applies: ${summary(rpcMs)} ms`);
 
   // The other variant: device creation inside the timing on both sides.
   const createValue: number[] = [];
