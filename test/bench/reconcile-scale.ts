@@ -185,8 +185,7 @@ export const reconcileScale: Benchmark = {
     }
     const isoRatio = isoMed(large, "perEvent") / isoMed(small, "perEvent");
     ctx.progress(`isolated ratio ${large}/${small}: ${isoRatio.toFixed(2)}`);
-    // On request only: an in-process inspector session has been seen to deadlock the
-    // benchmark (main thread stuck on a futex inside Profiler.stop).
+    // On request only: a profile is for finding a regression, and it slows the run.
     if (isoRatio > 2 && process.env.PLEXD_BENCH_PROFILE === "1") {
       const hot = await profile(async () => void (await isolated(large, 10)));
       ctx.progress(`where an isolated event's time goes at ${large} peers (share of profile samples, inclusive/self):`);
