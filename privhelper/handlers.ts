@@ -6,6 +6,7 @@ import type { Logger } from "./log.js";
 import type { Host } from "./os/host.js";
 import type { Runner } from "./os/runner.js";
 import { createLock } from "./lock.js";
+import { AppliedSpecs } from "./mesh/base.js";
 import { ipTool } from "./os/ip.js";
 import { join } from "node:path";
 import { uapiDir } from "./mesh/device.js";
@@ -39,6 +40,7 @@ export function meshDeps(deps: Deps): MeshDeps {
     // A UAPI socket means wireguard-go serves the device; kernel devices have none.
     wgFor: async (iface) => ((await deps.host.exists(join(uapiDir, `${iface}.sock`))) ? uapi : tool),
     lock: createLock(),
+    applied: new AppliedSpecs(),
   };
 }
 

@@ -1,3 +1,4 @@
+import { randomInt } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ApplyMeshRequestSchema, MeshSpecSchema, WireGuardPeerSchema, type MeshSpec, type WireGuardPeer } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
@@ -20,6 +21,9 @@ interface Entry {
 
 const peersField = MeshSpecSchema.field.peers.number;
 const specField = ApplyMeshRequestSchema.field.spec.number;
+const generationField = ApplyMeshRequestSchema.field.generation.number;
+const baseField = ApplyMeshRequestSchema.field.baseGeneration.number;
+const removedField = ApplyMeshRequestSchema.field.removedPeerKeys.number;
 
 /**
  * Peers are kept in chunks that cache their concatenated bytes: joining 10,000 small arrays
@@ -51,14 +55,30 @@ export class MeshTarget {
   version = 0;
   #request: { version: number; bytes: Uint8Array } | undefined;
   #buffer = Buffer.alloc(0);
+  /**
+   * Changes not yet confirmed by privhelper, each with the version that made it, so a delta
+   * from any confirmed version can be built and confirmation prunes only what it covered.
+   */
+  readonly #changedAt = new Map<string, number>();
+  readonly #removedAt = new Map<string, number>();
+  /** Generations are this process's: a privhelper memo left by an earlier agent never matches. */
+  readonly #epoch = BigInt(randomInt(1, 2 ** 20)) << 32n;
+
+  /** The generation a request built now carries. */
+  get generation(): bigint {
+    return this.#epoch + BigInt(this.version);
+  }
 
   setHeader(h: MeshHeader, keepaliveSeconds: number): void {
     const key = JSON.stringify([h.interface, h.privateKey, h.listenPort, h.mtu, h.addresses]);
     if (keepaliveSeconds !== this.#keepalive) {
       // Part of every peer's encoding: all of them again (a config change, not an event).
       this.#keepalive = keepaliveSeconds;
-      for (const [id, e] of this.#entries) this.#put(id, this.#encode(e.source));
       this.version++;
+      for (const [id, e] of this.#entries) {
+        this.#put(id, this.#encode(e.source));
+        this.#changedAt.set(id, this.version);
+      }
     }
     if (this.#header?.key === key) return;
     this.#header = { key, value: h, bytes: toBinary(MeshSpecSchema, create(MeshSpecSchema, { ...h, peers: [] })) };
@@ -76,11 +96,41 @@ export class MeshTarget {
       chunk.bytes = undefined;
       this.#chunkOf.delete(id);
       this.version++;
+      this.#changedAt.delete(id);
+      this.#removedAt.set(had.message.publicKey, this.version);
       return;
     }
     if (had?.source === peer) return;
-    this.#put(id, this.#encode(peer));
+    const entry = this.#encode(peer);
+    this.#put(id, entry);
     this.version++;
+    this.#changedAt.set(id, this.version);
+    if (had !== undefined && had.message.publicKey !== entry.message.publicKey) this.#removedAt.set(had.message.publicKey, this.version);
+  }
+
+  /** privhelper applied the request of `version`: changes up to it need no resending. */
+  confirmed(version: number): void {
+    for (const [id, v] of this.#changedAt) if (v <= version) this.#changedAt.delete(id);
+    for (const [k, v] of this.#removedAt) if (v <= version) this.#removedAt.delete(k);
+  }
+
+  /**
+   * ApplyMeshRequest for the current version as a delta on `baseVersion`, which privhelper
+   * applied last: the header, the peers changed since, the keys removed since. Its size
+   * follows the change, not the mesh.
+   */
+  deltaBytes(baseVersion: number): Uint8Array {
+    const parts = [this.#header?.bytes ?? new Uint8Array()];
+    for (const [id, v] of this.#changedAt) {
+      const e = v > baseVersion ? this.#entries.get(id) : undefined;
+      if (e !== undefined) parts.push(e.bytes);
+    }
+    const length = parts.reduce((n, p) => n + p.length, 0);
+    const w = new BinaryWriter().tag(specField, WireType.LengthDelimited).uint32(length).raw(join(parts, length));
+    w.tag(generationField, WireType.Varint).uint64(this.generation);
+    w.tag(baseField, WireType.Varint).uint64(this.#epoch + BigInt(baseVersion));
+    for (const [k, v] of this.#removedAt) if (v > baseVersion) w.tag(removedField, WireType.LengthDelimited).string(k);
+    return w.finish();
   }
 
   #put(id: string, entry: Entry): void {
@@ -133,10 +183,12 @@ export class MeshTarget {
     }
     const length = parts.reduce((n, p) => n + p.length, 0);
     const prefix = new BinaryWriter().tag(specField, WireType.LengthDelimited).uint32(length).finish();
-    const total = prefix.length + length;
+    const suffix = new BinaryWriter().tag(generationField, WireType.Varint).uint64(this.generation).finish();
+    const total = prefix.length + length + suffix.length;
     if (this.#buffer.length < total) this.#buffer = Buffer.allocUnsafe(Math.ceil(total * 1.25));
     const out = join(parts, length, this.#buffer.subarray(0, total), prefix.length);
     out.set(prefix, 0);
+    out.set(suffix, prefix.length + length);
     this.#request = { version: this.version, bytes: out };
     return out;
   }

@@ -38,9 +38,14 @@ const peer = (i: number): Peer => ({ id: `n_${i}`, public_key: generateWireGuard
 const ok = { result: { changed: true, plan: [], failedStep: "", rolledBack: false, error: "" } };
 
 interface Calls {
+  /** Each ApplyMesh as the peer set it means (a delta resolved on the held base). */
   mesh: MeshSpec[];
+  /** Whether each ApplyMesh was a delta, and its size in bytes. */
+  deltas: { delta: boolean; bytes: number }[];
   firewall: FirewallSpec[];
   failMesh: number;
+  /** The base privhelper holds (it keeps the last applied peer set, as privhelper/mesh/base.ts). */
+  held: { generation: bigint; peers: Map<string, MeshSpec["peers"][number]> } | undefined;
 }
 
 function recordingPriv(calls: Calls, live: { mesh?: MeshSpec; firewall?: FirewallSpec }): PrivClient {
@@ -48,9 +53,18 @@ function recordingPriv(calls: Calls, live: { mesh?: MeshSpec; firewall?: Firewal
     applyMeshEncoded: async (bytes: Uint8Array) => {
       if (calls.failMesh > 0) {
         calls.failMesh--;
-        throw Object.assign(new Error("privhelper gone"), { code: 14 });
+        calls.held = undefined;
+        throw Object.assign(new Error("privhelper gone"), { code: 14, details: "privhelper gone" });
       }
-      calls.mesh.push(fromBinary(ApplyMeshRequestSchema, bytes).spec!);
+      const req = fromBinary(ApplyMeshRequestSchema, bytes);
+      const delta = req.baseGeneration !== 0n;
+      if (delta && calls.held?.generation !== req.baseGeneration) throw Object.assign(new Error("base generation unknown"), { code: 9, details: "base generation unknown" });
+      const peers = delta ? new Map(calls.held!.peers) : new Map<string, MeshSpec["peers"][number]>();
+      for (const k of req.removedPeerKeys) peers.delete(k);
+      for (const p of req.spec!.peers) peers.set(p.publicKey, p);
+      calls.held = { generation: req.generation, peers };
+      calls.mesh.push({ ...req.spec!, peers: [...peers.values()] });
+      calls.deltas.push({ delta, bytes: bytes.length });
       return create(ApplyMeshResponseSchema, ok);
     },
     applyFirewall: async (req: { spec: FirewallSpec }) => (calls.firewall.push(req.spec), create(ApplyFirewallResponseSchema, ok)),
@@ -73,7 +87,7 @@ async function setup(over: Record<string, unknown> = {}, live: { mesh?: MeshSpec
   const data = mkdtempSync(join(dir, "node-"));
   const config = parseConfig({ api: "http://127.0.0.1:1", data_dir: data, policy: { default: "allow" }, ...over });
   const store = await DesiredStateStore.open(data);
-  const calls: Calls = { mesh: [], firewall: [], failMesh: 0 };
+  const calls: Calls = { mesh: [], deltas: [], firewall: [], failMesh: 0, held: undefined };
   const kernel = new KernelReconciler({
     priv: recordingPriv(calls, live),
     store,
@@ -140,6 +154,29 @@ describe("KernelReconciler", () => {
     add(store, peer(2));
     await settle();
     expect(calls.mesh.at(-1)!.peers).toHaveLength(2);
+  });
+
+  it("after the first apply only what changed travels; a privhelper that lost its base gets the whole target", async () => {
+    const { store, kernel, calls, settle } = await setup();
+    for (let i = 1; i <= 200; i++) add(store, peer(i));
+    kernel.trigger("startup");
+    await settle();
+    expect(calls.deltas.at(-1)).toMatchObject({ delta: false });
+    const whole = calls.deltas.at(-1)!.bytes;
+    add(store, peer(201));
+    await settle();
+    store.update((s) => (delete s.peers.n_7, [{ peers: ["n_7"] }]));
+    await settle();
+    expect(calls.deltas.slice(-2).every((d) => d.delta && d.bytes < whole / 50)).toBe(true);
+    expect(calls.mesh.at(-1)!.peers).toHaveLength(200);
+    expect(calls.mesh.at(-1)!.peers.map((p) => p.publicKey)).not.toContain(store.state.peers.n_7?.public_key ?? "gone");
+
+    calls.held = undefined; // privhelper restarted without the agent noticing yet
+    add(store, peer(202));
+    await settle();
+    expect(calls.deltas.at(-1)).toMatchObject({ delta: false });
+    expect(calls.mesh.at(-1)!.peers).toHaveLength(201);
+    expect(calls.mesh.at(-1)!.peers.map((p) => p.publicKey).sort()).toEqual(Object.values(store.state.peers).map((p) => p.public_key).sort());
   });
 
   it("a read-back that matches the target applies nothing; one that differs is corrected", async () => {

@@ -56,6 +56,8 @@ export class KernelReconciler {
   #changed: Set<string> | undefined = undefined;
   /** Target versions privhelper last confirmed; an unchanged target is not sent again. */
   #appliedMesh = -1;
+  /** The mesh version privhelper holds as the base for a delta; undefined = send it whole. */
+  #privBase: number | undefined;
   #appliedFirewall = -1;
 
   constructor(d: KernelReconcilerDeps) {
@@ -83,6 +85,7 @@ export class KernelReconciler {
    */
   trigger(reason: string): void {
     this.#appliedMesh = -1;
+    this.#privBase = undefined;
     this.#appliedFirewall = -1;
     this.runner.trigger(reason);
   }
@@ -145,7 +148,8 @@ export class KernelReconciler {
     let firewallChanged = false;
     const errors: string[] = [];
     if (!meshInSync) try {
-      const r = (await priv.applyMeshEncoded(mesh.requestBytes(), { signal, timeoutMs: applyDeadlineMs })).result;
+      if (detect) this.#privBase = undefined; // drift was found: state the whole target
+      const r = await this.#sendMesh(signal);
       if (r?.error) throw new PlexdError("internal", `ApplyMesh failed at ${r.failedStep}: ${r.error}${r.rolledBack ? " (rolled back)" : ""}`);
       meshChanged = r?.changed ?? false;
       this.#appliedMesh = meshVersion;
@@ -176,6 +180,37 @@ export class KernelReconciler {
     if (errors.length > 0) throw new PlexdError("unavailable", errors.join("; "));
     this.#backoff.reset();
     return { corrections, meshChanged, firewallChanged, policy };
+  }
+
+  /**
+   * ApplyMesh with what changed since the version privhelper holds, or the whole target when
+   * it holds none (start, restart, a failure); a delta it no longer has a base for is sent
+   * again whole at once.
+   */
+  async #sendMesh(signal: AbortSignal) {
+    const { priv } = this.#d;
+    const mesh = this.#targets.mesh;
+    const version = mesh.version;
+    const opts = { signal, timeoutMs: applyDeadlineMs };
+    let res: Awaited<ReturnType<PrivClient["applyMeshEncoded"]>> | undefined;
+    try {
+      if (this.#privBase !== undefined) {
+        res = await priv.applyMeshEncoded(mesh.deltaBytes(this.#privBase), opts).catch((err: unknown) => {
+          if (PlexdError.from(err).code === "failed_precondition") return undefined;
+          throw err;
+        });
+      }
+      res ??= await priv.applyMeshEncoded(mesh.requestBytes(), opts);
+    } catch (err) {
+      this.#privBase = undefined;
+      throw err;
+    }
+    if (res.result?.error) this.#privBase = undefined;
+    else {
+      this.#privBase = version;
+      mesh.confirmed(version);
+    }
+    return res.result;
   }
 
   #keyCache: [string, string] | undefined;

@@ -96,6 +96,36 @@ describe("TargetRenderer", () => {
     });
   }
 
+  it("a delta on any confirmed version, resolved as privhelper does, is the whole target", () => {
+    const config = parseConfig({ api: "http://127.0.0.1:1", data_dir: "/tmp/x", policy: { default: "deny" } });
+    fc.assert(
+      fc.property(fc.array(fc.tuple(opArb, fc.boolean()), { maxLength: 30 }), (steps) => {
+        const state = emptyDesiredState();
+        const r = new TargetRenderer();
+        r.render(state, local, config, undefined);
+        let held = new Map(decoded(r).peers.map((p) => [p.publicKey, p]));
+        let heldVersion = r.mesh.version;
+        r.mesh.confirmed(heldVersion);
+        steps.forEach(([op, confirm], n) => {
+          const changed = apply(state, op, n);
+          r.render(state, local, config, changed === "none" ? new Set() : changed);
+          const req = fromBinary(ApplyMeshRequestSchema, r.mesh.deltaBytes(heldVersion));
+          const peers = new Map(held);
+          for (const k of req.removedPeerKeys) peers.delete(k);
+          for (const p of req.spec!.peers) peers.set(p.publicKey, p);
+          expect(sorted({ ...req.spec!, peers: [...peers.values()] })).toEqual(sorted(renderTargets(state, local, config).mesh));
+          expect(req.generation - req.baseGeneration).toBe(BigInt(r.mesh.version - heldVersion));
+          if (confirm) {
+            held = peers;
+            heldVersion = r.mesh.version;
+            r.mesh.confirmed(heldVersion);
+          }
+        });
+      }),
+      { numRuns: 150 },
+    );
+  });
+
   it("bumps the mesh version only when the target changes, and the firewall version only when the rules do", () => {
     const config = parseConfig({ api: "http://127.0.0.1:1", data_dir: "/tmp/x", policy: { default: "allow" } });
     const state = emptyDesiredState();

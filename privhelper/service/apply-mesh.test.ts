@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { ApplyMeshRequestSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { privConfigFrom } from "../config.js";
 import { createLock } from "../lock.js";
+import { AppliedSpecs } from "../mesh/base.js";
 import { createLogger } from "../log.js";
 import type { Host } from "../os/host.js";
 import { ipTool } from "../os/ip.js";
@@ -54,6 +55,7 @@ function engine(transcript: TranscriptEntry[], state = { wgGo: [] as number[] })
     config: privConfigFrom({}),
     log: createLogger("silent"),
     lock: createLock(),
+    applied: new AppliedSpecs(),
     logDir: "/tmp",
   };
   return { runner, apply: makeApplyMesh(deps) };
@@ -198,6 +200,54 @@ describe("ApplyMesh (transcripts)", () => {
     expect(runner.done).toBe(true);
     expect(res.result?.changed).toBe(true);
     expect(res.result?.plan?.map((s) => s.kind)).toEqual(["create_interface", "set_mtu", "set_private_key", "set_listen_port", "add_peer", "add_address", "link_up", "add_route"]);
+  });
+
+  it("a delta on the last applied generation means that peer set, changed, and is diffed against the device", async () => {
+    const up = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] });
+    const { runner, apply } = engine([
+      // generation 7: peers A and B, already live
+      readDev(up, "10.100.0.3", "10.100.0.4"),
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"), dumpLine(peerB, "10.100.0.4/32"))) },
+      // generation 8 = 7 without B: only B goes, A is untouched
+      readDev(up, "10.100.0.3", "10.100.0.4"),
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"), dumpLine(peerB, "10.100.0.4/32"))) },
+      { cmd: readBatch, input: "route del 10.100.0.4/32 dev plexd0\n", result: ok() },
+      { cmd: ["wg", "syncconf", "plexd0", "/dev/stdin"], result: ok() },
+    ]);
+    const peerSpecB = { publicKey: peerB, endpoint: "192.0.2.3:51820", allowedIps: ["10.100.0.4/32"], persistentKeepalive: 25 };
+    const full = await apply(create(ApplyMeshRequestSchema, { ...request({}, [peerSpecA, peerSpecB]), generation: 7n }), ctx);
+    expect(full.result).toEqual({ changed: false, plan: [] });
+    const delta = await apply(create(ApplyMeshRequestSchema, { ...request({}, []), generation: 8n, baseGeneration: 7n, removedPeerKeys: [peerB] }), ctx);
+    expect(delta.result?.plan?.map((s) => s.kind).sort()).toEqual(["remove_peer", "remove_route"]);
+    expect(runner.done).toBe(true);
+  });
+
+  it("a delta on a generation it does not hold, or with a bad key, is refused before anything runs", async () => {
+    const { runner, apply } = engine([]);
+    await expect(apply(create(ApplyMeshRequestSchema, { ...request(), generation: 2n, baseGeneration: 1n }), ctx)).rejects.toMatchObject({ code: "failed_precondition" });
+    await expect(apply(create(ApplyMeshRequestSchema, { ...request(), generation: 2n, baseGeneration: 1n, removedPeerKeys: ["eth0; rm -rf /"] }), ctx)).rejects.toMatchObject({ code: "invalid_argument" });
+    await expect(apply(create(ApplyMeshRequestSchema, { ...request(), removedPeerKeys: [peerB] }), ctx)).rejects.toMatchObject({ code: "invalid_argument" });
+    expect(runner.ran).toEqual([]);
+  });
+
+  it("a failed apply forgets the base: the next delta is refused", async () => {
+    const up = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] });
+    const { apply } = engine([
+      readDev(up, "10.100.0.3"),
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      readDev(up),
+      { cmd: wgDump, result: ok(dump()) },
+      { cmd: ["wg", "addconf", "plexd0", "/dev/stdin"], result: fail("Unable to modify interface", 1) },
+      { cmd: readBatch, input: "route replace 10.100.0.3/32 dev plexd0\n", result: ok() },
+      // rollback to the empty device
+      readDev(up, "10.100.0.3"),
+      { cmd: wgDump, result: ok(dump()) },
+      { cmd: readBatch, input: "route del 10.100.0.3/32 dev plexd0\n", result: ok() },
+    ]);
+    await apply(create(ApplyMeshRequestSchema, { ...request(), generation: 1n }), ctx);
+    const failed = await apply(create(ApplyMeshRequestSchema, { ...request(), generation: 2n }), ctx);
+    expect(failed.result?.rolledBack).toBe(true);
+    await expect(apply(create(ApplyMeshRequestSchema, { ...request({}, []), generation: 3n, baseGeneration: 2n }), ctx)).rejects.toMatchObject({ code: "failed_precondition" });
   });
 
   it("refuses an invalid spec before running anything", async () => {

@@ -7,6 +7,7 @@ import type { CallContext } from "../adapter.js";
 import type { PrivConfig } from "../config.js";
 import type { Lock } from "../lock.js";
 import type { Logger } from "../log.js";
+import type { AppliedSpecs } from "../mesh/base.js";
 import { createInterface, destroyInterface, type DeviceDeps } from "../mesh/device.js";
 import { diffMesh, liveAsDesired, type DesiredMesh, type Live, type MeshPlan } from "../mesh/diff.js";
 import type { IpTool } from "../os/ip.js";
@@ -20,6 +21,8 @@ export interface MeshDeps extends DeviceDeps {
   config: PrivConfig;
   log: Logger;
   lock: Lock;
+  /** The last applied peer set per interface, the base of delta requests. */
+  applied: AppliedSpecs;
 }
 
 export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor">, name: string, signal?: AbortSignal, opts: { routes: boolean } = { routes: true }): Promise<Live> {
@@ -109,9 +112,14 @@ async function applyRoutes(deps: MeshDeps, name: string, plan: RoutePlan, progre
 export function makeApplyMesh(deps: MeshDeps) {
   return async (req: ApplyMeshRequest, ctx: CallContext): Promise<Response> => {
     const t0 = performance.now();
-    const want = validateMeshSpec(deps.config, req.spec);
-    const name = want.interface;
+    // Under the lock: a delta must be resolved against the spec applied last, not one racing it.
     return deps.lock(async () => {
+      const spec = deps.applied.resolve(req);
+      const want = validateMeshSpec(deps.config, spec);
+      const name = want.interface;
+      const remember = (): void => {
+        if (!req.dryRun) deps.applied.remember(name, req.generation, spec!);
+      };
       const t1 = performance.now();
       const before = await readLive(deps, name, ctx.signal);
       const t2 = performance.now();
@@ -122,7 +130,10 @@ export function makeApplyMesh(deps: MeshDeps) {
       const routes = await planRoutes(deps, want, req.recreate ? undefined : before, ctx.signal);
       const routeSteps = [...routes.remove.map((r) => ({ kind: "remove_route", detail: r })), ...routes.add.map((r) => ({ kind: "add_route", detail: r }))];
       const steps = [...(req.recreate && before.link ? [{ kind: "recreate_interface", detail: name }] : []), ...plan.steps, ...routeSteps];
-      if (req.dryRun || steps.length === 0) return { result: { changed: steps.length > 0 && !req.dryRun, plan: steps } };
+      if (req.dryRun || steps.length === 0) {
+        remember();
+        return { result: { changed: steps.length > 0 && !req.dryRun, plan: steps } };
+      }
 
       const progress = { step: "" };
       const t3 = performance.now();
@@ -149,10 +160,13 @@ export function makeApplyMesh(deps: MeshDeps) {
         // Where the time went, for the operator's journal and the benchmarks.
         const ms = { validate: t1 - t0, read: t2 - t1, plan: t3 - t2, apply: performance.now() - t3 };
         const rounded = Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, Math.round(v * 10) / 10]));
-        deps.log.info({ interface: name, caller: ctx.caller, steps: steps.length, peers: want.peers.length, ms: rounded }, "mesh applied");
+        deps.log.info({ interface: name, caller: ctx.caller, steps: steps.length, peers: want.peers.length, delta: req.baseGeneration !== 0n, ms: rounded }, "mesh applied");
+        remember();
         return { result: { changed: true, plan: steps } };
       } catch (err) {
         const error = PlexdError.from(err);
+        // Whatever the kernel holds now, the next request must state it whole.
+        deps.applied.forget(name);
         let rolledBack = false;
         try {
           await rollback(deps, name, before);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { privConfigFrom } from "../config.js";
 import { createLock } from "../lock.js";
+import { AppliedSpecs } from "../mesh/base.js";
 import { createLogger } from "../log.js";
 import type { Host } from "../os/host.js";
 import { ipTool } from "../os/ip.js";
@@ -20,7 +21,7 @@ function teardownWith(runner: TranscriptRunner, nft = true) {
     kill: () => true,
     sleep: () => Promise.resolve(),
   };
-  return makeTeardown({ runner, host, ip: ipTool(runner), wgFor: () => Promise.resolve(wgTool(runner)), config: privConfigFrom({}), log: createLogger("silent"), lock: createLock(), logDir: "/tmp" });
+  return makeTeardown({ runner, host, ip: ipTool(runner), wgFor: () => Promise.resolve(wgTool(runner)), config: privConfigFrom({}), log: createLogger("silent"), lock: createLock(), applied: new AppliedSpecs(), logDir: "/tmp" });
 }
 const call = { signal: new AbortController().signal, caller: "test" };
 // No plexd interface: the configured one (plexd0) is still looked up, and is absent.
@@ -64,6 +65,7 @@ describe("Teardown (transcript)", () => {
       config: privConfigFrom({}),
       log: createLogger("silent"),
       lock: createLock(),
+    applied: new AppliedSpecs(),
       logDir: "/tmp",
     });
     const res = await teardown({ purge: true } as never, { signal: new AbortController().signal, caller: "test" });

@@ -4,6 +4,8 @@ import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { generateWireGuardKeyPair } from "../../../agent/identity/keys.js";
+import { MeshTarget } from "../../../agent/mesh/target.js";
+import type { Peer } from "../../../agent/registration/register.js";
 import { ApplyMeshRequestSchema, MeshSpecSchema, WireGuardPeerSchema, type ApplyMeshResponse, type MeshSpec } from "../../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { BenchContext } from "../registry.js";
 import { processCpuMs, startBenchPrivhelper, stopWireguardGo, type BenchPrivhelper } from "./privhelper.js";
@@ -35,8 +37,10 @@ export interface MeshRun {
   fresh: number[];
   /** wg setconf of the same config onto the identical empty device (ms). */
   raw: number[];
-  /** ApplyMesh of the full spec with one peer changed (ms). */
+  /** ApplyMesh of one peer changed, as the agent sends it: a delta on the spec applied last (ms). */
   incremental: number[];
+  /** The same change sent as the whole spec again (ms). */
+  incrementalWhole: number[];
 }
 
 interface BenchPeer {
@@ -68,6 +72,15 @@ function meshSpec(iface: string, privateKey: string, port: number, peers: readon
   });
 }
 
+const agentPeer = (p: BenchPeer, i: number): Peer => ({ id: `n_${i}`, public_key: p.publicKey, mesh_ip: p.allowedIp.slice(0, -3), endpoint: p.endpoint, allowed_ips: [p.allowedIp], psk: p.psk });
+
+function agentTarget(iface: string, privateKey: string, peers: readonly BenchPeer[]): MeshTarget {
+  const t = new MeshTarget();
+  t.setHeader({ interface: iface, privateKey, listenPort: 51820, addresses: ["10.100.0.1/32"], mtu: 0 }, 0);
+  peers.forEach((p, i) => t.setPeer(`n_${i}`, agentPeer(p, i)));
+  return t;
+}
+
 const encode = (spec: MeshSpec): Uint8Array => toBinary(ApplyMeshRequestSchema, create(ApplyMeshRequestSchema, { spec }));
 
 function setconfText(privateKey: string, port: number, peers: readonly BenchPeer[]): string {
@@ -76,9 +89,9 @@ function setconfText(privateKey: string, port: number, peers: readonly BenchPeer
   return lines.join("\n") + "\n";
 }
 
-function checkApplied(what: string, r: ApplyMeshResponse, steps: (n: number) => boolean): void {
+function checkApplied(what: string, r: ApplyMeshResponse, steps: (n: number) => boolean, changed = true): void {
   const res = r.result;
-  if (!res || res.error !== "" || !res.changed || !steps(res.plan.length)) {
+  if (!res || res.error !== "" || res.changed !== changed || !steps(res.plan.length)) {
     throw new Error(`${what}: unexpected result ${JSON.stringify({ changed: res?.changed, error: res?.error, failedStep: res?.failedStep, steps: res?.plan.length, odd: res?.plan.filter((s) => s.kind !== "add_peer" && s.kind !== "add_route").slice(0, 3) })}`);
   }
 }
@@ -125,7 +138,7 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
   checkApplied("warm-up apply", await ph.client.applyMesh({ spec }, applyOpts), (n) => n === 2 * peerCount);
   await resetValue();
 
-  const out: MeshRun = { fresh: [], raw: [], incremental: [] };
+  const out: MeshRun = { fresh: [], raw: [], incremental: [], incrementalWhole: [] };
   const rawWithRoutes: number[] = [];
   // privhelper's own CPU time (utime+stime, 10 ms ticks) per apply, to tell its JavaScript
   // from waiting on wireguard-go and `ip`.
@@ -151,23 +164,43 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
       await value();
       await floor();
     }
-    // One peer changed out of 1,000, the full spec sent as the agent sends it: alternately a
-    // new endpoint (one UAPI peer update) and a new allowed IP (peer update + route swap).
+    // The agent's own mesh target (agent/mesh/target.ts) over the same 1,000 peers, stated
+    // once whole so privhelper holds it as the base (a no-op apply, untimed).
+    const target = agentTarget(ph.iface, local.privateKey, peers);
+    checkApplied("base for deltas", await ph.client.applyMeshEncoded(target.requestBytes(), applyOpts), (n) => n === 0, false);
+    target.confirmed(target.version);
+    // One peer changed out of 1,000, sent as the agent sends it — a delta on the base — and,
+    // on stderr, as the whole spec again: alternately a new endpoint (one UAPI peer update)
+    // and a new allowed IP (peer update + route swap). Requests are encoded before the clock
+    // starts; the agent has them ready.
     for (let k = 0; k < incrementalPerPair; k++) {
-      const changed = peers.map((p) => ({ ...p }));
-      const victim = changed[(i * incrementalPerPair + k) % peerCount]!;
+      const index = (i * incrementalPerPair + k) % peerCount;
       const endpointChange = k % 2 === 0;
+      const victim = { ...peers[index]! };
       if (endpointChange) victim.endpoint = `198.51.100.${k + 1}:${40000 + i}`;
       else victim.allowedIp = `10.101.${i}.${k + 1}/32`;
+      const steps = (n: number) => n === (endpointChange ? 1 : 3);
+      const base = target.version;
+      target.setPeer(`n_${index}`, agentPeer(victim, index));
+      const delta = target.deltaBytes(base);
       let r: ApplyMeshResponse | undefined;
-      // Encoded before the clock starts: what the agent sends is ready (agent/mesh/target.ts).
-      const bytes = encode(meshSpec(ph.iface, local.privateKey, 51820, changed));
       const c0 = processCpuMs(ph.pid);
-      out.incremental.push(await time(async () => (r = await ph.client.applyMeshEncoded(bytes, applyOpts))));
+      out.incremental.push(await time(async () => (r = await ph.client.applyMeshEncoded(delta, applyOpts))));
       cpuIncremental.push(processCpuMs(ph.pid) - c0);
-      checkApplied("one-peer change", r!, (n) => n === (endpointChange ? 1 : 3));
-      // Back to the base spec (untimed), so every change is one peer away from it.
-      checkApplied("undo one-peer change", await ph.client.applyMesh({ spec }, applyOpts), (n) => n === (endpointChange ? 1 : 3));
+      checkApplied("one-peer change (delta)", r!, steps);
+      target.confirmed(target.version);
+      // Back to the base (untimed), so every change is one peer away from it.
+      const back = target.version;
+      target.setPeer(`n_${index}`, agentPeer(peers[index]!, index));
+      checkApplied("undo (delta)", await ph.client.applyMeshEncoded(target.deltaBytes(back), applyOpts), steps);
+      target.confirmed(target.version);
+      // The same change as a whole spec, as an agent without a base sends it.
+      const changed = peers.map((p, j) => (j === index ? victim : p));
+      const bytes = encode(meshSpec(ph.iface, local.privateKey, 51820, changed));
+      out.incrementalWhole.push(await time(async () => (r = await ph.client.applyMeshEncoded(bytes, applyOpts))));
+      checkApplied("one-peer change (whole spec)", r!, steps);
+      checkApplied("undo (whole spec)", await ph.client.applyMeshEncoded(target.requestBytes(), applyOpts), steps);
+      target.confirmed(target.version);
     }
     ctx.progress(
       `pair ${i + 1}/${pairs}: ApplyMesh ${out.fresh.at(-1)!.toFixed(0)} ms, wg setconf ${out.raw.at(-1)!.toFixed(0)} ms (+routes ${rawWithRoutes.at(-1)!.toFixed(0)} ms), one peer changed ${out.incremental
@@ -179,7 +212,8 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
     await resetRaw();
   }
   ctx.progress(`wg setconf + ip -batch of the same ${peerCount} routes: median ${median(rawWithRoutes).toFixed(0)} ms (ApplyMesh/that = ${(median(out.fresh) / median(rawWithRoutes)).toFixed(2)})`);
-  ctx.progress(`one peer changed: ${summary(out.incremental)} ms`);
+  ctx.progress(`one peer changed, as the agent sends it (delta): ${summary(out.incremental)} ms`);
+  ctx.progress(`one peer changed, sent as the whole spec: ${summary(out.incrementalWhole)} ms`);
   ctx.progress(`privhelper CPU per apply (median): fresh ${median(cpuFresh)} ms, one peer changed ${median(cpuIncremental)} ms`);
   const phases = (steps: (n: number) => boolean) => {
     const lines = linesWith(ph.output(), "mesh applied").filter((l) => typeof l.steps === "number" && steps(l.steps) && typeof l.ms === "object");
