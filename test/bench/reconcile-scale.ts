@@ -28,6 +28,7 @@ import { nodeSigner, seedRange, signEnvelope, sseFrame } from "../../agent/contr
 import { HealthRegistry } from "../../agent/health/registry.js";
 import { generateWireGuardKeyPair } from "../../agent/identity/keys.js";
 import { KernelReconciler } from "../../agent/reconcile/kernel.js";
+import type { Peer } from "../../agent/registration/register.js";
 import { DesiredStateStore } from "../../agent/state/desired.js";
 import { createLogger } from "../../agent/util/log.js";
 import { startAnsweringPriv } from "./lib/answering-priv.js";
@@ -44,16 +45,7 @@ const repeats = 3;
 const log = createLogger({ name: "bench", level: "silent" });
 const key = (): string => randomBytes(32).toString("base64");
 
-interface PeerPayload {
-  id: string;
-  public_key: string;
-  mesh_ip: string;
-  endpoint: string;
-  allowed_ips: string[];
-  psk: string;
-}
-
-const peer = (i: number): PeerPayload => ({ id: `n_${i}`, public_key: generateWireGuardKeyPair().publicKey, mesh_ip: `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, endpoint: `192.0.2.${(i % 250) + 2}:51820`, allowed_ips: [], psk: key() });
+const peer = (i: number): Peer => ({ id: `n_${i}`, public_key: generateWireGuardKeyPair().publicKey, mesh_ip: `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, endpoint: `192.0.2.${(i % 250) + 2}:51820`, allowed_ips: [], psk: key() });
 
 /** Events per 64 KiB read: the size of a real signed peer_added SSE frame decides it. */
 function eventsPerRead(): number {
