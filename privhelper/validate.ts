@@ -138,6 +138,8 @@ export function parseEndpoint(s: string): string | undefined {
 
 type PeerInput = Pick<MeshSpec["peers"][number], "publicKey" | "presharedKey" | "endpoint" | "persistentKeepalive" | "allowedIps">;
 interface Memo {
+  /** The message checked: a delta's base peers are these very objects again (mesh/base.ts). */
+  src: PeerInput;
   input: PeerInput;
   out: WgPeer;
 }
@@ -187,10 +189,10 @@ export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined): D
   const peers = s.peers.map((p, i): WgPeer => {
     const at = (field: string) => `spec.peers[${i}].${field}`; // built only for a problem
     const known = lastPeers.get(p.publicKey);
-    if (known !== undefined && sameInput(known.input, p) && !keys.has(p.publicKey) && known.out.allowedIps.every((c) => !owners.has(c))) {
+    if (known !== undefined && (known.src === p || sameInput(known.input, p)) && !keys.has(p.publicKey) && known.out.allowedIps.every((c) => !owners.has(c))) {
       keys.add(p.publicKey);
       for (const c of known.out.allowedIps) owners.set(c, i);
-      memo.set(p.publicKey, known);
+      memo.set(p.publicKey, known.src === p ? known : { ...known, src: p });
       return known.out;
     }
     const publicKey = parseKey(p.publicKey);
@@ -217,7 +219,7 @@ export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined): D
       allowedIps: allowedIps.length < 2 ? allowedIps : [...new Set(allowedIps)].sort(),
       keepalive: p.persistentKeepalive,
     };
-    memo.set(p.publicKey, { input: { publicKey: p.publicKey, presharedKey: p.presharedKey, endpoint: p.endpoint, persistentKeepalive: p.persistentKeepalive, allowedIps: [...p.allowedIps] }, out });
+    memo.set(p.publicKey, { src: p, input: { publicKey: p.publicKey, presharedKey: p.presharedKey, endpoint: p.endpoint, persistentKeepalive: p.persistentKeepalive, allowedIps: [...p.allowedIps] }, out });
     return out;
   });
   issues.throwIfAny();

@@ -37,13 +37,22 @@ export interface MeshPlan {
 
 const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
+const none: readonly string[] = [];
+
 /** Field names that differ; an empty desired endpoint means "don't care" (it roams). */
-export function peerChanges(want: WgPeer, live: WgPeer): string[] {
+export function peerChanges(want: WgPeer, live: WgPeer): readonly string[] {
+  // The common case — nothing differs — allocates nothing: at 1,000 peers this runs 1,000
+  // times per apply.
+  const psk = want.presharedKey !== live.presharedKey;
+  const endpoint = want.endpoint !== "" && want.endpoint !== live.endpoint;
+  const ips = !sameList(want.allowedIps, live.allowedIps);
+  const keepalive = want.keepalive !== live.keepalive;
+  if (!psk && !endpoint && !ips && !keepalive) return none;
   const out: string[] = [];
-  if (want.presharedKey !== live.presharedKey) out.push("preshared_key");
-  if (want.endpoint !== "" && want.endpoint !== live.endpoint) out.push("endpoint");
-  if (!sameList(want.allowedIps, live.allowedIps)) out.push("allowed_ips");
-  if (want.keepalive !== live.keepalive) out.push("persistent_keepalive");
+  if (psk) out.push("preshared_key");
+  if (endpoint) out.push("endpoint");
+  if (ips) out.push("allowed_ips");
+  if (keepalive) out.push("persistent_keepalive");
   return out;
 }
 
@@ -65,7 +74,9 @@ export function diffMesh(want: DesiredMesh, live: Live): MeshPlan {
     change.listenPort = want.listenPort;
     steps.push({ kind: "set_listen_port", detail: String(want.listenPort) });
   }
-  const liveByKey = new Map(wg.peers.map((p) => [p.publicKey, p]));
+  const liveByKey = new Map<string, WgPeer>();
+  for (const p of wg.peers) liveByKey.set(p.publicKey, p);
+  let matched = 0;
   for (const p of want.peers) {
     const l = liveByKey.get(p.publicKey);
     if (!l) {
@@ -73,17 +84,22 @@ export function diffMesh(want: DesiredMesh, live: Live): MeshPlan {
       steps.push({ kind: "add_peer", detail: p.publicKey });
       continue;
     }
+    matched++;
     const fields = peerChanges(p, l);
     if (fields.length > 0) {
       change.upsert.push(p);
       steps.push({ kind: "update_peer", detail: `${p.publicKey} ${fields.join(",")}` });
     }
   }
-  const wanted = new Set(want.peers.map((p) => p.publicKey));
-  for (const p of wg.peers) {
-    if (wanted.has(p.publicKey)) continue;
-    change.remove.push(p.publicKey);
-    steps.push({ kind: "remove_peer", detail: p.publicKey });
+  // Public keys are unique on both sides, so every live peer was matched unless some live
+  // peer is not wanted; only then is the wanted set built.
+  if (matched < wg.peers.length) {
+    const wanted = new Set(want.peers.map((p) => p.publicKey));
+    for (const p of wg.peers) {
+      if (wanted.has(p.publicKey)) continue;
+      change.remove.push(p.publicKey);
+      steps.push({ kind: "remove_peer", detail: p.publicKey });
+    }
   }
   const wgChange = change.upsert.length + change.remove.length > 0 || change.privateKey !== undefined || change.listenPort !== undefined ? change : undefined;
 

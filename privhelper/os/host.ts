@@ -1,5 +1,6 @@
 // Filesystem facts privhelper consults (capability detection, process discovery), kept
 // behind an interface so handlers can be unit-tested against a described host.
+import { existsSync } from "node:fs";
 import { access, constants, readdir, readFile, readlink } from "node:fs/promises";
 import { delimiter, join } from "node:path";
 
@@ -16,14 +17,9 @@ export interface Host {
 }
 
 export const realHost: Host = {
-  async exists(path) {
-    try {
-      await access(path, constants.F_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  },
+  // A stat of a local path takes microseconds; the async form queues on libuv's thread pool
+  // and came back after ~0.7 ms, on the hot path of every apply (which backend serves a device).
+  exists: (path) => Promise.resolve(existsSync(path)),
   async which(name) {
     const dirs = (process.env.PATH ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(delimiter);
     for (const dir of dirs) {

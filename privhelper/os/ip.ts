@@ -60,13 +60,16 @@ export interface IpTool {
   routeSync(name: string, remove: readonly string[], add: readonly string[], signal?: AbortSignal): Promise<void>;
 }
 
-/** `ip -j route` output to CIDRs; a host route is printed without its prefix length. */
+/** `ip -j route` output to CIDRs, in ip's order; a host route is printed without its prefix length. */
 export function parseRoutes(json: string, v6: boolean): string[] {
   const rows = JSON.parse(json || "[]") as { dst?: string; protocol?: string }[];
-  return rows
-    .filter((r) => r.dst !== undefined && r.dst !== "default" && r.protocol !== "kernel" && !(v6 && /^(fe80|ff00)/.test(r.dst)))
-    .map((r) => (r.dst!.includes("/") ? r.dst! : `${r.dst!}/${v6 ? 128 : 32}`))
-    .sort();
+  const out: string[] = [];
+  for (const r of rows) {
+    const dst = r.dst;
+    if (dst === undefined || dst === "default" || r.protocol === "kernel" || (v6 && /^(fe80|ff00)/.test(dst))) continue;
+    out.push(dst.includes("/") ? dst : `${dst}/${v6 ? 128 : 32}`);
+  }
+  return out;
 }
 
 const batchArgs = ["-d", "-j", "-batch", "-"];

@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GetParser, parseGet, publicKeyOf, renderSet, uapiBackend } from "./uapi.js";
+import { GetParser, UapiConnection, parseGet, publicKeyOf, renderSet, uapiBackend } from "./uapi.js";
 
 const b64 = (h: string) => Buffer.from(h, "hex").toString("base64");
 // RFC 7748 section 6.1 (Alice)
@@ -126,5 +126,75 @@ describe("uapiBackend over a socket", () => {
     setErrno = "22";
     await expect(backend().apply("plexd0", { upsert: [], remove: [], listenPort: 1 }, { privateKey: "", listenPort: 0, peers: [] })).rejects.toMatchObject({ code: "internal" });
     await expect(backend().show("plexd9")).resolves.toBeUndefined();
+  });
+});
+
+describe("UapiConnection", () => {
+  let dir: string;
+  let server: Server;
+  let connections = 0;
+  /** How the fake daemon treats a connection after answering: keep it, close it, or die mid-answer. */
+  let mode: "keep" | "close" | "cut" = "keep";
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "plexd-uapi-conn-"));
+    server = createServer((c) => {
+      connections++;
+      let buf = "";
+      c.setEncoding("utf8");
+      c.on("data", (d: string) => {
+        if (c.writableEnded) return; // what a client sends after we hung up is never read
+        buf += d;
+        while (buf.includes("\n\n")) {
+          const op = buf.slice(0, buf.indexOf("\n\n"));
+          buf = buf.slice(op.length + 2);
+          if (mode === "cut") {
+            c.end("errno=");
+            return;
+          }
+          c.write(op === "get=1" ? getReply : "errno=0\n\n");
+          if (mode === "close") {
+            c.end();
+            return;
+          }
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(join(dir, "plexd0.sock"), r));
+  });
+  afterAll(async () => {
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("answers several operations over one kept connection, one at a time", async () => {
+    mode = "keep";
+    connections = 0;
+    const conn = new UapiConnection(join(dir, "plexd0.sock"));
+    const answers = await Promise.all([conn.exchange("get=1\n\n"), conn.exchange("set=1\nlisten_port=1\n\n"), conn.exchange("get=1\n\n")]);
+    expect(answers.map((a) => a.slice(-10))).toEqual([getReply.slice(-10), "errno=0\n\n".slice(-10), getReply.slice(-10)]);
+    expect(connections).toBe(1);
+    conn.close();
+  });
+
+  it("replaces a kept connection the daemon closed, and sends the operation again", async () => {
+    mode = "close";
+    connections = 0;
+    const conn = new UapiConnection(join(dir, "plexd0.sock"));
+    expect(await conn.exchange("set=1\nlisten_port=1\n\n")).toBe("errno=0\n\n");
+    expect(await conn.exchange("set=1\nlisten_port=2\n\n")).toBe("errno=0\n\n");
+    expect(connections).toBe(2);
+    conn.close();
+  });
+
+  it("fails, without a second try, an answer cut off half-way", async () => {
+    mode = "cut";
+    connections = 0;
+    const conn = new UapiConnection(join(dir, "plexd0.sock"));
+    await expect(conn.exchange("get=1\n\n")).rejects.toMatchObject({ code: "unavailable" });
+    expect(connections).toBe(1);
+    mode = "keep";
+    expect(await conn.exchange("get=1\n\n")).toBe(getReply);
+    conn.close();
   });
 });

@@ -4,7 +4,7 @@
 // memory on a root-only socket. Unlike the config format it can remove a single peer, so
 // every change — removals included — is one incremental transaction.
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { WgBackend, WgChange, WgLiveDevice, WgLivePeer } from "./wg.js";
 
@@ -25,25 +25,51 @@ export function publicKeyOf(privateB64: string): string {
   return pub;
 }
 
-/** hex -> base64 of the keys of the last get: a device's keys rarely change between reads. */
-let lastKeys = new Map<string, string>();
+/**
+ * hex -> base64 of every key seen in recent answers: a device's keys rarely change between
+ * reads, and a lookup costs a fraction of a conversion. Rebuilt from the last answer once
+ * it holds several times that answer's keys (rotated keys, removed peers).
+ */
+let keyMemo = new Map<string, string>();
+
+function keyAt(text: string, at: number, end: number): string {
+  const h = text.slice(at, end);
+  let v = keyMemo.get(h);
+  if (v === undefined) {
+    v = b64(h);
+    keyMemo.set(h, v);
+  }
+  return v;
+}
+
+function pruneKeyMemo(dev: WgLiveDevice): void {
+  if (keyMemo.size <= 8 * dev.peers.length + 64) return;
+  keyMemo = new Map();
+  for (const p of dev.peers) {
+    keyMemo.set(hex(p.publicKey), p.publicKey);
+    if (p.presharedKey !== "") keyMemo.set(hex(p.presharedKey), p.presharedKey);
+  }
+}
+
+export interface GetOptions {
+  /** Handshake time and byte counters; ApplyMesh diffs without them. Default true. */
+  stats?: boolean;
+}
 
 /**
- * A `get` answer parsed line by line as it arrives: wireguard-go writes 1,000 peers in ~80
- * chunks over several milliseconds, and parsing each as it comes hides the parse inside
- * that wait instead of adding it after.
+ * A `get` answer parsed line by line as it arrives: wireguard-go writes 1,000 peers in
+ * several chunks, and parsing each as it comes hides part of the parse inside that wait.
+ * Keys are told apart by length and checked in place, so a line costs one slice (its value)
+ * or none; this parse is most of an incremental ApplyMesh's own CPU time.
  */
 export class GetParser {
   readonly #dev: WgLiveDevice = { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
+  readonly #stats: boolean;
   #peer: WgLivePeer | undefined;
   #rest = "";
-  #keys = new Map<string, string>();
 
-  #b64(h: string): string {
-    let v = this.#keys.get(h) ?? lastKeys.get(h);
-    if (v === undefined) v = b64(h);
-    this.#keys.set(h, v);
-    return v;
+  constructor(opts: GetOptions = {}) {
+    this.#stats = opts.stats ?? true;
   }
 
   /** Takes the next chunk of the answer. */
@@ -51,7 +77,7 @@ export class GetParser {
     const text = this.#rest === "" ? chunk : this.#rest + chunk;
     let at = 0;
     for (let end = text.indexOf("\n", at); end !== -1; end = text.indexOf("\n", at)) {
-      this.#line(text, at, end);
+      if (end !== at) this.#line(text, at, end);
       at = end + 1;
     }
     this.#rest = text.slice(at);
@@ -59,26 +85,42 @@ export class GetParser {
 
   #line(text: string, at: number, end: number): void {
     const eq = text.indexOf("=", at);
-    if (end === at || eq === -1 || eq > end) return;
-    const k = text.slice(at, eq);
-    const v = text.slice(eq + 1, end);
-    const dev = this.#dev;
+    if (eq === -1 || eq > end) return;
+    const is = (key: string) => text.startsWith(key, at);
+    const value = () => text.slice(eq + 1, end);
     const peer = this.#peer;
-    if (k === "errno") {
-      if (v !== "0") throw new PlexdError("internal", `wireguard-go UAPI get: errno ${v}`);
-    } else if (k === "public_key") {
-      this.#peer = { publicKey: this.#b64(v), presharedKey: "", endpoint: "", allowedIps: [], keepalive: 0, latestHandshake: 0, rxBytes: 0n, txBytes: 0n };
-      dev.peers.push(this.#peer);
-    } else if (!peer) {
-      if (k === "private_key") dev.privateKey = b64(v);
-      else if (k === "listen_port") dev.listenPort = Number(v);
-    } else if (k === "preshared_key") peer.presharedKey = v === zeroHex ? "" : this.#b64(v);
-    else if (k === "endpoint") peer.endpoint = v;
-    else if (k === "allowed_ip") peer.allowedIps.push(v);
-    else if (k === "last_handshake_time_sec") peer.latestHandshake = Number(v);
-    else if (k === "rx_bytes") peer.rxBytes = BigInt(v);
-    else if (k === "tx_bytes") peer.txBytes = BigInt(v);
-    else if (k === "persistent_keepalive_interval") peer.keepalive = Number(v);
+    switch (eq - at) {
+      case 10:
+        if (is("public_key")) {
+          this.#peer = { publicKey: keyAt(text, eq + 1, end), presharedKey: "", endpoint: "", allowedIps: [], keepalive: 0, latestHandshake: 0, rxBytes: 0n, txBytes: 0n };
+          this.#dev.peers.push(this.#peer);
+        } else if (peer && is("allowed_ip")) peer.allowedIps.push(value());
+        return;
+      case 13:
+        if (peer && is("preshared_key")) peer.presharedKey = text.startsWith(zeroHex, eq + 1) && end - eq - 1 === 64 ? "" : keyAt(text, eq + 1, end);
+        return;
+      case 8:
+        if (!peer) return;
+        if (is("endpoint")) peer.endpoint = value();
+        else if (!this.#stats) return;
+        else if (is("rx_bytes")) peer.rxBytes = BigInt(value());
+        else if (is("tx_bytes")) peer.txBytes = BigInt(value());
+        return;
+      case 29:
+        if (peer && is("persistent_keepalive_interval")) peer.keepalive = Number(value());
+        return;
+      case 23:
+        if (peer && this.#stats && is("last_handshake_time_sec")) peer.latestHandshake = Number(value());
+        return;
+      case 11:
+        if (peer) return;
+        if (is("private_key")) this.#dev.privateKey = b64(value());
+        else if (is("listen_port")) this.#dev.listenPort = Number(value());
+        return;
+      case 5:
+        if (is("errno") && value() !== "0") throw new PlexdError("internal", `wireguard-go UAPI get: errno ${value()}`);
+        return;
+    }
   }
 
   finish(): WgLiveDevice {
@@ -86,7 +128,7 @@ export class GetParser {
     const dev = this.#dev;
     for (const p of dev.peers) if (p.allowedIps.length > 1) p.allowedIps.sort();
     if (dev.privateKey) dev.publicKey = publicKeyOf(dev.privateKey);
-    lastKeys = this.#keys;
+    pruneKeyMemo(dev);
     return dev;
   }
 }
@@ -146,20 +188,126 @@ export function uapiExchange(socketPath: string, request: string, signal?: Abort
   });
 }
 
-export function uapiBackend(socketPath: (iface: string) => string): WgBackend {
-  return {
-    async show(iface, signal) {
+/**
+ * One kept-open connection per UAPI socket. wireguard-go answers any number of operations on
+ * a connection, one after another; reusing it saves a connect per read and per write (a
+ * noticeable part of an incremental apply). Operations are queued, one in flight. A kept
+ * connection found dead — wireguard-go restarted or was stopped — before it answered a
+ * byte is replaced and the operation sent once more: every operation privhelper sends is
+ * idempotent (a get, or a set stating whole peers with replace_allowed_ips).
+ */
+export class UapiConnection {
+  #sock: Socket | undefined;
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly path: string) {}
+
+  exchange(request: string, signal?: AbortSignal, timeoutMs = 30_000, onData?: (chunk: string) => void): Promise<string> {
+    const run = this.#queue.then(async () => {
+      const reused = this.#sock !== undefined;
       try {
-        const parser = new GetParser();
-        await uapiExchange(socketPath(iface), "get=1\n\n", signal, undefined, (chunk) => parser.push(chunk));
+        return await this.#once(request, signal, timeoutMs, onData);
+      } catch (err) {
+        if (!(reused && err instanceof StaleConnection)) throw err;
+        return this.#once(request, signal, timeoutMs, onData);
+      }
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  close(): void {
+    this.#sock?.destroy();
+    this.#sock = undefined;
+  }
+
+  #once(request: string, signal: AbortSignal | undefined, timeoutMs: number, onData?: (chunk: string) => void): Promise<string> {
+    if (signal?.aborted) return Promise.reject(new PlexdError("cancelled", "UAPI request cancelled"));
+    let sock = this.#sock;
+    if (!sock) {
+      sock = this.#sock = connect(this.path);
+      sock.setEncoding("utf8");
+      sock.unref(); // an idle connection must not keep privhelper alive
+      const s = sock;
+      s.on("error", () => undefined); // reported to the operation in flight, if any
+      s.on("close", () => {
+        if (this.#sock === s) this.#sock = undefined;
+      });
+    }
+    const conn = sock;
+    return new Promise((resolve, reject) => {
+      let buf = "";
+      let answered = false;
+      const done = (err?: Error) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        conn.off("data", onChunk);
+        conn.off("error", onError);
+        conn.off("close", onClose);
+        if (err) {
+          // Whatever the connection holds now is unknown: the next operation starts afresh.
+          if (this.#sock === conn) this.#sock = undefined;
+          conn.destroy();
+          reject(err);
+        } else resolve(buf);
+      };
+      const onAbort = () => done(new PlexdError("cancelled", "UAPI request cancelled"));
+      const onError = (e: Error) => done(answered ? PlexdError.from(e) : new StaleConnection(PlexdError.from(e)));
+      const onClose = () => done(answered ? new PlexdError("unavailable", `UAPI ${this.path}: closed early`) : new StaleConnection(new PlexdError("unavailable", `UAPI ${this.path}: closed early`)));
+      const onChunk = (d: string) => {
+        answered = true;
+        if (onData === undefined) buf += d;
+        else {
+          try {
+            onData(d);
+          } catch (err) {
+            done(PlexdError.from(err));
+            return;
+          }
+          // Only the tail is kept: enough to see the terminating empty line.
+          buf = (buf + d).slice(-2);
+        }
+        if (buf.endsWith("\n\n")) done();
+      };
+      const timer = setTimeout(() => done(new PlexdError("deadline_exceeded", `UAPI ${this.path}: no answer in ${timeoutMs} ms`)), timeoutMs);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      conn.on("data", onChunk);
+      conn.on("error", onError);
+      conn.on("close", onClose);
+      conn.write(request);
+    });
+  }
+}
+
+/** The operation failed before a byte of answer: a fresh connection may be tried once. */
+class StaleConnection extends PlexdError {
+  constructor(cause: PlexdError) {
+    super(cause.code, cause.message, { cause });
+  }
+}
+
+export function uapiBackend(socketPath: (iface: string) => string): WgBackend {
+  const conns = new Map<string, UapiConnection>();
+  const conn = (iface: string): UapiConnection => {
+    const path = socketPath(iface);
+    let c = conns.get(path);
+    if (!c) conns.set(path, (c = new UapiConnection(path)));
+    return c;
+  };
+  return {
+    async show(iface, signal, opts) {
+      try {
+        const parser = new GetParser(opts);
+        await conn(iface).exchange("get=1\n\n", signal, undefined, (chunk) => parser.push(chunk));
         return parser.finish();
       } catch (err) {
-        if (PlexdError.from(err).code === "not_found" || PlexdError.from(err).code === "unavailable") return undefined;
+        const code = PlexdError.from(err).code;
+        if (code === "not_found" || code === "unavailable") return undefined;
         throw err;
       }
     },
     async apply(iface, change, _want, signal) {
-      const reply = await uapiExchange(socketPath(iface), renderSet(change), signal);
+      const reply = await conn(iface).exchange(renderSet(change), signal);
       const errno = /errno=(-?\d+)/.exec(reply)?.[1];
       if (errno !== "0") throw new PlexdError("internal", `wireguard-go UAPI set on ${iface}: errno ${errno ?? "missing"}`);
     },

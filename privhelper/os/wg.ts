@@ -97,7 +97,7 @@ export interface WgChange {
 
 export interface WgBackend {
   /** The live device, or undefined when it is not a WireGuard device. */
-  show(iface: string, signal?: AbortSignal): Promise<WgLiveDevice | undefined>;
+  show(iface: string, signal?: AbortSignal, opts?: { stats?: boolean }): Promise<WgLiveDevice | undefined>;
   /** Applies `change`; `want` is the whole desired device, for backends that must restate it. */
   apply(iface: string, change: WgChange, want: WgDevice, signal?: AbortSignal): Promise<void>;
 }

@@ -25,10 +25,10 @@ export interface MeshDeps extends DeviceDeps {
   applied: AppliedSpecs;
 }
 
-export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor">, name: string, signal?: AbortSignal, opts: { routes: boolean } = { routes: true }): Promise<Live> {
+export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor">, name: string, signal?: AbortSignal, opts: { routes: boolean; stats?: boolean } = { routes: true, stats: false }): Promise<Live> {
   // Both reads at once: they ask different processes (ip, wireguard-go or wg).
   const link = opts.routes ? deps.ip.showWithRoutes(name, signal) : deps.ip.showLink(name, signal).then((l) => (l ? { link: l, routes: undefined } : undefined));
-  const [shown, dev] = await Promise.all([link, deps.wgFor(name).then((b) => b.show(name, signal))]);
+  const [shown, dev] = await Promise.all([link, deps.wgFor(name).then((b) => b.show(name, signal, { stats: opts.stats ?? false }))]);
   const wg = shown ? dev : undefined;
   return { link: shown?.link, wg, ...(shown?.routes ? { routes: shown.routes } : {}) };
 }
@@ -93,15 +93,22 @@ interface RoutePlan {
 }
 
 async function planRoutes(deps: MeshDeps, want: DesiredMesh, before: Live | undefined, signal?: AbortSignal): Promise<RoutePlan> {
-  const linkExists = before?.link !== undefined;
-  const wanted = [...new Set(want.peers.flatMap((p) => p.allowedIps))].sort();
+  const wanted = new Set<string>();
   // Each read is a process; the mesh is IPv4, so IPv6 routes are read only when some peer
   // has an IPv6 allowed IP (a stale IPv6 route otherwise lasts until the device is recreated).
-  const v6 = wanted.some((r) => r.includes(":"));
-  const read = !linkExists ? [] : v6 || before?.routes === undefined ? await deps.ip.routes(want.interface, v6, signal) : before.routes;
+  let v6 = false;
+  for (const p of want.peers) {
+    for (const r of p.allowedIps) {
+      wanted.add(r);
+      if (!v6 && r.includes(":")) v6 = true;
+    }
+  }
+  const read = before?.link === undefined ? [] : v6 || before.routes === undefined ? await deps.ip.routes(want.interface, v6, signal) : before.routes;
   const live = new Set(read);
-  const wantedSet = new Set(wanted);
-  return { add: wanted.filter((r) => !live.has(r)), remove: [...live].filter((r) => !wantedSet.has(r)) };
+  const add: string[] = [];
+  for (const r of wanted) if (!live.has(r)) add.push(r);
+  const remove = [...live].filter((r) => !wanted.has(r));
+  return { add: add.sort(), remove: remove.sort() };
 }
 
 async function applyRoutes(deps: MeshDeps, name: string, plan: RoutePlan, progress: { step: string }, signal?: AbortSignal): Promise<void> {

@@ -26,7 +26,7 @@ export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">) {
     const issues = new Issues();
     const name = checkInterface(deps.config, req.interface || deps.config.meshInterface, issues);
     issues.throwIfAny();
-    const { link, wg } = await readLive(deps, name, ctx.signal, { routes: false });
+    const { link, wg } = await readLive(deps, name, ctx.signal, { routes: false, stats: true });
     if (!link) return { exists: false, interface: name };
     const digest = digestsOf((wg?.peers ?? []).map((p) => p.presharedKey));
     return {

@@ -169,17 +169,21 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
     const target = agentTarget(ph.iface, local.privateKey, peers);
     checkApplied("base for deltas", await ph.client.applyMeshEncoded(target.requestBytes(), applyOpts), (n) => n === 0, false);
     target.confirmed(target.version);
-    // One peer changed out of 1,000, sent as the agent sends it — a delta on the base — and,
-    // on stderr, as the whole spec again: alternately a new endpoint (one UAPI peer update)
-    // and a new allowed IP (peer update + route swap). Requests are encoded before the clock
+    // One peer changed out of 1,000, sent as the agent sends it — a delta on the base, then
+    // the delta that takes it back (untimed) — alternately a new endpoint (one UAPI peer
+    // update) and a new allowed IP (peer update + route swap). Deltas follow deltas, as in
+    // an agent's steady state; the same changes sent as the whole spec, as an agent without
+    // a base sends them, come after them (stderr). Requests are encoded before the clock
     // starts; the agent has them ready.
-    for (let k = 0; k < incrementalPerPair; k++) {
+    const changes = Array.from({ length: incrementalPerPair }, (_, k) => {
       const index = (i * incrementalPerPair + k) % peerCount;
       const endpointChange = k % 2 === 0;
       const victim = { ...peers[index]! };
       if (endpointChange) victim.endpoint = `198.51.100.${k + 1}:${40000 + i}`;
       else victim.allowedIp = `10.101.${i}.${k + 1}/32`;
-      const steps = (n: number) => n === (endpointChange ? 1 : 3);
+      return { index, victim, steps: (n: number) => n === (endpointChange ? 1 : 3) };
+    });
+    for (const { index, victim, steps } of changes) {
       const base = target.version;
       target.setPeer(`n_${index}`, agentPeer(victim, index));
       const delta = target.deltaBytes(base);
@@ -189,12 +193,14 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
       cpuIncremental.push(processCpuMs(ph.pid) - c0);
       checkApplied("one-peer change (delta)", r!, steps);
       target.confirmed(target.version);
-      // Back to the base (untimed), so every change is one peer away from it.
+      // Back to the base, so every change is one peer away from it.
       const back = target.version;
       target.setPeer(`n_${index}`, agentPeer(peers[index]!, index));
       checkApplied("undo (delta)", await ph.client.applyMeshEncoded(target.deltaBytes(back), applyOpts), steps);
       target.confirmed(target.version);
-      // The same change as a whole spec, as an agent without a base sends it.
+    }
+    for (const { index, victim, steps } of changes) {
+      let r: ApplyMeshResponse | undefined;
       const changed = peers.map((p, j) => (j === index ? victim : p));
       const bytes = encode(meshSpec(ph.iface, local.privateKey, 51820, changed));
       out.incrementalWhole.push(await time(async () => (r = await ph.client.applyMeshEncoded(bytes, applyOpts))));
