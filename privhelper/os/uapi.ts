@@ -152,42 +152,6 @@ export function renderSet(change: WgChange): string {
   return out.join("\n") + "\n\n";
 }
 
-/** One request/response exchange; the response ends with an empty line. `onData` sees it as it arrives. */
-export function uapiExchange(socketPath: string, request: string, signal?: AbortSignal, timeoutMs = 30_000, onData?: (chunk: string) => void): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(socketPath);
-    let buf = "";
-    const done = (err?: Error) => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      sock.destroy();
-      if (err) reject(err);
-      else resolve(buf);
-    };
-    const onAbort = () => done(new PlexdError("cancelled", "UAPI request cancelled"));
-    const timer = setTimeout(() => done(new PlexdError("deadline_exceeded", `UAPI ${socketPath}: no answer in ${timeoutMs} ms`)), timeoutMs);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    sock.setEncoding("utf8");
-    sock.on("connect", () => sock.write(request));
-    sock.on("data", (d: string) => {
-      if (onData === undefined) buf += d;
-      else {
-        try {
-          onData(d);
-        } catch (err) {
-          done(PlexdError.from(err));
-          return;
-        }
-        // Only the tail is kept: enough to see the terminating empty line.
-        buf = (buf + d).slice(-2);
-      }
-      if (buf.endsWith("\n\n")) done();
-    });
-    sock.on("error", (e) => done(PlexdError.from(e)));
-    sock.on("close", () => done(buf.endsWith("\n\n") ? undefined : new PlexdError("unavailable", `UAPI ${socketPath}: closed early`)));
-  });
-}
-
 /**
  * One kept-open connection per UAPI socket. wireguard-go answers any number of operations on
  * a connection, one after another; reusing it saves a connect per read and per write (a
@@ -283,6 +247,16 @@ export class UapiConnection {
 class StaleConnection extends PlexdError {
   constructor(cause: PlexdError) {
     super(cause.code, cause.message, { cause });
+  }
+}
+
+/** One request/response exchange on a connection of its own; the response ends with an empty line. */
+export async function uapiExchange(socketPath: string, request: string, signal?: AbortSignal, timeoutMs = 30_000, onData?: (chunk: string) => void): Promise<string> {
+  const conn = new UapiConnection(socketPath);
+  try {
+    return await conn.exchange(request, signal, timeoutMs, onData);
+  } finally {
+    conn.close();
   }
 }
 
