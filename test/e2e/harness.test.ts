@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { build } from "esbuild";
 import { describe, expect, it } from "vitest";
@@ -320,6 +320,13 @@ describe("e2e harness", () => {
     } finally {
       // Only this test's own copy: logs kept for genuinely failed tests of the run stay.
       if (kept[0]) rmSync(dirname(kept[0]), { recursive: true, force: true });
+      // And the run's folder and its parent, when nothing else was kept there.
+      try {
+        rmdirSync(keptLogsRoot());
+        rmdirSync(dirname(keptLogsRoot()));
+      } catch {
+        // not empty: logs of genuinely failed tests stay
+      }
     }
   });
 
