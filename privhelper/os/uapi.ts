@@ -59,8 +59,8 @@ export interface GetOptions {
 /**
  * A `get` answer parsed line by line as it arrives: wireguard-go writes 1,000 peers in
  * several chunks, and parsing each as it comes hides part of the parse inside that wait.
- * Keys are told apart by length and checked in place, so a line costs one slice (its value)
- * or none; this parse is most of an incremental ApplyMesh's own CPU time.
+ * Line names are told apart by their length and checked in place (never sliced); only the
+ * values used are. This parse is most of an incremental ApplyMesh's own CPU time.
  */
 export class GetParser {
   readonly #dev: WgLiveDevice = { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
@@ -118,7 +118,7 @@ export class GetParser {
         else if (is("listen_port")) this.#dev.listenPort = Number(value());
         return;
       case 5:
-        if (is("errno") && value() !== "0") throw new PlexdError("internal", `wireguard-go UAPI get: errno ${value()}`);
+        if (is("errno") && !(end - eq === 2 && text.startsWith("0", eq + 1))) throw new PlexdError("internal", `wireguard-go UAPI get: errno ${value()}`);
         return;
     }
   }
