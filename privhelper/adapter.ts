@@ -54,7 +54,7 @@ export function bindHandlers<S extends GenServiceMethods>(
     const output = method.output as DescMessage;
     const mutation = !readOnly.test(name);
     const record = (caller: string, started: number, err?: unknown) => {
-      const fields = { rpc: method.name, caller, ms: Math.round(performance.now() - started) };
+      const fields = { rpc: method.name, caller, ms: Math.round((performance.now() - started) * 10) / 10 };
       if (err === undefined) (mutation ? log.info : log.debug).call(log, { ...fields, outcome: "ok" }, "rpc");
       else if (isCancellation(err)) log.debug({ ...fields, outcome: "cancelled" }, "rpc");
       else {

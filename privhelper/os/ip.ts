@@ -1,5 +1,6 @@
 // iproute2: links and addresses of plexd's interfaces, read through `ip -json` so nothing
 // depends on the human-readable format.
+import { endianness } from "node:os";
 import type { RunOptions, Runner } from "./runner.js";
 
 export interface LiveLink {
@@ -41,7 +42,7 @@ export interface IpTool {
   show(name: string, signal?: AbortSignal): Promise<LiveLink | undefined>;
   /** The link alone through the long-lived `ip -batch` (reads that need no routes). */
   showLink(name: string, signal?: AbortSignal): Promise<LiveLink | undefined>;
-  /** The link and its IPv4 routes in one `ip -batch` exchange (the hot path of every apply). */
+  /** The link (`ip -batch`) and its IPv4 routes (/proc/net/route): the hot path of every apply. */
   showWithRoutes(name: string, signal?: AbortSignal): Promise<{ link: LiveLink; routes: string[] } | undefined>;
   /** Names of every link in this network namespace. */
   links(signal?: AbortSignal): Promise<string[]>;
@@ -72,6 +73,59 @@ export function parseRoutes(json: string, v6: boolean): string[] {
   return out;
 }
 
+/** The IPv4 network an address's prefix route covers: "10.1.2.3/16" → "10.1.0.0/16". */
+export function ipv4Network(cidr: string): string | undefined {
+  const [ip, len = ""] = cidr.split("/");
+  const bits = /^\d{1,2}$/.test(len) ? Number(len) : NaN;
+  const o = (ip ?? "").split(".").map((x) => (/^\d{1,3}$/.test(x) ? Number(x) : NaN));
+  if (o.length !== 4 || o.some((x) => !(x <= 255)) || !(bits <= 32)) return undefined;
+  const n = (((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) & (bits === 0 ? 0 : -1 << (32 - bits))) >>> 0;
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}/${bits}`;
+}
+
+/**
+ * Routes via `name` in a /proc/net/route table, as CIDRs, leaving out `kernelMade` (the
+ * prefix routes the kernel adds with each address; the table has no protocol column). The
+ * kernel prints each destination and mask as the hex of their network-order bytes read as
+ * one host-order integer.
+ */
+export function parseProcRoutes(text: string, name: string, kernelMade: ReadonlySet<string>, littleEndian = endianness() === "LE"): string[] {
+  const out: string[] = [];
+  const prefix = `${name}\t`;
+  // Line 0 is the header. Fields are found by their tabs, not split: 1,000 routes are 1,000 lines.
+  for (let at = text.indexOf("\n") + 1; at > 0 && at < text.length; ) {
+    const end = text.indexOf("\n", at);
+    const line = at;
+    at = end === -1 ? text.length : end + 1;
+    if (!text.startsWith(prefix, line)) continue;
+    const dstAt = line + prefix.length;
+    let maskAt = dstAt;
+    for (let f = 1; f < 7 && maskAt !== 0; f++) maskAt = text.indexOf("\t", maskAt) + 1;
+    if (maskAt === 0 || (end !== -1 && maskAt > end)) continue;
+    const dst = Number.parseInt(text.slice(dstAt, dstAt + 8), 16);
+    const mask = Number.parseInt(text.slice(maskAt, maskAt + 8), 16);
+    if (Number.isNaN(dst) || Number.isNaN(mask)) continue;
+    let bits = 0;
+    for (let m = mask; m !== 0; m &= m - 1) bits++;
+    if (bits === 0) continue; // a default route is not a peer's
+    const cidr = littleEndian ? `${dst & 255}.${(dst >>> 8) & 255}.${(dst >>> 16) & 255}.${dst >>> 24}/${bits}` : `${dst >>> 24}.${(dst >>> 16) & 255}.${(dst >>> 8) & 255}.${dst & 255}/${bits}`;
+    if (!kernelMade.has(cidr)) out.push(cidr);
+  }
+  return out;
+}
+
+/** The prefix routes the kernel makes for these addresses (IPv4; a /32 makes none). */
+export function kernelPrefixRoutes(addresses: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const a of addresses) {
+    if (a.includes(":") || a.endsWith("/32")) continue;
+    const net = ipv4Network(a);
+    if (net !== undefined) out.add(net);
+  }
+  return out;
+}
+
+const procRoutes = "/proc/net/route";
 const batchArgs = ["-d", "-j", "-batch", "-"];
 
 export function ipTool(runner: Runner): IpTool {
@@ -97,11 +151,13 @@ export function ipTool(runner: Runner): IpTool {
       return r.exitCode === 0 ? parseAddrShow(r.stdout.trim() || "[]") : undefined;
     },
     async showWithRoutes(name, signal) {
-      const r = await batch([`addr show dev ${name}`, `route show dev ${name}`], 2, signal, true);
-      if (r.exitCode !== 0) return undefined;
-      const [addrJson, routeJson] = r.stdout.split("\n").filter((l) => l.trim() !== "");
-      const link = parseAddrShow(addrJson ?? "[]");
-      return link === undefined ? undefined : { link, routes: parseRoutes(routeJson ?? "[]", false) };
+      const r = await batch([`addr show dev ${name}`], 1, signal, true);
+      const link = r.exitCode === 0 ? parseAddrShow(r.stdout.trim() || "[]") : undefined;
+      if (link === undefined) return undefined;
+      // `ip route show` prints and flushes route by route (1,000 pipe writes for 1,000 peers);
+      // the kernel's own table is one read. It holds the main table, which is where plexd's are.
+      const routes = parseProcRoutes(runner.readKernelTable(procRoutes), name, kernelPrefixRoutes(link.addresses));
+      return { link, routes };
     },
     forget() {
       stale = true;

@@ -2,7 +2,7 @@
 // secrets only on stdin. Everything that touches the kernel goes through a Runner so
 // unit tests can swap in a transcript (recorded command → result) instead of root tools.
 import { spawn } from "node:child_process";
-import { openSync, closeSync } from "node:fs";
+import { openSync, closeSync, readFileSync } from "node:fs";
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +38,11 @@ export interface Runner {
    * system runner keeps the tool running between calls; a transcript records it as a run.
    */
   batch(file: string, args: readonly string[], lines: readonly string[], opts: BatchOptions): Promise<RunResult>;
+  /**
+   * The text of a kernel table under /proc/net (routes), read at once: the kernel writes it
+   * in one go, faster than any tool prints it. A transcript records it as `read <path>`.
+   */
+  readKernelTable(path: string): string;
 }
 
 export interface BatchOptions extends RunOptions {
@@ -179,6 +184,11 @@ export const execaRunner: Runner = {
     const stdout = r.exitCode === 0 ? r.stdout.slice(0, nthLineEnd(r.stdout, opts.answers)) : r.stdout;
     return checked(file, args, { ...r, stdout }, opts);
   },
+  readKernelTable(path) {
+    // Synchronous on purpose: a /proc table is made in memory, and the reads that run beside
+    // it (wireguard-go's UAPI answer) keep arriving in their socket meanwhile.
+    return readFileSync(path, "latin1");
+  },
 };
 
 function countLines(s: string): number {
@@ -248,6 +258,16 @@ export class TranscriptRunner implements Runner {
   async batch(file: string, args: readonly string[], lines: readonly string[], opts: BatchOptions): Promise<RunResult> {
     const { answers: _a, fresh: _f, retryFresh: _r, ...rest } = opts;
     return this.run(file, args, { ...rest, input: lines.join("\n") + "\n" });
+  }
+
+  readKernelTable(path: string): string {
+    const cmd = ["read", path];
+    const want = this.transcript[this.next++];
+    if (!want || JSON.stringify(want.cmd) !== JSON.stringify(cmd)) {
+      throw new Error(`transcript mismatch at #${this.next - 1}: want ${want?.cmd.join(" ") ?? "(end)"}, got ${cmd.join(" ")}`);
+    }
+    this.ran.push({ cmd, result: want.result });
+    return want.result.stdout;
   }
 
   /** Every transcript entry was used. */

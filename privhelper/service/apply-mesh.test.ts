@@ -67,15 +67,28 @@ const request = (over: object = {}, peers: object[] = [peerSpecA]) =>
 
 const showDev = ["ip", "-d", "-j", "addr", "show", "dev", "plexd0"];
 const wgDump = ["wg", "show", "plexd0", "dump"];
-/** The route reads that follow the device reads when the link exists. */
+/** The link read of every apply: one line to the long-lived `ip -batch`. */
 const readBatch = ["ip", "-d", "-j", "-batch", "-"];
-const readInput = "addr show dev plexd0\nroute show dev plexd0\n";
-/** The device read of every apply: link and IPv4 routes in one process. */
-const readDev = (addr: string, ...routes: string[]): TranscriptEntry => ({
-  cmd: readBatch,
-  input: readInput,
-  result: ok(`${addr}\n${JSON.stringify(routes.map((dst) => ({ dst, scope: "link", flags: [] })))}\n`),
-});
+const readInput = "addr show dev plexd0\n";
+/** /proc/net/route as the kernel prints it (little-endian host): header, then one row per route. */
+const routeTable = (...routes: string[]): string =>
+  "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +
+  routes
+    .map((r) => {
+      const [ip, len] = r.split("/");
+      const hex = (o: number[]) => Buffer.from(o).readUInt32LE().toString(16).toUpperCase().padStart(8, "0");
+      const bits = Number(len ?? 32);
+      const mask = [0, 8, 16, 24].map((s) => Math.max(0, Math.min(8, bits - s))).map((b) => (0xff << (8 - b)) & 0xff);
+      return `plexd0\t${hex(ip!.split(".").map(Number))}\t00000000\t0001\t0\t0\t0\t${hex(mask)}\t0\t0\t0`;
+    })
+    .map((l) => l.padEnd(127) + "\n")
+    .join("");
+/**
+ * The device read of every apply: the link through `ip -batch`, beside it the WireGuard read
+ * (next entry), and once the link is known its IPv4 routes from the kernel's table.
+ */
+const linkRead = (addr: string): TranscriptEntry => ({ cmd: readBatch, input: readInput, result: ok(`${addr}\n`) });
+const routeRead = (...routes: string[]): TranscriptEntry => ({ cmd: ["read", "/proc/net/route"], result: ok(routeTable(...routes.map((r) => (r.includes("/") ? r : `${r}/32`)))) });
 const readMissing: TranscriptEntry = { cmd: readBatch, input: readInput, result: fail('Device "plexd0" does not exist.', 1) };
 /** The WireGuard read that runs beside the link read, here of a device that is not there. */
 const wgMissing: TranscriptEntry = { cmd: wgDump, result: fail("Unable to access interface: No such device", 1) };
@@ -83,8 +96,9 @@ const wgMissing: TranscriptEntry = { cmd: wgDump, result: fail("Unable to access
 describe("ApplyMesh (transcripts)", () => {
   it("applies nothing when the device already matches: only reads run", async () => {
     const { runner, apply } = engine([
-      readDev(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] }), "10.100.0.3"),
+      linkRead(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] })),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      routeRead("10.100.0.3"),
     ]);
     const res = await apply(request(), ctx);
     expect(res.result).toEqual({ changed: false, plan: [] });
@@ -93,8 +107,9 @@ describe("ApplyMesh (transcripts)", () => {
 
   it("dry_run returns the plan and runs no mutation", async () => {
     const { runner, apply } = engine([
-      readDev(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] }), "10.100.0.3"),
+      linkRead(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] })),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      routeRead("10.100.0.3"),
     ]);
     const res = await apply(create(ApplyMeshRequestSchema, { ...request({}, [peerSpecA, { publicKey: peerB }]), dryRun: true }), ctx);
     expect(res.result?.changed).toBe(false);
@@ -105,8 +120,9 @@ describe("ApplyMesh (transcripts)", () => {
   it("rolls back to the previous device when a later step fails, naming the step", async () => {
     const before = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] });
     const { runner, apply } = engine([
-      readDev(before, "10.100.0.3"),
+      linkRead(before),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      routeRead("10.100.0.3"),
       // forward: mtu, one wg step with only the new peer, then the address fails
       { cmd: ["ip", "link", "set", "plexd0", "mtu", "1380"], result: ok() },
       {
@@ -116,8 +132,9 @@ describe("ApplyMesh (transcripts)", () => {
       },
       { cmd: ["ip", "addr", "replace", "fd00::1/128", "dev", "plexd0"], result: fail("RTNETLINK answers: Permission denied", 2) },
       // rollback: read what is live now, then restore mtu and the exact previous peer set in one syncconf
-      readDev(addrJson({ mtu: 1380, up: true, addrs: [["10.100.0.1", 32]] }), "10.100.0.3"),
+      linkRead(addrJson({ mtu: 1380, up: true, addrs: [["10.100.0.1", 32]] })),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"), dumpLine(peerB, "10.100.0.4/32"))) },
+      routeRead("10.100.0.3"),
       { cmd: ["ip", "link", "set", "plexd0", "mtu", "1420"], result: ok() },
       {
         cmd: ["wg", "syncconf", "plexd0", "/dev/stdin"],
@@ -138,14 +155,16 @@ describe("ApplyMesh (transcripts)", () => {
   it("peers and routes change side by side; a failed peer step takes the new route back out", async () => {
     const up = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] });
     const { runner, apply } = engine([
-      readDev(up, "10.100.0.3"),
+      linkRead(up),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      routeRead("10.100.0.3"),
       // forward, concurrently: the route for peer B, and peer B itself (which fails)
       { cmd: readBatch, input: "route replace 10.100.0.4/32 dev plexd0\n", result: ok() },
       { cmd: ["wg", "addconf", "plexd0", "/dev/stdin"], result: fail("Unable to modify interface: Invalid argument", 1) },
       // rollback: the peers are as before, the route is not
-      readDev(up, "10.100.0.3", "10.100.0.4"),
+      linkRead(up),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
+      routeRead("10.100.0.3", "10.100.0.4"),
       { cmd: readBatch, input: "route del 10.100.0.4/32 dev plexd0\n", result: ok() },
     ]);
     const res = await apply(request({}, [peerSpecA, { publicKey: peerB, allowedIps: ["10.100.0.4/32"] }]), ctx);
@@ -206,11 +225,13 @@ describe("ApplyMesh (transcripts)", () => {
     const up = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] });
     const { runner, apply } = engine([
       // generation 7: peers A and B, already live
-      readDev(up, "10.100.0.3", "10.100.0.4"),
+      linkRead(up),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"), dumpLine(peerB, "10.100.0.4/32"))) },
+      routeRead("10.100.0.3", "10.100.0.4"),
       // generation 8 = 7 without B: only B goes, A is untouched
-      readDev(up, "10.100.0.3", "10.100.0.4"),
+      linkRead(up),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"), dumpLine(peerB, "10.100.0.4/32"))) },
+      routeRead("10.100.0.3", "10.100.0.4"),
       { cmd: readBatch, input: "route del 10.100.0.4/32 dev plexd0\n", result: ok() },
       { cmd: ["wg", "syncconf", "plexd0", "/dev/stdin"], result: ok() },
     ]);
@@ -222,26 +243,32 @@ describe("ApplyMesh (transcripts)", () => {
     expect(runner.done).toBe(true);
   });
 
-  it("a delta on a generation it does not hold, or with a bad key, is refused before anything runs", async () => {
-    const { runner, apply } = engine([]);
+  it("a delta on a generation it does not hold, or with a bad key, is refused having only read", async () => {
+    // The device read leaves before the request is resolved (it overlaps wireguard-go's answer);
+    // a refused request has run those reads to their end and nothing else.
+    const { runner, apply } = engine([readMissing, wgMissing, readMissing, wgMissing, readMissing, wgMissing]);
     await expect(apply(create(ApplyMeshRequestSchema, { ...request(), generation: 2n, baseGeneration: 1n }), ctx)).rejects.toMatchObject({ code: "failed_precondition" });
     await expect(apply(create(ApplyMeshRequestSchema, { ...request(), generation: 2n, baseGeneration: 1n, removedPeerKeys: ["eth0; rm -rf /"] }), ctx)).rejects.toMatchObject({ code: "invalid_argument" });
     await expect(apply(create(ApplyMeshRequestSchema, { ...request(), removedPeerKeys: [peerB] }), ctx)).rejects.toMatchObject({ code: "invalid_argument" });
-    expect(runner.ran).toEqual([]);
+    expect(runner.done).toBe(true);
+    expect(runner.ran.map((e) => e.cmd.join(" "))).toEqual(Array.from({ length: 3 }, () => [readBatch.join(" "), wgDump.join(" ")]).flat());
   });
 
   it("a failed apply forgets the base: the next delta is refused", async () => {
     const up = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] });
     const { apply } = engine([
-      readDev(up, "10.100.0.3"),
+      linkRead(up),
       { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"))) },
-      readDev(up),
+      routeRead("10.100.0.3"),
+      linkRead(up),
       { cmd: wgDump, result: ok(dump()) },
+      routeRead(),
       { cmd: ["wg", "addconf", "plexd0", "/dev/stdin"], result: fail("Unable to modify interface", 1) },
       { cmd: readBatch, input: "route replace 10.100.0.3/32 dev plexd0\n", result: ok() },
       // rollback to the empty device
-      readDev(up, "10.100.0.3"),
+      linkRead(up),
       { cmd: wgDump, result: ok(dump()) },
+      routeRead("10.100.0.3"),
       { cmd: readBatch, input: "route del 10.100.0.3/32 dev plexd0\n", result: ok() },
     ]);
     await apply(create(ApplyMeshRequestSchema, { ...request(), generation: 1n }), ctx);
@@ -250,9 +277,28 @@ describe("ApplyMesh (transcripts)", () => {
     await expect(apply(create(ApplyMeshRequestSchema, { ...request({}, []), generation: 3n, baseGeneration: 2n }), ctx)).rejects.toMatchObject({ code: "failed_precondition" });
   });
 
-  it("refuses an invalid spec before running anything", async () => {
-    const { runner, apply } = engine([]);
+  it("refuses an invalid spec: a name off the allow-list is not even read, a bad peer changes nothing", async () => {
+    const { runner, apply } = engine([linkRead(addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 32]] })), { cmd: wgDump, result: ok(dump()) }, routeRead()]);
     await expect(apply(request({ interface: "eth0" }), ctx)).rejects.toMatchObject({ code: "invalid_argument" });
     expect(runner.ran).toEqual([]);
+    await expect(apply(request({}, [{ ...peerSpecA, allowedIps: ["10.100.0.3/33"] }]), ctx)).rejects.toMatchObject({ code: "invalid_argument" });
+    expect(runner.done).toBe(true);
+    expect(runner.ran.map((e) => e.cmd[0])).toEqual(["ip", "wg", "read"]);
+    expect(runner.ran[0]?.input).toBe("addr show dev plexd0\n");
+  });
+
+  it("leaves the kernel's prefix route of its own address alone, and does not add it for a peer that routes it", async () => {
+    // 10.100.0.1/24 gives the kernel 10.100.0.0/24 via plexd0; a bridge peer may claim it too.
+    const up = addrJson({ mtu: 1420, up: true, addrs: [["10.100.0.1", 24]] });
+    const bridge = { publicKey: peerB, endpoint: "192.0.2.4:51820", allowedIps: ["10.100.0.0/24"], persistentKeepalive: 25 };
+    const { runner, apply } = engine([
+      linkRead(up),
+      { cmd: wgDump, result: ok(dump(dumpLine(peerA, "10.100.0.3/32"), `${peerB}\t(none)\t192.0.2.4:51820\t10.100.0.0/24\t0\t0\t0\t25`)) },
+      routeRead("10.100.0.0/24", "10.100.0.3", "10.100.0.9"),
+      { cmd: readBatch, input: "route del 10.100.0.9/32 dev plexd0\n", result: ok() },
+    ]);
+    const res = await apply(request({ addresses: ["10.100.0.1/24"] }, [peerSpecA, bridge]), ctx);
+    expect(res.result).toEqual({ changed: true, plan: [{ kind: "remove_route", detail: "10.100.0.9/32" }] });
+    expect(runner.done).toBe(true);
   });
 });

@@ -30,6 +30,7 @@ describe("GetInfo", () => {
       run: (f: string, a: readonly string[], o?: object) => runner.run(f, a.map((x) => (/^plexdprb[0-9a-f]{6}$/.test(x) ? "PROBE" : x)), o),
       spawnDetached: () => 0,
       batch: runner.batch.bind(runner),
+      readKernelTable: runner.readKernelTable.bind(runner),
     };
     const getInfo = makeGetInfo({
       runner: wrapped,
