@@ -15,9 +15,12 @@ interface Applied {
 
 export class AppliedSpecs {
   readonly #by = new Map<string, Applied>();
+  /** The peer map behind the spec `resolve` built last, which `remember` then keeps as is. */
+  #resolved: { spec: MeshSpec; peers: Map<string, WireGuardPeer> } | undefined;
 
   /** The whole spec a request means: itself, or its base with the delta applied. */
   resolve(req: ApplyMeshRequest): MeshSpec | undefined {
+    this.#resolved = undefined;
     const spec = req.spec;
     if (req.baseGeneration === 0n || spec === undefined) {
       if (req.removedPeerKeys.length > 0) throw new PlexdError("invalid_argument", "invalid request:\n  removed_peer_keys: only with base_generation");
@@ -36,12 +39,25 @@ export class AppliedSpecs {
     const peers = new Map(base.peers);
     for (const k of req.removedPeerKeys) peers.delete(k);
     for (const p of spec.peers) peers.set(p.publicKey, p);
-    return create(MeshSpecSchema, { ...spec, peers: [...peers.values()] });
+    const whole = create(MeshSpecSchema, { ...spec, peers: [...peers.values()] });
+    this.#resolved = { spec: whole, peers };
+    return whole;
   }
 
   remember(iface: string, generation: bigint, spec: MeshSpec): void {
-    if (generation === 0n) this.#by.delete(iface);
-    else this.#by.set(iface, { generation, peers: new Map(spec.peers.map((p) => [p.publicKey, p])) });
+    const resolved = this.#resolved;
+    this.#resolved = undefined;
+    if (generation === 0n) {
+      this.#by.delete(iface);
+      return;
+    }
+    let peers: Map<string, WireGuardPeer>;
+    if (resolved?.spec === spec) peers = resolved.peers;
+    else {
+      peers = new Map();
+      for (const p of spec.peers) peers.set(p.publicKey, p);
+    }
+    this.#by.set(iface, { generation, peers });
   }
 
   forget(iface: string): void {

@@ -102,16 +102,46 @@ export function parseProcRoutes(text: string, name: string, kernelMade: Readonly
     let maskAt = dstAt;
     for (let f = 1; f < 7 && maskAt !== 0; f++) maskAt = text.indexOf("\t", maskAt) + 1;
     if (maskAt === 0 || (end !== -1 && maskAt > end)) continue;
-    const dst = Number.parseInt(text.slice(dstAt, dstAt + 8), 16);
-    const mask = Number.parseInt(text.slice(maskAt, maskAt + 8), 16);
-    if (Number.isNaN(dst) || Number.isNaN(mask)) continue;
+    const dst = hex32(text, dstAt);
+    const mask = hex32(text, maskAt);
+    if (dst < 0 || mask < 0) continue;
     let bits = 0;
     for (let m = mask; m !== 0; m &= m - 1) bits++;
     if (bits === 0) continue; // a default route is not a peer's
-    const cidr = littleEndian ? `${dst & 255}.${(dst >>> 8) & 255}.${(dst >>> 16) & 255}.${dst >>> 24}/${bits}` : `${dst >>> 24}.${(dst >>> 16) & 255}.${(dst >>> 8) & 255}.${dst & 255}/${bits}`;
+    const cidr = cidrOf(dst, bits, littleEndian);
     if (!kernelMade.has(cidr)) out.push(cidr);
   }
   return out;
+}
+
+/**
+ * CIDR text per destination and prefix length seen in recent tables: 1,000 routes are
+ * mostly the same ones at every apply, and building each text anew was a quarter of a
+ * megabyte of garbage per read. Bounded; dropped whole when full.
+ */
+let cidrMemo = new Map<number, string>();
+
+function cidrOf(dst: number, bits: number, littleEndian: boolean): string {
+  const key = (dst * 33 + bits) * 2 + (littleEndian ? 1 : 0);
+  let cidr = cidrMemo.get(key);
+  if (cidr === undefined) {
+    cidr = littleEndian ? `${dst & 255}.${(dst >>> 8) & 255}.${(dst >>> 16) & 255}.${dst >>> 24}/${bits}` : `${dst >>> 24}.${(dst >>> 16) & 255}.${(dst >>> 8) & 255}.${dst & 255}/${bits}`;
+    if (cidrMemo.size >= 65_536) cidrMemo = new Map();
+    cidrMemo.set(key, cidr);
+  }
+  return cidr;
+}
+
+/** Eight hex digits at `at` as an unsigned integer, read in place; -1 if they are not. */
+function hex32(text: string, at: number): number {
+  let v = 0;
+  for (let i = at; i < at + 8; i++) {
+    const c = text.charCodeAt(i);
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 65 && c <= 70 ? c - 55 : c >= 97 && c <= 102 ? c - 87 : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
 }
 
 /** The prefix routes the kernel makes for these addresses (IPv4; a /32 makes none). */

@@ -74,51 +74,62 @@ export class GetParser {
 
   /** Takes the next chunk of the answer. */
   push(chunk: string): void {
-    const text = this.#rest === "" ? chunk : this.#rest + chunk;
     let at = 0;
-    for (let end = text.indexOf("\n", at); end !== -1; end = text.indexOf("\n", at)) {
-      if (end !== at) this.#line(text, at, end);
+    if (this.#rest !== "") {
+      // Only the line cut in two is joined: `rest + chunk` would copy the whole chunk again.
+      const nl = chunk.indexOf("\n");
+      if (nl === -1) {
+        this.#rest += chunk;
+        return;
+      }
+      const line = this.#rest + chunk.slice(0, nl);
+      this.#rest = "";
+      this.#line(line, 0, line.length);
+      at = nl + 1;
+    }
+    for (let end = chunk.indexOf("\n", at); end !== -1; end = chunk.indexOf("\n", at)) {
+      if (end !== at) this.#line(chunk, at, end);
       at = end + 1;
     }
-    this.#rest = text.slice(at);
+    this.#rest = chunk.slice(at);
   }
 
+  // No closures here: this runs for each of ~11,000 lines of a 1,000-peer answer, and two
+  // per line were over a megabyte of garbage per read.
   #line(text: string, at: number, end: number): void {
     const eq = text.indexOf("=", at);
     if (eq === -1 || eq > end) return;
-    const is = (key: string) => text.startsWith(key, at);
-    const value = () => text.slice(eq + 1, end);
     const peer = this.#peer;
     switch (eq - at) {
       case 10:
-        if (is("public_key")) {
+        if (text.startsWith("public_key", at)) {
           this.#peer = { publicKey: keyAt(text, eq + 1, end), presharedKey: "", endpoint: "", allowedIps: [], keepalive: 0, latestHandshake: 0, rxBytes: 0n, txBytes: 0n };
           this.#dev.peers.push(this.#peer);
-        } else if (peer && is("allowed_ip")) peer.allowedIps.push(value());
+        } else if (peer && text.startsWith("allowed_ip", at)) peer.allowedIps.push(text.slice(eq + 1, end));
         return;
       case 13:
-        if (peer && is("preshared_key")) peer.presharedKey = text.startsWith(zeroHex, eq + 1) && end - eq - 1 === 64 ? "" : keyAt(text, eq + 1, end);
+        if (peer && text.startsWith("preshared_key", at)) peer.presharedKey = text.startsWith(zeroHex, eq + 1) && end - eq - 1 === 64 ? "" : keyAt(text, eq + 1, end);
         return;
       case 8:
         if (!peer) return;
-        if (is("endpoint")) peer.endpoint = value();
+        if (text.startsWith("endpoint", at)) peer.endpoint = text.slice(eq + 1, end);
         else if (!this.#stats) return;
-        else if (is("rx_bytes")) peer.rxBytes = BigInt(value());
-        else if (is("tx_bytes")) peer.txBytes = BigInt(value());
+        else if (text.startsWith("rx_bytes", at)) peer.rxBytes = BigInt(text.slice(eq + 1, end));
+        else if (text.startsWith("tx_bytes", at)) peer.txBytes = BigInt(text.slice(eq + 1, end));
         return;
       case 29:
-        if (peer && is("persistent_keepalive_interval")) peer.keepalive = Number(value());
+        if (peer && text.startsWith("persistent_keepalive_interval", at)) peer.keepalive = Number(text.slice(eq + 1, end));
         return;
       case 23:
-        if (peer && this.#stats && is("last_handshake_time_sec")) peer.latestHandshake = Number(value());
+        if (peer && this.#stats && text.startsWith("last_handshake_time_sec", at)) peer.latestHandshake = Number(text.slice(eq + 1, end));
         return;
       case 11:
         if (peer) return;
-        if (is("private_key")) this.#dev.privateKey = b64(value());
-        else if (is("listen_port")) this.#dev.listenPort = Number(value());
+        if (text.startsWith("private_key", at)) this.#dev.privateKey = b64(text.slice(eq + 1, end));
+        else if (text.startsWith("listen_port", at)) this.#dev.listenPort = Number(text.slice(eq + 1, end));
         return;
       case 5:
-        if (is("errno") && !(end - eq === 2 && text.startsWith("0", eq + 1))) throw new PlexdError("internal", `wireguard-go UAPI get: errno ${value()}`);
+        if (text.startsWith("errno", at) && !(end - eq === 2 && text.startsWith("0", eq + 1))) throw new PlexdError("internal", `wireguard-go UAPI get: errno ${text.slice(eq + 1, end)}`);
         return;
     }
   }
