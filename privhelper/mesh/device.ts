@@ -31,11 +31,11 @@ export async function findWireguardGo(deps: Pick<DeviceDeps, "host">, name: stri
   return pids;
 }
 
-async function waitUntil(host: Host, cond: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  for (let waited = 0; ; waited += 25) {
+async function waitUntil(host: Host, cond: () => Promise<boolean>, timeoutMs: number, stepMs = 25): Promise<boolean> {
+  for (let waited = 0; ; waited += stepMs) {
     if (await cond()) return true;
     if (waited >= timeoutMs) return false;
-    await host.sleep(25);
+    await host.sleep(stepMs);
   }
 }
 
@@ -57,7 +57,8 @@ export async function createInterface(deps: DeviceDeps, name: string, signal?: A
   } else {
     runner.spawnDetached(bin, ["-f", name], join(deps.logDir, `wireguard-go-${name}.log`));
   }
-  const ready = await waitUntil(host, async () => (await host.exists(sock)) && (await ip.show(name, signal)) !== undefined, 10_000);
+  // wireguard-go is ready within ~10-30 ms; until its socket exists a check is one stat.
+  const ready = await waitUntil(host, async () => (await host.exists(sock)) && (await ip.show(name, signal)) !== undefined, 10_000, 5);
   if (!ready) throw new PlexdError("internal", `wireguard-go did not bring up ${name} within 10s (see ${join(deps.logDir, `wireguard-go-${name}.log`)})`);
   return "userspace";
 }
