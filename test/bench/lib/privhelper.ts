@@ -105,6 +105,12 @@ export async function stopWireguardGo(ns: string, iface: string): Promise<void> 
   }
 }
 
+/** Resident set size of a process in MB (VmRSS of /proc/PID/status). */
+export function processRssMb(pid: number): number {
+  const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return kb === undefined ? NaN : Number(kb) / 1024;
+}
+
 /** utime + stime of a process in ms (clock ticks are 100 Hz on Linux). */
 export function processCpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
