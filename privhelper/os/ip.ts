@@ -1,6 +1,7 @@
 // iproute2: links and addresses of plexd's interfaces, read through `ip -json` so nothing
 // depends on the human-readable format.
 import { endianness } from "node:os";
+import { parseCidr } from "../validate.js";
 import type { RunOptions, Runner } from "./runner.js";
 
 export interface LiveLink {
@@ -73,16 +74,6 @@ export function parseRoutes(json: string, v6: boolean): string[] {
   return out;
 }
 
-/** The IPv4 network an address's prefix route covers: "10.1.2.3/16" → "10.1.0.0/16". */
-export function ipv4Network(cidr: string): string | undefined {
-  const [ip, len = ""] = cidr.split("/");
-  const bits = /^\d{1,2}$/.test(len) ? Number(len) : NaN;
-  const o = (ip ?? "").split(".").map((x) => (/^\d{1,3}$/.test(x) ? Number(x) : NaN));
-  if (o.length !== 4 || o.some((x) => !(x <= 255)) || !(bits <= 32)) return undefined;
-  const n = (((o[0]! << 24) | (o[1]! << 16) | (o[2]! << 8) | o[3]!) & (bits === 0 ? 0 : -1 << (32 - bits))) >>> 0;
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}/${bits}`;
-}
-
 /**
  * Routes via `name` in a /proc/net/route table, as CIDRs, leaving out `kernelMade` (the
  * prefix routes the kernel adds with each address; the table has no protocol column). The
@@ -149,7 +140,7 @@ export function kernelPrefixRoutes(addresses: readonly string[]): Set<string> {
   const out = new Set<string>();
   for (const a of addresses) {
     if (a.includes(":") || a.endsWith("/32")) continue;
-    const net = ipv4Network(a);
+    const net = parseCidr(a, true);
     if (net !== undefined) out.add(net);
   }
   return out;

@@ -1,5 +1,5 @@
-// ApplyMesh: validate → read live → diff → apply in order → on failure roll back to what
-// was read (design.md 2: atomic or nothing, and say which step failed).
+// ApplyMesh: read live (sent first, validated meanwhile) → diff → apply in order → on failure
+// roll back to what was read (design.md 2: atomic or nothing, and say which step failed).
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { setImmediate } from "node:timers/promises";
 import type { ApplyMeshRequest, ApplyMeshResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
