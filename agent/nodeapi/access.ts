@@ -10,11 +10,9 @@ import { PlexdError } from "../../proto/lib/errors.js";
 
 export type AccessClass = "reader" | "secrets" | "admin";
 
-export interface PeerCred {
-  pid: number;
-  uid: number;
-  gid: number;
-}
+import type { PeerCred } from "../../proto/lib/peercred.js";
+
+export type { PeerCred };
 
 /** Who is calling, fixed per connection (unix) or per request (TCP token). */
 export type Caller =

@@ -10,7 +10,7 @@ import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/no
 import type { Logger } from "../util/log.js";
 import { authorize, classifyToken, defaultAccessPolicy, type AccessPolicy, type Caller, type PeerCred } from "./access.js";
 import type { NodeApiBackend } from "./backend.js";
-import { nativePeerCredReader, type PeerCredReader } from "./peercred.js";
+import { nativePeerCredReader, type PeerCredReader } from "../../proto/lib/peercred.js";
 import { addReflection } from "./reflection.js";
 import { jsonWriteOptions, restHandler, sendError } from "./rest.js";
 import { buildOps, type Op, type UnaryOp } from "./services.js";

@@ -5,7 +5,7 @@ import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeNodeApi, type FakeBackend } from "../../agent/nodeapi/fake-backend.js";
-import { loadPeerCredAddon } from "../../agent/nodeapi/peercred.js";
+import { loadPeerCredAddon } from "../../proto/lib/peercred.js";
 
 // The built `plexd` client (dist/plexd.js, `npm run build`) against a node API server with a
 // fake backend: human output, `-o json` = the response message JSON, exit codes of §7.1.

@@ -7,7 +7,7 @@ import { distDir, type PlexdNode } from "./node.js";
 // run as a chosen uid with chosen groups (setpriv) inside the node's namespace.
 
 const repo = resolve(import.meta.dirname, "../../..");
-const addon = join(repo, "agent/nodeapi/peercred/build/Release/peercred.node");
+const addon = join(repo, "proto/lib/peercred/build/Release/peercred.node");
 
 /**
  * The SO_PEERCRED addon decides the secrets class (spec §6.1); without it every secret read

@@ -2,12 +2,19 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import { fileURLToPath } from "node:url";
-import type { PeerCred } from "./access.js";
 
-// SO_PEERCRED through the small N-API addon in ./peercred/ (built by `npm run build:native`).
-// When the addon is not built, or the kernel refuses, the reader returns undefined and the
-// secrets and admin classes are denied (spec/node-agent.md §6.1) — the socket mode remains
-// the gate for readers.
+// SO_PEERCRED through the small N-API addon in ./peercred/ (built by `npm run build:native`):
+// Node.js has no accessor for the kernel's record of who opened a unix socket connection.
+// Shared by privhelper (which serves only root and the agent's user, and refuses to start
+// without it) and the agent's node API (which denies its secrets and admin classes when the
+// record cannot be read; the socket mode stays the gate for readers).
+
+/** The kernel-attested identity of the process that connected. */
+export interface PeerCred {
+  pid: number;
+  uid: number;
+  gid: number;
+}
 
 export type PeerCredReader = (socket: Socket) => PeerCred | undefined;
 
@@ -21,7 +28,7 @@ function candidates(): string[] {
   if (process.env.PLEXD_PEERCRED_ADDON !== undefined) out.push(process.env.PLEXD_PEERCRED_ADDON);
   // Beside this module (sources, vitest) or, from a bundle in dist/, in the source tree.
   out.push(fileURLToPath(new URL(`./peercred/${rel}`, import.meta.url)));
-  out.push(fileURLToPath(new URL(`../agent/nodeapi/peercred/${rel}`, import.meta.url)));
+  out.push(fileURLToPath(new URL(`../proto/lib/peercred/${rel}`, import.meta.url)));
   out.push(fileURLToPath(new URL(`./peercred.node`, import.meta.url)));
   return out;
 }
@@ -47,6 +54,7 @@ export function loadPeerCredAddon(): Addon | undefined {
   return loaded ?? undefined;
 }
 
+// Node keeps a connected socket's descriptor on its libuv handle; there is no public accessor.
 function fdOf(socket: Socket): number | undefined {
   const handle = (socket as unknown as { _handle?: { fd?: unknown } })._handle;
   return typeof handle?.fd === "number" && handle.fd >= 0 ? handle.fd : undefined;
