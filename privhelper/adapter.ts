@@ -1,121 +1,104 @@
-// The one thin layer between grpc-js and the RPC handlers (design.md 2: handlers are plain
-// async functions that can be unit-tested without a socket). It maps PlexdError codes to
-// gRPC status codes, turns call cancellation/deadline into an AbortSignal, and logs every
-// mutation with caller and outcome.
+// The one thin layer between grpc-js and the RPC handlers, which are plain async functions
+// testable without a socket (design.md 2). Every call ends as a gRPC status of its own: no
+// rejection escapes, whatever the handler, the caller or the connection does. Requests are
+// decoded only once they are let through a bounded gate, so a flood of calls holds raw bytes
+// (bounded per connection by serverLimits), never thousands of decoded specs.
 import type * as grpc from "@grpc/grpc-js";
-import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { PlexdError, grpcStatusOf, isCancellation } from "../proto/lib/errors.js";
+import { grpcServiceDefinition } from "../proto/lib/grpc.js";
 import type { Logger } from "./log.js";
 
 export interface CallContext {
+  /** Aborted when the caller cancels or its deadline passes; handlers stop reading on it. */
   signal: AbortSignal;
-  /**
-   * For logs only: grpc-js's peer string (uninformative on a unix socket) plus what the
-   * client says it is (`plexd-caller` metadata). Self-asserted — the socket's file mode,
-   * not this, is what authenticates the caller.
-   */
-  caller: string;
+  /** The kernel-attested caller (SO_PEERCRED); 0/0 for privhelper's own --cleanup. */
+  uid: number;
+  pid: number;
 }
 
-function callerOf(call: { getPeer(): string; metadata: grpc.Metadata }): string {
-  const claim = call.metadata.get("plexd-caller")[0];
-  const peer = call.getPeer();
-  if (typeof claim !== "string" || claim === "") return peer;
-  return `${peer} (claims ${claim.replace(/[^\x20-\x7e]/g, "?").slice(0, 80)})`;
+type Handler<M extends GenServiceMethods[string]> = (req: MessageShape<M["input"]>, ctx: CallContext) => Promise<MessageInitShape<M["output"]>>;
+
+/** One handler per method: a method without one does not compile. */
+export type Handlers<S extends GenServiceMethods> = { [K in keyof S]: S[K]["methodKind"] extends "unary" ? Handler<S[K]> : never };
+
+/** Runs at most `concurrency` tasks at once and queues at most `queued` more. */
+export function createGate(concurrency: number, queued: number) {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async <T>(task: () => Promise<T>): Promise<T> => {
+    if (running >= concurrency) {
+      if (waiting.length >= queued) throw new PlexdError("resource_exhausted", "privhelper is busy: too many calls in flight; retry later");
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    }
+    running++;
+    try {
+      return await task();
+    } finally {
+      running--;
+      waiting.shift()?.();
+    }
+  };
 }
-
-type Method = GenServiceMethods[string];
-type UnaryHandler<M extends Method> = (req: MessageShape<M["input"]>, ctx: CallContext) => Promise<MessageInitShape<M["output"]>>;
-type StreamHandler<M extends Method> = (req: MessageShape<M["input"]>, ctx: CallContext) => AsyncIterable<MessageInitShape<M["output"]>>;
-
-/** Handlers keyed by method localName; a missing one answers UNIMPLEMENTED. */
-export type Handlers<S extends GenServiceMethods> = {
-  [K in keyof S]?: S[K]["methodKind"] extends "server_streaming" ? StreamHandler<S[K]> : UnaryHandler<S[K]>;
-};
 
 // Reads are frequent (drift checks, plexd top) and change nothing: debug level only.
-const readOnly = /^(get|read|watch|tail|hash|ping|traceroute|stun)/;
+const readOnly = /^(get|read)/;
 
-function toStatus(err: unknown): grpc.StatusObject {
-  const e = PlexdError.from(err);
-  return { code: grpcStatusOf(e.code), details: e.message, metadata: undefined as unknown as grpc.Metadata };
+/** The service definition with requests left as bytes: the adapter decodes them inside the gate. */
+export function lazyDefinition(service: GenService<GenServiceMethods>): grpc.ServiceDefinition {
+  const def = grpcServiceDefinition(service);
+  for (const m of Object.values(def)) m.requestDeserialize = (bytes: Buffer) => bytes;
+  return def;
 }
 
 export function bindHandlers<S extends GenServiceMethods>(
   service: GenService<S>,
   handlers: Handlers<S>,
-  log: Logger,
+  opts: { log: Logger; gate: ReturnType<typeof createGate>; callerOf(call: { getPeer(): string }): { uid: number; pid: number } | undefined },
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const method of service.methods) {
-    const name = method.localName;
-    const handler = (handlers as Record<string, unknown>)[name];
-    const output = method.output as DescMessage;
-    const mutation = !readOnly.test(name);
-    const record = (caller: string, started: number, err?: unknown) => {
-      const fields = { rpc: method.name, caller, ms: Math.round((performance.now() - started) * 10) / 10 };
-      if (err === undefined) (mutation ? log.info : log.debug).call(log, { ...fields, outcome: "ok" }, "rpc");
-      else if (isCancellation(err)) log.debug({ ...fields, outcome: "cancelled" }, "rpc");
-      else {
-        const e = PlexdError.from(err);
-        (mutation || e.code === "internal" ? log.warn : log.debug).call(log, { ...fields, outcome: e.code, error: e.message }, "rpc");
-      }
+    const handler = (handlers as Record<string, Handler<GenServiceMethods[string]>>)[method.localName]!;
+    const mutation = !readOnly.test(method.localName);
+    impl[method.localName] = (call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      const started = performance.now();
+      const who = opts.callerOf(call) ?? { uid: -1, pid: -1 };
+      const log = (err: unknown): void => {
+        const fields = { rpc: method.name, uid: who.uid, pid: who.pid, ms: Math.round((performance.now() - started) * 10) / 10 };
+        if (err === undefined) (mutation ? opts.log.info : opts.log.debug).call(opts.log, { ...fields, outcome: "ok" }, "rpc");
+        else if (isCancellation(err)) opts.log.debug({ ...fields, outcome: "cancelled" }, "rpc");
+        else {
+          const e = PlexdError.from(err);
+          (mutation || e.code === "internal" ? opts.log.warn : opts.log.debug).call(opts.log, { ...fields, outcome: e.code, error: e.message }, "rpc");
+        }
+      };
+      const ac = new AbortController();
+      call.on("cancelled", () => ac.abort(new PlexdError("cancelled", "call cancelled")));
+      const run = opts.gate(async () => {
+        ac.signal.throwIfAborted();
+        let req: unknown;
+        try {
+          req = fromBinary(method.input as DescMessage, call.request);
+        } catch (err) {
+          throw new PlexdError("invalid_argument", `malformed ${method.name} request: ${PlexdError.from(err).message}`);
+        }
+        return create(method.output as DescMessage, (await handler(req as never, { signal: ac.signal, uid: who.uid, pid: who.pid })) as never);
+      });
+      run
+        .then(
+          (res) => {
+            log(undefined);
+            callback(null, res);
+          },
+          (err: unknown) => {
+            log(err);
+            const e = PlexdError.from(err);
+            callback({ code: grpcStatusOf(e.code), details: e.message });
+          },
+        )
+        .catch((err: unknown) => opts.log.error({ rpc: method.name, error: PlexdError.from(err).message }, "could not answer a call"));
     };
-
-    if (method.methodKind === "unary") {
-      impl[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        const started = performance.now();
-        const caller = callerOf(call);
-        if (typeof handler !== "function") {
-          const err = new PlexdError("unimplemented", `${method.name} is not implemented`);
-          record(caller, started, err);
-          callback(toStatus(err));
-          return;
-        }
-        const ac = new AbortController();
-        call.on("cancelled", () => ac.abort(new PlexdError("cancelled", "call cancelled")));
-        Promise.resolve()
-          .then(() => (handler as UnaryHandler<Method>)(call.request as never, { signal: ac.signal, caller }))
-          .then(
-            (res) => {
-              record(caller, started);
-              callback(null, create(output, res as never));
-            },
-            (err: unknown) => {
-              record(caller, started, err);
-              callback(toStatus(err));
-            },
-          );
-      };
-    } else if (method.methodKind === "server_streaming") {
-      impl[name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        const started = performance.now();
-        const caller = callerOf(call);
-        if (typeof handler !== "function") {
-          const err = new PlexdError("unimplemented", `${method.name} is not implemented`);
-          record(caller, started, err);
-          call.emit("error", toStatus(err));
-          return;
-        }
-        const ac = new AbortController();
-        call.on("cancelled", () => ac.abort(new PlexdError("cancelled", "call cancelled")));
-        void (async () => {
-          try {
-            for await (const msg of (handler as StreamHandler<Method>)(call.request as never, { signal: ac.signal, caller })) {
-              if (ac.signal.aborted) break;
-              // Respect back-pressure so a slow reader cannot make privhelper buffer without bound.
-              if (!call.write(create(output, msg as never))) await new Promise((r) => call.once("drain", r));
-            }
-            record(caller, started);
-            call.end();
-          } catch (err) {
-            record(caller, started, err);
-            if (!ac.signal.aborted) call.emit("error", toStatus(err));
-          }
-        })();
-      };
-    }
   }
   return impl;
 }

@@ -1,7 +1,6 @@
-// privhelper reads the root-owned config itself (node-agent.md 1.2) and only the keys it
-// needs: it must not trust the agent for its allow-lists, and must not fail on keys that
-// are the agent's business. Validation here is small and local on purpose — privhelper
-// imports nothing from agent/.
+// privhelper reads the root-owned config itself and only the keys it needs: it must not trust
+// the agent for its allow-lists, nor fail on keys that are the agent's business. Validation
+// is small and local on purpose: privhelper imports nothing from agent/.
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
 import { PlexdError } from "../proto/lib/errors.js";
@@ -17,6 +16,8 @@ export interface PrivConfig {
   readonly allowedInterfaces: readonly string[];
   /** Bridge mode: site-to-site interfaces are `<prefix><8 hex>` (bridge spec 2.6); "" otherwise. */
   readonly siteToSitePrefix: string;
+  /** mesh.allow_default_route: a peer may route 0.0.0.0/0 or ::/0 (full tunnel). */
+  readonly allowDefaultRoute: boolean;
 }
 
 /** The interface allow-list (design.md 2): exact configured names, or a site-to-site name. */
@@ -58,6 +59,8 @@ export function privConfigFrom(doc: unknown): PrivConfig {
   const tokenFile = str(section("token"), "file", "token.file", "/etc/plexd/bootstrap-token", abs, "must be an absolute path");
   const modeStr = str(root, "mode", "mode", "node", (v) => v === "node" || v === "bridge", "must be node or bridge");
   const mode = modeStr === "bridge" ? "bridge" : "node";
+  const fullTunnel = section("mesh").allow_default_route ?? false;
+  if (typeof fullTunnel !== "boolean") issues.push("mesh.allow_default_route: must be true or false");
 
   const allowed = [meshInterface];
   let s2sPrefix = "";
@@ -81,6 +84,7 @@ export function privConfigFrom(doc: unknown): PrivConfig {
     mode,
     allowedInterfaces: Object.freeze([...new Set(allowed)]),
     siteToSitePrefix: s2sPrefix,
+    allowDefaultRoute: fullTunnel === true,
   });
 }
 

@@ -1,21 +1,19 @@
-// Assembles the RPC handlers from their dependencies; main.ts and tests share it.
+// Assembles the RPC handlers from their dependencies; main.ts and tests share it. One lock
+// per resource, so a slow STUN probe never holds up an apply; Teardown takes them all.
 import type { PrivHelperService } from "../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { Handlers } from "./adapter.js";
 import type { PrivConfig } from "./config.js";
-import type { Logger } from "./log.js";
-import type { Host } from "./os/host.js";
-import type { Runner } from "./os/runner.js";
 import { createLock } from "./lock.js";
-import { AppliedSpecs } from "./mesh/base.js";
+import type { Logger } from "./log.js";
+import { uapiSocket } from "./mesh/device.js";
+import type { Host } from "./os/host.js";
 import { ipTool } from "./os/ip.js";
-import { join } from "node:path";
-import { uapiDir } from "./mesh/device.js";
+import type { Runner } from "./os/run.js";
 import { uapiBackend } from "./os/uapi.js";
 import { wgTool } from "./os/wg.js";
-import { makeApplyFirewall } from "./service/apply-firewall.js";
+import { makeApplyFirewall, makeReadFirewall } from "./service/firewall.js";
 import { makeApplyMesh, type MeshDeps } from "./service/apply-mesh.js";
 import { makeGetInfo } from "./service/get-info.js";
-import { makeReadFirewall } from "./service/read-firewall.js";
 import { makeReadMesh } from "./service/read-mesh.js";
 import { makeRemoveBootstrapToken } from "./service/remove-bootstrap-token.js";
 import { makeStunProbe } from "./service/stun-probe.js";
@@ -27,35 +25,36 @@ export interface Deps {
   config: PrivConfig;
   log: Logger;
   startedAtMs: number;
-  /** privhelper's runtime directory (wireguard-go logs). */
-  logDir: string;
+  /** privhelper's root-only runtime directory (the socket's). */
+  runDir: string;
 }
 
-export function meshDeps(deps: Deps): MeshDeps {
-  const tool = wgTool(deps.runner);
-  const uapi = uapiBackend((iface) => join(uapiDir, `${iface}.sock`));
-  return {
-    ...deps,
-    ip: ipTool(deps.runner),
-    // A UAPI socket means wireguard-go serves the device; kernel devices have none.
-    wgFor: async (iface) => ((await deps.host.exists(join(uapiDir, `${iface}.sock`))) ? uapi : tool),
-    lock: createLock(),
-    applied: new AppliedSpecs(),
-  };
+export interface Locks {
+  mesh: ReturnType<typeof createLock>;
+  firewall: ReturnType<typeof createLock>;
+  stun: ReturnType<typeof createLock>;
 }
 
-type Methods = (typeof PrivHelperService)["method"] extends infer M ? { [K in keyof M]: M[K] } : never;
+export function meshDeps(deps: Deps, meshLock = createLock()): MeshDeps {
+  const uapi = uapiBackend(uapiSocket);
+  const tool = wgTool(deps.runner, deps.runDir);
+  // A UAPI socket means wireguard-go serves the device; kernel devices have none.
+  return { ...deps, ip: ipTool(deps.runner), meshLock, wgFor: async (iface) => ((await deps.host.exists(uapiSocket(iface))) ? uapi : tool) };
+}
+
+type Methods = (typeof PrivHelperService)["method"];
 
 export function buildHandlers(deps: Deps): Handlers<Methods> {
-  const mesh = meshDeps(deps);
+  const locks: Locks = { mesh: createLock(), firewall: createLock(), stun: createLock() };
+  const mesh = meshDeps(deps, locks.mesh);
   return {
     getInfo: makeGetInfo(deps),
     applyMesh: makeApplyMesh(mesh),
     readMesh: makeReadMesh(mesh),
-    applyFirewall: makeApplyFirewall(deps),
+    applyFirewall: makeApplyFirewall(deps, locks.firewall),
     readFirewall: makeReadFirewall(deps),
-    teardown: makeTeardown(mesh),
+    teardown: makeTeardown(mesh, locks),
     removeBootstrapToken: makeRemoveBootstrapToken(deps),
-    stunProbe: makeStunProbe(mesh),
+    stunProbe: makeStunProbe({ ...mesh, lock: locks.stun }),
   };
 }

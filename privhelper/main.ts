@@ -1,61 +1,81 @@
-// plexd-privhelper: parse flags, load the root-owned config, serve the socket (design.md 4.1).
+// plexd-privhelper: parse flags, load the root-owned config, serve the socket.
+import { readdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { Command, Option } from "commander";
 import { PrivHelperService } from "../proto/gen/plexd/priv/v1/priv_pb.js";
-import { grpcServiceDefinition } from "../proto/lib/grpc.js";
 import { PlexdError } from "../proto/lib/errors.js";
-import { bindHandlers } from "./adapter.js";
+import { loadPeerCredAddon, nativePeerCredReader } from "../proto/lib/peercred.js";
+import { bindHandlers, createGate, lazyDefinition } from "./adapter.js";
 import { defaultConfigPath, loadPrivConfig } from "./config.js";
-import { dirname } from "node:path";
 import { buildHandlers, meshDeps } from "./handlers.js";
-import { reportExisting } from "./mesh/adopt.js";
 import { createLogger } from "./log.js";
+import { reportExisting } from "./mesh/adopt.js";
 import { realHost } from "./os/host.js";
-import { execaRunner } from "./os/runner.js";
-import { startServer } from "./server.js";
+import { execaRunner } from "./os/run.js";
+import { callerOf, startServer } from "./server.js";
 
 const program = new Command("plexd-privhelper")
   .description("plexd root helper: the only plexd process that changes kernel state")
   .option("--config <file>", "configuration file", process.env.PLEXD_CONFIG ?? defaultConfigPath)
   .option("--socket <path>", "socket path (overrides privhelper.socket)")
-  .option("--group <name>", "group allowed to use the socket", "plexd")
-  .option("--cleanup", "remove every plexd interface, table inet plexd and a leftover table ip plexd_stun, then exit")
+  .option("--group <name>", "group allowed to connect to the socket", "plexd")
+  .option("--agent-user <name>", "the only user besides root whose calls are served", "plexd")
+  .option("--cleanup", "remove every plexd interface, route and nftables table, then exit")
   .addOption(new Option("--log-level <level>", "log level").choices(["debug", "info", "warn", "error"]).default("info"));
 program.parse();
-const flags = program.opts<{ config: string; socket?: string; group: string; cleanup?: boolean; logLevel: "debug" | "info" | "warn" | "error" }>();
+const flags = program.opts<{ config: string; socket?: string; group: string; agentUser: string; cleanup?: boolean; logLevel: "debug" | "info" | "warn" | "error" }>();
 const log = createLogger(flags.logLevel);
+
+/** uid or gid of a name through NSS (getent), so LDAP/sssd accounts work like local ones. */
+async function idOf(db: "passwd" | "group", name: string): Promise<number> {
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/i.test(name)) throw new PlexdError("invalid_argument", `invalid ${db === "group" ? "group" : "user"} name ${JSON.stringify(name)}`);
+  const r = await execaRunner.run("getent", [db, name], { allowFailure: true, timeoutMs: 5_000 });
+  const id = Number(r.stdout.split(":")[2]);
+  if (r.exitCode !== 0 || !Number.isInteger(id)) throw new PlexdError("failed_precondition", `${db === "group" ? "group" : "user"} ${JSON.stringify(name)} does not exist`);
+  return id;
+}
 
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) log.warn("not running as root: kernel changes will fail");
   const config = await loadPrivConfig(flags.config);
   const socketPath = flags.socket ?? config.socket;
-  const deps = { runner: execaRunner, host: realHost, config, log, startedAtMs: Date.now(), logDir: dirname(socketPath) };
+  const deps = { runner: execaRunner, host: realHost, config, log, startedAtMs: Date.now(), runDir: dirname(socketPath) };
   const handlers = buildHandlers(deps);
+  // FIFOs of a privhelper killed mid-apply (os/wg.ts): they never outlive the next start.
+  for (const f of await readdir(deps.runDir).catch(() => [])) if (/^wg-[0-9a-f]+\.fifo$/.test(f)) await rm(join(deps.runDir, f), { force: true });
   if (flags.cleanup) {
-    const teardown = handlers.teardown;
-    if (!teardown) throw new PlexdError("unimplemented", "cleanup is not implemented");
-    const res = await teardown({ purge: true } as never, { signal: new AbortController().signal, caller: "cli" });
+    const res = await handlers.teardown({ purge: true } as never, { signal: new AbortController().signal, uid: 0, pid: process.pid });
     log.info({ removed: res.removed, errors: res.errors }, "cleanup done");
     return res.errors && res.errors.length > 0 ? 1 : 0;
   }
+  // Without the kernel's record of each caller, privhelper cannot tell the agent from any other member of the group.
+  if (!loadPeerCredAddon()) throw new PlexdError("failed_precondition", "the SO_PEERCRED addon is not built (npm run build:native): refusing to serve without caller checks");
+  const [gid, agentUid] = [await idOf("group", flags.group), await idOf("passwd", flags.agentUser)];
   await reportExisting(meshDeps(deps), log);
+  const gate = createGate(4, 256);
   const server = await startServer({
     socketPath,
-    group: flags.group,
-    service: grpcServiceDefinition(PrivHelperService),
-    implementation: bindHandlers(PrivHelperService, handlers, log),
-    runner: execaRunner,
+    gid,
+    allowedUids: [agentUid],
+    service: lazyDefinition(PrivHelperService),
+    implementation: bindHandlers(PrivHelperService, handlers, { log, gate, callerOf }),
+    readPeer: nativePeerCredReader(),
+    log,
   });
-  if (!server.widened) log.warn("could not raise the HTTP/2 receive window (grpc-js internals changed); large ApplyMesh requests will be slower");
-  log.info({ socket: socketPath, group: flags.group, allowed: config.allowedInterfaces }, "privhelper listening");
+  log.info({ socket: socketPath, group: flags.group, agentUser: flags.agentUser, allowed: config.allowedInterfaces }, "privhelper listening");
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);
     process.once("SIGINT", resolve);
   });
-  // Kernel state is deliberately left in place: restarts must keep tunnels up (design.md 2).
+  // Kernel state is left in place: restarts must keep tunnels up.
   await server.close();
   log.info("privhelper stopped");
   return 0;
 }
+
+// A backstop, not the way errors are handled: every call ends as its own gRPC status.
+let unhandled = 0;
+process.on("unhandledRejection", (err) => log.error({ unhandled: ++unhandled, error: PlexdError.from(err).message }, "unhandled rejection (a bug; privhelper keeps serving)"));
 
 main().then(
   (code) => process.exit(code),

@@ -1,121 +1,129 @@
-// grpc-js on a unix socket whose file mode is the caller gate (node-agent.md 1.4):
-// directory root:<group> 0750, socket root:<group> 0660, so a process outside the group
-// gets EACCES from connect(2) before any RPC runs. Node exposes no SO_PEERCRED, so the
-// optional peer-uid check is not applied here; the file mode is the baseline the spec requires.
+// The socket and who may use it (design.md 2). Directory root:<group> 0750 and socket
+// root:<group> 0660 are the first gate: a process outside the group gets EACCES from
+// connect(2). privhelper accepts connections itself, reads the kernel's SO_PEERCRED record of
+// each, and hands the socket to grpc-js (Server.createConnectionInjector); a call is then
+// served only for root and the agent's user, refused before its request is read otherwise.
 import { chmod, chown, lstat, mkdir, unlink } from "node:fs/promises";
-import type { Http2Server } from "node:http2";
-import { connect } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { dirname } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { PlexdError } from "../proto/lib/errors.js";
-import type { Runner } from "./os/runner.js";
+import type { PeerCred } from "../proto/lib/peercred.js";
+import type { Logger } from "./log.js";
 
 export interface ServerOptions {
   socketPath: string;
-  group: string;
+  gid: number;
+  /** uids served besides root: the agent's user. */
+  allowedUids: readonly number[];
   service: grpc.ServiceDefinition;
   implementation: grpc.UntypedServiceImplementation;
-  runner: Runner;
+  readPeer(socket: Socket): PeerCred | undefined;
+  log: Logger;
 }
 
-export interface RunningServer {
-  readonly gid: number;
-  /** Whether the large receive window could be set (grpc-js internals as of 1.14). */
-  readonly widened: boolean;
-  close(): Promise<void>;
-}
+/** Bounds that keep one caller from taking memory or turns from the others. */
+export const serverLimits = {
+  /** A 20,000-peer MeshSpec is ~6 MB; larger requests are refused from their length prefix. */
+  maxMessageBytes: 8 * 1024 * 1024,
+  /** Streams in flight per connection; more wait on the caller's side (HTTP/2 flow control). */
+  streamsPerConnection: 8,
+  connectionsPerUid: 8,
+  connections: 64,
+};
 
-/** gid of a group through NSS (getent), so LDAP/sssd groups work like /etc/group ones. */
-export async function groupId(runner: Runner, group: string): Promise<number> {
-  if (!/^[a-z_][a-z0-9_-]{0,31}$/i.test(group)) throw new PlexdError("invalid_argument", `invalid group name ${JSON.stringify(group)}`);
-  const r = await runner.run("getent", ["group", group], { allowFailure: true, timeoutMs: 5_000 });
-  const gid = Number(r.stdout.split(":")[2]);
-  if (r.exitCode !== 0 || !Number.isInteger(gid)) {
-    throw new PlexdError(
-      "failed_precondition",
-      `group ${JSON.stringify(group)} does not exist; create it (groupadd --system ${group}) or pass --group`,
-    );
-  }
-  return gid;
-}
+/** Kernel-attested callers of live connections, keyed by the peer name grpc-js reports for them. */
+const callers = new Map<string, PeerCred>();
+export const callerOf = (call: { getPeer(): string }): PeerCred | undefined => callers.get(call.getPeer());
 
-function socketAnswers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
+function refuse(log: Logger, allowed: readonly number[]): grpc.ServerInterceptor {
+  return (method, call) =>
+    new grpc.ServerInterceptingCall(call, {
+      start(next) {
+        next({
+          onReceiveMetadata(metadata, pass) {
+            const who = callerOf(call);
+            if (who !== undefined && (who.uid === 0 || allowed.includes(who.uid))) return pass(metadata);
+            log.warn({ rpc: method.path.split("/").pop(), uid: who?.uid ?? -1, pid: who?.pid ?? -1, outcome: "permission_denied" }, "rpc");
+            call.sendStatus({ code: grpc.status.PERMISSION_DENIED, details: `uid ${who?.uid ?? "unknown"} may not use privhelper (only root and the agent's user)` });
+          },
+        });
+      },
     });
-    s.once("error", () => resolve(false));
-  });
 }
 
 async function removeStaleSocket(path: string): Promise<void> {
   const st = await lstat(path).catch(() => undefined);
   if (!st) return;
   if (!st.isSocket()) throw new PlexdError("failed_precondition", `${path} exists and is not a socket; refusing to remove it`);
-  if (await socketAnswers(path)) throw new PlexdError("already_exists", `${path}: another privhelper is already serving this socket`);
+  const answers = await new Promise<boolean>((resolve) => {
+    const s = connect(path, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+  if (answers) throw new PlexdError("already_exists", `${path}: another privhelper is already serving this socket`);
   await unlink(path);
 }
 
-/**
- * A full mesh spec is megabytes at 10,000 peers, and HTTP/2's default 64 KiB receive window
- * makes the sender stop for a WINDOW_UPDATE every four frames — most of the cost of a large
- * ApplyMesh on both sides. grpc-js servers have no option for it (grpc/grpc-node#3058 adds
- * one), so each new session gets a window that holds the largest request at once.
- */
-export const receiveWindowBytes = 16 * 1024 * 1024;
-
-export function widenReceiveWindow(server: grpc.Server): boolean {
-  const servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(servers instanceof Map)) return false;
-  for (const h of servers.keys() as IterableIterator<Http2Server>) {
-    h.on("session", (session) => {
-      session.settings({ initialWindowSize: receiveWindowBytes, maxFrameSize: receiveWindowBytes - 1 });
-      session.setLocalWindowSize(receiveWindowBytes);
-    });
-  }
-  return true;
-}
-
-export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const gid = await groupId(opts.runner, opts.group);
+export async function startServer(opts: ServerOptions): Promise<{ close(): Promise<void> }> {
   const dir = dirname(opts.socketPath);
   await mkdir(dir, { recursive: true, mode: 0o750 });
-  // Fix ownership and mode even when the directory already existed (e.g. created by hand).
-  await chown(dir, 0, gid);
+  await chown(dir, 0, opts.gid);
   await chmod(dir, 0o750);
   await removeStaleSocket(opts.socketPath);
 
-  const server = new grpc.Server({ "grpc.max_receive_message_length": maxMessageBytes });
-  server.addService(opts.service, opts.implementation);
-  // umask before bind: the socket inode is created 0660 and is never, even briefly,
-  // connectable by others.
+  const grpcServer = new grpc.Server({
+    "grpc.max_receive_message_length": serverLimits.maxMessageBytes,
+    "grpc.max_concurrent_streams": serverLimits.streamsPerConnection,
+    interceptors: [refuse(opts.log, opts.allowedUids)],
+  });
+  grpcServer.addService(opts.service, opts.implementation);
+  const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const perUid = new Map<number, number>();
+  let serial = 0;
+  const listener = createServer((socket) => {
+    const cred = opts.readPeer(socket);
+    const uid = cred?.uid ?? -1;
+    if ((perUid.get(uid) ?? 0) >= serverLimits.connectionsPerUid) {
+      opts.log.warn({ uid, pid: cred?.pid ?? -1 }, "connection refused: too many from this uid");
+      socket.destroy();
+      return;
+    }
+    perUid.set(uid, (perUid.get(uid) ?? 0) + 1);
+    // grpc-js names a call's peer by its socket's remoteAddress, which a unix socket lacks:
+    // a serial name set here is how a call finds its connection's credentials.
+    const name = `conn-${++serial}`;
+    Object.defineProperty(socket, "remoteAddress", { value: name });
+    if (cred) callers.set(name, cred);
+    socket.once("close", () => {
+      callers.delete(name);
+      perUid.set(uid, (perUid.get(uid) ?? 1) - 1);
+    });
+    injector.injectConnection(socket);
+  });
+  listener.maxConnections = serverLimits.connections;
+  // umask before listen: the socket inode is created 0660 and is never, even briefly, connectable by others.
   const oldMask = process.umask(0o117);
   try {
-    await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`unix:${opts.socketPath}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
-    );
+    await new Promise<void>((resolve, reject) => listener.once("error", reject).listen(opts.socketPath, resolve));
   } finally {
     process.umask(oldMask);
   }
-  await chown(opts.socketPath, 0, gid);
+  await chown(opts.socketPath, 0, opts.gid);
   await chmod(opts.socketPath, 0o660);
-  const widened = widenReceiveWindow(server);
 
   return {
-    gid,
-    widened,
     close: () =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(() => server.forceShutdown(), 2_000);
-        server.tryShutdown(() => {
+        listener.close();
+        injector.drain(1_000);
+        const timer = setTimeout(() => grpcServer.forceShutdown(), 2_000);
+        grpcServer.tryShutdown(() => {
           clearTimeout(timer);
           resolve();
         });
       }),
   };
 }
-
-/** Upper bound for one request: a 20,000-peer MeshSpec is ~6 MB; anything bigger is refused by grpc-js. */
-export const maxMessageBytes = 16 * 1024 * 1024;

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GetInfoResponseSchema, PrivHelperService, TailFileResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { GetInfoResponseSchema, PrivHelperService } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { grpcServiceDefinition } from "../../proto/lib/grpc.js";
 import { connectPrivhelper, probePrivhelper, type PrivClient } from "./client.js";
 
@@ -26,10 +26,6 @@ beforeAll(async () => {
       cb({ code: grpc.status.INVALID_ARGUMENT, details: "spec.interface: not allowed" });
     },
     readMesh: () => undefined, // never answers: deadline and abort tests
-    tailFile: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      for (let i = 0; i < 3; i++) call.write(create(TailFileResponseSchema, { offset: BigInt(i) }));
-      call.end();
-    },
   });
   await new Promise((res, rej) => server.bindAsync(`unix:${sock}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
   client = connectPrivhelper({ socketPath: sock });
@@ -60,12 +56,6 @@ describe("privclient", () => {
     const p = client.readMesh({}, { signal: ac.signal });
     setTimeout(() => ac.abort(), 50);
     await expect(p).rejects.toMatchObject({ code: "cancelled" });
-  });
-
-  it("iterates server streams", async () => {
-    const offsets: bigint[] = [];
-    for await (const chunk of client.tailFile({ path: "/x" })) offsets.push(chunk.offset);
-    expect(offsets).toEqual([0n, 1n, 2n]);
   });
 
   it("reports unimplemented RPCs and an absent server", async () => {

@@ -1,6 +1,6 @@
-// The agent's client for privhelper (design.md 2). One typed promise method per unary RPC
-// and an async iterable per server-streaming RPC, derived from the generated descriptors
-// so a new RPC in priv.proto appears here without hand-written glue.
+// The agent's client for privhelper (design.md 2). One typed promise method per unary RPC,
+// derived from the generated descriptors so a new RPC in priv.proto appears here without
+// hand-written glue.
 //
 // Reconnects are grpc-js's: the channel goes IDLE/TRANSIENT_FAILURE when privhelper is
 // down and re-dials on the next call (with its own exponential backoff, 1s initial,
@@ -8,7 +8,6 @@
 // (no wait-for-ready), so the agent's own reconcile backoff (node-agent.md 1.2) stays in
 // charge. `waitReady` is the explicit way to wait for the socket to answer.
 import { access, constants, stat } from "node:fs/promises";
-import { basename } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { PrivHelperService, type GetInfoResponse } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
@@ -26,12 +25,9 @@ export interface PrivCallOptions {
 
 type Methods = (typeof PrivHelperService)["method"];
 type UnaryNames = { [K in keyof Methods]: Methods[K]["methodKind"] extends "unary" ? K : never }[keyof Methods];
-type StreamNames = { [K in keyof Methods]: Methods[K]["methodKind"] extends "server_streaming" ? K : never }[keyof Methods];
 
 export type PrivClient = {
   [K in UnaryNames]: (req?: MessageInitShape<Methods[K]["input"]>, opts?: PrivCallOptions) => Promise<MessageShape<Methods[K]["output"]>>;
-} & {
-  [K in StreamNames]: (req?: MessageInitShape<Methods[K]["input"]>, opts?: PrivCallOptions) => AsyncIterable<MessageShape<Methods[K]["output"]>>;
 } & {
   /** ApplyMesh with the request already encoded (ApplyMeshRequest bytes, agent/mesh/target.ts). */
   applyMeshEncoded(request: Uint8Array, opts?: PrivCallOptions): Promise<MessageShape<Methods["applyMesh"]["output"]>>;
@@ -53,12 +49,6 @@ export function connectPrivhelper(opts: { socketPath?: string; signal?: AbortSig
   });
   opts.signal?.addEventListener("abort", () => client.close(), { once: true });
 
-  // Who we are, for privhelper's mutation log (self-asserted; the socket mode is the gate).
-  const metadata = () => {
-    const md = new grpc.Metadata();
-    md.set("plexd-caller", `${basename(process.argv[1] ?? "node")}[${process.pid}] uid=${process.getuid?.() ?? "?"}`);
-    return md;
-  };
   const api: Record<string, unknown> = {};
   for (const method of PrivHelperService.methods) {
     const def = definition[method.localName];
@@ -78,7 +68,7 @@ export function connectPrivhelper(opts: { socketPath?: string; signal?: AbortSig
             def.requestSerialize,
             def.responseDeserialize,
             build(req),
-            metadata(),
+            new grpc.Metadata(),
             { deadline },
             (err, res) => {
               callOpts.signal?.removeEventListener("abort", onAbort);
@@ -89,29 +79,6 @@ export function connectPrivhelper(opts: { socketPath?: string; signal?: AbortSig
           const onAbort = () => call.cancel();
           callOpts.signal?.addEventListener("abort", onAbort, { once: true });
         });
-    } else if (method.methodKind === "server_streaming") {
-      api[method.localName] = (req: unknown, callOpts: PrivCallOptions = {}) => ({
-        async *[Symbol.asyncIterator]() {
-          const call = client.makeServerStreamRequest(
-            def.path,
-            def.requestSerialize,
-            def.responseDeserialize,
-            build(req),
-            metadata(),
-            callOpts.timeoutMs === undefined ? {} : { deadline: Date.now() + callOpts.timeoutMs },
-          );
-          const onAbort = () => call.cancel();
-          callOpts.signal?.addEventListener("abort", onAbort, { once: true });
-          try {
-            for await (const msg of call) yield msg;
-          } catch (err) {
-            throw mapError(err);
-          } finally {
-            callOpts.signal?.removeEventListener("abort", onAbort);
-            call.cancel();
-          }
-        },
-      });
     }
   }
   api.applyMeshEncoded = api.applyMesh;

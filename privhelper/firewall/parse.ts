@@ -3,7 +3,7 @@
 // or without a valid "plexd:<id>" comment is reported with recognised = false (a rogue or
 // tampered rule), so the agent's drift check sees it and the next apply replaces it.
 import { PlexdError } from "../../proto/lib/errors.js";
-import { parseCidr } from "../validate.js";
+import { parseCidr } from "../../proto/lib/net.js";
 import { baseChains, isBaseChain, type Action, type Hook, type NormRule, type Proto } from "./model.js";
 import { ruleIdRe, logPrefixRe } from "./validate.js";
 
@@ -37,11 +37,11 @@ const commentRe = /^plexd:([0-9a-f]{8,32})$/;
 
 function addr(right: unknown, fam: "ip" | "ip6"): string | undefined {
   const bits = fam === "ip" ? 32 : 128;
-  if (typeof right === "string") return parseCidr(`${right}/${bits}`, true);
+  if (typeof right === "string") return parseCidr(`${right}/${bits}`, true)?.cidr;
   if (isObj(right) && isObj(right.prefix) && typeof right.prefix.addr === "string" && typeof right.prefix.len === "number") {
     const c = parseCidr(`${right.prefix.addr}/${right.prefix.len}`, true);
     // Family must agree with the payload protocol (ip saddr never holds an IPv6 prefix).
-    return c !== undefined && c.includes(":") === (fam === "ip6") ? c : undefined;
+    return c !== undefined && c.family === (fam === "ip6" ? 6 : 4) ? c.cidr : undefined;
   }
   return undefined;
 }

@@ -3,7 +3,8 @@
 // so nothing the caller wrote reaches nft as text.
 import type { FirewallRule, FirewallSpec } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { PrivConfig } from "../config.js";
-import { Issues, checkInterface, parseCidr } from "../validate.js";
+import { parseCidr } from "../../proto/lib/net.js";
+import { Issues, checkInterface } from "../validate.js";
 import { actionFromEnum, baseChains, isBaseChain, protoFromEnum, regularChainNames, type DesiredFirewall, type Hook, type NormChain, type NormRule } from "./model.js";
 
 export const firewallLimits = { rules: 50_000, chains: 16 } as const;
@@ -41,7 +42,7 @@ function validateRule(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: st
     if (v === "") return "";
     let c = memo.cidr.get(v);
     if (c === undefined && !memo.cidr.has(v)) {
-      c = parseCidr(v, true);
+      c = parseCidr(v, true)?.cidr;
       memo.cidr.set(v, c);
     }
     if (!c) issues.add(`${at}.${field}`, "must be an IPv4 or IPv6 CIDR");

@@ -1,8 +1,9 @@
-// Pure: desired mesh + live device → the minimal plan. No I/O, so every case is unit-tested.
-//
-// The WireGuard part is one WgChange (device fields, peers to upsert, peers to remove),
-// which a backend applies in a single step (os/wg.ts, os/uapi.ts).
-import type { LiveLink } from "../os/ip.js";
+// Pure: desired mesh + live device and routes → the minimal plan. No I/O, so every case is
+// unit-tested. Routes: WireGuard installs none (wg-quick does that in userspace), so the plan
+// keeps one route per allowed IP via the device — added only where no route of another
+// owner exists (never written over a foreign one), removed only where privhelper made it.
+import { parseCidr } from "../../proto/lib/net.js";
+import type { LiveLink, LiveRoute } from "../os/ip.js";
 import type { WgChange, WgDevice, WgLiveDevice, WgPeer } from "../os/wg.js";
 
 export interface DesiredMesh extends WgDevice {
@@ -16,8 +17,8 @@ export interface DesiredMesh extends WgDevice {
 export interface Live {
   link: LiveLink | undefined;
   wg: WgLiveDevice | undefined;
-  /** IPv4 routes via the link, when they were read together with it. */
-  routes?: string[];
+  /** Main-table routes of the whole namespace. */
+  routes: LiveRoute[];
 }
 
 export interface Step {
@@ -29,101 +30,101 @@ export interface MeshPlan {
   steps: Step[];
   create: boolean;
   mtu: number | undefined;
-  wg: WgChange | undefined;
+  /** Device fields and peers to add or update (written before anything is removed). */
+  upsert: WgChange | undefined;
+  removePeers: string[];
   addAddresses: string[];
   removeAddresses: string[];
   up: boolean;
+  addRoutes: string[];
+  removeRoutes: string[];
+  /** Wanted routes left out because a route of another owner has that destination. */
+  foreignRoutes: string[];
 }
 
-const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
-
-const none: readonly string[] = [];
+const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Field names that differ; an empty desired endpoint means "don't care" (it roams). */
-export function peerChanges(want: WgPeer, live: WgPeer): readonly string[] {
-  // The common case — nothing differs — allocates nothing: at 1,000 peers this runs 1,000
-  // times per apply.
-  const psk = want.presharedKey !== live.presharedKey;
-  const endpoint = want.endpoint !== "" && want.endpoint !== live.endpoint;
-  const ips = !sameList(want.allowedIps, live.allowedIps);
-  const keepalive = want.keepalive !== live.keepalive;
-  if (!psk && !endpoint && !ips && !keepalive) return none;
+export function peerChanges(want: WgPeer, live: WgPeer): string[] {
   const out: string[] = [];
-  if (psk) out.push("preshared_key");
-  if (endpoint) out.push("endpoint");
-  if (ips) out.push("allowed_ips");
-  if (keepalive) out.push("persistent_keepalive");
+  if (want.presharedKey !== live.presharedKey) out.push("preshared_key");
+  if (want.endpoint !== "" && want.endpoint !== live.endpoint) out.push("endpoint");
+  if (!same(want.allowedIps, live.allowedIps)) out.push("allowed_ips");
+  if (want.keepalive !== live.keepalive) out.push("persistent_keepalive");
   return out;
+}
+
+/** The prefix routes the kernel makes itself for these interface addresses. */
+export function kernelPrefixes(addresses: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const a of addresses) {
+    const c = parseCidr(a, true);
+    if (c && c.bits < (c.family === 4 ? 32 : 128)) out.add(c.cidr);
+  }
+  return out;
+}
+
+/** Routes via `iface` to make exactly `wanted` privhelper's own there. */
+export function planRoutes(iface: string, wanted: ReadonlySet<string>, routes: readonly LiveRoute[], kernelMade: ReadonlySet<string>): Pick<MeshPlan, "addRoutes" | "removeRoutes" | "foreignRoutes"> {
+  const ours = new Set<string>();
+  const foreign = new Set(kernelMade);
+  for (const r of routes) (r.plexd && r.dev === iface ? ours : foreign).add(r.dst);
+  const addRoutes: string[] = [];
+  const foreignRoutes: string[] = [];
+  for (const dst of wanted) if (!ours.has(dst)) (foreign.has(dst) ? foreignRoutes : addRoutes).push(dst);
+  const removeRoutes = [...ours].filter((dst) => !wanted.has(dst));
+  return { addRoutes: addRoutes.sort(), removeRoutes: removeRoutes.sort(), foreignRoutes: foreignRoutes.sort() };
 }
 
 export function diffMesh(want: DesiredMesh, live: Live): MeshPlan {
   const steps: Step[] = [];
+  const step = (kind: string, detail: string) => steps.push({ kind, detail });
   const create = live.link === undefined;
-  if (create) steps.push({ kind: "create_interface", detail: want.interface });
-
+  if (create) step("create_interface", want.interface);
   const mtu = want.mtu !== 0 && live.link?.mtu !== want.mtu ? want.mtu : undefined;
-  if (mtu !== undefined) steps.push({ kind: "set_mtu", detail: String(mtu) });
+  if (mtu !== undefined) step("set_mtu", String(mtu));
 
-  const wg = live.wg ?? { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
+  const wg = live.wg ?? { privateKey: "", listenPort: 0, peers: [] };
   const change: WgChange = { upsert: [], remove: [] };
   if (wg.privateKey !== want.privateKey) {
     change.privateKey = want.privateKey;
-    steps.push({ kind: "set_private_key", detail: "" });
+    step("set_private_key", "");
   }
   if (wg.listenPort !== want.listenPort) {
     change.listenPort = want.listenPort;
-    steps.push({ kind: "set_listen_port", detail: String(want.listenPort) });
+    step("set_listen_port", String(want.listenPort));
   }
-  const liveByKey = new Map<string, WgPeer>();
-  for (const p of wg.peers) liveByKey.set(p.publicKey, p);
-  let matched = 0;
+  const liveByKey = new Map(wg.peers.map((p) => [p.publicKey, p]));
   for (const p of want.peers) {
     const l = liveByKey.get(p.publicKey);
-    if (!l) {
-      change.upsert.push(p);
-      steps.push({ kind: "add_peer", detail: p.publicKey });
-      continue;
-    }
-    matched++;
-    const fields = peerChanges(p, l);
-    if (fields.length > 0) {
-      change.upsert.push(p);
-      steps.push({ kind: "update_peer", detail: `${p.publicKey} ${fields.join(",")}` });
-    }
+    const fields = l ? peerChanges(p, l) : [];
+    if (l && fields.length === 0) continue;
+    change.upsert.push(p);
+    step(l ? "update_peer" : "add_peer", l ? `${p.publicKey} ${fields.join(",")}` : p.publicKey);
   }
-  // Public keys are unique on both sides, so every live peer was matched unless some live
-  // peer is not wanted; only then is the wanted set built.
-  if (matched < wg.peers.length) {
-    const wanted = new Set(want.peers.map((p) => p.publicKey));
-    for (const p of wg.peers) {
-      if (wanted.has(p.publicKey)) continue;
-      change.remove.push(p.publicKey);
-      steps.push({ kind: "remove_peer", detail: p.publicKey });
-    }
-  }
-  const wgChange = change.upsert.length + change.remove.length > 0 || change.privateKey !== undefined || change.listenPort !== undefined ? change : undefined;
+  const wanted = new Set(want.peers.map((p) => p.publicKey));
+  const removePeers = wg.peers.filter((p) => !wanted.has(p.publicKey)).map((p) => p.publicKey);
+  for (const k of removePeers) step("remove_peer", k);
+  const upsert = change.upsert.length > 0 || change.privateKey !== undefined || change.listenPort !== undefined ? change : undefined;
 
   const liveAddrs = new Set(live.link?.addresses ?? []);
   const addAddresses = want.addresses.filter((a) => !liveAddrs.has(a));
-  const wantAddrs = new Set(want.addresses);
-  const removeAddresses = [...liveAddrs].filter((a) => !wantAddrs.has(a));
-  for (const a of addAddresses) steps.push({ kind: "add_address", detail: a });
-  for (const a of removeAddresses) steps.push({ kind: "remove_address", detail: a });
-
+  const removeAddresses = [...liveAddrs].filter((a) => !want.addresses.includes(a));
+  for (const a of addAddresses) step("add_address", a);
+  for (const a of removeAddresses) step("remove_address", a);
   const up = !live.link?.up;
-  if (up) steps.push({ kind: "link_up", detail: want.interface });
-  return { steps, create, mtu, wg: wgChange, addAddresses, removeAddresses, up };
+  if (up) step("link_up", want.interface);
+
+  // A device about to be made has no routes yet, whatever the read found under its name.
+  const routes = planRoutes(want.interface, new Set(want.peers.flatMap((p) => p.allowedIps)), create ? live.routes.filter((r) => r.dev !== want.interface) : live.routes, kernelPrefixes(want.addresses));
+  for (const r of routes.addRoutes) step("add_route", r);
+  for (const r of routes.removeRoutes) step("remove_route", r);
+  return { steps, create, mtu, upsert, removePeers, addAddresses, removeAddresses, up, ...routes };
 }
 
 /** The live state expressed as a spec, so a rollback is just another apply. */
 export function liveAsDesired(name: string, live: Live): DesiredMesh | undefined {
   if (!live.link || !live.wg) return undefined;
-  return {
-    interface: name,
-    privateKey: live.wg.privateKey,
-    listenPort: live.wg.listenPort,
-    mtu: live.link.mtu,
-    addresses: live.link.addresses,
-    peers: live.wg.peers.map(({ publicKey, presharedKey, endpoint, allowedIps, keepalive }) => ({ publicKey, presharedKey, endpoint, allowedIps, keepalive })),
-  };
+  const peers = live.wg.peers.map(({ publicKey, presharedKey, endpoint, allowedIps, keepalive }) => ({ publicKey, presharedKey, endpoint, allowedIps, keepalive }));
+  return { interface: name, privateKey: live.wg.privateKey, listenPort: live.wg.listenPort, mtu: live.link.mtu, addresses: live.link.addresses, peers };
 }

@@ -4,7 +4,7 @@
 // datagrams to the server so they leave from <source ip>:<listen_port>. Conntrack keeps the
 // binding for the reply and de-NATs it back to the probe socket. The table is removed right
 // after the probe. Everything is rendered here from validated numbers and addresses.
-import type { Runner } from "./runner.js";
+import type { Runner } from "./run.js";
 
 export const stunTable = "plexd_stun";
 

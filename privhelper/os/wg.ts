@@ -1,7 +1,11 @@
-// The `wg` tool: reading a device (`wg show NAME dump`) and writing one in a single step
-// through a config on stdin (`wg addconf|syncconf|setconf NAME /dev/stdin`), so private
-// keys and PSKs never appear in argv (design.md 2, 4.9).
-import type { Runner } from "./runner.js";
+// WireGuard devices as privhelper sees them, and the `wg` tool for kernel devices: read with
+// `wg show NAME dump`, written with `wg addconf|syncconf NAME FILE` where FILE is a FIFO, so
+// private keys and PSKs are never in argv nor on disk (`wg` opens its config by path, and
+// Node's stdin pipes are sockets that cannot be opened by path).
+import { randomBytes } from "node:crypto";
+import { open, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Runner } from "./run.js";
 
 export interface WgPeer {
   publicKey: string;
@@ -32,60 +36,7 @@ export interface WgLiveDevice extends WgDevice<WgLivePeer> {
   publicKey: string;
 }
 
-const none = (v: string | undefined): string => (v === undefined || v === "(none)" ? "" : v);
-
-/** Parses `wg show NAME dump` (tab-separated; first line is the interface). */
-export function parseDump(text: string): WgLiveDevice {
-  const lines = text.split("\n").filter((l) => l !== "");
-  const head = (lines[0] ?? "").split("\t");
-  if (head.length < 4) throw new Error(`unexpected wg dump header: ${head.length} fields`);
-  const peers = lines.slice(1).map((line): WgLivePeer => {
-    const f = line.split("\t");
-    if (f.length < 8) throw new Error(`unexpected wg dump peer line: ${f.length} fields`);
-    const ips = none(f[3]);
-    return {
-      publicKey: f[0] ?? "",
-      presharedKey: none(f[1]),
-      endpoint: none(f[2]),
-      allowedIps: ips === "" ? [] : ips.split(",").sort(),
-      latestHandshake: Number(f[4]),
-      rxBytes: BigInt(f[5] ?? "0"),
-      txBytes: BigInt(f[6] ?? "0"),
-      keepalive: f[7] === "off" ? 0 : Number(f[7]),
-    };
-  });
-  return { privateKey: none(head[0]), publicKey: none(head[1]), listenPort: Number(head[2]), peers };
-}
-
-// An all-zero key is how the wg config format clears a PSK on an existing peer.
-const zeroKey = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-
-function renderPeer(p: WgPeer, clearPsk: boolean): string {
-  const lines = ["[Peer]", `PublicKey = ${p.publicKey}`];
-  if (p.presharedKey !== "") lines.push(`PresharedKey = ${p.presharedKey}`);
-  else if (clearPsk) lines.push(`PresharedKey = ${zeroKey}`);
-  if (p.endpoint !== "") lines.push(`Endpoint = ${p.endpoint}`);
-  // Every [Peer] in a config file replaces that peer's allowed IPs (wg sets
-  // REPLACE_ALLOWEDIPS per peer), so an empty list must still be stated to clear it.
-  lines.push(`AllowedIPs = ${p.allowedIps.join(", ")}`);
-  lines.push(`PersistentKeepalive = ${p.keepalive === 0 ? "off" : String(p.keepalive)}`);
-  return lines.join("\n");
-}
-
-/**
- * Renders a wg config. `device` fields that are undefined are left out (addconf keeps the
- * live value); `peers` are written in full. `clearPsk` writes the zero key for peers
- * without a PSK so that an update removes one that is live.
- */
-export function renderConfig(device: { privateKey?: string; listenPort?: number }, peers: readonly WgPeer[], clearPsk = false): string {
-  const out = ["[Interface]"];
-  if (device.privateKey !== undefined) out.push(`PrivateKey = ${device.privateKey}`);
-  if (device.listenPort !== undefined) out.push(`ListenPort = ${device.listenPort}`);
-  for (const p of peers) out.push(renderPeer(p, clearPsk));
-  return out.join("\n") + "\n";
-}
-
-/** One WireGuard change, applied by a backend in a single step. */
+/** One WireGuard change. */
 export interface WgChange {
   privateKey?: string;
   listenPort?: number;
@@ -96,36 +47,82 @@ export interface WgChange {
 }
 
 export interface WgBackend {
-  /** The live device, or undefined when it is not a WireGuard device. */
-  show(iface: string, signal?: AbortSignal, opts?: { stats?: boolean }): Promise<WgLiveDevice | undefined>;
+  /** The live device, or undefined when there is no WireGuard device of that name. */
+  show(iface: string, signal?: AbortSignal): Promise<WgLiveDevice | undefined>;
   /** Applies `change`; `want` is the whole desired device, for backends that must restate it. */
-  apply(iface: string, change: WgChange, want: WgDevice, signal?: AbortSignal): Promise<void>;
+  apply(iface: string, change: WgChange, want: WgDevice): Promise<void>;
+}
+
+/** Parses `wg show NAME dump` (tab-separated; the first line is the interface). */
+export function parseDump(text: string): WgLiveDevice {
+  const none = (v: string | undefined): string => (v === undefined || v === "(none)" ? "" : v);
+  const [head = "", ...lines] = text.split("\n").filter((l) => l !== "");
+  const h = head.split("\t");
+  const peers = lines.map((line): WgLivePeer => {
+    const f = line.split("\t");
+    const ips = none(f[3]);
+    return {
+      publicKey: f[0] ?? "",
+      presharedKey: none(f[1]),
+      endpoint: none(f[2]),
+      allowedIps: ips === "" ? [] : ips.split(",").sort(),
+      latestHandshake: Number(f[4] ?? 0),
+      rxBytes: BigInt(f[5] ?? "0"),
+      txBytes: BigInt(f[6] ?? "0"),
+      keepalive: f[7] === "off" ? 0 : Number(f[7] ?? 0),
+    };
+  });
+  return { privateKey: none(h[0]), publicKey: none(h[1]), listenPort: Number(h[2] ?? 0), peers };
+}
+
+// The all-zero key is how the config format clears a PSK on an existing peer.
+const zeroKey = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+/** A wg config of `device`'s given fields and `peers` in full (each [Peer] replaces that peer's allowed IPs). */
+export function renderConfig(device: { privateKey?: string; listenPort?: number }, peers: readonly WgPeer[]): string {
+  const out = ["[Interface]"];
+  if (device.privateKey !== undefined) out.push(`PrivateKey = ${device.privateKey}`);
+  if (device.listenPort !== undefined) out.push(`ListenPort = ${device.listenPort}`);
+  for (const p of peers) {
+    out.push("[Peer]", `PublicKey = ${p.publicKey}`, `PresharedKey = ${p.presharedKey || zeroKey}`);
+    if (p.endpoint !== "") out.push(`Endpoint = ${p.endpoint}`);
+    out.push(`AllowedIPs = ${p.allowedIps.join(", ")}`, `PersistentKeepalive = ${p.keepalive === 0 ? "off" : String(p.keepalive)}`);
+  }
+  return out.join("\n") + "\n";
 }
 
 /**
- * The wg config format cannot remove a peer, so removals go through `syncconf` with the
- * whole desired device (the interface fields must be given or they reset); everything
- * else through `addconf` with only what changed.
+ * The config format cannot remove one peer: removals go through `syncconf` with the whole
+ * desired device; everything else through `addconf` with only what changed.
  */
 export function renderChange(change: WgChange, want: WgDevice): { mode: "addconf" | "syncconf"; config: string } {
-  if (change.remove.length > 0) return { mode: "syncconf", config: renderConfig({ privateKey: want.privateKey, listenPort: want.listenPort }, want.peers, true) };
-  const device: { privateKey?: string; listenPort?: number } = {};
-  if (change.privateKey !== undefined) device.privateKey = change.privateKey;
-  if (change.listenPort !== undefined) device.listenPort = change.listenPort;
-  return { mode: "addconf", config: renderConfig(device, change.upsert, true) };
+  if (change.remove.length > 0) return { mode: "syncconf", config: renderConfig({ privateKey: want.privateKey, listenPort: want.listenPort }, want.peers) };
+  const device = { ...(change.privateKey !== undefined ? { privateKey: change.privateKey } : {}), ...(change.listenPort !== undefined ? { listenPort: change.listenPort } : {}) };
+  return { mode: "addconf", config: renderConfig(device, change.upsert) };
 }
 
-/** The `wg` tool: kernel WireGuard (netlink), or any device `wg` can reach. */
-export function wgTool(runner: Runner): WgBackend {
+/** The `wg` tool; `fifoDir` is privhelper's root-only runtime directory. */
+export function wgTool(runner: Runner, fifoDir: string): WgBackend {
   return {
     async show(iface, signal) {
-      const r = await runner.run("wg", ["show", iface, "dump"], { allowFailure: true, timeoutMs: 30_000, ...(signal ? { signal } : {}) });
-      if (r.exitCode !== 0) return undefined;
-      return parseDump(r.stdout);
+      const r = await runner.run("wg", ["show", iface, "dump"], { allowFailure: true, ...(signal ? { signal } : {}) });
+      return r.exitCode === 0 ? parseDump(r.stdout) : undefined;
     },
-    async apply(iface, change, want, signal) {
+    async apply(iface, change, want) {
       const { mode, config } = renderChange(change, want);
-      await runner.run("wg", [mode, iface, "/dev/stdin"], { input: config, timeoutMs: 60_000, ...(signal ? { signal } : {}) });
+      const fifo = join(fifoDir, `wg-${randomBytes(6).toString("hex")}.fifo`);
+      await runner.run("mkfifo", ["-m", "600", fifo]);
+      try {
+        // Opening either end of a FIFO blocks until the other is opened.
+        const [reader, writer] = await Promise.all([open(fifo, "r"), open(fifo, "w")]);
+        await rm(fifo);
+        const wg = runner.run("wg", [mode, iface, "/dev/stdin"], { stdinFd: reader.fd, timeoutMs: 60_000 });
+        // Our copy of the read end closes before writing, so a wg that exits early ends the write (EPIPE).
+        const write = reader.close().then(() => writer.writeFile(config)).finally(() => writer.close());
+        await Promise.all([wg, write]);
+      } finally {
+        await rm(fifo, { force: true });
+      }
     },
   };
 }

@@ -6,7 +6,7 @@ import { WireGuardImpl, type CapabilitiesSchema, type GetInfoRequest, type GetIn
 import type { CallContext } from "../adapter.js";
 import type { PrivConfig } from "../config.js";
 import type { Host } from "../os/host.js";
-import type { Runner } from "../os/runner.js";
+import type { Runner } from "../os/run.js";
 
 type Capabilities = MessageInitShape<typeof CapabilitiesSchema>;
 

@@ -6,19 +6,9 @@ import type { CallContext } from "../adapter.js";
 import { Issues, checkInterface } from "../validate.js";
 import { readLive, type MeshDeps } from "./apply-mesh.js";
 
-/** The digests of the last read: a device's PSKs rarely change between two reads. */
-let lastDigests = new Map<string, string>();
-
 /** sha256 (hex) over the PSK's 32 raw bytes, so drift is visible without returning the key. */
 export function pskSha256(psk: string): string {
   return psk === "" ? "" : createHash("sha256").update(Buffer.from(psk, "base64")).digest("hex");
-}
-
-function digestsOf(psks: readonly string[]): (psk: string) => string {
-  const next = new Map<string, string>();
-  for (const psk of psks) next.set(psk, lastDigests.get(psk) ?? pskSha256(psk));
-  lastDigests = next;
-  return (psk) => next.get(psk) ?? pskSha256(psk);
 }
 
 export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">) {
@@ -26,9 +16,8 @@ export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">) {
     const issues = new Issues();
     const name = checkInterface(deps.config, req.interface || deps.config.meshInterface, issues);
     issues.throwIfAny();
-    const { link, wg } = await readLive(deps, name, ctx.signal, { routes: false, stats: true });
+    const { link, wg } = await readLive(deps, name, ctx.signal);
     if (!link) return { exists: false, interface: name };
-    const digest = digestsOf((wg?.peers ?? []).map((p) => p.presharedKey));
     return {
       exists: true,
       up: link.up,
@@ -42,7 +31,7 @@ export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">) {
         publicKey: p.publicKey,
         endpoint: p.endpoint,
         allowedIps: p.allowedIps,
-        pskSha256: digest(p.presharedKey),
+        pskSha256: pskSha256(p.presharedKey),
         ...(p.latestHandshake > 0 ? { lastHandshake: timestampFromMs(p.latestHandshake * 1000) } : {}),
         rxBytes: p.rxBytes,
         txBytes: p.txBytes,

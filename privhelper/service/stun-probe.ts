@@ -16,16 +16,16 @@
 // answer), the probe is repeated from a plain ephemeral port and `from_mesh_port` is false;
 // the agent then classifies as node-agent §3.6 says.
 import { createHash } from "node:crypto";
-import { isIPv4 } from "node:net";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { StunProbeRequest, StunProbeResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { CallContext } from "../adapter.js";
 import type { PrivConfig } from "../config.js";
-import { createLock, type Lock } from "../lock.js";
+import type { Lock } from "../lock.js";
 import type { Logger } from "../log.js";
 import type { Host } from "../os/host.js";
-import type { Runner } from "../os/runner.js";
+import type { Runner } from "../os/run.js";
+import { parseIp } from "../../proto/lib/net.js";
 import { applyStunSnat, removeStunSnat } from "../os/stun-nat.js";
 import { udpExchange as realUdpExchange, type UdpExchange } from "../os/stun-socket.js";
 import type { WgBackend } from "../os/wg.js";
@@ -45,8 +45,8 @@ export interface StunProbeDeps {
   wgFor(iface: string): Promise<Pick<WgBackend, "show">>;
   /** Injected in tests; default a real UDP socket. */
   udp?: UdpExchange;
-  /** Probes are serialised: each owns table ip plexd_stun while it runs. */
-  lock?: Lock;
+  /** Probes are serialised (each owns table ip plexd_stun while it runs), apart from the mesh lock. */
+  lock: Lock;
 }
 
 export interface ValidStunProbe {
@@ -56,13 +56,6 @@ export interface ValidStunProbe {
   timeoutMs: number;
 }
 
-function ipv4Octets(ip: string): number[] | undefined {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
-  if (!m || !isIPv4(ip)) return undefined;
-  const o = m.slice(1).map((p) => (p.length > 1 && p.startsWith("0") ? NaN : Number(p)));
-  return o.every((n) => Number.isInteger(n) && n >= 0 && n <= 255) ? o : undefined;
-}
-
 /**
  * Allow-list: a unicast IPv4 server, a port, and a datagram that is a STUN Binding request
  * (type 0x0001, magic cookie, length field matching) of at most 548 bytes. privhelper must not
@@ -70,9 +63,10 @@ function ipv4Octets(ip: string): number[] | undefined {
  */
 export function validateStunProbe(req: Pick<StunProbeRequest, "ip" | "port" | "request" | "timeoutMs">): ValidStunProbe {
   const issues = new Issues();
-  const o = ipv4Octets(req.ip);
-  if (!o) issues.add("ip", `${JSON.stringify(req.ip.slice(0, 60))} is not an IPv4 address`);
-  else if (o[0] === 0 || o[0]! >= 224) issues.add("ip", `${req.ip} is not a unicast address`);
+  const ip = parseIp(req.ip);
+  const first = ip === undefined ? 0 : Number(ip.value >> 24n);
+  if (ip?.family !== 4) issues.add("ip", `${JSON.stringify(req.ip.slice(0, 60))} is not an IPv4 address`);
+  else if (first === 0 || first >= 224) issues.add("ip", `${req.ip} is not a unicast address`);
   if (!Number.isInteger(req.port) || req.port < 1 || req.port > 65535) issues.add("port", `${req.port} is not 1-65535`);
   const r = req.request;
   if (r.length < 20 || r.length > maxStunRequestBytes) issues.add("request", `${r.length} bytes; a STUN request is 20-${maxStunRequestBytes} bytes`);
@@ -108,7 +102,7 @@ type Response = MessageInitShape<typeof StunProbeResponseSchema>;
 
 export function makeStunProbe(deps: StunProbeDeps) {
   const udp = deps.udp ?? realUdpExchange;
-  const lock = deps.lock ?? createLock();
+  const lock = deps.lock;
   const iface = deps.config.meshInterface;
 
   /** The port the WireGuard device listens on, or undefined when there is no device yet. */

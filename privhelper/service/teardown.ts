@@ -1,51 +1,54 @@
-// Teardown and `plexd-privhelper --cleanup`: remove plexd's interfaces (and the
-// wireguard-go processes serving them), table inet plexd, and a table ip plexd_stun that a
-// privhelper killed mid-StunProbe left behind — only names on the allow-list, so nothing
-// foreign can be touched.
+// Teardown and `plexd-privhelper --cleanup`: remove plexd's interfaces (and the wireguard-go
+// processes serving them), every route carrying privhelper's protocol number, table inet
+// plexd and a table ip plexd_stun left by a probe cut short — only what plexd made.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { TeardownRequest, TeardownResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { CallContext } from "../adapter.js";
 import { isAllowedInterface } from "../config.js";
+import type { Locks } from "../handlers.js";
 import { destroyInterface } from "../mesh/device.js";
+import { routeLine } from "../os/ip.js";
 import { removeStrayStunSnat, stunTable } from "../os/stun-nat.js";
 import type { MeshDeps } from "./apply-mesh.js";
 
 // `purge` changes nothing here: privhelper keeps no files; purging data is the agent's job.
-export function makeTeardown(deps: MeshDeps) {
+export function makeTeardown(deps: MeshDeps, locks: Locks) {
   return (_req: TeardownRequest, ctx: CallContext): Promise<MessageInitShape<typeof TeardownResponseSchema>> =>
-    deps.lock(async () => {
-      const removed: string[] = [];
-      const errors: string[] = [];
-      const attempt = async (what: string, fn: () => Promise<void>) => {
-        try {
-          await fn();
-        } catch (err) {
-          errors.push(`${what}: ${PlexdError.from(err).message}`);
-        }
-      };
-      const names = new Set(deps.config.allowedInterfaces);
-      await attempt("list links", async () => {
-        for (const l of await deps.ip.links(ctx.signal)) if (isAllowedInterface(deps.config, l)) names.add(l);
-      });
-      for (const name of names) {
-        await attempt(name, async () => {
-          removed.push(...(await destroyInterface(deps, name, ctx.signal)));
-        });
-      }
-      if (await deps.host.which("nft")) {
-        await attempt("table inet plexd", async () => {
-          const r = await deps.runner.run("nft", ["list", "table", "inet", "plexd"], { allowFailure: true, timeoutMs: 15_000, signal: ctx.signal });
-          if (r.exitCode !== 0) return;
-          await deps.runner.run("nft", ["delete", "table", "inet", "plexd"], { timeoutMs: 15_000, signal: ctx.signal });
-          removed.push("table inet plexd");
-        });
-        // Same lock as StunProbe (meshDeps), so this never races a probe's own table.
-        await attempt(`table ip ${stunTable}`, async () => {
-          if (await removeStrayStunSnat(deps.runner, ctx.signal)) removed.push(`table ip ${stunTable}`);
-        });
-      }
-      deps.log.info({ caller: ctx.caller, removed, errors }, "teardown");
-      return { removed, errors };
-    });
+    locks.mesh(() =>
+      locks.firewall(() =>
+        locks.stun(async () => {
+          const removed: string[] = [];
+          const errors: string[] = [];
+          const attempt = async (what: string, fn: () => Promise<unknown>) => {
+            try {
+              await fn();
+            } catch (err) {
+              errors.push(`${what}: ${PlexdError.from(err).message}`);
+            }
+          };
+          const names = new Set(deps.config.allowedInterfaces);
+          await attempt("list links", async () => {
+            for (const l of await deps.ip.links()) if (isAllowedInterface(deps.config, l)) names.add(l);
+          });
+          for (const name of names) await attempt(name, async () => removed.push(...(await destroyInterface(deps, name))));
+          // Routes die with their device; any left (a device plexd no longer names) go here.
+          await attempt("routes", async () => {
+            const left = (await deps.ip.read("lo")).routes.filter((r) => r.plexd);
+            await deps.ip.batch(left.map((r) => routeLine("del", r.dst, r.dev)));
+            removed.push(...left.map((r) => `route ${r.dst} dev ${r.dev}`));
+          });
+          if (await deps.host.which("nft")) {
+            await attempt("table inet plexd", async () => {
+              if ((await deps.runner.run("nft", ["list", "table", "inet", "plexd"], { allowFailure: true })).exitCode !== 0) return;
+              await deps.runner.run("nft", ["delete", "table", "inet", "plexd"]);
+              removed.push("table inet plexd");
+            });
+            await attempt(`table ip ${stunTable}`, async () => (await removeStrayStunSnat(deps.runner)) && removed.push(`table ip ${stunTable}`));
+          }
+          deps.log.info({ uid: ctx.uid, pid: ctx.pid, removed, errors }, "teardown");
+          return { removed, errors };
+        }),
+      ),
+    );
 }

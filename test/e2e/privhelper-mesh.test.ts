@@ -160,7 +160,7 @@ describe("privhelper mesh", () => {
     expect((await inA(["wg", "show", iface, "peers"])).split("\n")).toHaveLength(4);
     const res = await client.applyMesh({ spec: spec(base) });
     expect(res.result?.plan).toHaveLength(6);
-    expect((await inA(["ip", "-4", "route", "show", "dev", iface])).split("\n").filter((l) => !l.includes("proto kernel") && l.trim() !== "")).toEqual(["10.100.0.2 scope link "]);
+    expect((await inA(["ip", "-4", "route", "show", "dev", iface])).split("\n").filter((l) => !l.includes("proto kernel") && l.trim() !== "")).toEqual(["10.100.0.2 proto 80 scope link "]);
     expect((await inA(["wg", "show", iface, "peers"])).trim()).toBe(keys.bPub);
     await inB(["ping", "-c", "1", "-W", "5", "10.100.0.1"]);
   });

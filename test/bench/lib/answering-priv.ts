@@ -7,7 +7,6 @@ import * as grpc from "@grpc/grpc-js";
 import { connectPrivhelper, type PrivClient } from "../../../agent/privclient/client.js";
 import { PrivHelperService } from "../../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { grpcServiceDefinition } from "../../../proto/lib/grpc.js";
-import { widenReceiveWindow } from "../../../privhelper/server.js";
 
 // A privhelper that answers every unary call at once with an empty success, over a real
 // grpc-js unix socket, in a process of its own: a benchmark then counts the agent's real
@@ -30,8 +29,6 @@ export async function serveAnsweringPriv(socketPath: string): Promise<void> {
   const server = new grpc.Server({ "grpc.max_receive_message_length": 64 * 1024 * 1024 });
   server.addService(def, impl);
   await new Promise<number>((resolve, reject) => server.bindAsync(`unix:${socketPath}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
-  // As privhelper's own server does.
-  if (!widenReceiveWindow(server)) throw new Error("grpc-js internals changed: cannot widen the receive window");
   // Ends with its parent: stdin closes when the benchmark exits, however it exits.
   process.stdin.resume();
   process.stdin.on("end", () => process.exit(0));
