@@ -192,6 +192,7 @@ export class AgentRuntime {
           log: ctx.log.child({ component: "nat" }),
           signal: s,
           onResult: (r) => (this.nat = r),
+          ...(this.kernel ? { meshReady: this.kernel.meshReady } : {}),
           onIdentityRejected: lose,
         }).done,
       );

@@ -3,7 +3,6 @@
 import type { PrivHelperService } from "../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { Handlers } from "./adapter.js";
 import type { PrivConfig } from "./config.js";
-import { createLock } from "./lock.js";
 import type { Logger } from "./log.js";
 import { uapiSocket } from "./mesh/device.js";
 import type { Host } from "./os/host.js";
@@ -11,13 +10,25 @@ import { ipTool } from "./os/ip.js";
 import type { Runner } from "./os/run.js";
 import { uapiBackend } from "./os/uapi.js";
 import { wgTool } from "./os/wg.js";
-import { makeApplyFirewall, makeReadFirewall } from "./service/firewall.js";
 import { makeApplyMesh, type MeshDeps } from "./service/apply-mesh.js";
+import { makeApplyFirewall, makeReadFirewall } from "./service/firewall.js";
 import { makeGetInfo } from "./service/get-info.js";
 import { makeReadMesh } from "./service/read-mesh.js";
 import { makeRemoveBootstrapToken } from "./service/remove-bootstrap-token.js";
 import { makeStunProbe } from "./service/stun-probe.js";
 import { makeTeardown } from "./service/teardown.js";
+
+/** Runs `fn` after every earlier call has settled: a read-diff-write never interleaves another. */
+export type Lock = <T>(fn: () => Promise<T>) => Promise<T>;
+
+export function createLock(): Lock {
+  let tail: Promise<unknown> = Promise.resolve();
+  return (fn) => {
+    const run = tail.then(fn, fn);
+    tail = run.catch(() => undefined);
+    return run;
+  };
+}
 
 export interface Deps {
   runner: Runner;
@@ -29,23 +40,14 @@ export interface Deps {
   runDir: string;
 }
 
-export interface Locks {
-  mesh: ReturnType<typeof createLock>;
-  firewall: ReturnType<typeof createLock>;
-  stun: ReturnType<typeof createLock>;
-}
-
 export function meshDeps(deps: Deps, meshLock = createLock()): MeshDeps {
-  const uapi = uapiBackend(uapiSocket);
-  const tool = wgTool(deps.runner, deps.runDir);
+  const [uapi, tool] = [uapiBackend(uapiSocket), wgTool(deps.runner, deps.runDir)];
   // A UAPI socket means wireguard-go serves the device; kernel devices have none.
   return { ...deps, ip: ipTool(deps.runner), meshLock, wgFor: async (iface) => ((await deps.host.exists(uapiSocket(iface))) ? uapi : tool) };
 }
 
-type Methods = (typeof PrivHelperService)["method"];
-
-export function buildHandlers(deps: Deps): Handlers<Methods> {
-  const locks: Locks = { mesh: createLock(), firewall: createLock(), stun: createLock() };
+export function buildHandlers(deps: Deps): Handlers<(typeof PrivHelperService)["method"]> {
+  const locks = { mesh: createLock(), firewall: createLock(), stun: createLock() };
   const mesh = meshDeps(deps, locks.mesh);
   return {
     getInfo: makeGetInfo(deps),

@@ -1,5 +1,5 @@
-// privhelper's own logger (it may not import agent/). Keys and PSKs never reach a log line:
-// they are redacted by field name wherever a request object is logged (design.md 4.9).
+// privhelper's own logger. Keys and PSKs never reach a log line: they are redacted by field
+// name wherever a request object is logged. No base pid: `pid` in a line is the caller's.
 import { pino, type Logger, type LevelWithSilent } from "pino";
 
 const secretFields = ["private_key", "privateKey", "preshared_key", "presharedKey", "psk", "token", "secret", "key"];
@@ -8,13 +8,6 @@ const redactPaths = secretFields.flatMap((f) => [f, `*.${f}`, `*.*.${f}`, `*.*.*
 export type { Logger };
 
 export function createLogger(level: LevelWithSilent = "info", destination?: NodeJS.WritableStream): Logger {
-  return pino(
-    {
-      name: "plexd-privhelper",
-      level,
-      redact: { paths: redactPaths, censor: "[redacted]" },
-      timestamp: pino.stdTimeFunctions.isoTime,
-    },
-    destination ?? pino.destination({ fd: 2, sync: true }),
-  );
+  const options = { base: { name: "plexd-privhelper" }, level, redact: { paths: redactPaths, censor: "[redacted]" }, timestamp: pino.stdTimeFunctions.isoTime };
+  return pino(options, destination ?? pino.destination({ fd: 2, sync: true }));
 }

@@ -7,9 +7,8 @@ import { PlexdError } from "../proto/lib/errors.js";
 import { loadPeerCredAddon, nativePeerCredReader } from "../proto/lib/peercred.js";
 import { bindHandlers, createGate, lazyDefinition } from "./adapter.js";
 import { defaultConfigPath, loadPrivConfig } from "./config.js";
-import { buildHandlers, meshDeps } from "./handlers.js";
+import { buildHandlers } from "./handlers.js";
 import { createLogger } from "./log.js";
-import { reportExisting } from "./mesh/adopt.js";
 import { realHost } from "./os/host.js";
 import { execaRunner } from "./os/run.js";
 import { callerOf, startServer } from "./server.js";
@@ -51,7 +50,6 @@ async function main(): Promise<number> {
   // Without the kernel's record of each caller, privhelper cannot tell the agent from any other member of the group.
   if (!loadPeerCredAddon()) throw new PlexdError("failed_precondition", "the SO_PEERCRED addon is not built (npm run build:native): refusing to serve without caller checks");
   const [gid, agentUid] = [await idOf("group", flags.group), await idOf("passwd", flags.agentUser)];
-  await reportExisting(meshDeps(deps), log);
   const gate = createGate(4, 256);
   const server = await startServer({
     socketPath,

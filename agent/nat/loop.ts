@@ -38,6 +38,11 @@ export interface NatLoopDeps {
   clock: Clock;
   signal: AbortSignal;
   onResult?: (r: NatResult) => void;
+  /**
+   * Resolves once the mesh device exists: the endpoint that matters is the mapping of the mesh
+   * port, which privhelper can probe only through the device. Default: at once.
+   */
+  meshReady?: Promise<void>;
   /** A 401 on the endpoint report (control-plane §2.7: identity loss). */
   onIdentityRejected?: (status: number) => void;
   /** Host → IPv4 address; default dns.promises.lookup with family 4. */
@@ -215,6 +220,7 @@ export function startNatLoop(d: NatLoopDeps): NatLoop {
   }
 
   const done = (async () => {
+    if (d.meshReady) await Promise.race([d.meshReady, new Promise((resolve) => d.signal.addEventListener("abort", resolve, { once: true }))]);
     while (!d.signal.aborted) {
       refreshRequested = false;
       const local = localAddresses();

@@ -59,6 +59,9 @@ export class KernelReconciler {
   /** The mesh version privhelper holds as the base for a delta; undefined = send it whole. */
   #privBase: number | undefined;
   #appliedFirewall = -1;
+  #meshReady!: () => void;
+  /** Resolves once the mesh device holds a target: NAT discovery probes from its port. */
+  readonly meshReady = new Promise<void>((resolve) => (this.#meshReady = resolve));
 
   constructor(d: KernelReconcilerDeps) {
     this.#d = d;
@@ -141,7 +144,10 @@ export class KernelReconciler {
       corrections.push(...meshFix, ...fwFix);
       meshInSync = meshFix.length === 0 && liveMesh.listenPort === spec.listenPort && liveMesh.publicKey === this.#publicKeyOf(local.privateKey);
       firewallInSync = fwFix.length === 0;
-      if (meshInSync) this.#appliedMesh = meshVersion;
+      if (meshInSync) {
+        this.#appliedMesh = meshVersion;
+        this.#meshReady();
+      }
       if (firewallInSync) this.#appliedFirewall = firewallVersion;
     }
     let meshChanged = false;
@@ -153,6 +159,7 @@ export class KernelReconciler {
       if (r?.error) throw new PlexdError("internal", `ApplyMesh failed at ${r.failedStep}: ${r.error}${r.rolledBack ? " (rolled back)" : ""}`);
       meshChanged = r?.changed ?? false;
       this.#appliedMesh = meshVersion;
+      this.#meshReady();
       health.clear("mesh_apply_failed");
       if (meshChanged) log.info({ why, peers: mesh.size, steps: r?.plan.length }, "mesh applied");
       else log.debug({ why }, "mesh unchanged");

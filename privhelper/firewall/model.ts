@@ -1,7 +1,6 @@
-// The firewall as privhelper reasons about it: a validated, canonical form of FirewallSpec
-// (design.md 2: parsed and re-serialised, never passed through). Rendering, parsing the
-// live table and planning all work on this shape, so "the same spec twice changes
-// nothing" is a plain string comparison of canonical keys.
+// The firewall as privhelper reasons about it: a validated, canonical form of FirewallSpec.
+// Rendering, parsing the live table and planning all work on this shape, so "the same spec
+// twice changes nothing" is a comparison of canonical keys.
 import { Protocol, RuleAction, type FirewallRule } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { PrivConfig } from "../config.js";
 
@@ -11,16 +10,15 @@ export type Hook = "" | "input" | "forward" | "postrouting" | "prerouting";
 export type Proto = "" | "tcp" | "udp" | "icmp";
 export type Action = "accept" | "drop" | "jump" | "log" | "log_drop" | "masquerade";
 
+/** CIDRs canonical ("10.100.0.2/32") or "" for any; portTo 0 for a single port. */
 export interface NormRule {
   id: string;
   iifname: string;
   oifname: string;
-  /** Canonical CIDR ("10.100.0.2/32") or "" for any. */
   src: string;
   dst: string;
   protocol: Proto;
   portFrom: number;
-  /** 0 for a single port. */
   portTo: number;
   ct: boolean;
   action: Action;
@@ -35,8 +33,8 @@ export interface NormChain {
   rules: NormRule[];
 }
 
+/** No chains: table inet plexd must not exist (policy.enabled: false). */
 export interface DesiredFirewall {
-  /** Empty: table inet plexd must not exist (policy.enabled: false). */
   chains: NormChain[];
 }
 
@@ -48,11 +46,7 @@ export const baseChains = {
   prerouting: { type: "nat", prio: -100, prioName: "dstnat" },
 } as const;
 
-export type BaseChainName = keyof typeof baseChains;
-
-export function isBaseChain(name: string): name is BaseChainName {
-  return Object.hasOwn(baseChains, name);
-}
+export const isBaseChain = (name: string): name is keyof typeof baseChains => Object.hasOwn(baseChains, name);
 
 /** Regular chains plexd may own: the fixed names plus the configured policy.chain_name. */
 export function regularChainNames(cfg: Pick<PrivConfig, "chainName">): Set<string> {
@@ -66,32 +60,12 @@ export function ruleKey(r: NormRule): string {
 }
 
 export const protoOf: Record<Proto, Protocol> = { "": Protocol.UNSPECIFIED, tcp: Protocol.TCP, udp: Protocol.UDP, icmp: Protocol.ICMP };
-export const actionOf: Record<Action, RuleAction> = {
-  accept: RuleAction.ACCEPT,
-  drop: RuleAction.DROP,
-  jump: RuleAction.JUMP,
-  log: RuleAction.LOG,
-  log_drop: RuleAction.LOG_DROP,
-  masquerade: RuleAction.MASQUERADE,
-};
+export const actionOf: Record<Action, RuleAction> = { accept: RuleAction.ACCEPT, drop: RuleAction.DROP, jump: RuleAction.JUMP, log: RuleAction.LOG, log_drop: RuleAction.LOG_DROP, masquerade: RuleAction.MASQUERADE };
 export const protoFromEnum = new Map<number, Proto>(Object.entries(protoOf).map(([k, v]) => [v, k as Proto]));
 export const actionFromEnum = new Map<number, Action>(Object.entries(actionOf).map(([k, v]) => [v, k as Action]));
 
 /** The wire shape of a canonical rule (every field set, so callers can compare directly). */
 export function toWire(r: NormRule): Omit<FirewallRule, "$typeName" | "$unknown"> {
-  return {
-    id: r.id,
-    iifname: r.iifname,
-    oifname: r.oifname,
-    srcCidr: r.src,
-    dstCidr: r.dst,
-    protocol: protoOf[r.protocol],
-    portFrom: r.portFrom,
-    portTo: r.portTo,
-    ctEstablished: r.ct,
-    action: actionOf[r.action],
-    jumpTarget: r.jump,
-    logPrefix: r.logPrefix,
-    logRatePerSecond: r.logRate,
-  };
+  const { id, iifname, oifname, src, dst, protocol, portFrom, portTo, ct, action, jump, logPrefix, logRate } = r;
+  return { id, iifname, oifname, srcCidr: src, dstCidr: dst, protocol: protoOf[protocol], portFrom, portTo, ctEstablished: ct, action: actionOf[action], jumpTarget: jump, logPrefix, logRatePerSecond: logRate };
 }

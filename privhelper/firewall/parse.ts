@@ -7,13 +7,12 @@ import { parseCidr } from "../../proto/lib/net.js";
 import { baseChains, isBaseChain, type Action, type Hook, type NormRule, type Proto } from "./model.js";
 import { ruleIdRe, logPrefixRe } from "./validate.js";
 
+/** `rule`: canonical when every expression is plexd's (id "" without a plexd comment); `raw`: an unrecognised rule's JSON, for humans. */
 export interface LiveRule {
-  /** The rule in canonical form when its expressions are all plexd's; id "" without a plexd comment. */
   rule: NormRule | undefined;
   recognised: boolean;
   packets: bigint;
   bytes: bigint;
-  /** The nft JSON expressions of an unrecognised rule (bounded), for humans. */
   raw: string;
 }
 
@@ -32,7 +31,6 @@ export interface LiveFirewall {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
 
-const rawLimit = 2_000;
 const commentRe = /^plexd:([0-9a-f]{8,32})$/;
 
 function addr(right: unknown, fam: "ip" | "ip6"): string | undefined {
@@ -59,11 +57,7 @@ export function ruleFromExpr(expr: unknown): { rule: NormRule; counter: { packet
   let dportProto: Proto | undefined;
   let counter: { packets: bigint; bytes: bigint } | undefined;
   const seen = new Set<string>();
-  const once = (k: string) => {
-    if (seen.has(k)) return false;
-    seen.add(k);
-    return true;
-  };
+  const once = (k: string) => !seen.has(k) && seen.add(k) !== undefined;
   for (const e of expr as unknown[]) {
     if (!isObj(e)) return undefined;
     const keys = Object.keys(e);
@@ -134,7 +128,7 @@ export function ruleFromExpr(expr: unknown): { rule: NormRule; counter: { packet
 
 function rawOf(expr: unknown): string {
   const s = JSON.stringify(expr) ?? "";
-  return s.length > rawLimit ? `${s.slice(0, rawLimit)}…` : s;
+  return s.length > 2_000 ? `${s.slice(0, 2_000)}…` : s;
 }
 
 /** `nft -j list tables`: does table inet plexd exist? */
@@ -144,12 +138,13 @@ export function hasPlexdTable(json: string): boolean {
 }
 
 function parseDoc(json: string): Obj[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(json);
-  } catch (err) {
-    throw new PlexdError("internal", "nft printed invalid JSON", { cause: err });
-  }
+  const doc: unknown = (() => {
+    try {
+      return JSON.parse(json);
+    } catch (err) {
+      throw new PlexdError("internal", "nft printed invalid JSON", { cause: err });
+    }
+  })();
   if (!isObj(doc) || !Array.isArray(doc.nftables)) throw new PlexdError("internal", "nft JSON output without an nftables array");
   return doc.nftables.filter(isObj);
 }
@@ -186,13 +181,8 @@ export function parseTable(json: string, regular: ReadonlySet<string>): LiveFire
     const id = m?.[1] ?? "";
     if (parsed) parsed.rule.id = id;
     const recognised = parsed !== undefined && parsed.counter !== undefined && ruleIdRe.test(id);
-    chain.rules.push({
-      rule: parsed?.rule,
-      recognised,
-      packets: parsed?.counter?.packets ?? 0n,
-      bytes: parsed?.counter?.bytes ?? 0n,
-      raw: recognised ? "" : rawOf({ expr: rule.expr, ...(rule.comment !== undefined ? { comment: rule.comment } : {}) }),
-    });
+    const raw = recognised ? "" : rawOf({ expr: rule.expr, ...(rule.comment !== undefined ? { comment: rule.comment } : {}) });
+    chain.rules.push({ rule: parsed?.rule, recognised, packets: parsed?.counter?.packets ?? 0n, bytes: parsed?.counter?.bytes ?? 0n, raw });
   }
   return { tableExists, chains: [...chains.values()] };
 }

@@ -1,6 +1,5 @@
-// Allow-list validation of a FirewallSpec (design.md 2, node-agent.md 1.2). Every value is
-// checked and re-serialised here; the nft script is later rendered only from the result,
-// so nothing the caller wrote reaches nft as text.
+// Allow-list validation of a FirewallSpec. Every value is checked and re-serialised here; the
+// nft script is rendered only from the result, so nothing the caller wrote reaches nft as text.
 import type { FirewallRule, FirewallSpec } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { PrivConfig } from "../config.js";
 import { parseCidr } from "../../proto/lib/net.js";
@@ -13,38 +12,23 @@ export const ruleIdRe = /^[0-9a-f]{8,32}$/;
 // nft log prefixes may hold up to 127 bytes; a small charset keeps quoting trivial.
 export const logPrefixRe = /^[A-Za-z0-9 _.:-]{1,64}$/;
 
-function familyOf(cidr: string): 4 | 6 {
-  return cidr.includes(":") ? 6 : 4;
-}
+const familyOf = (cidr: string): 4 | 6 => (cidr.includes(":") ? 6 : 4);
 
-/** Per-spec memo: 10,000 rules repeat a handful of interface names and the local address. */
-interface Memo {
-  ifaceOk: Map<string, boolean>;
-  cidr: Map<string, string | undefined>;
-}
+/** Per-request memo: 10,000 rules repeat a handful of CIDRs (the local address, the mesh). */
+type Memo = Map<string, string | undefined>;
 
 function validateRule(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: string, issues: Issues, regular: Set<string>, memo: Memo): NormRule {
   if (!ruleIdRe.test(r.id)) issues.add(`${at}.id`, "must be 8-32 lower-case hex characters");
-  const iface = (name: string, field: string) => {
-    if (name === "" || memo.ifaceOk.get(name) === true) return;
-    const probe = new Issues();
-    checkInterface(cfg, name, probe, `${at}.${field}`);
-    memo.ifaceOk.set(name, probe.list.length === 0);
-    for (const m of probe.list) issues.list.push(m);
-  };
-  iface(r.iifname, "iifname");
-  iface(r.oifname, "oifname");
+  if (r.iifname !== "") checkInterface(cfg, r.iifname, issues, `${at}.iifname`);
+  if (r.oifname !== "") checkInterface(cfg, r.oifname, issues, `${at}.oifname`);
   // Base chains see every packet of the host: a plexd rule there must be confined to
   // plexd's own interfaces, so the agent can never filter (or open) foreign traffic.
   if (chain.hook !== "" && r.iifname === "" && r.oifname === "") issues.add(at, `rules in base chain ${chain.name} must match iifname or oifname`);
 
   const cidr = (v: string, field: string): string => {
     if (v === "") return "";
-    let c = memo.cidr.get(v);
-    if (c === undefined && !memo.cidr.has(v)) {
-      c = parseCidr(v, true)?.cidr;
-      memo.cidr.set(v, c);
-    }
+    let c = memo.get(v);
+    if (c === undefined && !memo.has(v)) memo.set(v, (c = parseCidr(v, true)?.cidr));
     if (!c) issues.add(`${at}.${field}`, "must be an IPv4 or IPv6 CIDR");
     else if (c.endsWith("/0")) issues.add(`${at}.${field}`, "a /0 prefix matches everything: leave the field empty instead");
     return c ?? "";
@@ -122,7 +106,7 @@ export function validateFirewallSpec(cfg: PrivConfig, spec: FirewallSpec | undef
   issues.throwIfAny();
 
   const ids = new Set<string>();
-  const memo: Memo = { ifaceOk: new Map(), cidr: new Map() };
+  const memo: Memo = new Map();
   const chains = s.chains.map((c, i) => {
     const chain: NormChain = { name: c.name, hook: c.hook as Hook, rules: [] };
     c.rules.forEach((r, j) => {

@@ -7,20 +7,17 @@ import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Runner } from "./run.js";
 
+/** Keys base64, "" for no PSK or endpoint; allowed IPs canonical and sorted; keepalive in s, 0 = off. */
 export interface WgPeer {
   publicKey: string;
-  /** "" when none. */
   presharedKey: string;
-  /** "" when none. */
   endpoint: string;
-  /** Canonical CIDRs, sorted. */
   allowedIps: string[];
-  /** Seconds, 0 = off. */
   keepalive: number;
 }
 
+/** Handshake in unix seconds, 0 = never. */
 export interface WgLivePeer extends WgPeer {
-  /** Unix seconds, 0 = never. */
   latestHandshake: number;
   rxBytes: bigint;
   txBytes: bigint;
@@ -36,13 +33,11 @@ export interface WgLiveDevice extends WgDevice<WgLivePeer> {
   publicKey: string;
 }
 
-/** One WireGuard change. */
+/** One WireGuard change: device fields, peers stated in full, public keys to remove. */
 export interface WgChange {
   privateKey?: string;
   listenPort?: number;
-  /** Peers to add or update, stated in full. */
   upsert: WgPeer[];
-  /** Public keys of peers to remove. */
   remove: string[];
 }
 

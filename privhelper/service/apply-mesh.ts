@@ -5,7 +5,7 @@ import type { ApplyMeshRequest, ApplyMeshResponseSchema } from "../../proto/gen/
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { CallContext } from "../adapter.js";
 import type { PrivConfig } from "../config.js";
-import type { Lock } from "../lock.js";
+import type { Lock } from "../handlers.js";
 import type { Logger } from "../log.js";
 import { createInterface, destroyInterface, type DeviceDeps } from "../mesh/device.js";
 import { diffMesh, liveAsDesired, planRoutes, type DesiredMesh, type Live, type MeshPlan } from "../mesh/diff.js";

@@ -12,7 +12,7 @@ import { hasPlexdTable, parseTable, type LiveFirewall } from "../firewall/parse.
 import { planFirewall } from "../firewall/plan.js";
 import { renderScript } from "../firewall/render.js";
 import { validateFirewallSpec } from "../firewall/validate.js";
-import type { Lock } from "../lock.js";
+import type { Lock } from "../handlers.js";
 import type { Logger } from "../log.js";
 import type { Runner } from "../os/run.js";
 

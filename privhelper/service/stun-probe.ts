@@ -1,33 +1,24 @@
-// StunProbe (node-agent §1.2, §3.6; bridge spec §1.2): send one STUN Binding request from the
-// mesh listen port and return the reply bytes; the agent builds and parses them.
-//
-// The WireGuard device owns mesh.listen_port, so no second socket can bind it. privhelper
-// binds its own UDP socket and, for this one probe, SNATs that socket's datagrams to
-// <source ip>:<listen_port> with a dedicated table `ip plexd_stun` (os/stun-nat.ts); conntrack
-// turns the reply back to the socket. The table is removed as soon as the probe ends.
-//
-// Conntrack keeps the binding (<src>:<listen_port> ↔ server) for 30–120 s after the probe. A
-// later probe to the same server from a *different* local port would need the same
-// translated tuple, clash with it and be dropped, so the local port is derived from the server
-// and the mesh port: the next probe reuses the existing conntrack entry. Only if those ports
-// are taken does it use an ephemeral one.
-//
-// Whenever that path cannot be used (no mesh device yet, no nft, the rule is refused, no
-// answer), the probe is repeated from a plain ephemeral port and `from_mesh_port` is false;
-// the agent then classifies as node-agent §3.6 says.
+// StunProbe: send one STUN Binding request from the mesh listen port and return the reply
+// bytes; the agent builds and parses them. The WireGuard device owns that port, so privhelper
+// binds its own UDP socket and, for this one probe, SNATs its datagrams to <source ip>:<mesh
+// port> with a dedicated table `ip plexd_stun`; conntrack turns the reply back to the socket.
+// The table goes as soon as the probe ends. Conntrack keeps the binding for 30-120 s, and a
+// later probe to the same server from another local port would clash with it and be dropped,
+// so the local port is derived from the server and mesh port and the next probe reuses it.
+// Where that path cannot be used (no device yet, no nft, no answer) the probe goes from an
+// ephemeral port with `from_mesh_port` false, and the agent classifies accordingly.
 import { createHash } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { StunProbeRequest, StunProbeResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { CallContext } from "../adapter.js";
 import type { PrivConfig } from "../config.js";
-import type { Lock } from "../lock.js";
+import type { Lock } from "../handlers.js";
 import type { Logger } from "../log.js";
 import type { Host } from "../os/host.js";
 import type { Runner } from "../os/run.js";
 import { parseIp } from "../../proto/lib/net.js";
-import { applyStunSnat, removeStunSnat } from "../os/stun-nat.js";
-import { udpExchange as realUdpExchange, type UdpExchange } from "../os/stun-socket.js";
+import { setStunSnat, udpExchange as realUdpExchange, type UdpExchange } from "../os/stun.js";
 import type { WgBackend } from "../os/wg.js";
 import { Issues } from "../validate.js";
 
@@ -102,70 +93,45 @@ type Response = MessageInitShape<typeof StunProbeResponseSchema>;
 
 export function makeStunProbe(deps: StunProbeDeps) {
   const udp = deps.udp ?? realUdpExchange;
-  const lock = deps.lock;
   const iface = deps.config.meshInterface;
 
-  /** The port the WireGuard device listens on, or undefined when there is no device yet. */
-  async function meshPort(signal: AbortSignal): Promise<number | undefined> {
-    try {
-      const dev = await (await deps.wgFor(iface)).show(iface, signal);
-      return dev !== undefined && dev.listenPort > 0 ? dev.listenPort : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
   async function viaMeshPort(p: ValidStunProbe, mesh: number, signal: AbortSignal): Promise<Response> {
-    let lastErr: unknown;
     for (const bindPort of [...probePorts(p.ip, p.port, mesh), 0]) {
       let applied = false;
       try {
-        const r = await udp({
-          ip: p.ip,
-          port: p.port,
-          request: p.request,
-          timeoutMs: p.timeoutMs,
-          bindPort,
-          signal,
-          beforeSend: async (local) => {
-            applied = true;
-            await applyStunSnat(deps.runner, { localIp: local.address, localPort: local.port, server: p.ip, serverPort: p.port, meshPort: mesh }, signal);
-          },
-        });
+        const snat = async (local: { address: string; port: number }) => {
+          applied = true;
+          await setStunSnat(deps.runner, { localIp: local.address, localPort: local.port, server: p.ip, serverPort: p.port, meshPort: mesh });
+        };
+        const r = await udp({ ip: p.ip, port: p.port, request: p.request, timeoutMs: p.timeoutMs, bindPort, signal, beforeSend: snat });
         return { reply: r.reply, sourcePort: mesh, fromMeshPort: true };
       } catch (err) {
-        lastErr = err;
         // Only a taken local port moves on to the next candidate; anything else ends this path.
-        if (PlexdError.from(err).code !== "already_exists") throw err;
+        if (bindPort === 0 || PlexdError.from(err).code !== "already_exists") throw err;
       } finally {
-        // A cancelled call still removes the table: no signal here.
-        if (applied) await removeStunSnat(deps.runner).catch((err: unknown) => deps.log.warn({ err: PlexdError.from(err).message }, "could not remove table ip plexd_stun"));
+        if (applied) await setStunSnat(deps.runner, undefined).catch((err: unknown) => deps.log.warn({ err: PlexdError.from(err).message }, "could not remove table ip plexd_stun"));
       }
     }
-    throw PlexdError.from(lastErr);
+    throw new PlexdError("internal", "unreachable");
   }
 
   return (req: StunProbeRequest, ctx: CallContext): Promise<Response> => {
     const p = validateStunProbe(req);
-    return lock(async () => {
-      ctx.signal.throwIfAborted();
-      const mesh = await meshPort(ctx.signal);
-      const nft = mesh === undefined ? undefined : await deps.host.which("nft");
-      let why: string;
-      if (mesh === undefined) why = `no WireGuard device ${iface} to share a port with`;
-      else if (nft === undefined) why = "nft is not installed";
-      else {
+    return deps.lock(async () => {
+      const dev = await (await deps.wgFor(iface)).show(iface, ctx.signal).catch(() => undefined);
+      const mesh = dev !== undefined && dev.listenPort > 0 ? dev.listenPort : undefined;
+      let why = mesh === undefined ? `no WireGuard device ${iface} to share a port with` : (await deps.host.which("nft")) === undefined ? "nft is not installed" : "";
+      if (mesh !== undefined && why === "") {
         try {
           return await viaMeshPort(p, mesh, ctx.signal);
         } catch (err) {
-          const e = PlexdError.from(err);
-          if (e.code === "cancelled" || ctx.signal.aborted) throw e;
-          why = e.message;
+          if (ctx.signal.aborted) throw err;
+          why = PlexdError.from(err).message;
         }
       }
       deps.log.debug({ server: `${p.ip}:${p.port}`, reason: why }, "StunProbe from an ephemeral port (mesh port unavailable)");
       const r = await udp({ ip: p.ip, port: p.port, request: p.request, timeoutMs: p.timeoutMs, signal: ctx.signal });
-      return { reply: r.reply, sourcePort: r.local.port, fromMeshPort: false };
+      return { reply: r.reply, sourcePort: r.localPort, fromMeshPort: false };
     });
   };
 }

@@ -6,14 +6,14 @@ import type { TeardownRequest, TeardownResponseSchema } from "../../proto/gen/pl
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { CallContext } from "../adapter.js";
 import { isAllowedInterface } from "../config.js";
-import type { Locks } from "../handlers.js";
+import type { Lock } from "../handlers.js";
 import { destroyInterface } from "../mesh/device.js";
 import { routeLine } from "../os/ip.js";
-import { removeStrayStunSnat, stunTable } from "../os/stun-nat.js";
+import { removeStrayStunSnat, stunTable } from "../os/stun.js";
 import type { MeshDeps } from "./apply-mesh.js";
 
 // `purge` changes nothing here: privhelper keeps no files; purging data is the agent's job.
-export function makeTeardown(deps: MeshDeps, locks: Locks) {
+export function makeTeardown(deps: MeshDeps, locks: Record<"mesh" | "firewall" | "stun", Lock>) {
   return (_req: TeardownRequest, ctx: CallContext): Promise<MessageInitShape<typeof TeardownResponseSchema>> =>
     locks.mesh(() =>
       locks.firewall(() =>

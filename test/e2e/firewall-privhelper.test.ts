@@ -147,7 +147,7 @@ describe("privhelper firewall", () => {
   it("an ICMP-capable allow (protocol any, the peer's address) lets ping through", async () => {
     const res = await client.applyFirewall({ spec: specOf(withPing) }, { timeoutMs: 60_000 });
     expect(res.result?.changed).toBe(true);
-    expect(res.result?.plan?.map((s) => s.detail)).toEqual([`plexd-mesh: ${specOf(withPing).chains[2]!.rules.length} rules (1 added, 0 removed)`]);
+    expect(res.result?.plan?.map((s) => s.detail)).toEqual([`plexd-mesh: ${specOf(withPing).chains[2]!.rules.length} rules`]);
     expect(await pingFromB()).toBe(true);
     expect(await tcpFromB(portOpen)).toBe("ok");
   });
@@ -156,7 +156,7 @@ describe("privhelper firewall", () => {
     const before = await ruleset();
     const res = await client.applyFirewall({ spec: specOf(onlyPort), dryRun: true }, { timeoutMs: 60_000 });
     expect(res.result?.changed).toBe(false);
-    expect(res.result?.plan?.map((s) => s.detail)).toEqual([`plexd-mesh: ${specOf(onlyPort).chains[2]!.rules.length} rules (0 added, 1 removed)`]);
+    expect(res.result?.plan?.map((s) => s.detail)).toEqual([`plexd-mesh: ${specOf(onlyPort).chains[2]!.rules.length} rules`]);
     expect(await ruleset()).toBe(before);
   });
 
