@@ -1,23 +1,21 @@
-// Pure: desired mesh + live device and routes → the minimal plan. No I/O, so every case is
-// unit-tested. Routes: WireGuard installs none (wg-quick does that in userspace), so the plan
-// keeps one route per allowed IP via the device — added only where no route of another
-// owner exists (never written over a foreign one), removed only where privhelper made it.
+// Pure: desired mesh + live device and routes → the minimal plan. WireGuard installs no routes
+// (wg-quick does, in userspace), so the plan keeps one per allowed IP via the device — added
+// only where no route of another owner exists, removed only where privhelper made it.
 import { parseCidr } from "../../proto/lib/net.js";
 import type { LiveLink, LiveRoute } from "../os/ip.js";
 import type { WgChange, WgDevice, WgLiveDevice, WgPeer } from "../os/wg.js";
 
+/** mtu 0 leaves the kernel's alone; addresses are canonical CIDRs, sorted. */
 export interface DesiredMesh extends WgDevice {
   interface: string;
-  /** 0 = leave the kernel's MTU alone. */
   mtu: number;
-  /** Canonical CIDRs, sorted. */
   addresses: string[];
 }
 
+/** `routes`: the main table of the whole namespace. */
 export interface Live {
   link: LiveLink | undefined;
   wg: WgLiveDevice | undefined;
-  /** Main-table routes of the whole namespace. */
   routes: LiveRoute[];
 }
 
@@ -26,11 +24,11 @@ export interface Step {
   detail: string;
 }
 
+/** `upsert`: device fields and peers to add or update; `foreignRoutes`: wanted, but another owner's route has that destination. */
 export interface MeshPlan {
   steps: Step[];
   create: boolean;
   mtu: number | undefined;
-  /** Device fields and peers to add or update (written before anything is removed). */
   upsert: WgChange | undefined;
   removePeers: string[];
   addAddresses: string[];
@@ -38,7 +36,6 @@ export interface MeshPlan {
   up: boolean;
   addRoutes: string[];
   removeRoutes: string[];
-  /** Wanted routes left out because a route of another owner has that destination. */
   foreignRoutes: string[];
 }
 
@@ -69,11 +66,8 @@ export function planRoutes(iface: string, wanted: ReadonlySet<string>, routes: r
   const ours = new Set<string>();
   const foreign = new Set(kernelMade);
   for (const r of routes) (r.plexd && r.dev === iface ? ours : foreign).add(r.dst);
-  const addRoutes: string[] = [];
-  const foreignRoutes: string[] = [];
-  for (const dst of wanted) if (!ours.has(dst)) (foreign.has(dst) ? foreignRoutes : addRoutes).push(dst);
-  const removeRoutes = [...ours].filter((dst) => !wanted.has(dst));
-  return { addRoutes: addRoutes.sort(), removeRoutes: removeRoutes.sort(), foreignRoutes: foreignRoutes.sort() };
+  const missing = [...wanted].filter((dst) => !ours.has(dst)).sort();
+  return { addRoutes: missing.filter((d) => !foreign.has(d)), removeRoutes: [...ours].filter((d) => !wanted.has(d)).sort(), foreignRoutes: missing.filter((d) => foreign.has(d)) };
 }
 
 export function diffMesh(want: DesiredMesh, live: Live): MeshPlan {
