@@ -1,12 +1,12 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { importsOf, root } from "./imports.js";
 
 // design.md 4.2: privhelper imports only proto/ and itself; cli imports only the node-API
 // client (proto/ and itself); nothing imports mockcp except tests and the demo; the agent
 // never imports cli, privhelper or mockcp.
 
-const root = resolve(import.meta.dirname, "../..");
 
 function sourceFiles(dir: string): string[] {
   const out: string[] = [];
@@ -15,18 +15,6 @@ function sourceFiles(dir: string): string[] {
     if (name === "node_modules" || name === "gen") continue;
     if (statSync(join(root, rel)).isDirectory()) out.push(...sourceFiles(rel));
     else if (/\.(ts|tsx)$/.test(name)) out.push(rel);
-  }
-  return out;
-}
-
-const importRe = /(?:import|export)\s[^;]*?from\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|^\s*import\s+["']([^"']+)["']/gm;
-
-export function importsOf(file: string): string[] {
-  const text = readFileSync(join(root, file), "utf8");
-  const out: string[] = [];
-  for (const m of text.matchAll(importRe)) {
-    const spec = m[1] ?? m[2] ?? m[3];
-    if (spec !== undefined) out.push(spec);
   }
   return out;
 }
