@@ -1,7 +1,6 @@
-// The one thin layer between grpc-js and the RPC handlers, which are plain async functions
-// testable without a socket (design.md 2). Every call ends as a gRPC status of its own: no
-// rejection escapes, whatever the handler, the caller or the connection does. Requests are
-// decoded only once they are let through a bounded gate, so a flood of calls holds raw bytes
+// The one thin layer between grpc-js and the RPC handlers (plain async functions, testable
+// without a socket). Every call ends as a gRPC status of its own: no rejection escapes. A
+// request is decoded only once let through a bounded gate, so a flood holds raw bytes
 // (bounded per connection by serverLimits), never thousands of decoded specs.
 import type * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
@@ -10,13 +9,8 @@ import { PlexdError, grpcStatusOf, isCancellation } from "../proto/lib/errors.js
 import { grpcServiceDefinition } from "../proto/lib/grpc.js";
 import type { Logger } from "./log.js";
 
-export interface CallContext {
-  /** Aborted when the caller cancels or its deadline passes; handlers stop reading on it. */
-  signal: AbortSignal;
-  /** The kernel-attested caller (SO_PEERCRED); 0/0 for privhelper's own --cleanup. */
-  uid: number;
-  pid: number;
-}
+/** `signal` aborts when the caller cancels or its deadline passes; uid/pid are SO_PEERCRED's. */
+export interface CallContext { signal: AbortSignal; uid: number; pid: number }
 
 type Handler<M extends GenServiceMethods[string]> = (req: MessageShape<M["input"]>, ctx: CallContext) => Promise<MessageInitShape<M["output"]>>;
 

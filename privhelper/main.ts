@@ -25,7 +25,7 @@ program.parse();
 const flags = program.opts<{ config: string; socket?: string; group: string; agentUser: string; cleanup?: boolean; logLevel: "debug" | "info" | "warn" | "error" }>();
 const log = createLogger(flags.logLevel);
 
-/** uid or gid of a name through NSS (getent), so LDAP/sssd accounts work like local ones. */
+/** Through NSS (getent), so LDAP/sssd accounts work like local ones. */
 async function idOf(db: "passwd" | "group", name: string): Promise<number> {
   if (!/^[a-z_][a-z0-9_-]{0,31}$/i.test(name)) throw new PlexdError("invalid_argument", `invalid ${db === "group" ? "group" : "user"} name ${JSON.stringify(name)}`);
   const r = await execaRunner.run("getent", [db, name], { allowFailure: true, timeoutMs: 5_000 });
@@ -47,19 +47,10 @@ async function main(): Promise<number> {
     log.info({ removed: res.removed, errors: res.errors }, "cleanup done");
     return res.errors && res.errors.length > 0 ? 1 : 0;
   }
-  // Without the kernel's record of each caller, privhelper cannot tell the agent from any other member of the group.
-  if (!loadPeerCredAddon()) throw new PlexdError("failed_precondition", "the SO_PEERCRED addon is not built (npm run build:native): refusing to serve without caller checks");
+  if (!loadPeerCredAddon()) throw new PlexdError("failed_precondition", "the SO_PEERCRED addon is not built (npm run build:native): without it no caller can be told from another");
   const [gid, agentUid] = [await idOf("group", flags.group), await idOf("passwd", flags.agentUser)];
-  const gate = createGate(4, 256);
-  const server = await startServer({
-    socketPath,
-    gid,
-    allowedUids: [agentUid],
-    service: lazyDefinition(PrivHelperService),
-    implementation: bindHandlers(PrivHelperService, handlers, { log, gate, callerOf }),
-    readPeer: nativePeerCredReader(),
-    log,
-  });
+  const implementation = bindHandlers(PrivHelperService, handlers, { log, gate: createGate(4, 256), callerOf });
+  const server = await startServer({ socketPath, gid, allowedUids: [agentUid], service: lazyDefinition(PrivHelperService), implementation, readPeer: nativePeerCredReader(), log });
   log.info({ socket: socketPath, group: flags.group, agentUser: flags.agentUser, allowed: config.allowedInterfaces }, "privhelper listening");
   await new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);

@@ -1,8 +1,7 @@
-// The socket and who may use it (design.md 2). Directory root:<group> 0750 and socket
-// root:<group> 0660 are the first gate: a process outside the group gets EACCES from
-// connect(2). privhelper accepts connections itself, reads the kernel's SO_PEERCRED record of
-// each, and hands the socket to grpc-js (Server.createConnectionInjector); a call is then
-// served only for root and the agent's user, refused before its request is read otherwise.
+// The socket and who may use it. Directory root:<group> 0750 and socket root:<group> 0660 are
+// the first gate (EACCES from connect(2) outside the group). privhelper accepts connections
+// itself, reads each one's SO_PEERCRED and hands it to grpc-js (createConnectionInjector); a
+// call is served only for root and the agent's user, and refused before its request is read.
 import { chmod, chown, lstat, mkdir, unlink } from "node:fs/promises";
 import { connect, createServer, type Socket } from "node:net";
 import { dirname } from "node:path";
@@ -11,10 +10,10 @@ import { PlexdError } from "../proto/lib/errors.js";
 import type { PeerCred } from "../proto/lib/peercred.js";
 import type { Logger } from "./log.js";
 
+/** `allowedUids`: served besides root (the agent's user). */
 export interface ServerOptions {
   socketPath: string;
   gid: number;
-  /** uids served besides root: the agent's user. */
   allowedUids: readonly number[];
   service: grpc.ServiceDefinition;
   implementation: grpc.UntypedServiceImplementation;
@@ -22,15 +21,10 @@ export interface ServerOptions {
   log: Logger;
 }
 
-/** Bounds that keep one caller from taking memory or turns from the others. */
-export const serverLimits = {
-  /** A 20,000-peer MeshSpec is ~6 MB; larger requests are refused from their length prefix. */
-  maxMessageBytes: 8 * 1024 * 1024,
-  /** Streams in flight per connection; more wait on the caller's side (HTTP/2 flow control). */
-  streamsPerConnection: 8,
-  connectionsPerUid: 8,
-  connections: 64,
-};
+// Bounds that keep one caller from taking memory or turns from the others. A 20,000-peer spec
+// is ~6 MB, and a larger request is refused from its length prefix; more streams than allowed
+// per connection wait on the caller's side (HTTP/2 flow control).
+export const serverLimits = { maxMessageBytes: 8 * 1024 * 1024, streamsPerConnection: 8, connectionsPerUid: 8, connections: 64 };
 
 /** Kernel-attested callers of live connections, keyed by the peer name grpc-js reports for them. */
 const callers = new Map<string, PeerCred>();

@@ -9,15 +9,13 @@ import type { WgPeer } from "./os/wg.js";
 
 export const limits = { peers: 20_000, allowedIpsPerPeer: 1_024, addresses: 16 } as const;
 
+/** Every problem of a request, reported at once as INVALID_ARGUMENT (the first 20 spelled out). */
 export class Issues {
   readonly list: string[] = [];
-  add(path: string, msg: string): void {
-    this.list.push(`${path}: ${msg}`);
-  }
+  add = (path: string, msg: string): number => this.list.push(`${path}: ${msg}`);
   throwIfAny(): void {
-    if (this.list.length === 0) return;
     const more = this.list.length > 20 ? `\n  … and ${this.list.length - 20} more` : "";
-    throw new PlexdError("invalid_argument", `invalid request:\n  ${this.list.slice(0, 20).join("\n  ")}${more}`);
+    if (this.list.length > 0) throw new PlexdError("invalid_argument", `invalid request:\n  ${this.list.slice(0, 20).join("\n  ")}${more}`);
   }
 }
 

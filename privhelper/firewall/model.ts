@@ -27,16 +27,10 @@ export interface NormRule {
   logRate: number;
 }
 
-export interface NormChain {
-  name: string;
-  hook: Hook;
-  rules: NormRule[];
-}
+export interface NormChain { name: string; hook: Hook; rules: NormRule[] }
 
 /** No chains: table inet plexd must not exist (policy.enabled: false). */
-export interface DesiredFirewall {
-  chains: NormChain[];
-}
+export interface DesiredFirewall { chains: NormChain[] }
 
 /** Base chains and their fixed properties; a base chain's name is its hook. */
 export const baseChains = {

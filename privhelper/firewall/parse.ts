@@ -9,25 +9,11 @@ import { actionOf, baseChains, isBaseChain, type Action, type Hook, type NormRul
 import { logPrefixRe } from "./validate.js";
 
 /** `rule`: what the expressions describe (id "" without a plexd comment); `raw`: an unrecognised rule's JSON. */
-export interface LiveRule {
-  rule: NormRule | undefined;
-  recognised: boolean;
-  packets: bigint;
-  bytes: bigint;
-  raw: string;
-}
+export interface LiveRule { rule: NormRule | undefined; recognised: boolean; packets: bigint; bytes: bigint; raw: string }
 
-export interface LiveChain {
-  name: string;
-  hook: Hook;
-  recognised: boolean;
-  rules: LiveRule[];
-}
+export interface LiveChain { name: string; hook: Hook; recognised: boolean; rules: LiveRule[] }
 
-export interface LiveFirewall {
-  tableExists: boolean;
-  chains: LiveChain[];
-}
+export interface LiveFirewall { tableExists: boolean; chains: LiveChain[] }
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);

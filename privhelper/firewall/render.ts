@@ -1,14 +1,7 @@
-// Renders a validated firewall as one nft script, fed to `nft -f -` as one transaction.
-//
-// Script rather than nft's JSON input: with 10,000 rules nft parses the script faster
-// (measured here: ~0.9-1.1 s against ~1.2-1.8 s for the equivalent `nft -j -f`), it is
-// the format the benchmark floor (`nft -f`) uses, and every token in it comes from the
-// canonical form (allow-listed names, re-serialised CIDRs, integers, hex ids), so quoting
-// is trivial.
-//
-// `add table; delete table; add table; ...` in a single file is atomic: nft commits the
-// whole batch or nothing, so there is no moment without rules, chains that are no longer
-// wanted disappear, and a failure anywhere leaves the previous table untouched.
+// A validated firewall as one nft script for `nft -f -`. A script, not nft's JSON input: nft
+// parses it faster (10,000 rules: ~1.0 s against ~1.5 s), and every token comes from the
+// canonical form, so quoting is trivial. `add table; delete table; add table; ...` in one
+// file is one transaction: no moment without rules, and a failure leaves the old table.
 import { baseChains, isBaseChain, table, type DesiredFirewall, type NormRule } from "./model.js";
 
 const t = `${table.family} ${table.name}`;
@@ -30,8 +23,7 @@ export function renderRuleBody(r: NormRule): string {
   if (r.dst) p.push(addrMatch(r.dst, "daddr"));
   if (r.portFrom > 0) p.push(`${r.protocol} dport ${r.portTo > 0 ? `${r.portFrom}-${r.portTo}` : r.portFrom}`);
   else if (r.protocol) p.push(`meta l4proto ${r.protocol}`);
-  // The limit precedes the log statement: nft evaluates statements left to right, so only
-  // packets within the rate reach `log`.
+  // Statements run left to right: only packets within the rate reach `log`.
   if (r.action === "log" && r.logRate > 0) p.push(`limit rate ${r.logRate}/second`);
   p.push("counter");
   switch (r.action) {

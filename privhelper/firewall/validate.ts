@@ -21,8 +21,7 @@ function validateRule(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: st
   if (!ruleIdRe.test(r.id)) issues.add(`${at}.id`, "must be 8-32 lower-case hex characters");
   if (r.iifname !== "") checkInterface(cfg, r.iifname, issues, `${at}.iifname`);
   if (r.oifname !== "") checkInterface(cfg, r.oifname, issues, `${at}.oifname`);
-  // Base chains see every packet of the host: a plexd rule there must be confined to
-  // plexd's own interfaces, so the agent can never filter (or open) foreign traffic.
+  // Base chains see every packet of the host: a plexd rule there must name a plexd interface.
   if (chain.hook !== "" && r.iifname === "" && r.oifname === "") issues.add(at, `rules in base chain ${chain.name} must match iifname or oifname`);
 
   const cidr = (v: string, field: string): string => {
@@ -59,21 +58,8 @@ function validateRule(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: st
   if (action === "masquerade" && chain.name !== "postrouting") issues.add(`${at}.action`, "MASQUERADE only in chain postrouting");
   if (r.ctEstablished && action !== "accept") issues.add(`${at}.ct_established`, "only with action ACCEPT");
 
-  return {
-    id: r.id,
-    iifname: r.iifname,
-    oifname: r.oifname,
-    src,
-    dst,
-    protocol: protocol ?? "",
-    portFrom: r.portFrom,
-    portTo: r.portTo === r.portFrom ? 0 : r.portTo,
-    ct: r.ctEstablished,
-    action: action ?? "drop",
-    jump: r.jumpTarget,
-    logPrefix: r.logPrefix,
-    logRate: r.logRatePerSecond,
-  };
+  const [portTo, ct, jump, logRate] = [r.portTo === r.portFrom ? 0 : r.portTo, r.ctEstablished, r.jumpTarget, r.logRatePerSecond];
+  return { id: r.id, iifname: r.iifname, oifname: r.oifname, src, dst, protocol: protocol ?? "", portFrom: r.portFrom, portTo, ct, action: action ?? "drop", jump, logPrefix: r.logPrefix, logRate };
 }
 
 export function validateFirewallSpec(cfg: PrivConfig, spec: FirewallSpec | undefined): DesiredFirewall {

@@ -1,6 +1,5 @@
-// Creating, finding and removing WireGuard interfaces: kernel links, or wireguard-go processes
-// that outlive privhelper (design.md 2: restarts keep the mesh up). Nothing is recorded on
-// disk; a wireguard-go device is found again through its UAPI socket and a /proc scan.
+// Kernel WireGuard links, or wireguard-go processes that outlive privhelper (restarts keep the
+// mesh up); nothing is recorded: a wireguard-go device is found through its socket and /proc.
 import { rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { PlexdError } from "../../proto/lib/errors.js";
@@ -11,13 +10,8 @@ import type { Runner } from "../os/run.js";
 export const uapiDir = "/var/run/wireguard";
 export const uapiSocket = (iface: string): string => join(uapiDir, `${iface}.sock`);
 
-export interface DeviceDeps {
-  runner: Runner;
-  host: Host;
-  ip: IpTool;
-  /** privhelper's runtime directory: wireguard-go's output goes there. */
-  runDir: string;
-}
+/** `runDir`: privhelper's runtime directory, where wireguard-go's output goes. */
+export interface DeviceDeps { runner: Runner; host: Host; ip: IpTool; runDir: string }
 
 const logOf = (deps: DeviceDeps, name: string): string => join(deps.runDir, `wireguard-go-${name}.log`);
 
@@ -41,11 +35,8 @@ async function waitUntil(host: Host, cond: () => Promise<boolean>, timeoutMs: nu
   }
 }
 
-/**
- * Kernel WireGuard first; without it, wireguard-go in the foreground in its own session (or
- * its own systemd unit when systemd runs), so neither a privhelper crash nor its unit's
- * cgroup takes the tunnel down.
- */
+// Kernel WireGuard first; else wireguard-go in its own session (or systemd unit), so neither a
+// privhelper crash nor its unit's cgroup takes the tunnel down.
 export async function createInterface(deps: DeviceDeps, name: string): Promise<"kernel" | "userspace"> {
   if (await deps.ip.addWireGuard(name)) return "kernel";
   const bin = await deps.host.which("wireguard-go");

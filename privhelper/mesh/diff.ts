@@ -6,23 +6,12 @@ import type { LiveLink, LiveRoute } from "../os/ip.js";
 import type { WgChange, WgDevice, WgLiveDevice, WgPeer } from "../os/wg.js";
 
 /** mtu 0 leaves the kernel's alone; addresses are canonical CIDRs, sorted. */
-export interface DesiredMesh extends WgDevice {
-  interface: string;
-  mtu: number;
-  addresses: string[];
-}
+export interface DesiredMesh extends WgDevice { interface: string; mtu: number; addresses: string[] }
 
 /** `routes`: the main table of the whole namespace. */
-export interface Live {
-  link: LiveLink | undefined;
-  wg: WgLiveDevice | undefined;
-  routes: LiveRoute[];
-}
+export interface Live { link: LiveLink | undefined; wg: WgLiveDevice | undefined; routes: LiveRoute[] }
 
-export interface Step {
-  kind: string;
-  detail: string;
-}
+export interface Step { kind: string; detail: string }
 
 /** `upsert`: device fields and peers to add or update; `foreignRoutes`: wanted, but another owner's route has that destination. */
 export interface MeshPlan {

@@ -1,29 +1,16 @@
-// iproute2, always through `ip -json`, so nothing depends on the human-readable format.
-// privhelper's routes carry their own protocol number: they can be told from every route it
-// did not make, removed all at once, and are never written over a foreign one.
+// iproute2 through `ip -json`. privhelper's routes carry their own protocol number: told
+// apart from every route it did not make, removed all at once, never written over another.
 import { parseCidr } from "../../proto/lib/net.js";
 import type { Runner } from "./run.js";
 
 /** `proto 80` on every route privhelper adds. */
 export const routeProtocol = 80;
 
-export interface LiveLink {
-  name: string;
-  /** linkinfo kind: "wireguard" (kernel), "tun" (wireguard-go), or another kind. */
-  kind: string;
-  up: boolean;
-  mtu: number;
-  /** Global-scope addresses as canonical CIDRs (host bits kept), sorted. */
-  addresses: string[];
-}
+/** kind "wireguard" (kernel), "tun" (wireguard-go) or another; addresses canonical, sorted. */
+export interface LiveLink { name: string; kind: string; up: boolean; mtu: number; addresses: string[] }
 
-export interface LiveRoute {
-  /** Canonical destination CIDR. */
-  dst: string;
-  dev: string;
-  /** Made by privhelper (its protocol number). */
-  plexd: boolean;
-}
+/** A canonical destination; `plexd`: made by privhelper (its protocol number). */
+export interface LiveRoute { dst: string; dev: string; plexd: boolean }
 
 interface AddrJson {
   ifname?: string;
@@ -61,14 +48,13 @@ export function parseRoutes(json: string, v6: boolean): LiveRoute[] {
 }
 
 export interface IpTool {
-  /** The link and every main-table route, in one `ip -batch`; link undefined when absent. */
+  /** The link (undefined when absent) and every main-table route, in one `ip -batch`. */
   read(name: string, signal?: AbortSignal): Promise<{ link: LiveLink | undefined; routes: LiveRoute[] }>;
-  /** Names of every link in this network namespace. */
   links(signal?: AbortSignal): Promise<string[]>;
-  /** Creates a kernel WireGuard link; false when the kernel has no WireGuard. */
+  /** False when the kernel has no WireGuard. */
   addWireGuard(name: string): Promise<boolean>;
   del(name: string): Promise<void>;
-  /** Runs `ip` commands (link/addr/route lines privhelper rendered) in one batch; stops at the first failure. */
+  /** Lines privhelper rendered, in one `ip -batch`; it stops at the first failure. */
   batch(lines: readonly string[]): Promise<void>;
 }
 
@@ -86,9 +72,7 @@ export function ipTool(runner: Runner): IpTool {
       const r = await runner.run("ip", ["-j", "link", "show"], signal ? { signal } : {});
       return (JSON.parse(r.stdout) as { ifname?: string }[]).flatMap((l) => (l.ifname ? [l.ifname] : []));
     },
-    async addWireGuard(name) {
-      return (await runner.run("ip", ["link", "add", name, "type", "wireguard"], { allowFailure: true })).exitCode === 0;
-    },
+    addWireGuard: async (name) => (await runner.run("ip", ["link", "add", name, "type", "wireguard"], { allowFailure: true })).exitCode === 0,
     async del(name) {
       await runner.run("ip", ["link", "del", name]);
     },

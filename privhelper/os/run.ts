@@ -1,32 +1,18 @@
-// The one way privhelper runs programs (design.md 4.8): argv arrays, never a shell; secrets
-// only on stdin. Everything that touches the kernel goes through a Runner, so unit tests
-// replay a recorded transcript instead of root tools.
+// The one way privhelper runs programs: argv arrays, never a shell; secrets only on stdin.
+// Unit tests replay a recorded transcript through the same interface.
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { execa } from "execa";
 import { PlexdError, type ErrorCode } from "../../proto/lib/errors.js";
 
-export interface RunOptions {
-  /** Written to the child's stdin (scripts, configs). Never logged, never in argv. */
-  input?: string;
-  /** A file descriptor the child gets as stdin instead (a FIFO: see os/wg.ts). */
-  stdinFd?: number;
-  timeoutMs?: number;
-  /** Only for reads: a mutation, once started, runs to its end (see adapter.ts). */
-  signal?: AbortSignal;
-  /** Resolve with the result instead of throwing on a non-zero exit. */
-  allowFailure?: boolean;
-}
+/** `stdinFd`: a FIFO (os/wg.ts); `signal` only for reads: a started mutation runs to its end. */
+export interface RunOptions { input?: string; stdinFd?: number; timeoutMs?: number; signal?: AbortSignal; allowFailure?: boolean }
 
-export interface RunResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number;
-}
+export interface RunResult { stdout: string; stderr: string; exitCode: number }
 
 export interface Runner {
   run(file: string, args: readonly string[], opts?: RunOptions): Promise<RunResult>;
-  /** Starts a daemon that must outlive privhelper (wireguard-go): own session, output to `logFile`. */
+  /** A daemon that must outlive privhelper (wireguard-go): own session, output to `logFile`. */
   spawnDetached(file: string, args: readonly string[], logFile: string): number;
 }
 

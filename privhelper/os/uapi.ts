@@ -1,6 +1,5 @@
-// wireguard-go's cross-platform UAPI (https://www.wireguard.com/xplatform/), spoken directly
-// over its root-only unix socket: the protocol `wg` itself uses for userspace devices, without
-// two processes per apply, and able to remove a single peer. One connection per operation.
+// wireguard-go's UAPI (https://www.wireguard.com/xplatform/) over its root-only socket: what `wg`
+// itself speaks to userspace devices, without two processes per apply. One connection per request.
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { connect } from "node:net";
 import { parseCidr } from "../../proto/lib/net.js";
@@ -17,7 +16,7 @@ export function publicKeyOf(privateB64: string): string {
   return createPublicKey(createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" })).export({ format: "der", type: "spki" }).subarray(-32).toString("base64");
 }
 
-/** A `get=1` answer. Allowed IPs are re-parsed: they reach `ip` as route destinations. */
+/** A `get=1` answer (without the public key: see publicKeyOf). Allowed IPs are re-parsed: they reach `ip` as routes. */
 export function parseGet(text: string): WgLiveDevice {
   const dev: WgLiveDevice = { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
   let peer: WgLivePeer | undefined;
@@ -42,7 +41,6 @@ export function parseGet(text: string): WgLiveDevice {
     else if (key === "tx_bytes") peer.txBytes = BigInt(value);
   }
   for (const p of dev.peers) p.allowedIps.sort();
-  if (dev.privateKey) dev.publicKey = publicKeyOf(dev.privateKey);
   return dev;
 }
 
@@ -89,13 +87,10 @@ export function uapiExchange(path: string, request: string, signal?: AbortSignal
 export function uapiBackend(socketOf: (iface: string) => string): WgBackend {
   return {
     async show(iface, signal) {
-      try {
-        return parseGet(await uapiExchange(socketOf(iface), "get=1\n\n", signal));
-      } catch (err) {
-        const code = PlexdError.from(err).code;
-        if (code === "not_found" || code === "unavailable") return undefined;
-        throw err;
-      }
+      // No socket, or nobody behind it: no userspace device of that name.
+      const gone = (err: unknown) => ["not_found", "unavailable"].includes(PlexdError.from(err).code);
+      const answer = await uapiExchange(socketOf(iface), "get=1\n\n", signal).catch((err: unknown) => (gone(err) ? undefined : Promise.reject(err)));
+      return answer === undefined ? undefined : parseGet(answer);
     },
     async apply(iface, change) {
       const reply = await uapiExchange(socketOf(iface), renderSet(change));

@@ -1,45 +1,23 @@
-// WireGuard devices as privhelper sees them, and the `wg` tool for kernel devices: read with
-// `wg show NAME dump`, written with `wg addconf|syncconf NAME FILE` where FILE is a FIFO, so
-// private keys and PSKs are never in argv nor on disk (`wg` opens its config by path, and
-// Node's stdin pipes are sockets that cannot be opened by path).
+// WireGuard devices as privhelper sees them, and the `wg` tool for kernel devices. Configs go
+// through a FIFO: keys never in argv nor on disk, and `wg` opens its config by path, which
+// Node's stdin (a socket) cannot serve.
 import { randomBytes } from "node:crypto";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Runner } from "./run.js";
 
 /** Keys base64, "" for no PSK or endpoint; allowed IPs canonical and sorted; keepalive in s, 0 = off. */
-export interface WgPeer {
-  publicKey: string;
-  presharedKey: string;
-  endpoint: string;
-  allowedIps: string[];
-  keepalive: number;
-}
+export interface WgPeer { publicKey: string; presharedKey: string; endpoint: string; allowedIps: string[]; keepalive: number }
 
 /** Handshake in unix seconds, 0 = never. */
-export interface WgLivePeer extends WgPeer {
-  latestHandshake: number;
-  rxBytes: bigint;
-  txBytes: bigint;
-}
+export interface WgLivePeer extends WgPeer { latestHandshake: number; rxBytes: bigint; txBytes: bigint }
 
-export interface WgDevice<P extends WgPeer = WgPeer> {
-  privateKey: string;
-  listenPort: number;
-  peers: P[];
-}
+export interface WgDevice<P extends WgPeer = WgPeer> { privateKey: string; listenPort: number; peers: P[] }
 
-export interface WgLiveDevice extends WgDevice<WgLivePeer> {
-  publicKey: string;
-}
+export interface WgLiveDevice extends WgDevice<WgLivePeer> { publicKey: string }
 
 /** One WireGuard change: device fields, peers stated in full, public keys to remove. */
-export interface WgChange {
-  privateKey?: string;
-  listenPort?: number;
-  upsert: WgPeer[];
-  remove: string[];
-}
+export interface WgChange { privateKey?: string; listenPort?: number; upsert: WgPeer[]; remove: string[] }
 
 export interface WgBackend {
   /** The live device, or undefined when there is no WireGuard device of that name. */
@@ -48,32 +26,23 @@ export interface WgBackend {
   apply(iface: string, change: WgChange, want: WgDevice): Promise<void>;
 }
 
-/** Parses `wg show NAME dump` (tab-separated; the first line is the interface). */
+/** `wg show NAME dump`: tab-separated, the interface first. */
 export function parseDump(text: string): WgLiveDevice {
   const none = (v: string | undefined): string => (v === undefined || v === "(none)" ? "" : v);
   const [head = "", ...lines] = text.split("\n").filter((l) => l !== "");
   const h = head.split("\t");
   const peers = lines.map((line): WgLivePeer => {
-    const f = line.split("\t");
-    const ips = none(f[3]);
-    return {
-      publicKey: f[0] ?? "",
-      presharedKey: none(f[1]),
-      endpoint: none(f[2]),
-      allowedIps: ips === "" ? [] : ips.split(",").sort(),
-      latestHandshake: Number(f[4] ?? 0),
-      rxBytes: BigInt(f[5] ?? "0"),
-      txBytes: BigInt(f[6] ?? "0"),
-      keepalive: f[7] === "off" ? 0 : Number(f[7] ?? 0),
-    };
+    const [key = "", psk, endpoint, ips, handshake, rx, tx, keepalive] = line.split("\t");
+    const allowedIps = none(ips) === "" ? [] : none(ips).split(",").sort();
+    return { publicKey: key, presharedKey: none(psk), endpoint: none(endpoint), allowedIps, latestHandshake: Number(handshake ?? 0), rxBytes: BigInt(rx ?? "0"), txBytes: BigInt(tx ?? "0"), keepalive: keepalive === "off" ? 0 : Number(keepalive ?? 0) };
   });
   return { privateKey: none(h[0]), publicKey: none(h[1]), listenPort: Number(h[2] ?? 0), peers };
 }
 
-// The all-zero key is how the config format clears a PSK on an existing peer.
+// The all-zero key clears a PSK on an existing peer.
 const zeroKey = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
-/** A wg config of `device`'s given fields and `peers` in full (each [Peer] replaces that peer's allowed IPs). */
+/** `device`'s given fields and `peers` in full (each [Peer] replaces that peer's allowed IPs). */
 export function renderConfig(device: { privateKey?: string; listenPort?: number }, peers: readonly WgPeer[]): string {
   const out = ["[Interface]"];
   if (device.privateKey !== undefined) out.push(`PrivateKey = ${device.privateKey}`);
@@ -86,10 +55,7 @@ export function renderConfig(device: { privateKey?: string; listenPort?: number 
   return out.join("\n") + "\n";
 }
 
-/**
- * The config format cannot remove one peer: removals go through `syncconf` with the whole
- * desired device; everything else through `addconf` with only what changed.
- */
+/** The config format cannot remove one peer: removals go through `syncconf` with the whole device. */
 export function renderChange(change: WgChange, want: WgDevice): { mode: "addconf" | "syncconf"; config: string } {
   if (change.remove.length > 0) return { mode: "syncconf", config: renderConfig({ privateKey: want.privateKey, listenPort: want.listenPort }, want.peers) };
   const device = { ...(change.privateKey !== undefined ? { privateKey: change.privateKey } : {}), ...(change.listenPort !== undefined ? { listenPort: change.listenPort } : {}) };

@@ -10,27 +10,18 @@ import type { Logger } from "../log.js";
 import { createInterface, destroyInterface, type DeviceDeps } from "../mesh/device.js";
 import { diffMesh, liveAsDesired, planRoutes, type DesiredMesh, type Live, type MeshPlan } from "../mesh/diff.js";
 import { routeLine } from "../os/ip.js";
-import type { WgBackend } from "../os/wg.js";
+import type { WgBackend, WgPeer } from "../os/wg.js";
 import { Issues, checkUnique, isKey, limits, validateMeshSpec } from "../validate.js";
 
-export interface MeshDeps extends DeviceDeps {
-  /** wireguard-go's UAPI when the device has a socket, else `wg`. */
-  wgFor(iface: string): Promise<WgBackend>;
-  config: PrivConfig;
-  log: Logger;
-  meshLock: Lock;
-}
+export interface MeshDeps extends DeviceDeps { wgFor(iface: string): Promise<WgBackend>; config: PrivConfig; log: Logger; meshLock: Lock }
 
 export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor">, name: string, signal?: AbortSignal): Promise<Live> {
   const [{ link, routes }, wg] = await Promise.all([deps.ip.read(name, signal), deps.wgFor(name).then((b) => b.show(name, signal))]);
   return { link, wg: link ? wg : undefined, routes };
 }
 
-/**
- * Runs a plan in an order where a crash at any point leaves a state the next apply settles:
- * peers are added and updated before any is removed, routes follow the peers they serve, and
- * what goes away goes last. `progress.step` names the step in flight when it throws.
- */
+// In an order where a crash at any point leaves a state the next apply settles: peers are added
+// and updated before any is removed, routes follow the peers they serve, removals come last.
 async function execute(deps: MeshDeps, want: DesiredMesh, plan: MeshPlan, progress: { step: string }): Promise<void> {
   const name = want.interface;
   const step = async (label: string, fn: () => Promise<unknown>) => {
@@ -63,7 +54,7 @@ async function rollback(deps: MeshDeps, name: string, before: Live): Promise<voi
 
 /** A delta's peer set: the live peers, less those removed, with the changed ones in place. */
 function mergeDelta(want: DesiredMesh, live: Live, removed: readonly string[]): void {
-  const peers = new Map((live.wg?.peers ?? []).map((p) => [p.publicKey, { publicKey: p.publicKey, presharedKey: p.presharedKey, endpoint: p.endpoint, allowedIps: p.allowedIps, keepalive: p.keepalive }]));
+  const peers = new Map<string, WgPeer>((live.wg?.peers ?? []).map((p) => [p.publicKey, p]));
   for (const k of removed) peers.delete(k);
   for (const p of want.peers) peers.set(p.publicKey, p);
   want.peers = [...peers.values()];
@@ -75,9 +66,9 @@ function mergeDelta(want: DesiredMesh, live: Live, removed: readonly string[]): 
 type Response = MessageInitShape<typeof ApplyMeshResponseSchema>;
 
 export function makeApplyMesh(deps: MeshDeps) {
-  // The generation of the spec applied last per interface: a delta names it as its base, and
-  // is refused (the caller then sends the whole spec) after a restart or a failed apply. Only a
-  // number is kept: a delta is resolved against the live device and validated like any spec.
+  // The generation applied last per interface, which a delta names as its base (refused after a
+  // restart or a failure: the caller then sends it whole). Only a number: a delta is resolved
+  // against the live device and validated like any spec.
   const applied = new Map<string, bigint>();
   return async (req: ApplyMeshRequest, ctx: CallContext): Promise<Response> => {
     const started = performance.now();
@@ -122,13 +113,13 @@ export function makeApplyMesh(deps: MeshDeps) {
       } catch (err) {
         const error = PlexdError.from(err);
         applied.delete(name);
-        let rolledBack = false;
-        try {
-          await rollback(deps, name, before);
-          rolledBack = true;
-        } catch (rbErr) {
-          deps.log.error({ interface: name, step: progress.step, error: PlexdError.from(rbErr).message }, "mesh rollback failed");
-        }
+        const rolledBack = await rollback(deps, name, before).then(
+          () => true,
+          (rbErr: unknown) => {
+            deps.log.error({ interface: name, step: progress.step, error: PlexdError.from(rbErr).message }, "mesh rollback failed");
+            return false;
+          },
+        );
         deps.log.warn({ interface: name, uid: ctx.uid, pid: ctx.pid, step: progress.step, rolledBack, error: error.message }, "mesh apply failed");
         return { result: { changed: !rolledBack, plan: steps, failedStep: progress.step, rolledBack, error: error.message } };
       }

@@ -1,7 +1,6 @@
-// ApplyFirewall: validate (allow-lists) → read table inet plexd → plan → one atomic `nft -f`
-// transaction that replaces the table. Nothing outside table inet plexd is ever named in the
-// script, so the rest of the host's ruleset cannot be touched. ReadFirewall: the table read
-// back as structured rules with counters; rules plexd did not render are flagged unrecognised.
+// ApplyFirewall: validate → read table inet plexd → plan → one atomic `nft -f` replacing the
+// table; nothing else is ever named, so the rest of the host's ruleset cannot be touched.
+// ReadFirewall: the table as structured rules with counters, foreign ones unrecognised.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ApplyFirewallRequest, ApplyFirewallResponseSchema, ReadFirewallRequest, ReadFirewallResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
@@ -16,14 +15,9 @@ import type { Lock } from "../handlers.js";
 import type { Logger } from "../log.js";
 import type { Runner } from "../os/run.js";
 
-export interface FirewallDeps {
-  runner: Runner;
-  config: PrivConfig;
-  log: Logger;
-}
+export interface FirewallDeps { runner: Runner; config: PrivConfig; log: Logger }
 
-// Tens of thousands of rules take seconds to list or load on a busy host.
-const nftTimeoutMs = 120_000;
+const nftTimeoutMs = 120_000; // tens of thousands of rules take seconds on a busy host
 
 async function readLiveFirewall(deps: FirewallDeps, signal: AbortSignal): Promise<LiveFirewall> {
   const nft = async (args: string[]) => (await deps.runner.run("nft", args, { timeoutMs: nftTimeoutMs, signal })).stdout;

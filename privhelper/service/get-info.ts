@@ -1,5 +1,5 @@
-// GetInfo: version and what this host offers. Detection only reads: nothing is created to
-// find out (a kernel module that is installed but not loaded is found with modinfo).
+// GetInfo: version and what this host offers. Detection only reads (an installed but unloaded
+// kernel module is found with modinfo): nothing is created to find out.
 import { createRequire } from "node:module";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -11,12 +11,7 @@ import type { Runner } from "../os/run.js";
 
 type Capabilities = MessageInitShape<typeof CapabilitiesSchema>;
 
-export interface GetInfoDeps {
-  runner: Runner;
-  host: Host;
-  config: PrivConfig;
-  startedAtMs: number;
-}
+export interface GetInfoDeps { runner: Runner; host: Host; config: PrivConfig; startedAtMs: number }
 
 export function packageVersion(): string {
   try {
@@ -33,27 +28,13 @@ async function detect(deps: GetInfoDeps): Promise<{ caps: Capabilities; problems
   const goPath = (await host.which("wireguard-go")) ?? "";
   const kernel = (await host.exists("/sys/module/wireguard")) || (await succeeds("modinfo", ["-F", "name", "wireguard"]));
   const wireguard = kernel ? WireGuardImpl.KERNEL : goPath ? WireGuardImpl.USERSPACE : WireGuardImpl.NONE;
-  const caps = {
-    wireguard,
-    wireguardGoPath: goPath,
-    wgTool: (await host.which("wg")) !== undefined,
-    nftables: await succeeds("nft", ["list", "tables"]),
-    // AF_AUDIT needs a native addon; a kernel built with audit support exposes loginuid.
-    audit: await host.exists("/proc/self/loginuid"),
-    netns: (await host.exists("/proc/self/ns/net")) && (await succeeds("ip", ["netns", "list"])),
-    cgroupV2: await host.exists("/sys/fs/cgroup/cgroup.controllers"),
-    ociRuntime: (await Promise.all(["runc", "crun", "podman"].map((r) => host.which(r)))).some((p) => p !== undefined),
-    tun: await host.exists("/dev/net/tun"),
-  };
+  // Only what today's RPCs rely on; audit, namespaces and cgroups are detected with the RPCs that need them.
+  const caps = { wireguard, wireguardGoPath: goPath, wgTool: (await host.which("wg")) !== undefined, nftables: await succeeds("nft", ["list", "tables"]), tun: await host.exists("/dev/net/tun") };
   const problems = [
     [wireguard === WireGuardImpl.NONE, "no WireGuard: kernel module absent and wireguard-go not on PATH"],
     [wireguard === WireGuardImpl.USERSPACE && !caps.tun, "wireguard-go needs /dev/net/tun, which is missing"],
     [!caps.wgTool, "wg (wireguard-tools) not on PATH"],
     [!caps.nftables, "nftables unusable: `nft list tables` failed or nft is missing"],
-    [!caps.audit, "kernel audit support not detected (/proc/self/loginuid missing)"],
-    [!caps.netns, "network namespaces unusable (/proc/self/ns/net or `ip netns` failed)"],
-    [!caps.cgroupV2, "cgroup v2 not mounted at /sys/fs/cgroup (hook resource limits unavailable)"],
-    [!caps.ociRuntime, "no OCI runtime (runc, crun, podman) on PATH: container sandbox unavailable"],
   ].flatMap(([bad, text]) => (bad ? [text as string] : []));
   return { caps, problems };
 }

@@ -3,6 +3,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { WireGuardImpl, type ReadMeshRequest, type ReadMeshResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { CallContext } from "../adapter.js";
+import { publicKeyOf } from "../os/uapi.js";
 import { Issues, checkInterface } from "../validate.js";
 import { readLive, type MeshDeps } from "./apply-mesh.js";
 
@@ -22,21 +23,15 @@ export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">) {
       exists: true,
       up: link.up,
       interface: name,
-      publicKey: wg?.publicKey ?? "",
+      publicKey: wg?.publicKey || (wg?.privateKey ? publicKeyOf(wg.privateKey) : ""),
       listenPort: wg?.listenPort ?? 0,
       addresses: link.addresses,
       mtu: link.mtu,
       implementation: link.kind === "wireguard" ? WireGuardImpl.KERNEL : link.kind === "tun" && wg ? WireGuardImpl.USERSPACE : WireGuardImpl.NONE,
-      peers: (wg?.peers ?? []).map((p) => ({
-        publicKey: p.publicKey,
-        endpoint: p.endpoint,
-        allowedIps: p.allowedIps,
-        pskSha256: pskSha256(p.presharedKey),
-        ...(p.latestHandshake > 0 ? { lastHandshake: timestampFromMs(p.latestHandshake * 1000) } : {}),
-        rxBytes: p.rxBytes,
-        txBytes: p.txBytes,
-        persistentKeepalive: p.keepalive,
-      })),
+      peers: (wg?.peers ?? []).map(({ publicKey, endpoint, allowedIps, presharedKey, latestHandshake, rxBytes, txBytes, keepalive }) => {
+        const handshake = latestHandshake > 0 ? { lastHandshake: timestampFromMs(latestHandshake * 1000) } : {};
+        return { publicKey, endpoint, allowedIps, pskSha256: pskSha256(presharedKey), ...handshake, rxBytes, txBytes, persistentKeepalive: keepalive };
+      }),
     };
   };
 }

@@ -22,11 +22,8 @@ import { setStunSnat, udpExchange as realUdpExchange, type UdpExchange } from ".
 import type { WgBackend } from "../os/wg.js";
 import { Issues } from "../validate.js";
 
-/** RFC 8489 §6.1: without path MTU knowledge, a STUN message over IPv4 stays within 548 bytes. */
-export const maxStunRequestBytes = 548;
-export const maxStunTimeoutMs = 10_000;
-export const defaultStunTimeoutMs = 5_000;
-const magicCookie = 0x2112a442;
+// RFC 8489 §6.1: without path MTU knowledge, a STUN message over IPv4 stays within 548 bytes.
+export const [maxStunRequestBytes, maxStunTimeoutMs, defaultStunTimeoutMs] = [548, 10_000, 5_000];
 
 export interface StunProbeDeps {
   runner: Runner;
@@ -34,24 +31,14 @@ export interface StunProbeDeps {
   config: PrivConfig;
   log: Logger;
   wgFor(iface: string): Promise<Pick<WgBackend, "show">>;
-  /** Injected in tests; default a real UDP socket. */
   udp?: UdpExchange;
   /** Probes are serialised (each owns table ip plexd_stun while it runs), apart from the mesh lock. */
   lock: Lock;
 }
 
-export interface ValidStunProbe {
-  ip: string;
-  port: number;
-  request: Buffer;
-  timeoutMs: number;
-}
+export interface ValidStunProbe { ip: string; port: number; request: Buffer; timeoutMs: number }
 
-/**
- * Allow-list: a unicast IPv4 server, a port, and a datagram that is a STUN Binding request
- * (type 0x0001, magic cookie, length field matching) of at most 548 bytes. privhelper must not
- * become a generic packet sender.
- */
+/** A unicast IPv4 server, a port, and a STUN Binding request: privhelper is no generic packet sender. */
 export function validateStunProbe(req: Pick<StunProbeRequest, "ip" | "port" | "request" | "timeoutMs">): ValidStunProbe {
   const issues = new Issues();
   const ip = parseIp(req.ip);
@@ -64,7 +51,7 @@ export function validateStunProbe(req: Pick<StunProbeRequest, "ip" | "port" | "r
   else {
     const v = new DataView(r.buffer, r.byteOffset, r.byteLength);
     if (v.getUint16(0) !== 0x0001) issues.add("request", `message type 0x${v.getUint16(0).toString(16).padStart(4, "0")} is not a Binding request (0x0001)`);
-    if (v.getUint32(4) !== magicCookie) issues.add("request", "no STUN magic cookie");
+    if (v.getUint32(4) !== 0x2112a442) issues.add("request", "no STUN magic cookie");
     if (v.getUint16(2) !== r.length - 20) issues.add("request", `length field ${v.getUint16(2)} does not match the ${r.length - 20} attribute bytes`);
   }
   const timeoutMs = req.timeoutMs === 0 ? defaultStunTimeoutMs : req.timeoutMs;
@@ -73,12 +60,8 @@ export function validateStunProbe(req: Pick<StunProbeRequest, "ip" | "port" | "r
   return { ip: req.ip, port: req.port, request: Buffer.from(r), timeoutMs };
 }
 
-/**
- * Local ports to try for the mesh-port path: stable per (server, mesh port), so a repeated
- * probe finds its previous conntrack binding (see the header). Taken from 61000-65535: above
- * Linux's default ephemeral range (32768-60999), so other programs' outgoing sockets rarely
- * hold them, and away from plexd's own 5182x ports (mesh, relay, access, site-to-site).
- */
+// Local ports for the mesh-port path, stable per (server, mesh port) so a repeated probe finds
+// its conntrack binding; above Linux's ephemeral range (32768-60999), away from plexd's 5182x.
 export function probePorts(ip: string, port: number, meshPort: number, count = 3): number[] {
   const out: number[] = [];
   for (let k = 0; out.length < count && k < count * 4; k++) {

@@ -1,6 +1,5 @@
-// Teardown and `plexd-privhelper --cleanup`: remove plexd's interfaces (and the wireguard-go
-// processes serving them), every route carrying privhelper's protocol number, table inet
-// plexd and a table ip plexd_stun left by a probe cut short — only what plexd made.
+// Teardown and `--cleanup`: plexd's interfaces and their wireguard-go, every route with
+// privhelper's protocol number, table inet plexd, a table ip plexd_stun left by a probe.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { TeardownRequest, TeardownResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
