@@ -32,7 +32,7 @@ describe("defaults: parsing { api } yields a fully defaulted object", () => {
   });
 
   test("mesh", () => {
-    expect(cfg.mesh).toEqual({ interface: "plexd0", listen_port: 51820, mtu: 0, persistent_keepalive: d("25s", 25_000) });
+    expect(cfg.mesh).toEqual({ interface: "plexd0", listen_port: 51820, mtu: 0, persistent_keepalive: d("25s", 25_000), allow_default_route: false });
   });
 
   test("reconcile, heartbeat, integrity", () => {

@@ -65,6 +65,8 @@ export const meshSchema = withRules(
     listen_port: int().prefault(51820),
     mtu: int().prefault(0),
     persistent_keepalive: dur("25s"),
+    // Read by privhelper: a peer may route 0.0.0.0/0 or ::/0 (full tunnel) only when true.
+    allow_default_route: bool().prefault(false),
   }),
   (r) => {
     // The "plexd" prefix is what privhelper's allow-list accepts: plexd can never be pointed
