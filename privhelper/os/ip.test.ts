@@ -1,53 +1,123 @@
+// The iproute2 side of privhelper: what `ip -N -d -j` prints, read back, and the exact commands
+// ipTool runs. testdata/ip-read-*.txt are what iproute2 6.1 printed for ipTool.read's batch in a
+// fresh namespace: a veth d0 (mtu 1400, 10.100.0.1/24, fd00::1/64), routes of proto 80 (one of
+// them in table 100, one a blackhole), routes of proto boot, the kernel's prefix routes, a
+// default route; and the same batch asking for a missing plexd0.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { kernelPrefixRoutes, parseProcRoutes } from "./ip.js";
+import { fail, ok, TranscriptRunner } from "../../test/support/transcript.js";
+import { ipRead, ipReadCmd, ipReadInput } from "../../test/support/privhelper.js";
+import { ipTool, parseLink, parseRoutes, routeLine, routeProtocol } from "./ip.js";
 
-// Rows as a little-endian kernel prints them (captured from a namespace with a wireguard-go
-// device: its address 100.64.0.1/10, two peer routes, one route via a gateway), padded to
-// 127 characters like the real table.
-const pad = (l: string) => l.padEnd(127) + "\n";
-const table = [
-  "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT",
-  "eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0",
-  "eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0",
-  "plexd0\t00004064\t00000000\t0001\t0\t0\t0\t0000C0FF\t0\t0\t0",
-  "plexd0\t01004164\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0",
-  "plexd0\t87004164\t00000000\t0005\t0\t0\t100\tFFFFFFFF\t0\t0\t0",
-  "plexd0\t00000A0A\t0A004064\t0003\t0\t0\t0\t0000FFFF\t0\t0\t0",
-  "plexd01\t02004164\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0",
-]
-  .map(pad)
-  .join("");
+const data = (f: string) => readFileSync(join(import.meta.dirname, "testdata", f), "utf8");
+const [v4, v6, link] = data("ip-read-veth.txt").split("\n");
 
-describe("parseProcRoutes", () => {
-  it("reads the routes via one device as CIDRs, leaving out the kernel's prefix routes", () => {
-    expect(parseProcRoutes(table, "plexd0", kernelPrefixRoutes(["100.64.0.1/10"]), true)).toEqual(["100.65.0.1/32", "100.65.0.135/32", "10.10.0.0/16"]);
+describe("parseRoutes (recorded `ip -N -d -j route show table all`)", () => {
+  it("keeps main-table unicast routes with canonical destinations, and tells privhelper's by protocol 80", () => {
+    expect(parseRoutes(v4!, false)).toEqual([
+      { dst: "0.0.0.0/0", dev: "d0", plexd: false },
+      { dst: "10.100.0.0/24", dev: "d0", plexd: false },
+      { dst: "10.100.1.0/24", dev: "d0", plexd: true },
+      { dst: "10.100.2.5/32", dev: "d0", plexd: true },
+      { dst: "10.100.3.0/24", dev: "d0", plexd: false },
+    ]);
+    expect(parseRoutes(v6!, true)).toEqual([
+      { dst: "fd00::/64", dev: "d0", plexd: false },
+      { dst: "fd01::/64", dev: "d0", plexd: true },
+      { dst: "fe80::/64", dev: "d0", plexd: false },
+      { dst: "fe80::/64", dev: "d1", plexd: false },
+    ]);
   });
 
-  it("keeps a prefix route when no address of the device makes it", () => {
-    expect(parseProcRoutes(table, "plexd0", new Set(), true)).toContain("100.64.0.0/10");
+  it("leaves out other tables, local/broadcast/blackhole types, even with protocol 80", () => {
+    const all = [...parseRoutes(v4!, false), ...parseRoutes(v6!, true)].map((r) => r.dst);
+    for (const gone of ["10.8.0.0/16", "10.9.0.0/16", "10.100.0.1/32", "127.0.0.1/32", "ff00::/8", "::1/128"]) expect(all).not.toContain(gone);
   });
 
-  it("skips default routes and other devices, including one whose name extends ours", () => {
-    expect(parseProcRoutes(table, "eth0", new Set(), true)).toEqual(["192.0.2.0/24"]);
-    expect(parseProcRoutes(table, "plexd01", new Set(), true)).toEqual(["100.65.0.2/32"]);
-    expect(parseProcRoutes(table, "plexd9", new Set(), true)).toEqual([]);
+  it("names the IPv6 default route ::/0 and copes with empty answers", () => {
+    expect(parseRoutes(JSON.stringify([{ type: "1", dst: "default", dev: "eth0", table: "254", protocol: "3" }]), true)).toEqual([{ dst: "::/0", dev: "eth0", plexd: false }]);
+    expect(parseRoutes("", false)).toEqual([]);
+    expect(parseRoutes("[]", true)).toEqual([]);
   });
 
-  it("reads a big-endian kernel's table in its own byte order", () => {
-    const be = pad("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT") + pad("plexd0\t64410001\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0");
-    expect(parseProcRoutes(be, "plexd0", new Set(), false)).toEqual(["100.65.0.1/32"]);
-  });
-
-  it("copes with an empty table, a missing final newline and a malformed row", () => {
-    expect(parseProcRoutes("", "plexd0", new Set(), true)).toEqual([]);
-    expect(parseProcRoutes("Iface\tDestination\n", "plexd0", new Set(), true)).toEqual([]);
-    expect(parseProcRoutes("Iface\nplexd0\t01004164\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0", "plexd0", new Set(), true)).toEqual(["100.65.0.1/32"]);
-    expect(parseProcRoutes("Iface\nplexd0\tzz\t00000000\n", "plexd0", new Set(), true)).toEqual([]);
+  it("re-parses destinations: what reaches a route line is canonical text", () => {
+    const rows = [
+      { type: "1", dst: "FD02:0::1", dev: "plexd0", table: "254", protocol: "80" },
+      { type: "1", dst: "10.1.2.3/8", dev: "plexd0", table: "254", protocol: "80" },
+      { type: "1", dst: "not-an-ip", dev: "plexd0", table: "254", protocol: "80" },
+    ];
+    expect(parseRoutes(JSON.stringify(rows.slice(1)), false)).toEqual([{ dst: "10.0.0.0/8", dev: "plexd0", plexd: true }]);
+    expect(parseRoutes(JSON.stringify(rows.slice(0, 1)), true)).toEqual([{ dst: "fd02::1/128", dev: "plexd0", plexd: true }]);
   });
 });
 
-describe("kernelPrefixRoutes", () => {
-  it("names the network of each IPv4 address; a /32 and IPv6 make none here", () => {
-    expect([...kernelPrefixRoutes(["100.64.0.1/10", "10.1.2.3/32", "fd00::1/64", "192.168.7.9/24", "10.1.255.254/15"])]).toEqual(["100.64.0.0/10", "192.168.7.0/24", "10.0.0.0/15"]);
+describe("parseLink (recorded `ip -N -d -j addr show`)", () => {
+  it("reads name, kind, state, mtu and the global addresses with host bits, not the link-local one", () => {
+    expect(parseLink(link!)).toEqual({ name: "d0", kind: "veth", up: true, mtu: 1400, addresses: ["10.100.0.1/24", "fd00::1/64"] });
+  });
+
+  it("a down link, a host-scope address, and no answer at all", () => {
+    const down = JSON.stringify([{ ifname: "plexd0", flags: ["POINTOPOINT", "NOARP"], mtu: 1420, linkinfo: { info_kind: "tun" }, addr_info: [{ local: "10.100.0.1", prefixlen: 32, scope: "254" }, { local: "FD00::0001", prefixlen: 128, scope: "0" }] }]);
+    expect(parseLink(down)).toEqual({ name: "plexd0", kind: "tun", up: false, mtu: 1420, addresses: ["fd00::1/128"] });
+    expect(parseLink("")).toBeUndefined();
+    expect(parseLink("[]")).toBeUndefined();
+  });
+});
+
+describe("ipTool", () => {
+  it("read: one `ip -batch` for both route families and the link, numbers not names", async () => {
+    const runner = new TranscriptRunner([{ cmd: ipReadCmd, input: ipReadInput("d0"), result: ok(data("ip-read-veth.txt")) }]);
+    const r = await ipTool(runner).read("d0");
+    expect(runner.done).toBe(true);
+    expect(r.link?.addresses).toEqual(["10.100.0.1/24", "fd00::1/64"]);
+    expect(r.routes.filter((x) => x.plexd).map((x) => x.dst)).toEqual(["10.100.1.0/24", "10.100.2.5/32", "fd01::/64"]);
+  });
+
+  it("read: a missing link is no link, and the routes are still read (ip -force goes on)", async () => {
+    const runner = new TranscriptRunner([{ cmd: ipReadCmd, input: ipReadInput("plexd0"), result: { stdout: data("ip-read-missing.txt"), stderr: 'Device "plexd0" does not exist.\nCommand failed -:3\n', exitCode: 1 } }]);
+    const r = await ipTool(runner).read("plexd0");
+    expect(r.link).toBeUndefined();
+    expect(r.routes.filter((x) => x.plexd).map((x) => x.dst)).toEqual(["10.100.1.0/24", "10.100.2.5/32", "fd01::/64"]);
+  });
+
+  it("read passes the caller's signal (a read may be cancelled)", async () => {
+    const runner = new TranscriptRunner([ipRead("plexd0", undefined)]);
+    await ipTool(runner).read("plexd0", new AbortController().signal);
+    expect(runner.ran[0]?.signal).toBe(true);
+  });
+
+  it("batch: rendered lines on stdin, in one run, nothing for no lines, a failure throws", async () => {
+    const runner = new TranscriptRunner([
+      { cmd: ["ip", "-batch", "-"], input: "link set plexd0 mtu 1420\nlink set plexd0 up\n", result: ok() },
+      { cmd: ["ip", "-batch", "-"], result: fail("RTNETLINK answers: File exists\nCommand failed -:1\n", 1) },
+    ]);
+    const ip = ipTool(runner);
+    await ip.batch(["link set plexd0 mtu 1420", "link set plexd0 up"]);
+    await ip.batch([]);
+    await expect(ip.batch([routeLine("add", "10.0.0.0/8", "plexd0")])).rejects.toMatchObject({ code: "internal", message: expect.stringContaining("File exists") });
+    expect(runner.done).toBe(true);
+    expect(runner.ran.every((r) => !r.signal)).toBe(true);
+  });
+
+  it("addWireGuard: false when the kernel has no WireGuard; links; del", async () => {
+    const runner = new TranscriptRunner([
+      { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: fail("Error: Unknown device type.\n", 2) },
+      { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: ok() },
+      { cmd: ["ip", "-j", "link", "show"], result: ok(JSON.stringify([{ ifindex: 1, ifname: "lo" }, { ifindex: 2, ifname: "plexd0" }, { ifindex: 3 }])) },
+      { cmd: ["ip", "link", "del", "plexd0"], result: ok() },
+    ]);
+    const ip = ipTool(runner);
+    expect(await ip.addWireGuard("plexd0")).toBe(false);
+    expect(await ip.addWireGuard("plexd0")).toBe(true);
+    expect(await ip.links()).toEqual(["lo", "plexd0"]);
+    await ip.del("plexd0");
+    expect(runner.done).toBe(true);
+  });
+
+  it("routeLine: every route privhelper adds or removes carries its protocol", () => {
+    expect(routeProtocol).toBe(80);
+    expect(routeLine("add", "10.100.0.3/32", "plexd0")).toBe("route add 10.100.0.3/32 dev plexd0 proto 80");
+    expect(routeLine("del", "fd00::/64", "plexd0")).toBe("route del fd00::/64 dev plexd0 proto 80");
   });
 });

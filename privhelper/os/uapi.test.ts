@@ -1,9 +1,11 @@
+// wireguard-go's UAPI: the codec, and exchanges with a daemon stand-in on a temp unix socket
+// that answers the way wireguard-go does (an answer ends with an empty line).
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GetParser, UapiConnection, parseGet, publicKeyOf, renderSet, uapiBackend } from "./uapi.js";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { parseGet, publicKeyOf, renderSet, uapiBackend, uapiExchange } from "./uapi.js";
 
 const b64 = (h: string) => Buffer.from(h, "hex").toString("base64");
 // RFC 7748 section 6.1 (Alice)
@@ -11,6 +13,7 @@ const alicePriv = "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92
 const alicePub = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a";
 const peerHex = "11".repeat(32);
 const pskHex = "22".repeat(32);
+const zeroHex = "0".repeat(64);
 
 const getReply = [
   `private_key=${alicePriv}`,
@@ -18,7 +21,7 @@ const getReply = [
   `public_key=${peerHex}`,
   `preshared_key=${pskHex}`,
   "protocol_version=1",
-  "endpoint=192.0.2.2:51820",
+  "endpoint=[fd00::2]:51820",
   "last_handshake_time_sec=1700000000",
   "last_handshake_time_nsec=5",
   "tx_bytes=10",
@@ -27,174 +30,165 @@ const getReply = [
   "allowed_ip=10.100.0.3/32",
   "allowed_ip=10.100.0.2/32",
   `public_key=${"33".repeat(32)}`,
-  `preshared_key=${"0".repeat(64)}`,
+  `preshared_key=${zeroHex}`,
+  "protocol_version=1",
+  "last_handshake_time_sec=0",
+  "last_handshake_time_nsec=0",
+  "tx_bytes=0",
+  "rx_bytes=0",
   "persistent_keepalive_interval=0",
+  "allowed_ip=FD00:0::4/128",
+  "allowed_ip=10.100.0.9/24",
   "errno=0",
   "",
   "",
 ].join("\n");
 
 describe("UAPI codec", () => {
-  it("derives the public key like WireGuard", () => {
+  it("derives the public key like WireGuard (RFC 7748 test vector)", () => {
     expect(publicKeyOf(b64(alicePriv))).toBe(b64(alicePub));
   });
 
-  it("parses get", () => {
+  it("parses get: keys as base64, a zero PSK as none, allowed IPs re-parsed canonical and sorted", () => {
     const d = parseGet(getReply);
-    expect(d).toMatchObject({ privateKey: b64(alicePriv), publicKey: b64(alicePub), listenPort: 51820 });
+    expect(d).toMatchObject({ privateKey: b64(alicePriv), listenPort: 51820 });
     expect(d.peers).toEqual([
-      { publicKey: b64(peerHex), presharedKey: b64(pskHex), endpoint: "192.0.2.2:51820", allowedIps: ["10.100.0.2/32", "10.100.0.3/32"], keepalive: 25, latestHandshake: 1700000000, rxBytes: 20n, txBytes: 10n },
-      { publicKey: b64("33".repeat(32)), presharedKey: "", endpoint: "", allowedIps: [], keepalive: 0, latestHandshake: 0, rxBytes: 0n, txBytes: 0n },
+      { publicKey: b64(peerHex), presharedKey: b64(pskHex), endpoint: "[fd00::2]:51820", allowedIps: ["10.100.0.2/32", "10.100.0.3/32"], keepalive: 25, latestHandshake: 1700000000, rxBytes: 20n, txBytes: 10n },
+      { publicKey: b64("33".repeat(32)), presharedKey: "", endpoint: "", allowedIps: ["10.100.0.0/24", "fd00::4/128"], keepalive: 0, latestHandshake: 0, rxBytes: 0n, txBytes: 0n },
     ]);
+  });
+
+  it("a device without a key, and an error answer", () => {
+    expect(parseGet("listen_port=0\nerrno=0\n\n")).toMatchObject({ privateKey: "", listenPort: 0, peers: [] });
     expect(() => parseGet("errno=2\n\n")).toThrow(/errno 2/);
   });
 
-  it("parses the same whatever chunks the answer arrives in", () => {
-    const text = getReply + "\n\n";
-    const whole = parseGet(text);
-    for (const size of [1, 7, 64, 1000]) {
-      const p = new GetParser();
-      for (let i = 0; i < text.length; i += size) p.push(text.slice(i, i + size));
-      expect(p.finish()).toEqual(whole);
-    }
-    const bad = new GetParser();
-    bad.push("errno=");
-    expect(() => bad.push("1\n\n")).toThrow(/errno 1/);
-  });
-
-  it("renders one incremental set transaction, removals included", () => {
+  it("renders one set: device fields, then upserts, then removals (a request cut short leaves a superset)", () => {
     const text = renderSet({
+      privateKey: b64(alicePriv),
       listenPort: 51821,
       remove: [b64("44".repeat(32))],
-      upsert: [{ publicKey: b64(peerHex), presharedKey: "", endpoint: "[fd00::1]:5", allowedIps: ["10.0.0.0/8", "fd00::/64"], keepalive: 0 }],
+      upsert: [
+        { publicKey: b64(peerHex), presharedKey: "", endpoint: "[fd00::1]:5", allowedIps: ["10.0.0.0/8", "fd00::/64"], keepalive: 0 },
+        { publicKey: b64("55".repeat(32)), presharedKey: b64(pskHex), endpoint: "", allowedIps: [], keepalive: 25 },
+      ],
     });
     expect(text).toBe(
       [
         "set=1",
+        `private_key=${alicePriv}`,
         "listen_port=51821",
-        `public_key=${"44".repeat(32)}`,
-        "remove=true",
         `public_key=${peerHex}`,
-        `preshared_key=${"0".repeat(64)}`,
+        `preshared_key=${zeroHex}`,
         "endpoint=[fd00::1]:5",
         "persistent_keepalive_interval=0",
         "replace_allowed_ips=true",
         "allowed_ip=10.0.0.0/8",
         "allowed_ip=fd00::/64",
+        `public_key=${"55".repeat(32)}`,
+        `preshared_key=${pskHex}`,
+        "persistent_keepalive_interval=25",
+        "replace_allowed_ips=true",
+        `public_key=${"44".repeat(32)}`,
+        "remove=true",
         "",
         "",
       ].join("\n"),
     );
   });
+
+  it("an empty change is a set with nothing in it", () => {
+    expect(renderSet({ upsert: [], remove: [] })).toBe("set=1\n\n");
+  });
 });
 
-describe("uapiBackend over a socket", () => {
+/** A wireguard-go stand-in: how it treats each connection is up to the test. */
+describe("over a socket", () => {
   let dir: string;
   let server: Server;
+  let connections = 0;
   const received: string[] = [];
-  let setErrno = "0";
+  let answer: (request: string, c: Socket) => void = () => undefined;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "plexd-uapi-"));
     server = createServer((c) => {
+      connections++;
       let buf = "";
       c.setEncoding("utf8");
+      c.on("error", () => undefined);
       c.on("data", (d: string) => {
         buf += d;
         if (!buf.endsWith("\n\n")) return;
         received.push(buf);
-        c.end(buf.startsWith("get=1") ? getReply : `errno=${setErrno}\n\n`);
+        answer(buf, c);
       });
     });
     await new Promise<void>((r) => server.listen(join(dir, "plexd0.sock"), r));
   });
   afterAll(async () => {
-    server.close();
+    await new Promise((r) => server.close(r));
     await rm(dir, { recursive: true, force: true });
   });
+  beforeEach(() => {
+    connections = 0;
+    received.length = 0;
+    answer = (req, c) => void c.end(req.startsWith("get=1") ? getReply : "errno=0\n\n");
+  });
 
+  const sock = () => join(dir, "plexd0.sock");
   const backend = () => uapiBackend((i) => join(dir, `${i}.sock`));
 
-  it("reads and writes through the socket", async () => {
-    const dev = await backend().show("plexd0");
-    expect(dev?.peers).toHaveLength(2);
-    await backend().apply("plexd0", { upsert: [], remove: [b64(peerHex)] }, { privateKey: "", listenPort: 0, peers: [] });
-    expect(received.at(-1)).toBe(`set=1\npublic_key=${peerHex}\nremove=true\n\n`);
+  it("one connection per exchange, the answer up to its empty line", async () => {
+    answer = (req, c) => void c.write(req.startsWith("get=1") ? getReply : "errno=0\n\n"); // a daemon that keeps the connection open
+    expect(await uapiExchange(sock(), "get=1\n\n")).toBe(getReply);
+    expect(await uapiExchange(sock(), "set=1\nlisten_port=1\n\n")).toBe("errno=0\n\n");
+    expect(connections).toBe(2);
   });
 
-  it("fails an apply the daemon refuses, and reports an absent daemon as no device", async () => {
-    setErrno = "22";
-    await expect(backend().apply("plexd0", { upsert: [], remove: [], listenPort: 1 }, { privateKey: "", listenPort: 0, peers: [] })).rejects.toMatchObject({ code: "internal" });
+  it("an answer arriving in pieces is put together", async () => {
+    answer = (_req, c) => {
+      for (let i = 0; i < getReply.length; i += 7) c.write(getReply.slice(i, i + 7));
+      c.end();
+    };
+    expect(await uapiExchange(sock(), "get=1\n\n")).toBe(getReply);
+  });
+
+  it("an answer cut short is unavailable; silence is deadline_exceeded; a cancelled call is cancelled", async () => {
+    answer = (_req, c) => void c.end("errno=");
+    await expect(uapiExchange(sock(), "get=1\n\n")).rejects.toMatchObject({ code: "unavailable" });
+    answer = () => undefined;
+    await expect(uapiExchange(sock(), "get=1\n\n", undefined, 50)).rejects.toMatchObject({ code: "deadline_exceeded" });
+    const ac = new AbortController();
+    const pending = uapiExchange(sock(), "get=1\n\n", ac.signal);
+    setTimeout(() => ac.abort(), 20);
+    await expect(pending).rejects.toMatchObject({ code: "cancelled" });
+  });
+
+  it("no socket: not_found", async () => {
+    await expect(uapiExchange(join(dir, "none.sock"), "get=1\n\n")).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  it("show reads the device; a device without a daemon is no device", async () => {
+    const dev = await backend().show("plexd0");
+    expect(dev?.privateKey).toBe(b64(alicePriv));
+    expect(dev?.peers).toHaveLength(2);
+    expect(received).toEqual(["get=1\n\n"]);
     await expect(backend().show("plexd9")).resolves.toBeUndefined();
   });
-});
 
-describe("UapiConnection", () => {
-  let dir: string;
-  let server: Server;
-  let connections = 0;
-  /** How the fake daemon treats a connection after answering: keep it, close it, or die mid-answer. */
-  let mode: "keep" | "close" | "cut" = "keep";
-
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "plexd-uapi-conn-"));
-    server = createServer((c) => {
-      connections++;
-      let buf = "";
-      c.setEncoding("utf8");
-      c.on("data", (d: string) => {
-        if (c.writableEnded) return; // what a client sends after we hung up is never read
-        buf += d;
-        while (buf.includes("\n\n")) {
-          const op = buf.slice(0, buf.indexOf("\n\n"));
-          buf = buf.slice(op.length + 2);
-          if (mode === "cut") {
-            c.end("errno=");
-            return;
-          }
-          c.write(op === "get=1" ? getReply : "errno=0\n\n");
-          if (mode === "close") {
-            c.end();
-            return;
-          }
-        }
-      });
-    });
-    await new Promise<void>((r) => server.listen(join(dir, "plexd0.sock"), r));
-  });
-  afterAll(async () => {
-    server.close();
-    await rm(dir, { recursive: true, force: true });
+  it("show fails on a daemon error (not mistaken for a missing device)", async () => {
+    answer = (_req, c) => void c.end("errno=5\n\n");
+    await expect(backend().show("plexd0")).rejects.toMatchObject({ code: "internal" });
   });
 
-  it("answers several operations over one kept connection, one at a time", async () => {
-    mode = "keep";
-    connections = 0;
-    const conn = new UapiConnection(join(dir, "plexd0.sock"));
-    const answers = await Promise.all([conn.exchange("get=1\n\n"), conn.exchange("set=1\nlisten_port=1\n\n"), conn.exchange("get=1\n\n")]);
-    expect(answers.map((a) => a.slice(-10))).toEqual([getReply.slice(-10), "errno=0\n\n".slice(-10), getReply.slice(-10)]);
-    expect(connections).toBe(1);
-    conn.close();
-  });
-
-  it("replaces a kept connection the daemon closed, and sends the operation again", async () => {
-    mode = "close";
-    connections = 0;
-    const conn = new UapiConnection(join(dir, "plexd0.sock"));
-    expect(await conn.exchange("set=1\nlisten_port=1\n\n")).toBe("errno=0\n\n");
-    expect(await conn.exchange("set=1\nlisten_port=2\n\n")).toBe("errno=0\n\n");
-    expect(connections).toBe(2);
-    conn.close();
-  });
-
-  it("fails, without a second try, an answer cut off half-way", async () => {
-    mode = "cut";
-    connections = 0;
-    const conn = new UapiConnection(join(dir, "plexd0.sock"));
-    await expect(conn.exchange("get=1\n\n")).rejects.toMatchObject({ code: "unavailable" });
-    expect(connections).toBe(1);
-    mode = "keep";
-    expect(await conn.exchange("get=1\n\n")).toBe(getReply);
-    conn.close();
+  it("apply sends exactly the rendered set and checks errno", async () => {
+    const change = { upsert: [], remove: [b64(peerHex)] };
+    await backend().apply("plexd0", change, { privateKey: "", listenPort: 0, peers: [] });
+    expect(received).toEqual([renderSet(change)]);
+    answer = (_req, c) => void c.end("errno=22\n\n");
+    await expect(backend().apply("plexd0", { upsert: [], remove: [], listenPort: 1 }, { privateKey: "", listenPort: 0, peers: [] })).rejects.toMatchObject({ code: "internal", message: expect.stringContaining("errno 22") });
+    answer = (_req, c) => void c.end("\n\n");
+    await expect(backend().apply("plexd0", { upsert: [], remove: [], listenPort: 1 }, { privateKey: "", listenPort: 0, peers: [] })).rejects.toMatchObject({ code: "internal", message: expect.stringContaining("errno missing") });
   });
 });
