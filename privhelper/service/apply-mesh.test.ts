@@ -60,9 +60,10 @@ beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "plexd-apply-"));
 });
 afterEach(async () => {
-  // wgTool's FIFOs never outlive an apply, whatever happened to it.
-  expect((await readdir(dir)).filter((f) => f.endsWith(".fifo"))).toEqual([]);
+  const left = await readdir(dir);
   await rm(dir, { recursive: true, force: true });
+  // wgTool's FIFOs never outlive an apply, whatever happened to it.
+  expect(left.filter((f) => f.endsWith(".fifo"))).toEqual([]);
 });
 
 function engine(transcript: TranscriptEntry[], o: { config?: object; host?: FakeHost } = {}) {
