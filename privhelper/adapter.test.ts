@@ -210,7 +210,7 @@ describe("createGate", () => {
   // and runs at once; then the waiter runs too: two tasks in a gate of one, and each such
   // hand-over can add one more. grpc-js delivers calls from promise callbacks, so a call can
   // enter in the same turn as another call's task ends.
-  it("BUG: never runs more than `concurrency` tasks, also when a call enters while a slot is handed over", async () => {
+  it("never runs more than `concurrency` tasks, also when a call enters while a slot is handed over", async () => {
     const afterTicks = (n: number, fn: () => void) => {
       let p = Promise.resolve();
       for (let i = 0; i < n; i++) p = p.then(() => undefined);

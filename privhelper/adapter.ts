@@ -17,21 +17,20 @@ type Handler<M extends GenServiceMethods[string]> = (req: MessageShape<M["input"
 /** One handler per method: a method without one does not compile. */
 export type Handlers<S extends GenServiceMethods> = { [K in keyof S]: S[K]["methodKind"] extends "unary" ? Handler<S[K]> : never };
 
-/** Runs at most `concurrency` tasks at once and queues at most `queued` more. */
+/** Runs at most `concurrency` tasks at once and queues at most `queued` more; a finished task hands its slot to the next in line. */
 export function createGate(concurrency: number, queued: number) {
   let running = 0;
   const waiting: (() => void)[] = [];
   return async <T>(task: () => Promise<T>): Promise<T> => {
-    if (running >= concurrency) {
-      if (waiting.length >= queued) throw new PlexdError("resource_exhausted", "privhelper is busy: too many calls in flight; retry later");
-      await new Promise<void>((resolve) => waiting.push(resolve));
-    }
-    running++;
+    if (running < concurrency) running++;
+    else if (waiting.length >= queued) throw new PlexdError("resource_exhausted", "privhelper is busy: too many calls in flight; retry later");
+    else await new Promise<void>((resolve) => waiting.push(resolve));
     try {
       return await task();
     } finally {
-      running--;
-      waiting.shift()?.();
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
     }
   };
 }

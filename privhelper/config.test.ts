@@ -15,6 +15,7 @@ describe("privConfigFrom", () => {
       tokenFile: "/etc/plexd/bootstrap-token",
       allowedInterfaces: ["plexd0"],
       allowDefaultRoute: false,
+      minRoutePrefix: { 4: 8, 6: 16 },
     });
     expect(Object.isFrozen(c) && Object.isFrozen(c.allowedInterfaces)).toBe(true);
   });

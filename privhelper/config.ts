@@ -12,8 +12,10 @@ export interface PrivConfig {
   readonly tokenFile: string;
   /** Exact interface names privhelper may create, configure and delete. */
   readonly allowedInterfaces: readonly string[];
-  /** mesh.allow_default_route: a peer may route 0.0.0.0/0 or ::/0 (full tunnel). */
+  /** mesh.allow_default_route: a peer may route any prefix, 0.0.0.0/0 and ::/0 included (full tunnel). */
   readonly allowDefaultRoute: boolean;
+  /** mesh.min_route_prefix_v4/_v6: otherwise, shorter prefixes are refused (0.0.0.0/1 + 128.0.0.0/1 is a default route too). */
+  readonly minRoutePrefix: { 4: number; 6: number };
 }
 
 export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
@@ -26,7 +28,7 @@ const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !
 export function privConfigFrom(doc: unknown): PrivConfig {
   const issues: string[] = [];
   const root = isObj(doc) ? doc : {};
-  const get = (path: string, dflt: string | boolean, ok: (v: never) => boolean, msg: string) => {
+  const get = (path: string, dflt: string | boolean | number, ok: (v: never) => boolean, msg: string) => {
     const [section = "", key = ""] = path.split(".");
     const v = isObj(root[section]) ? root[section][key] : undefined;
     if (v === undefined || v === null) return dflt;
@@ -43,6 +45,10 @@ export function privConfigFrom(doc: unknown): PrivConfig {
     tokenFile: get("token.file", "/etc/plexd/bootstrap-token", abs, "must be an absolute path") as string,
     allowedInterfaces: Object.freeze([meshInterface]),
     allowDefaultRoute: get("mesh.allow_default_route", false, () => true, "must be true or false") as boolean,
+    minRoutePrefix: {
+      4: get("mesh.min_route_prefix_v4", 8, (v: number) => Number.isInteger(v) && v >= 1 && v <= 32, "must be 1-32") as number,
+      6: get("mesh.min_route_prefix_v6", 16, (v: number) => Number.isInteger(v) && v >= 1 && v <= 128, "must be 1-128") as number,
+    },
   };
   if (issues.length > 0) throw new PlexdError("invalid_argument", `invalid configuration:\n  ${issues.join("\n  ")}`);
   return Object.freeze(config);

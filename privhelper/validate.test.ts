@@ -22,9 +22,9 @@ const spec = (over: object = {}) =>
     ...over,
   });
 
-function issuesOf(over: object, config = cfg, whole = true): string {
+function issuesOf(over: object, config = cfg): string {
   try {
-    validateMeshSpec(config, spec(over), whole);
+    validateMeshSpec(config, spec(over));
   } catch (err) {
     expect(err).toBeInstanceOf(PlexdError);
     expect((err as PlexdError).code).toBe("invalid_argument");
@@ -64,7 +64,6 @@ describe("validateMeshSpec", () => {
         addresses: ["FD00::0001/64", "10.100.0.1/16"],
         peers: [{ publicKey: k2, allowedIps: ["10.100.0.9/16", "10.100.0.9/16", "FD00:0::9/128"], endpoint: "[FD00::0002]:51820", presharedKey: k3 }],
       }),
-      true,
     );
     expect(d).toEqual({
       interface: "plexd0",
@@ -77,7 +76,7 @@ describe("validateMeshSpec", () => {
   });
 
   it("an empty endpoint (it roams), no PSK and no allowed IPs are fine", () => {
-    const d = validateMeshSpec(cfg, spec({ peers: [{ publicKey: k2 }] }), true);
+    const d = validateMeshSpec(cfg, spec({ peers: [{ publicKey: k2 }] }));
     expect(d.peers).toEqual([{ publicKey: k2, presharedKey: "", endpoint: "", allowedIps: [], keepalive: 0 }]);
   });
 
@@ -128,22 +127,22 @@ describe("validateMeshSpec", () => {
   });
 
   it("an absent spec is invalid", () => {
-    expect(() => validateMeshSpec(cfg, undefined, true)).toThrow(/spec: required/);
+    expect(() => validateMeshSpec(cfg, undefined)).toThrow(/spec: required/);
   });
 
   it("refuses a default route unless mesh.allow_default_route", () => {
-    for (const ip of ["0.0.0.0/0", "::/0", "10.1.2.3/0"]) expect(issuesOf({ peers: [{ publicKey: k2, allowedIps: [ip] }] })).toMatch(/allowed_ips\[0\]: (0\.0\.0\.0|::)\/0 is a default route; refused unless mesh\.allow_default_route is true/);
+    for (const ip of ["0.0.0.0/0", "::/0", "10.1.2.3/0"]) expect(issuesOf({ peers: [{ publicKey: k2, allowedIps: [ip] }] })).toMatch(/allowed_ips\[0\]: (0\.0\.0\.0|::)\/0 is shorter than \/(8|16) \(mesh\.min_route_prefix_v[46]\); refused unless mesh\.allow_default_route is true/);
     const full = privConfigFrom({ mesh: { interface: "plexd0", allow_default_route: true } });
-    expect(validateMeshSpec(full, spec({ peers: [{ publicKey: k2, allowedIps: ["0.0.0.0/0", "::/0"] }] }), true).peers[0]?.allowedIps).toEqual(["0.0.0.0/0", "::/0"]);
-    // /1 is an ordinary prefix on its own (see apply-mesh.test.ts for two halves together).
-    expect(validateMeshSpec(cfg, spec({ peers: [{ publicKey: k2, allowedIps: ["128.0.0.0/1"] }] }), true).peers[0]?.allowedIps).toEqual(["128.0.0.0/1"]);
+    expect(validateMeshSpec(full, spec({ peers: [{ publicKey: k2, allowedIps: ["0.0.0.0/0", "::/0"] }] })).peers[0]?.allowedIps).toEqual(["0.0.0.0/0", "::/0"]);
+    expect(validateMeshSpec(full, spec({ peers: [{ publicKey: k2, allowedIps: ["128.0.0.0/1"] }] })).peers[0]?.allowedIps).toEqual(["128.0.0.0/1"]);
   });
 
-  it("in delta mode (whole = false) leaves uniqueness to the merge with the live device", () => {
-    const d = validateMeshSpec(cfg, spec({ peers: [{ publicKey: k2, allowedIps: ["10.0.0.1/32"] }, { publicKey: k3, allowedIps: ["10.0.0.1/32"] }] }), false);
-    expect(d.peers).toHaveLength(2);
-    // every other check still applies
-    expect(issuesOf({ peers: [{ publicKey: k2, allowedIps: ["0.0.0.0/0"] }] }, cfg, false)).toContain("default route");
+  it("refuses prefixes shorter than mesh.min_route_prefix_v4/_v6 (a default route in halves), unless full tunnel is allowed", () => {
+    expect(issuesOf({ peers: [{ publicKey: k2, allowedIps: ["0.0.0.0/1", "128.0.0.0/1"] }] })).toContain("128.0.0.0/1 is shorter than /8 (mesh.min_route_prefix_v4)");
+    expect(issuesOf({ peers: [{ publicKey: k2, allowedIps: ["2000::/3"] }] })).toContain("2000::/3 is shorter than /16 (mesh.min_route_prefix_v6)");
+    expect(validateMeshSpec(cfg, spec({ peers: [{ publicKey: k2, allowedIps: ["10.0.0.0/8"] }] })).peers[0]?.allowedIps).toEqual(["10.0.0.0/8"]);
+    const strict = privConfigFrom({ mesh: { interface: "plexd0", min_route_prefix_v4: 24 } });
+    expect(() => validateMeshSpec(strict, spec({ peers: [{ publicKey: k2, allowedIps: ["10.0.0.0/16"] }] }))).toThrow(/shorter than \/24/);
   });
 });
 
@@ -182,10 +181,10 @@ describe("validateMeshSpec fuzz", () => {
   const junk = fc.oneof(fc.string(), fc.constantFrom(priv, "10.0.0.1/32", "192.0.2.1:1", "[::1]:1", "plexd0", "", "::/0"), fc.string({ unit: "binary" }));
   it("accepts only canonical, inert values and refuses everything else with invalid_argument", () => {
     fc.assert(
-      fc.property(junk, junk, fc.array(junk, { maxLength: 3 }), junk, junk, fc.array(junk, { maxLength: 3 }), fc.boolean(), (iface, pk, addrs, peerKey, ep, ips, whole) => {
+      fc.property(junk, junk, fc.array(junk, { maxLength: 3 }), junk, junk, fc.array(junk, { maxLength: 3 }), (iface, pk, addrs, peerKey, ep, ips) => {
         let d;
         try {
-          d = validateMeshSpec(cfg, spec({ interface: iface, privateKey: pk, addresses: addrs, peers: [{ publicKey: peerKey, endpoint: ep, allowedIps: ips }] }), whole);
+          d = validateMeshSpec(cfg, spec({ interface: iface, privateKey: pk, addresses: addrs, peers: [{ publicKey: peerKey, endpoint: ep, allowedIps: ips }] }));
         } catch (err) {
           expect(PlexdError.from(err).code).toBe("invalid_argument");
           return;

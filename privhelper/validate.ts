@@ -42,8 +42,10 @@ function validatePeer(cfg: PrivConfig, p: WireGuardPeer, at: string, issues: Iss
   const allowedIps = p.allowedIps.map((a, j) => {
     const c = parseCidr(a, true);
     if (!c) issues.add(`${at}.allowed_ips[${j}]`, "must be an IPv4 or IPv6 CIDR");
-    // A peer route for a default prefix would take the node's own uplink (design.md 2).
-    else if (c.bits === 0 && !cfg.allowDefaultRoute) issues.add(`${at}.allowed_ips[${j}]`, `${c.cidr} is a default route; refused unless mesh.allow_default_route is true`);
+    // A peer route for a default-like prefix would take the node's own uplink.
+    else if (c.bits < cfg.minRoutePrefix[c.family] && !cfg.allowDefaultRoute) {
+      issues.add(`${at}.allowed_ips[${j}]`, `${c.cidr} is shorter than /${cfg.minRoutePrefix[c.family]} (mesh.min_route_prefix_v${c.family}); refused unless mesh.allow_default_route is true`);
+    }
     return c?.cidr ?? "";
   });
   return { publicKey: p.publicKey, presharedKey: p.presharedKey, endpoint: endpoint ?? "", allowedIps: [...new Set(allowedIps)].sort(), keepalive: p.persistentKeepalive };
@@ -64,8 +66,8 @@ export function checkUnique(peers: readonly WgPeer[], issues: Issues, where: (i:
   });
 }
 
-/** The spec's own fields and peers; a delta's peers are checked for uniqueness once merged. */
-export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined, whole: boolean): DesiredMesh {
+/** The spec's own fields and peers (a delta's are checked again once merged onto the device's). */
+export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined): DesiredMesh {
   const issues = new Issues();
   if (!spec) {
     issues.add("spec", "required");
@@ -86,7 +88,7 @@ export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined, wh
   if (s.peers.length > limits.peers) issues.add("spec.peers", `at most ${limits.peers} peers (got ${s.peers.length})`);
   issues.throwIfAny();
   const peers = s.peers.map((p, i) => validatePeer(cfg, p, `spec.peers[${i}]`, issues));
-  if (whole) checkUnique(peers, issues, (i) => `spec.peers[${i}]`);
+  checkUnique(peers, issues, (i) => `spec.peers[${i}]`);
   issues.throwIfAny();
   return { interface: iface, privateKey: s.privateKey, listenPort: s.listenPort, mtu: s.mtu, addresses: addresses.sort(), peers };
 }

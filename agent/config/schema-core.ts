@@ -65,14 +65,19 @@ export const meshSchema = withRules(
     listen_port: int().prefault(51820),
     mtu: int().prefault(0),
     persistent_keepalive: dur("25s"),
-    // Read by privhelper: a peer may route 0.0.0.0/0 or ::/0 (full tunnel) only when true.
+    // Read by privhelper: peers may route prefixes shorter than these (a default route, or
+    // 0.0.0.0/1 + 128.0.0.0/1) only with allow_default_route (full tunnel).
     allow_default_route: bool().prefault(false),
+    min_route_prefix_v4: int().prefault(8),
+    min_route_prefix_v6: int().prefault(16),
   }),
   (r) => {
     // The "plexd" prefix is what privhelper's allow-list accepts: plexd can never be pointed
     // at a foreign interface.
     r.match(["interface"], /^plexd[a-z0-9_-]{0,10}$/, 'must be "plexd" followed by up to 10 of a-z, 0-9, _ and - (e.g. plexd0)');
     r.port(["listen_port"]);
+    r.intRange(["min_route_prefix_v4"], 1, 32);
+    r.intRange(["min_route_prefix_v6"], 1, 128);
     const mtu = r.int(["mtu"]);
     if (mtu !== undefined && mtu !== 0 && (mtu < 1280 || mtu > 9000)) {
       r.report(["mtu"], "must be 0 (kernel default) or 1280–9000", mtu);

@@ -80,7 +80,7 @@ describe("renderConfig / renderChange", () => {
   // Validation accepts a peer with no allowed IPs (and WireGuard holds such peers), so on a
   // kernel device any addconf naming one, and any syncconf (removal or rollback) of a device
   // holding one, fails. The UAPI path renders no allowed_ip line and works.
-  it("BUG: a peer with no allowed IPs renders an empty `AllowedIPs =` line, which wg refuses", () => {
+  it("a peer with no allowed IPs renders an empty `AllowedIPs =` line, which wg refuses", () => {
     const config = renderConfig({}, [{ ...peerB, allowedIps: [] }]);
     expect(config).not.toMatch(/^AllowedIPs =\s*$/m);
   });

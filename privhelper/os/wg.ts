@@ -50,14 +50,16 @@ export function renderConfig(device: { privateKey?: string; listenPort?: number 
   for (const p of peers) {
     out.push("[Peer]", `PublicKey = ${p.publicKey}`, `PresharedKey = ${p.presharedKey || zeroKey}`);
     if (p.endpoint !== "") out.push(`Endpoint = ${p.endpoint}`);
-    out.push(`AllowedIPs = ${p.allowedIps.join(", ")}`, `PersistentKeepalive = ${p.keepalive === 0 ? "off" : String(p.keepalive)}`);
+    // `wg` refuses an empty AllowedIPs line; without one, a [Peer] of syncconf has none.
+    if (p.allowedIps.length > 0) out.push(`AllowedIPs = ${p.allowedIps.join(", ")}`);
+    out.push(`PersistentKeepalive = ${p.keepalive === 0 ? "off" : String(p.keepalive)}`);
   }
   return out.join("\n") + "\n";
 }
 
-/** The config format cannot remove one peer: removals go through `syncconf` with the whole device. */
+/** The config format cannot remove a peer or clear its allowed IPs: those go through `syncconf` with the whole device. */
 export function renderChange(change: WgChange, want: WgDevice): { mode: "addconf" | "syncconf"; config: string } {
-  if (change.remove.length > 0) return { mode: "syncconf", config: renderConfig({ privateKey: want.privateKey, listenPort: want.listenPort }, want.peers) };
+  if (change.remove.length > 0 || change.upsert.some((p) => p.allowedIps.length === 0)) return { mode: "syncconf", config: renderConfig({ privateKey: want.privateKey, listenPort: want.listenPort }, want.peers) };
   const device = { ...(change.privateKey !== undefined ? { privateKey: change.privateKey } : {}), ...(change.listenPort !== undefined ? { listenPort: change.listenPort } : {}) };
   return { mode: "addconf", config: renderConfig(device, change.upsert) };
 }

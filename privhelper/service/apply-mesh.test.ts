@@ -277,7 +277,7 @@ describe("ApplyMesh: default routes", () => {
   // the default route without replacing it) is the whole IPv4 space, more specific than the
   // host's default route: privhelper adds both routes via plexd0 and the node's uplink traffic,
   // its WireGuard endpoints included, goes into the tunnel. Only a literal /0 is refused today.
-  it("BUG: a default route split in halves (0.0.0.0/1 + 128.0.0.0/1) is refused like /0 unless mesh.allow_default_route", async () => {
+  it("a default route split in halves (0.0.0.0/1 + 128.0.0.0/1) is refused like /0 unless mesh.allow_default_route", async () => {
     const { runner, apply } = engine([
       ipRead("plexd0", upLink, [...hostRoutes, r80("10.100.0.3/32")]),
       wgShow("plexd0", device(dumpA)),
@@ -518,7 +518,7 @@ describe("ApplyMesh: deltas", () => {
   // A full spec naming one peer twice is refused ("duplicate peer"); a delta doing the same is
   // silently resolved, the last entry winning, because mergeDelta collects peers in a Map
   // keyed by public key before checkUnique looks at them.
-  it("BUG: a delta naming the same peer twice is refused like a full spec", async () => {
+  it("a delta naming the same peer twice is refused like a full spec", async () => {
     const { apply } = engine([...liveAB(), ...liveAB(), ...wgConf(dir, "addconf", "plexd0", undefined), ipBatch(add("10.100.0.7/32"))]);
     await apply(full(7n), ctx());
     const twice = [specC, { ...specC, allowedIps: ["10.100.0.7/32"] }];

@@ -78,7 +78,7 @@ export function makeApplyMesh(deps: MeshDeps) {
     if (req.removedPeerKeys.length > limits.peers) issues.add("removed_peer_keys", `at most ${limits.peers}`);
     req.removedPeerKeys.forEach((k, i) => isKey(k) || issues.add(`removed_peer_keys[${i}]`, "must be a 32-byte base64 key"));
     issues.throwIfAny();
-    const want = validateMeshSpec(deps.config, req.spec, !delta);
+    const want = validateMeshSpec(deps.config, req.spec);
     const name = want.interface;
     return deps.meshLock(async () => {
       const before = await readLive(deps, name, ctx.signal);
