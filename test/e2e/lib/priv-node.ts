@@ -6,7 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileS
 import { join, resolve } from "node:path";
 import { build } from "esbuild";
 import { stringify } from "yaml";
-import { makeTempDir, spawnInNamespace, type ProcessHandle } from "../harness/index.js";
+import { keptLogsRoot, makeTempDir, spawnInNamespace, type ProcessHandle } from "../harness/index.js";
 import { logLines, type LogLine } from "./logs.js";
 import { distDir } from "./node.js";
 
@@ -155,4 +155,18 @@ export async function bundleCaller(): Promise<string> {
   });
   chmodSync(out, 0o644);
   return out;
+}
+
+/**
+ * For a failed test: privhelper's whole stderr (every start) is kept under the harness's
+ * kept-logs folder and its tail printed. The harness keeps only logs of processes started
+ * inside the failed test; privhelper usually starts in beforeAll.
+ */
+export function keepPrivLog(node: PrivNode, label: string, tailLines = 60): void {
+  const dir = join(keptLogsRoot(), label.replace(/[^A-Za-z0-9_.-]+/g, "_").slice(0, 80));
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "privhelper.stderr.log");
+  writeFileSync(file, node.stderr());
+  const tail = node.stderr().trimEnd().split("\n").slice(-tailLines).join("\n");
+  console.error(`\n[privhelper] ---- last ${tailLines} lines of privhelper's stderr (full: ${file}) ----\n${tail}\n[privhelper] ---- end ----`);
 }
