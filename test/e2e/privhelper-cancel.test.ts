@@ -28,7 +28,7 @@ const wanted = { mesh: 220, firewall: 120, stun: 180 };
 /** Share of calls whose calling process is killed instead of cancelled in-process. */
 const killShare = 0.12;
 /** Every this many cancellations of a resource, its kernel state is checked. */
-const checkEvery = 10;
+const checkEvery = 5;
 
 let nsA: string;
 let node: PrivNode;
