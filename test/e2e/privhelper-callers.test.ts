@@ -107,6 +107,8 @@ beforeAll(async () => {
     StunProbe: { ip: "127.0.0.1", port: 3478, request: stunBinding(), timeoutMs: 300 },
   };
   for (const [name, req] of Object.entries(requests)) {
+    // RPCs leave the proto until privhelper implements them: a request only for those it has.
+    if (!privMethods.some((m) => m.name === name)) continue;
     const file = join(reqDir, `${name}.bin`);
     writeFileSync(file, encodeRequest(methodByName(name), req), { mode: 0o640 });
     chownSync(file, 0, users.groups.plexd);

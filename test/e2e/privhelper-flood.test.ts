@@ -39,6 +39,7 @@ interface PhaseResult {
   seconds: number;
   outcomes: Record<string, number>;
   quiet: QuietReport;
+  startMiB: number;
   peakMiB: number;
   endMiB: number;
   /** ms after the flood until RSS was back within the limit; undefined = not within 30 s. */
@@ -86,6 +87,7 @@ async function phase(name: string, idleMiB: number, flood: () => Promise<Record<
     seconds: (end - start) / 1000,
     outcomes,
     quiet: quietReport,
+    startMiB: during[0]?.mib ?? NaN,
     peakMiB: Math.max(...during.map((s) => s.mib)),
     endMiB: rss.between(start, end).at(-1)?.mib ?? NaN,
     recoveredMs,
@@ -168,7 +170,7 @@ describe("privhelper under floods", () => {
           .map(
             (r) =>
               `  ${r.name}: ${r.seconds.toFixed(1)} s, outcomes ${JSON.stringify(r.outcomes)}\n` +
-              `    RSS peak ${r.peakMiB.toFixed(1)} MiB, at the flood's end ${r.endMiB.toFixed(1)} MiB, ${r.recoveredMs === undefined ? `NOT back within ${recoverWithinMiB} MiB of idle after ${recoverWithinMs / 1000} s (last ${rss.samples().at(-1)?.mib.toFixed(1)} MiB)` : `back near idle ${(r.recoveredMs / 1000).toFixed(1)} s after`}\n` +
+              `    RSS at the start ${r.startMiB.toFixed(1)} MiB, peak ${r.peakMiB.toFixed(1)} MiB, at the flood's end ${r.endMiB.toFixed(1)} MiB, ${r.recoveredMs === undefined ? `NOT back within ${recoverWithinMiB} MiB of idle after ${recoverWithinMs / 1000} s (last ${rss.samples().at(-1)?.mib.toFixed(1)} MiB)` : `back near idle ${(r.recoveredMs / 1000).toFixed(1)} s after`}\n` +
               `    RSS per second (MiB): ${r.curve}\n` +
               `    quiet caller: ${r.quiet.calls} calls, slowest ${r.quiet.maxMs} ms, ${r.quiet.late.length} late or failed${r.quiet.late.length > 0 ? `: ${r.quiet.late.slice(0, 3).join("; ")}` : ""}`,
           )

@@ -48,7 +48,10 @@ export interface PrivNode {
   stderr(): string;
   /** `plexd-privhelper --cleanup` with this config, in the namespace; resolves with its exit and log. */
   cleanup(): Promise<{ exitCode: number | null; output: string }>;
-  /** Entries named plexd-priv-* in privhelper's TMPDIR. */
+  /**
+   * privhelper's temporary files left behind: plexd-priv-* in its TMPDIR, and the FIFOs it
+   * feeds keys through (*.fifo) in its runtime directory.
+   */
   tmpLeftovers(): string[];
 }
 
@@ -121,7 +124,10 @@ export function createPrivNode(opts: PrivNodeOptions): PrivNode {
       const exit = await p.waitForExit(60_000);
       return { exitCode: exit.exitCode, output: p.output() };
     },
-    tmpLeftovers: () => (existsSync(tmpDir) ? readdirSync(tmpDir).filter((e) => e.startsWith("plexd-priv-")) : []),
+    tmpLeftovers: () => [
+      ...(existsSync(tmpDir) ? readdirSync(tmpDir).filter((e) => e.startsWith("plexd-priv-")) : []),
+      ...(existsSync(runDir) ? readdirSync(runDir).filter((e) => e.endsWith(".fifo")).map((e) => join("run", e)) : []),
+    ],
   };
   return node;
 }
