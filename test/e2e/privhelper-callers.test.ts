@@ -39,7 +39,9 @@ async function callEvery(user: RunAs | undefined, socket: string): Promise<Repor
   const p = spawnInNamespace({ name: `caller-${typeof user === "string" ? user : "root"}`, ...(user ? { user } : {}), cwd: "/", argv: ["node", callerScript, "every", socket, reqDir] });
   const exit = await p.waitForExit(120_000);
   if (exit.exitCode !== 0) throw new Error(`caller exited ${String(exit.exitCode)}: ${p.output()}`);
-  return JSON.parse(p.stdout().trim().split("\n").at(-1)!) as Report;
+  const report = JSON.parse(p.stdout().trim().split("\n").at(-1)!) as Report;
+  console.log(`[privhelper-callers] ${typeof user === "string" ? user : "root"} (uid ${report.uid}, pid ${report.pid}): ${report.results.map((r) => `${r.method} ${statusName(r.code)}`).join(", ")}`);
+  return report;
 }
 
 async function callOnce(user: RunAs | undefined, socket: string, method: string): Promise<{ pid: number; code: number; details: string }> {

@@ -102,7 +102,17 @@ export class PrivCaller {
         const onAbort = () => call.cancel();
         opts.signal?.addEventListener("abort", onAbort, { once: true });
       } else {
-        const call = this.client.makeServerStreamRequest(path, passBytes, (b: Buffer) => fromBinary(output, b), bytes, new grpc.Metadata(), { deadline });
+        // Streams: the request is the one message sent (then the client half closes), the
+        // answers are counted.
+        const decode = (b: Buffer) => fromBinary(output, b);
+        const call =
+          method.methodKind === "server_streaming"
+            ? this.client.makeServerStreamRequest(path, passBytes, decode, bytes, new grpc.Metadata(), { deadline })
+            : this.client.makeBidiStreamRequest(path, passBytes, decode, new grpc.Metadata(), { deadline });
+        if (method.methodKind !== "server_streaming") {
+          (call as grpc.ClientDuplexStream<Uint8Array, unknown>).write(bytes);
+          (call as grpc.ClientDuplexStream<Uint8Array, unknown>).end();
+        }
         let messages = 0;
         const onAbort = () => call.cancel();
         opts.signal?.addEventListener("abort", onAbort, { once: true });
