@@ -13,6 +13,8 @@ import { makeTempDir } from "./tempdir.js";
 export type RunAs =
   | "plexd"
   | "plexd-outsider"
+  /** In group plexd (supplementary) but not the agent's user. */
+  | "plexd-member"
   /** Explicit ids; `groups` are the supplementary groups (none when omitted). */
   | { uid: number; gid: number; groups?: readonly number[] };
 

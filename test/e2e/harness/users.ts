@@ -1,7 +1,8 @@
 import { run } from "./exec.js";
 
-// The accounts plexd runs with (spec/node-agent.md, `plexd install`) plus an outsider for
-// permission tests. System-wide and persistent: created idempotently, never removed (.ci/run
+// The accounts plexd runs with (spec/node-agent.md, `plexd install`) plus two for permission
+// tests: an outsider, and a member of group plexd that is not the agent's user (it may reach
+// privhelper's socket, so privhelper's own caller check is all that stands in its way). System-wide and persistent: created idempotently, never removed (.ci/run
 // creates the same ones, with the same flags).
 
 export interface Account {
@@ -15,6 +16,8 @@ export interface SystemUsers {
   plexd: Account;
   /** Test user not in group `plexd` (nor `plexd-secrets`). */
   outsider: Account;
+  /** Test user with supplementary group `plexd` (own primary group), not the agent's user. */
+  member: Account;
   groups: { plexd: number; plexdSecrets: number };
 }
 
@@ -82,6 +85,21 @@ export async function ensureSystemUsers(): Promise<SystemUsers> {
     "plexd tests, not in group plexd",
     "plexd-outsider",
   ]);
+  await ensure(userExists("plexd-member"), [
+    "useradd",
+    "--system",
+    "--user-group",
+    "--groups",
+    "plexd",
+    "--no-create-home",
+    "--home-dir",
+    "/nonexistent",
+    "--shell",
+    NOLOGIN,
+    "--comment",
+    "plexd tests, in group plexd but not the agent user",
+    "plexd-member",
+  ]);
   // Converge accounts made earlier by other means (e.g. a plain `useradd plexd`) to the same
   // shape as `plexd install`: home /var/lib/plexd (not created), no login shell, group plexd.
   const pw = await getent("passwd", "plexd");
@@ -94,11 +112,16 @@ export async function ensureSystemUsers(): Promise<SystemUsers> {
     const members = (await getent("group", g))?.[3]?.split(",") ?? [];
     if (members.includes("plexd-outsider")) await run(["gpasswd", "--delete", "plexd-outsider", g]);
   }
+  // The member must stay a member (supplementary, so its primary group is its own).
+  if (!((await getent("group", "plexd"))?.[3]?.split(",") ?? []).includes("plexd-member")) await run(["gpasswd", "--add", "plexd-member", "plexd"]);
+  const member = await account("plexd-member");
+  if (member.gid === plexdGid) throw new Error("user plexd-member has primary group plexd; it must be a supplementary member");
   const out = await account("plexd-outsider");
   if (out.gid === plexdGid) throw new Error("user plexd-outsider has primary group plexd; it must not");
   return {
     plexd: await account("plexd"),
     outsider: await account("plexd-outsider"),
+    member,
     groups: { plexd: await gid("plexd"), plexdSecrets: await gid("plexd-secrets") },
   };
 }
