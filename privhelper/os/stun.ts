@@ -6,12 +6,12 @@ import { createSocket } from "node:dgram";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { Runner } from "./run.js";
 
+/** `bindPort` 0 (default) binds an ephemeral port; EADDRINUSE surfaces as `already_exists`. */
 export interface UdpExchangeOptions {
   ip: string;
   port: number;
   request: Uint8Array;
   timeoutMs: number;
-  /** Local port to bind; 0 (default) for an ephemeral one. EADDRINUSE surfaces as `already_exists`. */
   bindPort?: number;
   signal?: AbortSignal;
   beforeSend?: (local: { address: string; port: number }) => Promise<void>;
@@ -51,14 +51,8 @@ export const udpExchange: UdpExchange = async (opts) => {
 
 export const stunTable = "plexd_stun";
 
-export interface StunSnat {
-  localIp: string;
-  localPort: number;
-  server: string;
-  serverPort: number;
-  /** The WireGuard port the datagram must appear to come from. */
-  meshPort: number;
-}
+/** `meshPort`: the WireGuard port the datagram must appear to come from. */
+export interface StunSnat { localIp: string; localPort: number; server: string; serverPort: number; meshPort: number }
 
 // "table; delete table; table {...}" replaces a leftover table (after a crash) in the same
 // atomic transaction instead of failing on it. Every value was validated or chosen here.

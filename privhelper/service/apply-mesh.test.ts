@@ -261,8 +261,8 @@ describe("ApplyMesh: default routes", () => {
         ipRead("plexd0", upLink, [...hostRoutes, r80("10.100.0.3/32")]),
         wgShow("plexd0", device(dumpA)),
         ...wgConf(dir, "addconf", "plexd0", peersOnly({ ...wgA, allowedIps: ["0.0.0.0/0", "::/0"] })),
-        ipBatch(add("::/0")),
-        ipBatch(del("10.100.0.3/32")),
+        // No peer leaves in between, so both route changes are one batch, additions first.
+        ipBatch([...add("::/0"), ...del("10.100.0.3/32")]),
       ],
       { config: { allow_default_route: true } },
     );

@@ -34,9 +34,13 @@ async function execute(deps: MeshDeps, want: DesiredMesh, plan: MeshPlan, progre
   if (link.length > 0) await step("configure_link", () => deps.ip.batch(link));
   const upsert = plan.upsert;
   if (upsert) await step("set_peers", async () => (await wg()).apply(name, upsert, want));
-  if (plan.addRoutes.length > 0) await step("add_routes", () => deps.ip.batch(plan.addRoutes.map((r) => routeLine("add", r, name))));
-  if (plan.removePeers.length > 0) await step("remove_peers", async () => (await wg()).apply(name, { upsert: [], remove: plan.removePeers }, want));
-  if (plan.removeRoutes.length > 0) await step("remove_routes", () => deps.ip.batch(plan.removeRoutes.map((r) => routeLine("del", r, name))));
+  const [adds, dels] = [plan.addRoutes.map((r) => routeLine("add", r, name)), plan.removeRoutes.map((r) => routeLine("del", r, name))];
+  // Route removals follow peer removals; with no peer leaving, both go in one batch, additions first.
+  const leaving = plan.removePeers.length > 0;
+  const first = leaving ? adds : [...adds, ...dels];
+  if (first.length > 0) await step(leaving || dels.length === 0 ? "add_routes" : "sync_routes", () => deps.ip.batch(first));
+  if (leaving) await step("remove_peers", async () => (await wg()).apply(name, { upsert: [], remove: plan.removePeers }, want));
+  if (leaving && dels.length > 0) await step("remove_routes", () => deps.ip.batch(dels));
   if (plan.removeAddresses.length > 0) await step("remove_addresses", () => deps.ip.batch(plan.removeAddresses.map((a) => `addr del ${a} dev ${name}`)));
 }
 

@@ -25,16 +25,8 @@ import { Issues } from "../validate.js";
 // RFC 8489 §6.1: without path MTU knowledge, a STUN message over IPv4 stays within 548 bytes.
 export const [maxStunRequestBytes, maxStunTimeoutMs, defaultStunTimeoutMs] = [548, 10_000, 5_000];
 
-export interface StunProbeDeps {
-  runner: Runner;
-  host: Pick<Host, "which">;
-  config: PrivConfig;
-  log: Logger;
-  wgFor(iface: string): Promise<Pick<WgBackend, "show">>;
-  udp?: UdpExchange;
-  /** Probes are serialised (each owns table ip plexd_stun while it runs), apart from the mesh lock. */
-  lock: Lock;
-}
+/** `lock`: probes are serialised (each owns table ip plexd_stun while it runs), apart from the mesh lock. */
+export interface StunProbeDeps { runner: Runner; host: Pick<Host, "which">; config: PrivConfig; log: Logger; wgFor(iface: string): Promise<Pick<WgBackend, "show">>; udp?: UdpExchange; lock: Lock }
 
 export interface ValidStunProbe { ip: string; port: number; request: Buffer; timeoutMs: number }
 
