@@ -124,6 +124,7 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
       gunzip?.destroy();
       // Events that were already complete are still delivered (in order) before the caller
       // learns that the stream is over, so it never runs two streams' handlers at once.
+      // work() turns every handler failure into end(), so drained never rejects.
       void drained.then(() => resolve(r));
     };
 

@@ -46,6 +46,8 @@ export interface Feeds {
 }
 
 export function startFeeds(client: NodeClient, dispatch: (a: TopAction) => void, intervalMs: number, signal: AbortSignal): Feeds {
+  // The loops below never reject: each catches its RPC failures, sleep() only resolves, and
+  // React's dispatch only queues an update (the reducer runs later, during render).
   void streamLoop(
     async () => {
       for await (const m of client.agent.watchStatus({}, { signal, timeoutMs: 0 })) if (m.status !== undefined) dispatch({ type: "status", status: m.status });
