@@ -1,6 +1,6 @@
 import { Command, Option } from "commander";
 import { createNodeClient, describeError, exitCodeOf, type NodeClient } from "./client.js";
-import { parseDuration } from "./duration.js";
+import { parseDuration } from "../proto/lib/duration.js";
 import { exitCodes } from "./exit-codes.js";
 import { handOff } from "./handoff.js";
 import { UsageError } from "./usage-error.js";

@@ -2,14 +2,14 @@
 // Flags only; everything else lives in createMockcp().
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
+import { parseWireDuration } from "../proto/lib/duration.js";
 import { PlexdError } from "../proto/lib/errors.js";
 import { createMockcp } from "./mockcp.js";
-import { parseDuration } from "./state/duration.js";
 
 const collect = (value: string, prev: string[] | undefined): string[] => [...(prev ?? []), value];
 const duration = (value: string): number => {
   try {
-    return parseDuration(value);
+    return Math.round(parseWireDuration(value));
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }

@@ -17,6 +17,7 @@
 import { isIP } from "node:net";
 import { posix } from "node:path";
 import * as z from "zod";
+import { parseDuration as parseDurationMs } from "../../proto/lib/duration.js";
 
 export interface Duration {
   readonly text: string;
@@ -28,32 +29,10 @@ export interface Size {
   readonly bytes: number;
 }
 
-const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const durationRe = /^(?:\d+(?:ms|s|m|h))+$/;
-const durationGroupRe = /(\d+)(ms|s|m|h)/g;
-
-/** Parses `<integer><unit>` groups (`500ms`, `90s`, `1h30m`); bare numbers and fractions are rejected. */
+/** A §0 duration (`500ms`, `90s`, `1h30m`) with the text the operator wrote; bare numbers and fractions are rejected. */
 export function parseDuration(text: string): Duration | undefined {
-  if (!durationRe.test(text)) return undefined;
-  let ms = 0;
-  for (const m of text.matchAll(durationGroupRe)) {
-    ms += Number(m[1]) * (unitMs[m[2] ?? ""] ?? Number.NaN);
-  }
-  if (!Number.isSafeInteger(ms)) return undefined;
-  return Object.freeze({ text, ms });
-}
-
-/** Formats milliseconds back into the §0 grammar (largest units first). */
-export function formatDuration(ms: number): string {
-  if (ms === 0) return "0s";
-  let rest = ms;
-  let out = "";
-  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000], ["ms", 1]] as const) {
-    const n = Math.floor(rest / size);
-    if (n > 0) out += `${n}${unit}`;
-    rest -= n * size;
-  }
-  return out;
+  const ms = parseDurationMs(text);
+  return ms === undefined ? undefined : Object.freeze({ text, ms });
 }
 
 const sizeUnits: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };

@@ -1,7 +1,7 @@
 import { createPublicKey, type KeyObject } from "node:crypto";
 import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
-import { parseDuration, parseTimestamp } from "./duration.js";
+import { parseTimestamp, parseWireDuration } from "../../proto/lib/duration.js";
 
 // The trusted signing set of spec/control-plane.md 4.5 / 6.2: `current` always, plus `previous`
 // while `now < transition_expires`. Stored in wire form (base64 keys, RFC 3339 expiry exactly as
@@ -105,7 +105,7 @@ export class TrustedSigningKeys {
     if (!p.success) throw new PlexdError("invalid_argument", `invalid signing_key_rotated payload: ${p.error.message}`);
     const validFrom = parseTimestamp(p.data.valid_from);
     if (validFrom === undefined) throw new PlexdError("invalid_argument", "signing_key_rotated: valid_from is not an RFC 3339 timestamp");
-    const period = parseDuration(p.data.transition_period);
+    const period = parseWireDuration(p.data.transition_period);
     const key = ed25519PublicKey(p.data.new_signing_public_key);
     if (p.data.new_signing_public_key === this.cur.b64) return false;
     // A period below the CP's contractual 300 s minimum is applied as sent: the event is signed by

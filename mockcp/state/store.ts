@@ -14,7 +14,7 @@ import { ObservabilityStore } from "./observability.js";
 import { StateOverrides } from "./overrides.js";
 import { ReportStore } from "./reports.js";
 import { SecretStore, type SecretRef } from "./secrets.js";
-import { hostPort, parseBody, rfc3339 } from "./validate.js";
+import { ipEndpoint, parseBody, timestamp } from "./validate.js";
 
 export type Clock = () => number;
 
@@ -122,7 +122,7 @@ const registerBody = z.object({
 
 const heartbeatBody = z.object({
   node_id: z.string(),
-  timestamp: z.string().regex(rfc3339, "must be an RFC 3339 timestamp"),
+  timestamp: timestamp(),
   status: z.enum(["healthy", "degraded"]),
   uptime: z.string().nullish(),
   binary_checksum: z.string().nullish(),
@@ -133,12 +133,12 @@ const heartbeatBody = z.object({
 const rotateBody = z.object({ node_id: z.string(), new_public_key: z.string() });
 
 const endpointBody = z.object({
-  public_endpoint: z.string().regex(hostPort, "must be host:port"),
+  public_endpoint: ipEndpoint(),
   nat_type: z.enum(["full_cone", "symmetric", "none", "unknown"]),
 });
 
 const driftBody = z.object({
-  timestamp: z.string().regex(rfc3339, "must be an RFC 3339 timestamp"),
+  timestamp: timestamp(),
   corrections: z.array(z.object({ type: z.string(), detail: z.string() })),
 });
 
@@ -373,8 +373,6 @@ export class MockState {
 
   putEndpoint(node: NodeRecord, raw: unknown): { peer_endpoints: { peer_id: string; endpoint: string }[] } {
     const body = parseBody(endpointBody, raw);
-    const port = Number(hostPort.exec(body.public_endpoint)?.[2]);
-    if (!(port >= 1 && port <= 65535)) throw badRequest("public_endpoint: port must be 1..65535");
     const changed = node.endpoint?.public_endpoint !== body.public_endpoint;
     node.endpoint = { public_endpoint: body.public_endpoint, nat_type: body.nat_type, updated_at: iso(this.now()) };
     const others = this.activeNodes().filter((n) => n.id !== node.id);
