@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, stat, rm, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { isMeshIp } from "../../proto/lib/net.js";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.js";
 import { decodeKey32, publicKeyOf } from "./keys.js";
 
@@ -43,7 +44,7 @@ export type LoadResult =
 function parseIdentity(files: Record<string, string | undefined>): Identity {
   const meta = JSON.parse(files["identity.json"] ?? "") as { node_id?: unknown; mesh_ip?: unknown };
   if (typeof meta.node_id !== "string" || meta.node_id === "") throw new Error("identity.json: node_id missing");
-  if (typeof meta.mesh_ip !== "string" || !/^10\.100\.\d{1,3}\.\d{1,3}$/.test(meta.mesh_ip)) throw new Error("identity.json: mesh_ip invalid");
+  if (typeof meta.mesh_ip !== "string" || !isMeshIp(meta.mesh_ip)) throw new Error("identity.json: mesh_ip invalid");
   const privateKey = (files.private_key ?? "").trim();
   const nodeSecretKey = (files.node_secret_key ?? "").trim();
   decodeKey32(privateKey, "private_key");

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { isMeshIp } from "../../proto/lib/net.js";
 import type { CpClient } from "../controlplane/http.js";
 import { describeError } from "../controlplane/http.js";
 import type { Logger } from "../util/log.js";
@@ -22,7 +23,7 @@ export type Peer = z.infer<typeof peerSchema>;
 
 const registerResponse = z.object({
   node_id: z.string().min(1),
-  mesh_ip: z.string().regex(/^10\.100\.\d{1,3}\.\d{1,3}$/, "must lie in 10.100.0.0/16"),
+  mesh_ip: z.string().refine(isMeshIp, "must be an IPv4 address in 10.100.0.0/16"),
   identity_token: z.string().min(1).max(512),
   signing_public_key: key32,
   node_secret_key: key32,
