@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { isMeshIp } from "../../proto/lib/net.js";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.js";
-import { decodeKey32, publicKeyOf } from "./keys.js";
+import { decodeKey32, wireGuardPublicKey } from "../../proto/lib/keys.js";
 
 // The node identity on disk (spec/node-agent.md §8). Every file is 0600 inside the
 // 0700 data_dir and written atomically, so a crash mid-registration never leaves a
@@ -58,7 +58,7 @@ function parseIdentity(files: Record<string, string | undefined>): Identity {
     if (typeof sk.current !== "string") throw new Error("signing_keys.json: current missing");
     signingKeys = { current: sk.current, previous: sk.previous ?? null, transition_expires: sk.transition_expires ?? null };
   }
-  return { nodeId: meta.node_id, meshIp: meta.mesh_ip, privateKey, publicKey: publicKeyOf(privateKey), nodeSecretKey, identityToken, signingKeys };
+  return { nodeId: meta.node_id, meshIp: meta.mesh_ip, privateKey, publicKey: wireGuardPublicKey(privateKey), nodeSecretKey, identityToken, signingKeys };
 }
 
 /** Loads the stored identity; a partial or corrupt one is moved aside (spec §3.2 step 1). */

@@ -4,12 +4,12 @@ import { isMeshIp } from "../../proto/lib/net.js";
 import type { CpClient } from "../controlplane/http.js";
 import { describeError } from "../controlplane/http.js";
 import type { Logger } from "../util/log.js";
-import { generateWireGuardKeyPair } from "../identity/keys.js";
+import { generateWireGuardKeyPair, isKey32 } from "../../proto/lib/keys.js";
 import type { Identity } from "../identity/store.js";
 
 // POST /v1/register (spec/control-plane.md §3.1, spec/node-agent.md §3.2).
 
-const key32 = z.string().refine((s) => Buffer.from(s, "base64").length === 32, "must be a base64 32-byte key");
+const key32 = z.string().refine(isKey32, "must be a base64 32-byte key");
 
 export const peerSchema = z.object({
   id: z.string().min(1),

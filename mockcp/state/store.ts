@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
+import { isKey32 } from "../../proto/lib/keys.js";
 import { ApiError, badRequest } from "./apierror.js";
 import { EventLog, type LoggedEvent } from "./eventlog.js";
 import { KeyRing, type SigningKeysView } from "./keyring.js";
@@ -106,11 +107,8 @@ export interface MockStateOptions {
 
 export type EventSink = (nodeId: string, event: LoggedEvent) => void;
 
-// Standard padded base64 of exactly 32 bytes: 43 symbols then one "=".
-const key32 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 const printable = /^[\x20-\x7e]{1,512}$/;
 
-export const isKey32 = (s: string): boolean => key32.test(s) && Buffer.from(s, "base64").length === 32;
 
 const registerBody = z.object({
   token: z.string(),

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startFakeNodeApi, type FakeBackend } from "../../agent/nodeapi/fake-backend.js";
+import { startFakeNodeApi, type FakeBackend } from "../support/nodeapi-fake-backend.js";
 import { loadPeerCredAddon } from "../../proto/lib/peercred.js";
 
 // The built `plexd` client (dist/plexd.js, `npm run build`) against a node API server with a
