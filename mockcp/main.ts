@@ -4,6 +4,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import { pino } from "pino";
 import { parseWireDuration } from "../proto/lib/duration.js";
 import { PlexdError } from "../proto/lib/errors.js";
+import { redactOptions } from "../proto/lib/redact.js";
 import { createMockcp } from "./mockcp.js";
 
 const collect = (value: string, prev: string[] | undefined): string[] => [...(prev ?? []), value];
@@ -72,7 +73,8 @@ const opts = program.opts<{
   logLevel: string;
 }>();
 
-const log = pino({ level: opts.logLevel, base: { name: "plexd-mockcp" } }, pino.destination({ fd: 2, sync: true }));
+// mockcp handles tokens and node secret keys too: the same redaction as the agent.
+const log = pino({ level: opts.logLevel, base: { name: "plexd-mockcp" }, redact: redactOptions() }, pino.destination({ fd: 2, sync: true }));
 
 async function run(): Promise<void> {
   let mockcp;

@@ -4,7 +4,7 @@ import tls from "node:tls";
 import { gzipSync, createGunzip } from "node:zlib";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { isLoopbackHost } from "../../proto/lib/net.js";
-import { version } from "../version.js";
+import { version } from "../../proto/lib/version.js";
 
 // Control-plane HTTP client (spec/control-plane.md §2). node:http(s) rather than fetch:
 // Node 20's fetch cannot take a private CA without the undici package, and we need

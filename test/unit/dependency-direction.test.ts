@@ -37,7 +37,8 @@ const rules: Record<string, { allowed: string[] }> = {
   cli: { allowed: ["cli", "proto"] },
   agent: { allowed: ["agent", "proto"] },
   mockcp: { allowed: ["mockcp", "proto"] },
-  proto: { allowed: ["proto"] },
+  // package.json: proto/lib/version.ts reads the one version string from it.
+  proto: { allowed: ["proto", "package.json"] },
 };
 
 // Tests beside the code may also use the shared fixtures in test/support (design.md 4.13);
