@@ -3,6 +3,7 @@ import type { DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/proto
 import { ValueSchema, timestampFromMs, type Value } from "@bufbuild/protobuf/wkt";
 import { formatSeconds } from "../../proto/lib/duration.js";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { pause } from "../../proto/lib/timers.js";
 import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { EntrySchema, GetStatusResponseSchema, PeerSchema } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { AccessClass } from "./access.js";
@@ -150,16 +151,6 @@ export async function* feed<T>(subscribe: (push: (item: T) => void) => () => voi
   }
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 
 /** WatchStatus: a snapshot at once, then one per change, at most one per `minIntervalMs`. */
 async function* watchStatus(backend: NodeApiBackend, state: NodeState | undefined, signal: AbortSignal, minIntervalMs: number) {
@@ -181,7 +172,7 @@ async function* watchStatus(backend: NodeApiBackend, state: NodeState | undefine
       }
       dirty = false;
       yield { status: statusMsg(await backend.status(), Date.now(), state) };
-      await sleep(minIntervalMs, signal);
+      await pause(minIntervalMs, signal);
     }
   } finally {
     for (const u of unsubs) u?.();
