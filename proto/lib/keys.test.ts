@@ -12,6 +12,7 @@ import {
   isKey32,
   keyFromHex,
   keyToHex,
+  pskFingerprint,
   rawPublicKey,
   wireGuardPublicKey,
 } from "./keys.js";
@@ -37,6 +38,12 @@ describe("32-byte keys in base64", () => {
       expect(isKey32(bad), bad).toBe(false);
       expect(() => decodeKey32(bad, "private_key")).toThrow(expect.objectContaining({ code: "invalid_argument", message: "private_key is not a base64-encoded 32-byte key" }));
     }
+  });
+
+  it("fingerprints a PSK as sha256 of its raw bytes, the empty PSK as empty", () => {
+    // sha256 of 32 zero bytes.
+    expect(pskFingerprint(Buffer.alloc(32).toString("base64"))).toBe("66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925");
+    expect(pskFingerprint("")).toBe("");
   });
 
   it("converts to and from WireGuard's UAPI hex", () => {

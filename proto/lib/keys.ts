@@ -7,7 +7,7 @@
 // export holds — the process hangs for good (docs/decisions.md). DER both ways avoids it.
 //
 // Pure functions, no module-level state: privhelper imports this too.
-import { createPrivateKey, createPublicKey, randomBytes, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, randomBytes, type KeyObject } from "node:crypto";
 import { PlexdError } from "./errors.js";
 
 /**
@@ -36,6 +36,14 @@ export function keyToHex(b64: string): string {
 /** 64 hex digits (UAPI) → base64 key. */
 export function keyFromHex(hex: string): string {
   return Buffer.from(hex, "hex").toString("base64");
+}
+
+/**
+ * What ReadMesh reports instead of a PSK, and the agent compares against: sha256 (hex) of
+ * the key's 32 raw bytes, so drift is visible without the key leaving privhelper. "" for none.
+ */
+export function pskFingerprint(pskB64: string): string {
+  return pskB64 === "" ? "" : createHash("sha256").update(Buffer.from(pskB64, "base64")).digest("hex");
 }
 
 // PKCS#8 and SPKI framing of raw keys (RFC 8410): a fixed ASN.1 header, then the 32 key bytes.
