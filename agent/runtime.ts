@@ -1,8 +1,9 @@
 import { readFile } from "node:fs/promises";
+import { formatSeconds } from "../proto/lib/duration.js";
 import { isCancellation, PlexdError } from "../proto/lib/errors.js";
 import { Backoff } from "./controlplane/backoff.js";
 import { startEventChannel, type EventChannel } from "./controlplane/channel.js";
-import { runHeartbeatLoop, formatUptime } from "./controlplane/heartbeat.js";
+import { runHeartbeatLoop } from "./controlplane/heartbeat.js";
 import { applyStateDocument, fetchState, IdentityRejectedError } from "./controlplane/state-pull.js";
 import { hasPendingKey, rotateNodeKey } from "./identity/rotate.js";
 import { moveIdentityAside, saveIdentity, type Identity } from "./identity/store.js";
@@ -158,7 +159,7 @@ export class AgentRuntime {
         intervalMs: config.heartbeat.interval.ms,
         payload: () => ({
           status: ctx.health.healthy() ? "healthy" : "degraded",
-          uptime: formatUptime(ctx.clock.now() - ctx.startedAt),
+          uptime: formatSeconds(ctx.clock.now() - ctx.startedAt),
           binary_checksum: ctx.binaryChecksum,
           mesh: { interface: config.mesh.interface, peer_count: Object.keys(this.store.state.peers).length, listen_port: config.mesh.listen_port },
           ...(this.nat ? { nat: { public_endpoint: this.nat.public_endpoint, type: this.nat.type } } : {}),
@@ -240,7 +241,7 @@ export class AgentRuntime {
         return;
       }
       const res = await ctx.cp
-        .request({ method: "POST", path: `/v1/nodes/${encodeURIComponent(this.identity.nodeId)}/heartbeat`, token: this.identity.identityToken, body: { node_id: this.identity.nodeId, timestamp: new Date(ctx.clock.now()).toISOString(), status: "degraded", uptime: formatUptime(ctx.clock.now() - ctx.startedAt), binary_checksum: ctx.binaryChecksum }, signal })
+        .request({ method: "POST", path: `/v1/nodes/${encodeURIComponent(this.identity.nodeId)}/heartbeat`, token: this.identity.identityToken, body: { node_id: this.identity.nodeId, timestamp: new Date(ctx.clock.now()).toISOString(), status: "degraded", uptime: formatSeconds(ctx.clock.now() - ctx.startedAt), binary_checksum: ctx.binaryChecksum }, signal })
         .catch(() => undefined);
       if (res !== undefined && res.status >= 200 && res.status < 300) {
         ctx.health.clear("identity_rejected");
@@ -361,7 +362,7 @@ export class AgentRuntime {
       phase: this.ctx.phase.current,
       nodeId: this.identity.nodeId,
       meshIp: this.identity.meshIp,
-      uptime: formatUptime(this.ctx.clock.now() - this.ctx.startedAt),
+      uptime: formatSeconds(this.ctx.clock.now() - this.ctx.startedAt),
       sse: s,
       lastHeartbeat: this.lastHeartbeat,
       lastReconcile: this.lastReconcile,

@@ -1,6 +1,7 @@
 import { Command, Option } from "commander";
 import { createNodeClient, describeError, exitCodeOf, type NodeClient } from "./client.js";
-import { parseDuration } from "./duration.js";
+import { parseDuration } from "../proto/lib/duration.js";
+import { buildInfo, versionLine } from "../proto/lib/version.js";
 import { exitCodes } from "./exit-codes.js";
 import { handOff } from "./handoff.js";
 import { UsageError } from "./usage-error.js";
@@ -14,8 +15,6 @@ import { watch } from "./commands/watch.js";
 // (spec/node-agent.md §1.3), loaded at run time so this bundle stays small and fast.
 // `top` loads Ink and React only when it runs (cli/top is reached through import()).
 
-const version = "0.1.0";
-
 interface GlobalOptions {
   socket: string;
   output: "text" | "json";
@@ -23,7 +22,7 @@ interface GlobalOptions {
 
 const program = new Command("plexd")
   .description("plexd: WireGuard mesh node agent and its command-line client")
-  .version(`plexd ${version} (build ${process.env.PLEXD_BUILD_DATE ?? "dev"})`, "--version", "print version and build date")
+  .version(versionLine("plexd"), "--version", "print version, commit and build date")
   .addOption(new Option("--config <file>", "configuration file").env("PLEXD_CONFIG").default("/etc/plexd/config.yaml"))
   .addOption(new Option("--api <url>", "control plane URL (overrides `api`)"))
   .addOption(new Option("--log-level <level>", "debug, info, warn or error").choices(["debug", "info", "warn", "error"]))
@@ -167,11 +166,11 @@ program
 
 program
   .command("version")
-  .description("print version and build date")
+  .description("print version, commit and build date")
   .action(() => {
     const opts = globals();
-    const info = { version, build_date: process.env.PLEXD_BUILD_DATE ?? "dev", node: process.version };
-    console.log(opts.output === "json" ? JSON.stringify(info) : `plexd ${info.version} (build ${info.build_date}, node ${info.node})`);
+    const info = { version: buildInfo.version, commit: buildInfo.commit, build_date: buildInfo.buildDate, node: process.version };
+    console.log(opts.output === "json" ? JSON.stringify(info) : `${versionLine("plexd")}, node ${info.node}`);
   });
 
 await program.parseAsync(process.argv);

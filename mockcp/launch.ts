@@ -118,6 +118,7 @@ export async function startMockcp(opts: LaunchOptions = {}): Promise<LaunchedMoc
           // not our line
         }
       });
+      // reject: false: execa resolves with the result even when the spawn fails.
       void child.then((r) => {
         clearTimeout(timer);
         reject(new PlexdError("unavailable", `plexd-mockcp exited before listening (code ${String(r.exitCode)}, signal ${String(r.signal)})`));

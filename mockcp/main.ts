@@ -2,14 +2,15 @@
 // Flags only; everything else lives in createMockcp().
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { pino } from "pino";
+import { parseWireDuration } from "../proto/lib/duration.js";
 import { PlexdError } from "../proto/lib/errors.js";
+import { redactOptions } from "../proto/lib/redact.js";
 import { createMockcp } from "./mockcp.js";
-import { parseDuration } from "./state/duration.js";
 
 const collect = (value: string, prev: string[] | undefined): string[] => [...(prev ?? []), value];
 const duration = (value: string): number => {
   try {
-    return parseDuration(value);
+    return Math.round(parseWireDuration(value));
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
@@ -72,7 +73,8 @@ const opts = program.opts<{
   logLevel: string;
 }>();
 
-const log = pino({ level: opts.logLevel, base: { name: "plexd-mockcp" } }, pino.destination({ fd: 2, sync: true }));
+// mockcp handles tokens and node secret keys too: the same redaction as the agent.
+const log = pino({ level: opts.logLevel, base: { name: "plexd-mockcp" }, redact: redactOptions() }, pino.destination({ fd: 2, sync: true }));
 
 async function run(): Promise<void> {
   let mockcp;

@@ -3,7 +3,18 @@
 // ink/react, which only `plexd top` loads, lazily. Long-running processes keep their
 // dependencies in node_modules.
 import { build } from "esbuild";
+import { execFileSync } from "node:child_process";
 import { chmod, mkdir } from "node:fs/promises";
+
+// The commit and build date every --version prints (proto/lib/version.ts); a tree outside git
+// (a source tarball) says so instead of failing the build.
+function commit() {
+  try {
+    return execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "unknown";
+  }
+}
 
 const banner = {
   js: [
@@ -21,7 +32,7 @@ const common = {
   sourcemap: "linked",
   banner,
   logLevel: "warning",
-  define: { "process.env.PLEXD_BUILD_DATE": JSON.stringify(new Date().toISOString()) },
+  define: { "process.env.PLEXD_BUILD_DATE": JSON.stringify(new Date().toISOString()), "process.env.PLEXD_COMMIT": JSON.stringify(commit()) },
 };
 
 const entries = [

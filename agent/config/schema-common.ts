@@ -14,9 +14,10 @@
 // enabled (§2.1: "a disabled section may hold any well-typed values"). Rules run even when a
 // sibling field failed its type check (zod `when`), and they skip any operand that is not
 // well-typed, so one mistake never hides another.
-import { isIP } from "node:net";
 import { posix } from "node:path";
 import * as z from "zod";
+import { parseDuration as parseDurationMs } from "../../proto/lib/duration.js";
+import { parseCidr, parseHostPort } from "../../proto/lib/net.js";
 
 export interface Duration {
   readonly text: string;
@@ -28,32 +29,10 @@ export interface Size {
   readonly bytes: number;
 }
 
-const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-const durationRe = /^(?:\d+(?:ms|s|m|h))+$/;
-const durationGroupRe = /(\d+)(ms|s|m|h)/g;
-
-/** Parses `<integer><unit>` groups (`500ms`, `90s`, `1h30m`); bare numbers and fractions are rejected. */
+/** A §0 duration (`500ms`, `90s`, `1h30m`) with the text the operator wrote; bare numbers and fractions are rejected. */
 export function parseDuration(text: string): Duration | undefined {
-  if (!durationRe.test(text)) return undefined;
-  let ms = 0;
-  for (const m of text.matchAll(durationGroupRe)) {
-    ms += Number(m[1]) * (unitMs[m[2] ?? ""] ?? Number.NaN);
-  }
-  if (!Number.isSafeInteger(ms)) return undefined;
-  return Object.freeze({ text, ms });
-}
-
-/** Formats milliseconds back into the §0 grammar (largest units first). */
-export function formatDuration(ms: number): string {
-  if (ms === 0) return "0s";
-  let rest = ms;
-  let out = "";
-  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000], ["ms", 1]] as const) {
-    const n = Math.floor(rest / size);
-    if (n > 0) out += `${n}${unit}`;
-    rest -= n * size;
-  }
-  return out;
+  const ms = parseDurationMs(text);
+  return ms === undefined ? undefined : Object.freeze({ text, ms });
 }
 
 const sizeUnits: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
@@ -133,27 +112,6 @@ export function isAbsolutePath(p: string): boolean {
 export function isInside(p: string, dir: string): boolean {
   const rel = posix.relative(posix.normalize(dir), posix.normalize(p));
   return rel !== "" && !rel.startsWith("..") && !posix.isAbsolute(rel);
-}
-
-const hostnameRe = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
-
-/** Splits `host:port` (IPv6 hosts in brackets); undefined when malformed. */
-export function parseHostPort(s: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
-  if (m === null) return undefined;
-  const port = Number(m[3]);
-  if (port < 1 || port > 65535) return undefined;
-  if (m[1] !== undefined) return isIP(m[1]) === 6 ? { host: m[1], port } : undefined;
-  const host = m[2] ?? "";
-  return isIP(host) === 4 || hostnameRe.test(host) ? { host, port } : undefined;
-}
-
-export function isCidr(s: string): boolean {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
-  if (m === null) return false;
-  const family = isIP(m[1] ?? "");
-  const bits = Number(m[2]);
-  return (family === 4 && bits <= 32) || (family === 6 && bits <= 128);
 }
 
 export const envNameRe = /^[A-Z_][A-Z0-9_]*$/;
@@ -263,13 +221,13 @@ export class Rules {
   }
   hostPort(path: readonly PathKey[]): void {
     const s = this.str(path);
-    if (s !== undefined && parseHostPort(s) === undefined) this.report(path, "must be host:port with a port 1–65535", s);
+    if (s !== undefined && parseHostPort(s, { names: true }) === undefined) this.report(path, "must be host:port with a port 1–65535", s);
   }
   cidrs(path: readonly PathKey[]): void {
     const xs = at(this.v, path);
     if (!Array.isArray(xs)) return;
     xs.forEach((x, i) => {
-      if (typeof x === "string" && !isCidr(x)) this.report([...path, i], "must be a CIDR such as 10.0.0.0/24", x);
+      if (typeof x === "string" && parseCidr(x, false) === undefined) this.report([...path, i], "must be a CIDR such as 10.0.0.0/24", x);
     });
   }
 }

@@ -5,6 +5,7 @@
 // Conventions: see schema-common.ts (durations are `{ text, ms }`, sizes `{ text, bytes }`,
 // keys stay snake_case, range checks run only for enabled sections).
 import type * as z from "zod";
+import { isLoopbackHost } from "../../proto/lib/net.js";
 import { ConfigError, issuesFromZod } from "./config-error.js";
 import { accessSchema, actionsSchema, nodeApiSchema } from "./schema-access.js";
 import { bridgeRules, bridgeSchema } from "./schema-bridge.js";
@@ -51,12 +52,6 @@ const configObject = section({
   bridge: bridgeSchema,
   privhelper: privhelperSchema,
 });
-
-/** Hosts for which a plain-http `api` is accepted: 127.0.0.0/8, ::1, localhost. */
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.toLowerCase().replace(/\.$/, "");
-  return h === "localhost" || h === "[::1]" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
 
 function checkApi(r: Rules): void {
   const api = r.str(["api"]);

@@ -7,7 +7,7 @@ import type { DesiredStateStore } from "../state/desired.js";
 import { writeJsonAtomic } from "../util/atomic.js";
 import type { Clock } from "../util/clock.js";
 import type { Logger } from "../util/log.js";
-import { version } from "../version.js";
+import { version } from "../../proto/lib/version.js";
 import { Backoff } from "./backoff.js";
 import { dispatchEvent, type DispatchOutcome } from "./dispatch.js";
 import { EnvelopeVerifier, rejectReasons } from "./envelope.js";

@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FakeClock } from "../util/clock.js";
 import { EnvelopeVerifier, decodeSignature, parseEnvelope, signingInput, type Envelope } from "./envelope.js";
-import { nodeSigner, publicKeyB64FromSeed, seedRange, signEnvelope, tv1Fields, type Signer, type UnsignedEnvelope } from "./envelope-testkit.js";
+import { nodeSigner, publicKeyB64FromSeed, seedRange, signEnvelope, tv1Fields, type Signer, type UnsignedEnvelope } from "../../test/support/envelope-testkit.js";
 import { ReplayGuard } from "./replay.js";
 import { TrustedSigningKeys } from "./signing-keys.js";
 

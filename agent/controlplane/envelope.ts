@@ -1,6 +1,6 @@
 import { verify as cryptoVerify } from "node:crypto";
 import canonicalize from "canonicalize";
-import { parseTimestamp } from "./duration.js";
+import { parseTimestamp } from "../../proto/lib/duration.js";
 import type { ReplayGuard } from "./replay.js";
 import type { TrustedKey, TrustedSigningKeys } from "./signing-keys.js";
 

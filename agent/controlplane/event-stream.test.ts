@@ -6,7 +6,7 @@ import { createLogger } from "../util/log.js";
 import { FakeClock } from "../util/clock.js";
 import { Backoff } from "./backoff.js";
 import { EnvelopeVerifier, type Envelope } from "./envelope.js";
-import { nodeSigner, publicKeyB64FromSeed, seedRange, signEnvelope, sseFrame } from "./envelope-testkit.js";
+import { nodeSigner, publicKeyB64FromSeed, seedRange, signEnvelope, sseFrame } from "../../test/support/envelope-testkit.js";
 import { runEventStream, type EventStreamState, type OpenStream, type RunEventStreamOptions, type StreamSink } from "./event-stream.js";
 import { ReplayGuard } from "./replay.js";
 import { TrustedSigningKeys } from "./signing-keys.js";

@@ -1,6 +1,5 @@
 import { PlexdError, isCancellation } from "../../proto/lib/errors.js";
 import type { Logger } from "../util/log.js";
-import { formatDuration } from "../config/schema-common.js";
 import type { CpClient } from "./http.js";
 import { describeError } from "./http.js";
 
@@ -32,11 +31,6 @@ export interface HeartbeatOptions {
   onReconcileHint: () => void;
   onRotateKeysHint: () => void;
   onIdentityRejected: (status: number) => void;
-}
-
-/** Uptime as a §2.3 duration string in whole seconds (`72h15m3s`). */
-export function formatUptime(ms: number): string {
-  return formatDuration(Math.max(0, Math.floor(ms / 1000)) * 1000);
 }
 
 export async function sendHeartbeat(opts: HeartbeatOptions): Promise<void> {

@@ -3,7 +3,8 @@ import https from "node:https";
 import tls from "node:tls";
 import { gzipSync, createGunzip } from "node:zlib";
 import { PlexdError } from "../../proto/lib/errors.js";
-import { version } from "../version.js";
+import { isLoopbackHost } from "../../proto/lib/net.js";
+import { version } from "../../proto/lib/version.js";
 
 // Control-plane HTTP client (spec/control-plane.md §2). node:http(s) rather than fetch:
 // Node 20's fetch cannot take a private CA without the undici package, and we need
@@ -41,11 +42,6 @@ export interface CpClient {
   request<T = unknown>(req: CpRequest): Promise<CpResponse<T>>;
   /** Options for a long-lived request (SSE) sharing the TLS settings. */
   agentFor(): http.Agent;
-}
-
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, "");
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 export function createCpClient(opts: CpClientOptions): CpClient {

@@ -1,7 +1,8 @@
-import { createPublicKey, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
-import { parseDuration, parseTimestamp } from "./duration.js";
+import { parseTimestamp, parseWireDuration } from "../../proto/lib/duration.js";
+import { ed25519PublicKey } from "../../proto/lib/keys.js";
 
 // The trusted signing set of spec/control-plane.md 4.5 / 6.2: `current` always, plus `previous`
 // while `now < transition_expires`. Stored in wire form (base64 keys, RFC 3339 expiry exactly as
@@ -19,20 +20,6 @@ export interface TrustedKey {
   /** Base64 of the 32-byte Ed25519 public key, as received. */
   readonly b64: string;
   readonly key: KeyObject;
-}
-
-const b64Key = /^[A-Za-z0-9+/]{43}=$/;
-
-/** Builds a KeyObject from a base64 raw Ed25519 public key; throws invalid_argument. */
-export function ed25519PublicKey(b64: string): KeyObject {
-  if (typeof b64 !== "string" || !b64Key.test(b64)) throw new PlexdError("invalid_argument", "signing key must be base64 of 32 bytes");
-  const raw = Buffer.from(b64, "base64");
-  if (raw.length !== 32 || raw.toString("base64") !== b64) throw new PlexdError("invalid_argument", "signing key must be base64 of 32 bytes");
-  try {
-    return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: raw.toString("base64url") }, format: "jwk" });
-  } catch (err) {
-    throw new PlexdError("invalid_argument", "signing key is not a valid Ed25519 public key", { cause: err });
-  }
 }
 
 const rotationSchema = z.object({
@@ -105,7 +92,7 @@ export class TrustedSigningKeys {
     if (!p.success) throw new PlexdError("invalid_argument", `invalid signing_key_rotated payload: ${p.error.message}`);
     const validFrom = parseTimestamp(p.data.valid_from);
     if (validFrom === undefined) throw new PlexdError("invalid_argument", "signing_key_rotated: valid_from is not an RFC 3339 timestamp");
-    const period = parseDuration(p.data.transition_period);
+    const period = parseWireDuration(p.data.transition_period);
     const key = ed25519PublicKey(p.data.new_signing_public_key);
     if (p.data.new_signing_public_key === this.cur.b64) return false;
     // A period below the CP's contractual 300 s minimum is applied as sent: the event is signed by

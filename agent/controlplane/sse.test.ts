@@ -11,11 +11,16 @@ import { openEventStream, type OpenEventStreamOptions, type StreamResult } from 
 
 // TV-8: the SSE client against a real HTTP server on 127.0.0.1:0, in process.
 
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
 const servers: Array<http.Server | https.Server> = [];
 
 async function serve(handler: Handler): Promise<string> {
-  const server = http.createServer(handler);
+  // A handler that fails mid-body resets the connection, which the client sees as a broken stream.
+  const server = http.createServer((req, res) => {
+    Promise.resolve()
+      .then(() => handler(req, res))
+      .catch((err: unknown) => res.destroy(err instanceof Error ? err : new Error(String(err))));
+  });
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/nodes/n1/events`;

@@ -4,7 +4,7 @@ import tls from "node:tls";
 import { createGunzip, type Gunzip } from "node:zlib";
 import { createParser } from "eventsource-parser";
 import { parseRetryAfter } from "./backoff.js";
-import { isLoopbackHost } from "./http.js";
+import { isLoopbackHost } from "../../proto/lib/net.js";
 
 // One connection of the event stream (spec/control-plane.md 4.1, 2.6). Framing is
 // eventsource-parser's (full W3C rules: LF/CRLF/CR, multi-line data, comments, BOM); this module
@@ -124,6 +124,7 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
       gunzip?.destroy();
       // Events that were already complete are still delivered (in order) before the caller
       // learns that the stream is over, so it never runs two streams' handlers at once.
+      // work() turns every handler failure into end(), so drained never rejects.
       void drained.then(() => resolve(r));
     };
 

@@ -7,7 +7,7 @@ import { describeError } from "../controlplane/http.js";
 import { peerSchema, type Peer } from "../registration/register.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import type { Logger } from "../util/log.js";
-import { decodeKey32, generateWireGuardKeyPair, publicKeyOf } from "./keys.js";
+import { decodeKey32, generateWireGuardKeyPair, wireGuardPublicKey } from "../../proto/lib/keys.js";
 import type { Identity } from "./store.js";
 
 // Node key rotation (spec/control-plane.md §6.1, spec/node-agent.md §3.7). The pending key
@@ -58,7 +58,7 @@ async function pendingOrNew(dataDir: string): Promise<string> {
 export async function rotateNodeKey(deps: RotationDeps): Promise<void> {
   const { identity, log } = deps;
   const nextPrivate = await pendingOrNew(deps.dataDir);
-  const newPublic = publicKeyOf(nextPrivate);
+  const newPublic = wireGuardPublicKey(nextPrivate);
   log.info({ new_public_key: newPublic }, "key rotation: submitting new public key");
   for (;;) {
     let problem: string;

@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, stat, writeFile, chmod, readdir } from "node:fs/
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { generateWireGuardKeyPair } from "./keys.js";
+import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import { loadIdentity, prepareDataDir, saveIdentity, type Identity } from "./store.js";
 
 let dir: string;

@@ -1,8 +1,9 @@
 import { mkdir, readFile, rename, stat, rm, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { isMeshIp } from "../../proto/lib/net.js";
 import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.js";
-import { decodeKey32, publicKeyOf } from "./keys.js";
+import { decodeKey32, wireGuardPublicKey } from "../../proto/lib/keys.js";
 
 // The node identity on disk (spec/node-agent.md §8). Every file is 0600 inside the
 // 0700 data_dir and written atomically, so a crash mid-registration never leaves a
@@ -43,7 +44,7 @@ export type LoadResult =
 function parseIdentity(files: Record<string, string | undefined>): Identity {
   const meta = JSON.parse(files["identity.json"] ?? "") as { node_id?: unknown; mesh_ip?: unknown };
   if (typeof meta.node_id !== "string" || meta.node_id === "") throw new Error("identity.json: node_id missing");
-  if (typeof meta.mesh_ip !== "string" || !/^10\.100\.\d{1,3}\.\d{1,3}$/.test(meta.mesh_ip)) throw new Error("identity.json: mesh_ip invalid");
+  if (typeof meta.mesh_ip !== "string" || !isMeshIp(meta.mesh_ip)) throw new Error("identity.json: mesh_ip invalid");
   const privateKey = (files.private_key ?? "").trim();
   const nodeSecretKey = (files.node_secret_key ?? "").trim();
   decodeKey32(privateKey, "private_key");
@@ -57,7 +58,7 @@ function parseIdentity(files: Record<string, string | undefined>): Identity {
     if (typeof sk.current !== "string") throw new Error("signing_keys.json: current missing");
     signingKeys = { current: sk.current, previous: sk.previous ?? null, transition_expires: sk.transition_expires ?? null };
   }
-  return { nodeId: meta.node_id, meshIp: meta.mesh_ip, privateKey, publicKey: publicKeyOf(privateKey), nodeSecretKey, identityToken, signingKeys };
+  return { nodeId: meta.node_id, meshIp: meta.mesh_ip, privateKey, publicKey: wireGuardPublicKey(privateKey), nodeSecretKey, identityToken, signingKeys };
 }
 
 /** Loads the stored identity; a partial or corrupt one is moved aside (spec §3.2 step 1). */

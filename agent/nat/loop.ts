@@ -1,6 +1,6 @@
 import { lookup } from "node:dns/promises";
-import { isIPv4 } from "node:net";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { parseHostPort, parseIPv4Int } from "../../proto/lib/net.js";
 import type { Config } from "../config/schema.js";
 import type { CpClient } from "../controlplane/http.js";
 import { describeError } from "../controlplane/http.js";
@@ -72,15 +72,13 @@ export interface ResolvedServer {
   port: number;
 }
 
-/** Splits `host:port` (`[v6]:port` tolerated) and resolves the host to IPv4 (bridge spec §1.2 step 1). */
+/** Splits `host:port` (`[v6]:port` parses, but has no IPv4) and resolves the host to IPv4 (bridge spec §1.2 step 1). */
 export async function resolveStunServer(hostPort: string, resolve: (host: string) => Promise<string>): Promise<ResolvedServer> {
-  const i = hostPort.lastIndexOf(":");
-  const host = hostPort.slice(0, i).replace(/^\[|\]$/g, "");
-  const port = Number(hostPort.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new PlexdError("invalid_argument", `STUN server ${hostPort}: not host:port`);
-  const ip = isIPv4(host) ? host : await resolve(host);
-  if (!isIPv4(ip)) throw new PlexdError("not_found", `STUN server ${hostPort}: no IPv4 address`);
-  return { name: hostPort, ip, port };
+  const hp = parseHostPort(hostPort, { names: true });
+  if (hp === undefined) throw new PlexdError("invalid_argument", `STUN server ${hostPort}: not host:port`);
+  const ip = hp.family === undefined ? await resolve(hp.host) : hp.host;
+  if (parseIPv4Int(ip) === undefined) throw new PlexdError("not_found", `STUN server ${hostPort}: no IPv4 address`);
+  return { name: hostPort, ip, port: hp.port };
 }
 
 const defaultResolve = async (host: string): Promise<string> => (await lookup(host, { family: 4 })).address;

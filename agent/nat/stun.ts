@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { ipFromBytes } from "../../proto/lib/net.js";
 
 // STUN Binding (RFC 5389 / RFC 8489), only what endpoint discovery needs: build a request,
 // decode a success response. Everything here is pure and runs in the agent (bridge spec §1.2:
@@ -71,33 +72,6 @@ function reject(reason: StunRejectReason, detail: string): DecodeResult {
   return { ok: false, reason, detail };
 }
 
-function formatIPv4(b: Uint8Array): string {
-  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-}
-
-function formatIPv6(b: Uint8Array): string {
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((((b[i] ?? 0) << 8) | (b[i + 1] ?? 0)).toString(16));
-  // Compress the longest run of zero groups (RFC 5952), so the text matches what Node prints.
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== "0") {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === "0") j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  if (bestStart < 0) return groups.join(":");
-  return `${groups.slice(0, bestStart).join(":")}::${groups.slice(bestStart + bestLen).join(":")}`;
-}
-
 /** Decodes one (XOR-)MAPPED-ADDRESS value; `xorKey` is cookie+txid for the XOR form. */
 function decodeAddress(value: Uint8Array, xorKey: Uint8Array | undefined): MappedAddress | string {
   if (value.length < 4) return `address value of ${value.length} bytes`;
@@ -111,7 +85,8 @@ function decodeAddress(value: Uint8Array, xorKey: Uint8Array | undefined): Mappe
     port ^= STUN_MAGIC_COOKIE >>> 16;
     for (let i = 0; i < want; i++) addr[i] = (addr[i] ?? 0) ^ (xorKey[i] ?? 0);
   }
-  return want === 4 ? { family: 4, ip: formatIPv4(addr), port } : { family: 6, ip: formatIPv6(addr), port };
+  // ipFromBytes prints RFC 5952 text, the same as Node prints for a socket's address.
+  return { family: want === 4 ? 4 : 6, ip: ipFromBytes(addr) ?? "", port };
 }
 
 /**

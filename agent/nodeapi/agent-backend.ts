@@ -2,7 +2,7 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import type { AgentRuntime } from "../runtime.js";
 import type { DesiredStateStore } from "../state/desired.js";
 import type { AgentContext } from "../system.js";
-import { version } from "../version.js";
+import { version } from "../../proto/lib/version.js";
 import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";

@@ -8,7 +8,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../util/log.js";
 import type { AccessPolicy, PeerCred } from "./access.js";
-import { FakeBackend } from "./fake-backend.js";
+import { FakeBackend } from "../../test/support/nodeapi-fake-backend.js";
 import { startNodeApi, type NodeApiOptions, type NodeApiServer } from "./server.js";
 import { NodeState, type CpRequestFn } from "./state/node-state.js";
 

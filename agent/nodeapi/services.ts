@@ -1,7 +1,9 @@
 import { fromJson, toJson, type DescMessage, type DescMethod, type JsonValue, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
 import { ValueSchema, timestampFromMs, type Value } from "@bufbuild/protobuf/wkt";
+import { formatSeconds } from "../../proto/lib/duration.js";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { pause } from "../../proto/lib/timers.js";
 import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { EntrySchema, GetStatusResponseSchema, PeerSchema } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { AccessClass } from "./access.js";
@@ -67,16 +69,6 @@ function summaryMsg(s: EntrySummary): { key: string; version: number; contentTyp
   return { key: s.key, version: s.version, contentType: s.content_type, syncState: s.sync_state ?? "" };
 }
 
-/** Go-style duration (`3h2m5s`), the unit grammar of spec/node-agent.md §0. */
-export function formatDuration(ms: number): string {
-  let s = Math.max(0, Math.floor(ms / 1000));
-  const h = Math.floor(s / 3600);
-  s -= h * 3600;
-  const m = Math.floor(s / 60);
-  s -= m * 60;
-  return `${h > 0 ? `${h}h` : ""}${h > 0 || m > 0 ? `${m}m` : ""}${s}s`;
-}
-
 function stateCountsMsg(state: NodeState): { metadata: number; data: number; secrets: number; reports: number; reportsPending: number } {
   const c = state.counts();
   return { metadata: c.metadata, data: c.data, secrets: c.secrets, reports: c.reports, reportsPending: c.reports_pending };
@@ -91,7 +83,7 @@ export function statusMsg(s: StatusSnapshot, now: number, state: NodeState | und
     phase: s.phase,
     nodeId: s.nodeId,
     meshIp: s.meshIp,
-    uptime: formatDuration(now - s.startedAt),
+    uptime: formatSeconds(now - s.startedAt),
     binaryChecksum: s.binaryChecksum,
     sse: {
       connected: s.sse.connected,
@@ -159,16 +151,6 @@ export async function* feed<T>(subscribe: (push: (item: T) => void) => () => voi
   }
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 
 /** WatchStatus: a snapshot at once, then one per change, at most one per `minIntervalMs`. */
 async function* watchStatus(backend: NodeApiBackend, state: NodeState | undefined, signal: AbortSignal, minIntervalMs: number) {
@@ -190,7 +172,7 @@ async function* watchStatus(backend: NodeApiBackend, state: NodeState | undefine
       }
       dirty = false;
       yield { status: statusMsg(await backend.status(), Date.now(), state) };
-      await sleep(minIntervalMs, signal);
+      await pause(minIntervalMs, signal);
     }
   } finally {
     for (const u of unsubs) u?.();

@@ -14,6 +14,7 @@ describe("ruleText", () => {
     );
     expect(ruleText(rule({ srcCidr: "10.100.0.0/24", protocol: Protocol.UDP, portFrom: 1000, portTo: 2000, action: RuleAction.DROP }))).toBe("ip saddr 10.100.0.0/24 udp dport 1000-2000 drop");
     expect(ruleText(rule({ protocol: Protocol.ICMP, action: RuleAction.ACCEPT }))).toBe("meta l4proto icmp accept");
+    expect(ruleText(rule({ srcCidr: "fd00::2/128", dstCidr: "fd00::/64", action: RuleAction.ACCEPT }))).toBe("ip6 saddr fd00::2 ip6 daddr fd00::/64 accept");
     expect(ruleText(rule({ iifname: "plexd0", ctEstablished: true, action: RuleAction.ACCEPT }))).toBe('iifname "plexd0" ct state established,related accept');
     expect(ruleText(rule({ action: RuleAction.JUMP, jumpTarget: "plexd-mesh" }))).toBe("jump plexd-mesh");
     expect(ruleText(rule({ action: RuleAction.LOG, logPrefix: "plexd-deny ", logRatePerSecond: 10 }))).toBe('limit rate 10/second log prefix "plexd-deny "');

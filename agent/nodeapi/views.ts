@@ -1,4 +1,5 @@
 import { Protocol, RuleAction, type FirewallRule, type ReadFirewallResponse, type ReadMeshResponse } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { parseCidr } from "../../proto/lib/net.js";
 import type { Peer } from "../registration/register.js";
 import type { PeerInfo, PoliciesInfo } from "./backend.js";
 
@@ -7,15 +8,20 @@ import type { PeerInfo, PoliciesInfo } from "./backend.js";
 // type or see in `nft list ruleset`), with their hit counters.
 
 const quote = (s: string): string => JSON.stringify(s);
-/** nft prints a host route without its /32. */
-const addr = (cidr: string): string => cidr.replace(/\/32$/, "");
+/** An address match as nft prints it: `ip` or `ip6`, and a single host without its /32 or /128. */
+function addrMatch(dir: "saddr" | "daddr", cidr: string): string {
+  const c = parseCidr(cidr, false);
+  if (c === undefined) return `ip ${dir} ${cidr}`; // privhelper validated it; shown as read if not
+  const host = c.bits === (c.family === 4 ? 32 : 128);
+  return `${c.family === 4 ? "ip" : "ip6"} ${dir} ${host ? c.text : c.cidr}`;
+}
 
 export function ruleText(r: FirewallRule): string {
   const parts: string[] = [];
   if (r.iifname !== "") parts.push(`iifname ${quote(r.iifname)}`);
   if (r.oifname !== "") parts.push(`oifname ${quote(r.oifname)}`);
-  if (r.srcCidr !== "") parts.push(`ip saddr ${addr(r.srcCidr)}`);
-  if (r.dstCidr !== "") parts.push(`ip daddr ${addr(r.dstCidr)}`);
+  if (r.srcCidr !== "") parts.push(addrMatch("saddr", r.srcCidr));
+  if (r.dstCidr !== "") parts.push(addrMatch("daddr", r.dstCidr));
   const proto = r.protocol === Protocol.TCP ? "tcp" : r.protocol === Protocol.UDP ? "udp" : r.protocol === Protocol.ICMP ? "icmp" : "";
   if (proto !== "" && r.portFrom > 0) parts.push(`${proto} dport ${r.portTo > r.portFrom ? `${r.portFrom}-${r.portTo}` : r.portFrom}`);
   else if (proto !== "") parts.push(`meta l4proto ${proto}`);

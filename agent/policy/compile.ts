@@ -4,7 +4,8 @@
 // firewall and mesh reconcilers feed its output to ApplyFirewall / ApplyMesh.
 import { Protocol, RuleAction } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { ruleId } from "./rule-id.js";
-import { cidrContains, cidrText, clampToMesh, parseIPv4, parseSelector, type Selector } from "./selector.js";
+import { cidr4Contains, cidr4Text, parseIPv4Int } from "../../proto/lib/net.js";
+import { clampToMesh, parseSelector, type Selector } from "./selector.js";
 import type { FirewallChainPlain, FirewallRulePlain, FirewallSpecPlain, InvalidRule, PolicyInput } from "./types.js";
 
 export type { FirewallChainPlain, FirewallRulePlain, FirewallSpecPlain, InvalidRule, PolicyInput, PolicyRuleInput } from "./types.js";
@@ -56,11 +57,11 @@ const protocolEnum = { "": Protocol.UNSPECIFIED, tcp: Protocol.TCP, udp: Protoco
 function matches(a: Addr, nodeId: string, ip: number | undefined): boolean {
   if (a.kind === "any") return true;
   if (a.node !== undefined) return a.node === nodeId;
-  return ip !== undefined && cidrContains(a, ip);
+  return ip !== undefined && cidr4Contains(a, ip);
 }
 
 function addrText(a: Addr): string {
-  return a.kind === "any" ? "" : cidrText(a);
+  return a.kind === "any" ? "" : cidr4Text(a);
 }
 
 /** Validates one rule and resolves its selectors; a string is the reason it is skipped. */
@@ -96,7 +97,7 @@ function resolveRule(
     }
     const c = mode === "node" ? clampToMesh(sel) : sel;
     if (!c) {
-      reasons.push(`${field}: ${cidrText(sel)} contains no mesh address (10.100.0.0/16)`);
+      reasons.push(`${field}: ${cidr4Text(sel)} contains no mesh address (10.100.0.0/16)`);
       return undefined;
     }
     return { kind: "cidr", network: c.network, bits: c.bits };
@@ -140,7 +141,7 @@ export interface Visibility {
 export function isVisible(v: Visibility, peerId: string, meshIp: string): boolean {
   if (v.everyone || v.nodes.has(peerId)) return true;
   if (v.cidrs.length === 0) return false;
-  const ip = parseIPv4(meshIp);
+  const ip = parseIPv4Int(meshIp);
   return v.cidrs.some((c) => matches(c, peerId, ip));
 }
 
@@ -174,7 +175,7 @@ export function compileRules(input: RulesInput): CompiledRules {
       return input.ipOf(id);
     },
   };
-  const localIp = parseIPv4(input.local.meshIp);
+  const localIp = parseIPv4Int(input.local.meshIp);
   if (localIp === undefined) throw new Error(`local mesh IP ${JSON.stringify(input.local.meshIp)} is not an IPv4 address`);
 
   // Policy id, then rule index: the render order of node-agent.md 4.5 (stable for equal ids).
@@ -273,7 +274,7 @@ export function compilePolicy(input: CompileInput): CompiledPolicy {
   const ipById = new Map<string, number>();
   const peers = [...input.peers];
   for (const p of peers) {
-    const ip = parseIPv4(p.mesh_ip);
+    const ip = parseIPv4Int(p.mesh_ip);
     if (ip !== undefined) ipById.set(p.id, ip);
   }
   const rules = compileRules({ policies: input.policies, local: input.local, config: input.config, ipOf: (id) => ipById.get(id) });

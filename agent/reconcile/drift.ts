@@ -1,5 +1,5 @@
-import { createHash } from "node:crypto";
 import type { MeshSpec, ReadFirewallResponse, ReadMeshResponse } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { pskFingerprint } from "../../proto/lib/keys.js";
 import { firewallDrift } from "../policy/drift.js";
 import type { FirewallSpecPlain } from "../policy/types.js";
 import type { DesiredState, Policy } from "../state/desired.js";
@@ -30,7 +30,6 @@ export interface Correction {
 /** WireGuard roaming is not drift: a changed endpoint counts only after 180 s without a handshake. */
 export const roamingGraceMs = 180_000;
 
-const pskSha = (b64: string): string => createHash("sha256").update(Buffer.from(b64, "base64")).digest("hex");
 const sortedJoin = (xs: readonly string[]): string => [...xs].sort().join(",");
 
 /** Live WireGuard state against the target; `idOf` maps public keys to peer ids for the report. */
@@ -47,7 +46,7 @@ export function meshDrift(target: MeshSpec, live: ReadMeshResponse, idOf: (publi
     }
     const fields: string[] = [];
     if (sortedJoin(want.allowedIps) !== sortedJoin(got.allowedIps)) fields.push("allowed_ips");
-    if (want.presharedKey !== "" && pskSha(want.presharedKey) !== got.pskSha256) fields.push("psk");
+    if (want.presharedKey !== "" && pskFingerprint(want.presharedKey) !== got.pskSha256) fields.push("psk");
     const handshakeMs = got.lastHandshake ? Number(got.lastHandshake.seconds) * 1000 : 0;
     if (want.endpoint !== "" && want.endpoint !== got.endpoint && now - handshakeMs > roamingGraceMs) fields.push("endpoint");
     if (fields.length > 0) out.push({ type: "peer_updated", detail: `peer ${name(want.publicKey)}: ${fields.join(", ")}` });

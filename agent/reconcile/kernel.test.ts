@@ -16,7 +16,7 @@ import {
 } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { parseConfig } from "../config/schema.js";
 import { HealthRegistry } from "../health/registry.js";
-import { generateWireGuardKeyPair } from "../identity/keys.js";
+import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import type { PrivClient } from "../privclient/client.js";
 import type { Peer } from "../registration/register.js";
 import { DesiredStateStore } from "../state/desired.js";

@@ -4,7 +4,7 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import type { Config } from "../config/schema.js";
 import { Backoff } from "../controlplane/backoff.js";
 import type { HealthRegistry } from "../health/registry.js";
-import { publicKeyOf } from "../identity/keys.js";
+import { wireGuardPublicKey } from "../../proto/lib/keys.js";
 import type { CompiledPolicy } from "../policy/compile.js";
 import type { PrivClient } from "../privclient/client.js";
 import type { DesiredStateStore } from "../state/desired.js";
@@ -222,7 +222,7 @@ export class KernelReconciler {
 
   #keyCache: [string, string] | undefined;
   #publicKeyOf(privateKey: string): string {
-    if (this.#keyCache?.[0] !== privateKey) this.#keyCache = [privateKey, publicKeyOf(privateKey)];
+    if (this.#keyCache?.[0] !== privateKey) this.#keyCache = [privateKey, wireGuardPublicKey(privateKey)];
     return this.#keyCache[1];
   }
 

@@ -3,7 +3,7 @@ import type { Config } from "../config/schema.js";
 import { meshHeader, meshSpecFor } from "../mesh/spec.js";
 import { MeshTarget } from "../mesh/target.js";
 import { compilePolicy, compileRules, isVisible, type CompiledPolicy, type CompiledRules, type PolicyConfig } from "../policy/compile.js";
-import { parseIPv4 } from "../policy/selector.js";
+import { parseIPv4Int } from "../../proto/lib/net.js";
 import type { DesiredState } from "../state/desired.js";
 
 // The kernel targets as functions of the desired state (design.md §3): the policy decides
@@ -68,7 +68,7 @@ export class TargetRenderer {
       this.#rules = compileRules({
         policies: state.policies,
         local: { id: local.nodeId, meshIp: local.meshIp },
-        ipOf: (id) => (state.peers[id] ? parseIPv4(state.peers[id].mesh_ip) : undefined),
+        ipOf: (id) => (state.peers[id] ? parseIPv4Int(state.peers[id].mesh_ip) : undefined),
         config: policyConfig(config),
       });
       this.#rulesFor = { policies: state.policies, local: localKey };

@@ -1,4 +1,4 @@
-import { version } from "../version.js";
+import { version } from "../../proto/lib/version.js";
 
 // Capabilities object of spec/control-plane.md §3.0.1. Built-in actions and hooks join
 // the set when the actions feature lands; until then both lists are empty, which the

@@ -1,14 +1,15 @@
 import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { isMeshIp } from "../../proto/lib/net.js";
 import type { CpClient } from "../controlplane/http.js";
 import { describeError } from "../controlplane/http.js";
 import type { Logger } from "../util/log.js";
-import { generateWireGuardKeyPair } from "../identity/keys.js";
+import { generateWireGuardKeyPair, isKey32 } from "../../proto/lib/keys.js";
 import type { Identity } from "../identity/store.js";
 
 // POST /v1/register (spec/control-plane.md §3.1, spec/node-agent.md §3.2).
 
-const key32 = z.string().refine((s) => Buffer.from(s, "base64").length === 32, "must be a base64 32-byte key");
+const key32 = z.string().refine(isKey32, "must be a base64 32-byte key");
 
 export const peerSchema = z.object({
   id: z.string().min(1),
@@ -22,7 +23,7 @@ export type Peer = z.infer<typeof peerSchema>;
 
 const registerResponse = z.object({
   node_id: z.string().min(1),
-  mesh_ip: z.string().regex(/^10\.100\.\d{1,3}\.\d{1,3}$/, "must lie in 10.100.0.0/16"),
+  mesh_ip: z.string().refine(isMeshIp, "must be an IPv4 address in 10.100.0.0/16"),
   identity_token: z.string().min(1).max(512),
   signing_public_key: key32,
   node_secret_key: key32,

@@ -5,6 +5,7 @@ describe("FakeClock", () => {
   it("fires sleeps in time order while advancing, including ones scheduled on the way", async () => {
     const c = new FakeClock(0);
     const seen: number[] = [];
+    // A FakeClock sleep without a signal never rejects.
     void (async () => {
       for (let i = 0; i < 3; i++) {
         await c.sleep(1000);
@@ -33,6 +34,7 @@ describe("FakeClock", () => {
   it("runNext jumps to the earliest sleep", async () => {
     const c = new FakeClock(0);
     let done = false;
+    // No signal: this sleep never rejects.
     void c.sleep(5000).then(() => (done = true));
     expect(await c.runNext()).toBe(true);
     expect(done).toBe(true);

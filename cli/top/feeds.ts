@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import type { NodeClient } from "../client.js";
 import { isUnreachable } from "../client.js";
+import { pause } from "../../proto/lib/timers.js";
 import type { TopAction } from "./reducer.js";
 
 // The data sources of `plexd top`: WatchStatus and Watch streams plus ListPeers/ListPolicies
@@ -17,16 +18,6 @@ function reason(err: unknown): string {
   return ConnectError.from(err).rawMessage;
 }
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 
 async function streamLoop(run: () => Promise<void>, dispatch: (a: TopAction) => void, signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
@@ -36,7 +27,7 @@ async function streamLoop(run: () => Promise<void>, dispatch: (a: TopAction) => 
       if (signal.aborted) return;
       dispatch({ type: "disconnected", error: reason(err) });
     }
-    await sleep(retryMs, signal);
+    await pause(retryMs, signal);
   }
 }
 
@@ -46,6 +37,8 @@ export interface Feeds {
 }
 
 export function startFeeds(client: NodeClient, dispatch: (a: TopAction) => void, intervalMs: number, signal: AbortSignal): Feeds {
+  // The loops below never reject: each catches its RPC failures, pause() only resolves, and
+  // React's dispatch only queues an update (the reducer runs later, during render).
   void streamLoop(
     async () => {
       for await (const m of client.agent.watchStatus({}, { signal, timeoutMs: 0 })) if (m.status !== undefined) dispatch({ type: "status", status: m.status });
@@ -79,7 +72,7 @@ export function startFeeds(client: NodeClient, dispatch: (a: TopAction) => void,
       const onAbort = (): void => ac.abort();
       signal.addEventListener("abort", onAbort, { once: true });
       wake = () => ac.abort();
-      await sleep(intervalMs, ac.signal);
+      await pause(intervalMs, ac.signal);
       signal.removeEventListener("abort", onAbort);
       wake = undefined;
     }

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { MockcpClient, StateDocument } from "./client.js";
-import { cleanup, nextEvent, openStream, randomKey, registerNode, startCp, type TestNode } from "../server/testkit.js";
+import { cleanup, nextEvent, openStream, randomKey, registerNode, startCp, type TestNode } from "../../test/support/mockcp-testkit.js";
 
 afterEach(cleanup);
 

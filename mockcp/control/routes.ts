@@ -1,8 +1,9 @@
 import { z } from "zod";
 import { ApiError } from "../state/apierror.js";
-import { parseDuration } from "../state/duration.js";
+import { parseTimestamp, parseWireDuration } from "../../proto/lib/duration.js";
 import { SigningKey } from "../state/signer.js";
 import { parseBody, type DataEntry, type NodeRecord } from "../state/store.js";
+import { timestamp } from "../state/validate.js";
 import type { AppDeps } from "../server/app.js";
 import { checkKeyName, sendJson, type RequestContext } from "../server/http.js";
 import { artifactControlRoutes } from "./artifacts.js";
@@ -51,7 +52,7 @@ const flagsBody = z.object({ reconcile: z.boolean().optional(), rotate_keys: z.b
 
 const rotateSigningBody = z.object({
   transition_period: z.string().default("24h"),
-  valid_from: z.iso.datetime({ offset: true }).optional(),
+  valid_from: timestamp().optional(),
   seed: z.string().regex(/^[0-9a-fA-F]{64}$/, "must be 64 hex characters").optional(),
   force: z.boolean().default(false),
 });
@@ -236,14 +237,14 @@ export async function handleControl(deps: AppDeps, ctx: RequestContext): Promise
       const b = parseBody(rotateSigningBody, (await ctx.body()) ?? {});
       let periodMs: number;
       try {
-        periodMs = parseDuration(b.transition_period);
+        periodMs = Math.round(parseWireDuration(b.transition_period));
       } catch (err) {
         throw new ApiError(400, "bad_request", (err as Error).message);
       }
       // §6.2: P MUST be at least 300 s so events in flight stay valid; `force` lets a test break that on purpose.
       if (periodMs < 300_000 && !b.force) throw new ApiError(400, "bad_request", "transition_period must be at least 300s (pass force: true to override)");
       const now = state.now();
-      const validFrom = b.valid_from === undefined ? now : Date.parse(b.valid_from);
+      const validFrom = Math.floor((b.valid_from === undefined ? undefined : parseTimestamp(b.valid_from)) ?? now);
       const next = b.seed === undefined ? SigningKey.generate() : SigningKey.fromHex(b.seed);
       const announcer = state.keys.signer(now);
       const payload = {

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import https from "node:https";
+import { connect } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -179,6 +180,19 @@ describe("node-scoped paths (§2.5)", () => {
 });
 
 describe("listeners", () => {
+  it("answers 400 to a request target that is not a URL and keeps serving", async () => {
+    const { cp, client } = await start();
+    const { hostname, port } = new URL(cp.urls[0] ?? "");
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = connect({ host: hostname, port: Number(port) }, () => sock.end("GET //[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+      let text = "";
+      sock.setEncoding("utf8").on("data", (d: string) => (text += d));
+      sock.on("end", () => resolve(text)).on("error", reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 400 /);
+    await client.ping();
+  });
+
   it("serves HTTPS with a server certificate signed by the generated CA", async () => {
     const stateDir = await mkdtemp(join(tmpdir(), "mockcp-test-"));
     tempDirs.push(stateDir);

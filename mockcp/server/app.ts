@@ -33,12 +33,22 @@ const loggedHeaders = ["content-type", "content-encoding", "user-agent", "accept
 /** The one request handler every listener serves: the CP API under /v1 and the control API under /control/v1. */
 export function createApp(deps: AppDeps): Handler {
   return (req, res) => {
-    void dispatch(deps, req, res);
+    // dispatch answers every failure itself; this catches what escapes it (e.g. a request
+    // target that is not a URL), so one bad request can never stop the server.
+    dispatch(deps, req, res).catch((err: unknown) => {
+      deps.log.error({ err, url: req.url }, "request handler failed");
+      res.destroy();
+    });
   };
 }
 
 async function dispatch(deps: AppDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? "/", "http://mockcp.invalid");
+  const url = URL.parse(req.url ?? "/", "http://mockcp.invalid");
+  if (url === null) {
+    // The HTTP parser lets through request targets such as "//[" that no URL parser accepts.
+    sendJson(req, res, 400, { error: "bad_request", message: "request target is not a URL" });
+    return;
+  }
   const method = (req.method ?? "GET").toUpperCase();
   let rawCache: Promise<RawBody> | undefined;
   let bodyCache: Promise<unknown> | undefined;

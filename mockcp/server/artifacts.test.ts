@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import { cleanup, registerNode, startCp } from "./testkit.js";
+import { cleanup, registerNode, startCp } from "../../test/support/mockcp-testkit.js";
 
 afterEach(cleanup);
 

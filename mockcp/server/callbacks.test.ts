@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { cleanup, registerNode, startCp } from "./testkit.js";
+import { cleanup, registerNode, startCp } from "../../test/support/mockcp-testkit.js";
 
 afterEach(cleanup);
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { MockcpClient } from "../control/client.js";
-import { cleanup, nextEvent, openStream, registerNode, startCp, type TestNode } from "./testkit.js";
+import { cleanup, nextEvent, openStream, registerNode, startCp, type TestNode } from "../../test/support/mockcp-testkit.js";
 
 afterEach(cleanup);
 

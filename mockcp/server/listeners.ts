@@ -1,7 +1,8 @@
 import { chmod, unlink } from "node:fs/promises";
 import http from "node:http";
 import https from "node:https";
-import { isIP, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
+import { parseIp } from "../../proto/lib/net.js";
 import { isAbsolute } from "node:path";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { Handler } from "./app.js";
@@ -32,7 +33,7 @@ export function parseListen(spec: string): ListenSpec {
 }
 
 export function hostOfUrl(host: string): string {
-  return isIP(host) === 6 ? `[${host}]` : host;
+  return parseIp(host)?.family === 6 ? `[${host}]` : host;
 }
 
 export interface BoundListener {

@@ -1,7 +1,7 @@
 import { createDecipheriv } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import type { SecretResponse } from "../control/client.js";
-import { cleanup, nextEvent, openStream, randomKey, registerNode, startCp } from "./testkit.js";
+import { cleanup, nextEvent, openStream, randomKey, registerNode, startCp } from "../../test/support/mockcp-testkit.js";
 
 afterEach(cleanup);
 

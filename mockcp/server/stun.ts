@@ -2,10 +2,10 @@
 // public STUN servers, which tests must never contact. Each datagram that is a Binding request
 // gets a success response with XOR-MAPPED-ADDRESS and MAPPED-ADDRESS (for RFC 3489-era
 // clients) of the address it came from; anything else is dropped. IPv4 only, like the agent.
-// Self-contained on purpose: mockcp does not import agent code.
+// Self-contained on purpose: mockcp does not import agent code (only proto/lib's address parsing).
 import { createSocket, type Socket } from "node:dgram";
-import { isIPv4 } from "node:net";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { parseHostPort, parseIPv4Int } from "../../proto/lib/net.js";
 
 const magicCookie = 0x2112a442;
 
@@ -16,18 +16,16 @@ export interface StunListenSpec {
 
 /** Parses `HOST:PORT` (IPv4 host, port 0-65535; 0 picks a free port). */
 export function parseStunListen(text: string): StunListenSpec {
-  const i = text.lastIndexOf(":");
-  const host = text.slice(0, i);
-  const port = Number(text.slice(i + 1));
-  if (i <= 0 || !isIPv4(host) || !/^\d+$/.test(text.slice(i + 1)) || port > 65535) throw new PlexdError("invalid_argument", `--stun-listen ${text}: want IPV4:PORT`);
-  return { host, port };
+  const hp = parseHostPort(text, { anyPort: true });
+  if (hp?.family !== 4) throw new PlexdError("invalid_argument", `--stun-listen ${text}: want IPV4:PORT`);
+  return { host: hp.host, port: hp.port };
 }
 
 /** The Binding success response to `request` as seen from ip:port, or undefined if it is not a Binding request. */
 export function bindingResponse(request: Buffer, ip: string, port: number): Buffer | undefined {
   if (request.length < 20 || request.readUInt16BE(0) !== 0x0001 || request.readUInt32BE(4) !== magicCookie) return undefined;
-  if (!isIPv4(ip)) return undefined;
-  const addr = ip.split(".").reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0);
+  const addr = parseIPv4Int(ip);
+  if (addr === undefined) return undefined;
   const out = Buffer.alloc(20 + 12 + 12);
   out.writeUInt16BE(0x0101, 0);
   out.writeUInt16BE(24, 2);

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { isIP } from "node:net";
+import { parseIp } from "../../proto/lib/net.js";
 import forge from "node-forge";
 
 export interface Pem {
@@ -60,7 +60,7 @@ export function generateServerCert(ca: Pem, sans: string[], now = new Date()): P
   cert.validity.notAfter = new Date(now.getTime() + 365 * 86_400_000);
   cert.setSubject([{ name: "commonName", value: sans[0] ?? "localhost" }]);
   cert.setIssuer(caCert.subject.attributes);
-  const altNames = [...new Set(sans)].map((s) => (isIP(s) !== 0 ? { type: 7, ip: s } : { type: 2, value: s }));
+  const altNames = [...new Set(sans)].map((s) => (parseIp(s) !== undefined ? { type: 7, ip: s } : { type: 2, value: s }));
   cert.setExtensions([
     { name: "basicConstraints", cA: false },
     { name: "keyUsage", digitalSignature: true, keyEncipherment: true, critical: true },

@@ -1,12 +1,12 @@
 import { z } from "zod";
-import { checksum, duration, hostPort, parseBody, rfc3339 } from "./validate.js";
+import { checksum, duration, ipEndpoint, parseBody, timestamp as timestampText } from "./validate.js";
 
-const timestamp = z.string().regex(rfc3339, "must be an RFC 3339 timestamp");
+const timestamp = timestampText();
 
-const readyBody = z.object({ listen_addr: z.string().regex(hostPort, "must be host:port"), timestamp });
+const readyBody = z.object({ listen_addr: ipEndpoint(), timestamp });
 const closedBody = z.object({
   reason: z.enum(["expired", "revoked", "shutdown", "error"]),
-  duration: z.string().regex(duration, "must be a duration such as 12m3s"),
+  duration: duration("12m3s"),
   timestamp,
 });
 const violationBody = z.object({

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ApiError, badRequest } from "./apierror.js";
-import { duration, parseBody, rfc3339 } from "./validate.js";
+import { duration, parseBody, timestamp } from "./validate.js";
 import type { LoggedEvent } from "./eventlog.js";
 
 const triggeredBy = z.object({
@@ -22,8 +22,8 @@ const resultBody = z.object({
   exit_code: z.number().int(),
   stdout: z.string(),
   stderr: z.string(),
-  duration: z.string().regex(duration, "must be a duration such as 2.34s"),
-  finished_at: z.string().regex(rfc3339, "must be an RFC 3339 timestamp"),
+  duration: duration("2.34s"),
+  finished_at: timestamp(),
   triggered_by: triggeredBy.nullish(),
 });
 

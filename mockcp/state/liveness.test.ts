@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { MockcpClient } from "../control/client.js";
-import { cleanup, heartbeatBody, nextEvent, openStream, registerNode, startCp, type TestNode } from "../server/testkit.js";
+import { cleanup, heartbeatBody, nextEvent, openStream, registerNode, startCp, type TestNode } from "../../test/support/mockcp-testkit.js";
 import type { Peer } from "./store.js";
 
 afterEach(cleanup);

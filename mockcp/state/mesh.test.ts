@@ -1,52 +1,16 @@
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import { MockcpClient, type EventStream } from "../control/client.js";
-import { createMockcp, type Mockcp } from "../mockcp.js";
+import { cleanup, nextEvent, openStream as open, randomKey as key, registerNode as register, startCp, type TestNode as Node } from "../../test/support/mockcp-testkit.js";
+import type { EventStream, MockcpClient } from "../control/client.js";
 import type { Peer } from "./store.js";
 
-const running: Mockcp[] = [];
-const streams: EventStream[] = [];
-afterEach(async () => {
-  for (const s of streams.splice(0)) s.close();
-  await Promise.all(running.splice(0).map((m) => m.stop()));
-});
+afterEach(cleanup);
 
-interface Node {
-  node_id: string;
-  identity_token: string;
-  mesh_ip: string;
-  node_secret_key: string;
-  peers: Peer[];
-  public_key: string;
-}
-
-async function setup(): Promise<MockcpClient> {
-  const cp = createMockcp();
-  running.push(cp);
-  await cp.start();
-  return new MockcpClient({ baseUrl: cp.urls[0] ?? "" });
-}
-
-const key = (): string => randomBytes(32).toString("base64");
-
-async function register(client: MockcpClient, hostname: string): Promise<Node> {
-  const { token } = await client.createToken();
-  const public_key = key();
-  const r = await client.request<Node>("POST", "/v1/register", { body: { token, public_key, hostname } });
-  expect(r.status).toBe(201);
-  return { ...r.body, public_key };
-}
-
-async function open(client: MockcpClient, n: Node): Promise<EventStream> {
-  const s = await client.openEvents(n.node_id, n.identity_token);
-  streams.push(s);
-  await client.waitFor(async () => (await client.getNode(n.node_id)).streams > 0, { what: "stream" });
-  return s;
-}
+const setup = async (): Promise<MockcpClient> => (await startCp()).client;
 
 async function nextPayload(s: EventStream): Promise<{ type: string; payload: Record<string, unknown> }> {
-  const env = JSON.parse((await s.next()).data) as { event_type: string; payload: Record<string, unknown> };
-  return { type: env.event_type, payload: env.payload };
+  const { type, payload } = await nextEvent(s);
+  return { type, payload };
 }
 
 interface StateBody {

@@ -1,3 +1,4 @@
+import { cidr4Contains, formatIPv4Int, meshRange, parseIPv4Int } from "../../proto/lib/net.js";
 import { ApiError } from "./apierror.js";
 
 /**
@@ -25,15 +26,15 @@ export class MeshIpPool {
       if (low === 0 || low === 255 || cand < 256) continue;
       if (this.#used.has(cand) || this.#cooling.has(cand)) continue;
       this.#used.add(cand);
-      return `10.100.${cand >> 8}.${low}`;
+      return formatIPv4Int(meshRange.network | cand);
     }
     throw new ApiError(503, "mesh_ip_exhausted", "no free mesh IP in 10.100.0.0/16");
   }
 
   release(ip: string, now: number): void {
-    const m = /^10\.100\.(\d+)\.(\d+)$/.exec(ip);
-    if (m === null) return;
-    const n = (Number(m[1]) << 8) | Number(m[2]);
+    const v = parseIPv4Int(ip);
+    if (v === undefined || !cidr4Contains(meshRange, v)) return;
+    const n = v & 0xffff;
     if (this.#used.delete(n)) this.#cooling.set(n, now + this.#cooldownMs);
   }
 }

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { ApiError, badRequest } from "./apierror.js";
-import { rfc3339 } from "./validate.js";
+import { timestamp as timestampText } from "./validate.js";
 
 export const obsKinds = ["metrics", "logs", "audit"] as const;
 export type ObsKind = (typeof obsKinds)[number];
@@ -47,7 +47,7 @@ export type FailureMode = z.infer<typeof failureMode>;
 
 const maxBatches = 1000;
 
-const timestamp = z.string().regex(rfc3339, "must be an RFC 3339 timestamp");
+const timestamp = timestampText();
 const jsonObject = z.record(z.string(), z.unknown());
 // 16 KiB of message plus the "[truncated]" marker the agent appends when it cuts one.
 const maxLogMessage = 16 * 1024 + "[truncated]".length;

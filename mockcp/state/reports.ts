@@ -2,7 +2,7 @@ import canonicalize from "canonicalize";
 import { z } from "zod";
 import { ApiError } from "./apierror.js";
 import type { DataEntry } from "./store.js";
-import { keyName, parseBody, rfc3339 } from "./validate.js";
+import { keyName, parseBody, timestamp } from "./validate.js";
 
 /** ReportEntry has the DataEntry shape (control-plane §3.0.1). */
 export type ReportEntry = DataEntry;
@@ -14,7 +14,7 @@ const entrySchema = z
     content_type: z.string().min(1),
     payload: z.unknown(),
     version: z.number().int().min(1),
-    updated_at: z.string().regex(rfc3339, "must be an RFC 3339 timestamp"),
+    updated_at: timestamp(),
   })
   .refine((e) => e.payload !== undefined, { message: "payload is required", path: ["payload"] });
 

@@ -1,4 +1,5 @@
 import { createCipheriv, randomBytes } from "node:crypto";
+import { isKey32 } from "../../proto/lib/keys.js";
 import { ApiError, badRequest } from "./apierror.js";
 
 /** A secret response body (control-plane §3.10). */
@@ -40,8 +41,8 @@ export interface SecretInput {
  * `nonce` is injectable only so TV-7 can be checked; real responses always use a fresh one.
  */
 export function encryptSecret(nskB64: string, plaintext: string, nonce: Buffer = randomBytes(12)): { ciphertext: string; nonce: string } {
+  if (!isKey32(nskB64)) throw new ApiError(500, "internal", "node secret key is not 32 bytes of base64");
   const key = Buffer.from(nskB64, "base64");
-  if (key.length !== 32) throw new ApiError(500, "internal", "node secret key is not 32 bytes");
   if (nonce.length !== 12) throw new ApiError(500, "internal", "nonce must be 12 bytes");
   const cipher = createCipheriv("aes-256-gcm", key, nonce);
   const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final(), cipher.getAuthTag()]);

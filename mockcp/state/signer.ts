@@ -1,6 +1,7 @@
-import { createPrivateKey, createPublicKey, randomBytes, sign, type KeyObject } from "node:crypto";
+import { randomBytes, sign, type KeyObject } from "node:crypto";
 import canonicalize from "canonicalize";
 import { PlexdError } from "../../proto/lib/errors.js";
+import { ed25519PrivateKeyFromSeed, rawPublicKey } from "../../proto/lib/keys.js";
 
 /** The five members covered by the signature (control-plane §4.3). */
 export interface UnsignedEnvelope {
@@ -15,25 +16,18 @@ export interface SignedEnvelope extends UnsignedEnvelope {
   signature: string;
 }
 
-// PKCS#8 DER prefix for a raw 32-byte Ed25519 seed: node:crypto has no "import raw seed"
-// call, but wrapping the seed in this fixed header is exactly what OpenSSL expects.
-const pkcs8Ed25519Prefix = Buffer.from("302e020100300506032b657004220420", "hex");
-
 /** An Ed25519 key pair built from a 32-byte seed (RFC 8032), signing with node:crypto. */
 export class SigningKey {
   readonly publicKey: string;
   readonly #privateKey: KeyObject;
 
-  private constructor(seed: Buffer) {
-    this.#privateKey = createPrivateKey({ key: Buffer.concat([pkcs8Ed25519Prefix, seed]), format: "der", type: "pkcs8" });
-    const spki = createPublicKey(this.#privateKey).export({ format: "der", type: "spki" });
-    // The raw key is the last 32 bytes of the SPKI encoding.
-    this.publicKey = spki.subarray(spki.length - 32).toString("base64");
+  private constructor(seed: Uint8Array) {
+    this.#privateKey = ed25519PrivateKeyFromSeed(seed);
+    this.publicKey = rawPublicKey(this.#privateKey);
   }
 
   static fromSeed(seed: Uint8Array): SigningKey {
-    if (seed.length !== 32) throw new PlexdError("invalid_argument", `signing seed must be 32 bytes, got ${seed.length}`);
-    return new SigningKey(Buffer.from(seed));
+    return new SigningKey(seed);
   }
 
   static fromHex(hex: string): SigningKey {

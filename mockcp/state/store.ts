@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
+import { isKey32 } from "../../proto/lib/keys.js";
 import { ApiError, badRequest } from "./apierror.js";
 import { EventLog, type LoggedEvent } from "./eventlog.js";
 import { KeyRing, type SigningKeysView } from "./keyring.js";
@@ -14,7 +15,7 @@ import { ObservabilityStore } from "./observability.js";
 import { StateOverrides } from "./overrides.js";
 import { ReportStore } from "./reports.js";
 import { SecretStore, type SecretRef } from "./secrets.js";
-import { hostPort, parseBody, rfc3339 } from "./validate.js";
+import { ipEndpoint, parseBody, timestamp } from "./validate.js";
 
 export type Clock = () => number;
 
@@ -106,11 +107,8 @@ export interface MockStateOptions {
 
 export type EventSink = (nodeId: string, event: LoggedEvent) => void;
 
-// Standard padded base64 of exactly 32 bytes: 43 symbols then one "=".
-const key32 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 const printable = /^[\x20-\x7e]{1,512}$/;
 
-export const isKey32 = (s: string): boolean => key32.test(s) && Buffer.from(s, "base64").length === 32;
 
 const registerBody = z.object({
   token: z.string(),
@@ -122,7 +120,7 @@ const registerBody = z.object({
 
 const heartbeatBody = z.object({
   node_id: z.string(),
-  timestamp: z.string().regex(rfc3339, "must be an RFC 3339 timestamp"),
+  timestamp: timestamp(),
   status: z.enum(["healthy", "degraded"]),
   uptime: z.string().nullish(),
   binary_checksum: z.string().nullish(),
@@ -133,12 +131,12 @@ const heartbeatBody = z.object({
 const rotateBody = z.object({ node_id: z.string(), new_public_key: z.string() });
 
 const endpointBody = z.object({
-  public_endpoint: z.string().regex(hostPort, "must be host:port"),
+  public_endpoint: ipEndpoint(),
   nat_type: z.enum(["full_cone", "symmetric", "none", "unknown"]),
 });
 
 const driftBody = z.object({
-  timestamp: z.string().regex(rfc3339, "must be an RFC 3339 timestamp"),
+  timestamp: timestamp(),
   corrections: z.array(z.object({ type: z.string(), detail: z.string() })),
 });
 
@@ -373,8 +371,6 @@ export class MockState {
 
   putEndpoint(node: NodeRecord, raw: unknown): { peer_endpoints: { peer_id: string; endpoint: string }[] } {
     const body = parseBody(endpointBody, raw);
-    const port = Number(hostPort.exec(body.public_endpoint)?.[2]);
-    if (!(port >= 1 && port <= 65535)) throw badRequest("public_endpoint: port must be 1..65535");
     const changed = node.endpoint?.public_endpoint !== body.public_endpoint;
     node.endpoint = { public_endpoint: body.public_endpoint, nat_type: body.nat_type, updated_at: iso(this.now()) };
     const others = this.activeNodes().filter((n) => n.id !== node.id);

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
-import { startFakeNodeApi } from "../../agent/nodeapi/fake-backend.js";
+import { startFakeNodeApi } from "../support/nodeapi-fake-backend.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
 
 const runs = 15;

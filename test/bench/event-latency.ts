@@ -12,7 +12,7 @@
 import { randomBytes, randomInt } from "node:crypto";
 import { connectPrivhelper } from "../../agent/privclient/client.js";
 import { uapiExchange } from "../../privhelper/os/uapi.js";
-import { generateWireGuardKeyPair } from "../../agent/identity/keys.js";
+import { generateWireGuardKeyPair, keyToHex } from "../../proto/lib/keys.js";
 import { cleanupMark, cleanupSince, createTopology, ensureSystemUsers } from "../e2e/harness/index.js";
 import { cpPort, startCpOnHub } from "../e2e/lib/cp.js";
 import { linesWith } from "../e2e/lib/logs.js";
@@ -88,7 +88,7 @@ export const eventLatency: Benchmark = {
         const doneByLog: number[] = [];
         for (let i = 0; i < warmup + events && !ctx.signal.aborted; i++) {
           const { publicKey: key } = generateWireGuardKeyPair();
-          const hexKey = Buffer.from(key, "base64").toString("hex");
+          const hexKey = keyToHex(key);
           const payload = { id: `n_bench${i}`, public_key: key, mesh_ip: `10.100.${200 + (i >> 8)}.${(i & 255) + 1}`, endpoint: "", allowed_ips: [], psk: randomBytes(32).toString("base64") };
           const wall0 = Date.now();
           const t0 = performance.now();

@@ -1,6 +1,6 @@
 import { verify as cryptoVerify } from "node:crypto";
 import { EnvelopeVerifier, signingInput, type Envelope } from "../../agent/controlplane/envelope.js";
-import { nodeSigner, publicKeyB64FromSeed, seedRange, signEnvelope } from "../../agent/controlplane/envelope-testkit.js";
+import { nodeSigner, publicKeyB64FromSeed, seedRange, signEnvelope } from "../support/envelope-testkit.js";
 import { ReplayGuard } from "../../agent/controlplane/replay.js";
 import { TrustedSigningKeys } from "../../agent/controlplane/signing-keys.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";

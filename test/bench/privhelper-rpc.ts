@@ -7,7 +7,7 @@
 // one `ip` process and a UAPI get per call — is measured the same way and printed on stderr.
 // Two lines: privhelper-rpc-p50 and privhelper-rpc-p99; no floor.
 import { create } from "@bufbuild/protobuf";
-import { generateWireGuardKeyPair } from "../../agent/identity/keys.js";
+import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import { MeshSpecSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { startBenchPrivhelper } from "./lib/privhelper.js";
 import { printResult } from "./lib/report.js";

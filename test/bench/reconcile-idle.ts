@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { parseConfig } from "../../agent/config/schema.js";
 import { HealthRegistry } from "../../agent/health/registry.js";
-import { generateWireGuardKeyPair } from "../../agent/identity/keys.js";
+import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import { connectPrivhelper } from "../../agent/privclient/client.js";
 import { KernelReconciler } from "../../agent/reconcile/kernel.js";
 import { DesiredStateStore } from "../../agent/state/desired.js";

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startFakeNodeApi, type FakeBackend } from "../../agent/nodeapi/fake-backend.js";
+import { startFakeNodeApi, type FakeBackend } from "../support/nodeapi-fake-backend.js";
 import { loadPeerCredAddon } from "../../proto/lib/peercred.js";
 
 // The built `plexd` client (dist/plexd.js, `npm run build`) against a node API server with a
@@ -36,6 +36,17 @@ afterAll(async () => {
 const plexd = (args: string[], input?: string) => execa("node", [cli, "--socket", sock, ...args], { reject: false, ...(input === undefined ? {} : { input }) });
 
 describe("plexd client commands", () => {
+  it("--version and version: the package version, the commit and the date the build stamped", async () => {
+    const pkg = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as { version: string };
+    const line = await plexd(["--version"]);
+    expect(line.exitCode).toBe(0);
+    // Unbundled code says "dev": a hash and a date here prove scripts/build.mjs stamped them.
+    expect(line.stdout).toMatch(new RegExp(`^plexd ${pkg.version.replaceAll(".", "\\.")} \\(commit [0-9a-f]{12}, built \\d{4}-\\d{2}-\\d{2}T[\\d:.]+Z\\)$`));
+    const json = JSON.parse((await plexd(["version", "-o", "json"])).stdout) as Record<string, string>;
+    expect(json).toMatchObject({ version: pkg.version, node: process.version });
+    expect(line.stdout).toContain(`commit ${json.commit}, built ${json.build_date}`);
+  });
+
   it("status: text and exact JSON", async () => {
     const text = await plexd(["status"]);
     expect(text.exitCode).toBe(0);

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { startFakeNodeApi } from "../../agent/nodeapi/fake-backend.js";
+import { startFakeNodeApi } from "../support/nodeapi-fake-backend.js";
 import type { NodeApiServer } from "../../agent/nodeapi/server.js";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { createTopology, ensureSystemUsers, ping, registerCleanup, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";

@@ -5,7 +5,7 @@ import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
 import { Backoff } from "../../agent/controlplane/backoff.js";
 import { EnvelopeVerifier, type Envelope } from "../../agent/controlplane/envelope.js";
-import { nodeSigner, publicKeyB64FromSeed, seedRange, signEnvelope, type UnsignedEnvelope } from "../../agent/controlplane/envelope-testkit.js";
+import { nodeSigner, publicKeyB64FromSeed, seedRange, signEnvelope, type UnsignedEnvelope } from "../support/envelope-testkit.js";
 import { runEventStream } from "../../agent/controlplane/event-stream.js";
 import { nonceCacheCapacity, recentEventIdCapacity, ReplayGuard } from "../../agent/controlplane/replay.js";
 import { createEventStreamDecoder } from "../../agent/controlplane/sse.js";

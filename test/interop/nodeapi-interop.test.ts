@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FakeBackend } from "../../agent/nodeapi/fake-backend.js";
+import { FakeBackend } from "../support/nodeapi-fake-backend.js";
 import { startNodeApi, type NodeApiServer } from "../../agent/nodeapi/server.js";
 import { NodeState } from "../../agent/nodeapi/state/node-state.js";
 import { createLogger } from "../../agent/util/log.js";

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PlexdError, isCancellation } from "../../../proto/lib/errors.js";
+import { decodeKey32 } from "../../../proto/lib/keys.js";
 import { writeJsonAtomic } from "../../util/atomic.js";
 import { realClock, type Clock } from "../../util/clock.js";
 import type { Logger } from "../../util/log.js";
@@ -420,5 +421,5 @@ function parseConflicts(body: unknown): { key: string; current_version: number }
 /** data_dir/node_secret_key holds the NSK base64 (spec §6.5). */
 export async function readNsk(dataDir: string): Promise<Uint8Array> {
   const text = (await readFile(join(dataDir, "node_secret_key"), "utf8")).trim();
-  return Buffer.from(text, "base64");
+  return decodeKey32(text, "node_secret_key");
 }

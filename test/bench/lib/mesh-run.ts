@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { generateWireGuardKeyPair } from "../../../agent/identity/keys.js";
+import { generateWireGuardKeyPair } from "../../../proto/lib/keys.js";
 import { MeshTarget } from "../../../agent/mesh/target.js";
 import type { Peer } from "../../../agent/registration/register.js";
 import { ApplyMeshRequestSchema, MeshSpecSchema, WireGuardPeerSchema, type ApplyMeshResponse, type MeshSpec } from "../../../proto/gen/plexd/priv/v1/priv_pb.js";

@@ -160,6 +160,7 @@ function installExitHandlers(): void {
     const onSignal = (): void => {
       process.removeListener(signal, onSignal);
       console.error(`[harness] ${signal}: cleaning up ${entries.size} resource(s)`);
+      // cleanupAll reports failures in its result and never rejects.
       void cleanupAll().finally(() => {
         // Re-raise with the default action when nobody else handles the signal, so the
         // process still dies of it (exit status 128+n) after cleaning up.

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { expect } from "vitest";
-import { MockcpClient, type EventStream } from "../control/client.js";
-import { createMockcp, type Mockcp, type MockcpOptions } from "../mockcp.js";
-import type { Peer } from "../state/store.js";
+import { MockcpClient, type EventStream } from "../../mockcp/control/client.js";
+import { createMockcp, type Mockcp, type MockcpOptions } from "../../mockcp/mockcp.js";
+import type { Peer } from "../../mockcp/state/store.js";
 
 /**
  * Shared fixtures for mockcp's in-process tests: start a server, register nodes over the

@@ -1,7 +1,7 @@
-import { createLogger } from "../util/log.js";
-import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
-import { startNodeApi, type NodeApiServer } from "./server.js";
-import { NodeState } from "./state/node-state.js";
+import { createLogger } from "../../agent/util/log.js";
+import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "../../agent/nodeapi/backend.js";
+import { startNodeApi, type NodeApiServer } from "../../agent/nodeapi/server.js";
+import { NodeState } from "../../agent/nodeapi/state/node-state.js";
 
 // An in-memory NodeApiBackend for tests, the CLI benchmark and the TUI smoke test: the
 // data is whatever the test sets, and every setter notifies subscribers the way the agent

@@ -1,23 +1,16 @@
-import { createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from "node:crypto";
-import { signingInput, type Envelope } from "./envelope.js";
+import { sign as cryptoSign } from "node:crypto";
+import { signingInput, type Envelope } from "../../agent/controlplane/envelope.js";
+import { ed25519PrivateKeyFromSeed, rawPublicKey } from "../../proto/lib/keys.js";
 
-// Signing helpers for tests, the fuzz suite and benchmarks. The agent itself never signs; this
-// lives beside envelope.ts so every test builds envelopes the same way. Tests cross-check these
-// node:crypto signatures against @noble/ed25519.
+// Signing helpers for tests, the fuzz suite and benchmarks. The agent itself never signs; every
+// test builds envelopes the same way through these. Tests cross-check these node:crypto
+// signatures against @noble/ed25519.
 
 export type Signer = (msg: Uint8Array) => Uint8Array;
 
-const pkcs8Ed25519Prefix = Buffer.from("302e020100300506032b657004220420", "hex");
-
-export function ed25519PrivateKeyFromSeed(seed: Uint8Array): KeyObject {
-  if (seed.length !== 32) throw new Error("Ed25519 seed must be 32 bytes");
-  return createPrivateKey({ key: Buffer.concat([pkcs8Ed25519Prefix, seed]), format: "der", type: "pkcs8" });
-}
-
 /** Base64 of the raw 32-byte public key for a seed. */
 export function publicKeyB64FromSeed(seed: Uint8Array): string {
-  const jwk = createPublicKey(ed25519PrivateKeyFromSeed(seed)).export({ format: "jwk" });
-  return Buffer.from(jwk.x ?? "", "base64url").toString("base64");
+  return rawPublicKey(ed25519PrivateKeyFromSeed(seed));
 }
 
 export function nodeSigner(seed: Uint8Array): Signer {
