@@ -1,13 +1,11 @@
 // privhelper's own logger. Keys and PSKs never reach a log line: they are redacted by field
 // name wherever a request object is logged. No base pid: `pid` in a line is the caller's.
 import { pino, type Logger, type LevelWithSilent } from "pino";
-
-const secretFields = ["private_key", "privateKey", "preshared_key", "presharedKey", "psk", "token", "secret", "key"];
-const redactPaths = secretFields.flatMap((f) => [f, `*.${f}`, `*.*.${f}`, `*.*.*.${f}`, `*.peers[*].${f}`, `spec.peers[*].${f}`]);
+import { redactOptions } from "../proto/lib/redact.js";
 
 export type { Logger };
 
 export function createLogger(level: LevelWithSilent = "info", destination?: NodeJS.WritableStream): Logger {
-  const options = { base: { name: "plexd-privhelper" }, level, redact: { paths: redactPaths, censor: "[redacted]" }, timestamp: pino.stdTimeFunctions.isoTime };
+  const options = { base: { name: "plexd-privhelper" }, level, redact: redactOptions(["key"]), timestamp: pino.stdTimeFunctions.isoTime };
   return pino(options, destination ?? pino.destination({ fd: 2, sync: true }));
 }

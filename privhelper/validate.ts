@@ -2,6 +2,7 @@
 // re-serialised: what reaches a tool is text privhelper produced, never the caller's bytes.
 import type { MeshSpec, WireGuardPeer } from "../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../proto/lib/errors.js";
+import { isKey32 } from "../proto/lib/keys.js";
 import { parseCidr, parseIpEndpoint } from "../proto/lib/net.js";
 import { isAllowedInterface, type PrivConfig } from "./config.js";
 import type { DesiredMesh } from "./mesh/diff.js";
@@ -25,12 +26,8 @@ export function checkInterface(cfg: PrivConfig, name: string, issues: Issues, pa
   return name;
 }
 
-/**
- * A 32-byte WireGuard key in standard base64: 43 symbols, the last carrying only 4 bits, then
- * one pad — the whole grammar of a canonical encoding, so a match is its own re-serialisation.
- */
-const keyRe = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
-export const isKey = (s: string): boolean => keyRe.test(s);
+/** A canonical base64 32-byte key: a match is its own re-serialisation. */
+export const isKey = isKey32;
 
 function validatePeer(cfg: PrivConfig, p: WireGuardPeer, at: string, issues: Issues): WgPeer {
   if (!isKey(p.publicKey)) issues.add(`${at}.public_key`, "must be a 32-byte base64 key");

@@ -1,5 +1,5 @@
 // Render → real nft listing → parse, against fixtures recorded from nft 1.0.6 (see
-// testdata/spec.ts), plus validation and planning.
+// test/support/firewall-spec.ts), plus validation and planning.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import { hasPlexdTable, parseTable, ruleFromExpr } from "./parse.js";
 import { planFirewall } from "./plan.js";
 import { renderScript } from "./render.js";
 import { firewallLimits, validateFirewallSpec } from "./validate.js";
-import { fixtureSpec } from "./testdata/spec.js";
+import { fixtureSpec } from "../../test/support/firewall-spec.js";
 
 const cfg = privConfigFrom({ mesh: { interface: "plexd0" } });
 const data = (f: string) => readFileSync(join(import.meta.dirname, "testdata", f), "utf8");

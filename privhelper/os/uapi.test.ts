@@ -5,7 +5,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { parseGet, publicKeyOf, renderSet, uapiBackend, uapiExchange } from "./uapi.js";
+import { wireGuardPublicKey as publicKeyOf } from "../../proto/lib/keys.js";
+import { parseGet, renderSet, uapiBackend, uapiExchange } from "./uapi.js";
 
 const b64 = (h: string) => Buffer.from(h, "hex").toString("base64");
 // RFC 7748 section 6.1 (Alice)

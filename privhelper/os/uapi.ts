@@ -1,22 +1,14 @@
 // wireguard-go's UAPI (https://www.wireguard.com/xplatform/) over its root-only socket: what `wg`
 // itself speaks to userspace devices, without two processes per apply. One connection per request.
-import { createPrivateKey, createPublicKey } from "node:crypto";
 import { connect } from "node:net";
+import { keyFromHex as b64, keyToHex as hex } from "../../proto/lib/keys.js";
 import { parseCidr } from "../../proto/lib/net.js";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { WgBackend, WgChange, WgLiveDevice, WgLivePeer } from "./wg.js";
 
-const hex = (b64: string) => Buffer.from(b64, "base64").toString("hex");
-const b64 = (h: string) => Buffer.from(h, "hex").toString("base64");
 const zeroHex = "0".repeat(64);
 
-/** Curve25519 public key of a private key (a UAPI `get` does not return it). */
-export function publicKeyOf(privateB64: string): string {
-  const pkcs8 = Buffer.concat([Buffer.from("302e020100300506032b656e04220420", "hex"), Buffer.from(privateB64, "base64")]);
-  return createPublicKey(createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" })).export({ format: "der", type: "spki" }).subarray(-32).toString("base64");
-}
-
-/** A `get=1` answer (without the public key: see publicKeyOf). Allowed IPs are re-parsed: they reach `ip` as routes. */
+/** A `get=1` answer (no public key: ReadMesh derives it). Allowed IPs are re-parsed: they reach `ip` as routes. */
 export function parseGet(text: string): WgLiveDevice {
   const dev: WgLiveDevice = { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
   let peer: WgLivePeer | undefined;

@@ -10,7 +10,7 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import { captureLog, until } from "../../test/support/privhelper.js";
 import { TranscriptRunner, fail, ok, type TranscriptEntry } from "../../test/support/transcript.js";
 import { privConfigFrom } from "../config.js";
-import { fixtureSpec } from "../firewall/testdata/spec.js";
+import { fixtureSpec } from "../../test/support/firewall-spec.js";
 import { createLock } from "../handlers.js";
 import { makeApplyFirewall, makeReadFirewall } from "./firewall.js";
 

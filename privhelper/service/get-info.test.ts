@@ -35,11 +35,7 @@ describe("GetInfo", () => {
     expect(timestampDate(info.startedAt as never).getTime()).toBe(1_700_000_000_000);
   });
 
-  // packageVersion() resolves "../package.json" from the module's own URL; its comment says
-  // privhelper/ sits one level below package.json, but get-info.ts lives in privhelper/service/,
-  // so from the sources (unit tests, a privhelper run with tsx) it finds nothing and says
-  // "0.0.0-dev". Only the bundle in dist/ is one level down and gets it right.
-  it("BUG: reports the version in package.json when run from the sources, not 0.0.0-dev", async () => {
+  it("reports the version in package.json, also when run from the sources", async () => {
     const { getInfo: gi } = getInfo([], new FakeHost({ files: ["/sys/module/wireguard"] }));
     const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
     expect((await gi(req, ctx)).version).toBe(pkg.version);

@@ -1,9 +1,9 @@
 // GetInfo: version and what this host offers. Detection only reads (an installed but unloaded
 // kernel module is found with modinfo): nothing is created to find out.
-import { createRequire } from "node:module";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { WireGuardImpl, type CapabilitiesSchema, type GetInfoRequest, type GetInfoResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { version } from "../../proto/lib/version.js";
 import type { CallContext } from "../adapter.js";
 import type { PrivConfig } from "../config.js";
 import type { Host } from "../os/host.js";
@@ -13,14 +13,6 @@ type Capabilities = MessageInitShape<typeof CapabilitiesSchema>;
 
 export interface GetInfoDeps { runner: Runner; host: Host; config: PrivConfig; startedAtMs: number }
 
-export function packageVersion(): string {
-  try {
-    // Both privhelper/ (sources, tests) and dist/ (bundle) sit one level below package.json.
-    return (createRequire(import.meta.url)("../package.json") as { version: string }).version;
-  } catch {
-    return "0.0.0-dev";
-  }
-}
 
 async function detect(deps: GetInfoDeps): Promise<{ caps: Capabilities; problems: string[] }> {
   const { runner, host } = deps;
@@ -50,6 +42,6 @@ export function makeGetInfo(deps: GetInfoDeps) {
       value.catch(() => (cached = undefined));
     }
     const { caps, problems } = await cached.value;
-    return { version: packageVersion(), pid: process.pid, startedAt: timestampFromMs(deps.startedAtMs), capabilities: caps, problems, allowedInterfaces: [...deps.config.allowedInterfaces] };
+    return { version, pid: process.pid, startedAt: timestampFromMs(deps.startedAtMs), capabilities: caps, problems, allowedInterfaces: [...deps.config.allowedInterfaces] };
   };
 }

@@ -7,7 +7,7 @@ import { dump, ipRead, key, wgShow } from "../../test/support/privhelper.js";
 import { TranscriptRunner, type TranscriptEntry } from "../../test/support/transcript.js";
 import { privConfigFrom } from "../config.js";
 import { ipTool } from "../os/ip.js";
-import { publicKeyOf } from "../os/uapi.js";
+import { wireGuardPublicKey as publicKeyOf } from "../../proto/lib/keys.js";
 import { wgTool, type WgBackend } from "../os/wg.js";
 import { makeReadMesh } from "./read-mesh.js";
 

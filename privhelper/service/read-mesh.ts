@@ -1,16 +1,11 @@
-import { createHash } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { WireGuardImpl, type ReadMeshRequest, type ReadMeshResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { CallContext } from "../adapter.js";
-import { publicKeyOf } from "../os/uapi.js";
+import { pskFingerprint, wireGuardPublicKey } from "../../proto/lib/keys.js";
 import { Issues, checkInterface } from "../validate.js";
 import { readLive, type MeshDeps } from "./apply-mesh.js";
 
-/** sha256 (hex) over the PSK's 32 raw bytes, so drift is visible without returning the key. */
-export function pskSha256(psk: string): string {
-  return psk === "" ? "" : createHash("sha256").update(Buffer.from(psk, "base64")).digest("hex");
-}
 
 export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">) {
   return async (req: ReadMeshRequest, ctx: CallContext): Promise<MessageInitShape<typeof ReadMeshResponseSchema>> => {
@@ -23,14 +18,14 @@ export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">) {
       exists: true,
       up: link.up,
       interface: name,
-      publicKey: wg?.publicKey || (wg?.privateKey ? publicKeyOf(wg.privateKey) : ""),
+      publicKey: wg?.publicKey || (wg?.privateKey ? wireGuardPublicKey(wg.privateKey) : ""),
       listenPort: wg?.listenPort ?? 0,
       addresses: link.addresses,
       mtu: link.mtu,
       implementation: link.kind === "wireguard" ? WireGuardImpl.KERNEL : link.kind === "tun" && wg ? WireGuardImpl.USERSPACE : WireGuardImpl.NONE,
       peers: (wg?.peers ?? []).map(({ publicKey, endpoint, allowedIps, presharedKey, latestHandshake, rxBytes, txBytes, keepalive }) => {
         const handshake = latestHandshake > 0 ? { lastHandshake: timestampFromMs(latestHandshake * 1000) } : {};
-        return { publicKey, endpoint, allowedIps, pskSha256: pskSha256(presharedKey), ...handshake, rxBytes, txBytes, persistentKeepalive: keepalive };
+        return { publicKey, endpoint, allowedIps, pskSha256: pskFingerprint(presharedKey), ...handshake, rxBytes, txBytes, persistentKeepalive: keepalive };
       }),
     };
   };

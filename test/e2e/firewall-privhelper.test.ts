@@ -13,7 +13,7 @@ import { compilePolicy, type FirewallSpecPlain, type PolicyInput } from "../../a
 import { firewallDrift } from "../../agent/policy/drift.js";
 import { connectPrivhelper, type PrivClient } from "../../agent/privclient/client.js";
 import { RuleAction } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
-import { fixtureSpec } from "../../privhelper/firewall/testdata/spec.js";
+import { fixtureSpec } from "../support/firewall-spec.js";
 import { ensureBuilt, ensurePrivUsers, startPrivhelper, stopPrivhelper } from "./privhelper-util.js";
 
 const tag = randomBytes(3).toString("hex");

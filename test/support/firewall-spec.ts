@@ -1,8 +1,8 @@
-// A spec exercising every rule form privhelper renders. testdata/table.nft is
-// renderScript(validate(this)); testdata/table.json is what nft 1.0.6 printed for
+// A spec exercising every rule form privhelper renders. privhelper/firewall/testdata/table.nft is
+// renderScript(validate(this)); privhelper/firewall/testdata/table.json is what nft 1.0.6 printed for
 // `nft -j list table inet plexd` after `nft -f table.nft` in a fresh namespace, followed by
-// the rogue rules listed in testdata/rogue.nft (see firewall.test.ts).
-import { Protocol, RuleAction } from "../../../proto/gen/plexd/priv/v1/priv_pb.js";
+// the rogue rules listed in privhelper/firewall/testdata/rogue.nft (see privhelper/firewall/firewall.test.ts).
+import { Protocol, RuleAction } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 
 const r = (id: string, fields: object) => ({ id, ...fields });
 
