@@ -30,15 +30,8 @@ export function createLock(): Lock {
   };
 }
 
-export interface Deps {
-  runner: Runner;
-  host: Host;
-  config: PrivConfig;
-  log: Logger;
-  startedAtMs: number;
-  /** privhelper's root-only runtime directory (the socket's). */
-  runDir: string;
-}
+/** `runDir`: privhelper's root-only runtime directory (the socket's). */
+export interface Deps { runner: Runner; host: Host; config: PrivConfig; log: Logger; startedAtMs: number; runDir: string }
 
 export function meshDeps(deps: Deps, meshLock = createLock()): MeshDeps {
   const [uapi, tool] = [uapiBackend(uapiSocket), wgTool(deps.runner, deps.runDir)];

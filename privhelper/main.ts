@@ -52,10 +52,7 @@ async function main(): Promise<number> {
   const implementation = bindHandlers(PrivHelperService, handlers, { log, gate: createGate(4, 256), callerOf });
   const server = await startServer({ socketPath, gid, allowedUids: [agentUid], service: lazyDefinition(PrivHelperService), implementation, readPeer: nativePeerCredReader(), log });
   log.info({ socket: socketPath, group: flags.group, agentUser: flags.agentUser, allowed: config.allowedInterfaces }, "privhelper listening");
-  await new Promise<void>((resolve) => {
-    process.once("SIGTERM", resolve);
-    process.once("SIGINT", resolve);
-  });
+  await new Promise((resolve) => process.once("SIGTERM", resolve).once("SIGINT", resolve));
   // Kernel state is left in place: restarts must keep tunnels up.
   await server.close();
   log.info("privhelper stopped");

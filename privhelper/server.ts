@@ -109,15 +109,12 @@ export async function startServer(opts: ServerOptions): Promise<{ close(): Promi
   await chmod(opts.socketPath, 0o660);
 
   return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        listener.close();
-        injector.drain(1_000);
-        const timer = setTimeout(() => grpcServer.forceShutdown(), 2_000);
-        grpcServer.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
+    async close() {
+      listener.close();
+      injector.drain(1_000);
+      const timer = setTimeout(() => grpcServer.forceShutdown(), 2_000);
+      await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+      clearTimeout(timer);
+    },
   };
 }

@@ -8,7 +8,8 @@ import { PlexdError } from "../proto/lib/errors.js";
 import { key } from "../test/support/privhelper.js";
 import { privConfigFrom } from "./config.js";
 import type { WgPeer } from "./os/wg.js";
-import { Issues, checkInterface, checkUnique, isKey, validateMeshSpec } from "./validate.js";
+import { isKey32 as isKey } from "../proto/lib/keys.js";
+import { Issues, checkInterface, checkUnique, validateMeshSpec } from "./validate.js";
 
 const [priv, k2, k3] = [key(7), key(9), key(11)];
 const cfg = privConfigFrom({ mesh: { interface: "plexd0" } });

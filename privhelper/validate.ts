@@ -26,12 +26,10 @@ export function checkInterface(cfg: PrivConfig, name: string, issues: Issues, pa
   return name;
 }
 
-/** A canonical base64 32-byte key: a match is its own re-serialisation. */
-export const isKey = isKey32;
 
 function validatePeer(cfg: PrivConfig, p: WireGuardPeer, at: string, issues: Issues): WgPeer {
-  if (!isKey(p.publicKey)) issues.add(`${at}.public_key`, "must be a 32-byte base64 key");
-  if (p.presharedKey !== "" && !isKey(p.presharedKey)) issues.add(`${at}.preshared_key`, "must be empty or a 32-byte base64 key");
+  if (!isKey32(p.publicKey)) issues.add(`${at}.public_key`, "must be a 32-byte base64 key");
+  if (p.presharedKey !== "" && !isKey32(p.presharedKey)) issues.add(`${at}.preshared_key`, "must be empty or a 32-byte base64 key");
   const endpoint = p.endpoint === "" ? "" : parseIpEndpoint(p.endpoint);
   if (endpoint === undefined) issues.add(`${at}.endpoint`, "must be empty or IP:port / [IPv6]:port");
   if (p.persistentKeepalive > 65535) issues.add(`${at}.persistent_keepalive`, "must be 0-65535");
@@ -72,7 +70,7 @@ export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined): D
   }
   const s = spec as MeshSpec;
   const iface = checkInterface(cfg, s.interface, issues, "spec.interface");
-  if (!isKey(s.privateKey)) issues.add("spec.private_key", "must be a 32-byte base64 key");
+  if (!isKey32(s.privateKey)) issues.add("spec.private_key", "must be a 32-byte base64 key");
   if (s.listenPort < 1 || s.listenPort > 65535) issues.add("spec.listen_port", "must be 1-65535");
   if (s.mtu !== 0 && (s.mtu < 1280 || s.mtu > 9000)) issues.add("spec.mtu", "must be 0 or 1280-9000");
   if (s.addresses.length > limits.addresses) issues.add("spec.addresses", `at most ${limits.addresses}`);

@@ -11,7 +11,8 @@ import { createInterface, destroyInterface, type DeviceDeps } from "../mesh/devi
 import { diffMesh, liveAsDesired, planRoutes, type DesiredMesh, type Live, type MeshPlan } from "../mesh/diff.js";
 import { routeLine } from "../os/ip.js";
 import type { WgBackend, WgPeer } from "../os/wg.js";
-import { Issues, checkUnique, isKey, limits, validateMeshSpec } from "../validate.js";
+import { isKey32 } from "../../proto/lib/keys.js";
+import { Issues, checkUnique, limits, validateMeshSpec } from "../validate.js";
 
 export interface MeshDeps extends DeviceDeps { wgFor(iface: string): Promise<WgBackend>; config: PrivConfig; log: Logger; meshLock: Lock }
 
@@ -80,7 +81,7 @@ export function makeApplyMesh(deps: MeshDeps) {
     const issues = new Issues();
     if (!delta && req.removedPeerKeys.length > 0) issues.add("removed_peer_keys", "only with base_generation");
     if (req.removedPeerKeys.length > limits.peers) issues.add("removed_peer_keys", `at most ${limits.peers}`);
-    req.removedPeerKeys.forEach((k, i) => isKey(k) || issues.add(`removed_peer_keys[${i}]`, "must be a 32-byte base64 key"));
+    req.removedPeerKeys.forEach((k, i) => isKey32(k) || issues.add(`removed_peer_keys[${i}]`, "must be a 32-byte base64 key"));
     issues.throwIfAny();
     const want = validateMeshSpec(deps.config, req.spec);
     const name = want.interface;

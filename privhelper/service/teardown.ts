@@ -19,13 +19,8 @@ export function makeTeardown(deps: MeshDeps, locks: Record<"mesh" | "firewall" |
         locks.stun(async () => {
           const removed: string[] = [];
           const errors: string[] = [];
-          const attempt = async (what: string, fn: () => Promise<unknown>) => {
-            try {
-              await fn();
-            } catch (err) {
-              errors.push(`${what}: ${PlexdError.from(err).message}`);
-            }
-          };
+          // Each step on its own: one failing never keeps the others from running.
+          const attempt = (what: string, fn: () => Promise<unknown>) => fn().catch((err: unknown) => errors.push(`${what}: ${PlexdError.from(err).message}`));
           const names = new Set(deps.config.allowedInterfaces);
           await attempt("list links", async () => {
             for (const l of await deps.ip.links()) if (isAllowedInterface(deps.config, l)) names.add(l);
