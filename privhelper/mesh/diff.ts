@@ -59,7 +59,8 @@ export function planRoutes(iface: string, wanted: ReadonlySet<string>, routes: r
   return { addRoutes: missing.filter((d) => !foreign.has(d)), removeRoutes: [...ours].filter((d) => !wanted.has(d)).sort(), foreignRoutes: missing.filter((d) => foreign.has(d)) };
 }
 
-export function diffMesh(want: DesiredMesh, live: Live): MeshPlan {
+/** `routeScope`: only routes to these destinations are planned (a delta's; live.routes holds just them). */
+export function diffMesh(want: DesiredMesh, live: Live, routeScope?: ReadonlySet<string>): MeshPlan {
   const steps: Step[] = [];
   const step = (kind: string, detail: string) => steps.push({ kind, detail });
   const create = live.link === undefined;
@@ -99,7 +100,8 @@ export function diffMesh(want: DesiredMesh, live: Live): MeshPlan {
   if (up) step("link_up", want.interface);
 
   // A device about to be made has no routes yet, whatever the read found under its name.
-  const routes = planRoutes(want.interface, new Set(want.peers.flatMap((p) => p.allowedIps)), create ? live.routes.filter((r) => r.dev !== want.interface) : live.routes, kernelPrefixes(want.addresses));
+  const wantedRoutes = new Set(want.peers.flatMap((p) => p.allowedIps).filter((d) => routeScope?.has(d) ?? true));
+  const routes = planRoutes(want.interface, wantedRoutes, create ? live.routes.filter((r) => r.dev !== want.interface) : live.routes, kernelPrefixes(want.addresses));
   for (const r of routes.addRoutes) step("add_route", r);
   for (const r of routes.removeRoutes) step("remove_route", r);
   return { steps, create, mtu, upsert, removePeers, addAddresses, removeAddresses, up, ...routes };

@@ -50,6 +50,8 @@ export function parseRoutes(json: string, v6: boolean): LiveRoute[] {
 export interface IpTool {
   /** The link (undefined when absent) and every main-table route, in one `ip -batch`. */
   read(name: string, signal?: AbortSignal): Promise<{ link: LiveLink | undefined; routes: LiveRoute[] }>;
+  /** Main-table routes to exactly these destinations (none asked, no process). */
+  routesTo(dsts: readonly string[], signal?: AbortSignal): Promise<LiveRoute[]>;
   links(signal?: AbortSignal): Promise<string[]>;
   /** False when the kernel has no WireGuard. */
   addWireGuard(name: string): Promise<boolean>;
@@ -67,6 +69,11 @@ export function ipTool(runner: Runner): IpTool {
       const r = await runner.run("ip", ["-N", "-d", "-j", "-force", "-batch", "-"], { input, allowFailure: true, ...(signal ? { signal } : {}) });
       const [v4 = "", v6 = "", link = ""] = r.stdout.split("\n");
       return { link: parseLink(link), routes: [...parseRoutes(v4, false), ...parseRoutes(v6, true)] };
+    },
+    async routesTo(dsts, signal) {
+      if (dsts.length === 0) return [];
+      const r = await runner.run("ip", ["-N", "-d", "-j", "-force", "-batch", "-"], { input: dsts.map((d) => `route show table all exact ${d}\n`).join(""), ...(signal ? { signal } : {}) });
+      return r.stdout.split("\n").flatMap((json, i) => (i < dsts.length ? parseRoutes(json, dsts[i]!.includes(":")) : []));
     },
     async links(signal) {
       const r = await runner.run("ip", ["-j", "link", "show"], signal ? { signal } : {});

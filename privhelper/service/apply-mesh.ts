@@ -45,8 +45,8 @@ async function execute(deps: MeshDeps, want: DesiredMesh, plan: MeshPlan, progre
   if (plan.removeAddresses.length > 0) await step("remove_addresses", () => deps.ip.batch(plan.removeAddresses.map((a) => `addr del ${a} dev ${name}`)));
 }
 
-/** Puts the device and privhelper's routes back to `before`, or removes a device that did not exist. */
-async function rollback(deps: MeshDeps, name: string, before: Live): Promise<void> {
+/** Puts the device and privhelper's routes (those in `scope`, if given) back to `before`, or removes a device that did not exist. */
+async function rollback(deps: MeshDeps, name: string, before: Live, scope?: ReadonlySet<string>): Promise<void> {
   const previous = liveAsDesired(name, before);
   if (!previous) {
     await destroyInterface(deps, name);
@@ -54,18 +54,29 @@ async function rollback(deps: MeshDeps, name: string, before: Live): Promise<voi
   }
   const now = await readLive(deps, name);
   const ours = new Set(before.routes.filter((r) => r.plexd && r.dev === name).map((r) => r.dst));
-  await execute(deps, previous, { ...diffMesh(previous, now), ...planRoutes(name, ours, now.routes, new Set()) }, { step: "" });
+  const routes = scope ? now.routes.filter((r) => scope.has(r.dst)) : now.routes;
+  await execute(deps, previous, { ...diffMesh(previous, now, scope), ...planRoutes(name, ours, routes, new Set()) }, { step: "" });
 }
 
-/** A delta's peer set: the live peers, less those removed, with the changed ones in place. */
-function mergeDelta(want: DesiredMesh, live: Live, removed: readonly string[]): void {
-  const peers = new Map<string, WgPeer>((live.wg?.peers ?? []).map((p) => [p.publicKey, p]));
+/**
+ * A delta changes peers and their routes only: it is merged onto the live peers (less those
+ * removed), and only the routes of allowed IPs it gives or takes away are read and planned. The
+ * link is the whole spec's business, and so is correcting drift elsewhere on the device.
+ */
+async function readDelta(deps: MeshDeps, want: DesiredMesh, removed: readonly string[], signal: AbortSignal): Promise<{ live: Live; scope: Set<string> }> {
+  const wg = await (await deps.wgFor(want.interface)).show(want.interface, signal);
+  if (!wg) throw new PlexdError("failed_precondition", `${want.interface} does not exist; send the whole spec`);
+  const peers = new Map<string, WgPeer>(wg.peers.map((p) => [p.publicKey, p]));
+  const [before, after] = [[...removed, ...want.peers.map((p) => p.publicKey)].flatMap((k) => peers.get(k)?.allowedIps ?? []), want.peers.flatMap((p) => p.allowedIps)];
+  const scope = new Set([...before.filter((d) => !after.includes(d)), ...after.filter((d) => !before.includes(d))]);
   for (const k of removed) peers.delete(k);
   for (const p of want.peers) peers.set(p.publicKey, p);
   want.peers = [...peers.values()];
   const issues = new Issues();
   checkUnique(want.peers, issues, (i) => `peers[${want.peers[i]?.publicKey ?? i}]`);
   issues.throwIfAny();
+  const link = { name: want.interface, kind: "tun", up: true, mtu: want.mtu, addresses: want.addresses };
+  return { live: { link, wg, routes: await deps.ip.routesTo([...scope], signal) }, scope };
 }
 
 type Response = MessageInitShape<typeof ApplyMeshResponseSchema>;
@@ -86,16 +97,11 @@ export function makeApplyMesh(deps: MeshDeps) {
     const want = validateMeshSpec(deps.config, req.spec);
     const name = want.interface;
     return deps.meshLock(async () => {
-      const before = await readLive(deps, name, ctx.signal);
-      if (delta) {
-        if (applied.get(name) !== req.baseGeneration || !before.wg) {
-          throw new PlexdError("failed_precondition", `base generation ${req.baseGeneration} of ${name} is not the last one applied; send the whole spec`);
-        }
-        mergeDelta(want, before, req.removedPeerKeys);
-      }
+      if (delta && applied.get(name) !== req.baseGeneration) throw new PlexdError("failed_precondition", `base generation ${req.baseGeneration} of ${name} is not the last one applied; send the whole spec`);
+      const { live: before, scope } = delta ? await readDelta(deps, want, req.removedPeerKeys, ctx.signal) : { live: await readLive(deps, name, ctx.signal), scope: undefined };
       if (before.link && !before.wg && !req.recreate) throw new PlexdError("failed_precondition", `${name} exists but is not a WireGuard device (kind ${before.link.kind || "unknown"}); use recreate`);
       const recreate = req.recreate && before.link !== undefined;
-      const plan = diffMesh(want, recreate ? { link: undefined, wg: undefined, routes: before.routes } : before);
+      const plan = diffMesh(want, recreate ? { link: undefined, wg: undefined, routes: before.routes } : before, scope);
       const steps = [...(recreate ? [{ kind: "recreate_interface", detail: name }] : []), ...plan.steps];
       if (req.dryRun || steps.length === 0) {
         if (!req.dryRun) applied.set(name, req.generation);
@@ -118,7 +124,7 @@ export function makeApplyMesh(deps: MeshDeps) {
       } catch (err) {
         const error = PlexdError.from(err);
         applied.delete(name);
-        const rolledBack = await rollback(deps, name, before).then(
+        const rolledBack = await rollback(deps, name, before, scope).then(
           () => true,
           (rbErr: unknown) => {
             deps.log.error({ interface: name, step: progress.step, error: PlexdError.from(rbErr).message }, "mesh rollback failed");

@@ -129,6 +129,12 @@ export function ipRead(name: string, link: LinkState | undefined, routes: readon
   return { cmd: ipReadCmd, input: ipReadInput(name), result, ...extra };
 }
 
+/** ipTool.routesTo(dsts): the main-table routes to exactly these destinations, one answer per line. */
+export function ipExact(dsts: readonly string[], routes: readonly RouteRow[] = []): TranscriptEntry {
+  const answer = dsts.map((d) => routesJson(routes.filter((r) => r.dst === d), d.includes(":"))).join("\n");
+  return { cmd: ipReadCmd, input: dsts.map((d) => `route show table all exact ${d}\n`).join(""), result: ok(`${answer}\n`) };
+}
+
 /** One `ip -batch -` of rendered lines. */
 export const ipBatch = (lines: readonly string[], result = ok(), extra: Partial<TranscriptEntry> = {}): TranscriptEntry => ({ cmd: ["ip", "-batch", "-"], input: lines.join("\n") + "\n", result, ...extra });
 
