@@ -99,6 +99,7 @@ async function open(ctx: AgentContext, store: DesiredStateStore, life: AbortCont
   };
   const state = await NodeState.open({
     dataDir: config.data_dir,
+    writer: ctx.fence,
     nodeId: () => identityOf(ref).nodeId,
     cpRequest,
     log,
