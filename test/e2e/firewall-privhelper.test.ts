@@ -8,7 +8,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { compilePolicy, type FirewallSpecPlain, type PolicyInput } from "../../agent/policy/compile.js";
 import { firewallDrift } from "../../agent/policy/drift.js";
 import { connectPrivhelper, type PrivClient } from "../../agent/privclient/client.js";
@@ -31,6 +31,8 @@ let sock: string;
 let helper: ChildProcess | undefined;
 let server: ChildProcess | undefined;
 let client: PrivClient;
+/** `table inet other` as it was before any test: plexd must never change it. */
+let foreign: string;
 
 async function sh(argv: string[], opts: { reject?: boolean; timeout?: number } = {}) {
   return execa(argv[0]!, argv.slice(1), { timeout: opts.timeout ?? 20_000, reject: opts.reject ?? true });
@@ -92,9 +94,16 @@ beforeAll(async () => {
     server!.once("exit", (code) => reject(new Error(`listener exited ${code}`)));
   });
 
+  foreign = await otherTable();
   helper = await startPrivhelper(["--config", configPath, "--socket", sock], sock, ["ip", "netns", "exec", nsA]);
   client = connectPrivhelper({ socketPath: sock });
 });
+
+/** Makes `spec` the live ruleset; what each test starts from is its own to set. */
+async function given(spec: FirewallSpecPlain): Promise<void> {
+  const res = await client.applyFirewall({ spec }, { timeoutMs: 60_000 });
+  expect(res.result?.failedStep).toBe("");
+}
 
 afterAll(async () => {
   client?.close();
@@ -105,10 +114,10 @@ afterAll(async () => {
 });
 
 describe("privhelper firewall", () => {
-  let foreign: string;
+  // Every test starts without table inet plexd.
+  beforeEach(() => given({ chains: [] }));
 
   it("applies the compiled policy as table inet plexd, rules carrying their ids", async () => {
-    foreign = await otherTable();
     const spec = specOf(onlyPort);
     const res = await client.applyFirewall({ spec }, { timeoutMs: 60_000 });
     expect(res.result?.failedStep).toBe("");
@@ -127,12 +136,14 @@ describe("privhelper firewall", () => {
   });
 
   it("re-applying the same spec changes nothing", async () => {
+    await given(specOf(onlyPort));
     const res = await client.applyFirewall({ spec: specOf(onlyPort) }, { timeoutMs: 60_000 });
     expect(res.result?.changed).toBe(false);
     expect(res.result?.plan).toEqual([]);
   });
 
   it("enforces: TCP to the allowed port connects, other ports and ping are dropped", async () => {
+    await given(specOf(onlyPort));
     expect(await tcpFromB(portOpen)).toBe("ok");
     expect(await tcpFromB(portClosed)).toBe("timeout");
     expect(await pingFromB()).toBe(false);
@@ -145,6 +156,7 @@ describe("privhelper firewall", () => {
   });
 
   it("an ICMP-capable allow (protocol any, the peer's address) lets ping through", async () => {
+    await given(specOf(onlyPort));
     const res = await client.applyFirewall({ spec: specOf(withPing) }, { timeoutMs: 60_000 });
     expect(res.result?.changed).toBe(true);
     expect(res.result?.plan?.map((s) => s.detail)).toEqual([`plexd-mesh: ${specOf(withPing).chains[2]!.rules.length} rules`]);
@@ -153,6 +165,7 @@ describe("privhelper firewall", () => {
   });
 
   it("dry_run plans without changing the ruleset", async () => {
+    await given(specOf(withPing));
     const before = await ruleset();
     const res = await client.applyFirewall({ spec: specOf(onlyPort), dryRun: true }, { timeoutMs: 60_000 });
     expect(res.result?.changed).toBe(false);
@@ -161,6 +174,7 @@ describe("privhelper firewall", () => {
   });
 
   it("a rogue rule shows up unrecognised and the next apply removes it", async () => {
+    await given(specOf(withPing));
     await inA(["nft", "add", "rule", "inet", "plexd", "plexd-mesh", "tcp", "dport", "22", "accept"]);
     const live = await client.readFirewall({});
     const rogue = live.chains.find((c) => c.name === "plexd-mesh")!.rules.filter((r) => !r.recognised);
@@ -175,6 +189,7 @@ describe("privhelper firewall", () => {
   });
 
   it("refuses invalid specs with INVALID_ARGUMENT and leaves the ruleset as it was", async () => {
+    await given(specOf(withPing));
     const before = await ruleset();
     const good = specOf(withPing);
     const mutate = (fn: (s: FirewallSpecPlain) => void) => {
@@ -195,6 +210,7 @@ describe("privhelper firewall", () => {
   });
 
   it("an empty spec removes table inet plexd and nothing else", async () => {
+    await given(specOf(withPing));
     const res = await client.applyFirewall({ spec: { chains: [] } });
     expect(res.result?.changed).toBe(true);
     expect(await ruleset()).not.toContain("table inet plexd");
