@@ -61,6 +61,20 @@ async function pingFromB(): Promise<boolean> {
   return (await sh(["ip", "netns", "exec", nsB, "ping", "-c", "1", "-W", "1", "10.100.0.1"], { reject: false })).exitCode === 0;
 }
 
+/**
+ * A veth named like the mesh interface stands in for WireGuard: the firewall only cares about
+ * iifname and addresses. Teardown removes the mesh interface by its name, so a test that
+ * tears down takes the stand-in along; the next test gets it back here.
+ */
+async function ensureMeshLink(): Promise<void> {
+  if ((await sh(["ip", "-n", nsA, "link", "show", mesh], { reject: false })).exitCode === 0) return;
+  await sh(["ip", "link", "add", mesh, "netns", nsA, "type", "veth", "peer", "name", peerIf, "netns", nsB]);
+  await sh(["ip", "-n", nsA, "addr", "add", "10.100.0.1/16", "dev", mesh]);
+  await sh(["ip", "-n", nsB, "addr", "add", "10.100.0.2/16", "dev", peerIf]);
+  await sh(["ip", "-n", nsA, "link", "set", mesh, "up"]);
+  await sh(["ip", "-n", nsB, "link", "set", peerIf, "up"]);
+}
+
 beforeAll(async () => {
   await ensureBuilt();
   await ensurePrivUsers();
@@ -74,13 +88,7 @@ beforeAll(async () => {
     await sh(["ip", "netns", "add", ns]);
     await sh(["ip", "-n", ns, "link", "set", "lo", "up"]);
   }
-  // A veth named like the mesh interface stands in for WireGuard: the firewall only
-  // cares about iifname and addresses.
-  await sh(["ip", "link", "add", mesh, "netns", nsA, "type", "veth", "peer", "name", peerIf, "netns", nsB]);
-  await sh(["ip", "-n", nsA, "addr", "add", "10.100.0.1/16", "dev", mesh]);
-  await sh(["ip", "-n", nsB, "addr", "add", "10.100.0.2/16", "dev", peerIf]);
-  await sh(["ip", "-n", nsA, "link", "set", mesh, "up"]);
-  await sh(["ip", "-n", nsB, "link", "set", peerIf, "up"]);
+  await ensureMeshLink();
   // Someone else's table, which plexd must never touch.
   await inA(["nft", "add", "table", "inet", "other"]);
   await inA(["nft", "add", "chain", "inet", "other", "c", "{ type filter hook input priority 10; policy accept; }"]);
@@ -114,8 +122,11 @@ afterAll(async () => {
 });
 
 describe("privhelper firewall", () => {
-  // Every test starts without table inet plexd.
-  beforeEach(() => given({ chains: [] }));
+  // Every test starts with the stand-in mesh link up and without table inet plexd.
+  beforeEach(async () => {
+    await ensureMeshLink();
+    await given({ chains: [] });
+  });
 
   it("applies the compiled policy as table inet plexd, rules carrying their ids", async () => {
     const spec = specOf(onlyPort);
@@ -240,6 +251,8 @@ describe("privhelper firewall", () => {
     expect((await client.applyFirewall({ spec: specOf(onlyPort) }, { timeoutMs: 60_000 })).result?.changed).toBe(true);
     const res = await client.teardown({});
     expect(res.removed).toContain("table inet plexd");
+    // The mesh interface is plexd's by name, so the stand-in went too.
+    expect((await sh(["ip", "-n", nsA, "link", "show", mesh], { reject: false })).exitCode).not.toBe(0);
     expect(await ruleset()).not.toContain("table inet plexd");
     expect(await otherTable()).toBe(foreign);
   });
