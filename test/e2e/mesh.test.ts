@@ -170,7 +170,9 @@ describe("mesh", () => {
     console.log(`[mesh] privhelper kill -9: ${sent - received} of ${sent} pings lost`);
     expect(sent).toBeGreaterThan(15);
     expect(received).toBe(sent);
-    expect(a.agent!.output()).toMatch(/"msg":"mesh (applied|unchanged)"|mesh unchanged/);
+    // The agent sent its mesh to the new privhelper (an unchanged mesh is not in the agent's
+    // info log, so the evidence is privhelper's: a mutation RPC from the agent's uid).
+    await expect.poll(() => a.privhelper!.output(), { timeout: 15_000 }).toMatch(new RegExp(`"rpc":"ApplyMesh","uid":${users.plexd.uid},.*"outcome":"ok"`));
   });
 
   it("--cleanup leaves no plexd interface or wireguard-go process", async () => {
