@@ -14,6 +14,8 @@ export default defineConfig({
         test: {
           name: "e2e",
           include: ["test/e2e/**/*.test.ts", "test/interop/**/*.test.ts"],
+          // PLEXD_E2E_STRESS=1: one CPU hog per core for the whole run (docs/testing.md).
+          globalSetup: ["test/e2e/stress/global-setup.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
           fileParallelism: false,

@@ -131,6 +131,7 @@ export class AgentRuntime {
       ca,
       identity: this.identity,
       dataDir: config.data_dir,
+      writer: ctx.fence,
       mode: config.mode,
       store: this.store,
       health: ctx.health,
@@ -218,8 +219,10 @@ export class AgentRuntime {
       try {
         // A fresh key pair: re-registering with the rejected identity cannot succeed (spec §3.5).
         const reg = await register({ ...registrationOptions(ctx, signal), token: token.token });
-        await moveIdentityAside(config.data_dir, "invalid", ctx.clock.now());
-        await saveIdentity(config.data_dir, reg.identity);
+        await ctx.fence.replacing(async () => {
+          await moveIdentityAside(config.data_dir, "invalid", ctx.clock.now());
+          await saveIdentity(config.data_dir, reg.identity);
+        });
         this.identity = reg.identity;
         this.store.update((s) => {
           s.peers = Object.fromEntries(reg.peers.map((p) => [p.id, p]));
@@ -316,6 +319,7 @@ export class AgentRuntime {
       "key-rotation",
       rotateNodeKey({
         dataDir: ctx.config.data_dir,
+        writer: ctx.fence,
         cp: ctx.cp,
         identity: this.identity,
         log: ctx.log.child({ component: "rotation", reason }),

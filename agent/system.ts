@@ -12,6 +12,7 @@ import { connectPrivhelper, probePrivhelper, type PrivClient } from "./privclien
 import { buildCapabilities } from "./registration/capabilities.js";
 import type { RegisterOptions } from "./registration/register.js";
 import type { ResolvedToken, TokenSourceOptions } from "./registration/token.js";
+import { DataDirFence } from "./state/data-dir-fence.js";
 import type { DesiredStateStore } from "./state/desired.js";
 import type { Clock } from "./util/clock.js";
 import type { Logger } from "./util/log.js";
@@ -30,6 +31,8 @@ export interface AgentContext {
   phase: { current: Phase; set(p: Phase): void };
   startedAt: number;
   binaryChecksum: string;
+  /** Every persistence write into data_dir; stops them once the identity was removed under the agent. */
+  fence: DataDirFence;
 }
 
 /** Health is data; its changes still deserve one log line each for the operator's journal. */
@@ -81,6 +84,7 @@ export async function buildContext(config: Config, log: Logger, clock: Clock, en
     phase,
     startedAt: clock.now(),
     binaryChecksum: await ownChecksum().catch(() => "sha256:" + "0".repeat(64)),
+    fence: new DataDirFence(config.data_dir),
   };
 }
 

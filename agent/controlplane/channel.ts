@@ -4,7 +4,7 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import type { HealthRegistry } from "../health/registry.js";
 import { saveSigningKeys, type Identity } from "../identity/store.js";
 import type { DesiredStateStore } from "../state/desired.js";
-import { writeJsonAtomic } from "../util/atomic.js";
+import { plainWriter, type DataWriter } from "../util/atomic.js";
 import type { Clock } from "../util/clock.js";
 import type { Logger } from "../util/log.js";
 import { version } from "../../proto/lib/version.js";
@@ -26,6 +26,8 @@ export interface ChannelDeps {
   ca: string | Buffer | undefined;
   identity: Identity;
   dataDir: string;
+  /** Writes cache/events.json and signing_keys.json (the agent's DataDirFence). */
+  writer?: DataWriter;
   mode: "node" | "bridge";
   store: DesiredStateStore;
   health: HealthRegistry;
@@ -67,6 +69,7 @@ async function loadReplayGuard(dataDir: string, now: number, log: Logger): Promi
 
 export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
   const { log, clock } = d;
+  const writer = d.writer ?? plainWriter;
   const keys = TrustedSigningKeys.fromJSON(d.identity.signingKeys);
   const replay = await loadReplayGuard(d.dataDir, clock.now(), log);
   const verifier = new EnvelopeVerifier({ keys, replay, now: () => clock.now() });
@@ -81,7 +84,7 @@ export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
     timer = undefined;
     if (!dirty) return writing;
     dirty = false;
-    writing = writing.then(() => writeJsonAtomic(eventsFile(d.dataDir), replay.toJSON()).catch((err: unknown) => log.error({ err: PlexdError.from(err).message }, "event bookkeeping not persisted")));
+    writing = writing.then(() => writer.writeJsonAtomic(eventsFile(d.dataDir), replay.toJSON()).catch((err: unknown) => log.error({ err: PlexdError.from(err).message }, "event bookkeeping not persisted")));
     return writing;
   };
   const persist = (): void => {
@@ -92,7 +95,7 @@ export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
   const persistKeys = async (): Promise<void> => {
     const j = keys.toJSON();
     d.identity.signingKeys = { current: j.current, previous: j.previous ?? null, transition_expires: j.transition_expires ?? null };
-    await saveSigningKeys(d.dataDir, d.identity.signingKeys);
+    await saveSigningKeys(d.dataDir, d.identity.signingKeys, writer);
   };
 
   let lastState: EventStreamState | undefined;

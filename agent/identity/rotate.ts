@@ -5,7 +5,7 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import type { CpClient } from "../controlplane/http.js";
 import { describeError } from "../controlplane/http.js";
 import { peerSchema, type Peer } from "../registration/register.js";
-import { writeFileAtomic } from "../util/atomic.js";
+import { plainWriter, type DataWriter } from "../util/atomic.js";
 import type { Logger } from "../util/log.js";
 import { decodeKey32, generateWireGuardKeyPair, wireGuardPublicKey } from "../../proto/lib/keys.js";
 import type { Identity } from "./store.js";
@@ -21,6 +21,8 @@ const rotateResponse = z.object({
 
 export interface RotationDeps {
   dataDir: string;
+  /** Writes private_key.next and node_secret_key (the agent's DataDirFence). */
+  writer?: DataWriter;
   cp: CpClient;
   identity: Identity;
   log: Logger;
@@ -42,14 +44,14 @@ export async function hasPendingKey(dataDir: string): Promise<boolean> {
   }
 }
 
-async function pendingOrNew(dataDir: string): Promise<string> {
+async function pendingOrNew(dataDir: string, writer: DataWriter): Promise<string> {
   try {
     const text = (await readFile(pendingFile(dataDir), "utf8")).trim();
     decodeKey32(text, "private_key.next");
     return text;
   } catch {
     const kp = generateWireGuardKeyPair();
-    await writeFileAtomic(pendingFile(dataDir), kp.privateKey + "\n");
+    await writer.writeFileAtomic(pendingFile(dataDir), kp.privateKey + "\n");
     return kp.privateKey;
   }
 }
@@ -57,7 +59,8 @@ async function pendingOrNew(dataDir: string): Promise<string> {
 /** Runs one rotation to completion; transient failures retry with the same pending key. */
 export async function rotateNodeKey(deps: RotationDeps): Promise<void> {
   const { identity, log } = deps;
-  const nextPrivate = await pendingOrNew(deps.dataDir);
+  const writer = deps.writer ?? plainWriter;
+  const nextPrivate = await pendingOrNew(deps.dataDir, writer);
   const newPublic = wireGuardPublicKey(nextPrivate);
   log.info({ new_public_key: newPublic }, "key rotation: submitting new public key");
   for (;;) {
@@ -74,7 +77,7 @@ export async function rotateNodeKey(deps: RotationDeps): Promise<void> {
         const r = rotateResponse.parse(res.body);
         if (r.node_secret_key != null) {
           decodeKey32(r.node_secret_key, "node_secret_key");
-          await writeFileAtomic(join(deps.dataDir, "node_secret_key"), r.node_secret_key + "\n");
+          await writer.writeFileAtomic(join(deps.dataDir, "node_secret_key"), r.node_secret_key + "\n");
           identity.nodeSecretKey = r.node_secret_key;
         }
         await deps.applyKeyAndPeers(nextPrivate, r.updated_peers);

@@ -2,7 +2,7 @@ import { mkdir, readFile, rename, stat, rm, readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { isMeshIp } from "../../proto/lib/net.js";
-import { writeFileAtomic, writeJsonAtomic } from "../util/atomic.js";
+import { plainWriter, writeFileAtomic, writeJsonAtomic, type DataWriter } from "../util/atomic.js";
 import { decodeKey32, wireGuardPublicKey } from "../../proto/lib/keys.js";
 
 // The node identity on disk (spec/node-agent.md §8). Every file is 0600 inside the
@@ -96,8 +96,8 @@ export async function saveIdentity(dataDir: string, id: Identity): Promise<void>
   await writeJsonAtomic(join(dataDir, "identity.json"), { node_id: id.nodeId, mesh_ip: id.meshIp });
 }
 
-export async function saveSigningKeys(dataDir: string, keys: SigningKeys): Promise<void> {
-  await writeJsonAtomic(join(dataDir, "signing_keys.json"), keys);
+export async function saveSigningKeys(dataDir: string, keys: SigningKeys, writer: DataWriter = plainWriter): Promise<void> {
+  await writer.writeJsonAtomic(join(dataDir, "signing_keys.json"), keys);
 }
 
 /**
@@ -122,7 +122,23 @@ export async function prepareDataDir(dataDir: string): Promise<void> {
   }
 }
 
-/** Removes every file plexd keeps in data_dir (deregister --purge), leaving the directory itself. */
+/**
+ * Removes every file plexd keeps in data_dir (deregister --purge), leaving the directory itself.
+ * identity.json goes first: a running agent's DataDirFence takes its absence as the sign to
+ * stop writing, and anything it wrote before that is in the listings that follow. A write
+ * still in flight can refill a directory while it is being removed (ENOTEMPTY); the next
+ * round takes it, so the loop ends with data_dir empty rather than with an error.
+ */
 export async function purgeDataDir(dataDir: string): Promise<void> {
-  for (const entry of await readdir(dataDir)) await rm(join(dataDir, entry), { recursive: true, force: true });
+  await rm(join(dataDir, "identity.json"), { force: true });
+  for (let round = 1; ; round++) {
+    const entries = await readdir(dataDir);
+    if (entries.length === 0) return;
+    for (const entry of entries) {
+      await rm(join(dataDir, entry), { recursive: true, force: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "ENOTEMPTY" || round >= 100) throw err;
+      });
+    }
+    if (round > 1) await new Promise((r) => setTimeout(r, 10));
+  }
 }

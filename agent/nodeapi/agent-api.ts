@@ -1,4 +1,4 @@
-import { chown, mkdir, readFile, stat } from "node:fs/promises";
+import { chown, mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { PlexdError, isCancellation } from "../../proto/lib/errors.js";
 import type { AgentRuntime } from "../runtime.js";
@@ -9,6 +9,7 @@ import { AgentBackend } from "./agent-backend.js";
 import { startNodeApi, type NodeApiServer } from "./server.js";
 import { NodeState, type CpRequestFn } from "./state/node-state.js";
 import { storeDownstream } from "./state/store-downstream.js";
+import { readReaderTokenFile, readSecretsTokenFile } from "./token-files.js";
 
 // The node API of a running agent (spec/node-agent.md §6): opened in start-up phase 3, before
 // the identity exists, so `plexd status` answers from then on; `attach` hands it the runtime
@@ -26,15 +27,6 @@ export interface AgentNodeApi {
   close(): Promise<void>;
 }
 
-/** Bearer tokens for the TCP listener; a token file others could read is refused (spec §2.2). */
-async function readTokenFile(path: string): Promise<string> {
-  const st = await stat(path);
-  if ((st.mode & 0o004) !== 0) throw new PlexdError("failed_precondition", `${path} is world-readable; node API tokens must not be`);
-  const token = (await readFile(path, "utf8")).trim();
-  if (token === "") throw new PlexdError("failed_precondition", `${path} is empty`);
-  return token;
-}
-
 /**
  * The socket must belong to group plexd: that group is the reader gate (spec §1.4). The agent
  * normally runs with primary group plexd, so this is a no-op; run as root (or with another
@@ -49,6 +41,27 @@ async function ensureSocketGroup(path: string, ctx: AgentContext): Promise<void>
     ctx.log.warn({ socket: path, err: PlexdError.from(err).message }, "node API socket is not in group plexd; only its owner can use it"),
   );
 }
+
+/**
+ * The TCP secrets class, or undefined when it stays off. A secrets token file that others
+ * could read disables that class only — the way sshd's StrictModes refuses a key file with
+ * lax modes and goes on serving: the mesh, the unix socket and the reader token keep
+ * working, so fixing a file mode never costs the node its tunnels or heartbeats, while the
+ * refusal is loud (an error log line and a health condition in `plexd status` and the heartbeat).
+ */
+async function secretsToken(ctx: AgentContext, file: string): Promise<string | undefined> {
+  if (file === "") return undefined;
+  const r = await readSecretsTokenFile(file, "node_api.http.secrets_token_file");
+  if (r.ok) {
+    ctx.health.clear(SECRETS_TOKEN_REFUSED);
+    return r.token;
+  }
+  ctx.log.error({ health: SECRETS_TOKEN_REFUSED, file }, `TCP secrets access disabled: ${r.issue}`);
+  ctx.health.set(SECRETS_TOKEN_REFUSED, "warning", `TCP secrets access disabled: ${r.issue}`);
+  return undefined;
+}
+
+const SECRETS_TOKEN_REFUSED = "node_api_secrets_token_refused";
 
 interface RuntimeRef {
   current: AgentRuntime | undefined;
@@ -86,6 +99,7 @@ async function open(ctx: AgentContext, store: DesiredStateStore, life: AbortCont
   };
   const state = await NodeState.open({
     dataDir: config.data_dir,
+    writer: ctx.fence,
     nodeId: () => identityOf(ref).nodeId,
     cpRequest,
     log,
@@ -95,9 +109,7 @@ async function open(ctx: AgentContext, store: DesiredStateStore, life: AbortCont
   });
   const backend = new AgentBackend({ ctx, store, signal });
   const { http: tcp } = config.node_api;
-  const httpOpts = tcp.enabled
-    ? { listen: tcp.listen, token: await readTokenFile(tcp.token_file), secretsToken: tcp.secrets_token_file === "" ? undefined : await readTokenFile(tcp.secrets_token_file) }
-    : undefined;
+  const httpOpts = tcp.enabled ? { listen: tcp.listen, token: await readReaderTokenFile(tcp.token_file), secretsToken: await secretsToken(ctx, tcp.secrets_token_file) } : undefined;
 
   // /run/plexd comes from the unit's RuntimeDirectory=; outside systemd create it like systemd would.
   await mkdir(dirname(config.node_api.socket), { recursive: true, mode: 0o755 });

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import type { DataWriter } from "../util/atomic.js";
 import { StateFiles } from "./journal.js";
 import type { Peer } from "../registration/register.js";
 
@@ -73,8 +74,8 @@ export class DesiredStateStore {
   }
 
   /** Loads `cache/desired.json` and its journal, so a restart without the control plane restores the last mesh. */
-  static async open(dataDir: string): Promise<DesiredStateStore> {
-    const files = new StateFiles(join(dataDir, "cache", "desired.json"));
+  static async open(dataDir: string, writer?: DataWriter): Promise<DesiredStateStore> {
+    const files = new StateFiles(join(dataDir, "cache", "desired.json"), writer);
     let state = emptyDesiredState();
     try {
       const loaded = await files.load();

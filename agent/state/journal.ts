@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { open, readFile, stat } from "node:fs/promises";
-import { writeFileAtomic } from "../util/atomic.js";
+import { readFile, stat } from "node:fs/promises";
+import { plainWriter, type DataWriter } from "../util/atomic.js";
 
 // How the desired state reaches the disk: a snapshot (cache/desired.json, written
 // atomically) plus a journal of peer changes since it (cache/desired.journal, appended and
@@ -31,12 +31,14 @@ export interface Loaded {
 export class StateFiles {
   readonly #snapshot: string;
   readonly #journal: string;
+  readonly #writer: DataWriter;
   #id = "";
   #snapshotBytes = 0;
   #journalBytes = 0;
 
-  constructor(snapshotPath: string) {
+  constructor(snapshotPath: string, writer: DataWriter = plainWriter) {
     this.#snapshot = snapshotPath;
+    this.#writer = writer;
     this.#journal = snapshotPath.replace(/\.json$/, "") + ".journal";
   }
 
@@ -77,9 +79,9 @@ export class StateFiles {
   async writeSnapshot(state: object): Promise<void> {
     const id = randomBytes(8).toString("hex");
     const text = JSON.stringify({ journal_base: id, ...state });
-    await writeFileAtomic(this.#snapshot, text + "\n");
+    await this.#writer.writeFileAtomic(this.#snapshot, text + "\n");
     const header = JSON.stringify({ snapshot: id } satisfies Header) + "\n";
-    await writeFileAtomic(this.#journal, header);
+    await this.#writer.writeFileAtomic(this.#journal, header);
     this.#id = id;
     this.#snapshotBytes = text.length;
     this.#journalBytes = header.length;
@@ -93,13 +95,7 @@ export class StateFiles {
   /** Appends one line of peer changes (JSON of PeerOps, no newline) and fsyncs it. */
   async append(json: string): Promise<void> {
     const line = json + "\n";
-    const fh = await open(this.#journal, "a", 0o600);
-    try {
-      await fh.writeFile(line);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
+    await this.#writer.appendDurable(this.#journal, line);
     this.#journalBytes += line.length;
   }
 

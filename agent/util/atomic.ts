@@ -39,3 +39,26 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
 export async function writeJsonAtomic(path: string, value: unknown, mode = 0o600): Promise<void> {
   await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n", mode);
 }
+
+/** Appends `data` to `path` (created 0600 when missing) and datasyncs it. */
+export async function appendDurable(path: string, data: string): Promise<void> {
+  const fh = await open(path, "a", 0o600);
+  try {
+    await fh.writeFile(data);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * How the agent's persistence writes files. The plain one writes; the agent's own is a
+ * DataDirFence, which stops writing once data_dir's identity was removed by someone else.
+ */
+export interface DataWriter {
+  writeFileAtomic(path: string, data: string | Uint8Array, mode?: number): Promise<void>;
+  writeJsonAtomic(path: string, value: unknown, mode?: number): Promise<void>;
+  appendDurable(path: string, data: string): Promise<void>;
+}
+
+export const plainWriter: DataWriter = { writeFileAtomic, writeJsonAtomic, appendDurable };

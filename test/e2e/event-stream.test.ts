@@ -1,8 +1,8 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { createTopology, ensureSystemUsers, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { createTopology, ensureSystemUsers, nsExec, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { linesWith } from "./lib/logs.js";
 import { createNode, identityFilesPresent, type PlexdNode } from "./lib/node.js";
@@ -19,7 +19,7 @@ let api: string;
 
 beforeAll(async () => {
   users = await ensureSystemUsers();
-  topo = await createTopology({ nodes: ["a", "b"] });
+  topo = await createTopology({ nodes: ["a", "b", "c"] });
   cp = await startCpOnHub(topo, { keepalive: "2s" });
   api = `https://${topo.hub.ip}:${cpPort}`;
 });
@@ -145,7 +145,29 @@ describe("signed event stream", () => {
     expect(r.exitCode, r.output).toBe(0);
     expect(r.output).toContain(`deregistered node ${id}`);
     expect(identityFilesPresent(node.dataDir)).toEqual([]);
+    expect(readdirSync(node.dataDir)).toEqual([]);
     const nodes = await cp.client.listNodes();
     expect(nodes.find((n) => n.id === id && n.status !== "deregistered")).toBeUndefined();
+  });
+
+  it("plexd deregister --purge beside a running agent: the agent stops and recreates nothing in data_dir", async () => {
+    const { node, id } = await startedNode("c");
+    // The agent has event bookkeeping to write: cache/events.json is there before the purge.
+    const e = await setEnv(id, "before-purge");
+    await expect.poll(() => handled(node, e.event_id).length, { timeout: 10_000 }).toBe(1);
+    await expect.poll(() => existsSync(join(node.dataDir, "cache", "events.json")), { timeout: 10_000 }).toBe(true);
+
+    const r = await node.plexd(["deregister", "--purge"]);
+    expect(r.exitCode, r.output).toBe(0);
+    expect(r.output).toContain(`deregistered node ${id}`);
+    // The running agent notices its identity is gone, stops, and says why.
+    const exit = await node.agent!.waitForExit(15_000);
+    expect(exit.exitCode).toBe(0);
+    expect(node.agent!.output()).toContain("the identity was removed from data_dir while running");
+    // A few seconds on, nothing of plexd is back in data_dir, and no mesh interface either.
+    await new Promise((res) => setTimeout(res, 3000));
+    expect(readdirSync(node.dataDir)).toEqual([]);
+    expect((await nsExec(node.ns, ["ip", "-o", "link", "show"])).stdout).not.toContain(node.iface);
+    expect((await cp.client.listNodes()).find((n) => n.id === id)?.status).toBe("deregistered");
   });
 });

@@ -3,7 +3,7 @@
 // nft transactions are atomic and privhelper sends the whole table as one transaction.
 import { type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -34,6 +34,18 @@ const meshRules = async (): Promise<number> => {
   if (r.exitCode !== 0) return -1;
   return (JSON.parse(r.stdout) as { nftables: Record<string, unknown>[] }).nftables.filter((o) => "rule" in o).length;
 };
+
+/** Waits until no nft runs in the namespace: one privhelper started finishes on its own. */
+async function nftSettled(timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const pids = (await execa("ip", ["netns", "pids", ns], { reject: false })).stdout.split("\n").filter(Boolean);
+    const comms = await Promise.all(pids.map((p) => readFile(`/proc/${p}/comm`, "utf8").catch(() => "")));
+    if (!comms.some((c) => c.trim() === "nft")) return;
+    if (Date.now() > end) throw new Error(`nft still running in ${ns} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 beforeAll(async () => {
   await ensureBuilt();
@@ -72,8 +84,9 @@ describe("ApplyFirewall crash safety", () => {
       await stopPrivhelper(helper, "SIGKILL");
       await pending;
       client.close();
-      // An nft child already running finishes its transaction on its own; wait for it.
-      await new Promise((r) => setTimeout(r, 2500));
+      // An nft child already running finishes its transaction on its own; wait for it (a fixed
+      // pause is not enough on a loaded machine: 10,000 rules can take nft several seconds).
+      await nftSettled();
       const n = await meshRules();
       seen.push(`${delay}ms:${n === smallCount ? "old" : n === bigCount ? "new" : `MIX(${n})`}`);
       expect([smallCount, bigCount]).toContain(n);

@@ -8,7 +8,7 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { compilePolicy, type FirewallSpecPlain, type PolicyInput } from "../../agent/policy/compile.js";
 import { firewallDrift } from "../../agent/policy/drift.js";
 import { connectPrivhelper, type PrivClient } from "../../agent/privclient/client.js";
@@ -31,6 +31,8 @@ let sock: string;
 let helper: ChildProcess | undefined;
 let server: ChildProcess | undefined;
 let client: PrivClient;
+/** `table inet other` as it was before any test: plexd must never change it. */
+let foreign: string;
 
 async function sh(argv: string[], opts: { reject?: boolean; timeout?: number } = {}) {
   return execa(argv[0]!, argv.slice(1), { timeout: opts.timeout ?? 20_000, reject: opts.reject ?? true });
@@ -59,6 +61,20 @@ async function pingFromB(): Promise<boolean> {
   return (await sh(["ip", "netns", "exec", nsB, "ping", "-c", "1", "-W", "1", "10.100.0.1"], { reject: false })).exitCode === 0;
 }
 
+/**
+ * A veth named like the mesh interface stands in for WireGuard: the firewall only cares about
+ * iifname and addresses. Teardown removes the mesh interface by its name, so a test that
+ * tears down takes the stand-in along; the next test gets it back here.
+ */
+async function ensureMeshLink(): Promise<void> {
+  if ((await sh(["ip", "-n", nsA, "link", "show", mesh], { reject: false })).exitCode === 0) return;
+  await sh(["ip", "link", "add", mesh, "netns", nsA, "type", "veth", "peer", "name", peerIf, "netns", nsB]);
+  await sh(["ip", "-n", nsA, "addr", "add", "10.100.0.1/16", "dev", mesh]);
+  await sh(["ip", "-n", nsB, "addr", "add", "10.100.0.2/16", "dev", peerIf]);
+  await sh(["ip", "-n", nsA, "link", "set", mesh, "up"]);
+  await sh(["ip", "-n", nsB, "link", "set", peerIf, "up"]);
+}
+
 beforeAll(async () => {
   await ensureBuilt();
   await ensurePrivUsers();
@@ -72,13 +88,7 @@ beforeAll(async () => {
     await sh(["ip", "netns", "add", ns]);
     await sh(["ip", "-n", ns, "link", "set", "lo", "up"]);
   }
-  // A veth named like the mesh interface stands in for WireGuard: the firewall only
-  // cares about iifname and addresses.
-  await sh(["ip", "link", "add", mesh, "netns", nsA, "type", "veth", "peer", "name", peerIf, "netns", nsB]);
-  await sh(["ip", "-n", nsA, "addr", "add", "10.100.0.1/16", "dev", mesh]);
-  await sh(["ip", "-n", nsB, "addr", "add", "10.100.0.2/16", "dev", peerIf]);
-  await sh(["ip", "-n", nsA, "link", "set", mesh, "up"]);
-  await sh(["ip", "-n", nsB, "link", "set", peerIf, "up"]);
+  await ensureMeshLink();
   // Someone else's table, which plexd must never touch.
   await inA(["nft", "add", "table", "inet", "other"]);
   await inA(["nft", "add", "chain", "inet", "other", "c", "{ type filter hook input priority 10; policy accept; }"]);
@@ -92,9 +102,16 @@ beforeAll(async () => {
     server!.once("exit", (code) => reject(new Error(`listener exited ${code}`)));
   });
 
+  foreign = await otherTable();
   helper = await startPrivhelper(["--config", configPath, "--socket", sock], sock, ["ip", "netns", "exec", nsA]);
   client = connectPrivhelper({ socketPath: sock });
 });
+
+/** Makes `spec` the live ruleset; what each test starts from is its own to set. */
+async function given(spec: FirewallSpecPlain): Promise<void> {
+  const res = await client.applyFirewall({ spec }, { timeoutMs: 60_000 });
+  expect(res.result?.failedStep).toBe("");
+}
 
 afterAll(async () => {
   client?.close();
@@ -105,10 +122,13 @@ afterAll(async () => {
 });
 
 describe("privhelper firewall", () => {
-  let foreign: string;
+  // Every test starts with the stand-in mesh link up and without table inet plexd.
+  beforeEach(async () => {
+    await ensureMeshLink();
+    await given({ chains: [] });
+  });
 
   it("applies the compiled policy as table inet plexd, rules carrying their ids", async () => {
-    foreign = await otherTable();
     const spec = specOf(onlyPort);
     const res = await client.applyFirewall({ spec }, { timeoutMs: 60_000 });
     expect(res.result?.failedStep).toBe("");
@@ -127,12 +147,14 @@ describe("privhelper firewall", () => {
   });
 
   it("re-applying the same spec changes nothing", async () => {
+    await given(specOf(onlyPort));
     const res = await client.applyFirewall({ spec: specOf(onlyPort) }, { timeoutMs: 60_000 });
     expect(res.result?.changed).toBe(false);
     expect(res.result?.plan).toEqual([]);
   });
 
   it("enforces: TCP to the allowed port connects, other ports and ping are dropped", async () => {
+    await given(specOf(onlyPort));
     expect(await tcpFromB(portOpen)).toBe("ok");
     expect(await tcpFromB(portClosed)).toBe("timeout");
     expect(await pingFromB()).toBe(false);
@@ -145,6 +167,7 @@ describe("privhelper firewall", () => {
   });
 
   it("an ICMP-capable allow (protocol any, the peer's address) lets ping through", async () => {
+    await given(specOf(onlyPort));
     const res = await client.applyFirewall({ spec: specOf(withPing) }, { timeoutMs: 60_000 });
     expect(res.result?.changed).toBe(true);
     expect(res.result?.plan?.map((s) => s.detail)).toEqual([`plexd-mesh: ${specOf(withPing).chains[2]!.rules.length} rules`]);
@@ -153,6 +176,7 @@ describe("privhelper firewall", () => {
   });
 
   it("dry_run plans without changing the ruleset", async () => {
+    await given(specOf(withPing));
     const before = await ruleset();
     const res = await client.applyFirewall({ spec: specOf(onlyPort), dryRun: true }, { timeoutMs: 60_000 });
     expect(res.result?.changed).toBe(false);
@@ -161,6 +185,7 @@ describe("privhelper firewall", () => {
   });
 
   it("a rogue rule shows up unrecognised and the next apply removes it", async () => {
+    await given(specOf(withPing));
     await inA(["nft", "add", "rule", "inet", "plexd", "plexd-mesh", "tcp", "dport", "22", "accept"]);
     const live = await client.readFirewall({});
     const rogue = live.chains.find((c) => c.name === "plexd-mesh")!.rules.filter((r) => !r.recognised);
@@ -175,6 +200,7 @@ describe("privhelper firewall", () => {
   });
 
   it("refuses invalid specs with INVALID_ARGUMENT and leaves the ruleset as it was", async () => {
+    await given(specOf(withPing));
     const before = await ruleset();
     const good = specOf(withPing);
     const mutate = (fn: (s: FirewallSpecPlain) => void) => {
@@ -195,6 +221,7 @@ describe("privhelper firewall", () => {
   });
 
   it("an empty spec removes table inet plexd and nothing else", async () => {
+    await given(specOf(withPing));
     const res = await client.applyFirewall({ spec: { chains: [] } });
     expect(res.result?.changed).toBe(true);
     expect(await ruleset()).not.toContain("table inet plexd");
@@ -224,6 +251,8 @@ describe("privhelper firewall", () => {
     expect((await client.applyFirewall({ spec: specOf(onlyPort) }, { timeoutMs: 60_000 })).result?.changed).toBe(true);
     const res = await client.teardown({});
     expect(res.removed).toContain("table inet plexd");
+    // The mesh interface is plexd's by name, so the stand-in went too.
+    expect((await sh(["ip", "-n", nsA, "link", "show", mesh], { reject: false })).exitCode).not.toBe(0);
     expect(await ruleset()).not.toContain("table inet plexd");
     expect(await otherTable()).toBe(foreign);
   });

@@ -1,9 +1,9 @@
 import { execa } from "execa";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { createTopology, ensureSystemUsers, nsExec, ping, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { createTopology, ensureSystemUsers, nsExec, ping, registerCleanup, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { continuousPing, joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import type { PlexdNode } from "./lib/node.js";
@@ -37,6 +37,26 @@ async function pingAll(list: PlexdNode[]): Promise<string[]> {
   return failed;
 }
 
+const three = (): PlexdNode[] => [nodes.a!, nodes.b!, nodes.c!];
+
+/** Starts whatever of the node's privhelper and agent is not running (a test killed it). */
+async function ensureRunning(n: PlexdNode): Promise<void> {
+  if (n.privhelper === undefined || n.privhelper.exited) await n.startPrivhelper();
+  if (n.agent === undefined || n.agent.exited) {
+    n.startAgent();
+    await n.agent!.waitForLine(/identity loaded/, 30_000);
+  }
+}
+
+/** expect.poll for hooks (vitest allows it only inside tests). */
+async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await fn().catch(() => false))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
 // The harness removes what a test creates when that test ends, so the long-lived nodes
 // join here; a node that joins inside a test leaves with it.
 beforeAll(async () => {
@@ -47,11 +67,20 @@ beforeAll(async () => {
   for (const name of ["a", "b", "c"]) await join_(name);
 });
 
+// Every test starts from the same mesh, whatever the test before it killed or cleaned up:
+// the control plane online, privhelper and agent running on a, b and c, and each reaching
+// the other two. What is restarted here belongs to the test and is stopped after it.
+beforeEach(async () => {
+  await cp.client.setOnline();
+  for (const n of three()) await ensureRunning(n);
+  await until("three nodes with two peers each", async () => (await Promise.all(three().map(peersOf))).every((p) => p === 2), 60_000);
+  await until("a full ping matrix", async () => (await pingAll(three())).length === 0, 60_000);
+});
+
 describe("mesh", () => {
   it("three nodes form a full mesh and ping each other over mesh IPs", async () => {
-    const three = [nodes.a!, nodes.b!, nodes.c!];
-    for (const n of three) await expect.poll(() => peersOf(n), { timeout: 60_000 }).toBe(2);
-    await expect.poll(() => pingAll(three), { timeout: 60_000, interval: 1000 }).toEqual([]);
+    for (const n of three()) await expect.poll(() => peersOf(n), { timeout: 60_000 }).toBe(2);
+    await expect.poll(() => pingAll(three()), { timeout: 60_000, interval: 1000 }).toEqual([]);
     // wg show lists each peer with its PSK and its mesh /32.
     const wg = await wgShow(nodes.a!.ns, nodes.a!.iface);
     expect(wg.peers.every((p) => p.hasPresharedKey)).toBe(true);
@@ -60,6 +89,12 @@ describe("mesh", () => {
 
   it("a fourth node joins at runtime and everyone reaches it; deregistering it removes it everywhere", async () => {
     const d = await join_("d");
+    // Should the test fail half-way, d still leaves the mesh (before its processes stop), so
+    // the next test starts from three nodes again; once deregistered this finds no identity.
+    registerCleanup("deregister node d", async () => {
+      delete nodes.d;
+      await d.plexd(["deregister", "--force"]);
+    });
     const all = Object.values(nodes);
     for (const n of all) await expect.poll(() => peersOf(n), { timeout: 60_000 }).toBe(3);
     await expect.poll(async () => (await Promise.all(all.filter((n) => n !== d).map(async (n) => (await ping(n.ns, meshIp(d), { count: 1, timeoutMs: 5000 })).ok))).every(Boolean), { timeout: 60_000, interval: 1000 }).toBe(true);
@@ -74,7 +109,6 @@ describe("mesh", () => {
     }
     // Its own interface is gone too (teardown), and with it its wireguard-go.
     expect(await peersOf(d)).toBe(0);
-    delete nodes.d;
   });
 
   it("key rotation keeps a running ping going", async () => {
@@ -108,6 +142,7 @@ describe("mesh", () => {
 
   it("an agent restarted while the control plane is down restores the mesh from its cache", async () => {
     const c = nodes.c!;
+    await c.agent!.kill("SIGTERM");
     // Remove the kernel state behind plexd's back, then start without a control plane.
     const cleanup = await nsExec(c.ns, ["node", join(import.meta.dirname, "../../dist/plexd-privhelper.js"), "--config", c.configFile, "--cleanup"]);
     expect(cleanup.exitCode).toBe(0);
@@ -135,7 +170,9 @@ describe("mesh", () => {
     console.log(`[mesh] privhelper kill -9: ${sent - received} of ${sent} pings lost`);
     expect(sent).toBeGreaterThan(15);
     expect(received).toBe(sent);
-    expect(a.agent!.output()).toMatch(/"msg":"mesh (applied|unchanged)"|mesh unchanged/);
+    // The agent sent its mesh to the new privhelper (an unchanged mesh is not in the agent's
+    // info log, so the evidence is privhelper's: a mutation RPC from the agent's uid).
+    await expect.poll(() => a.privhelper!.output(), { timeout: 15_000 }).toMatch(new RegExp(`"rpc":"ApplyMesh","uid":${users.plexd.uid},.*"outcome":"ok"`));
   });
 
   it("--cleanup leaves no plexd interface or wireguard-go process", async () => {

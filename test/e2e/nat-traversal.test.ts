@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { addNatSite, createTopology, ensureSystemUsers, nsExec, ping, useHarness, wgShow, type NatMapping, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { addNatSite, createTopology, ensureSystemUsers, nsExec, ping, registerCleanup, useHarness, wgShow, type NatMapping, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub, stunPort } from "./lib/cp.js";
 import { meshIp, nodeId } from "./lib/mesh.js";
 import { createNode, type PlexdNode } from "./lib/node.js";
@@ -134,9 +134,15 @@ describe("NAT traversal", () => {
     const newIp = "192.0.2.12";
     // The old address goes away: masquerade drops its conntrack mappings, the next datagrams
     // leave from the new address.
-    await nsExec(r1.ns, ["ip", "addr", "del", `${r1.ip}/24`, "dev", "eth0"]);
-    await nsExec(r1.ns, ["ip", "addr", "add", `${newIp}/24`, "dev", "eth0"]);
-    await nsExec(r1.ns, ["ip", "route", "replace", "default", "via", topo.hub.ip]);
+    const readdress = async (from: string, to: string): Promise<void> => {
+      await nsExec(r1.ns, ["ip", "addr", "del", `${from}/24`, "dev", "eth0"]);
+      await nsExec(r1.ns, ["ip", "addr", "add", `${to}/24`, "dev", "eth0"]);
+      await nsExec(r1.ns, ["ip", "route", "replace", "default", "via", topo.hub.ip]);
+    };
+    await readdress(r1.ip, newIp);
+    // The other tests here expect r1 at its own address: it gets it back however this ends
+    // (the nodes notice within one refresh, which those tests wait for).
+    registerCleanup("router r1 back at its address", () => readdress(newIp, r1.ip));
     const t0 = Date.now();
     await expect.poll(async () => (await endpointOf(a))?.public_endpoint, { timeout: refreshMs + 20_000, interval: 500 }).toBe(`${newIp}:51820`);
     const noticedMs = Date.now() - t0;

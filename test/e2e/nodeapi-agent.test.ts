@@ -1,43 +1,32 @@
 import { randomBytes } from "node:crypto";
-import { chownSync, writeFileSync } from "node:fs";
-import { beforeAll, describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { createTopology, ensureSystemUsers, makeTempDir, nsExec, ping, run, spawnInNamespace, useHarness, wgShow, type ProcessHandle, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import { createNode, distDir, type PlexdNode } from "./lib/node.js";
-import { cliAs, curlAs, ensurePeerCredAddon } from "./lib/nodeapi.js";
-import { join } from "node:path";
+import { cliAs, curlAs, ensurePeerCredAddon, writeTokenFile } from "./lib/nodeapi.js";
 
 // The node API of a live agent (spec/node-agent.md §6, §7): real mockcp, privhelper and
 // agents in namespaces, a two-node mesh, and local users of different groups calling the
 // API through the built CLI and curl. What the control plane hands down is readable, what
 // the node reports reaches the control plane, secrets are fetched and decrypted per read
 // and refused to the wrong callers, and the live tunnel and firewall data come from the kernel.
+//
+// Every test sets up what it relies on, so any test runs alone or in any order: the first
+// describe shares one mesh, made once and re-established before each of its tests; the
+// others make their own nodes.
 
 useHarness();
 
 let users: SystemUsers;
-let topo: Topology;
-let cp: LaunchedMockcp;
-let a: PlexdNode;
-let b: PlexdNode;
-/** `plexd watch -o json` on node a, started before the mesh formed. */
-let watcher: ProcessHandle;
 const secretValue = `s3cret-${randomBytes(12).toString("hex")}`;
-/** Bearer tokens of node a's loopback TCP listener (node_api.http). */
-const tcpTokens = { reader: randomBytes(16).toString("hex"), secrets: randomBytes(16).toString("hex") };
 const tcpPort = 9100;
 
 type WatchLine = { kind: string; subject: string; detail: string; at: string };
-const watched = (): WatchLine[] =>
-  watcher
-    .stdout()
-    .split("\n")
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as WatchLine);
 
-/** expect.poll for beforeAll (vitest allows it only inside tests). */
+/** expect.poll for hooks (vitest allows it only inside tests). */
 async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await fn().catch(() => false))) {
@@ -48,46 +37,78 @@ async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number
 
 const json = <T = Record<string, unknown>>(r: { stdout: string }): T => JSON.parse(r.stdout) as T;
 
+/** curl to the node's loopback TCP listener (node_api.http), inside its namespace. */
+async function tcpGet(n: PlexdNode, path: string, token?: string): Promise<{ status: number; body: string }> {
+  const r = await nsExec(n.ns, ["curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", ...(token === undefined ? [] : ["-H", `Authorization: Bearer ${token}`]), `http://127.0.0.1:${tcpPort}${path}`], { reject: false });
+  const lines = r.stdout.split("\n");
+  return { status: Number(lines.pop()), body: lines.join("\n") };
+}
+
 beforeAll(async () => {
   await ensurePeerCredAddon();
   users = await ensureSystemUsers();
-  topo = await createTopology({ nodes: ["api1", "api2", "api3"] });
-  // STUN on the hub: the nodes learn each other's endpoints the way production nodes do.
-  cp = await startCpOnHub(topo, { stun: true });
-  const api = `https://${topo.hub.ip}:${cpPort}`;
-  const config = { node_api: { report_debounce: "1s" } };
-  // Token files as `plexd install` would lay them out: root:plexd 0640 in a root-owned dir.
-  const tokenDir = makeTempDir("api-tokens", { mode: 0o755 });
-  const tokenFile = (name: string, value: string): string => {
-    const path = join(tokenDir, name);
-    writeFileSync(path, `${value}\n`, { mode: 0o640 });
-    chownSync(path, 0, users.groups.plexd);
-    return path;
-  };
-  const http = { enabled: true, listen: `127.0.0.1:${tcpPort}`, token_file: tokenFile("reader", tcpTokens.reader), secrets_token_file: tokenFile("secrets", tcpTokens.secrets) };
-  a = await joinNode({ topo, cp, api, users, name: "api1", config: { node_api: { ...config.node_api, http } } });
-
-  // The watcher subscribes first; a policy change it can see proves the stream is live
-  // before anything it must report happens.
-  watcher = spawnInNamespace({ ns: a.ns, name: "api1-watch", user: "plexd", argv: ["node", join(distDir, "plexd.js"), "watch", "-o", "json", "--socket", a.apiSocket] });
-  let attempt = 0;
-  await until("the watcher to see a policy change", async () => {
-    // A new id each time: an unchanged policy set is no change and would never be reported.
-    await cp.client.setPolicies(nodeId(a), [{ id: `p0-${attempt++}`, rules: [] }]);
-    await new Promise((r) => setTimeout(r, 500));
-    return watched().some((e) => e.kind === "policy_changed");
-  }, 30_000);
-
-  b = await joinNode({ topo, cp, api, users, name: "api2", config });
-  const rules = [
-    { src: nodeId(a), dst: nodeId(b), port: 0, protocol: "", action: "allow" },
-    { src: nodeId(b), dst: nodeId(a), port: 0, protocol: "", action: "allow" },
-  ];
-  for (const n of [a, b]) await cp.client.setPolicies(nodeId(n), [{ id: "p1", rules }]);
-  await until("a ping across the mesh", async () => (await ping(b.ns, meshIp(a), { count: 1, timeoutMs: 3000 })).ok, 60_000);
 });
 
 describe("node API of a live agent", () => {
+  let topo: Topology;
+  let cp: LaunchedMockcp;
+  let a: PlexdNode;
+  let b: PlexdNode;
+  /** `plexd watch -o json` on node a, started before the mesh formed. */
+  let watcher: ProcessHandle;
+  /** Bearer tokens of node a's loopback TCP listener. */
+  const tcpTokens = { reader: randomBytes(16).toString("hex"), secrets: randomBytes(16).toString("hex") };
+  let rules: { src: string; dst: string; port: number; protocol: string; action: string }[];
+
+  const watched = (): WatchLine[] =>
+    watcher
+      .stdout()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as WatchLine);
+
+  beforeAll(async () => {
+    topo = await createTopology({ nodes: ["api1", "api2", "api3"] });
+    // STUN on the hub: the nodes learn each other's endpoints the way production nodes do.
+    cp = await startCpOnHub(topo, { stun: true });
+    const api = `https://${topo.hub.ip}:${cpPort}`;
+    const config = { node_api: { report_debounce: "1s" } };
+    // Token files as docs/decisions.md lays them out, in a root-owned dir: the reader token
+    // root:plexd 0640, the secrets token the agent's alone (plexd, 0600).
+    const tokenDir = makeTempDir("api-tokens", { mode: 0o755 });
+    const http = {
+      enabled: true,
+      listen: `127.0.0.1:${tcpPort}`,
+      token_file: writeTokenFile(tokenDir, "reader", tcpTokens.reader, { uid: 0, gid: users.groups.plexd }, 0o640),
+      secrets_token_file: writeTokenFile(tokenDir, "secrets", tcpTokens.secrets, { uid: users.plexd.uid, gid: users.plexd.gid }, 0o600),
+    };
+    a = await joinNode({ topo, cp, api, users, name: "api1", config: { node_api: { ...config.node_api, http } } });
+
+    // The watcher subscribes first; a policy change it can see proves the stream is live
+    // before anything it must report happens.
+    watcher = spawnInNamespace({ ns: a.ns, name: "api1-watch", user: "plexd", argv: ["node", join(distDir, "plexd.js"), "watch", "-o", "json", "--socket", a.apiSocket] });
+    let attempt = 0;
+    await until("the watcher to see a policy change", async () => {
+      // A new id each time: an unchanged policy set is no change and would never be reported.
+      await cp.client.setPolicies(nodeId(a), [{ id: `p0-${attempt++}`, rules: [] }]);
+      await new Promise((r) => setTimeout(r, 500));
+      return watched().some((e) => e.kind === "policy_changed");
+    }, 30_000);
+
+    b = await joinNode({ topo, cp, api, users, name: "api2", config });
+    rules = [
+      { src: nodeId(a), dst: nodeId(b), port: 0, protocol: "", action: "allow" },
+      { src: nodeId(b), dst: nodeId(a), port: 0, protocol: "", action: "allow" },
+    ];
+  });
+
+  // The mesh each test here starts from: policy p1 admits a and b to each other and the
+  // tunnel carries a ping. Setting an unchanged policy set again changes nothing.
+  beforeEach(async () => {
+    for (const n of [a, b]) await cp.client.setPolicies(nodeId(n), [{ id: "p1", rules }]);
+    await until("a ping across the mesh", async () => (await ping(b.ns, meshIp(a), { count: 1, timeoutMs: 3000 })).ok, 60_000);
+  });
+
   it("plexd status, peers and policies show the agent, its live tunnel and rule counters", async () => {
     await expect.poll(async () => json(await cliAs(a, users, "reader", ["status", "-o", "json"])), { timeout: 30_000 }).toMatchObject({
       node_id: nodeId(a),
@@ -172,7 +193,8 @@ describe("node API of a live agent", () => {
 
   it("a secret round-trips per read for plexd-secrets and root; a plain reader is refused it; an outsider gets nothing", async () => {
     await cp.client.setSecret(nodeId(a), "db-password", { value: secretValue });
-    await expect.poll(async () => (await curlAs(a, users, "reader", "/v1/state/secrets")).json(), { timeout: 20_000 }).toEqual({ secrets: [{ key: "db-password", version: 1 }] });
+    // Other tests here add secrets of their own; this one needs its key in the index.
+    await expect.poll(async () => (await curlAs(a, users, "reader", "/v1/state/secrets")).json(), { timeout: 20_000 }).toEqual({ secrets: expect.arrayContaining([{ key: "db-password", version: 1 }]) });
 
     const asRoot = await cliAs(a, users, "root", ["state", "get", "secret", "db-password"]);
     expect(asRoot.exitCode, asRoot.stderr).toBe(0);
@@ -190,7 +212,8 @@ describe("node API of a live agent", () => {
     expect(reader.stderr).toMatch(/permission_denied/);
     expect(reader.stdout).not.toContain(secretValue);
     expect((await curlAs(a, users, "reader", "/v1/state/secrets/db-password")).status).toBe(403);
-    expect((await cliAs(a, users, "reader", ["state", "get", "metadata", "environment"])).exitCode).toBe(0);
+    // The index is the reader's; only the value is not.
+    expect((await cliAs(a, users, "reader", ["state", "-o", "json"])).stdout).toContain("db-password");
 
     const outsider = await cliAs(a, users, "outsider", ["status"]);
     expect(outsider.exitCode).toBe(5);
@@ -200,17 +223,15 @@ describe("node API of a live agent", () => {
   });
 
   it("the loopback TCP listener wants a bearer token, and only the secrets token reads secrets", async () => {
-    const tcp = async (path: string, token?: string) => {
-      const r = await nsExec(a.ns, ["curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}", ...(token === undefined ? [] : ["-H", `Authorization: Bearer ${token}`]), `http://127.0.0.1:${tcpPort}${path}`], { reject: false });
-      const lines = r.stdout.split("\n");
-      return { status: Number(lines.pop()), body: lines.join("\n") };
-    };
+    const tcp = (path: string, token?: string) => tcpGet(a, path, token);
     expect((await tcp("/v1/agent/status")).status).toBe(401);
     expect((await tcp("/v1/agent/status", "wrong")).status).toBe(401);
     const status = await tcp("/v1/agent/status", tcpTokens.reader);
     expect(status.status).toBe(200);
     expect(JSON.parse(status.body)).toMatchObject({ node_id: nodeId(a) });
     await cp.client.setSecret(nodeId(a), "tcp-secret", { value: secretValue });
+    // The secret index reaches the agent with the event (or the next state pull).
+    await expect.poll(async () => (await curlAs(a, users, "reader", "/v1/state/secrets")).text, { timeout: 20_000 }).toContain("tcp-secret");
     expect((await tcp("/v1/state/secrets/tcp-secret", tcpTokens.reader)).status).toBe(403);
     const secret = await tcp("/v1/state/secrets/tcp-secret", tcpTokens.secrets);
     expect(secret.status).toBe(200);
@@ -255,8 +276,49 @@ describe("node API of a live agent", () => {
     expect(c.agent!.exitInfo?.exitCode).toBe(0);
     expect((await run(["test", "-e", c.apiSocket], { reject: false })).exitCode).toBe(1);
   });
+});
 
+describe("node API TCP secrets token file", () => {
+  it("a group-readable secrets token file keeps TCP secret reads off and says so; the reader token still works", async () => {
+    const topo = await createTopology({ nodes: ["tok1"] });
+    // Group plexd (the readers) could read this secrets token: the agent must not honour it.
+    const tokenDir = makeTempDir("api-tokens", { mode: 0o755 });
+    const reader = randomBytes(16).toString("hex");
+    const secrets = randomBytes(16).toString("hex");
+    const secretsFile = writeTokenFile(tokenDir, "secrets", secrets, { uid: 0, gid: users.groups.plexd }, 0o640);
+    const http = { enabled: true, listen: `127.0.0.1:${tcpPort}`, token_file: writeTokenFile(tokenDir, "reader", reader, { uid: 0, gid: users.groups.plexd }, 0o640), secrets_token_file: secretsFile };
+    // No bootstrap token: the agent waits for one, its node API and TCP listener already up.
+    const n = createNode({ name: "tok1", ns: topo.node("tok1").ns, api: `https://${topo.hub.ip}:${cpPort}`, caFile: "", users, config: { control_plane: { ca_file: "" }, node_api: { http } } });
+    const agent = n.startAgent();
+    const refused = `node_api.http.secrets_token_file: ${secretsFile} has owner uid 0 and mode 0640; the secrets token file must be owned by the agent's user (uid ${users.plexd.uid}) or root and grant nothing to group or others`;
+
+    // Visible to the operator: plexd status (text and JSON) and an error line in the agent's log.
+    await expect
+      .poll(async () => json<{ health: { code: string; severity: string; text: string }[] }>(await cliAs(n, users, "reader", ["status", "-o", "json"])).health, { timeout: 20_000 })
+      .toContainEqual(expect.objectContaining({ code: "node_api_secrets_token_refused", severity: "warning", text: expect.stringContaining(refused) }));
+    expect((await cliAs(n, users, "reader", ["status"])).stdout).toContain("node_api_secrets_token_refused");
+    expect(agent.output()).toMatch(/"level":50,.*"msg":"TCP secrets access disabled: node_api\.http\.secrets_token_file: /);
+    expect(agent.exited).toBe(false);
+    // The token in that file opens nothing; the reader token works as before.
+    expect((await tcpGet(n, "/v1/state/secrets/anything", secrets)).status).toBe(401);
+    expect((await tcpGet(n, "/v1/agent/status", reader)).status).toBe(200);
+    expect(agent.output()).not.toContain(secrets);
+  });
+});
+
+describe("node API with the control plane gone", () => {
   it("with mockcp stopped a secret read is UNAVAILABLE, cached state is still served, and no plaintext is on disk", async () => {
+    const topo = await createTopology({ nodes: ["off1"] });
+    const cp = await startCpOnHub(topo);
+    const a = await joinNode({ topo, cp, api: `https://${topo.hub.ip}:${cpPort}`, users, name: "off1" });
+    // What the agent caches (metadata, the secret index), and one secret read in plaintext.
+    await cp.client.setNodeState(nodeId(a), { metadata: { environment: "cached" } });
+    await cp.client.setSecret(nodeId(a), "db-password", { value: secretValue });
+    await expect.poll(async () => (await curlAs(a, users, "reader", "/v1/state/secrets")).json(), { timeout: 20_000 }).toEqual({ secrets: [{ key: "db-password", version: 1 }] });
+    await expect.poll(async () => (await cliAs(a, users, "reader", ["state", "get", "metadata", "environment"])).stdout, { timeout: 20_000 }).toBe("cached");
+    const read = await cliAs(a, users, "root", ["state", "get", "secret", "db-password"]);
+    expect(read.stdout, read.stderr).toBe(secretValue);
+
     await cp.stop();
     const cli = await cliAs(a, users, "root", ["state", "get", "secret", "db-password"]);
     expect(cli.exitCode).toBe(7);
@@ -264,13 +326,11 @@ describe("node API of a live agent", () => {
     const rest = await curlAs(a, users, "secrets", "/v1/state/secrets/db-password");
     expect(rest.status).toBe(503);
     expect(rest.json()).toEqual({ code: "unavailable", message: "control plane unavailable" });
-    expect((await cliAs(a, users, "reader", ["state", "get", "metadata", "environment"])).stdout).toBe("pulled");
+    expect((await cliAs(a, users, "reader", ["state", "get", "metadata", "environment"])).stdout).toBe("cached");
 
-    // The value was read three times above; it is in no file of either node, nor in the agent's log.
-    for (const n of [a, b]) {
-      const grep = await run(["grep", "-rlF", "-D", "skip", secretValue, n.root, `/run/plexd/${n.ns}`], { reject: false });
-      expect(grep.exitCode, grep.stdout).toBe(1);
-      expect(n.agent!.output()).not.toContain(secretValue);
-    }
+    // The value crossed the API in plaintext above; it is in no file of the node, nor in the agent's log.
+    const grep = await run(["grep", "-rlF", "-D", "skip", secretValue, a.root, `/run/plexd/${a.ns}`], { reject: false });
+    expect(grep.exitCode, grep.stdout).toBe(1);
+    expect(a.agent!.output()).not.toContain(secretValue);
   });
 });

@@ -3,31 +3,36 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { startFakeNodeApi, type FakeBackend } from "../support/nodeapi-fake-backend.js";
 import { loadPeerCredAddon } from "../../proto/lib/peercred.js";
 
 // The built `plexd` client (dist/plexd.js, `npm run build`) against a node API server with a
 // fake backend: human output, `-o json` = the response message JSON, exit codes of §7.1.
+// Each test gets a fresh server and state dir, so none sees what another wrote.
 
 const repo = resolve(import.meta.dirname, "../..");
 const cli = join(repo, "dist/plexd.js");
 let dir: string;
 let sock: string;
 let backend: FakeBackend;
-const ac = new AbortController();
+let ac: AbortController;
 let close: () => Promise<void>;
 
-beforeAll(async () => {
+beforeAll(() => {
   if (!existsSync(cli)) throw new Error("dist/plexd.js missing: run `npm run build` first");
+});
+
+beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), "plexd-cli-"));
   sock = join(dir, "api.sock");
+  ac = new AbortController();
   const fake = await startFakeNodeApi({ socketPath: sock, dataDir: dir, signal: ac.signal });
   backend = fake.backend;
   close = () => fake.server.close();
 });
 
-afterAll(async () => {
+afterEach(async () => {
   ac.abort();
   await close();
   await rm(dir, { recursive: true, force: true });
@@ -105,7 +110,8 @@ describe("plexd client commands", () => {
 
   it("watch streams events as JSON lines", async () => {
     const child = execa("node", [cli, "--socket", sock, "watch", "-o", "json", "--kind", "peer_down"], { reject: false });
-    for (let i = 0; i < 300 && backend.subscribers.events === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    // Emit only once the CLI (a fresh node process: seconds on a loaded machine) has subscribed.
+    await vi.waitFor(() => expect(backend.subscribers.events).toBeGreaterThan(0), { timeout: 30_000, interval: 20 });
     backend.emit({ kind: "peer_up", subject: "node_alpha", detail: "" });
     backend.emit({ kind: "peer_down", subject: "node_bravo", detail: "no handshake for 180s" });
     const line = await new Promise<string>((resolveLine) => child.stdout!.once("data", (d: Buffer) => resolveLine(d.toString())));

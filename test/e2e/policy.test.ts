@@ -1,3 +1,4 @@
+import { readdirSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { createTopology, ensureSystemUsers, nsExec, nftList, ping, tcpConnect, tcpListen, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
@@ -32,7 +33,7 @@ const peerKeys = async (n: PlexdNode): Promise<string[]> => (await wgShow(n.ns, 
 
 beforeAll(async () => {
   users = await ensureSystemUsers();
-  topo = await createTopology({ nodes: ["a", "b", "c"] });
+  topo = await createTopology({ nodes: ["a", "b", "c", "d"] });
   cp = await startCpOnHub(topo, { stun: true });
   api = `https://${topo.hub.ip}:${cpPort}`;
   a = await joinNode({ topo, cp, api, users, name: "a" });
@@ -44,8 +45,9 @@ beforeAll(async () => {
 
 describe("policy", () => {
   it("without a policy nothing passes and no peer is configured", async () => {
+    await setPolicies([]);
     await expect.poll(async () => (await nftList(a.ns)).tables.some((t) => t.name === "plexd"), { timeout: 20_000 }).toBe(true);
-    expect(await peerKeys(a)).toEqual([]);
+    await expect.poll(() => peerKeys(a), { timeout: 60_000 }).toEqual([]);
     expect((await ping(a.ns, meshIp(b), { count: 2, timeoutMs: 3000 })).ok).toBe(false);
   });
 
@@ -70,6 +72,10 @@ describe("policy", () => {
   });
 
   it("removing the policy blocks traffic again and removes the peer", async () => {
+    // First traffic that the policy lets through, so that its removal is what stops it.
+    await tcpListen(b.ns, meshIp(b), 8080);
+    await setPolicies(both("", 0));
+    await expect.poll(async () => (await tcpConnect(a.ns, meshIp(b), 8080, 2000)).ok, { timeout: 60_000, interval: 1000 }).toBe(true);
     await setPolicies([]);
     await expect.poll(() => peerKeys(a), { timeout: 60_000 }).toEqual([]);
     expect((await tcpConnect(a.ns, meshIp(b), 8080, 2000)).ok).toBe(false);
@@ -104,11 +110,15 @@ describe("drift", () => {
   });
 
   it("deregister --purge leaves no plexd table, chain or interface behind", async () => {
-    await c.agent!.kill("SIGTERM");
-    const r = await c.plexd(["deregister", "--purge"]);
+    // A node of its own: the others stay registered for the tests that use them.
+    const d = await joinNode({ topo, cp, api, users, name: "d" });
+    await expect.poll(async () => (await nftList(d.ns)).tables.some((t) => t.name === "plexd"), { timeout: 20_000 }).toBe(true);
+    await d.agent!.kill("SIGTERM");
+    const r = await d.plexd(["deregister", "--purge"]);
     expect(r.exitCode, r.output).toBe(0);
-    const rules = JSON.stringify(await nftList(c.ns));
+    const rules = JSON.stringify(await nftList(d.ns));
     expect(rules).not.toContain('"plexd"');
-    expect((await nsExec(c.ns, ["ip", "-o", "link"])).stdout).not.toContain(c.iface);
+    expect((await nsExec(d.ns, ["ip", "-o", "link"])).stdout).not.toContain(d.iface);
+    expect(readdirSync(d.dataDir)).toEqual([]);
   });
 });

@@ -6,7 +6,7 @@
 // processes of real users running an independent client (lib/priv-caller.ts).
 import { chownSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { addNamespace, ensureSystemUsers, makeTempDir, RUN_PREFIX, spawnInNamespace, useHarness, type RunAs, type SystemUsers } from "./harness/vitest.js";
 import type { LogLine } from "./lib/logs.js";
 import { encodeRequest, methodByName, privMethods, PrivCaller, statusName, type CallOutcome } from "./lib/priv-caller.js";
@@ -118,7 +118,13 @@ beforeAll(async () => {
   mkdirSync(join(node.root, "hooks.d"), { mode: 0o755 });
   writeToken();
   await node.start();
-  // Something for the refused calls to (not) change: a device and a firewall of root's.
+}, 180_000);
+
+/**
+ * Something for refused calls to (not) change: a device and a firewall of root's. Made before
+ * each test, because the tests of served callers call Teardown too.
+ */
+async function rootState(): Promise<void> {
   const root = new PrivCaller(node.socket);
   try {
     const setup = overlappingMeshes(1, 0, 0);
@@ -128,9 +134,11 @@ beforeAll(async () => {
   } finally {
     root.close();
   }
-}, 180_000);
+}
 
 describe("privhelper caller check (SO_PEERCRED)", () => {
+  beforeEach(rootState, 60_000);
+
   it("answers every RPC of a group member that is not the agent user with PERMISSION_DENIED, applies nothing, and logs its uid and pid", async () => {
     const before = await snapshot();
     expect(before.mesh).not.toBe("(no device)");

@@ -7,11 +7,11 @@ import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { connectPrivhelper, type PrivClient } from "../../agent/privclient/client.js";
 import { WireGuardImpl } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
-import { ensureBuilt, ensurePrivUsers, privhelperBin, startPrivhelper, stopPrivhelper } from "./privhelper-util.js";
+import { ensureBuilt, ensurePrivUsers, isRunning, privhelperBin, startPrivhelper, stopPrivhelper } from "./privhelper-util.js";
 
 const tag = randomBytes(3).toString("hex");
 const nsA = `pxmesh-a-${tag}`;
@@ -88,8 +88,19 @@ beforeAll(async () => {
   await inB(["ip", "addr", "add", "10.100.0.2/16", "dev", peerIface]);
   await inB(["ip", "link", "set", peerIface, "up"]);
 
-  helper = await startHelper();
-  client = connectPrivhelper({ socketPath: sock });
+});
+
+// Every test starts from a running privhelper serving the base device (spec()) with a live
+// tunnel to B, whatever the test before it killed, recreated or cleaned up.
+beforeEach(async () => {
+  if (!isRunning(helper)) {
+    client?.close();
+    helper = await startHelper();
+    client = connectPrivhelper({ socketPath: sock });
+  }
+  const res = await client.applyMesh({ spec: spec() });
+  expect(res.result?.failedStep).toBe("");
+  await inB(["ping", "-c", "1", "-W", "5", "10.100.0.1"]);
 });
 
 afterAll(async () => {
@@ -107,6 +118,9 @@ afterAll(async () => {
 
 describe("privhelper mesh", () => {
   it("creates a wireguard-go device with exactly the given config", async () => {
+    // From nothing: the base device goes first.
+    await client.teardown({});
+    expect(await wgGoPids(iface)).toEqual([]);
     const res = await client.applyMesh({ spec: spec() });
     expect(res.result?.failedStep).toBe("");
     expect(res.result?.changed).toBe(true);
@@ -229,18 +243,30 @@ describe("privhelper mesh", () => {
     await writeFile(join(work, "tables.nft"), "table inet plexd {\n  chain input {\n    type filter hook input priority 0; policy accept;\n  }\n}\ntable inet bystander {\n}\ntable inet plexd_stun {\n}\ntable ip nat {\n}\n");
     await inA(["nft", "-f", join(work, "tables.nft")]);
     await inA(["ip", "link", "add", "plexdx", "type", "veth", "peer", "name", "plexdy"]); // plexd-prefixed but not configured
-    const r = await execa("ip", ["netns", "exec", nsA, "node", privhelperBin, "--config", configPath, "--cleanup"], { reject: false, timeout: 30_000 });
-    expect(r.exitCode).toBe(0);
-    expect(await wgGoPids(iface)).toEqual([]);
-    const links = await inA(["ip", "-j", "link", "show"]);
-    expect(links).not.toContain(`"${iface}"`);
-    expect(links).toContain('"plexdx"');
-    expect(links).toContain(`"va${tag}"`);
-    expect(r.stderr).toContain('"removed":["wireguard-go pid');
-    expect(r.stderr).toMatch(/"removed":\[[^\]]*"table inet plexd","table ip plexd_stun"\]/);
-    const tables = (await inA(["nft", "list", "tables"])).split("\n").filter(Boolean).sort();
-    expect(tables).toEqual(["table inet bystander", "table inet plexd_stun", "table ip nat"]);
-    // B's own wireguard-go is untouched
-    expect((await execa("pgrep", ["-f", `^wireguard-go ${peerIface}$`], { reject: false })).stdout).not.toBe("");
+    try {
+      await checkCleanup();
+    } finally {
+      // The bystanders go again, so that no later test runs among them.
+      await inA(["ip", "link", "del", "plexdx"]).catch(() => undefined);
+      for (const t of ["inet bystander", "inet plexd_stun", "ip nat"]) await inA(["nft", "delete", "table", ...t.split(" ")]).catch(() => undefined);
+      await inB(["nft", "delete", "table", "inet", "sink"]).catch(() => undefined);
+    }
   });
 });
+
+/** Runs --cleanup beside the bystanders the test laid out and checks that only plexd's own went. */
+async function checkCleanup(): Promise<void> {
+  const r = await execa("ip", ["netns", "exec", nsA, "node", privhelperBin, "--config", configPath, "--cleanup"], { reject: false, timeout: 30_000 });
+  expect(r.exitCode).toBe(0);
+  expect(await wgGoPids(iface)).toEqual([]);
+  const links = await inA(["ip", "-j", "link", "show"]);
+  expect(links).not.toContain(`"${iface}"`);
+  expect(links).toContain('"plexdx"');
+  expect(links).toContain(`"va${tag}"`);
+  expect(r.stderr).toContain('"removed":["wireguard-go pid');
+  expect(r.stderr).toMatch(/"removed":\[[^\]]*"table inet plexd","table ip plexd_stun"\]/);
+  const tables = (await inA(["nft", "list", "tables"])).split("\n").filter(Boolean).sort();
+  expect(tables).toEqual(["table inet bystander", "table inet plexd_stun", "table ip nat"]);
+  // B's own wireguard-go is untouched
+  expect((await execa("pgrep", ["-f", `^wireguard-go ${peerIface}$`], { reject: false })).stdout).not.toBe("");
+}

@@ -115,3 +115,8 @@ export async function stopPrivhelper(child: ChildProcess | undefined, signal: No
   await exited;
   clearTimeout(timer);
 }
+
+/** Whether a privhelper started with startPrivhelper is still running. */
+export function isRunning(child: ChildProcess | undefined): child is ChildProcess {
+  return child !== undefined && child.exitCode === null && child.signalCode === null;
+}

@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { createSocket } from "node:dgram";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { buildBindingRequest, decodeBindingResponse, parseBindingResponse } from "../../agent/nat/stun.js";
 import { connectPrivhelper, type PrivClient } from "../../agent/privclient/client.js";
 import { startStunResponder } from "../../mockcp/server/stun.js";
@@ -48,6 +48,12 @@ beforeAll(async () => {
 afterAll(() => priv?.close());
 
 describe("STUN interop with Debian's stund", () => {
+  // No WireGuard device unless the test makes one: whether a probe can share the mesh port
+  // depends on it.
+  beforeEach(async () => {
+    await priv.teardown({}, { timeoutMs: 30_000 });
+  });
+
   it("the agent's Binding request is answered with the client's own address", async () => {
     const req = buildBindingRequest();
     const r = await nsExec(topo.node("client").ns, [process.execPath, "-e", SEND_SCRIPT, server().ip, String(server().port), req.bytes.toString("hex")], { timeoutMs: 10_000 });

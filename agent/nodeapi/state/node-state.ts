@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PlexdError, isCancellation } from "../../../proto/lib/errors.js";
 import { decodeKey32 } from "../../../proto/lib/keys.js";
-import { writeJsonAtomic } from "../../util/atomic.js";
+import { plainWriter, type DataWriter } from "../../util/atomic.js";
 import { realClock, type Clock } from "../../util/clock.js";
 import type { Logger } from "../../util/log.js";
 import { FileDownstream, type Downstream, type DownstreamUpdate, type SecretRef } from "./downstream.js";
@@ -46,6 +46,8 @@ export type CpRequestFn = (
 
 export interface NodeStateOptions {
   dataDir: string;
+  /** Writes the report files (the agent's DataDirFence); default plain writes. */
+  writer?: DataWriter;
   /** The registered node id (path parameter of /secrets and /report). */
   nodeId: () => string;
   cpRequest: CpRequestFn;
@@ -75,6 +77,7 @@ export class NodeState {
   readonly #opts: NodeStateOptions;
   readonly #clock: Clock;
   readonly #log: Logger;
+  readonly #writer: DataWriter;
   #down: Downstream;
   #reports = new Map<string, StateEntry>();
   #pending = new Set<string>();
@@ -92,6 +95,7 @@ export class NodeState {
     this.#dir = join(opts.dataDir, "state");
     this.#clock = opts.clock ?? realClock;
     this.#log = opts.log;
+    this.#writer = opts.writer ?? plainWriter;
     this.#down = down;
     // Lives as long as this NodeState, which lives as long as its downstream.
     down.subscribe((c) => this.#emit(c));
@@ -239,7 +243,7 @@ export class NodeState {
     this.#reports.set(req.key, entry);
     this.#markWritten(req.key);
     await this.#queue(async () => {
-      await writeJsonAtomic(join(this.#dir, "report", `${req.key}.json`), entry);
+      await this.#writer.writeJsonAtomic(join(this.#dir, "report", `${req.key}.json`), entry);
       await this.#writePending();
     });
     this.#emit({ kind: "report", keys: [req.key] });
@@ -268,7 +272,7 @@ export class NodeState {
 
   #writePending(): Promise<void> {
     const file: PendingFile = { pending: [...this.#pending].sort(), conflict: [...this.#conflict].sort() };
-    return writeJsonAtomic(join(this.#dir, "report-pending.json"), file);
+    return this.#writer.writeJsonAtomic(join(this.#dir, "report-pending.json"), file);
   }
 
   // ------------------------------------------------------------------ upstream sync
@@ -377,7 +381,7 @@ export class NodeState {
       touched.push(bumped);
     }
     await this.#queue(async () => {
-      for (const e of touched) await writeJsonAtomic(join(this.#dir, "report", `${e.key}.json`), e);
+      for (const e of touched) await this.#writer.writeJsonAtomic(join(this.#dir, "report", `${e.key}.json`), e);
     });
     if (touched.length > 0) this.#emit({ kind: "report", keys: touched.map((e) => e.key) });
   }

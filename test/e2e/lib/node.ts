@@ -1,7 +1,7 @@
 import { chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
-import { makeTempDir, registerCleanup, spawnInNamespace, type ProcessHandle, type SystemUsers } from "../harness/index.js";
+import { makeTempDir, registerCleanup, RUN_PREFIX, spawnInNamespace, type ProcessHandle, type SystemUsers } from "../harness/index.js";
 
 // One plexd node as it runs in production, inside a network namespace: a root privhelper
 // on its own socket and the agent as user plexd, both the built bundles, with a config
@@ -21,7 +21,7 @@ export interface NodeOptions {
   /** Extra config merged over the defaults the fixture writes. */
   config?: Record<string, unknown>;
   logLevel?: string;
-  /** Mesh interface name; default `plexd<name>`. Must be unique machine-wide (see `iface` below). */
+  /** Mesh interface name; default `plexd<run id><name>`. Must be unique machine-wide (see `iface` below). */
   iface?: string;
 }
 
@@ -73,7 +73,9 @@ export function createNode(opts: NodeOptions): PlexdNode {
   const privSocket = join(root, "priv", "privhelper.sock");
   const tokenFile = join(tokenDir, "bootstrap-token");
   const configFile = join(etc, "config.yaml");
-  const iface = opts.iface ?? `plexd${opts.name.replace(/[^a-z0-9]/g, "").slice(0, 10)}`;
+  // With the run's id in it, so that runs of the same test by several people at once do not
+  // share /var/run/wireguard/NAME.sock (mesh.interface allows 10 characters after "plexd").
+  const iface = opts.iface ?? `plexd${RUN_PREFIX.slice(2)}${opts.name.replace(/[^a-z0-9]/g, "").slice(0, 6)}`;
   const config = deepMerge(
     {
       api: opts.api,

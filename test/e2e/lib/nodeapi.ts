@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { run, spawnInNamespace, type RunAs, type SystemUsers } from "../harness/index.js";
 import { distDir, type PlexdNode } from "./node.js";
@@ -79,4 +79,17 @@ export async function curlAs(n: PlexdNode, users: SystemUsers, who: Caller, path
     text,
     json: <T = Record<string, unknown>>(): T => JSON.parse(text) as T,
   };
+}
+
+/**
+ * A node API bearer token file (node_api.http) with the given owner and mode, in `dir`.
+ * The layout spec/node-agent.md §8 and docs/decisions.md give: the reader token
+ * root:plexd 0640, the secrets token owned by the agent's user, 0600.
+ */
+export function writeTokenFile(dir: string, name: string, value: string, owner: { uid: number; gid: number }, mode: number): string {
+  const path = join(dir, name);
+  writeFileSync(path, `${value}\n`, { mode });
+  chmodSync(path, mode);
+  chownSync(path, owner.uid, owner.gid);
+  return path;
 }
