@@ -144,7 +144,7 @@ describe("mesh", () => {
     const c = nodes.c!;
     await c.agent!.kill("SIGTERM");
     // Remove the kernel state behind plexd's back, then start without a control plane.
-    const cleanup = await nsExec(c.ns, ["node", join(import.meta.dirname, "../../dist/plexd-privhelper.js"), "--config", c.configFile, "--cleanup"]);
+    const cleanup = await nsExec(c.ns, [join(import.meta.dirname, "../../dist/plexd-privhelper.js"), "--config", c.configFile, "--cleanup"]);
     expect(cleanup.exitCode).toBe(0);
     expect(await peersOf(c)).toBe(0);
     await cp.client.setOffline();
@@ -178,7 +178,7 @@ describe("mesh", () => {
   it("--cleanup leaves no plexd interface or wireguard-go process", async () => {
     for (const n of [nodes.a!, nodes.b!, nodes.c!]) {
       await n.agent!.kill("SIGTERM");
-      const r = await nsExec(n.ns, ["node", join(import.meta.dirname, "../../dist/plexd-privhelper.js"), "--config", n.configFile, "--cleanup"]);
+      const r = await nsExec(n.ns, [join(import.meta.dirname, "../../dist/plexd-privhelper.js"), "--config", n.configFile, "--cleanup"]);
       expect(r.exitCode).toBe(0);
       const links = await nsExec(n.ns, ["ip", "-o", "link", "show"]);
       expect(links.stdout).not.toMatch(/plexd/);

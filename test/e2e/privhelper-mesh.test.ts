@@ -256,7 +256,7 @@ describe("privhelper mesh", () => {
 
 /** Runs --cleanup beside the bystanders the test laid out and checks that only plexd's own went. */
 async function checkCleanup(): Promise<void> {
-  const r = await execa("ip", ["netns", "exec", nsA, "node", privhelperBin, "--config", configPath, "--cleanup"], { reject: false, timeout: 30_000 });
+  const r = await execa("ip", ["netns", "exec", nsA, privhelperBin, "--config", configPath, "--cleanup"], { reject: false, timeout: 30_000 });
   expect(r.exitCode).toBe(0);
   expect(await wgGoPids(iface)).toEqual([]);
   const links = await inA(["ip", "-j", "link", "show"]);

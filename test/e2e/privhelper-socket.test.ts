@@ -102,7 +102,7 @@ describe("privhelper socket", () => {
   });
 
   it("refuses to start a second privhelper on a live socket and leaves the first serving", async () => {
-    const second = await execa("node", ["dist/plexd-privhelper.js", "--config", join(work, "config.yaml"), "--socket", sock], { reject: false, timeout: 20_000 });
+    const second = await execa("dist/plexd-privhelper.js", ["--config", join(work, "config.yaml"), "--socket", sock], { reject: false, timeout: 20_000 });
     expect(second.exitCode).toBe(1);
     expect(second.stderr).toContain("already serving");
     const r = await runAs(users.plexdUid, users.plexdGid, [clientScript, sock]);

@@ -1,10 +1,11 @@
 // Shared by the privhelper e2e tests: build freshness, system users, starting/stopping the
 // built binary by PID, and running a node script as another uid.
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdir, stat } from "node:fs/promises";
+import { chmod, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { execa } from "execa";
+import nodeFlags from "../../scripts/node-flags.json" with { type: "json" };
 
 export const privhelperBin = "dist/plexd-privhelper.js";
 
@@ -35,8 +36,10 @@ export async function ensureBuilt(): Promise<void> {
     sourcemap: "linked",
     packages: "external",
     logLevel: "warning",
-    banner: { js: '#!/usr/bin/env node\nimport { createRequire as __plexdCreateRequire } from "node:module";\nconst require = __plexdCreateRequire(import.meta.url);' },
+    // The same first line as scripts/build.mjs writes: privhelper's V8 flags (scripts/node-flags.json).
+    banner: { js: `#!/usr/bin/env -S node ${nodeFlags["plexd-privhelper"].join(" ")}\nimport { createRequire as __plexdCreateRequire } from "node:module";\nconst require = __plexdCreateRequire(import.meta.url);` },
   });
+  await chmod(privhelperBin, 0o755);
 }
 
 async function idOf(kind: "-u" | "-g", name: string): Promise<number | undefined> {
@@ -87,7 +90,8 @@ async function waitFor(cond: () => Promise<boolean>, what: string, timeoutMs = 1
 /** Start the built privhelper and wait until its socket exists with its final mode. */
 export async function startPrivhelper(args: string[], socketPath: string, prefix: string[] = []): Promise<ChildProcess> {
   // `ip netns exec` execs the command, so the child's PID is privhelper's own.
-  const argv = [...prefix, "node", privhelperBin, "--log-level", "debug", ...args];
+  // Run as systemd runs it: the bundle itself, whose first line carries privhelper's V8 flags.
+  const argv = [...prefix, privhelperBin, "--log-level", "debug", ...args];
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "inherit", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {

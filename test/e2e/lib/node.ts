@@ -110,7 +110,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
     apiSocket: join(runDir, "api.sock"),
     iface,
     async startPrivhelper() {
-      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-privhelper`, argv: ["node", join(distDir, "plexd-privhelper.js"), "--config", configFile] });
+      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-privhelper`, argv: [join(distDir, "plexd-privhelper.js"), "--config", configFile] });
       node.privhelper = p;
       await p.waitForLine(/listening|serving/i, 15_000);
       return p;

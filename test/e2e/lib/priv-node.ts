@@ -103,7 +103,7 @@ export function createPrivNode(opts: PrivNodeOptions): PrivNode {
         name: `${opts.name}-privhelper-${starts}`,
         logDir,
         env: { TMPDIR: tmpDir },
-        argv: ["node", privhelperBundle, "--config", configFile, "--socket", socket, "--log-level", opts.logLevel ?? "info", ...args],
+        argv: [privhelperBundle, "--config", configFile, "--socket", socket, "--log-level", opts.logLevel ?? "info", ...args],
       });
       await proc.waitForLine(/listening|serving/i, 30_000);
       return proc;
@@ -120,7 +120,7 @@ export function createPrivNode(opts: PrivNodeOptions): PrivNode {
     log: () => logLines(allStderr()),
     stderr: allStderr,
     async cleanup() {
-      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-cleanup`, logDir, env: { TMPDIR: tmpDir }, argv: ["node", privhelperBundle, "--config", configFile, "--socket", socket, "--cleanup"] });
+      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-cleanup`, logDir, env: { TMPDIR: tmpDir }, argv: [privhelperBundle, "--config", configFile, "--socket", socket, "--cleanup"] });
       const exit = await p.waitForExit(60_000);
       return { exitCode: exit.exitCode, output: p.output() };
     },
