@@ -10,7 +10,7 @@ import { PrivHelperService, type ApplyMeshResponse, type GetInfoResponse } from 
 import { PlexdError } from "../proto/lib/errors.js";
 import { grpcServiceDefinition } from "../proto/lib/grpc.js";
 import { captureLog, until } from "../test/support/privhelper.js";
-import { bindHandlers, createGate, lazyDefinition, type CallContext, type Handlers } from "./adapter.js";
+import { bindHandlers, createGate, type CallContext, type Handlers } from "./adapter.js";
 
 type Methods = (typeof PrivHelperService)["method"];
 const def = grpcServiceDefinition(PrivHelperService);
@@ -50,7 +50,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "plexd-adapter-"));
   server = new grpc.Server();
   // One call at a time, one more waiting: small enough to fill in a test.
-  server.addService(lazyDefinition(PrivHelperService), bindHandlers(PrivHelperService, handlers, { log, gate: createGate(1, 1), callerOf: () => caller }));
+  server.addService(grpcServiceDefinition(PrivHelperService, { rawRequests: true }), bindHandlers(PrivHelperService, handlers, { log, gate: createGate(1, 1), callerOf: () => caller }));
   await new Promise((res, rej) => server.bindAsync(`unix:${join(dir, "s.sock")}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
   client = new grpc.Client(`unix:${join(dir, "s.sock")}`, grpc.credentials.createInsecure());
 });

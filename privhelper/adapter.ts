@@ -6,7 +6,6 @@ import type * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { PlexdError, grpcStatusOf, isCancellation } from "../proto/lib/errors.js";
-import { grpcServiceDefinition } from "../proto/lib/grpc.js";
 import type { Logger } from "./log.js";
 
 /** `signal` aborts when the caller cancels or its deadline passes; uid/pid are SO_PEERCRED's. */
@@ -37,13 +36,6 @@ export function createGate(concurrency: number, queued: number) {
 
 // Reads are frequent (drift checks, plexd top) and change nothing: debug level only.
 const readOnly = /^(get|read)/;
-
-/** The service definition with requests left as bytes: the adapter decodes them inside the gate. */
-export function lazyDefinition(service: GenService<GenServiceMethods>): grpc.ServiceDefinition {
-  const def = grpcServiceDefinition(service);
-  for (const m of Object.values(def)) m.requestDeserialize = (bytes: Buffer) => bytes;
-  return def;
-}
 
 export function bindHandlers<S extends GenServiceMethods>(
   service: GenService<S>,

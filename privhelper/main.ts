@@ -5,7 +5,8 @@ import { Command, Option } from "commander";
 import { PrivHelperService } from "../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../proto/lib/errors.js";
 import { loadPeerCredAddon, nativePeerCredReader } from "../proto/lib/peercred.js";
-import { bindHandlers, createGate, lazyDefinition } from "./adapter.js";
+import { grpcServiceDefinition } from "../proto/lib/grpc.js";
+import { bindHandlers, createGate } from "./adapter.js";
 import { defaultConfigPath, loadPrivConfig } from "./config.js";
 import { buildHandlers } from "./handlers.js";
 import { createLogger } from "./log.js";
@@ -50,7 +51,7 @@ async function main(): Promise<number> {
   if (!loadPeerCredAddon()) throw new PlexdError("failed_precondition", "the SO_PEERCRED addon is not built (npm run build:native): without it no caller can be told from another");
   const [gid, agentUid] = [await idOf("group", flags.group), await idOf("passwd", flags.agentUser)];
   const implementation = bindHandlers(PrivHelperService, handlers, { log, gate: createGate(2, 64), callerOf });
-  const server = await startServer({ socketPath, gid, allowedUids: [agentUid], service: lazyDefinition(PrivHelperService), implementation, readPeer: nativePeerCredReader(), log });
+  const server = await startServer({ socketPath, gid, allowedUids: [agentUid], service: grpcServiceDefinition(PrivHelperService, { rawRequests: true }), implementation, readPeer: nativePeerCredReader(), log });
   log.info({ socket: socketPath, group: flags.group, agentUser: flags.agentUser, allowed: config.allowedInterfaces }, "privhelper listening");
   await new Promise((resolve) => process.once("SIGTERM", resolve).once("SIGINT", resolve));
   // Kernel state is left in place: restarts must keep tunnels up.

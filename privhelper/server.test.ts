@@ -13,7 +13,7 @@ import { PlexdError } from "../proto/lib/errors.js";
 import { grpcServiceDefinition } from "../proto/lib/grpc.js";
 import type { PeerCred } from "../proto/lib/peercred.js";
 import { captureLog } from "../test/support/privhelper.js";
-import { bindHandlers, createGate, lazyDefinition, type CallContext, type Handlers } from "./adapter.js";
+import { bindHandlers, createGate, type CallContext, type Handlers } from "./adapter.js";
 import { callerOf, serverLimits, startServer } from "./server.js";
 
 const root = process.getuid?.() === 0;
@@ -63,7 +63,7 @@ beforeAll(async () => {
     socketPath,
     gid,
     allowedUids: [agentUid],
-    service: lazyDefinition(PrivHelperService),
+    service: grpcServiceDefinition(PrivHelperService, { rawRequests: true }),
     implementation: bindHandlers(PrivHelperService, handlers, { log, gate: createGate(4, 16), callerOf }),
     readPeer: () => creds.shift(),
     log,
@@ -152,7 +152,7 @@ describe.skipIf(!root)("startServer", () => {
 
   it("takes over a socket nobody answers on; refuses one that answers, and a path that is not a socket", async () => {
     const other = join(dir, "other");
-    const opts = { gid, allowedUids: [], service: lazyDefinition(PrivHelperService), implementation: {}, readPeer: () => undefined, log };
+    const opts = { gid, allowedUids: [], service: grpcServiceDefinition(PrivHelperService, { rawRequests: true }), implementation: {}, readPeer: () => undefined, log };
     // A socket left by a killed process.
     const stale = join(other, "stale.sock");
     spawnSync(process.execPath, ["-e", `require("node:fs").mkdirSync(${JSON.stringify(other)}, { recursive: true }); require("node:net").createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, "SIGKILL"))`]);

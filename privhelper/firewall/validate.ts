@@ -7,7 +7,6 @@ import { Issues, checkInterface } from "../validate.js";
 import { actionFromEnum, baseChains, isBaseChain, protoFromEnum, regularChainNames, type DesiredFirewall, type Hook, type NormChain, type NormRule } from "./model.js";
 
 export const firewallLimits = { rules: 50_000, chains: 16 } as const;
-
 export const ruleIdRe = /^[0-9a-f]{8,32}$/;
 // nft log prefixes may hold up to 127 bytes; a small charset keeps quoting trivial.
 export const logPrefixRe = /^[A-Za-z0-9 _.:-]{1,64}$/;

@@ -58,11 +58,8 @@ async function rollback(deps: MeshDeps, name: string, before: Live, scope?: Read
   await execute(deps, previous, { ...diffMesh(previous, now, scope), ...planRoutes(name, ours, routes, new Set()) }, { step: "" });
 }
 
-/**
- * A delta changes peers and their routes only: it is merged onto the live peers (less those
- * removed), and only the routes of allowed IPs it gives or takes away are read and planned. The
- * link is the whole spec's business, and so is correcting drift elsewhere on the device.
- */
+// A delta changes peers and their routes only: merged onto the live peers, it reads and plans just the routes of
+// allowed IPs it gives or takes away. The link, and drift elsewhere on the device, are the whole spec's business.
 async function readDelta(deps: MeshDeps, want: DesiredMesh, removed: readonly string[], signal: AbortSignal): Promise<{ live: Live; scope: Set<string> }> {
   const wg = await (await deps.wgFor(want.interface)).show(want.interface, signal);
   if (!wg) throw new PlexdError("failed_precondition", `${want.interface} does not exist; send the whole spec`);

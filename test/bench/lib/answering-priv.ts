@@ -17,12 +17,10 @@ export const serveFlag = "--serve-answering-priv";
 
 /** The child's side: `plexd-bench --serve-answering-priv SOCKET` (test/bench/main.ts). */
 export async function serveAnsweringPriv(socketPath: string): Promise<void> {
-  const def = grpcServiceDefinition(PrivHelperService);
+  const def = grpcServiceDefinition(PrivHelperService, { rawRequests: true });
   const impl: grpc.UntypedServiceImplementation = {};
   for (const m of PrivHelperService.methods) {
-    const d = def[m.localName];
-    if (!d || m.methodKind !== "unary") continue;
-    d.requestDeserialize = (b: Buffer) => b;
+    if (!def[m.localName] || m.methodKind !== "unary") continue;
     const answer = create(m.output as DescMessage, m.name.startsWith("Apply") ? ({ result: { changed: true } } as never) : ({} as never));
     impl[m.localName] = (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, answer);
   }
