@@ -72,34 +72,11 @@ export async function ensureSystemUsers(): Promise<SystemUsers> {
     "plexd mesh agent",
     "plexd",
   ]);
-  await ensure(userExists("plexd-outsider"), [
-    "useradd",
-    "--system",
-    "--user-group",
-    "--no-create-home",
-    "--home-dir",
-    "/nonexistent",
-    "--shell",
-    NOLOGIN,
-    "--comment",
-    "plexd tests, not in group plexd",
-    "plexd-outsider",
-  ]);
-  await ensure(userExists("plexd-member"), [
-    "useradd",
-    "--system",
-    "--user-group",
-    "--groups",
-    "plexd",
-    "--no-create-home",
-    "--home-dir",
-    "/nonexistent",
-    "--shell",
-    NOLOGIN,
-    "--comment",
-    "plexd tests, in group plexd but not the agent user",
-    "plexd-member",
-  ]);
+  // Test accounts: system users with a group of their own, no home and no login shell.
+  const testUser = (name: string, comment: string, groups: string[] = []) =>
+    ensure(userExists(name), ["useradd", "--system", "--user-group", ...groups.flatMap((g) => ["--groups", g]), "--no-create-home", "--home-dir", "/nonexistent", "--shell", NOLOGIN, "--comment", comment, name]);
+  await testUser("plexd-outsider", "plexd tests, not in group plexd");
+  await testUser("plexd-member", "plexd tests, in group plexd but not the agent user", ["plexd"]);
   // Converge accounts made earlier by other means (e.g. a plain `useradd plexd`) to the same
   // shape as `plexd install`: home /var/lib/plexd (not created), no login shell, group plexd.
   const pw = await getent("passwd", "plexd");
