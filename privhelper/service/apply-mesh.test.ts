@@ -623,16 +623,21 @@ describe("ApplyMesh with wireguard-go (UAPI)", () => {
     getReply = emptyDevice;
   });
 
+  /** No device, no kernel WireGuard: wireguard-go is started and its link configured. */
+  const createsUserspaceDevice = (host: FakeHost): TranscriptEntry[] => [
+    ipRead("plexd0", undefined, hostRoutes),
+    wgShow("plexd0", undefined),
+    { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: fail("Error: Unknown device type.\n", 2) },
+    spawned(host),
+    ipRead("plexd0", { kind: "tun", up: false, mtu: 1420, addrs: [] }, hostRoutes),
+    ipBatch(["link set plexd0 mtu 1420", "addr replace 10.100.0.1/32 dev plexd0", "link set plexd0 up"]),
+  ];
+
   it("starts wireguard-go when the kernel has no WireGuard and configures it in one set, then routes", async () => {
     const host = new FakeHost({ bins: ["wireguard-go"] });
     const e = userspace(
       [
-        ipRead("plexd0", undefined, hostRoutes),
-        wgShow("plexd0", undefined),
-        { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: fail("Error: Unknown device type.\n", 2) },
-        spawned(host),
-        ipRead("plexd0", { kind: "tun", up: false, mtu: 1420, addrs: [] }, hostRoutes),
-        ipBatch(["link set plexd0 mtu 1420", "addr replace 10.100.0.1/32 dev plexd0", "link set plexd0 up"]),
+        ...createsUserspaceDevice(host),
         ipBatch(add("10.100.0.3/32")),
       ],
       host,
@@ -665,12 +670,7 @@ describe("ApplyMesh with wireguard-go (UAPI)", () => {
     const host = new FakeHost({ bins: ["wireguard-go"] });
     const e = userspace(
       [
-        ipRead("plexd0", undefined, hostRoutes),
-        wgShow("plexd0", undefined),
-        { cmd: ["ip", "link", "add", "plexd0", "type", "wireguard"], result: fail("Error: Unknown device type.\n", 2) },
-        spawned(host),
-        ipRead("plexd0", { kind: "tun", up: false, mtu: 1420, addrs: [] }, hostRoutes),
-        ipBatch(["link set plexd0 mtu 1420", "addr replace 10.100.0.1/32 dev plexd0", "link set plexd0 up"]),
+        ...createsUserspaceDevice(host),
         // rollback: SIGTERM; wireguard-go takes its link with it
         ipRead("plexd0", undefined, hostRoutes),
       ],
