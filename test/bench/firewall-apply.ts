@@ -21,6 +21,7 @@ import { FirewallSpecSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { privConfigFrom } from "../../privhelper/config.js";
 import { renderScript } from "../../privhelper/firewall/render.js";
 import { validateFirewallSpec } from "../../privhelper/firewall/validate.js";
+import { privhelperNodeFlags } from "./lib/privhelper.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
 
 const ruleCount = 10_000;
@@ -79,7 +80,7 @@ export const firewallApply: Benchmark = {
       const sock = join(work, "run", "privhelper.sock");
 
       await execa("ip", ["netns", "add", ns]);
-      helper = spawn("ip", ["netns", "exec", ns, process.execPath, privhelperPath(), "--config", configFile, "--socket", sock, "--group", "root", "--log-level", "warn"], {
+      helper = spawn("ip", ["netns", "exec", ns, process.execPath, ...privhelperNodeFlags(), privhelperPath(), "--config", configFile, "--socket", sock, "--group", "root", "--log-level", "warn"], {
         stdio: ["ignore", "ignore", "inherit"],
       });
       client = connectPrivhelper({ socketPath: sock });

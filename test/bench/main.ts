@@ -29,7 +29,7 @@ async function main(argv: string[]): Promise<number> {
     try {
       const r: BenchResult = await bench.run({ signal: ac.signal, progress: (m) => process.stderr.write(`[${name}] ${m}\n`) });
       process.stdout.write(
-        `${JSON.stringify({ name: r.name, value: round(r.value), unit: r.unit, floor: r.floor === null ? null : round(r.floor), ratio: r.ratio === null ? null : round(r.ratio, 3), target: r.target })}\n`,
+        `${JSON.stringify({ name: r.name, value: round(r.value), unit: r.unit, floor: r.floor === null ? null : round(r.floor), ratio: r.ratio === null ? null : round(r.ratio, 3), target: r.target, ...roundAll(r.extra ?? {}) })}\n`,
       );
     } catch (err) {
       failed++;
@@ -39,6 +39,10 @@ async function main(argv: string[]): Promise<number> {
   process.off("SIGINT", onSignal);
   process.off("SIGTERM", onSignal);
   return failed > 0 ? 1 : 0;
+}
+
+function roundAll(fields: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, round(v)]));
 }
 
 function round(x: number, digits = 1): number {

@@ -7,6 +7,7 @@ import { meshIncremental } from "./mesh-incremental.js";
 import { privhelperRpc } from "./privhelper-rpc.js";
 import { reconcileIdle } from "./reconcile-idle.js";
 import { reconcileScale } from "./reconcile-scale.js";
+import { rssPrivhelper } from "./rss-privhelper.js";
 
 // Benchmarks are programs, not timed tests (design.md 5, 6). Each one measures its own floor in
 // the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
@@ -22,6 +23,8 @@ export interface BenchResult {
   ratio: number | null;
   /** The goal restated, e.g. ">=0.7" or "<=1.5". */
   target: string;
+  /** Further figures printed in the same JSON line after `target`, e.g. {idle: 61.2}. */
+  extra?: Record<string, number>;
 }
 
 export interface BenchContext {
@@ -45,4 +48,5 @@ export const benchmarks: Record<string, Benchmark> = {
   "reconcile-scale": reconcileScale,
   "event-latency": eventLatency,
   "cli-status": cliStatus,
+  "rss-privhelper": rssPrivhelper,
 };

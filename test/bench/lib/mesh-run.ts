@@ -45,14 +45,14 @@ export interface MeshRun {
   incrementalWhole: number[];
 }
 
-interface BenchPeer {
+export interface BenchPeer {
   publicKey: string;
   psk: string;
   endpoint: string;
   allowedIp: string;
 }
 
-function randomPeers(n: number): BenchPeer[] {
+export function randomPeers(n: number): BenchPeer[] {
   return Array.from({ length: n }, (_, i) => ({
     publicKey: generateWireGuardKeyPair().publicKey,
     psk: randomBytes(32).toString("base64"),
@@ -64,7 +64,7 @@ function randomPeers(n: number): BenchPeer[] {
 
 // Persistent keepalive 0 on both sides: with a keepalive set, wireguard-go starts a handshake
 // to every new peer at once, and 1,000 handshake attempts would compete with the timing.
-function meshSpec(iface: string, privateKey: string, port: number, peers: readonly BenchPeer[]): MeshSpec {
+export function meshSpec(iface: string, privateKey: string, port: number, peers: readonly BenchPeer[]): MeshSpec {
   return create(MeshSpecSchema, {
     interface: iface,
     privateKey,

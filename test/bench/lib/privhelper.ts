@@ -35,7 +35,23 @@ export function uniqueIface(): string {
   return `plexd${randomBytes(4).toString("hex")}`;
 }
 
-export async function startBenchPrivhelper(name: string): Promise<BenchPrivhelper> {
+/**
+ * Extra node flags for every benchmark privhelper, from PLEXD_BENCH_PRIVHELPER_FLAGS (split on
+ * spaces), e.g. "--max-semi-space-size=1": how V8 settings move privhelper's memory and its
+ * apply times is measured with the same benchmarks, without touching privhelper's own launch.
+ */
+export function privhelperNodeFlags(): string[] {
+  return (process.env.PLEXD_BENCH_PRIVHELPER_FLAGS ?? "").split(" ").filter((f) => f !== "");
+}
+
+export interface BenchPrivhelperOptions {
+  /** Node flags before the bundle, after privhelperNodeFlags(). */
+  nodeFlags?: readonly string[];
+  /** Extra environment for privhelper. */
+  env?: Record<string, string>;
+}
+
+export async function startBenchPrivhelper(name: string, opts: BenchPrivhelperOptions = {}): Promise<BenchPrivhelper> {
   const mark = cleanupMark();
   const close = async (): Promise<void> => {
     const failures = await cleanupSince(mark);
@@ -54,7 +70,8 @@ export async function startBenchPrivhelper(name: string): Promise<BenchPrivhelpe
       ns,
       name: `privhelper-${name}`,
       logDir: work,
-      argv: [process.execPath, ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), join(distDir, "plexd-privhelper.js"), "--config", config, "--group", "root", "--log-level", "info"],
+      ...(opts.env ? { env: opts.env } : {}),
+      argv: [process.execPath, ...privhelperNodeFlags(), ...(opts.nodeFlags ?? []), ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), join(distDir, "plexd-privhelper.js"), "--config", config, "--group", "root", "--log-level", "info"],
     });
     // Registered after the namespace, so it runs first (newest first): privhelper removes
     // its own device and wireguard-go, then the namespace disposer kills whatever is left.

@@ -1,0 +1,82 @@
+// rss-privhelper (design.md §6: privhelper RSS after applying 1,000 peers + 10,000 firewall
+// rules <= 50 MB, idle <= 45 MB; floor: a bare waiting `node` in the same run). The built
+// privhelper runs as root in a namespace of its own (lib/privhelper.ts). Its RSS is read from
+// /proc once settled after start (idle), then after one ApplyMesh of 1,000 peers
+// (wireguard-go, routes) and one ApplyFirewall of the agent's compilation of 10,000 policy
+// rules, once settled again (the value). "Settled": three samples 1 s apart within 1 MB,
+// not before 10 s after the last call, at most 60 s. V8 releases memory lazily: the young
+// generation is only emptied by the next scavenge, and the old generation's memory reducer
+// shrinks the heap and returns pages some seconds (8 s in V8's heuristics) after the last
+// allocation-heavy work; a reading taken before that is the apply's peak, not what privhelper
+// keeps holding while idle with that state.
+//
+// stderr also gets: RssAnon/RssFile of each figure, the cost of each of privhelper's
+// dependencies (lib/rss-deps.ts) under the same node flags, and with PLEXD_BENCH_MEMPROBE=1
+// privhelper's own heap breakdown (V8 spaces, external) before and after a full GC.
+// PLEXD_BENCH_PRIVHELPER_FLAGS runs privhelper and the floor with extra node flags.
+import { create } from "@bufbuild/protobuf";
+import { compilePolicy } from "../../agent/policy/compile.js";
+import { generateWireGuardKeyPair } from "../../agent/identity/keys.js";
+import { FirewallSpecSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { makeTempDir } from "../e2e/harness/index.js";
+import { benchPolicies } from "./firewall-apply.js";
+import { meshSpec, randomPeers } from "./lib/mesh-run.js";
+import { privhelperNodeFlags, startBenchPrivhelper } from "./lib/privhelper.js";
+import { dependencyTable, formatDependencyTable, privhelperSteps } from "./lib/rss-deps.js";
+import { bareNodeRss, fmtProbe, fmtRss, makeMemProbe, memProbeWanted, settledRss, type MemProbe, type SettleOptions } from "./lib/rss.js";
+import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
+
+const peerCount = 1000;
+const ruleCount = 10_000;
+
+export const settleRule = (signal: AbortSignal): SettleOptions => ({ signal, intervalMs: 1000, agree: 3, toleranceMb: 1, minMs: 10_000, capMs: 60_000 });
+
+export const rssPrivhelper: Benchmark = {
+  description: `privhelper RSS (VmRSS, settled) after ApplyMesh of ${peerCount} peers + ApplyFirewall of ${ruleCount} rules vs a bare waiting node; idle RSS after start as a field`,
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const flags = privhelperNodeFlags();
+    const floor = await bareNodeRss(flags, ctx.signal);
+    ctx.progress(`bare node ${flags.join(" ")}: ${fmtRss(floor)}`);
+    ctx.progress(formatDependencyTable(await dependencyTable(privhelperSteps, flags), flags));
+
+    const probe: MemProbe | undefined = memProbeWanted() ? await makeMemProbe(makeTempDir("rss-probe"), "privhelper") : undefined;
+    const ph = await startBenchPrivhelper("rss", probe ? { nodeFlags: probe.flags, env: probe.env } : {});
+    try {
+      const report = async (what: string) => {
+        if (!probe) return;
+        const r = await probe.read(ph.pid);
+        ctx.progress(`${what}, privhelper's own view: ${fmtProbe(r.before)}`);
+        if (r.afterFullGc) ctx.progress(`${what}, after a full GC: ${fmtProbe(r.afterFullGc)}`);
+      };
+      const trace = (label: string) => (s: { rss: number }, ms: number) => ctx.progress(`  ${label} +${(ms / 1000).toFixed(0)} s: ${s.rss.toFixed(1)} MB`);
+      const idle = await settledRss(ph.pid, { ...settleRule(ctx.signal), onSample: trace("idle") });
+      ctx.progress(`idle after start: ${fmtRss(idle.sample)}${idle.settled ? "" : " (cap reached before it held still)"}`);
+      await report("idle");
+
+      const local = generateWireGuardKeyPair();
+      const mesh = meshSpec(ph.iface, local.privateKey, 51820, randomPeers(peerCount));
+      const compiled = compilePolicy({
+        ...benchPolicies(ruleCount),
+        local: { id: "n_local", meshIp: "10.100.0.1" },
+        config: { enabled: true, default: "deny", logDenied: true, meshInterface: ph.iface, mode: "node" },
+      });
+      const firewall = create(FirewallSpecSchema, compiled.firewall!);
+      const t0 = performance.now();
+      const m = await ph.client.applyMesh({ spec: mesh }, { timeoutMs: 120_000, signal: ctx.signal });
+      if (!m.result?.changed || m.result.error !== "") throw new Error(`ApplyMesh did not apply: ${JSON.stringify({ error: m.result?.error, failedStep: m.result?.failedStep })}`);
+      const afterMesh = performance.now();
+      const f = await ph.client.applyFirewall({ spec: firewall }, { timeoutMs: 180_000, signal: ctx.signal });
+      if (!f.result?.changed || f.result.failedStep) throw new Error(`ApplyFirewall did not apply: ${JSON.stringify({ error: f.result?.error, failedStep: f.result?.failedStep })}`);
+      ctx.progress(`ApplyMesh ${peerCount} peers ${(afterMesh - t0).toFixed(0)} ms, ApplyFirewall ${firewall.chains.reduce((n, c) => n + c.rules.length, 0)} nft rules ${(performance.now() - afterMesh).toFixed(0)} ms`);
+      const applied = await settledRss(ph.pid, { ...settleRule(ctx.signal), onSample: trace("applied") });
+      ctx.progress(`after the applies: ${fmtRss(applied.sample)}, settled after ${(applied.waitedMs / 1000).toFixed(0)} s${applied.settled ? "" : " (cap reached before it held still)"}`);
+      await report("after the applies");
+      const value = applied.sample.rss;
+      return { name: "rss-privhelper", value, unit: "MB", floor: floor.rss, ratio: value / floor.rss, target: "<=50", extra: { idle: idle.sample.rss } };
+    } catch (err) {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}\nprivhelper log tail:\n${ph.output().split("\n").slice(-10).join("\n")}`, { cause: err });
+    } finally {
+      await ph.close();
+    }
+  },
+};
