@@ -7,6 +7,7 @@ import { meshIncremental } from "./mesh-incremental.js";
 import { privhelperRpc } from "./privhelper-rpc.js";
 import { reconcileIdle } from "./reconcile-idle.js";
 import { reconcileScale } from "./reconcile-scale.js";
+import { rssAgent } from "./rss-agent.js";
 import { rssPrivhelper } from "./rss-privhelper.js";
 
 // Benchmarks are programs, not timed tests (design.md 5, 6). Each one measures its own floor in
@@ -49,4 +50,5 @@ export const benchmarks: Record<string, Benchmark> = {
   "event-latency": eventLatency,
   "cli-status": cliStatus,
   "rss-privhelper": rssPrivhelper,
+  "rss-agent": rssAgent,
 };

@@ -118,3 +118,16 @@ export const privhelperSteps: DepStep[] = [
   { label: "+ yaml", imports: ["yaml"] },
   { label: "+ commander", imports: ["commander"] },
 ];
+
+/** The agent's dependencies (`plexd up`: the agent bundle's imports), heaviest first. */
+export const agentSteps: DepStep[] = [
+  { label: "bare node", imports: [] },
+  { label: "+ @grpc/grpc-js", imports: ["@grpc/grpc-js"] },
+  { label: "+ @bufbuild/protobuf + generated priv_pb, node_pb", imports: ["@bufbuild/protobuf", "priv_pb", "node_pb"] },
+  { label: "+ @connectrpc/connect + connect-node", imports: ["@connectrpc/connect", "@connectrpc/connect-node"] },
+  { label: "+ zod", imports: ["zod"] },
+  { label: "+ pino", imports: ["pino"] },
+  { label: "+ yaml", imports: ["yaml"] },
+  { label: "+ commander", imports: ["commander"] },
+  { label: "+ eventsource-parser, canonicalize", imports: ["eventsource-parser", "canonicalize"] },
+];

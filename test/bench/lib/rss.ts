@@ -103,12 +103,14 @@ export async function bareNodeRss(flags: readonly string[], signal: AbortSignal)
  * memory to PLEXD_MEMPROBE_OUT: process.memoryUsage(), V8's heap spaces, VmRSS parts, and the
  * same again after a full GC when node runs with --expose-gc (what is live vs merely not yet
  * collected). Injected by benchmarks only, on request (PLEXD_BENCH_MEMPROBE=1); it changes
- * nothing in the measured program.
+ * nothing in the measured program. With PLEXD_BENCH_HEAPSNAPSHOT_DIR (writable by the probed
+ * process's user) it also writes a heap snapshot there, after the full GC.
  */
 const memprobeSource = `
 import { readFileSync, writeFileSync } from "node:fs";
 import v8 from "node:v8";
 const out = process.env.PLEXD_MEMPROBE_OUT;
+const snapshotDir = process.env.PLEXD_MEMPROBE_SNAPSHOT_DIR;
 const mb = (n) => Math.round((n / 1048576) * 10) / 10;
 function snap() {
   const status = readFileSync("/proc/self/status", "utf8");
@@ -120,6 +122,7 @@ function snap() {
 if (out) process.on("SIGUSR2", () => {
   const before = snap();
   const after = typeof globalThis.gc === "function" ? (globalThis.gc(), snap()) : null;
+  if (snapshotDir) v8.writeHeapSnapshot(snapshotDir + "/" + process.pid + ".heapsnapshot");
   writeFileSync(out, JSON.stringify({ before, afterFullGc: after }));
 });
 `;
@@ -158,7 +161,7 @@ export async function makeMemProbe(dir: string, name: string): Promise<MemProbe>
   await writeFile(file, memprobeSource, { mode: 0o644 });
   return {
     flags: ["--expose-gc", `--import=${file}`],
-    env: { PLEXD_MEMPROBE_OUT: out },
+    env: { PLEXD_MEMPROBE_OUT: out, ...(process.env.PLEXD_BENCH_HEAPSNAPSHOT_DIR ? { PLEXD_MEMPROBE_SNAPSHOT_DIR: process.env.PLEXD_BENCH_HEAPSNAPSHOT_DIR } : {}) },
     async read(pid) {
       rmSync(out, { force: true });
       const before = Date.now();
@@ -167,7 +170,7 @@ export async function makeMemProbe(dir: string, name: string): Promise<MemProbe>
         try {
           return JSON.parse(readFileSync(out, "utf8")) as MemProbeReport;
         } catch {
-          if (Date.now() - before > 10_000) throw new Error(`memory probe of ${pid} wrote nothing to ${out}`);
+          if (Date.now() - before > 60_000) throw new Error(`memory probe of ${pid} wrote nothing to ${out}`);
           await new Promise((r) => setTimeout(r, 50));
         }
       }

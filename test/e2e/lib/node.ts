@@ -25,6 +25,14 @@ export interface NodeOptions {
   iface?: string;
 }
 
+/** How the agent's node process is started, for benchmarks that measure it. */
+export interface AgentLaunch {
+  /** Node flags before the bundle. */
+  nodeFlags?: readonly string[];
+  /** Extra environment. */
+  env?: Record<string, string>;
+}
+
 export interface PlexdNode {
   name: string;
   ns: string;
@@ -41,7 +49,7 @@ export interface PlexdNode {
   privhelper?: ProcessHandle;
   startPrivhelper(): Promise<ProcessHandle>;
   /** Starts `plexd up` as user plexd; resolves once the process is spawned. */
-  startAgent(extraArgs?: string[]): ProcessHandle;
+  startAgent(extraArgs?: string[], launch?: AgentLaunch): ProcessHandle;
   /** Runs a one-shot plexd command as user plexd in the namespace and waits for it. */
   plexd(args: string[], opts?: { asRoot?: boolean; timeoutMs?: number; stdin?: string }): Promise<{ exitCode: number | null; output: string }>;
 }
@@ -115,8 +123,14 @@ export function createNode(opts: NodeOptions): PlexdNode {
       await p.waitForLine(/listening|serving/i, 15_000);
       return p;
     },
-    startAgent(extraArgs = []) {
-      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-agent`, user: "plexd", argv: ["node", join(distDir, "plexd.js"), "up", "--config", configFile, ...extraArgs] });
+    startAgent(extraArgs = [], launch = {}) {
+      const p = spawnInNamespace({
+        ns: opts.ns,
+        name: `${opts.name}-agent`,
+        user: "plexd",
+        ...(launch.env ? { env: launch.env } : {}),
+        argv: ["node", ...(launch.nodeFlags ?? []), join(distDir, "plexd.js"), "up", "--config", configFile, ...extraArgs],
+      });
       node.agent = p;
       return p;
     },

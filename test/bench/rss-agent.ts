@@ -1,0 +1,127 @@
+// rss-agent (design.md §6: agent RSS, idle, 1,000 peers <= 80 MB). Everything real: mockcp
+// (hub namespace, TLS) holding 1,000 registered nodes besides ours, the agent as production
+// runs it (`plexd up` as user plexd in its own namespace, the built bundles, like the e2e
+// tests), the root privhelper beside it and wireguard-go. The 1,000 peer nodes register with
+// mockcp directly (POST /v1/register over its unix socket) before the agent does, so the
+// agent gets all of them in its registration answer and applies them in one go; with
+// `policy: {default: allow}` every one of them is a visible peer. They never report an
+// endpoint, so wireguard-go sends nothing to them: idle means idle.
+//
+// Measured once privhelper's device holds all 1,000 peers and the agent has gone quiet:
+// its VmRSS once settled (the rule of rss-privhelper: three samples 1 s apart within 1 MB,
+// not before 10 s, at most 60 s; V8 gives memory back lazily). Floor: a bare waiting node,
+// same run. stderr: RssAnon/RssFile, the cost of the agent's dependencies, and with
+// PLEXD_BENCH_MEMPROBE=1 the agent's own heap breakdown before and after a full GC.
+// PLEXD_BENCH_AGENT_FLAGS adds node flags to the agent and the floor.
+import { randomBytes } from "node:crypto";
+import { connectPrivhelper } from "../../agent/privclient/client.js";
+import { generateWireGuardKeyPair } from "../../agent/identity/keys.js";
+import { cleanupMark, cleanupSince, createTopology, ensureSystemUsers, makeTempDir } from "../e2e/harness/index.js";
+import { cpPort, startCpOnHub } from "../e2e/lib/cp.js";
+import { identityOf } from "../e2e/lib/mesh.js";
+import { createNode, type PlexdNode } from "../e2e/lib/node.js";
+import { agentSteps, dependencyTable, formatDependencyTable } from "./lib/rss-deps.js";
+import { bareNodeRss, fmtProbe, fmtRss, makeMemProbe, memProbeWanted, settledRss, type MemProbe } from "./lib/rss.js";
+import { settleRule } from "./rss-privhelper.js";
+import type { LaunchedMockcp } from "../../mockcp/launch.js";
+import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
+
+const peerCount = 1000;
+/** Registrations in flight at once while seeding mockcp. */
+const seedParallel = 16;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, signal: AbortSignal): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await Promise.resolve().then(probe).catch(() => undefined);
+    if (v !== undefined) return v;
+    if (signal.aborted) throw new Error(`aborted while waiting for ${what}`);
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+/** Registers `n` nodes with mockcp as their agents would (POST /v1/register), `seedParallel` at a time. */
+async function seedPeers(cp: LaunchedMockcp, n: number, signal: AbortSignal): Promise<void> {
+  const { token } = await cp.client.createToken({ uses: n, ttlSeconds: 3600 });
+  let next = 0;
+  const worker = async () => {
+    while (next < n && !signal.aborted) {
+      const i = next++;
+      const r = await cp.client.request("POST", "/v1/register", { body: { token, public_key: generateWireGuardKeyPair().publicKey, hostname: `peer-${i}`, metadata: { os: "linux" } } });
+      if (r.status !== 201) throw new Error(`registering peer ${i}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    }
+  };
+  await Promise.all(Array.from({ length: seedParallel }, worker));
+}
+
+export const agentNodeFlags = (): string[] => (process.env.PLEXD_BENCH_AGENT_FLAGS ?? "").split(" ").filter((f) => f !== "");
+
+export const rssAgent: Benchmark = {
+  description: `agent (plexd up) RSS (VmRSS, settled) idle with ${peerCount} peers applied (real mockcp, privhelper, wireguard-go) vs a bare waiting node`,
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const flags = agentNodeFlags();
+    const floor = await bareNodeRss(flags, ctx.signal);
+    ctx.progress(`bare node ${flags.join(" ")}: ${fmtRss(floor)}`);
+    ctx.progress(formatDependencyTable(await dependencyTable(agentSteps, flags), flags));
+
+    const mark = cleanupMark();
+    let node: PlexdNode | undefined;
+    try {
+      const users = await ensureSystemUsers();
+      const name = `rss${randomBytes(3).toString("hex")}`;
+      const topo = await createTopology({ nodes: [name] });
+      const cp = await startCpOnHub(topo);
+      let t = performance.now();
+      await seedPeers(cp, peerCount, ctx.signal);
+      ctx.progress(`${peerCount} peer nodes registered with mockcp in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+      const { token } = await cp.client.createToken();
+      const n = createNode({
+        name,
+        ns: topo.node(name).ns,
+        api: `https://${topo.hub.ip}:${cpPort}`,
+        caFile: cp.caFile,
+        users,
+        token,
+        logLevel: "info",
+        config: { policy: { default: "allow" }, nat_traversal: { enabled: false } },
+      });
+      node = n;
+      const probe: MemProbe | undefined = memProbeWanted() ? await makeMemProbe(makeTempDir("rss-probe", { mode: 0o700, owner: users.plexd }), "agent") : undefined;
+      await n.startPrivhelper();
+      t = performance.now();
+      const agent = n.startAgent([], { nodeFlags: [...flags, ...(probe?.flags ?? [])], ...(probe ? { env: probe.env } : {}) });
+      await waitFor("registration", () => identityOf(n).node_id, 60_000, ctx.signal);
+      const priv = connectPrivhelper({ socketPath: n.privSocket });
+      try {
+        await waitFor(`${peerCount} peers in the kernel`, async () => ((await priv.readMesh({ interface: n.iface })).peers.length === peerCount ? true : undefined), 180_000, ctx.signal);
+      } finally {
+        priv.close();
+      }
+      ctx.progress(`agent started, registered and applied ${peerCount} peers in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+      const logLines = () => agent.output().split("\n").length;
+      const linesAtApply = logLines();
+      const idle = await settledRss(agent.pid, { ...settleRule(ctx.signal), onSample: (s, ms) => ctx.progress(`  idle +${(ms / 1000).toFixed(0)} s: ${s.rss.toFixed(1)} MB`) });
+      const quiet = agent.output().split("\n").slice(linesAtApply - 1);
+      ctx.progress(`agent idle with ${peerCount} peers: ${fmtRss(idle.sample)}, settled after ${(idle.waitedMs / 1000).toFixed(0)} s${idle.settled ? "" : " (cap reached before it held still)"}; ${quiet.length - 1} log lines meanwhile`);
+      if (probe) {
+        const r = await probe.read(agent.pid);
+        ctx.progress(`agent's own view: ${fmtProbe(r.before)}`);
+        if (r.afterFullGc) ctx.progress(`after a full GC: ${fmtProbe(r.afterFullGc)}`);
+      }
+      if (agent.exited) throw new Error("the agent exited during the measurement");
+      const value = idle.sample.rss;
+      return { name: "rss-agent", value, unit: "MB", floor: floor.rss, ratio: value / floor.rss, target: "<=80" };
+    } catch (err) {
+      const tail = (s: string | undefined) => (s ?? "").split("\n").slice(-15).join("\n");
+      if (node) ctx.progress(`agent log tail:\n${tail(node.agent?.output())}\nprivhelper log tail:\n${tail(node.privhelper?.output())}`);
+      throw err;
+    } finally {
+      await cleanupSince(mark);
+    }
+  },
+};
