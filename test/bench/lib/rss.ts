@@ -81,6 +81,34 @@ export async function settledRss(pid: number, opts: SettleOptions): Promise<Sett
   }
 }
 
+export interface WindowStats {
+  median: RssSample;
+  min: number;
+  max: number;
+  samples: number;
+}
+
+/**
+ * RSS of a process that is idle but not still — the agent's heartbeats (30 s), metrics (15 s)
+ * and state pulls (60 s) allocate and leave garbage until the next major GC, so its RSS is a
+ * saw-tooth — sampled every second for `windowMs` after `warmMs`: the median (by VmRSS) is what
+ * it typically holds, min and max the band.
+ */
+export async function rssOverWindow(pid: number, opts: { signal: AbortSignal; warmMs: number; windowMs: number; onSample?: (s: RssSample, elapsedMs: number) => void }): Promise<WindowStats> {
+  const t0 = Date.now();
+  const samples: RssSample[] = [];
+  while (Date.now() - t0 < opts.warmMs + opts.windowMs) {
+    if (opts.signal.aborted) throw new Error("aborted while sampling RSS");
+    const s = rssOf(pid);
+    const elapsed = Date.now() - t0;
+    opts.onSample?.(s, elapsed);
+    if (elapsed >= opts.warmMs) samples.push(s);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const sorted = [...samples].sort((a, b) => a.rss - b.rss);
+  return { median: sorted[Math.floor(sorted.length / 2)]!, min: sorted[0]!.rss, max: sorted.at(-1)!.rss, samples: samples.length };
+}
+
 /**
  * The floor: RSS of `node [flags] -e "setInterval(() => {}, 1e9)"` once settled — what any
  * node process costs here before it loads a line of plexd. Run as the same node binary.
