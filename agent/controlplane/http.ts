@@ -1,10 +1,10 @@
 import http from "node:http";
 import https from "node:https";
-import tls from "node:tls";
 import { gzipSync, createGunzip } from "node:zlib";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { isLoopbackHost } from "../../proto/lib/net.js";
 import { version } from "../../proto/lib/version.js";
+import { cpTlsOptions } from "./tls.js";
 
 // Control-plane HTTP client (spec/control-plane.md §2). node:http(s) rather than fetch:
 // Node 20's fetch cannot take a private CA without the undici package, and we need
@@ -50,10 +50,9 @@ export function createCpClient(opts: CpClientOptions): CpClient {
   if (!isHttps && !(baseUrl.protocol === "http:" && isLoopbackHost(baseUrl.hostname))) {
     throw new PlexdError("invalid_argument", `control plane URL must be https:// (http:// only for loopback): ${opts.baseUrl}`);
   }
-  // Keep-alive: heartbeats and state pulls reuse one TLS session. A `ca` option replaces
-  // Node's roots, so the configured bundle is added to them rather than substituted.
+  // Keep-alive: heartbeats and state pulls reuse one TLS session.
   const agent = isHttps
-    ? new https.Agent({ keepAlive: true, minVersion: "TLSv1.2", ...(opts.ca === undefined ? {} : { ca: [...tls.rootCertificates, opts.ca] }) })
+    ? new https.Agent({ keepAlive: true, ...cpTlsOptions(opts.ca) })
     : new http.Agent({ keepAlive: true });
 
   function request<T>(req: CpRequest): Promise<CpResponse<T>> {

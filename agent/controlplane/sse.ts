@@ -1,10 +1,10 @@
 import http from "node:http";
 import https from "node:https";
-import tls from "node:tls";
 import { createGunzip, type Gunzip } from "node:zlib";
 import { createParser } from "eventsource-parser";
 import { parseRetryAfter } from "./backoff.js";
 import { isLoopbackHost } from "../../proto/lib/net.js";
+import { cpTlsOptions } from "./tls.js";
 
 // One connection of the event stream (spec/control-plane.md 4.1, 2.6). Framing is
 // eventsource-parser's (full W3C rules: LF/CRLF/CR, multi-line data, comments, BOM); this module
@@ -174,9 +174,7 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
       if (ending === undefined) decoder.push(c);
     };
 
-    const agentOpts = isHttps
-      ? { minVersion: "TLSv1.2" as const, ...(o.ca === undefined ? {} : { ca: [...tls.rootCertificates, o.ca] }) }
-      : {};
+    const agentOpts = isHttps ? cpTlsOptions(o.ca) : {};
     const req = (isHttps ? https : http).request(url, { method: "GET", headers, agent: false, ...agentOpts });
 
     const requestTimer = setTimeout(() => end({ status, end: "request_timeout" }), o.requestTimeoutMs);
