@@ -18,6 +18,7 @@ import { cpPort, startCpOnHub } from "../e2e/lib/cp.js";
 import { linesWith } from "../e2e/lib/logs.js";
 import { identityOf } from "../e2e/lib/mesh.js";
 import { createNode, type PlexdNode } from "../e2e/lib/node.js";
+import { agentNodeFlags } from "./lib/node-flags.js";
 import { printResult } from "./lib/report.js";
 import { percentile, summary } from "./lib/stats.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
@@ -67,7 +68,7 @@ export const eventLatency: Benchmark = {
       });
       const n = node;
       await n.startPrivhelper();
-      n.startAgent();
+      n.startAgent([], { nodeFlags: agentNodeFlags() });
       ctx.progress(`node ${name} in ${n.ns} (interface ${n.iface}), mockcp on the hub; waiting for registration and the event stream`);
       const id = await waitFor("registration", () => identityOf(n).node_id, 60_000, ctx.signal);
       await waitFor("event stream", async () => ((await cp.client.listNodes()).find((x) => x.id === id)?.streams ?? 0) > 0 || undefined, 60_000, ctx.signal);

@@ -21,7 +21,7 @@ import { FirewallSpecSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { privConfigFrom } from "../../privhelper/config.js";
 import { renderScript } from "../../privhelper/firewall/render.js";
 import { validateFirewallSpec } from "../../privhelper/firewall/validate.js";
-import { privhelperNodeFlags } from "./lib/privhelper.js";
+import { privhelperNodeFlags } from "./lib/node-flags.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
 
 const ruleCount = 10_000;

@@ -24,6 +24,7 @@ import { cleanupMark, cleanupSince, createTopology, ensureSystemUsers, makeTempD
 import { cpPort, startCpOnHub } from "../e2e/lib/cp.js";
 import { identityOf } from "../e2e/lib/mesh.js";
 import { createNode, type PlexdNode } from "../e2e/lib/node.js";
+import { agentNodeFlags } from "./lib/node-flags.js";
 import { agentSteps, dependencyTable, formatDependencyTable } from "./lib/rss-deps.js";
 import { bareNodeRss, fmtProbe, fmtRss, makeMemProbe, memProbeWanted, rssOverWindow, type MemProbe } from "./lib/rss.js";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
@@ -59,8 +60,6 @@ async function seedPeers(cp: LaunchedMockcp, n: number, signal: AbortSignal): Pr
   };
   await Promise.all(Array.from({ length: seedParallel }, worker));
 }
-
-export const agentNodeFlags = (): string[] => (process.env.PLEXD_BENCH_AGENT_FLAGS ?? "").split(" ").filter((f) => f !== "");
 
 export const rssAgent: Benchmark = {
   description: `agent (plexd up) RSS (VmRSS, settled) idle with ${peerCount} peers applied (real mockcp, privhelper, wireguard-go) vs a bare waiting node`,

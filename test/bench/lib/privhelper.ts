@@ -6,6 +6,7 @@ import { execa } from "execa";
 import { connectPrivhelper, type PrivClient } from "../../../agent/privclient/client.js";
 import { addNamespace, cleanupMark, cleanupSince, makeTempDir, namespacePids, registerCleanup, spawnInNamespace } from "../../e2e/harness/index.js";
 import { distDir } from "../../e2e/lib/node.js";
+import { privhelperNodeFlags } from "./node-flags.js";
 
 // A throw-away privhelper for benchmarks: the built bundle, as root, in a network namespace
 // of its own, configured through a temp YAML (privhelper.socket, mesh.interface) passed with
@@ -33,15 +34,6 @@ export interface BenchPrivhelper {
 /** A fresh interface name matching privhelper's mesh.interface rule `^plexd[a-z0-9_-]{0,10}$`. */
 export function uniqueIface(): string {
   return `plexd${randomBytes(4).toString("hex")}`;
-}
-
-/**
- * Extra node flags for every benchmark privhelper, from PLEXD_BENCH_PRIVHELPER_FLAGS (split on
- * spaces), e.g. "--max-semi-space-size=1": how V8 settings move privhelper's memory and its
- * apply times is measured with the same benchmarks, without touching privhelper's own launch.
- */
-export function privhelperNodeFlags(): string[] {
-  return (process.env.PLEXD_BENCH_PRIVHELPER_FLAGS ?? "").split(" ").filter((f) => f !== "");
 }
 
 export interface BenchPrivhelperOptions {
