@@ -121,9 +121,16 @@ describe("plexd client commands", () => {
     expect(res.exitCode).toBe(0);
   });
 
-  it("the bundle loads Ink and React only through import() (plexd status stays fast)", () => {
-    const bundle = readFileSync(cli, "utf8");
+  it("the client commands' bundle loads Ink and React only through import() (plexd status stays fast)", () => {
+    const bundle = readFileSync(join(repo, "dist/plexd-cli.js"), "utf8");
     expect(bundle).not.toMatch(/^import .* from "(ink|react)(\/[^"]*)?";?$/m);
     expect(bundle).toContain('import("ink")');
+  });
+
+  it("plexd itself only dispatches, so plexd up never holds the client commands", () => {
+    const entry = readFileSync(cli, "utf8");
+    expect(entry).toContain("plexd-cli.js");
+    expect(entry).toContain("plexd-agent.js");
+    expect(entry).not.toMatch(/commander|@connectrpc|@bufbuild/);
   });
 });
