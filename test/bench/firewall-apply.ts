@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { execa } from "execa";
@@ -21,6 +21,7 @@ import { FirewallSpecSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { privConfigFrom } from "../../privhelper/config.js";
 import { renderScript } from "../../privhelper/firewall/render.js";
 import { validateFirewallSpec } from "../../privhelper/firewall/validate.js";
+import { bundleArgv } from "../e2e/lib/bundle-argv.js";
 import { privhelperNodeFlags } from "./lib/node-flags.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
 
@@ -80,7 +81,7 @@ export const firewallApply: Benchmark = {
       const sock = join(work, "run", "privhelper.sock");
 
       await execa("ip", ["netns", "add", ns]);
-      helper = spawn("ip", ["netns", "exec", ns, process.execPath, ...privhelperNodeFlags(), privhelperPath(), "--config", configFile, "--socket", sock, "--group", "root", "--log-level", "warn"], {
+      helper = spawn("ip", ["netns", "exec", ns, ...bundleArgv(dirname(privhelperPath()), "plexd-privhelper", privhelperNodeFlags()), "--config", configFile, "--socket", sock, "--group", "root", "--log-level", "warn"], {
         stdio: ["ignore", "ignore", "inherit"],
       });
       client = connectPrivhelper({ socketPath: sock });

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { parseConfig } from "../../agent/config/schema.js";
@@ -19,6 +19,7 @@ import { connectPrivhelper } from "../../agent/privclient/client.js";
 import { KernelReconciler } from "../../agent/reconcile/kernel.js";
 import { DesiredStateStore } from "../../agent/state/desired.js";
 import { createLogger } from "../../agent/util/log.js";
+import { bundleArgv } from "../e2e/lib/bundle-argv.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
 
 const peerCount = 1000;
@@ -51,7 +52,7 @@ export const reconcileIdle: Benchmark = {
     try {
       await writeFile(join(work, "config.yaml"), `mesh:\n  interface: ${iface}\n`);
       await execa("ip", ["netns", "add", ns]);
-      helper = spawn("ip", ["netns", "exec", ns, process.execPath, privhelperPath(), "--config", join(work, "config.yaml"), "--socket", join(work, "run", "privhelper.sock"), "--group", "root", "--log-level", "warn"], {
+      helper = spawn("ip", ["netns", "exec", ns, ...bundleArgv(dirname(privhelperPath()), "plexd-privhelper"), "--config", join(work, "config.yaml"), "--socket", join(work, "run", "privhelper.sock"), "--group", "root", "--log-level", "warn"], {
         stdio: ["ignore", "ignore", "inherit"],
       });
       await client.waitReady({ timeoutMs: 15_000 });

@@ -18,12 +18,14 @@
 // PLEXD_BENCH_MEMPROBE=1 the agent's own heap breakdown before and after a full GC.
 // PLEXD_BENCH_AGENT_FLAGS adds node flags to the agent and the floor.
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { connectPrivhelper } from "../../agent/privclient/client.js";
-import { generateWireGuardKeyPair } from "../../agent/identity/keys.js";
+import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import { cleanupMark, cleanupSince, createTopology, ensureSystemUsers, makeTempDir } from "../e2e/harness/index.js";
 import { cpPort, startCpOnHub } from "../e2e/lib/cp.js";
 import { identityOf } from "../e2e/lib/mesh.js";
-import { createNode, type PlexdNode } from "../e2e/lib/node.js";
+import { shippedFlags } from "../e2e/lib/bundle-argv.js";
+import { createNode, distDir, type PlexdNode } from "../e2e/lib/node.js";
 import { agentNodeFlags } from "./lib/node-flags.js";
 import { agentSteps, dependencyTable, formatDependencyTable } from "./lib/rss-deps.js";
 import { bareNodeRss, fmtProbe, fmtRss, makeMemProbe, memProbeWanted, rssOverWindow, type MemProbe } from "./lib/rss.js";
@@ -64,7 +66,8 @@ async function seedPeers(cp: LaunchedMockcp, n: number, signal: AbortSignal): Pr
 export const rssAgent: Benchmark = {
   description: `agent (plexd up) RSS (VmRSS, settled) idle with ${peerCount} peers applied (real mockcp, privhelper, wireguard-go) vs a bare waiting node`,
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const flags = agentNodeFlags();
+    // The agent runs with the V8 flags of the plexd bundle (none today); the floor too.
+    const flags = [...shippedFlags(join(distDir, "plexd.js")), ...agentNodeFlags()];
     const floor = await bareNodeRss(flags, ctx.signal);
     ctx.progress(`bare node ${flags.join(" ")}: ${fmtRss(floor)}`);
     ctx.progress(formatDependencyTable(await dependencyTable(agentSteps, flags), flags));
@@ -95,7 +98,7 @@ export const rssAgent: Benchmark = {
       const probe: MemProbe | undefined = memProbeWanted() ? await makeMemProbe(makeTempDir("rss-probe", { mode: 0o700, owner: users.plexd }), "agent") : undefined;
       await n.startPrivhelper();
       t = performance.now();
-      const agent = n.startAgent([], { nodeFlags: [...flags, ...(probe?.flags ?? [])], ...(probe ? { env: probe.env } : {}) });
+      const agent = n.startAgent([], { nodeFlags: [...agentNodeFlags(), ...(probe?.flags ?? [])], ...(probe ? { env: probe.env } : {}) });
       await waitFor("registration", () => identityOf(n).node_id, 60_000, ctx.signal);
       const priv = connectPrivhelper({ socketPath: n.privSocket });
       try {

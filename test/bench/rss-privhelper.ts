@@ -14,12 +14,16 @@
 // stderr also gets: RssAnon/RssFile of each figure, the cost of each of privhelper's
 // dependencies (lib/rss-deps.ts) under the same node flags, and with PLEXD_BENCH_MEMPROBE=1
 // privhelper's own heap breakdown (V8 spaces, external) before and after a full GC.
-// PLEXD_BENCH_PRIVHELPER_FLAGS runs privhelper and the floor with extra node flags.
+// privhelper, the floor and the dependency table run with the V8 flags privhelper's bundle
+// carries (scripts/node-flags.json); PLEXD_BENCH_PRIVHELPER_FLAGS adds more to all three.
 import { create } from "@bufbuild/protobuf";
 import { compilePolicy } from "../../agent/policy/compile.js";
-import { generateWireGuardKeyPair } from "../../agent/identity/keys.js";
+import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import { FirewallSpecSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { join } from "node:path";
 import { makeTempDir } from "../e2e/harness/index.js";
+import { shippedFlags } from "../e2e/lib/bundle-argv.js";
+import { distDir } from "../e2e/lib/node.js";
 import { benchPolicies } from "./firewall-apply.js";
 import { meshSpec, randomPeers } from "./lib/mesh-run.js";
 import { privhelperNodeFlags } from "./lib/node-flags.js";
@@ -36,7 +40,8 @@ const settleRule = (signal: AbortSignal): SettleOptions => ({ signal, intervalMs
 export const rssPrivhelper: Benchmark = {
   description: `privhelper RSS (VmRSS, settled) after ApplyMesh of ${peerCount} peers + ApplyFirewall of ${ruleCount} rules vs a bare waiting node; idle RSS after start as a field`,
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const flags = privhelperNodeFlags();
+    // privhelper runs with its bundle's own V8 flags; the floor and the dependency table too.
+    const flags = [...shippedFlags(join(distDir, "plexd-privhelper.js")), ...privhelperNodeFlags()];
     const floor = await bareNodeRss(flags, ctx.signal);
     ctx.progress(`bare node ${flags.join(" ")}: ${fmtRss(floor)}`);
     ctx.progress(formatDependencyTable(await dependencyTable(privhelperSteps, flags), flags));

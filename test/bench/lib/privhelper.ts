@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { connectPrivhelper, type PrivClient } from "../../../agent/privclient/client.js";
 import { addNamespace, cleanupMark, cleanupSince, makeTempDir, namespacePids, registerCleanup, spawnInNamespace } from "../../e2e/harness/index.js";
+import { bundleArgv } from "../../e2e/lib/bundle-argv.js";
 import { distDir } from "../../e2e/lib/node.js";
 import { privhelperNodeFlags } from "./node-flags.js";
 
@@ -37,7 +38,7 @@ export function uniqueIface(): string {
 }
 
 export interface BenchPrivhelperOptions {
-  /** Node flags before the bundle, after privhelperNodeFlags(). */
+  /** Node flags after the bundle's own and privhelperNodeFlags(). */
   nodeFlags?: readonly string[];
   /** Extra environment for privhelper. */
   env?: Record<string, string>;
@@ -63,7 +64,8 @@ export async function startBenchPrivhelper(name: string, opts: BenchPrivhelperOp
       name: `privhelper-${name}`,
       logDir: work,
       ...(opts.env ? { env: opts.env } : {}),
-      argv: [process.execPath, ...privhelperNodeFlags(), ...(opts.nodeFlags ?? []), ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), join(distDir, "plexd-privhelper.js"), "--config", config, "--group", "root", "--log-level", "info"],
+      // As installed (the bundle's own V8 flags), plus whatever the benchmark adds.
+      argv: [...bundleArgv(distDir, "plexd-privhelper", [...privhelperNodeFlags(), ...(opts.nodeFlags ?? []), ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [])]), "--config", config, "--group", "root", "--log-level", "info"],
     });
     // Registered after the namespace, so it runs first (newest first): privhelper removes
     // its own device and wireguard-go, then the namespace disposer kills whatever is left.

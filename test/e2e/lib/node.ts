@@ -2,6 +2,7 @@ import { chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
 import { makeTempDir, registerCleanup, RUN_PREFIX, spawnInNamespace, type ProcessHandle, type SystemUsers } from "../harness/index.js";
+import { bundleArgv } from "./bundle-argv.js";
 
 // One plexd node as it runs in production, inside a network namespace: a root privhelper
 // on its own socket and the agent as user plexd, both the built bundles, with a config
@@ -27,7 +28,7 @@ export interface NodeOptions {
 
 /** How the agent's node process is started, for benchmarks that measure it. */
 export interface AgentLaunch {
-  /** Node flags before the bundle. */
+  /** Node flags after the bundle's own (lib/bundle-argv.ts). */
   nodeFlags?: readonly string[];
   /** Extra environment. */
   env?: Record<string, string>;
@@ -129,7 +130,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
         name: `${opts.name}-agent`,
         user: "plexd",
         ...(launch.env ? { env: launch.env } : {}),
-        argv: ["node", ...(launch.nodeFlags ?? []), join(distDir, "plexd.js"), "up", "--config", configFile, ...extraArgs],
+        argv: [...bundleArgv(distDir, "plexd", launch.nodeFlags), "up", "--config", configFile, ...extraArgs],
       });
       node.agent = p;
       return p;
@@ -139,7 +140,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
         ns: opts.ns,
         name: `${opts.name}-plexd-${args[0] ?? "cmd"}`,
         ...(o.asRoot ? {} : { user: "plexd" as const }),
-        argv: ["node", join(distDir, "plexd.js"), ...args, "--config", configFile],
+        argv: [...bundleArgv(distDir, "plexd"), ...args, "--config", configFile],
         stdin: o.stdin !== undefined,
       });
       if (o.stdin !== undefined) {
