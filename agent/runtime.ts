@@ -141,7 +141,7 @@ export class AgentRuntime {
       idleTimeoutMs: config.control_plane.sse_idle_timeout.ms,
       requestTimeoutMs: config.control_plane.request_timeout.ms,
       connectTimeoutMs: config.control_plane.connect_timeout.ms,
-      pollIntervalMs: config.reconcile.interval.ms,
+      pollIntervalMs: () => ctx.config.reconcile.interval.ms,
       onConnected: () => {
         ctx.phase.set("connected");
         this.reconcile("connected");
