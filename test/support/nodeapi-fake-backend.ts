@@ -80,6 +80,8 @@ export class FakeBackend implements NodeApiBackend {
   statusValue: StatusSnapshot;
   peers: PeerInfo[];
   policies: PoliciesInfo;
+  /** Unset: Deregister answers unimplemented; a test sets it to play the agent. */
+  declare deregister?: NonNullable<NodeApiBackend["deregister"]>;
   readonly #statusListeners = new Set<() => void>();
   readonly #eventListeners = new Set<(e: AgentEvent) => void>();
 
