@@ -1,6 +1,7 @@
 import { Command, Option } from "commander";
 import { PlexdError } from "../proto/lib/errors.js";
 import { ConfigError, loadConfig } from "./config/load.js";
+import { ConfigReloader, LiveConfig } from "./config/live.js";
 import { checkConfigFile } from "./config/check.js";
 import { deregisterOffline } from "./deregister.js";
 import { join } from "./join.js";
@@ -94,8 +95,18 @@ program
     }
     const log = createLogger({ name: "plexd", level: loaded.config.log_level });
     log.info({ config: loaded.file, api: loaded.config.api, mode: loaded.config.mode }, "starting");
+    const live = new LiveConfig(loaded.config);
+    const reloader = new ConfigReloader({ live, load: () => load(flags), log });
+    // SIGHUP re-reads the configuration (spec §2.1); without a handler Node would exit on it.
+    process.on("SIGHUP", () => {
+      try {
+        reloader.reload("SIGHUP");
+      } catch {
+        // Logged by the reloader with every bad key path; the running configuration stays.
+      }
+    });
     try {
-      process.exitCode = await runUp(loaded.config, log, realClock, process.env, stopSignal());
+      process.exitCode = await runUp(live, log, realClock, process.env, stopSignal(), reloader);
     } catch (err) {
       const e = PlexdError.from(err);
       log.error({ code: e.code }, e.message);
@@ -131,8 +142,10 @@ program
   .argument("[file]", "configuration file")
   .action((file: string | undefined) => {
     const target = file ?? program.opts<GlobalFlags>().config ?? process.env.PLEXD_CONFIG ?? "/etc/plexd/config.yaml";
-    const r = checkConfigFile(target, process.env);
-    (r.exitCode === 0 ? process.stdout : process.stderr).write(r.output.endsWith("\n") ? r.output : r.output + "\n");
+    const json = program.opts<{ output: string }>().output === "json";
+    const r = checkConfigFile(target, process.env, json);
+    // JSON is the answer either way (stdout); text problems go to stderr.
+    (r.exitCode === 0 || json ? process.stdout : process.stderr).write(r.output.endsWith("\n") ? r.output : r.output + "\n");
     process.exitCode = r.exitCode;
   });
 

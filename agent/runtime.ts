@@ -92,7 +92,7 @@ export class AgentRuntime {
     );
     // The last known good mesh is applied at once, control plane or not (spec §3.9).
     this.kernel.trigger("startup");
-    this.#track("reconcile-timer", this.#every(config.reconcile.interval.ms, signal, () => this.reconcile("timer")));
+    this.#track("reconcile-timer", this.#every(() => ctx.config.reconcile.interval.ms, signal, () => this.reconcile("timer")));
     if (await hasPendingKey(config.data_dir)) this.rotateKeys("pending key found at startup");
 
     while (!signal.aborted) {
@@ -141,7 +141,7 @@ export class AgentRuntime {
       idleTimeoutMs: config.control_plane.sse_idle_timeout.ms,
       requestTimeoutMs: config.control_plane.request_timeout.ms,
       connectTimeoutMs: config.control_plane.connect_timeout.ms,
-      pollIntervalMs: config.reconcile.interval.ms,
+      pollIntervalMs: () => ctx.config.reconcile.interval.ms,
       onConnected: () => {
         ctx.phase.set("connected");
         this.reconcile("connected");
@@ -157,7 +157,7 @@ export class AgentRuntime {
         cp: ctx.cp,
         nodeId: this.identity.nodeId,
         token: () => this.identity.identityToken,
-        intervalMs: config.heartbeat.interval.ms,
+        intervalMs: () => ctx.config.heartbeat.interval.ms,
         payload: () => ({
           status: ctx.health.healthy() ? "healthy" : "degraded",
           uptime: formatSeconds(ctx.clock.now() - ctx.startedAt),
@@ -341,14 +341,22 @@ export class AgentRuntime {
     );
   }
 
-  async #every(ms: number, signal: AbortSignal, fn: () => void): Promise<void> {
-    for (;;) {
+  /** Runs `fn` every `ms()`; a reload that changes the interval restarts the wait with the new one. */
+  async #every(ms: () => number, signal: AbortSignal, fn: () => void): Promise<void> {
+    while (!signal.aborted) {
+      const interval = ms();
+      const changed = new AbortController();
+      const unsubscribe = this.ctx.live.subscribe(() => {
+        if (ms() !== interval) changed.abort();
+      });
       try {
-        await this.ctx.clock.sleep(ms, signal);
+        await this.ctx.clock.sleep(interval, AbortSignal.any([signal, changed.signal]));
+        fn();
       } catch {
-        return;
+        if (signal.aborted) return;
+      } finally {
+        unsubscribe();
       }
-      fn();
     }
   }
 

@@ -1,6 +1,7 @@
 import { readFile, unlink } from "node:fs/promises";
 import { arch, release } from "node:os";
 import { PlexdError, isCancellation } from "../proto/lib/errors.js";
+import { LiveConfig, type ConfigReloader } from "./config/live.js";
 import type { Config } from "./config/schema.js";
 import { Backoff } from "./controlplane/backoff.js";
 import { createCpClient, type CpClient } from "./controlplane/http.js";
@@ -21,7 +22,11 @@ import type { Logger } from "./util/log.js";
 // builds them in the order of spec/node-agent.md §3.1 and owns nothing itself.
 
 export interface AgentContext {
-  config: Config;
+  /** The running configuration (live.current): read it when acting, so a reload reaches you. */
+  readonly config: Config;
+  live: LiveConfig;
+  /** Present for `plexd up`: SIGHUP and AgentService.ReloadConfig go through it. */
+  reloader?: ConfigReloader;
   log: Logger;
   clock: Clock;
   env: NodeJS.ProcessEnv;
@@ -51,7 +56,9 @@ function logHealthChanges(health: HealthRegistry, log: Logger): void {
 /** Configuration problems found after parsing (data_dir) exit like config errors: code 2. */
 export class StartupConfigError extends PlexdError {}
 
-export async function buildContext(config: Config, log: Logger, clock: Clock, env: NodeJS.ProcessEnv): Promise<AgentContext> {
+export async function buildContext(initial: Config | LiveConfig, log: Logger, clock: Clock, env: NodeJS.ProcessEnv, reloader?: ConfigReloader): Promise<AgentContext> {
+  const live = initial instanceof LiveConfig ? initial : new LiveConfig(initial);
+  const config = live.current;
   try {
     await prepareDataDir(config.data_dir);
   } catch (err) {
@@ -74,7 +81,11 @@ export async function buildContext(config: Config, log: Logger, clock: Clock, en
   const health = new HealthRegistry(() => clock.now());
   logHealthChanges(health, log);
   return {
-    config,
+    get config() {
+      return live.current;
+    },
+    live,
+    ...(reloader === undefined ? {} : { reloader }),
     log,
     clock,
     env,

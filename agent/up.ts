@@ -1,5 +1,6 @@
 import { isCancellation, PlexdError } from "../proto/lib/errors.js";
-import type { Config } from "./config/schema.js";
+import type { ConfigReloader, LiveConfig } from "./config/live.js";
+import { deregisterNode, type DeregisterOptions, type DeregisterResult } from "./deregister.js";
 import { startAgentNodeApi, type AgentNodeApi } from "./nodeapi/agent-api.js";
 import { AgentRuntime } from "./runtime.js";
 import { DesiredStateStore } from "./state/desired.js";
@@ -9,16 +10,38 @@ import type { Logger } from "./util/log.js";
 
 // `plexd up`: the agent in the foreground (spec/node-agent.md §3). Returns the exit code.
 
-export async function runUp(config: Config, log: Logger, clock: Clock, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<number> {
-  const ctx = await buildContext(config, log, clock, env);
+/** A deregistration asked for through the node API, settled by the main loop below. */
+interface DeregisterRequest {
+  opts: DeregisterOptions;
+  settle: (r: { ok: true; result: DeregisterResult } | { ok: false; error: unknown }) => void;
+}
+
+export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: NodeJS.ProcessEnv, signal: AbortSignal, reloader?: ConfigReloader): Promise<number> {
+  const ctx = await buildContext(live, log, clock, env, reloader);
+  const { config } = ctx;
   if ((process.getuid?.() ?? 0) === 0) log.warn("running as root; plexd up is meant to run as user plexd");
   const store = await DesiredStateStore.open(config.data_dir, ctx.fence);
   store.onPersistError = (err) => log.error({ err: PlexdError.from(err).message }, "desired state could not be persisted");
+
+  let runtime: AgentRuntime | undefined;
+  let pending: DeregisterRequest | undefined;
+  let stopRun: AbortController | undefined;
+  // AgentService.Deregister (spec §3.8): the loops stop first, so nothing re-creates what the
+  // teardown removes; the loop below does the rest and either exits or resumes.
+  const deregister = (opts: DeregisterOptions): Promise<DeregisterResult> =>
+    new Promise((resolve, reject) => {
+      if (runtime === undefined || stopRun === undefined) return reject(new PlexdError("failed_precondition", "this node is not registered yet"));
+      if (pending !== undefined) return reject(new PlexdError("aborted", "a deregistration is already running"));
+      pending = { opts, settle: (r) => (r.ok ? resolve(r.result) : reject(r.error)) };
+      log.info({ purge: opts.purge, force: opts.force }, "deregistration requested; stopping the loops");
+      stopRun.abort();
+    });
+
   // Start-up phase 3: the node API answers from here on, before the identity exists.
   let api: AgentNodeApi | undefined;
   if (config.node_api.enabled) {
     try {
-      api = await startAgentNodeApi(ctx, store);
+      api = await startAgentNodeApi(ctx, store, { deregister });
     } catch (err) {
       const e = PlexdError.from(err);
       log.error({ code: e.code, socket: config.node_api.socket }, `node API: ${e.message}`);
@@ -27,9 +50,8 @@ export async function runUp(config: Config, log: Logger, clock: Clock, env: Node
       return 1;
     }
   }
-  let runtime: AgentRuntime | undefined;
-  // `plexd deregister` run beside this agent removes the identity from data_dir: the agent
-  // then stops as if told to, and writes nothing more there (DataDirFence).
+  // `plexd deregister` run beside this agent without its node API removes the identity from
+  // data_dir: the agent then stops as if told to, and writes nothing more there (DataDirFence).
   const life = AbortSignal.any([signal, ctx.fence.signal]);
   let fenceWatch: Promise<void> = Promise.resolve();
   const privWatch = watchPrivhelper(ctx, life, (restarted) => {
@@ -41,14 +63,37 @@ export async function runUp(config: Config, log: Logger, clock: Clock, env: Node
   });
 
   let code = 0;
+  let deregistered = false;
   try {
     const ensured = await establishIdentity(ctx, life);
     seedFromRegistration(store, ensured);
     ctx.fence.arm();
     fenceWatch = ctx.fence.watch(life, (ms, s) => ctx.clock.sleep(ms, s));
-    runtime = new AgentRuntime(ctx, store, ensured.identity, ensured.registered);
-    api?.attach(runtime);
-    await runtime.run(life);
+    const rt = new AgentRuntime(ctx, store, ensured.identity, ensured.registered);
+    runtime = rt;
+    api?.attach(rt);
+    while (!life.aborted) {
+      stopRun = new AbortController();
+      await rt.run(AbortSignal.any([life, stopRun.signal]));
+      const req = pending;
+      if (req === undefined) break;
+      pending = undefined;
+      if (life.aborted) {
+        req.settle({ ok: false, error: new PlexdError("unavailable", "the agent is stopping") });
+        break;
+      }
+      try {
+        const result = await deregisterNode({ config: ctx.config, cp: ctx.cp, priv: ctx.priv, log, now: () => ctx.clock.now(), identity: rt.identity }, req.opts);
+        deregistered = true;
+        req.settle({ ok: true, result });
+        break;
+      } catch (err) {
+        // Nothing was removed (the control plane was not told, or teardown failed without
+        // --force): the node stays a member, so its loops run again.
+        log.warn({ err: PlexdError.from(err).message }, "deregistration failed; resuming");
+        req.settle({ ok: false, error: err });
+      }
+    }
   } catch (err) {
     const e = PlexdError.from(err);
     if (e.code !== "cancelled") {
@@ -58,12 +103,13 @@ export async function runUp(config: Config, log: Logger, clock: Clock, env: Node
     }
   }
   ctx.phase.set("stopping");
-  // Stop sequence (spec §3.8): a last report sync, then the socket goes.
-  await api?.close();
+  // Stop sequence (spec §3.8): a last report sync (not for a node that just left), then the socket goes.
+  await api?.close({ syncReports: !deregistered });
   await Promise.race([privWatch, new Promise((r) => setTimeout(r, 1000).unref())]);
   await store.flush();
   await fenceWatch;
-  if (ctx.fence.identityRemoved) log.warn({ data_dir: config.data_dir }, "the identity was removed from data_dir while running (plexd deregister); stopped without writing there again");
+  if (deregistered) log.info({ node_id: runtime?.identity.nodeId }, "deregistered; stopped");
+  else if (ctx.fence.identityRemoved) log.warn({ data_dir: config.data_dir }, "the identity was removed from data_dir while running (plexd deregister); stopped without writing there again");
   ctx.priv.close();
   log.info({ exit_code: code }, "stopped");
   return code;

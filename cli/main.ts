@@ -8,6 +8,9 @@ import { UsageError } from "./usage-error.js";
 import { peers, policies } from "./commands/peers.js";
 import { stateGet, stateReport, stateSummary, stateTypes, type ReportOptions } from "./commands/state.js";
 import { status } from "./commands/status.js";
+import { deregister, logLevel, reload } from "./commands/agent-admin.js";
+import { completionScript, shells, type Shell } from "./completion.js";
+import { defaultSocket, socketFromConfig } from "./config-socket.js";
 import { watch } from "./commands/watch.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
@@ -16,7 +19,8 @@ import { watch } from "./commands/watch.js";
 // `top` loads Ink and React only when it runs (cli/top is reached through import()).
 
 interface GlobalOptions {
-  socket: string;
+  config: string;
+  socket?: string;
   output: "text" | "json";
 }
 
@@ -27,8 +31,9 @@ const program = new Command("plexd")
   .addOption(new Option("--api <url>", "control plane URL (overrides `api`)"))
   .addOption(new Option("--log-level <level>", "debug, info, warn or error").choices(["debug", "info", "warn", "error"]))
   .addOption(new Option("--mode <mode>", "node or bridge").choices(["node", "bridge"]))
-  .addOption(new Option("--socket <path>", "node API socket for client commands").env("PLEXD_NODE_API_SOCKET").default("/run/plexd/api.sock"))
+  .addOption(new Option("--socket <path>", `node API socket for client commands (default: node_api.socket of --config, else ${defaultSocket})`).env("PLEXD_NODE_API_SOCKET"))
   .addOption(new Option("-o, --output <format>", "text or json (json prints the response message)").choices(["text", "json"]).default("text"))
+  .configureHelp({ showGlobalOptions: true })
   .showHelpAfterError()
   .configureOutput({ outputError: (str, write) => write(str) })
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : exitCodes.usage))
@@ -43,10 +48,18 @@ function globals(): GlobalOptions {
   return program.opts<GlobalOptions>();
 }
 
+/** `--socket` or PLEXD_NODE_API_SOCKET when given, else the configuration file's node_api.socket. */
+async function socketPath(): Promise<string> {
+  const g = globals();
+  // An empty PLEXD_NODE_API_SOCKET counts as unset.
+  if (g.socket !== undefined && g.socket !== "") return g.socket;
+  return (await socketFromConfig(g.config)) ?? defaultSocket;
+}
+
 /** Runs a client command: builds the client, maps failures to the exit codes of §7.1. */
 function client(fn: (c: NodeClient, json: boolean) => Promise<void>): () => Promise<void> {
   return async () => {
-    const g = globals();
+    const g = { ...globals(), socket: await socketPath() };
     try {
       await fn(createNodeClient(g.socket), g.output === "json");
     } catch (err) {
@@ -77,10 +90,15 @@ program
 
 program
   .command("deregister")
-  .description("remove this node from the mesh (the only way a node deregisters)")
+  .description("remove this node from the mesh (the only way a node deregisters): through the running agent, or directly when none answers")
   .option("--purge", "also remove identity, keys and cached state")
   .option("--force", "tear down locally even if the control plane cannot be told")
-  .action(() => handOff());
+  .action((opts: { purge?: boolean; force?: boolean }) =>
+    client(async (c, json) => {
+      // No agent answering: the offline path of the agent's own code (spec §1.3).
+      if ((await deregister(c, json, { purge: opts.purge === true, force: opts.force === true })) === "no_agent") await handOff();
+    })(),
+  );
 
 const config = program.command("config").description("configuration tools");
 config
@@ -93,8 +111,25 @@ config
 
 program
   .command("status")
-  .description("phase, identity, control-plane connection, heartbeat, reconcile, NAT, peers and health")
-  .action(client((c, json) => status(c, json)));
+  .description("phase, identity, control-plane connection, heartbeat, reconcile, NAT, peers and health (-o json: one document with self and peers)")
+  .option("--check", "exit 1 when the node is degraded or unhealthy (for scripts and supervisors)")
+  .action((opts: { check?: boolean }) =>
+    client(async (c, json) => {
+      const healthy = await status(c, json);
+      if (opts.check === true && !healthy) process.exitCode = exitCodes.error;
+    })(),
+  );
+
+program
+  .command("reload")
+  .description("re-read the configuration file in the running agent; prints what applied and what needs a restart")
+  .action(client((c, json) => reload(c, json)));
+
+program
+  .command("log-level")
+  .description("change the agent's log level now (until the next reload or restart)")
+  .argument("<level>", "debug, info, warn or error")
+  .action((level: string) => client((c, json) => logLevel(c, json, level))());
 
 program
   .command("peers")
@@ -149,7 +184,7 @@ program
   .description("full-screen live view of the node (read-only)")
   .option("--interval <duration>", "peer polling interval (min 500ms)", "2s")
   .action(async (opts: { interval: string }) => {
-    const g = globals();
+    const g = { ...globals(), socket: await socketPath() };
     const interval = parseDuration(opts.interval);
     if (interval === undefined || interval < 500) {
       process.stderr.write(`plexd: --interval must be a duration of at least 500ms (e.g. 2s), got ${JSON.stringify(opts.interval)}\n`);
@@ -171,6 +206,19 @@ program
     const opts = globals();
     const info = { version: buildInfo.version, commit: buildInfo.commit, build_date: buildInfo.buildDate, node: process.version };
     console.log(opts.output === "json" ? JSON.stringify(info) : `${versionLine("plexd")}, node ${info.node}`);
+  });
+
+program
+  .command("completion")
+  .description(`print a shell completion script (${shells.join(", ")})`)
+  .argument("<shell>", shells.join(" | "))
+  .addHelpText("after", "\nbash: source <(plexd completion bash)\nzsh:  plexd completion zsh > \"${fpath[1]}/_plexd\"\nfish: plexd completion fish > ~/.config/fish/completions/plexd.fish")
+  .action((shell: string) => {
+    if (!(shells as readonly string[]).includes(shell)) {
+      process.stderr.write(`plexd: unknown shell ${JSON.stringify(shell)}: use one of ${shells.join(", ")}\n`);
+      process.exit(exitCodes.usage);
+    }
+    process.stdout.write(completionScript(program, shell as Shell));
   });
 
 await program.parseAsync(process.argv);

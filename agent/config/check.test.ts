@@ -17,6 +17,16 @@ describe("checkConfigFile", () => {
     });
   });
 
+  test("-o json: one object with the issues as data", () => {
+    const f = join(tmp, "json.yaml");
+    writeFileSync(f, "api: https://cp.example.com\nmesh:\n  listen_port: 0\n");
+    const r = checkConfigFile(f, {}, true);
+    expect(r.exitCode).toBe(2);
+    expect(JSON.parse(r.output)).toEqual({ file: f, ok: false, issues: [{ path: "mesh.listen_port", message: expect.any(String) as string, received: 0 }] });
+    writeFileSync(f, "api: https://cp.example.com\n");
+    expect(JSON.parse(checkConfigFile(f, {}, true).output)).toEqual({ file: f, ok: true, issues: [] });
+  });
+
   test("environment overrides apply as for plexd up", () => {
     const f = join(tmp, "env.yaml");
     writeFileSync(f, "api: https://cp.example.com\n");

@@ -8,15 +8,18 @@ export interface CheckResult {
   readonly output: string;
 }
 
-export function checkConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): CheckResult {
+/** `json`: one object `{file, ok, issues: [{path, message, received?, origin?}]}` on stdout either way. */
+export function checkConfigFile(file: string, env: NodeJS.ProcessEnv = process.env, json = false): CheckResult {
   try {
     const { config: c } = loadConfig({ file, env });
     return {
       exitCode: 0,
-      output: `config OK: ${file} (api ${c.api}, mode ${c.mode}, mesh ${c.mesh.interface}:${c.mesh.listen_port}, data_dir ${c.data_dir})`,
+      output: json
+        ? JSON.stringify({ file, ok: true, issues: [] })
+        : `config OK: ${file} (api ${c.api}, mode ${c.mode}, mesh ${c.mesh.interface}:${c.mesh.listen_port}, data_dir ${c.data_dir})`,
     };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    return { exitCode: CONFIG_EXIT_CODE, output: err.format() };
+    return { exitCode: CONFIG_EXIT_CODE, output: json ? JSON.stringify({ file, ok: false, issues: err.issues }) : err.format() };
   }
 }

@@ -37,7 +37,7 @@ export interface ChannelDeps {
   idleTimeoutMs: number;
   requestTimeoutMs: number;
   connectTimeoutMs: number;
-  pollIntervalMs: number;
+  pollIntervalMs: number | (() => number);
   onConnected: () => void;
   poll: (signal: AbortSignal) => Promise<void>;
   onRotateKeys: (reason: string) => void;

@@ -53,8 +53,8 @@ export interface RunEventStreamOptions {
   onIdentityLost?: (status: 401 | 404) => void;
   /** GET /state during the polling fallback. Errors are logged, never fatal. */
   poll: (signal: AbortSignal) => Promise<void>;
-  /** reconcile.interval; 60 s by default (4.6). */
-  pollIntervalMs?: number;
+  /** reconcile.interval; 60 s by default (4.6). A function is read at each poll (a reload may change it). */
+  pollIntervalMs?: number | (() => number);
   /** How long without a successful connect before polling starts; 5 min (4.6). */
   fallbackAfterMs?: number;
   onState?: (state: EventStreamState) => void;
@@ -64,7 +64,7 @@ export interface RunEventStreamOptions {
 
 export async function runEventStream(o: RunEventStreamOptions): Promise<EventStreamExit> {
   const { clock, backoff, verifier, logger, signal } = o;
-  const pollIntervalMs = o.pollIntervalMs ?? 60_000;
+  const pollIntervalMs = (): number => (typeof o.pollIntervalMs === "function" ? o.pollIntervalMs() : (o.pollIntervalMs ?? 60_000));
   const fallbackAfterMs = o.fallbackAfterMs ?? 300_000;
   const state: EventStreamState = {
     connected: false,
@@ -205,7 +205,7 @@ export async function runEventStream(o: RunEventStreamOptions): Promise<EventStr
       continue;
     }
     if (state.polling) {
-      if (!(await sleep(Math.max(pollIntervalMs, result.status === 429 ? delay : 0)))) break;
+      if (!(await sleep(Math.max(pollIntervalMs(), result.status === 429 ? delay : 0)))) break;
       await doPoll();
       continue;
     }

@@ -21,7 +21,8 @@ export interface HeartbeatOptions {
   cp: CpClient;
   nodeId: string;
   token: () => string;
-  intervalMs: number;
+  /** Read before each wait, so a reloaded interval applies from the next beat. */
+  intervalMs: number | (() => number);
   payload: () => Omit<HeartbeatPayload, "node_id" | "timestamp">;
   sleep: (ms: number, signal: AbortSignal) => Promise<void>;
   now: () => number;
@@ -66,7 +67,8 @@ export async function runHeartbeatLoop(opts: HeartbeatOptions): Promise<void> {
     await sendHeartbeat(opts);
     const elapsed = opts.now() - started;
     try {
-      await opts.sleep(Math.max(0, opts.intervalMs - elapsed), opts.signal);
+      const interval = typeof opts.intervalMs === "function" ? opts.intervalMs() : opts.intervalMs;
+      await opts.sleep(Math.max(0, interval - elapsed), opts.signal);
     } catch (err) {
       if (opts.signal.aborted) return;
       throw err;

@@ -1,6 +1,7 @@
 import { chown, mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { PlexdError, isCancellation } from "../../proto/lib/errors.js";
+import type { DeregisterOptions, DeregisterResult } from "../deregister.js";
 import type { AgentRuntime } from "../runtime.js";
 import type { DesiredStateStore } from "../state/desired.js";
 import type { AgentContext } from "../system.js";
@@ -24,7 +25,13 @@ export interface AgentNodeApi {
   readonly state: NodeState;
   attach(runtime: AgentRuntime): void;
   /** Stop sequence step 3–4 (spec §3.8): a bounded last report sync, then the socket goes. */
-  close(): Promise<void>;
+  close(opts?: { syncReports?: boolean }): Promise<void>;
+}
+
+/** What the node API asks of the agent's main loop. */
+export interface AgentControl {
+  /** Stops the loops, deregisters, tears down; the agent exits after answering. */
+  deregister(opts: DeregisterOptions): Promise<DeregisterResult>;
 }
 
 /**
@@ -76,17 +83,17 @@ function identityOf(ref: RuntimeRef): AgentRuntime["identity"] {
  * Everything here lives until close(), not until the agent's stop signal: the socket is the
  * last thing to go in the stop sequence, after the runtime has wound down.
  */
-export async function startAgentNodeApi(ctx: AgentContext, store: DesiredStateStore): Promise<AgentNodeApi> {
+export async function startAgentNodeApi(ctx: AgentContext, store: DesiredStateStore, control: AgentControl): Promise<AgentNodeApi> {
   const life = new AbortController();
   try {
-    return await open(ctx, store, life);
+    return await open(ctx, store, control, life);
   } catch (err) {
     life.abort(); // nothing half-started keeps listening
     throw err;
   }
 }
 
-async function open(ctx: AgentContext, store: DesiredStateStore, life: AbortController): Promise<AgentNodeApi> {
+async function open(ctx: AgentContext, store: DesiredStateStore, control: AgentControl, life: AbortController): Promise<AgentNodeApi> {
   const { config } = ctx;
   const { signal } = life;
   const log = ctx.log.child({ component: "nodeapi" });
@@ -107,7 +114,7 @@ async function open(ctx: AgentContext, store: DesiredStateStore, life: AbortCont
     reportDebounceMs: config.node_api.report_debounce.ms,
     downstream: storeDownstream(store, log, signal),
   });
-  const backend = new AgentBackend({ ctx, store, signal });
+  const backend = new AgentBackend({ ctx, store, signal, control });
   const { http: tcp } = config.node_api;
   const httpOpts = tcp.enabled ? { listen: tcp.listen, token: await readReaderTokenFile(tcp.token_file), secretsToken: await secretsToken(ctx, tcp.secrets_token_file) } : undefined;
 
@@ -133,11 +140,11 @@ async function open(ctx: AgentContext, store: DesiredStateStore, life: AbortCont
       backend.attach(rt);
       loops.push(settle(state.runReportSync(sync.signal)));
     },
-    close: () =>
+    close: (opts = {}) =>
       (closing ??= (async () => {
         sync.abort();
         await Promise.all(loops.slice(1));
-        if (ref.current !== undefined && state.syncStatus().pending.length > 0) {
+        if (opts.syncReports !== false && ref.current !== undefined && state.syncStatus().pending.length > 0) {
           const sent = await state.syncOnce(AbortSignal.timeout(config.node_api.shutdown_timeout.ms)).catch(() => false);
           if (!sent) log.warn({ pending: state.syncStatus().pending }, "report entries not synced before shutdown; sent after the next start");
         }

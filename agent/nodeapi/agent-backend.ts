@@ -3,6 +3,9 @@ import type { AgentRuntime } from "../runtime.js";
 import type { DesiredStateStore } from "../state/desired.js";
 import type { AgentContext } from "../system.js";
 import { version } from "../../proto/lib/version.js";
+import { wireGuardPublicKey } from "../../proto/lib/keys.js";
+import { logLevels } from "../config/schema.js";
+import type { AgentControl } from "./agent-api.js";
 import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";
@@ -22,11 +25,13 @@ export interface AgentBackendDeps {
   ctx: AgentContext;
   store: DesiredStateStore;
   signal: AbortSignal;
+  control: AgentControl;
 }
 
 export class AgentBackend implements NodeApiBackend {
   readonly #ctx: AgentContext;
   readonly #store: DesiredStateStore;
+  readonly #control: AgentControl;
   readonly events: AgentEventFeed;
   readonly #statusListeners = new Set<() => void>();
   #runtime: AgentRuntime | undefined;
@@ -36,6 +41,7 @@ export class AgentBackend implements NodeApiBackend {
   constructor(d: AgentBackendDeps) {
     this.#ctx = d.ctx;
     this.#store = d.store;
+    this.#control = d.control;
     const { ctx } = d;
     this.events = new AgentEventFeed(
       {
@@ -101,7 +107,54 @@ export class AgentBackend implements NodeApiBackend {
       privhelperOk: health.get("privhelper_unavailable") === undefined,
       health: health.list(),
       counters,
+      ...(rt === undefined
+        ? {}
+        : {
+            self: {
+              hostname: config.registration.hostname,
+              publicKey: this.#publicKeyOf(rt.identity.privateKey),
+              interface: config.mesh.interface,
+              listenPort: config.mesh.listen_port,
+            },
+          }),
+      logLevel: this.#ctx.log.level,
     };
+  }
+
+  #publicKey: { of: string; key: string } | undefined;
+
+  /** Derived once per key (a rotation replaces it): WatchStatus asks every second. */
+  #publicKeyOf(privateKey: string): string {
+    if (this.#publicKey?.of !== privateKey) this.#publicKey = { of: privateKey, key: wireGuardPublicKey(privateKey) };
+    return this.#publicKey.key;
+  }
+
+  /** AgentService.ReloadConfig and SIGHUP share the reloader; an invalid file answers invalid_argument. */
+  reloadConfig(): Promise<{ applied: string[]; restartRequired: string[] }> {
+    const reloader = this.#ctx.reloader;
+    if (reloader === undefined) return Promise.reject(new PlexdError("unimplemented", "this process cannot reload its configuration"));
+    try {
+      const plan = reloader.reload("node API");
+      this.#pokeStatus();
+      return Promise.resolve({ applied: plan.applied, restartRequired: plan.restartRequired });
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** Until the next reload or restart, which set the level from the configuration again. */
+  setLogLevel(level: string): Promise<{ previous: string; level: string }> {
+    if (!(logLevels as readonly string[]).includes(level)) return Promise.reject(new PlexdError("invalid_argument", `log level must be one of ${logLevels.join(", ")}, got ${JSON.stringify(level)}`));
+    const { log } = this.#ctx;
+    const previous = log.level;
+    log.level = level;
+    log.info({ previous, level }, "log level changed through the node API");
+    this.#pokeStatus();
+    return Promise.resolve({ previous, level });
+  }
+
+  async deregister(opts: { purge: boolean; force: boolean }): Promise<{ nodeId: string; purged: boolean; removed: string[]; errors: string[] }> {
+    return this.#control.deregister(opts);
   }
 
   subscribeStatus(listener: () => void): () => void {

@@ -9,6 +9,7 @@ import type {
   ListHooksResponseSchema,
   ReloadConfigResponseSchema,
   ReloadHooksResponseSchema,
+  SetLogLevelResponseSchema,
   VerifyHooksResponseSchema,
 } from "../../proto/gen/plexd/node/v1/node_pb.js";
 
@@ -56,6 +57,10 @@ export interface StatusSnapshot {
   health: HealthInfo[];
   /** Free-form counters (events_received, reconcile_cycles, ...). */
   counters: Record<string, number | bigint>;
+  /** This node as the mesh sees it; absent before registration. */
+  self?: { hostname: string; publicKey: string; interface: string; listenPort: number };
+  /** The level the agent logs at now. */
+  logLevel?: string;
 }
 
 export interface PeerInfo {
@@ -73,6 +78,8 @@ export interface PeerInfo {
   /** Round-trip time when a probe measured one. */
   rttMs?: number;
   relayed: boolean;
+  /** The peer's hostname when the control plane sent one. */
+  hostname?: string;
 }
 
 export interface PolicyInfo {
@@ -119,5 +126,6 @@ export interface NodeApiBackend {
   auditStatus?(): Promise<MessageInitShape<typeof GetAuditStatusResponseSchema>>;
   reloadConfig?(): Promise<MessageInitShape<typeof ReloadConfigResponseSchema>>;
   deregister?(opts: { purge: boolean; force: boolean }): Promise<MessageInitShape<typeof DeregisterResponseSchema>>;
+  setLogLevel?(level: string): Promise<MessageInitShape<typeof SetLogLevelResponseSchema>>;
   authorizedKeys?(opts: { user: string; fingerprint: string }): Promise<MessageInitShape<typeof AuthorizedKeysResponseSchema>>;
 }

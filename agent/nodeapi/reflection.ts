@@ -1,71 +1,59 @@
-import { createRegistry, toBinary, type DescFile, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
+import { EventEmitter } from "node:events";
+import { fromBinary, toBinary, type DescFile, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { ServerReflection, type ServerReflectionRequest, type ServerReflectionResponseSchema } from "../../proto/gen/grpc/reflection/v1/reflection_pb.js";
+import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
+import { ReflectionService } from "@grpc/reflection";
+import { ServerReflection, ServerReflectionRequestSchema, ServerReflectionResponseSchema } from "../../proto/gen/grpc/reflection/v1/reflection_pb.js";
 
-// gRPC server reflection (grpc.reflection.v1) from the generated descriptors, so generic
-// tools (`buf curl --list-methods`, grpcurl) can discover the node API without the .proto.
-// connect-node has no reflection of its own; the protocol is small enough to answer here.
+// gRPC server reflection (grpc.reflection.v1), so generic tools (`buf curl --list-methods`,
+// grpcurl) can discover the node API without the .proto. The answers come from
+// @grpc/reflection; it installs itself into a grpc-js server (`addToServer`), while the node API
+// is a connect-node server, so a stand-in takes the service it adds and this file carries each
+// request to it and its answers back, as bytes through grpc-js's own (de)serializers.
 
-export function addReflection(router: ConnectRouter, services: DescService[]): void {
+type PackageDefinition = ConstructorParameters<typeof ReflectionService>[0];
+
+/** The descriptors of the served files and everything they import, as @grpc/proto-loader would give them. */
+function packageDefinition(services: DescService[]): PackageDefinition {
   const files = new Map<string, DescFile>();
   const collect = (f: DescFile): void => {
     if (files.has(f.name)) return;
     files.set(f.name, f);
     for (const d of f.dependencies) collect(d);
   };
-  const all = [...services, ServerReflection];
-  for (const s of all) collect(s.file);
-  const registry = createRegistry(...files.values());
+  for (const s of services) collect(s.file);
+  const fileDescriptorProtos = [...files.values()].map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
+  return { "plexd.node.api": { format: "Protocol Buffer 3 FileDescriptorProto", type: {}, fileDescriptorProtos } } as unknown as PackageDefinition;
+}
 
-  /** The file and everything it imports, file first (clients resolve in this order). */
-  const closure = (f: DescFile): Uint8Array[] => {
-    const seen = new Set<string>();
-    const out: Uint8Array[] = [];
-    const walk = (x: DescFile): void => {
-      if (seen.has(x.name)) return;
-      seen.add(x.name);
-      out.push(toBinary(FileDescriptorProtoSchema, x.proto));
-      for (const d of x.dependencies) walk(d);
-    };
-    walk(f);
-    return out;
-  };
+interface Captured {
+  definition: ServiceDefinition;
+  implementation: UntypedServiceImplementation;
+}
 
-  const fileOfSymbol = (symbol: string): DescFile | undefined => {
-    const direct = registry.get(symbol);
-    if (direct !== undefined && "file" in direct) return direct.file;
-    // A method or field name: look up its parent.
-    const parent = registry.get(symbol.slice(0, Math.max(0, symbol.lastIndexOf("."))));
-    return parent !== undefined && "file" in parent ? parent.file : undefined;
-  };
-
-  const answer = (req: ServerReflectionRequest): MessageInitShape<typeof ServerReflectionResponseSchema> => {
-    const base = { validHost: req.host, originalRequest: req };
-    const notFound = (what: string): MessageInitShape<typeof ServerReflectionResponseSchema> => ({
-      ...base,
-      messageResponse: { case: "errorResponse", value: { errorCode: 5, errorMessage: `${what} not found` } },
-    });
-    const r = req.messageRequest;
-    switch (r.case) {
-      case "listServices":
-        return { ...base, messageResponse: { case: "listServicesResponse", value: { service: all.map((s) => ({ name: s.typeName })) } } };
-      case "fileByFilename": {
-        const f = files.get(r.value);
-        return f === undefined ? notFound(r.value) : { ...base, messageResponse: { case: "fileDescriptorResponse", value: { fileDescriptorProto: closure(f) } } };
-      }
-      case "fileContainingSymbol": {
-        const f = fileOfSymbol(r.value);
-        return f === undefined ? notFound(r.value) : { ...base, messageResponse: { case: "fileDescriptorResponse", value: { fileDescriptorProto: closure(f) } } };
-      }
-      case "allExtensionNumbersOfType":
-        return { ...base, messageResponse: { case: "allExtensionNumbersResponse", value: { baseTypeName: r.value, extensionNumber: [] } } };
-      default:
-        return { ...base, messageResponse: { case: "errorResponse", value: { errorCode: 12, errorMessage: "not implemented" } } };
-    }
-  };
+export function addReflection(router: ConnectRouter, served: DescService[]): void {
+  const services = [...served, ServerReflection];
+  const reflection = new ReflectionService(packageDefinition(services), { services: services.map((s) => s.typeName) });
+  const added: Captured[] = [];
+  reflection.addToServer({ addService: (definition, implementation) => void added.push({ definition, implementation }) });
+  const v1 = added.find((a) => a.definition.ServerReflectionInfo?.path === `/${ServerReflection.typeName}/ServerReflectionInfo`);
+  const method = v1?.definition.ServerReflectionInfo;
+  const handler = v1?.implementation.ServerReflectionInfo as ((stream: EventEmitter) => void) | undefined;
+  if (method === undefined || handler === undefined) throw new Error("@grpc/reflection did not add grpc.reflection.v1");
 
   router.rpc(ServerReflection.method.serverReflectionInfo, async function* (requests) {
-    for await (const req of requests) yield answer(req);
+    // The grpc-js call the handler expects: requests arrive as 'data', answers leave by write().
+    const answers: Buffer[] = [];
+    const call = Object.assign(new EventEmitter(), {
+      write: (answer: unknown) => answers.push(method.responseSerialize(answer)) > 0,
+      end: () => undefined,
+    });
+    handler(call);
+    for await (const req of requests) {
+      call.emit("data", method.requestDeserialize(Buffer.from(toBinary(ServerReflectionRequestSchema, req))));
+      for (let a = answers.shift(); a !== undefined; a = answers.shift()) yield fromBinary(ServerReflectionResponseSchema, a);
+    }
+    call.emit("end");
   });
 }

@@ -67,6 +67,8 @@ interface Route {
   /** Request message JSON from path parameters, query and body. */
   request: (m: RegExpExecArray, query: URLSearchParams, body: Record<string, unknown>, req: Req) => Record<string, unknown>;
   status?: number;
+  /** A status chosen from the answer (GET /v1/health: 503 while unhealthy, for probes that read only the status). */
+  statusFrom?: (json: Record<string, unknown>) => number;
   /** Adds headers from the response JSON (ETag). */
   headers?: (json: Record<string, unknown>) => Record<string, string>;
   /** Secret values: no cache may keep the answer, errors included (spec §6.5). */
@@ -118,7 +120,9 @@ const routes: Route[] = [
     request: (m, _q, body, req) => ({ ...ifMatchFrom(req, body), key: key(m) }),
     status: 204,
   },
-  { verb: "GET", pattern: /^\/v1\/agent\/status$/, rpc: `${A}/GetStatus`, request: none },
+  { verb: "GET", pattern: /^\/v1\/agent\/status$/, rpc: `${A}/GetStatus`, request: (_m, q) => ({ include_peers: flag(q, "peers") }) },
+  { verb: "GET", pattern: /^\/v1\/health$/, rpc: `${A}/GetHealth`, request: none, statusFrom: (json) => (json.status === "unhealthy" ? 503 : 200) },
+  { verb: "PUT", pattern: /^\/v1\/agent\/log-level$/, rpc: `${A}/SetLogLevel`, request: (_m, _q, body) => body },
   { verb: "GET", pattern: /^\/v1\/agent\/peers$/, rpc: `${A}/ListPeers`, request: (_m, q) => ({ all: flag(q, "all") }) },
   { verb: "GET", pattern: /^\/v1\/agent\/policies$/, rpc: `${A}/ListPolicies`, request: (_m, q) => ({ rules: flag(q, "rules") }) },
   { verb: "GET", pattern: /^\/v1\/agent\/actions$/, rpc: `${A}/ListActions`, request: none },
@@ -209,7 +213,7 @@ export function restHandler(ops: Op[], invoke: InvokeUnary): (req: Req, res: Res
         return;
       }
       const text = JSON.stringify(json);
-      res.writeHead(200, { ...headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) });
+      res.writeHead(route.statusFrom?.(json) ?? 200, { ...headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(text)) });
       res.end(text);
     })().catch((err: unknown) => sendError(res, err));
   };

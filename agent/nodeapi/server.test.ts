@@ -324,4 +324,42 @@ describe("node API over gRPC (grpc-js + proto-loader)", () => {
       st.close();
     }
   });
+
+  it("grpc.health.v1 Watch: the serving status at once, then each change", async () => {
+    await start();
+    const def = protoLoader.loadSync("grpc/health/v1/health.proto", { includeDirs: [join(repo, "proto")], keepCase: true, enums: String, defaults: true });
+    const Health = (grpc.loadPackageDefinition(def) as unknown as { grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } } }).grpc.health.v1.Health;
+    const client = new Health(`unix://${socketPath}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, unknown>;
+    try {
+      const stream = (client.Watch as (r: unknown) => grpc.ClientReadableStream<{ status: string }>).call(client, { service: "" });
+      const seen: string[] = [];
+      stream.on("data", (m: { status: string }) => seen.push(m.status));
+      stream.on("error", () => undefined);
+      for (let i = 0; i < 300 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(seen).toEqual(["SERVING"]);
+      backend.setStatus({ health: [{ code: "privhelper_unavailable", severity: "critical", text: "gone", since: Date.now() }] });
+      for (let i = 0; i < 300 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(seen).toEqual(["SERVING", "NOT_SERVING"]);
+      stream.cancel();
+    } finally {
+      client.close();
+    }
+  });
+
+  it("an answer in flight still reaches its caller when the server closes right after it", async () => {
+    backend.deregister = async () => {
+      // The agent's main loop closes the node API as soon as the deregistration settles.
+      setImmediate(() => void server?.close());
+      return { nodeId: "node_fake01", purged: true, removed: ["plexd0"], errors: [] };
+    };
+    cred = { pid: 1, uid: 999, gid: 999 };
+    await start();
+    const { agent, state: st } = grpcClients();
+    try {
+      expect(await call(agent, "Deregister", { purge: true, force: false })).toMatchObject({ node_id: "node_fake01", purged: true });
+    } finally {
+      agent.close();
+      st.close();
+    }
+  });
 });

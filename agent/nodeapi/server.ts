@@ -7,6 +7,7 @@ import { ConnectError, createContextKey, createContextValues, type Code, type Co
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { PlexdError, grpcStatusOf, isCancellation } from "../../proto/lib/errors.js";
 import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import { Health } from "../../proto/gen/grpc/health/v1/health_pb.js";
 import type { Logger } from "../util/log.js";
 import { authorize, classifyToken, defaultAccessPolicy, type AccessPolicy, type Caller, type PeerCred } from "./access.js";
 import type { NodeApiBackend } from "./backend.js";
@@ -97,10 +98,23 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
   const readCred = opts.peerCredentials ?? nativePeerCredReader();
   const ops: Op[] = buildOps({ backend: opts.backend, state: opts.state, ...(opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs }) });
 
+  // Unary calls still being answered: close() lets them finish, so the answer to the call that
+  // stops the agent (Deregister) still reaches its caller.
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
   const invokeUnary = async (op: UnaryOp, req: MessageShape<DescMessage>, caller: Caller, signal: AbortSignal): Promise<MessageShape<DescMessage>> => {
-    await authorize(caller, op.access, policy);
-    const out = await op.fn(req, { signal });
-    return create(op.method.output, out);
+    inFlight++;
+    try {
+      await authorize(caller, op.access, policy);
+      const out = await op.fn(req, { signal });
+      return create(op.method.output, out);
+    } finally {
+      // The answer is written after this returns; count the call done a moment later.
+      setTimeout(() => {
+        inFlight--;
+        if (inFlight === 0) drained?.();
+      }, 50).unref();
+    }
   };
 
   const routes = (router: ConnectRouter): void => {
@@ -126,7 +140,7 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
         } as never);
       }
     }
-    addReflection(router, [NodeStateService, AgentService]);
+    addReflection(router, [NodeStateService, AgentService, Health]);
   };
 
   const rest = restHandler(ops, (op, msg, httpReq, signal) => invokeUnary(op, msg, callerOf(httpReq, opts.http), signal));
@@ -195,6 +209,12 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closed ??= (async () => {
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          drained = resolve;
+          setTimeout(resolve, 5000).unref();
+        });
+      }
       const done = Promise.all(
         [unixServer, tcpServer].filter((s): s is net.Server => s !== undefined).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
       );

@@ -5,7 +5,9 @@ import { formatSeconds } from "../../proto/lib/duration.js";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { pause } from "../../proto/lib/timers.js";
 import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../proto/gen/grpc/health/v1/health_pb.js";
 import type { EntrySchema, GetStatusResponseSchema, PeerSchema } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import { healthVerdict } from "../health/verdict.js";
 import type { AccessClass } from "./access.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, StatusSnapshot } from "./backend.js";
 import type { EntrySummary, NodeState, StateChange, StateEntry } from "./state/node-state.js";
@@ -76,7 +78,7 @@ function stateCountsMsg(state: NodeState): { metadata: number; data: number; sec
 
 const big = (n: number | bigint): bigint => (typeof n === "bigint" ? n : BigInt(Math.max(0, Math.trunc(n))));
 
-export function statusMsg(s: StatusSnapshot, now: number, state: NodeState | undefined): MessageInitShape<typeof GetStatusResponseSchema> {
+export function statusMsg(s: StatusSnapshot, now: number, state: NodeState | undefined, peers?: PeerInfo[]): MessageInitShape<typeof GetStatusResponseSchema> {
   return {
     version: s.version,
     mode: s.mode,
@@ -101,10 +103,16 @@ export function statusMsg(s: StatusSnapshot, now: number, state: NodeState | und
     stateCounts: state === undefined ? {} : stateCountsMsg(state),
     health: s.health.map((h) => ({ code: h.code, severity: h.severity, text: h.text, since: timestampFromMs(h.since) })),
     counters: Object.fromEntries(Object.entries(s.counters).map(([k, v]) => [k, big(v)])),
+    ...(s.self === undefined || s.nodeId === ""
+      ? {}
+      : { self: { nodeId: s.nodeId, meshIp: s.meshIp, hostname: s.self.hostname, publicKey: s.self.publicKey, interface: s.self.interface, listenPort: s.self.listenPort } }),
+    peers: (peers ?? []).map((p) => peerMsg(p, now)),
+    healthStatus: healthVerdict(s.health),
+    logLevel: s.logLevel ?? "",
   };
 }
 
-export function peerMsg(p: PeerInfo): MessageInitShape<typeof PeerSchema> {
+export function peerMsg(p: PeerInfo, now: number): MessageInitShape<typeof PeerSchema> {
   return {
     peerId: p.peerId,
     meshIp: p.meshIp,
@@ -116,6 +124,8 @@ export function peerMsg(p: PeerInfo): MessageInitShape<typeof PeerSchema> {
     rttMs: p.rttMs ?? 0,
     relayed: p.relayed,
     publicKey: p.publicKey,
+    hostname: p.hostname ?? "",
+    ...(p.lastHandshake === undefined ? {} : { handshakeAgeSeconds: Math.max(0, Math.floor((now - p.lastHandshake) / 1000)) }),
   };
 }
 
@@ -180,6 +190,32 @@ async function* watchStatus(backend: NodeApiBackend, state: NodeState | undefine
   }
 }
 
+// ------------------------------------------------------------------ grpc.health.v1
+
+/** Services a health probe may name; "" is the agent as a whole (grpc health-checking protocol). */
+const healthServices = new Set(["", NodeStateService.typeName, AgentService.typeName]);
+
+async function servingStatus(backend: NodeApiBackend, service: string): Promise<Serving> {
+  if (!healthServices.has(service)) return Serving.SERVICE_UNKNOWN;
+  // A degraded node still serves; only a critical condition makes probes fail.
+  return healthVerdict((await backend.status()).health) === "unhealthy" ? Serving.NOT_SERVING : Serving.SERVING;
+}
+
+/** Health.Watch: the status at once, then each change (the status feed's pace, at most 2 per second). */
+async function* watchServing(backend: NodeApiBackend, service: string, signal: AbortSignal, minIntervalMs: number) {
+  let last: Serving | undefined;
+  for await (const _ of feed<true>((push) => {
+    const unsubscribe = backend.subscribeStatus(() => push(true));
+    push(true);
+    return unsubscribe;
+  }, signal, 1)) {
+    const now = await servingStatus(backend, service);
+    if (now !== last) yield { status: now };
+    last = now;
+    await pause(minIntervalMs, signal);
+  }
+}
+
 // ------------------------------------------------------------------ the table
 
 function optional<T>(fn: (() => Promise<T>) | undefined, what: string): () => Promise<T> {
@@ -229,7 +265,23 @@ export function buildOps(deps: ServiceDeps): Op[] {
     stream(NodeStateService.method.watchState, "reader", (_req, call) => feed<StateChange>((push) => st().subscribe(push), call.signal)),
 
     // AgentService
-    unary(AgentService.method.getStatus, "reader", async () => statusMsg(await b.status(), Date.now(), deps.state)),
+    unary(AgentService.method.getStatus, "reader", async (req) => {
+      const [s, peers] = await Promise.all([b.status(), req.includePeers ? b.listPeers({ all: false }) : undefined]);
+      return statusMsg(s, Date.now(), deps.state, peers);
+    }),
+    unary(AgentService.method.getHealth, "reader", async () => {
+      const s = await b.status();
+      return { status: healthVerdict(s.health), phase: s.phase, conditions: s.health.map((h) => ({ ...h, since: timestampFromMs(h.since) })) };
+    }),
+    unary(Health.method.check, "reader", async (req) => {
+      const status = await servingStatus(b, req.service);
+      if (status === Serving.SERVICE_UNKNOWN) throw new PlexdError("not_found", `unknown service ${JSON.stringify(req.service)}`);
+      return { status };
+    }),
+    stream(Health.method.watch, "reader", (req, call) => watchServing(b, req.service, call.signal, deps.statusIntervalMs ?? 500)),
+    unary(AgentService.method.setLogLevel, "admin", (req) =>
+      optional(b.setLogLevel === undefined ? undefined : () => b.setLogLevel!(req.level), "SetLogLevel")(),
+    ),
     stream(AgentService.method.watchStatus, "reader", (_req, call) => watchStatus(b, deps.state, call.signal, deps.statusIntervalMs ?? 500)),
     stream(AgentService.method.watch, "reader", async function* (req, call) {
       const kinds = new Set(req.kinds);
@@ -238,7 +290,10 @@ export function buildOps(deps: ServiceDeps): Op[] {
         yield { at: timestampFromMs(e.at), kind: e.kind, subject: e.subject, detail: e.detail };
       }
     }),
-    unary(AgentService.method.listPeers, "reader", async (req) => ({ peers: (await b.listPeers({ all: req.all })).map(peerMsg) })),
+    unary(AgentService.method.listPeers, "reader", async (req) => {
+      const now = Date.now();
+      return { peers: (await b.listPeers({ all: req.all })).map((p) => peerMsg(p, now)) };
+    }),
     unary(AgentService.method.listPolicies, "reader", async (req) => {
       const p = await b.listPolicies({ rules: req.rules });
       return {

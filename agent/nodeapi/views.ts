@@ -89,6 +89,7 @@ export function peersView(peers: Iterable<Peer>, live: Pick<ReadMeshResponse, "p
       rxBytes: l?.rxBytes ?? 0n,
       txBytes: l?.txBytes ?? 0n,
       relayed: false,
+      ...(p.hostname === undefined ? {} : { hostname: p.hostname }),
     });
   }
   return out.sort((a, b) => a.peerId.localeCompare(b.peerId));

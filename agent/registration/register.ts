@@ -18,6 +18,8 @@ export const peerSchema = z.object({
   endpoint: z.string().nullish().transform((v) => v ?? ""),
   allowed_ips: z.array(z.string()).nullish().transform((v) => v ?? []),
   psk: key32,
+  // Not in control-plane.md's Peer; a control plane may send it (mockcp does). Shown only.
+  hostname: z.string().max(253).optional(),
 });
 export type Peer = z.infer<typeof peerSchema>;
 

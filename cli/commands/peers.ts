@@ -4,9 +4,11 @@ import { age, bytes, messageJson, table } from "../format.js";
 
 export function peersText(res: ListPeersResponse, now: number, all: boolean): string {
   if (res.peers.length === 0) return "no peers";
-  const header = ["PEER", "MESH IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "RTT", ...(all ? ["VISIBLE"] : [])];
+  const hosts = res.peers.some((p) => p.hostname !== "");
+  const header = ["PEER", ...(hosts ? ["HOST"] : []), "MESH IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "RTT", ...(all ? ["VISIBLE"] : [])];
   const rows = res.peers.map((p) => [
     p.peerId,
+    ...(hosts ? [p.hostname || "-"] : []),
     p.meshIp,
     (p.endpoint || "-") + (p.relayed ? " (relayed)" : ""),
     age(p.lastHandshake, now),

@@ -19,7 +19,8 @@ export function statusText(s: GetStatusResponse, now: number): string {
     ["Peers", String(s.peerCount)],
     ["privhelper", s.privhelperOk ? "ok" : "UNREACHABLE"],
     ["State", c === undefined ? "-" : `metadata ${c.metadata}, data ${c.data}, secrets ${c.secrets}, reports ${c.reports} (${c.reportsPending} pending)`],
-    ["Health", s.health.length === 0 ? "ok" : ""],
+    ["Health", s.health.length === 0 ? "ok" : s.healthStatus],
+    ["Log level", s.logLevel || "-"],
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
   const out = lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`.trimEnd());
@@ -27,7 +28,12 @@ export function statusText(s: GetStatusResponse, now: number): string {
   return out.join("\n");
 }
 
-export async function status(client: NodeClient, json: boolean): Promise<void> {
-  const res = await client.agent.getStatus({});
+/**
+ * Prints the status; resolves whether the node is healthy (`--check`). JSON is one document
+ * with this node and its peers (docs/status-json.md, schema in docs/schema/).
+ */
+export async function status(client: NodeClient, json: boolean): Promise<boolean> {
+  const res = await client.agent.getStatus({ includePeers: json });
   console.log(json ? messageJson(GetStatusResponseSchema, res) : statusText(res, Date.now()));
+  return res.healthStatus === "healthy";
 }

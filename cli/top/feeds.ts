@@ -41,7 +41,7 @@ export function startFeeds(client: NodeClient, dispatch: (a: TopAction) => void,
   // React's dispatch only queues an update (the reducer runs later, during render).
   void streamLoop(
     async () => {
-      for await (const m of client.agent.watchStatus({}, { signal, timeoutMs: 0 })) if (m.status !== undefined) dispatch({ type: "status", status: m.status });
+      for await (const m of client.agent.watchStatus({}, { signal, timeoutMs: 0 })) if (m.status !== undefined) dispatch({ type: "status", status: m.status, at: Date.now() });
     },
     dispatch,
     signal,

@@ -20,12 +20,25 @@ export interface KeyResult {
   refresh: boolean;
 }
 
+/** Every key `plexd top` knows, for the `?` overlay (keep in step with the switch below). */
+export const keyHelp: readonly [string, string][] = [
+  ["q, Ctrl-C", "quit"],
+  ["Tab", "next panel (peers, rules, events, NAT & health)"],
+  ["s", "cycle the peers sort column"],
+  ["/", "filter peers (Enter keeps it, Esc clears it)"],
+  ["Esc", "close this help, or clear the filter"],
+  ["r", "refresh now"],
+  ["p", "pause / resume the live tables"],
+  ["?", "show / hide this help"],
+];
+
 export function keyActions(filtering: boolean, input: string, key: KeyFlags): KeyResult {
   const out: KeyResult = { actions: [], quit: false, refresh: false };
   if (key.ctrl === true && input === "c") return { ...out, quit: true };
-  // Special keys reported by flag (Ink strips their bytes from `input`).
+  // Special keys reported by flag (Ink strips their bytes from `input`). Ink also sets `meta`
+  // for a lone Esc, so Esc is taken before meta combinations are ignored.
   const tokens: string[] = key.tab === true ? ["\t"] : key.return === true ? ["\r"] : key.escape === true ? ["\x1b"] : key.backspace === true || key.delete === true ? ["\x7f"] : [...input];
-  if (key.meta === true || key.ctrl === true) return out;
+  if (key.escape !== true && (key.meta === true || key.ctrl === true)) return out;
   let open = filtering;
   for (const ch of tokens) {
     if (out.quit) break;
@@ -59,6 +72,12 @@ export function keyActions(filtering: boolean, input: string, key: KeyFlags): Ke
         break;
       case "r":
         out.refresh = true;
+        break;
+      case "?":
+        out.actions.push({ type: "toggleHelp" });
+        break;
+      case "\x1b":
+        out.actions.push({ type: "escape" });
         break;
       default:
         break;

@@ -34,8 +34,8 @@ describe("top reducer", () => {
 
   it("pause freezes status and peers but keeps collecting events", () => {
     const st = create(GetStatusResponseSchema, { phase: "running" });
-    let s = run([{ type: "status", status: st }, { type: "togglePause" }]);
-    s = reducer(s, { type: "status", status: create(GetStatusResponseSchema, { phase: "degraded" }) });
+    let s = run([{ type: "status", status: st, at: 0 }, { type: "togglePause" }]);
+    s = reducer(s, { type: "status", status: create(GetStatusResponseSchema, { phase: "degraded" }), at: 0 });
     s = reducer(s, { type: "peers", peers: [peer("a")], at: now });
     s = reducer(s, { type: "event", event: create(WatchResponseSchema, { kind: "peer_up", subject: "a" }), now });
     expect(s.status?.phase).toBe("running");
@@ -58,7 +58,7 @@ describe("top reducer", () => {
   it("disconnect and reconnect", () => {
     const s = run([{ type: "disconnected", error: "ECONNREFUSED" }]);
     expect(s).toMatchObject({ connected: false, error: "ECONNREFUSED" });
-    expect(reducer(s, { type: "status", status: create(GetStatusResponseSchema, {}) })).toMatchObject({ connected: true, error: undefined });
+    expect(reducer(s, { type: "status", status: create(GetStatusResponseSchema, {}), at: 0 })).toMatchObject({ connected: true, error: undefined });
   });
 
   it("sorts by each column and filters by id, IP or endpoint", () => {
@@ -104,12 +104,24 @@ describe("top reducer", () => {
   it("Tab cycles panels and resize updates the size", () => {
     const s = run([{ type: "switchPanel" }]);
     expect(s.panel).toBe("rules");
-    expect(run([{ type: "switchPanel" }, { type: "switchPanel" }, { type: "switchPanel" }]).panel).toBe("peers");
+    expect(run([{ type: "switchPanel" }, { type: "switchPanel" }, { type: "switchPanel" }]).panel).toBe("health");
+    expect(run([{ type: "switchPanel" }, { type: "switchPanel" }, { type: "switchPanel" }, { type: "switchPanel" }]).panel).toBe("peers");
     expect(reducer(s, { type: "resize", columns: 80, rows: 24 })).toMatchObject({ columns: 80, rows: 24 });
   });
 });
 
 describe("top keys", () => {
+  it("Esc leaves the filter prompt (Ink reports a lone Esc with meta set), closes the help, then clears a kept filter", () => {
+    expect(keyActions(true, "", { escape: true, meta: true }).actions).toEqual([{ type: "endFilter", keep: false }]);
+    expect(keyActions(false, "", { escape: true, meta: true }).actions).toEqual([{ type: "escape" }]);
+    expect(keyActions(false, "?", {}).actions).toEqual([{ type: "toggleHelp" }]);
+    const helped = run([{ type: "toggleHelp" }, { type: "startFilter" }, { type: "filterInput", text: "x" }, { type: "endFilter", keep: true }]);
+    expect(helped).toMatchObject({ help: true, filter: "x" });
+    const once = reducer(helped, { type: "escape" });
+    expect(once).toMatchObject({ help: false, filter: "x" });
+    expect(reducer(once, { type: "escape" })).toMatchObject({ help: false, filter: "" });
+  });
+
   it("maps single keys", () => {
     expect(keyActions(false, "q", {}).quit).toBe(true);
     expect(keyActions(false, "c", { ctrl: true }).quit).toBe(true);

@@ -1,12 +1,13 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { parseDuration } from "../../proto/lib/duration.js";
 import type { GetStatusResponse, Peer, RenderedRule, WatchResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 
 // All of `plexd top`'s state in one pure reducer: the streams (WatchStatus, Watch), the
 // periodic ListPeers/ListPolicies polls and the keyboard all become actions, so every view
 // is a function of this state and can be tested without a terminal or an agent.
 
-export type Panel = "peers" | "rules" | "events";
-export const panels: Panel[] = ["peers", "rules", "events"];
+export type Panel = "peers" | "rules" | "events" | "health";
+export const panels: Panel[] = ["peers", "rules", "events", "health"];
 export const sortColumns = ["peer", "state", "endpoint", "handshake", "rx", "tx", "rtt"] as const;
 export type SortColumn = (typeof sortColumns)[number];
 
@@ -16,6 +17,7 @@ export const maxEvents = 200;
 
 export interface PeerRow {
   peerId: string;
+  hostname: string;
   meshIp: string;
   endpoint: string;
   relayed: boolean;
@@ -42,6 +44,10 @@ export interface TopState {
   /** Why the agent is unreachable, shown while retrying. */
   error: string | undefined;
   status: GetStatusResponse | undefined;
+  /** When the last status arrived (epoch ms): the uptime runs on from it by the clock. */
+  statusAt: number | undefined;
+  /** When the agent last answered anything (epoch ms); shown beside stale data. */
+  lastGoodAt: number | undefined;
   peers: PeerRow[];
   /** When `peers` was polled (epoch ms). */
   peersAt: number | undefined;
@@ -53,6 +59,8 @@ export interface TopState {
   /** True while the `/` filter prompt takes keystrokes. */
   filtering: boolean;
   paused: boolean;
+  /** The `?` overlay. */
+  help: boolean;
   columns: number;
   rows: number;
 }
@@ -60,13 +68,15 @@ export interface TopState {
 export type TopAction =
   | { type: "connected" }
   | { type: "disconnected"; error: string }
-  | { type: "status"; status: GetStatusResponse }
+  | { type: "status"; status: GetStatusResponse; at: number }
   | { type: "peers"; peers: Peer[]; at: number }
   | { type: "rules"; rules: RenderedRule[] }
   | { type: "event"; event: WatchResponse; now: number }
   | { type: "cycleSort" }
   | { type: "switchPanel" }
   | { type: "togglePause" }
+  | { type: "toggleHelp" }
+  | { type: "escape" }
   | { type: "startFilter" }
   | { type: "filterInput"; text: string }
   | { type: "filterBackspace" }
@@ -78,6 +88,8 @@ export function initialState(size: { columns: number; rows: number } = { columns
     connected: false,
     error: undefined,
     status: undefined,
+    statusAt: undefined,
+    lastGoodAt: undefined,
     peers: [],
     peersAt: undefined,
     rules: [],
@@ -87,6 +99,7 @@ export function initialState(size: { columns: number; rows: number } = { columns
     filter: "",
     filtering: false,
     paused: false,
+    help: false,
     columns: size.columns,
     rows: size.rows,
   };
@@ -106,6 +119,7 @@ function peerRows(prev: TopState, peers: Peer[], at: number): PeerRow[] {
     const old = before.get(p.peerId);
     return {
       peerId: p.peerId,
+      hostname: p.hostname,
       meshIp: p.meshIp,
       endpoint: p.endpoint,
       relayed: p.relayed,
@@ -127,11 +141,11 @@ export function reducer(state: TopState, action: TopAction): TopState {
     case "disconnected":
       return { ...state, connected: false, error: action.error };
     case "status":
-      if (state.paused) return state;
-      return { ...state, connected: true, error: undefined, status: action.status };
+      if (state.paused) return { ...state, connected: true, error: undefined, lastGoodAt: action.at };
+      return { ...state, connected: true, error: undefined, status: action.status, statusAt: action.at, lastGoodAt: action.at };
     case "peers":
-      if (state.paused) return state;
-      return { ...state, connected: true, error: undefined, peers: peerRows(state, action.peers, action.at), peersAt: action.at };
+      if (state.paused) return { ...state, connected: true, error: undefined, lastGoodAt: action.at };
+      return { ...state, connected: true, error: undefined, peers: peerRows(state, action.peers, action.at), peersAt: action.at, lastGoodAt: action.at };
     case "rules":
       if (state.paused) return state;
       return { ...state, rules: action.rules };
@@ -147,6 +161,12 @@ export function reducer(state: TopState, action: TopAction): TopState {
       return { ...state, panel: panels[(panels.indexOf(state.panel) + 1) % panels.length]! };
     case "togglePause":
       return { ...state, paused: !state.paused };
+    case "toggleHelp":
+      return { ...state, help: !state.help };
+    case "escape":
+      // Closes what is open, innermost first: the help, then an applied filter.
+      if (state.help) return { ...state, help: false };
+      return state.filter === "" ? state : { ...state, filter: "" };
     case "startFilter":
       return { ...state, filtering: true };
     case "filterInput":
@@ -191,9 +211,22 @@ function compare(a: PeerRow, b: PeerRow, column: SortColumn, now: number): numbe
   }
 }
 
-/** The peers table as shown: filtered (substring of id, mesh IP or endpoint) and sorted. */
+/** The agent's uptime now: the last reported one, run on by the clock while the agent answers. */
+export function uptimeNow(state: TopState, now: number): string {
+  const s = state.status;
+  if (s === undefined) return "";
+  const base = parseDuration(s.uptime);
+  if (base === undefined || state.statusAt === undefined || !state.connected || state.paused) return s.uptime;
+  const total = Math.floor((base + Math.max(0, now - state.statusAt)) / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const sec = total % 60;
+  return `${h > 0 ? `${h}h` : ""}${h > 0 || m > 0 ? `${m}m` : ""}${sec}s`;
+}
+
+/** The peers table as shown: filtered (substring of id, hostname, mesh IP or endpoint) and sorted. */
 export function visiblePeers(state: TopState, now: number): PeerRow[] {
   const f = state.filter.toLowerCase();
-  const rows = f === "" ? state.peers : state.peers.filter((p) => [p.peerId, p.meshIp, p.endpoint].some((s) => s.toLowerCase().includes(f)));
+  const rows = f === "" ? state.peers : state.peers.filter((p) => [p.peerId, p.hostname, p.meshIp, p.endpoint].some((s) => s.toLowerCase().includes(f)));
   return [...rows].sort((a, b) => compare(a, b, state.sort, now) || a.peerId.localeCompare(b.peerId));
 }

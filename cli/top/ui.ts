@@ -10,12 +10,20 @@ export interface Ui {
   ink: typeof InkModule;
 }
 
+/**
+ * `plexd top` runs only on a terminal (it refuses otherwise), so the terminal decides about
+ * colour, not the job around it. Both Ink (which renders only the last frame in "CI") and the
+ * colour detection it uses (level 0 whenever a CI variable exists) read the environment once
+ * at import; CI markers describe the job, so they go. NO_COLOR (no-color.org: set and not
+ * empty) turns colour off unless FORCE_COLOR says otherwise explicitly.
+ */
+export function prepareTerminalEnv(env: NodeJS.ProcessEnv): void {
+  for (const k of Object.keys(env)) if (k === "CI" || k === "CONTINUOUS_INTEGRATION" || k.startsWith("CI_")) delete env[k];
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== "" && env.FORCE_COLOR === undefined) env.FORCE_COLOR = "0";
+}
+
 export async function loadUi(): Promise<Ui> {
-  // Ink renders only the last frame when it thinks it runs in CI (env CI / CONTINUOUS_INTEGRATION,
-  // read once at import). `plexd top` only ever runs on a terminal, so a CI-flagged shell
-  // must still get a live screen.
-  process.env.CI = "false";
-  process.env.CONTINUOUS_INTEGRATION = "false";
+  prepareTerminalEnv(process.env);
   const [React, ink] = await Promise.all([import("react"), import("ink")]);
   return { React: (React as unknown as { default?: typeof ReactModule }).default ?? React, ink };
 }

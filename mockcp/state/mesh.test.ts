@@ -36,7 +36,7 @@ describe("peers and PSKs (§3.1, §5.1)", () => {
     const b = await register(client, "b");
     const added = await nextPayload(sa);
     expect(added.type).toBe("peer_added");
-    expect(added.payload).toEqual({ id: b.node_id, public_key: b.public_key, mesh_ip: b.mesh_ip, endpoint: "", allowed_ips: [`${b.mesh_ip}/32`], psk: b.peers[0]?.psk });
+    expect(added.payload).toEqual({ id: b.node_id, public_key: b.public_key, mesh_ip: b.mesh_ip, endpoint: "", allowed_ips: [`${b.mesh_ip}/32`], psk: b.peers[0]?.psk, hostname: "b" });
     const stA = await getState(client, a);
     expect(stA.peers).toEqual([added.payload]);
     expect(b.peers[0]?.id).toBe(a.node_id);

@@ -27,6 +27,8 @@ export interface Peer {
   endpoint: string;
   allowed_ips: string[];
   psk: string;
+  /** The peer's registered hostname: an optional field beyond control-plane.md's Peer (receivers ignore unknown fields, §2), so `plexd peers` and `plexd top` can name peers. */
+  hostname?: string;
 }
 
 export interface Policy {
@@ -441,6 +443,7 @@ export class MockState {
       endpoint: peer.endpoint?.public_endpoint ?? "",
       allowed_ips: [`${peer.meshIp}/32`],
       psk: this.psk(viewerId, peer.id),
+      hostname: peer.hostname,
     };
   }
 

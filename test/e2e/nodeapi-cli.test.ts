@@ -1,11 +1,13 @@
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { startFakeNodeApi, type FakeBackend } from "../support/nodeapi-fake-backend.js";
 import { loadPeerCredAddon } from "../../proto/lib/peercred.js";
+import { grpcHealthCheck } from "../support/grpc-health-probe.js";
+import { schemaViolations } from "../support/json-schema.js";
 
 // The built `plexd` client (dist/plexd.js, `npm run build`) against a node API server with a
 // fake backend: human output, `-o json` = the response message JSON, exit codes of §7.1.
@@ -38,6 +40,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+const statusSchema = join(repo, "docs/schema/status.schema.json");
 const plexd = (args: string[], input?: string) => execa("node", [cli, "--socket", sock, ...args], { reject: false, ...(input === undefined ? {} : { input }) });
 
 describe("plexd client commands", () => {
@@ -58,12 +61,96 @@ describe("plexd client commands", () => {
     expect(text.stdout).toMatch(/^Node\s+node_fake01\s+10\.100\.0\.1$/m);
     expect(text.stdout).toMatch(/^Control plane\s+connected/m);
     const json = await plexd(["status", "-o", "json"]);
-    const curl = await execa("curl", ["-sS", "--unix-socket", sock, "http://localhost/v1/agent/status"]);
+    const curl = await execa("curl", ["-sS", "--unix-socket", sock, "http://localhost/v1/agent/status?peers=true"]);
     const a = JSON.parse(json.stdout) as Record<string, unknown>;
     const b = JSON.parse(curl.stdout) as Record<string, unknown>;
-    // Same message over gRPC and REST, apart from the clock-derived uptime.
-    expect({ ...a, uptime: "" }).toEqual({ ...b, uptime: "" });
+    // Same message over gRPC and REST, apart from what the clock moves (uptime, handshake ages).
+    const still = (m: Record<string, unknown>) => ({ ...m, uptime: "", peers: (m.peers as Record<string, unknown>[]).map((p) => ({ ...p, handshake_age_seconds: 0 })) });
+    expect(still(a)).toEqual(still(b));
     expect(a.state_counts).toEqual({ metadata: 2, data: 1, secrets: 1, reports: 0, reports_pending: 0 });
+  });
+
+  it("status -o json: one document with self and peers, valid against the shipped JSON Schema", async () => {
+    const json = await plexd(["status", "-o", "json"]);
+    expect(json.exitCode).toBe(0);
+    expect(await schemaViolations(statusSchema, json.stdout)).toEqual([]);
+    const doc = JSON.parse(json.stdout) as { self: unknown; peers: { peer_id: string; hostname: string; handshake_age_seconds?: number }[]; health_status: string };
+    expect(doc.self).toMatchObject({ node_id: "node_fake01", hostname: "fake01", mesh_ip: "10.100.0.1", interface: "plexd0", listen_port: 51820 });
+    expect(doc.peers.map((p) => p.peer_id)).toEqual(["node_alpha", "node_bravo"]);
+    expect(doc.peers[0]).toMatchObject({ hostname: "alpha", handshake_age_seconds: expect.any(Number) as number });
+    expect(doc.peers[1]).not.toHaveProperty("handshake_age_seconds");
+    expect(doc.health_status).toBe("healthy");
+    // The schema is no rubber stamp: a wrong type and an undocumented field are both caught.
+    const bad = JSON.stringify({ ...JSON.parse(json.stdout), peer_count: "2", surprise: true });
+    expect(await schemaViolations(statusSchema, bad)).toEqual([": Additional properties are not allowed ('surprise' was unexpected)", "peer_count: '2' is not of type 'integer'"]);
+  });
+
+  it("status --check: exit 0 while healthy, 1 when degraded or unhealthy; plain status stays 0", async () => {
+    expect((await plexd(["status", "--check"])).exitCode).toBe(0);
+    backend.setStatus({ health: [{ code: "heartbeat_failing", severity: "warning", text: "heartbeat failed", since: Date.now() }] });
+    expect((await plexd(["status", "--check"])).exitCode).toBe(1);
+    expect((await plexd(["status"])).exitCode).toBe(0);
+    expect((await plexd(["status"])).stdout).toMatch(/^Health\s+degraded$/m);
+  });
+
+  it("health: GET /v1/health and grpc.health.v1 through a grpc-js client follow the conditions", async () => {
+    const health = async () => {
+      const r = await execa("curl", ["-sS", "-w", "\n%{http_code}", "--unix-socket", sock, "http://localhost/v1/health"]);
+      const [body, code] = r.stdout.split("\n");
+      return { code: Number(code), body: JSON.parse(body ?? "{}") as { status: string; phase: string; conditions: { code: string }[] } };
+    };
+    expect(await health()).toEqual({ code: 200, body: { status: "healthy", phase: "running", conditions: [] } });
+    expect(await grpcHealthCheck(sock)).toBe("SERVING");
+    expect(await grpcHealthCheck(sock, "plexd.node.v1.AgentService")).toBe("SERVING");
+    expect(await grpcHealthCheck(sock, "no.such.Service")).toBe("error 5"); // NOT_FOUND, as the protocol says
+
+    backend.setStatus({ health: [{ code: "heartbeat_failing", severity: "warning", text: "heartbeat failed", since: Date.now() }] });
+    expect((await health()).code).toBe(200); // degraded still serves
+    expect(await grpcHealthCheck(sock)).toBe("SERVING");
+    backend.setStatus({ health: [{ code: "privhelper_unavailable", severity: "critical", text: "privhelper unavailable", since: Date.now() }] });
+    const down = await health();
+    expect(down.code).toBe(503);
+    expect(down.body).toMatchObject({ status: "unhealthy", conditions: [{ code: "privhelper_unavailable" }] });
+    expect(await grpcHealthCheck(sock)).toBe("NOT_SERVING");
+  });
+
+  it("scripting: the socket from --config, global flags in every help, -o json for config check, completion", async () => {
+    const cfg = join(dir, "config.yaml");
+    await writeFile(cfg, `api: https://cp.example.com\nnode_api:\n  socket: ${sock}\n`);
+    const viaConfig = await execa("node", [cli, "--config", cfg, "status"], { reject: false, env: { PLEXD_NODE_API_SOCKET: "" } });
+    expect(viaConfig.exitCode, viaConfig.stderr).toBe(0);
+    expect(viaConfig.stdout).toContain("node_fake01");
+    // --socket still wins over the file.
+    expect((await execa("node", [cli, "--config", cfg, "--socket", join(dir, "none.sock"), "status"], { reject: false })).exitCode).toBe(3);
+
+    const help = await execa("node", [cli, "peers", "--help"], { reject: false });
+    const globalPart = help.stdout.slice(help.stdout.indexOf("Global Options:"));
+    for (const flag of ["-o, --output <format>", "--socket <path>", "--config <file>"]) expect(globalPart).toContain(flag);
+
+    // A node API socket outside /run/plexd is a finding of its own; the client still used it above.
+    expect(JSON.parse((await execa("node", [cli, "-o", "json", "config", "check", cfg], { reject: false })).stdout)).toMatchObject({ ok: false, issues: [{ path: "node_api.socket" }] });
+    await writeFile(cfg, "api: https://cp.example.com\n");
+    const check = await execa("node", [cli, "-o", "json", "config", "check", cfg], { reject: false });
+    expect(check.exitCode).toBe(0);
+    expect(JSON.parse(check.stdout)).toEqual({ file: cfg, ok: true, issues: [] });
+    await writeFile(cfg, "api: https://cp.example.com\nmesh:\n  listen_port: 0\n");
+    const bad = await execa("node", [cli, "config", "check", cfg, "-o", "json"], { reject: false });
+    expect(bad.exitCode).toBe(2);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ ok: false, issues: [{ path: "mesh.listen_port" }] });
+
+    // bash completes subcommands and their flags from the script plexd prints.
+    const script = (await execa("node", [cli, "completion", "bash"])).stdout;
+    await writeFile(join(dir, "plexd.bash"), script);
+    const complete = async (...words: string[]) =>
+      (
+        await execa("bash", ["-c", `source ${join(dir, "plexd.bash")}; COMP_WORDS=(plexd ${words.join(" ")}); COMP_CWORD=${words.length}; _plexd_complete; printf '%s\\n' "\${COMPREPLY[@]}"`])
+      ).stdout.split("\n");
+    expect((await complete("sta")).sort()).toEqual(["state", "status"]);
+    expect(await complete("status", "--ch")).toEqual(["--check"]);
+    expect(await complete("state", "")).toEqual(expect.arrayContaining(["get", "report"]));
+    expect(await complete("-o", "")).toEqual(["text", "json"]);
+    for (const shell of ["zsh", "fish"]) expect((await execa("node", [cli, "completion", shell])).stdout).toContain("status");
+    expect((await execa("node", [cli, "completion", "tcsh"], { reject: false })).exitCode).toBe(2);
   });
 
   it("peers, policies, state and state get", async () => {

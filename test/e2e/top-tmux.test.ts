@@ -30,8 +30,10 @@ function tmuxFor(server: string) {
   return {
     tmux,
     capture,
-    async start(cmd: string): Promise<void> {
-      expect((await tmux("new-session", "-d", "-s", server, "-x", "120", "-y", "30", cmd)).exitCode).toBe(0);
+    /** The screen with its SGR escapes (colour, bold, dim, inverse) as the terminal got them. */
+    captureEscapes: async (): Promise<string> => (await tmux("capture-pane", "-p", "-e", "-t", server)).stdout,
+    async start(cmd: string, size: { columns: number; rows: number } = { columns: 120, rows: 30 }): Promise<void> {
+      expect((await tmux("new-session", "-d", "-s", server, "-x", String(size.columns), "-y", String(size.rows), cmd)).exitCode).toBe(0);
       socketPath = (await tmux("display-message", "-p", "#{socket_path}")).stdout.trim();
     },
     keys: (...keys: string[]) => tmux("send-keys", "-t", server, ...keys),
@@ -45,7 +47,7 @@ function tmuxFor(server: string) {
         if (pred(screen)) return screen;
         await new Promise((r) => setTimeout(r, 150));
       }
-      throw new Error(`timed out waiting for ${what}; screen:\n${screen}`);
+      throw new Error(`timed out waiting for ${what}; screen:\n${screen}\nwith escapes:\n${JSON.stringify((await tmux("capture-pane", "-p", "-e", "-t", server)).stdout)}`);
     },
     /** kill-server leaves the socket file behind; it goes too. */
     async kill(): Promise<void> {
@@ -58,6 +60,14 @@ function tmuxFor(server: string) {
 // The shell line reports top's exit status and the terminal modes once top is gone:
 // `icanon echo` means raw mode was undone (a crashed TUI leaves `-icanon -echo`).
 const afterTop = `echo "TOP-EXITED rc=$?"; echo "MODES $(stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' ')"; sleep 120`;
+
+const esc = String.fromCharCode(27);
+/** An SGR sequence that sets a foreground colour (30–37, 90–97, 256-colour or true colour). */
+const colourSgr = new RegExp(`${esc}\\[(?:[0-9;]*;)?(?:3[0-7]|9[0-7]|38;[25];[0-9;]+)m`);
+const sgr = (code: string) => new RegExp(`${esc}\\[(?:[0-9;]*;)?${code}(?:;[0-9;]*)?m`);
+const anySgr = new RegExp(`${esc}\\[[0-9;]*m`, "g");
+/** The line of `screen` that contains `text`, with its escapes. */
+const lineWith = (screen: string, text: string): string => screen.split("\n").find((l) => l.replace(anySgr, "").includes(text)) ?? "";
 
 describe("plexd top in tmux against a live agent", () => {
   let users: SystemUsers;
@@ -86,16 +96,40 @@ describe("plexd top in tmux against a live agent", () => {
     }
   });
 
-  it("shows the mesh peer with a live handshake, survives an agent restart, and q restores the shell", async () => {
+  it("at 80×24: colour under CI=true, whole columns, ? and Esc, the clock, stale data when the agent stops, recovery, q", async () => {
     const t = tmuxFor(`plexd-top-live-${process.pid}`);
     registerCleanup("tmux server (live top)", () => t.kill());
-    // As user plexd, the way an operator in group plexd runs it.
-    await t.start(`setpriv --reuid=plexd --regid=plexd --init-groups -- node ${cli} top --socket ${a.apiSocket} --interval 500ms; ${afterTop}`);
-    const peerRow = new RegExp(`${nodeId(b)}\\s+${ip(meshIp(b))}\\s+up\\s+${ip(topo.node("tui2").ip)}:51820`);
-    const first = await t.waitFor((s) => peerRow.test(s), "the peer row of the live mesh");
-    expect(first).toContain(nodeId(a));
-    expect(first).toMatch(/control plane connected/);
+    // As user plexd, the way an operator in group plexd runs it; CI=true as on a CI runner,
+    // which must not take the colours of a real terminal away.
+    await t.start(`CI=true setpriv --reuid=plexd --regid=plexd --init-groups -- node ${cli} top --socket ${a.apiSocket} --interval 500ms; ${afterTop}`, { columns: 80, rows: 24 });
+    // The HOST column shows only when it fits (the control plane may send no hostnames: "-").
+    const peerRow = new RegExp(`${nodeId(b)}\\s+(?:\\S+\\s+)?${ip(meshIp(b))}\\s+up\\s+`);
+    const first = await t.waitFor((s) => peerRow.test(s) && s.includes("control plane connected"), "the peer row of the live mesh");
+    const lines = first.split("\n");
+    expect(lines.length).toBeLessThanOrEqual(24);
+    // The header is whole words on its own line: node id, phase and uptime on the first.
+    expect(lines[0]).toMatch(new RegExp(`^${nodeId(a)}\\s.*\\sconnected\\s+up \\d+`));
+    // RX, TX and RTT are whole columns at 80 (lower-priority ones went instead).
+    expect(lines.find((l) => l.startsWith("PEER"))!.trim().split(/\s+/)).toEqual(expect.arrayContaining(["HANDSHAKE", "RX", "TX", "RTT"]));
+    const colours = await t.captureEscapes();
+    expect(lineWith(colours, nodeId(b))).toMatch(sgr("32")); // "up" in green
+    expect(lineWith(colours, "[Peers]")).toMatch(sgr("7")); // the selected tab, inverse
     expect(await t.cursorVisible()).toBe(false);
+
+    // The uptime moves with the clock, not only when the agent pushes a change.
+    const uptime = (screen: string) => /\bup (\S+)/.exec(screen.split("\n")[0] ?? "")?.[1];
+    const u1 = uptime(await t.capture());
+    await t.waitFor((s) => uptime(s) !== u1, "the uptime to move", 5000);
+
+    await t.keys("?");
+    await t.waitFor((s) => s.includes("? or Esc closes this help") && s.includes("Ctrl-C"), "the help overlay");
+    await t.keys("Escape");
+    await t.waitFor((s) => !s.includes("closes this help") && peerRow.test(s), "the help to close");
+    await t.keys("/", "z", "z");
+    await t.waitFor((s) => s.includes("no peer matches the filter"), "the filter prompt");
+    await t.keys("Escape");
+    await t.waitFor((s) => !s.includes("filter:") && peerRow.test(s), "Esc to leave the filter");
+
     await t.keys("Tab");
     await t.waitFor((s) => s.includes("plexd-mesh") && s.includes(`ip saddr ${meshIp(b)}`), "firewall rules of the live table");
     await t.keys("Tab");
@@ -103,12 +137,20 @@ describe("plexd top in tmux against a live agent", () => {
     await cp.client.setPolicies(nodeId(a), [{ id: "p2", rules }]);
     await t.waitFor((s) => s.includes("recent events") && /policy_changed\s+p2/.test(s), "the policy change in the events panel");
     await t.keys("Tab");
+    await t.waitFor((s) => s.includes("HEALTH") && s.includes("COUNTERS"), "the NAT & health panel");
+    await t.keys("Tab");
+    await t.waitFor((s) => peerRow.test(s), "back to the peers");
 
-    // The agent stops (its socket goes) and comes back: top says so and recovers by itself.
+    // The agent stops (its socket goes): its last data stays, greyed, with the time of the last
+    // answer, and nothing claims a live state any more.
     await a.agent!.kill("SIGTERM");
-    await t.waitFor((s) => s.includes("agent not reachable"), "the no-agent message");
+    const stale = await t.waitFor((s) => s.includes("agent not reachable") && s.includes("last data from"), "the stale state");
+    expect(stale).toMatch(peerRow);
+    expect(stale).not.toContain("control plane connected");
+    expect(stale).not.toContain("health ok");
+    expect(lineWith(await t.captureEscapes(), nodeId(b))).toMatch(sgr("2")); // dim
     a.startAgent();
-    await t.waitFor((s) => !s.includes("agent not reachable") && peerRow.test(s), "the peer row after the restart", 30_000);
+    await t.waitFor((s) => !s.includes("agent not reachable") && peerRow.test(s) && s.includes("control plane connected"), "the peer row after the restart", 30_000);
 
     await t.keys("q");
     const end = await t.waitFor((s) => s.includes("MODES"), "top to exit");
@@ -140,11 +182,13 @@ describe("plexd top in tmux against a fake-backend node API", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("shows peers, reacts to keys, survives the agent going away, and quits on q", async () => {
-    await t.start(`node ${cli} top --socket ${sock} --interval 500ms; ${afterTop}`);
+  it("at 160×45: every column, keys, the agent going away and back, q", async () => {
+    await t.start(`node ${cli} top --socket ${sock} --interval 500ms; ${afterTop}`, { columns: 160, rows: 45 });
     const first = await t.waitFor((s) => s.includes("node_alpha") && s.includes("node_bravo"), "peer rows");
     expect(first).toContain("node_fake01");
-    expect(first).toMatch(/node_alpha\s+10\.100\.0\.2\s+up/);
+    expect(first).toMatch(/node_alpha\s+alpha\s+10\.100\.0\.2\s+up\s+192\.0\.2\.2:51820/);
+    expect(first.split("\n").find((l) => l.startsWith("PEER"))!.trim().split(/\s+/)).toEqual(["PEER▼", "HOST", "MESH", "IP", "STATE", "ENDPOINT", "HANDSHAKE", "RX", "TX", "RTT"]);
+    expect(lineWith(await t.captureEscapes(), "node_alpha")).toMatch(colourSgr);
 
     await t.keys("/", "b", "r", "a", "Enter");
     await t.waitFor((s) => s.includes("filter: bra") && !s.includes("node_alpha"), "filtered table");
@@ -160,5 +204,15 @@ describe("plexd top in tmux against a fake-backend node API", () => {
     await t.keys("q");
     const end = await t.waitFor((s) => s.includes("MODES"), "exit");
     expect(end).toContain("TOP-EXITED rc=0");
+  });
+
+  it("NO_COLOR: no colour at all, and the selected tab still shows", async () => {
+    await t.start(`NO_COLOR=1 node ${cli} top --socket ${sock} --interval 500ms; ${afterTop}`, { columns: 100, rows: 30 });
+    await t.waitFor((s) => s.includes("node_alpha") && s.includes("[Peers]"), "peer rows");
+    const screen = await t.captureEscapes();
+    expect(screen).not.toMatch(colourSgr);
+    expect(screen).toMatch(/\[Peers\] +Firewall rules/);
+    await t.keys("q");
+    expect(await t.waitFor((s) => s.includes("MODES"), "exit")).toContain("TOP-EXITED rc=0");
   });
 });

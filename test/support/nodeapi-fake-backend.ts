@@ -24,6 +24,8 @@ export function sampleStatus(now = Date.now()): StatusSnapshot {
     privhelperOk: true,
     health: [],
     counters: { events_received: 42, reconcile_cycles: 7 },
+    self: { hostname: "fake01", publicKey: "F".repeat(43) + "=", interface: "plexd0", listenPort: 51820 },
+    logLevel: "info",
   };
 }
 
@@ -40,6 +42,7 @@ export function samplePeers(now = Date.now()): PeerInfo[] {
       txBytes: 250_000n,
       rttMs: 1.5,
       relayed: false,
+      hostname: "alpha",
     },
     {
       peerId: "node_bravo",
@@ -77,6 +80,8 @@ export class FakeBackend implements NodeApiBackend {
   statusValue: StatusSnapshot;
   peers: PeerInfo[];
   policies: PoliciesInfo;
+  /** Unset: Deregister answers unimplemented; a test sets it to play the agent. */
+  declare deregister?: NonNullable<NodeApiBackend["deregister"]>;
   readonly #statusListeners = new Set<() => void>();
   readonly #eventListeners = new Set<(e: AgentEvent) => void>();
 

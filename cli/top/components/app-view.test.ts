@@ -45,7 +45,7 @@ const peers = [
 ];
 
 const base = (actions: TopAction[]): TopState =>
-  [{ type: "status", status } as TopAction, { type: "peers", peers, at: now - 2000 } as TopAction, ...actions].reduce(reducer, initialState({ columns: 120, rows: 30 }));
+  [{ type: "status", status, at: now - 2000 } as TopAction, { type: "peers", peers, at: now - 2000 } as TopAction, ...actions].reduce(reducer, initialState({ columns: 120, rows: 30 }));
 
 describe("plexd top views", () => {
   it("header: node id, mesh IP, control-plane connection, phase, uptime, health", () => {
@@ -53,8 +53,9 @@ describe("plexd top views", () => {
     expect(f).toContain("node_abc");
     expect(f).toContain("10.100.0.7");
     expect(f).toContain("running");
-    expect(f).toContain("up 2h3m4s");
-    expect(f).toMatch(/control plane connected \(3 reconnects\)/);
+    // The uptime runs on by the clock from when the status arrived (2 s before `now`).
+    expect(f).toContain("up 2h3m6s");
+    expect(f).toMatch(/control plane connected {2}\(3 reconnects\)/);
     expect(f).toContain("heartbeat 12s ago");
     expect(f).toContain("CRITICAL privhelper_unreachable: privhelper socket refused");
     expect(f).not.toContain("agent not reachable");
@@ -84,11 +85,29 @@ describe("plexd top views", () => {
     expect(none).toContain("no peer matches the filter");
   });
 
-  it("narrow terminals drop columns from the right instead of wrapping", () => {
-    const f = frame(base([{ type: "resize", columns: 70, rows: 30 }]));
-    expect(f).toContain("ENDPOINT");
-    expect(f).not.toContain("RTT");
-    for (const l of f.split("\n")) expect(l.length).toBeLessThanOrEqual(70);
+  it("80×24 keeps the columns that matter, drops the rest whole and wraps nothing; wide terminals show all", () => {
+    const f = frame(base([{ type: "resize", columns: 80, rows: 24 }]));
+    const lines = f.split("\n");
+    for (const l of lines) expect(l.length).toBeLessThanOrEqual(80);
+    expect(lines.length).toBeLessThanOrEqual(24);
+    const head = lines.find((l) => l.startsWith("PEER"))!;
+    expect(head.split(/\s+/)).toEqual(expect.arrayContaining(["PEER▼", "MESH", "IP", "STATE", "HANDSHAKE", "RX", "TX", "RTT"]));
+    expect(lines.find((l) => l.includes("node_zulu"))).toMatch(/2\.5ms$/);
+    // Narrower still: whole columns go by priority (host, endpoint, RTT first), none is cut.
+    const narrow = frame(base([{ type: "resize", columns: 48, rows: 24 }])).split("\n");
+    for (const l of narrow) expect(l.length).toBeLessThanOrEqual(48);
+    expect(narrow.find((l) => l.startsWith("PEER"))!.split(/\s+/)).toEqual(["PEER▼", "MESH", "IP", "STATE", "HANDSHAKE", "RX", "TX"]);
+    const wide = frame(base([{ type: "resize", columns: 160, rows: 45 }]));
+    expect(wide.split("\n").find((l) => l.startsWith("PEER"))!.split(/\s+/)).toEqual(["PEER▼", "HOST", "MESH", "IP", "STATE", "ENDPOINT", "HANDSHAKE", "RX", "TX", "RTT"]);
+  });
+
+  it("no agent: stale data greyed with the time of the last answer, no live claims; ? lists every key", () => {
+    const gone = frame(base([{ type: "disconnected", error: "ECONNREFUSED" }]));
+    expect(gone).toMatch(/last data from \d{2}:\d{2}:\d{2} \(2s ago\)/);
+    expect(gone).not.toContain("control plane connected");
+    expect(gone).not.toContain("health ok");
+    const help = frame(base([{ type: "toggleHelp" }]));
+    for (const k of ["q, Ctrl-C", "Tab", "s ", "/ ", "Esc", "r ", "p ", "? "]) expect(help).toContain(k);
   });
 
   it("events feed and firewall rules panel", () => {

@@ -1,8 +1,11 @@
 import type { ReactElement } from "react";
-import { visiblePeers, type TopState } from "../reducer.js";
+import { fitSegments } from "../layout.js";
+import { visiblePeers, type Panel, type TopState } from "../reducer.js";
 import type { Ui } from "../ui.js";
 import { makeEventsFeed } from "./events-feed.js";
-import { makeHeader } from "./header.js";
+import { headerLines, makeHeader } from "./header.js";
+import { makeHealthPanel } from "./health-panel.js";
+import { makeHelpOverlay } from "./help-overlay.js";
 import { makePeersTable } from "./peers-table.js";
 import { makeRulesPanel } from "./rules-panel.js";
 
@@ -11,7 +14,8 @@ export interface AppViewProps {
   now: number;
 }
 
-const tabs = { peers: "Peers", rules: "Firewall rules", events: "Events" } as const;
+const tabs: Record<Panel, string> = { peers: "Peers", rules: "Firewall rules", events: "Events", health: "NAT & health" };
+const footer = ["q quit", "Tab panel", "? help", "s sort", "/ filter", "r refresh", "p pause", "Esc close"];
 
 /** The whole screen as a function of the reducer state. */
 export function makeAppView(ui: Ui): (props: AppViewProps) => ReactElement {
@@ -22,31 +26,37 @@ export function makeAppView(ui: Ui): (props: AppViewProps) => ReactElement {
   const PeersTable = makePeersTable(ui);
   const RulesPanel = makeRulesPanel(ui);
   const EventsFeed = makeEventsFeed(ui);
+  const HealthPanel = makeHealthPanel(ui);
+  const HelpOverlay = makeHelpOverlay(ui);
   return function AppView({ state, now }: AppViewProps): ReactElement {
-    const healthRows = Math.max(1, state.status?.health.length ?? 1);
-    const body = Math.max(3, state.rows - (2 + healthRows) - 6);
-    const panel =
-      state.panel === "peers"
-        ? h(PeersTable, { peers: visiblePeers(state, now), sort: state.sort, filter: state.filter, filtering: state.filtering, now, maxRows: body - 2, columns: state.columns })
+    // Header, a blank line, the tabs, the panel, the footer: the panel gets what is left. One
+    // row stays free: an output as tall as the terminal makes Ink clear and redraw the whole
+    // screen on every frame (it flickers, and the first lines scroll away).
+    const height = Math.max(8, state.rows - 1);
+    const body = Math.max(3, height - headerLines(state) - 3);
+    const dim = !state.connected && state.status !== undefined;
+    const panel = state.help
+      ? h(HelpOverlay)
+      : state.panel === "peers"
+        ? h(PeersTable, { peers: visiblePeers(state, now), sort: state.sort, filter: state.filter, filtering: state.filtering, now, maxRows: body - 3, columns: state.columns, dim })
         : state.panel === "rules"
-          ? h(RulesPanel, { rules: state.rules, maxRows: body - 1 })
-          : h(EventsFeed, { events: state.events, maxRows: body - 1 });
+          ? h(RulesPanel, { rules: state.rules, maxRows: body - 1, columns: state.columns, dim })
+          : state.panel === "events"
+            ? h(EventsFeed, { events: state.events, maxRows: body - 1, columns: state.columns })
+            : h(HealthPanel, { status: state.status, now, maxRows: body, columns: state.columns, dim });
+    // The selected tab is bracketed as well as highlighted, so it shows without colour too.
+    const tabParts = (Object.keys(tabs) as Panel[]).map((p) => ({ p, text: p === state.panel ? `[${tabs[p]}]` : ` ${tabs[p]} `, priority: p === state.panel ? 0 : 1 }));
     return h(
       Box,
-      { flexDirection: "column", width: state.columns },
-      h(Header, { status: state.status, connected: state.connected, paused: state.paused, now }),
-      state.connected
-        ? null
-        : h(Text, { color: "red", bold: true }, `agent not reachable — retrying${state.error === undefined ? "" : ` (${state.error})`}`),
+      { flexDirection: "column", width: state.columns, height },
+      h(Header, { state, now }),
       h(
         Box,
         { marginTop: 1 },
-        ...(Object.keys(tabs) as (keyof typeof tabs)[]).map((p) =>
-          h(Text, { key: p, inverse: p === state.panel, bold: p === state.panel }, ` ${tabs[p]} `),
-        ),
+        ...fitSegments(tabParts, state.columns, "").map((t) => h(Text, { key: t.p, inverse: t.p === state.panel, bold: t.p === state.panel }, t.text)),
       ),
-      panel,
-      h(Text, { dimColor: true }, "q quit  Tab panel  s sort  / filter  r refresh  p pause"),
+      h(Box, { flexDirection: "column", flexGrow: 1 }, panel),
+      h(Text, { dimColor: true, wrap: "truncate" }, fitSegments(footer.map((text, i) => ({ text, priority: i < 3 ? 0 : i })), state.columns).map((s) => s.text).join("  ")),
     );
   };
 }

@@ -5,6 +5,7 @@ import type { Ui } from "../ui.js";
 export interface EventsFeedProps {
   events: FeedItem[];
   maxRows: number;
+  columns: number;
 }
 
 const kindColor: Record<string, string> = { peer_up: "green", peer_down: "red", health_changed: "yellow", drift_corrected: "magenta", policy_changed: "cyan" };
@@ -12,7 +13,7 @@ const kindColor: Record<string, string> = { peer_up: "green", peer_down: "red", 
 export function makeEventsFeed({ React, ink }: Ui): (props: EventsFeedProps) => ReactElement {
   const h = React.createElement;
   const { Box, Text } = ink;
-  return function EventsFeed({ events, maxRows }: EventsFeedProps): ReactElement {
+  return function EventsFeed({ events, maxRows, columns }: EventsFeedProps): ReactElement {
     return h(
       Box,
       { flexDirection: "column" },
@@ -24,7 +25,7 @@ export function makeEventsFeed({ React, ink }: Ui): (props: EventsFeedProps) => 
           { key: `${e.at}-${i}` },
           h(Text, { dimColor: true }, `${new Date(e.at).toISOString().slice(11, 19)} `),
           h(Text, { color: kindColor[e.kind] ?? "white" }, e.kind.padEnd(16)),
-          h(Text, null, `${e.subject}${e.detail ? `  ${e.detail}` : ""}`),
+          h(Text, { wrap: "truncate" }, `${e.subject}${e.detail ? `  ${e.detail}` : ""}`.slice(0, Math.max(10, columns - 26))),
         ),
       ),
     );

@@ -1,5 +1,6 @@
 import type { ReactElement } from "react";
 import { rate, shortDuration } from "../../format.js";
+import { fitColumns, pad, type Column } from "../layout.js";
 import { peerState, type PeerRow, type SortColumn } from "../reducer.js";
 import type { Ui } from "../ui.js";
 
@@ -12,48 +13,43 @@ export interface PeersTableProps {
   /** Rows available for peer lines. */
   maxRows: number;
   columns: number;
+  /** Stale data (agent unreachable): greyed. */
+  dim: boolean;
 }
 
 const stateColor = { up: "green", stale: "yellow", never: "gray" } as const;
 
-interface Col {
-  key: SortColumn | "ip";
-  title: string;
-  width: number;
-  cell: (p: PeerRow, now: number) => string;
-}
-
-const cols: Col[] = [
-  { key: "peer", title: "PEER", width: 18, cell: (p) => p.peerId },
-  { key: "ip", title: "MESH IP", width: 15, cell: (p) => p.meshIp },
-  { key: "state", title: "STATE", width: 6, cell: (p, now) => peerState(p, now) },
-  { key: "endpoint", title: "ENDPOINT", width: 22, cell: (p) => (p.endpoint || "-") + (p.relayed ? "*" : "") },
-  { key: "handshake", title: "HANDSHAKE", width: 10, cell: (p, now) => (p.lastHandshake === undefined ? "never" : shortDuration(now - p.lastHandshake)) },
-  { key: "rx", title: "RX", width: 11, cell: (p) => rate(p.rxRate) },
-  { key: "tx", title: "TX", width: 11, cell: (p) => rate(p.txRate) },
-  { key: "rtt", title: "RTT", width: 8, cell: (p) => (p.rttMs === undefined ? "-" : `${p.rttMs.toFixed(1)}ms`) },
+// Canonical order left to right; `priority` decides what a narrow terminal keeps (80 columns
+// keep peer, mesh IP, state, handshake, RX, TX and RTT).
+const columnsFor = (now: number): Column<PeerRow>[] => [
+  { key: "peer", title: "PEER", priority: 0, max: 24, cell: (p) => p.peerId },
+  { key: "host", title: "HOST", priority: 7, max: 16, cell: (p) => p.hostname || "-" },
+  { key: "ip", title: "MESH IP", priority: 1, max: 15, cell: (p) => p.meshIp },
+  { key: "state", title: "STATE", priority: 2, max: 5, cell: (p) => peerState(p, now) },
+  { key: "endpoint", title: "ENDPOINT", priority: 6, max: 21, cell: (p) => (p.endpoint || "-") + (p.relayed ? "*" : "") },
+  { key: "handshake", title: "HANDSHAKE", priority: 3, max: 9, cell: (p) => (p.lastHandshake === undefined ? "never" : shortDuration(now - p.lastHandshake)) },
+  { key: "rx", title: "RX", priority: 4, max: 11, cell: (p) => rate(p.rxRate), align: "right" },
+  { key: "tx", title: "TX", priority: 4, max: 11, cell: (p) => rate(p.txRate), align: "right" },
+  { key: "rtt", title: "RTT", priority: 5, max: 8, cell: (p) => (p.rttMs === undefined ? "-" : `${p.rttMs.toFixed(1)}ms`), align: "right" },
 ];
-
-const fit = (text: string, width: number): string => (text.length > width ? `${text.slice(0, width - 1)}…` : text.padEnd(width));
 
 export function makePeersTable({ React, ink }: Ui): (props: PeersTableProps) => ReactElement {
   const h = React.createElement;
   const { Box, Text } = ink;
-  return function PeersTable({ peers, sort, filter, filtering, now, maxRows, columns }: PeersTableProps): ReactElement {
-    // Drop columns from the right until the table fits the terminal.
-    let shown = cols;
-    while (shown.length > 3 && shown.reduce((n, c) => n + c.width + 1, 0) > columns) shown = shown.slice(0, -1);
-    const head = shown.map((c) => fit(c.key === sort ? `${c.title}▼` : c.title, c.width)).join(" ");
+  return function PeersTable({ peers, sort, filter, filtering, now, maxRows, columns, dim }: PeersTableProps): ReactElement {
     const visible = peers.slice(0, Math.max(1, maxRows));
+    const title = (c: Column<PeerRow>): string => (c.key === sort ? `${c.title}▼` : c.title);
+    const shown = fitColumns(columnsFor(now), visible, columns, title);
+    const head = shown.map((c) => pad(title(c), c.width, c.align)).join(" ");
     return h(
       Box,
       { flexDirection: "column" },
       h(
         Text,
-        { dimColor: !filtering },
-        filtering ? `filter: ${filter}▏ (Enter keep, Esc clear)` : filter !== "" ? `filter: ${filter}  (${peers.length} match)` : `${peers.length} peers  sort: ${sort}`,
+        { dimColor: !filtering, wrap: "truncate" },
+        filtering ? `filter: ${filter}▏ (Enter keep, Esc clear)` : filter !== "" ? `filter: ${filter}  (${peers.length} match, Esc clears)` : `${peers.length} peers  sort: ${sort}`,
       ),
-      h(Text, { bold: true }, head),
+      h(Text, { bold: true, dimColor: dim, wrap: "truncate" }, head),
       peers.length === 0 ? h(Text, { dimColor: true }, filter === "" ? "no peers" : "no peer matches the filter") : null,
       ...visible.map((p) =>
         h(
@@ -62,8 +58,8 @@ export function makePeersTable({ React, ink }: Ui): (props: PeersTableProps) => 
           ...shown.map((c, i) =>
             h(
               Text,
-              { key: c.key, ...(c.key === "state" ? { color: stateColor[peerState(p, now)] } : {}) },
-              fit(c.cell(p, now), c.width) + (i < shown.length - 1 ? " " : ""),
+              { key: c.key, wrap: "truncate", dimColor: dim, ...(c.key === "state" && !dim ? { color: stateColor[peerState(p, now)] } : {}) },
+              pad(c.cell(p), c.width, c.align) + (i < shown.length - 1 ? " " : ""),
             ),
           ),
         ),
