@@ -66,7 +66,7 @@ await Promise.all(
         entryPoints: [e.in],
         outfile: `dist/${e.out}.js`,
         banner: bannerFor(e.out),
-        ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*"] }),
+        ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*", "pino-pretty"] }),
       });
       await latin1Only(`dist/${e.out}.js`);
       await chmod(`dist/${e.out}.js`, 0o755);
