@@ -1,5 +1,5 @@
 import { createRequire } from "node:module";
-import { pino, type Logger, type LevelWithSilent } from "pino";
+import { pino, type DestinationStream, type Logger, type LevelWithSilent } from "pino";
 import { redactOptions } from "../../proto/lib/redact.js";
 
 export type { Logger };
@@ -11,14 +11,14 @@ export type { Logger };
  * node_modules (scripts/build.mjs keeps it out of the agent bundle), so an agent under
  * systemd never holds its code.
  */
-export function logDestination(env: NodeJS.ProcessEnv = process.env, isTTY = process.stderr.isTTY === true, fd = 2): NodeJS.WritableStream {
+export function logDestination(env: NodeJS.ProcessEnv = process.env, isTTY = process.stderr.isTTY === true, fd = 2): DestinationStream {
   const format = env.PLEXD_LOG_FORMAT ?? (isTTY ? "pretty" : "json");
   if (format !== "pretty") return pino.destination({ fd, sync: true });
-  const pretty = createRequire(import.meta.url)("pino-pretty") as (o: Record<string, unknown>) => NodeJS.WritableStream;
+  const pretty = createRequire(import.meta.url)("pino-pretty") as (o: Record<string, unknown>) => DestinationStream;
   return pretty({ destination: fd, sync: true, colorize: isTTY && env.NO_COLOR === undefined, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" });
 }
 
-export function createLogger(opts: { name: string; level?: LevelWithSilent; destination?: NodeJS.WritableStream }): Logger {
+export function createLogger(opts: { name: string; level?: LevelWithSilent; destination?: DestinationStream }): Logger {
   return pino(
     {
       name: opts.name,
