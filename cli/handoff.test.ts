@@ -7,7 +7,6 @@ describe("isHandOff", () => {
     expect(isHandOff(["up", "--config", "/etc/plexd/config.yaml"])).toBe(true);
     expect(isHandOff(["--config", "/x/up.yaml", "--log-level", "debug", "up"])).toBe(true);
     expect(isHandOff(["-o", "json", "join", "--token-stdin"])).toBe(true);
-    expect(isHandOff(["--socket=/run/x.sock", "deregister", "--force"])).toBe(true);
     expect(isHandOff(["config", "check", "/tmp/c.yaml"])).toBe(true);
   });
 
@@ -17,6 +16,8 @@ describe("isHandOff", () => {
     expect(isHandOff(["--config", "up", "status"])).toBe(false); // "up" is the value of --config
     expect(isHandOff(["peers", "up"])).toBe(false);
     expect(isHandOff(["config"])).toBe(false);
+    // deregister asks a running agent first; the CLI hands over only when none answers.
+    expect(isHandOff(["--socket=/run/x.sock", "deregister", "--force"])).toBe(false);
     expect(isHandOff(["up", "--help"])).toBe(false);
     expect(isHandOff(["--version"])).toBe(false);
     expect(isHandOff(["--", "up"])).toBe(false);

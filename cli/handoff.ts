@@ -9,7 +9,9 @@ export async function handOff(): Promise<void> {
 
 /** Global options of `plexd` that take a value as the next argument (cli/main.ts). */
 const valueOptions = new Set(["--config", "--api", "--log-level", "--mode", "--socket", "-o", "--output"]);
-const handedOff = new Set(["up", "join", "deregister"]);
+// Not `deregister`: the CLI first asks a running agent to do it (cli/commands/agent-admin.ts) and
+// hands over only when none answers, so it must load the client commands.
+const handedOff = new Set(["up", "join"]);
 
 /**
  * Whether `args` (process.argv after the script) name a command the agent's code runs. The
