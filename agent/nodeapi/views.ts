@@ -1,6 +1,6 @@
 import { Protocol, RuleAction, type FirewallRule, type ReadFirewallResponse, type ReadMeshResponse } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { parseCidr } from "../../proto/lib/net.js";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "../mesh/peer.js";
 import type { PeerInfo, PoliciesInfo } from "./backend.js";
 
 // Pure views for AgentService: the desired peers joined with what the kernel reports, and
