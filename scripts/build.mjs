@@ -66,7 +66,9 @@ await Promise.all(
         entryPoints: [e.in],
         outfile: `dist/${e.out}.js`,
         banner: bannerFor(e.out),
-        ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*"] }),
+        // @grpc/reflection stays in node_modules: its addToServer loads reflection.proto from
+        // beside its own files (__dirname), which neither exists nor points there in a bundle.
+        ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*", "@grpc/reflection"] }),
       });
       await latin1Only(`dist/${e.out}.js`);
       await chmod(`dist/${e.out}.js`, 0o755);
