@@ -23,7 +23,14 @@ export interface Envelope {
 
 export type VerifyResult =
   | { ok: true; envelope: Envelope; verifiedWith: "current" | "previous"; issuedAtMs: number }
-  | { ok: false; reason: RejectReason; eventId?: string; eventType?: string };
+  | {
+      ok: false;
+      reason: RejectReason;
+      eventId?: string;
+      eventType?: string;
+      /** A duplicate's nonce, recorded at step 5, and when it expires: to be made durable too. */
+      nonce?: { value: string; expiresAt: number };
+    };
 
 /** Allowed clock difference between issued_at and now, inclusive (4.4 step 2). */
 export const maxSkewMs = 300_000;
@@ -208,7 +215,11 @@ export class EnvelopeVerifier {
     if (!this.replay.nonces.record(env.nonce, p.issuedAtMs + nonceLifetimeMs, now)) return reject("replay", ids);
 
     // 6. recently dispatched event id: a quiet duplicate
-    if (this.replay.recent.has(env.event_id)) return reject("duplicate", ids);
+    if (this.replay.recent.has(env.event_id)) {
+      const dup = reject("duplicate", ids);
+      if (!dup.ok) dup.nonce = { value: env.nonce, expiresAt: p.issuedAtMs + nonceLifetimeMs };
+      return dup;
+    }
 
     return { ok: true, envelope: env, verifiedWith, issuedAtMs: p.issuedAtMs };
   }

@@ -260,20 +260,24 @@ export async function handleEventBatch(frames: SseFrame[], o: BatchContext): Pro
       if (dup) verifier.rejected.duplicate++;
       if (fields.reason === "duplicate") logger.debug(fields, "duplicate event dropped");
       else logger.warn({ ...fields, security: true }, "signed event rejected");
+      // A duplicate's nonce is durable too: after a restart this very frame is then refused by
+      // its nonce, also once its id has left the recent ids.
+      const nonce = r.ok ? { value: r.envelope.nonce, expiresAt: r.issuedAtMs + nonceLifetimeMs } : r.nonce;
+      if (nonce !== undefined) records.push({ nonce: nonce.value, expiresAt: nonce.expiresAt });
       continue;
     }
     ids.add(r.envelope.event_id);
     records.push({ id: r.envelope.event_id, nonce: r.envelope.nonce, expiresAt: r.issuedAtMs + nonceLifetimeMs });
     accepted.push({ env: r.envelope, verifiedWith: r.verifiedWith });
   }
-  if (accepted.length === 0) return;
+  if (records.length === 0 && accepted.length === 0) return;
   try {
-    await o.commit?.(records);
+    if (records.length > 0) await o.commit?.(records);
   } catch (err) {
     // Not on disk, so not dispatched: a replay after a crash could not be told apart.
     // Their nonces stay recorded in memory; the control plane's replay (fresh nonces)
     // or the next state pull brings what they carried.
-    logger.error({ err, events: records.map((r) => r.id) }, "event bookkeeping not durable; events not dispatched");
+    logger.error({ err, events: records.flatMap((r) => (r.id === undefined ? [] : [r.id])) }, "event bookkeeping not durable; events not dispatched");
     o.onCommitFailed?.(err);
     return;
   }

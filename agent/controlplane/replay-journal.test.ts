@@ -25,10 +25,12 @@ describe("ReplayJournal", () => {
     await j.commit([rec(1), rec(2)]);
     await j.commit([rec(3)]);
     await j.commit([{ id: "oversize_4" }]);
+    // A duplicate's nonce alone: refused by it later, and the cursor stays.
+    await j.commit([{ nonce: "nonce_dup", expiresAt: now + 300_000 }]);
     // No flush: the process is gone. A new one opens the same files.
     const after = await ReplayJournal.open(dir, now + 1000, log);
     const g = after.guard;
-    expect(["nonce_1", "nonce_2", "nonce_3"].every((n) => g.nonces.has(n, now + 1000))).toBe(true);
+    expect(["nonce_1", "nonce_2", "nonce_3", "nonce_dup"].every((n) => g.nonces.has(n, now + 1000))).toBe(true);
     expect(["evt_1", "evt_2", "evt_3", "oversize_4"].every((id) => g.recent.has(id))).toBe(true);
     expect(g.lastEventId).toBe("oversize_4");
   });

@@ -29,15 +29,18 @@ import { ReplayGuard } from "./replay.js";
 // connect (level-triggered reconciliation, design.md §3.2).
 
 export interface JournalRecord {
-  /** The event id (the SSE id of an oversize event that was skipped). */
-  id: string;
+  /**
+   * The event id (the SSE id of an oversize event that was skipped); absent for a duplicate,
+   * whose nonce alone is recorded (its id is known already and must not move the cursor).
+   */
+  id?: string;
   nonce?: string;
   /** When the nonce may be forgotten (issued_at + 300 s), ms since the epoch. */
   expiresAt?: number;
 }
 
 interface Line {
-  i: string;
+  i?: string;
   n?: string;
   x?: number;
 }
@@ -86,7 +89,7 @@ export class ReplayJournal {
     if (base !== "" && header?.snapshot === base) {
       for (const raw of lines.slice(1)) {
         const l = parse<Line>(raw);
-        if (l === undefined || typeof l.i !== "string") break; // the zeros not yet written, or a torn line
+        if (l === undefined || (typeof l.i !== "string" && typeof l.n !== "string")) break; // the zeros not yet written, or a torn line
         j.#apply(l, now);
       }
     }
@@ -96,6 +99,7 @@ export class ReplayJournal {
 
   #apply(l: Line, now: number): void {
     if (typeof l.n === "string" && typeof l.x === "number" && l.x >= now) this.#guard.nonces.record(l.n, l.x, now);
+    if (typeof l.i !== "string") return;
     this.#guard.recent.add(l.i);
     this.#guard.lastEventId = l.i;
   }
@@ -106,7 +110,7 @@ export class ReplayJournal {
    */
   commit(records: readonly JournalRecord[]): Promise<void> {
     if (records.length === 0) return this.#chain;
-    const text = records.map((r) => JSON.stringify({ i: r.id, ...(r.nonce === undefined ? {} : { n: r.nonce, x: r.expiresAt }) } satisfies Line)).join("\n") + "\n";
+    const text = records.map((r) => JSON.stringify({ ...(r.id === undefined ? {} : { i: r.id }), ...(r.nonce === undefined ? {} : { n: r.nonce, x: r.expiresAt }) } satisfies Line)).join("\n") + "\n";
     const bytes = Buffer.byteLength(text);
     const run = this.#chain.then(async () => {
       if (this.#log === undefined || this.#log.room < bytes) await this.#compact(Math.max(journalBytes, 2 * bytes));
@@ -123,6 +127,7 @@ export class ReplayJournal {
       // The snapshot is written from the guard: it must hold what the journal holds. (Nonces
       // are in it already: the verifier records them.)
       for (const r of records) {
+        if (r.id === undefined) continue;
         this.#guard.recent.add(r.id);
         this.#guard.lastEventId = r.id;
       }
