@@ -172,15 +172,19 @@ describe("replay protection across SIGKILL", () => {
     const { seed } = seededRandom("replay-kill");
     const runs = await Promise.all(nodeNames.map((n) => setUp(n)));
 
-    // Events that only happen once: a signing-key rotation (long overlap, so frames signed with
-    // the old key stay valid) and a rotate_keys; both are among the frames replayed later.
-    const rotation = await cp.client.rotateSigningKey({ transition_period: "1h" });
+    // Events that only happen once, sent while the agents are down so that they arrive through
+    // mockcp's own replay after Last-Event-ID: a signing-key rotation (long overlap, so frames
+    // signed with the old key stay valid) and a rotate_keys. (Sent while a state pull is in
+    // flight, the rotation could be undone by the pull's older key set for a while: the agent
+    // then rejects new-key events as bad_signature until its next pull.)
     for (const run of runs) {
-      const rotateKeys = await cp.client.pushEvent(run.id, { event_type: "rotate_keys", payload: { reason: "replay e2e" } });
-      const rotated = rotation.events.find((e) => e.node_id === run.id)!.event_id;
-      for (const e of [rotated, rotateKeys.event_id]) await expect.poll(() => handledLine(run.agent, e), { timeout: 30_000 }).toBe(1);
+      // A handled event first: without a Last-Event-ID, mockcp would send live events only.
+      const first = await cp.client.pushEvent(run.id, { event_type: "x_future_event", payload: { setup: true } });
+      await expect.poll(() => handledLine(run.agent, first.event_id), { timeout: 30_000 }).toBe(1);
       await run.agent.kill("SIGKILL");
     }
+    await cp.client.rotateSigningKey({ transition_period: "1h" });
+    for (const run of runs) await cp.client.pushEvent(run.id, { event_type: "rotate_keys", payload: { reason: "replay e2e" } });
 
     const t0 = Date.now();
     const timing = { start: 0, replay: 0, kill: 0 };
