@@ -315,6 +315,30 @@ describe("openEventStream delivery", () => {
     expect(maxInFlight).toBe(1);
   });
 
+  it("queues what arrives while a batch is handled and delivers it as the next batch (one journal write for many)", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.write("data: first\n\n");
+      // Written one by one while the first batch's handler is still busy.
+      let i = 0;
+      const t = setInterval(() => {
+        res.write(`data: ${i}\n\n`);
+        if (++i === 10) {
+          clearInterval(t);
+          setTimeout(() => res.end(), 50);
+        }
+      }, 5);
+    });
+    const c = await collect(url, {
+      onEvent: async (d) => {
+        if (d === "first") await delay(200);
+      },
+    });
+    expect(c.result.end).toBe("ended");
+    // The ten that came during the 200 ms handler form one batch.
+    expect(c.batches).toEqual([1, 10]);
+  });
+
   it("does not count time spent in a slow handler as server silence", async () => {
     const url = await serve((_req, res) => {
       res.writeHead(200, sseHead);

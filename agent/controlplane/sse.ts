@@ -63,8 +63,9 @@ export interface OpenEventStreamOptions {
   onOpen?: () => void;
   /**
    * Called with the events (those with data, and oversize ones by id) that arrived since the
-   * last call, in stream order. If it returns a promise, nothing further is delivered (and the
-   * socket is paused) until it settles.
+   * last call, in stream order. If it returns a promise, nothing further is delivered until it
+   * settles; events that arrive meanwhile are queued (the socket is paused once 4 MiB are) and
+   * delivered together next.
    */
   onEvents: (frames: SseFrame[]) => void | Promise<void>;
   onComment?: () => void;
@@ -75,6 +76,8 @@ export interface OpenEventStreamOptions {
 /** An envelope's cap plus room for the `id:` and `event:` lines around it. */
 export const defaultMaxEventChars = maxEnvelopeBytes + 4096;
 const maxErrorBody = 4096;
+/** Decoded events waiting while a batch is handled; beyond this the socket is paused. */
+const maxQueuedChars = 4 * 1024 * 1024;
 
 // Last-Event-ID is only sent when it is a plain header token; an id the CP would not recognise
 // costs nothing but a replay gap, while a CR/LF in a header must never be written.
@@ -114,6 +117,8 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
     let idleTimer: NodeJS.Timeout | undefined;
     let gunzip: Gunzip | undefined;
     const queue: SseFrame[] = [];
+    /** Characters held in `queue`; over maxQueuedChars the socket is paused until it drains. */
+    let queuedChars = 0;
     let working = false;
     let drained: Promise<void> = Promise.resolve();
 
@@ -140,13 +145,15 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
       try {
         while (queue.length > 0) {
           const batch = queue.splice(0, queue.length);
+          queuedChars = 0;
+          // The socket keeps flowing while the batch is handled (its events are journaled with
+          // one durable write, replay-journal.ts): what arrives meanwhile is the next batch, so
+          // under load one write covers more events. The queue is bounded, see onFrame.
+          if (ending === undefined) res?.resume();
           let p: void | Promise<void>;
           try {
             p = o.onEvents(batch);
-            if (p !== undefined) {
-              res?.pause();
-              await p;
-            }
+            if (p !== undefined) await p;
           } catch (err) {
             queue.length = 0;
             end({ status, end: "handler_error", error: err instanceof Error ? err : new Error(String(err)) });
@@ -165,7 +172,10 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
     const decoder = createEventStreamDecoder({
       maxEventChars: o.maxEventChars ?? defaultMaxEventChars,
       onFrame: (f) => {
-        if (ending === undefined) queue.push(f);
+        if (ending !== undefined) return;
+        queue.push(f);
+        queuedChars += "data" in f ? f.data.length : 0;
+        if (queuedChars > maxQueuedChars) res?.pause();
       },
       onComment: () => o.onComment?.(),
     });
