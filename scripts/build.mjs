@@ -35,6 +35,22 @@ const bannerFor = (out) => ({
   ].join("\n"),
 });
 
+// @grpc/reflection's addToServer reads reflection.proto from beside its own files through
+// __dirname, which an ESM bundle does not have (plexd up died at node API start: "__dirname is
+// not defined"). Its modules get a __dirname that points into the installed package, which
+// stays in node_modules beside dist/ (privhelper and mockcp load theirs from there); keeping
+// the whole package external instead would load a second grpc-js (~10 MB resident).
+const grpcReflectionDirname = {
+  name: "grpc-reflection-dirname",
+  setup(b) {
+    b.onLoad({ filter: /[\\/]@grpc[\\/]reflection[\\/]build[\\/]src[\\/]implementations[\\/][^\\/]+\.js$/ }, async (args) => ({
+      contents: 'var __dirname = require("node:path").join(require("node:path").dirname(require.resolve("@grpc/reflection")), "implementations");\n' + (await readFile(args.path, "utf8")),
+      loader: "js",
+      resolveDir: args.path.slice(0, args.path.lastIndexOf("/")),
+    }));
+  },
+};
+
 const common = {
   bundle: true,
   platform: "node",
@@ -66,9 +82,7 @@ await Promise.all(
         entryPoints: [e.in],
         outfile: `dist/${e.out}.js`,
         banner: bannerFor(e.out),
-        // @grpc/reflection stays in node_modules: its addToServer loads reflection.proto from
-        // beside its own files (__dirname), which neither exists nor points there in a bundle.
-        ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*", "@grpc/reflection"] }),
+        ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*"], plugins: [grpcReflectionDirname] }),
       });
       await latin1Only(`dist/${e.out}.js`);
       await chmod(`dist/${e.out}.js`, 0o755);
