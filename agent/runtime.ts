@@ -11,6 +11,7 @@ import { startNatLoop, type NatResult } from "./nat/loop.js";
 import { CoalescingRunner } from "./reconcile/coalesce.js";
 import { stateDrift, type Correction } from "./reconcile/drift.js";
 import { KernelReconciler } from "./reconcile/kernel.js";
+import { QuarantineReport } from "./reconcile/quarantine-report.js";
 import { buildCapabilities } from "./registration/capabilities.js";
 import { register } from "./registration/register.js";
 import { resolveBootstrapToken } from "./registration/token.js";
@@ -39,6 +40,8 @@ export class AgentRuntime {
   lastReconcile: LastRun | undefined;
   #rotating = false;
   #loops: Promise<unknown>[] = [];
+  readonly #quarantine = new QuarantineReport();
+  #quarantineTimer: NodeJS.Timeout | undefined;
 
   /** Capabilities the control plane has acknowledged; a change is announced again (spec §5.6). */
   #announced: string | undefined;
@@ -87,6 +90,15 @@ export class AgentRuntime {
       signal,
       now: () => ctx.clock.now(),
     });
+    this.kernel.onQuarantine((id, reason) => {
+      this.#quarantine.note(id, reason);
+      // Soon, and once for a burst (a state pull may quarantine many at once).
+      this.#quarantineTimer ??= setTimeout(() => {
+        this.#quarantineTimer = undefined;
+        void this.#reportQuarantine(signal);
+      }, 1000);
+    });
+    signal.addEventListener("abort", () => clearTimeout(this.#quarantineTimer), { once: true });
     this.cycles = new CoalescingRunner((reasons, sig) => this.#cycle([...reasons].join(","), sig), signal, (err) =>
       ctx.log.warn({ err: err.message }, "reconcile cycle failed; next trigger retries"),
     );
@@ -292,6 +304,8 @@ export class AgentRuntime {
     }
     this.lastReconcile = { at: ctx.clock.now(), ok: pulled && kernelOk, driftCount: corrections.length };
     if (pulled) await this.announceCapabilities(signal);
+    // Quarantine reports that could not be delivered before go out with the cycle's retries.
+    if (pulled) await this.#reportQuarantine(signal);
     if (corrections.length === 0) return;
     ctx.log.warn({ why, corrections }, "drift corrected");
     this.onDrift?.(corrections);
@@ -300,6 +314,19 @@ export class AgentRuntime {
       .request({ method: "POST", path: `/v1/nodes/${encodeURIComponent(this.identity.nodeId)}/drift`, token: this.identity.identityToken, body: { timestamp: new Date(ctx.clock.now()).toISOString(), corrections }, signal })
       .catch((err: unknown) => ({ status: 0, body: PlexdError.from(err).message }));
     if (res.status < 200 || res.status >= 300) ctx.log.warn({ status: res.status }, "drift report not delivered");
+  }
+
+  /** POST /drift with the quarantine changes not yet delivered (QuarantineReport). */
+  async #reportQuarantine(signal: AbortSignal): Promise<void> {
+    if (this.#quarantine.size === 0 || signal.aborted) return;
+    const { ctx } = this;
+    const taken = this.#quarantine.take();
+    const res = await ctx.cp
+      .request({ method: "POST", path: `/v1/nodes/${encodeURIComponent(this.identity.nodeId)}/drift`, token: this.identity.identityToken, body: { timestamp: new Date(ctx.clock.now()).toISOString(), corrections: [...taken.values()] }, signal })
+      .catch((err: unknown) => ({ status: 0, body: PlexdError.from(err).message }));
+    if (res.status >= 200 && res.status < 300) return;
+    this.#quarantine.undelivered(taken);
+    ctx.log.warn({ status: res.status }, "quarantine report not delivered; retried with the next reconcile");
   }
 
   /** Called with every non-empty set of corrections (node API Watch). */

@@ -1,5 +1,3 @@
-import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { HealthRegistry } from "../health/registry.js";
 import { saveSigningKeys, type Identity } from "../identity/store.js";
@@ -13,13 +11,14 @@ import { dispatchEvent, type DispatchOutcome } from "./dispatch.js";
 import { EnvelopeVerifier, rejectReasons } from "./envelope.js";
 import { runEventStream, type EventStreamExit, type EventStreamState } from "./event-stream.js";
 import type { CpClient } from "./http.js";
-import { ReplayGuard } from "./replay.js";
+import { ReplayJournal } from "./replay-journal.js";
 import { TrustedSigningKeys } from "./signing-keys.js";
 import { openEventStream } from "./sse.js";
 
-// The signed event channel, assembled: trusted keys, replay guard (persisted in
-// cache/events.json so it survives restarts, design.md §3), the SSE supervisor and the
-// dispatcher into the desired-state store. Health and counters are fed from here.
+// The signed event channel, assembled: trusted keys, replay guard (on disk before an event is
+// dispatched, cache/events.{json,journal}, so it survives restarts and crashes, design.md §3),
+// the SSE supervisor and the dispatcher into the desired-state store. Health and counters are
+// fed from here.
 
 export interface ChannelDeps {
   cp: CpClient;
@@ -56,41 +55,14 @@ export interface EventChannel {
   flush(): Promise<void>;
 }
 
-const eventsFile = (dataDir: string): string => join(dataDir, "cache", "events.json");
-
-async function loadReplayGuard(dataDir: string, now: number, log: Logger): Promise<ReplayGuard> {
-  try {
-    return ReplayGuard.fromJSON(JSON.parse(await readFile(eventsFile(dataDir), "utf8")), now);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") log.warn({ err: PlexdError.from(err).message }, "event-stream bookkeeping unreadable; starting empty");
-    return new ReplayGuard();
-  }
-}
-
 export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
   const { log, clock } = d;
   const writer = d.writer ?? plainWriter;
   const keys = TrustedSigningKeys.fromJSON(d.identity.signingKeys);
-  const replay = await loadReplayGuard(d.dataDir, clock.now(), log);
+  const journal = await ReplayJournal.open(d.dataDir, clock.now(), log, writer);
+  const replay = journal.guard;
   const verifier = new EnvelopeVerifier({ keys, replay, now: () => clock.now() });
   const outcomes: Record<DispatchOutcome, number> = { applied: 0, unchanged: 0, deferred: 0, ignored: 0, unknown_type: 0, invalid_payload: 0 };
-
-  // Bookkeeping writes are coalesced to at most one a second; flush() writes at shutdown.
-  let dirty = false;
-  let writing: Promise<void> = Promise.resolve();
-  let timer: NodeJS.Timeout | undefined;
-  const writeNow = (): Promise<void> => {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-    if (!dirty) return writing;
-    dirty = false;
-    writing = writing.then(() => writer.writeJsonAtomic(eventsFile(d.dataDir), replay.toJSON()).catch((err: unknown) => log.error({ err: PlexdError.from(err).message }, "event bookkeeping not persisted")));
-    return writing;
-  };
-  const persist = (): void => {
-    dirty = true;
-    timer ??= setTimeout(() => void writeNow(), 1000);
-  };
 
   const persistKeys = async (): Promise<void> => {
     const j = keys.toJSON();
@@ -122,10 +94,10 @@ export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
         connectTimeoutMs: d.connectTimeoutMs,
         signal,
         onOpen: () => sink.onOpen(),
-        onEvent: (data, id) => sink.onEvent(data, id).finally(reportRejections),
+        onEvents: (frames) => sink.onEvents(frames).finally(reportRejections),
         onComment: () => sink.onComment(),
       }),
-    dispatch: async (env, verifiedWith) => {
+    dispatch: (env, verifiedWith) => {
       const outcome = dispatchEvent(env.event_type, env.event_id, env.payload, {
         store: d.store,
         log,
@@ -153,7 +125,12 @@ export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
       else if (s.reconnectingSince !== null)
         d.health.set("control_plane_disconnected", "warning", `event stream reconnecting since ${new Date(s.reconnectingSince).toISOString()}${s.lastFailure ? ` (${s.lastFailure})` : ""}${s.polling ? "; polling state" : ""}`);
     },
-    persist,
+    commit: async (records) => {
+      await journal.commit(records);
+      d.health.clear("events_not_durable");
+    },
+    onCommitFailed: (err) => d.health.set("events_not_durable", "critical", `signed events are not being applied: their replay bookkeeping cannot be written (${PlexdError.from(err).message}); state pulls still converge the node`),
+    onOversize: () => d.triggerReconcile("oversize_event"),
   });
 
   return {
@@ -167,9 +144,6 @@ export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
       return true;
     },
     done,
-    flush: async () => {
-      dirty = true;
-      await writeNow();
-    },
+    flush: () => journal.close(),
   };
 }

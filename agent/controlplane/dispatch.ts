@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Logger } from "../util/log.js";
-import { peerSchema } from "../registration/register.js";
+import { peerSchema } from "../mesh/peer.js";
 import type { Change, DesiredState, DesiredStateStore, Slice } from "../state/desired.js";
 
 // Routes each verified event (spec/control-plane.md §5) to a handler that writes the

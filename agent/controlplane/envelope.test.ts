@@ -75,7 +75,7 @@ describe("TV-1 envelope signature", () => {
   it("verifies the TV-1 envelope with the current key", () => {
     const { verifier } = setup();
     const r = verifier.verify(line(signEnvelope(tv1Fields(), sign1)));
-    expect(r).toEqual({ ok: true, verifiedWith: "current", envelope: expect.objectContaining({ event_id: "evt_0001" }) });
+    expect(r).toEqual({ ok: true, verifiedWith: "current", issuedAtMs: Date.parse("2025-01-15T10:30:00Z"), envelope: expect.objectContaining({ event_id: "evt_0001" }) });
   });
 });
 

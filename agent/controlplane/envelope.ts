@@ -8,8 +8,9 @@ import type { TrustedKey, TrustedSigningKeys } from "./signing-keys.js";
 // exactly the spec's order; the order matters for security, not just for the reported reason:
 // the nonce is recorded only after the signature passed, so forged events cannot fill the cache.
 
-export type RejectReason = "malformed" | "stale" | "future" | "bad_signature" | "replay" | "duplicate";
-export const rejectReasons: readonly RejectReason[] = ["malformed", "stale", "future", "bad_signature", "replay", "duplicate"];
+/** `oversize`: the event was over the size limit and skipped by the stream decoder, unparsed. */
+export type RejectReason = "malformed" | "stale" | "future" | "bad_signature" | "replay" | "duplicate" | "oversize";
+export const rejectReasons: readonly RejectReason[] = ["malformed", "stale", "future", "bad_signature", "replay", "duplicate", "oversize"];
 
 export interface Envelope {
   event_type: string;
@@ -21,8 +22,15 @@ export interface Envelope {
 }
 
 export type VerifyResult =
-  | { ok: true; envelope: Envelope; verifiedWith: "current" | "previous" }
-  | { ok: false; reason: RejectReason; eventId?: string; eventType?: string };
+  | { ok: true; envelope: Envelope; verifiedWith: "current" | "previous"; issuedAtMs: number }
+  | {
+      ok: false;
+      reason: RejectReason;
+      eventId?: string;
+      eventType?: string;
+      /** A duplicate's nonce, recorded at step 5, and when it expires: to be made durable too. */
+      nonce?: { value: string; expiresAt: number };
+    };
 
 /** Allowed clock difference between issued_at and now, inclusive (4.4 step 2). */
 export const maxSkewMs = 300_000;
@@ -129,7 +137,8 @@ export interface EnvelopeVerifierOptions {
 
 /**
  * Runs 4.4 steps 1-6 over one SSE `data` field. The duplicate check (6) only looks; the caller
- * calls markDispatched() once the handler has run, which also moves the Last-Event-ID cursor.
+ * calls markHandled() when the event goes to its handler (its id and nonce durable by then,
+ * replay-journal.ts), which also moves the Last-Event-ID cursor.
  */
 export class EnvelopeVerifier {
   readonly keys: TrustedSigningKeys;
@@ -137,7 +146,7 @@ export class EnvelopeVerifier {
   private readonly now: () => number;
   private readonly maxBytes: number;
   /** Rejections by reason since start; exposed for metrics and status. */
-  readonly rejected: Record<RejectReason, number> = { malformed: 0, stale: 0, future: 0, bad_signature: 0, replay: 0, duplicate: 0 };
+  readonly rejected: Record<RejectReason, number> = { malformed: 0, stale: 0, future: 0, bad_signature: 0, replay: 0, duplicate: 0, oversize: 0 };
   verified = 0;
   dispatched = 0;
 
@@ -155,9 +164,15 @@ export class EnvelopeVerifier {
     return r;
   }
 
-  markDispatched(eventId: string): void {
+  /** The event is handled: its id is a duplicate from now on and the Last-Event-ID cursor. */
+  markHandled(eventId: string): void {
     this.replay.recent.add(eventId);
     this.replay.lastEventId = eventId;
+  }
+
+  /** markHandled, and counted as dispatched (callers without a journal of their own). */
+  markDispatched(eventId: string): void {
+    this.markHandled(eventId);
     this.dispatched++;
   }
 
@@ -200,9 +215,13 @@ export class EnvelopeVerifier {
     if (!this.replay.nonces.record(env.nonce, p.issuedAtMs + nonceLifetimeMs, now)) return reject("replay", ids);
 
     // 6. recently dispatched event id: a quiet duplicate
-    if (this.replay.recent.has(env.event_id)) return reject("duplicate", ids);
+    if (this.replay.recent.has(env.event_id)) {
+      const dup = reject("duplicate", ids);
+      if (!dup.ok) dup.nonce = { value: env.nonce, expiresAt: p.issuedAtMs + nonceLifetimeMs };
+      return dup;
+    }
 
-    return { ok: true, envelope: env, verifiedWith };
+    return { ok: true, envelope: env, verifiedWith, issuedAtMs: p.issuedAtMs };
   }
 }
 

@@ -9,6 +9,7 @@ import { EnvelopeVerifier, type Envelope } from "./envelope.js";
 import { nodeSigner, publicKeyB64FromSeed, seedRange, signEnvelope, sseFrame } from "../../test/support/envelope-testkit.js";
 import { runEventStream, type EventStreamState, type OpenStream, type RunEventStreamOptions, type StreamSink } from "./event-stream.js";
 import { ReplayGuard } from "./replay.js";
+import type { JournalRecord } from "./replay-journal.js";
 import { TrustedSigningKeys } from "./signing-keys.js";
 import { openEventStream, type StreamResult } from "./sse.js";
 
@@ -215,7 +216,7 @@ describe("TV-9 reconnect timing", () => {
 });
 
 describe("verify → dispatch → Last-Event-ID", () => {
-  it("sends the last successfully dispatched id; rejected and failed events do not move it", async () => {
+  it("sends the id of the last handled event; rejected events do not move it, a failed handler does (at most once)", async () => {
     const e1 = event({ event_id: "e-ok-1" });
     const e2 = event({ event_id: "e-ok-2" });
     const forged = event({ event_id: "e-forged" }, sign2);
@@ -223,7 +224,7 @@ describe("verify → dispatch → Last-Event-ID", () => {
     const script: Step[] = [
       async (sink) => {
         sink.onOpen();
-        for (const d of [e1, e2, forged, failing, e1, "not json"]) await sink.onEvent(d, undefined);
+        for (const d of [e1, e2, forged, failing, e1, "not json"]) await sink.onEvents([{ data: d, id: undefined }]);
         return { status: 200, end: "network_error" };
       },
       fail503,
@@ -236,7 +237,7 @@ describe("verify → dispatch → Last-Event-ID", () => {
     await h.until(2);
     h.ac.abort();
     await h.done;
-    expect(h.opens.map((o) => o.lastEventId)).toEqual([undefined, "e-ok-2"]);
+    expect(h.opens.map((o) => o.lastEventId)).toEqual([undefined, "e-handler-fails"]);
     expect(h.verifier.rejected).toMatchObject({ bad_signature: 1, replay: 1, malformed: 1, duplicate: 0 });
     const warns = h.lines.filter((l) => l.level === 40 && l.msg === "signed event rejected");
     expect(warns.map((w) => [w.event_id, w.event_type, w.reason])).toEqual([
@@ -248,28 +249,96 @@ describe("verify → dispatch → Last-Event-ID", () => {
     expect(h.states.some((s) => s.lastEventAt !== null)).toBe(true);
   });
 
-  it("drops a duplicate quietly (debug) and dispatches once", async () => {
-    const a = event({ event_id: "dup" });
-    const b = event({ event_id: "dup" });
-    let persisted = 0;
+  it("drops a duplicate quietly (debug) and dispatches once, across batches and within one", async () => {
+    const [a, b, c] = [event({ event_id: "dup" }), event({ event_id: "dup" }), event({ event_id: "dup2" })];
+    const d = event({ event_id: "dup2" });
+    const commits: JournalRecord[][] = [];
     const h = harness(
       (i) =>
         i === 0
           ? async (sink) => {
               sink.onOpen();
-              await sink.onEvent(a, "dup");
-              await sink.onEvent(b, "dup");
+              await sink.onEvents([{ data: a, id: "dup" }]);
+              await sink.onEvents([{ data: b, id: "dup" }]);
+              await sink.onEvents([
+                { data: c, id: "dup2" },
+                { data: d, id: "dup2" },
+              ]);
               return { status: 200, end: "ended" };
             }
           : fail503,
-      { persist: () => persisted++ },
+      { commit: async (r) => void commits.push(r) },
     );
     await h.until(2);
     h.ac.abort();
     await h.done;
-    expect(h.dispatched.map((e) => e.event_id)).toEqual(["dup"]);
-    expect(h.lines.filter((l) => l.reason === "duplicate").map((l) => l.level)).toEqual([20]);
-    expect(persisted).toBe(2);
+    expect(h.dispatched.map((e) => e.event_id)).toEqual(["dup", "dup2"]);
+    expect(h.lines.filter((l) => l.reason === "duplicate").map((l) => l.level)).toEqual([20, 20]);
+    // What is dispatched is journaled, and the nonce of each duplicate (its id is known already).
+    expect(commits.map((r) => r.map((x) => x.id ?? `nonce ${x.nonce === undefined ? "missing" : "only"}`))).toEqual([["dup"], ["nonce only"], ["dup2", "nonce only"]]);
+  });
+
+  it("journals a batch in one commit before dispatching any of it; a failed commit dispatches nothing", async () => {
+    const evs = [1, 2, 3].map((n) => event({ event_id: `b${n}` }));
+    const order: string[] = [];
+    let fail = false;
+    const h = harness(
+      (i) =>
+        i === 0
+          ? async (sink) => {
+              sink.onOpen();
+              await sink.onEvents(evs.map((data) => ({ data, id: undefined })));
+              fail = true;
+              await sink.onEvents([{ data: event({ event_id: "b4" }), id: undefined }]);
+              return { status: 200, end: "ended" };
+            }
+          : fail503,
+      {
+        commit: async (records) => {
+          order.push(`commit ${records.map((r) => r.id).join(",")}`);
+          if (records.some((r) => r.nonce === undefined || typeof r.expiresAt !== "number")) throw new Error("record without nonce");
+          if (fail) throw new Error("disk full");
+        },
+        dispatch: (e) => void order.push(`dispatch ${e.event_id}`),
+      },
+    );
+    await h.until(2);
+    h.ac.abort();
+    await h.done;
+    expect(order).toEqual(["commit b1,b2,b3", "dispatch b1", "dispatch b2", "dispatch b3", "commit b4"]);
+    expect(h.lines.some((l) => l.msg === "event bookkeeping not durable; events not dispatched")).toBe(true);
+    expect(h.opens[1]!.lastEventId).toBe("b3");
+  });
+
+  it("an oversize event is recorded as handled by its id, and a state pull follows", async () => {
+    let pulls = 0;
+    const commits: JournalRecord[][] = [];
+    const h = harness(
+      (i) =>
+        i === 0
+          ? async (sink) => {
+              sink.onOpen();
+              await sink.onEvents([
+                { data: event({ event_id: "before" }), id: "before" },
+                { oversize: 5_000_000, id: "huge" },
+                { oversize: 5_000_000, id: undefined },
+              ]);
+              return { status: 200, end: "ended" };
+            }
+          : fail503,
+      { onOversize: () => pulls++, commit: async (r) => void commits.push(r) },
+    );
+    await h.until(2);
+    h.ac.abort();
+    await h.done;
+    expect(commits).toEqual([[expect.objectContaining({ id: "before" }), { id: "huge" }]]);
+    expect(h.opens[1]!.lastEventId).toBe("huge");
+    expect(h.verifier.rejected.oversize).toBe(2);
+    expect(pulls).toBe(1);
+    expect(h.lines.filter((l) => l.reason === "oversize").map((l) => [l.event_id, l.level])).toEqual([
+      ["huge", 40],
+      [null, 40],
+    ]);
   });
 });
 
@@ -295,7 +364,7 @@ describe("with the real SSE client (TV-8 Last-Event-ID)", () => {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/nodes/n1/events`;
     const h = harness(() => fail503, {
       open: (lastEventId, sink, signal) =>
-        openEventStream({ url, lastEventId, idleTimeoutMs: 5000, requestTimeoutMs: 5000, signal, onOpen: sink.onOpen, onEvent: sink.onEvent, onComment: sink.onComment }),
+        openEventStream({ url, lastEventId, idleTimeoutMs: 5000, requestTimeoutMs: 5000, signal, onOpen: sink.onOpen, onEvents: sink.onEvents, onComment: sink.onComment }),
     });
     await h.clock.waitForSleepers(1);
     await h.clock.runNext();

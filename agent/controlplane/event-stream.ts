@@ -1,8 +1,10 @@
 import type { Logger } from "pino";
 import { isAbortError, type Clock } from "../util/clock.js";
 import type { Backoff } from "./backoff.js";
-import type { Envelope, EnvelopeVerifier } from "./envelope.js";
+import { nonceLifetimeMs, type Envelope, type EnvelopeVerifier } from "./envelope.js";
+import type { JournalRecord } from "./replay-journal.js";
 import type { StreamResult } from "./sse.js";
+import type { SseFrame } from "./sse-decoder.js";
 
 // The event-stream supervisor (spec/control-plane.md 4.6, spec/node-agent.md 3.4): connect,
 // verify and dispatch, reconnect with backoff, fall back to polling after 5 minutes without a
@@ -12,7 +14,8 @@ import type { StreamResult } from "./sse.js";
 export interface StreamSink {
   /** The attempt got 200 + text/event-stream. */
   onOpen(): void;
-  onEvent(data: string, id: string | undefined): Promise<void>;
+  /** The events that arrived together, in stream order. */
+  onEvents(frames: SseFrame[]): Promise<void>;
   onComment(): void;
 }
 
@@ -58,9 +61,19 @@ export interface RunEventStreamOptions {
   /** How long without a successful connect before polling starts; 5 min (4.6). */
   fallbackAfterMs?: number;
   onState?: (state: EventStreamState) => void;
-  /** Bookkeeping (nonces, recent ids, Last-Event-ID) changed; the caller coalesces writes. */
-  persist?: () => void;
+  /**
+   * Makes the ids and nonces of accepted events durable before they are dispatched
+   * (ReplayJournal.commit); one call per batch. Without it they are kept in memory only.
+   */
+  commit?: (records: JournalRecord[]) => Promise<void>;
+  /** The records could not be written: the batch was not dispatched. */
+  onCommitFailed?: (err: unknown) => void;
+  /** An event over the size limit was skipped: the full state is to be pulled. */
+  onOversize?: () => void;
 }
+
+/** Ids a Last-Event-ID may carry (4.2: 1..128 characters); anything else is not recorded. */
+const plausibleId = (id: string | undefined): id is string => id !== undefined && id.length > 0 && id.length <= 128;
 
 export async function runEventStream(o: RunEventStreamOptions): Promise<EventStreamExit> {
   const { clock, backoff, verifier, logger, signal } = o;
@@ -95,31 +108,20 @@ export async function runEventStream(o: RunEventStreamOptions): Promise<EventStr
         logger.error({ err }, "onConnected handler failed");
       }
     },
-    async onEvent(data) {
-      const r = verifier.verify(data);
-      if (!r.ok) {
-        const fields = { event_type: r.eventType ?? null, event_id: r.eventId ?? null, reason: r.reason };
-        if (r.reason === "duplicate") {
-          // The nonce was recorded (step 5 comes first), so the bookkeeping did change.
-          logger.debug(fields, "duplicate event dropped");
-          o.persist?.();
-        } else {
-          logger.warn({ ...fields, security: true }, "signed event rejected");
-        }
-        return;
-      }
-      const env = r.envelope;
-      try {
-        await o.dispatch(env, r.verifiedWith);
-        verifier.markDispatched(env.event_id);
-        state.lastEventAt = clock.now();
-        emit();
-      } catch (err) {
-        // Not marked as dispatched: Last-Event-ID does not move past it, and a replay with a
-        // fresh nonce will be handled again (handlers are idempotent).
-        if (!signal.aborted || !isAbortError(err)) logger.error({ err, event_type: env.event_type, event_id: env.event_id }, "event handler failed");
-      }
-      o.persist?.();
+    async onEvents(frames) {
+      await handleEventBatch(frames, {
+        verifier,
+        logger,
+        signal,
+        dispatch: o.dispatch,
+        ...(o.commit ? { commit: o.commit } : {}),
+        ...(o.onCommitFailed ? { onCommitFailed: o.onCommitFailed } : {}),
+        ...(o.onOversize ? { onOversize: o.onOversize } : {}),
+        onDispatched: () => {
+          state.lastEventAt = clock.now();
+          emit();
+        },
+      });
     },
     onComment() {},
   };
@@ -158,7 +160,7 @@ export async function runEventStream(o: RunEventStreamOptions): Promise<EventStr
         opened = true;
         sink.onOpen();
       },
-      onEvent: sink.onEvent,
+      onEvents: sink.onEvents,
       onComment: sink.onComment,
     };
     let result: StreamResult;
@@ -212,4 +214,93 @@ export async function runEventStream(o: RunEventStreamOptions): Promise<EventStr
     if (!(await sleep(delay))) break;
   }
   return stop({ reason: "aborted" });
+}
+
+/** What handleEventBatch needs: the verifier, the handler, and where durability comes from. */
+export interface BatchContext {
+  verifier: EnvelopeVerifier;
+  logger: Logger;
+  signal: AbortSignal;
+  dispatch: RunEventStreamOptions["dispatch"];
+  commit?: RunEventStreamOptions["commit"];
+  onCommitFailed?: RunEventStreamOptions["onCommitFailed"];
+  onOversize?: () => void;
+  onDispatched?: () => void;
+}
+
+/**
+ * The events that arrived together: verify each (4.4), make the ids and nonces of those that
+ * passed durable in one commit, then dispatch them in order. Nothing is dispatched unless its
+ * record is on disk.
+ */
+export async function handleEventBatch(frames: SseFrame[], o: BatchContext): Promise<void> {
+  const { verifier, logger, signal } = o;
+  // Verify the whole batch, make what passed durable in one write, then dispatch in order.
+  type Accepted = { env: Envelope; verifiedWith: "current" | "previous" } | { oversize: number; id: string | undefined };
+  const accepted: Accepted[] = [];
+  const records: JournalRecord[] = [];
+  const ids = new Set<string>();
+  for (const f of frames) {
+    if ("oversize" in f) {
+      verifier.rejected.oversize++;
+      logger.warn({ event_type: null, event_id: f.id?.slice(0, 128) ?? null, reason: "oversize", chars: f.oversize, security: true }, "signed event rejected");
+      // Handled-and-rejected: a control plane that keeps it for replay must not send it on
+      // every reconnect; its effect comes with the state pull that follows.
+      if (plausibleId(f.id) && !verifier.replay.recent.has(f.id) && !ids.has(f.id)) {
+        ids.add(f.id);
+        records.push({ id: f.id });
+      }
+      accepted.push(f);
+      continue;
+    }
+    const r = verifier.verify(f.data);
+    const dup = r.ok && ids.has(r.envelope.event_id);
+    if (!r.ok || dup) {
+      const fields = r.ok ? { event_type: r.envelope.event_type, event_id: r.envelope.event_id, reason: "duplicate" } : { event_type: r.eventType ?? null, event_id: r.eventId ?? null, reason: r.reason };
+      if (dup) verifier.rejected.duplicate++;
+      if (fields.reason === "duplicate") logger.debug(fields, "duplicate event dropped");
+      else logger.warn({ ...fields, security: true }, "signed event rejected");
+      // A duplicate's nonce is durable too: after a restart this very frame is then refused by
+      // its nonce, also once its id has left the recent ids.
+      const nonce = r.ok ? { value: r.envelope.nonce, expiresAt: r.issuedAtMs + nonceLifetimeMs } : r.nonce;
+      if (nonce !== undefined) records.push({ nonce: nonce.value, expiresAt: nonce.expiresAt });
+      continue;
+    }
+    ids.add(r.envelope.event_id);
+    records.push({ id: r.envelope.event_id, nonce: r.envelope.nonce, expiresAt: r.issuedAtMs + nonceLifetimeMs });
+    accepted.push({ env: r.envelope, verifiedWith: r.verifiedWith });
+  }
+  if (records.length === 0 && accepted.length === 0) return;
+  try {
+    if (records.length > 0) await o.commit?.(records);
+  } catch (err) {
+    // Not on disk, so not dispatched: a replay after a crash could not be told apart.
+    // Their nonces stay recorded in memory; the control plane's replay (fresh nonces)
+    // or the next state pull brings what they carried.
+    logger.error({ err, events: records.flatMap((r) => (r.id === undefined ? [] : [r.id])) }, "event bookkeeping not durable; events not dispatched");
+    o.onCommitFailed?.(err);
+    return;
+  }
+  let oversize = false;
+  for (const a of accepted) {
+    if ("oversize" in a) {
+      if (plausibleId(a.id)) verifier.markHandled(a.id);
+      oversize = true;
+      continue;
+    }
+    const env = a.env;
+    verifier.markHandled(env.event_id);
+    try {
+      // Handlers are mostly synchronous store writes: no microtask turn unless one is async.
+      const p = o.dispatch(env, a.verifiedWith);
+      if (p !== undefined) await p;
+      verifier.dispatched++;
+      o.onDispatched?.();
+    } catch (err) {
+      // Handled at most once: the id is on disk already. What the handler did not do
+      // arrives with the next state pull (handlers only write the desired state).
+      if (!signal.aborted || !isAbortError(err)) logger.error({ err, event_type: env.event_type, event_id: env.event_id }, "event handler failed");
+    }
+  }
+  if (oversize) o.onOversize?.();
 }

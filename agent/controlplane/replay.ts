@@ -2,11 +2,18 @@ import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
 
 // Replay protection for the signed event stream (spec/control-plane.md 4.4 steps 5-6, 4.5).
-// Both structures are persisted in cache/events.json (design.md 3) so a captured event replayed
-// after a restart is still refused; persistence itself is the caller's (writeJsonAtomic).
+// Both structures are made durable before an event is dispatched (replay-journal.ts: the
+// cache/events.json snapshot plus cache/events.journal, design.md 3.5) so a captured event
+// replayed after a restart or a crash is still refused.
 
 export const nonceCacheCapacity = 10_000;
-export const recentEventIdCapacity = 1024;
+/**
+ * The spec asks for the last 1024 (control-plane.md 4.4 step 6); as many as nonces are kept, so
+ * an event id is remembered as long as a nonce is: a captured frame of an event the agent
+ * handled, which it never saw itself (a retransmission in flight when it was killed), is
+ * refused for as long as it could pass the staleness check (docs/decisions.md).
+ */
+export const recentEventIdCapacity = nonceCacheCapacity;
 
 interface NonceEntry {
   nonce: string;

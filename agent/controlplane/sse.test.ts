@@ -38,28 +38,43 @@ const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Collected {
   events: Array<{ data: string; id: string | undefined }>;
+  oversize: Array<{ oversize: number; id: string | undefined }>;
+  batches: number[];
   comments: number;
   opened: number;
   result: StreamResult;
 }
 
-async function collect(url: string, over: Partial<OpenEventStreamOptions> = {}): Promise<Collected> {
+type CollectOptions = Partial<OpenEventStreamOptions> & {
+  /** Called per event in the batch, in order (awaited); events are collected when it is absent. */
+  onEvent?: (data: string, id: string | undefined) => void | Promise<void>;
+};
+
+async function collect(url: string, over: CollectOptions = {}): Promise<Collected> {
   const events: Collected["events"] = [];
+  const oversize: Collected["oversize"] = [];
+  const batches: number[] = [];
   let comments = 0;
   let opened = 0;
+  const { onEvent, ...rest } = over;
   const result = await openEventStream({
     url,
     idleTimeoutMs: 2000,
     requestTimeoutMs: 2000,
     signal: AbortSignal.timeout(10_000),
-    onEvent: (data, id) => {
-      events.push({ data, id });
+    onEvents: async (frames) => {
+      batches.push(frames.length);
+      for (const f of frames) {
+        if ("oversize" in f) oversize.push(f);
+        else if (onEvent) await onEvent(f.data, f.id);
+        else events.push({ data: f.data, id: f.id });
+      }
     },
     onComment: () => comments++,
     onOpen: () => opened++,
-    ...over,
+    ...rest,
   });
-  return { events, comments, opened, result };
+  return { events, oversize, batches, comments, opened, result };
 }
 
 // A stream exercising the framing rules of 4.1 / TV-8; "€" and "ü" make chunk splits land inside
@@ -245,19 +260,39 @@ describe("openEventStream request and timeouts", () => {
     expect((await collect("http://192.0.2.1/v1/nodes/n1/events")).result).toMatchObject({ status: 0, end: "protocol_error" });
   });
 
-  it("ends with protocol_error when one event exceeds the buffer cap", async () => {
-    const url = await serve((_req, res) => {
+  it("skips an event over the cap, names it by its id, and goes on with the stream", async () => {
+    const url = await serve(async (req, res) => {
+      req.socket.setNoDelay(true);
       res.writeHead(200, sseHead);
       res.write("data: ok\n\n");
-      res.write(`data: ${"x".repeat(5000)}`);
+      res.write(`id: huge-1\r\nevent: node_state_updated\r\ndata: ${"x".repeat(3000)}`);
+      await delay(5);
+      res.write(`${"y".repeat(3000)}\r\n`);
+      res.write(`data: ${"z".repeat(3000)}\r\n\r\n`);
+      res.end("id: after\ndata: next\n\n");
     });
     const c = await collect(url, { maxEventChars: 1000 });
-    expect(c.events.map((e) => e.data)).toEqual(["ok"]);
-    expect(c.result).toMatchObject({ status: 200, end: "protocol_error" });
+    expect(c.events).toEqual([
+      { data: "ok", id: undefined },
+      { data: "next", id: "after" },
+    ]);
+    expect(c.oversize).toEqual([{ oversize: expect.any(Number) as number, id: "huge-1" }]);
+    expect(c.oversize[0]!.oversize).toBeGreaterThan(9000);
+    expect(c.result).toEqual({ status: 200, end: "ended" });
   });
 });
 
 describe("openEventStream delivery", () => {
+  it("hands over the events of one read together", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.end(Array.from({ length: 50 }, (_, i) => `data: ${i}\n\n`).join(""));
+    });
+    const c = await collect(url);
+    expect(c.events).toHaveLength(50);
+    expect(Math.max(...c.batches)).toBe(50);
+  });
+
   it("delivers in order and waits for async handlers, one at a time", async () => {
     const url = await serve((_req, res) => {
       res.writeHead(200, sseHead);
@@ -278,6 +313,30 @@ describe("openEventStream delivery", () => {
     expect(c.result.end).toBe("ended");
     expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => String(i)));
     expect(maxInFlight).toBe(1);
+  });
+
+  it("queues what arrives while a batch is handled and delivers it as the next batch (one journal write for many)", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, sseHead);
+      res.write("data: first\n\n");
+      // Written one by one while the first batch's handler is still busy.
+      let i = 0;
+      const t = setInterval(() => {
+        res.write(`data: ${i}\n\n`);
+        if (++i === 10) {
+          clearInterval(t);
+          setTimeout(() => res.end(), 50);
+        }
+      }, 5);
+    });
+    const c = await collect(url, {
+      onEvent: async (d) => {
+        if (d === "first") await delay(200);
+      },
+    });
+    expect(c.result.end).toBe("ended");
+    // The ten that came during the 200 ms handler form one batch.
+    expect(c.batches).toEqual([1, 10]);
   });
 
   it("does not count time spent in a slow handler as server silence", async () => {

@@ -1,14 +1,17 @@
 import http from "node:http";
 import https from "node:https";
 import { createGunzip, type Gunzip } from "node:zlib";
-import { createParser } from "eventsource-parser";
 import { parseRetryAfter } from "./backoff.js";
+import { maxEnvelopeBytes } from "./envelope.js";
+import { createEventStreamDecoder, type SseFrame } from "./sse-decoder.js";
 import { isLoopbackHost } from "../../proto/lib/net.js";
 import { cpTlsOptions } from "./tls.js";
 
 // One connection of the event stream (spec/control-plane.md 4.1, 2.6). Framing is
-// eventsource-parser's (full W3C rules: LF/CRLF/CR, multi-line data, comments, BOM); this module
-// only owns the HTTP side, the timeouts and in-order delivery. node:http rather than fetch:
+// eventsource-parser's (full W3C rules: LF/CRLF/CR, multi-line data, comments, BOM) behind
+// sse-decoder.ts; this module only owns the HTTP side, the timeouts and in-order delivery in
+// batches: the events that arrived together are handed over together, so their bookkeeping
+// reaches the disk in one write (replay-journal.ts). node:http rather than fetch:
 // Node 20's fetch takes no private CA and gives no byte-level idle detection.
 // It never retries: it reports how the connection ended and the supervisor (event-stream.ts)
 // decides what that means.
@@ -26,7 +29,7 @@ export type StreamEnd =
   /** No bytes at all, comments included, for idleTimeoutMs. */
   | "idle_timeout"
   | "aborted"
-  /** Unusable stream: an event larger than the buffer cap, broken gzip, a disallowed URL. */
+  /** Unusable stream: broken gzip, a disallowed URL. */
   | "protocol_error"
   /** onEvent threw; the stream is closed so the event is not silently skipped. */
   | "handler_error";
@@ -59,17 +62,22 @@ export interface OpenEventStreamOptions {
   /** Called once the server answered 200 with text/event-stream. */
   onOpen?: () => void;
   /**
-   * Called for every event that has data, in stream order. If it returns a promise, no further
-   * event is delivered (and the socket is paused) until it settles.
+   * Called with the events (those with data, and oversize ones by id) that arrived since the
+   * last call, in stream order. If it returns a promise, nothing further is delivered until it
+   * settles; events that arrive meanwhile are queued (the socket is paused once 4 MiB are) and
+   * delivered together next.
    */
-  onEvent: (data: string, id: string | undefined) => void | Promise<void>;
+  onEvents: (frames: SseFrame[]) => void | Promise<void>;
   onComment?: () => void;
-  /** Cap on one buffered event in characters; larger ends the stream as protocol_error. */
+  /** Cap on one event in characters; a larger one is skipped and delivered as `oversize`. */
   maxEventChars?: number;
 }
 
-export const defaultMaxEventChars = 2 * 1024 * 1024;
+/** An envelope's cap plus room for the `id:` and `event:` lines around it. */
+export const defaultMaxEventChars = maxEnvelopeBytes + 4096;
 const maxErrorBody = 4096;
+/** Decoded events waiting while a batch is handled; beyond this the socket is paused. */
+const maxQueuedChars = 4 * 1024 * 1024;
 
 // Last-Event-ID is only sent when it is a plain header token; an id the CP would not recognise
 // costs nothing but a replay gap, while a CR/LF in a header must never be written.
@@ -108,7 +116,9 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
     let connectTimer: NodeJS.Timeout | undefined;
     let idleTimer: NodeJS.Timeout | undefined;
     let gunzip: Gunzip | undefined;
-    const queue: Array<{ data: string; id: string | undefined }> = [];
+    const queue: SseFrame[] = [];
+    /** Characters held in `queue`; over maxQueuedChars the socket is paused until it drains. */
+    let queuedChars = 0;
     let working = false;
     let drained: Promise<void> = Promise.resolve();
 
@@ -134,14 +144,16 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
     const work = async (): Promise<void> => {
       try {
         while (queue.length > 0) {
-          const ev = queue.shift() as { data: string; id: string | undefined };
+          const batch = queue.splice(0, queue.length);
+          queuedChars = 0;
+          // The socket keeps flowing while the batch is handled (its events are journaled with
+          // one durable write, replay-journal.ts): what arrives meanwhile is the next batch, so
+          // under load one write covers more events. The queue is bounded, see onFrame.
+          if (ending === undefined) res?.resume();
           let p: void | Promise<void>;
           try {
-            p = o.onEvent(ev.data, ev.id);
-            if (p !== undefined) {
-              res?.pause();
-              await p;
-            }
+            p = o.onEvents(batch);
+            if (p !== undefined) await p;
           } catch (err) {
             queue.length = 0;
             end({ status, end: "handler_error", error: err instanceof Error ? err : new Error(String(err)) });
@@ -158,20 +170,26 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
     };
 
     const decoder = createEventStreamDecoder({
-      ...(o.maxEventChars === undefined ? {} : { maxEventChars: o.maxEventChars }),
-      onEvent: (data, id) => {
+      maxEventChars: o.maxEventChars ?? defaultMaxEventChars,
+      onFrame: (f) => {
         if (ending !== undefined) return;
-        queue.push({ data, id });
-        if (!working) {
-          working = true;
-          drained = work();
-        }
+        queue.push(f);
+        queuedChars += "data" in f ? f.data.length : 0;
+        if (queuedChars > maxQueuedChars) res?.pause();
       },
       onComment: () => o.onComment?.(),
-      onOverflow: (err) => end({ status, end: "protocol_error", error: err }),
     });
+    // Work starts once a whole chunk is decoded, so the events of one chunk form one batch.
+    const deliver = (): void => {
+      if (!working && queue.length > 0 && ending === undefined) {
+        working = true;
+        drained = work();
+      }
+    };
     const feed = (c: Buffer): void => {
-      if (ending === undefined) decoder.push(c);
+      if (ending !== undefined) return;
+      decoder.push(c);
+      deliver();
     };
 
     const agentOpts = isHttps ? cpTlsOptions(o.ca) : {};
@@ -238,7 +256,10 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
       r.on("end", () => {
         // An unterminated last event is discarded, as the W3C rules require at end of stream.
         const finish = (): void => {
-          if (ending === undefined) decoder.end();
+          if (ending === undefined) {
+            decoder.end();
+            deliver();
+          }
           end({ status, end: "ended" });
         };
         if (gunzip !== undefined) {
@@ -253,69 +274,4 @@ export function openEventStream(o: OpenEventStreamOptions): Promise<StreamResult
     });
     req.end();
   });
-}
-
-export interface EventStreamDecoder {
-  /** Feeds raw body bytes; chunk boundaries may fall anywhere, inside UTF-8 sequences too. */
-  push(chunk: Uint8Array): void;
-  /**
-   * End of body. A final CR is only known to be a line end once nothing follows it, which the
-   * parser cannot see; this completes it so an event ending in CR CR is not lost at EOF.
-   */
-  end(): void;
-  /** Set once an event exceeded the buffer cap; later pushes are ignored. */
-  readonly failed: Error | undefined;
-}
-
-/**
- * Bytes → SSE events: UTF-8 decoding plus eventsource-parser. Kept apart from the HTTP code so
- * the fuzz suite drives exactly what the client runs.
- */
-export function createEventStreamDecoder(h: {
-  onEvent: (data: string, id: string | undefined) => void;
-  onComment?: () => void;
-  onOverflow: (err: Error) => void;
-  maxEventChars?: number;
-}): EventStreamDecoder {
-  let failed: Error | undefined;
-  // TextDecoder (not StringDecoder) because it drops a leading BOM, as the W3C decode step
-  // requires; eventsource-parser's own BOM check looks for the undecoded bytes EF BB BF.
-  const text = new TextDecoder("utf-8");
-  const parser = createParser({
-    maxBufferSize: h.maxEventChars ?? defaultMaxEventChars,
-    onEvent: (m) => h.onEvent(m.data, m.id),
-    onComment: () => h.onComment?.(),
-    onError: (e) => {
-      // Unknown fields and a bad `retry:` are ignored by the W3C rules; only the buffer cap
-      // makes the stream unusable.
-      if (e.type === "max-buffer-size-exceeded") {
-        failed = e;
-        h.onOverflow(e);
-      }
-    },
-  });
-  let lastCharCR = false;
-  let ended = false;
-  return {
-    push(chunk) {
-      if (failed !== undefined || ended) return;
-      const s = text.decode(chunk, { stream: true });
-      if (s.length > 0) {
-        lastCharCR = s.charCodeAt(s.length - 1) === 13;
-        parser.feed(s);
-      }
-    },
-    end() {
-      if (ended) return;
-      ended = true;
-      // Bytes of an unfinished UTF-8 sequence can only belong to an unterminated line, which
-      // the W3C rules discard at EOF anyway; so the decoder's tail is dropped.
-      text.decode();
-      // CR + LF is one line end, so this adds no extra blank line.
-      if (failed === undefined && lastCharCR) parser.feed("\n");
-    },
-    get failed() {
-      return failed;
-    },
-  };
 }

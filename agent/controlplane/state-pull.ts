@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
-import { peerSchema } from "../registration/register.js";
+import { peerListSchema, type Peer } from "../mesh/peer.js";
 import type { Change, DesiredState } from "../state/desired.js";
 import type { CpClient } from "./http.js";
 import { describeError } from "./http.js";
@@ -18,7 +18,7 @@ const policyRule = z.object({
 const list = <T extends z.ZodType>(item: T) => z.array(item).nullish().transform((v) => v ?? []);
 
 export const stateDocument = z.object({
-  peers: list(peerSchema),
+  peers: peerListSchema,
   policies: list(z.object({ id: z.string(), rules: list(policyRule) })),
   signing_keys: z.object({ current: z.string(), previous: z.string().nullish(), transition_expires: z.string().nullish() }).nullish(),
   metadata: z.record(z.string(), z.string()).nullish().transform((m) => m ?? {}),
@@ -50,18 +50,26 @@ const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.str
 export function applyStateDocument(s: DesiredState, doc: StateDocument): Change[] {
   const changed: Change[] = [];
   // Peer by peer: an unchanged peer keeps its object, so whatever the reconcilers derived
-  // from it stays valid, and only the ids that really changed are reported.
+  // from it stays valid, and only the ids that really changed are reported. Known peers keep
+  // their place and new ones follow in the document's order: the store's order is the order of
+  // arrival, which decides who holds a key or prefix when two peers claim it after a restart.
+  const incoming = new Map(doc.peers.map((p) => [p.id, p]));
   const peers: DesiredState["peers"] = {};
   const touched: string[] = [];
-  for (const p of doc.peers) {
+  const put = (p: Peer): void => {
     const old = s.peers[p.id];
     if (old !== undefined && same(old, p)) peers[p.id] = old;
     else {
       peers[p.id] = p;
       touched.push(p.id);
     }
+  };
+  for (const id of Object.keys(s.peers)) {
+    const p = incoming.get(id);
+    if (p === undefined) touched.push(id);
+    else put(p);
   }
-  for (const id of Object.keys(s.peers)) if (!(id in peers)) touched.push(id);
+  for (const p of incoming.values()) if (!(p.id in peers)) put(p);
   if (touched.length > 0) {
     s.peers = peers;
     changed.push({ peers: touched });

@@ -1,5 +1,5 @@
 import { PlexdError } from "../../proto/lib/errors.js";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "../mesh/peer.js";
 import { register, type RegisterOptions } from "../registration/register.js";
 import { resolveBootstrapToken, type ResolvedToken, type TokenSourceOptions } from "../registration/token.js";
 import { loadIdentity, saveIdentity, type Identity } from "./store.js";

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { CpClient } from "../controlplane/http.js";
 import { describeError } from "../controlplane/http.js";
-import { peerSchema, type Peer } from "../registration/register.js";
+import { peerListSchema, type Peer } from "../mesh/peer.js";
 import { plainWriter, type DataWriter } from "../util/atomic.js";
 import type { Logger } from "../util/log.js";
 import { decodeKey32, generateWireGuardKeyPair, wireGuardPublicKey } from "../../proto/lib/keys.js";
@@ -15,7 +15,7 @@ import type { Identity } from "./store.js";
 // the same key instead of stranding the node with a key nobody knows.
 
 const rotateResponse = z.object({
-  updated_peers: z.array(peerSchema).nullish().transform((p) => p ?? []),
+  updated_peers: peerListSchema,
   node_secret_key: z.string().nullish(),
 });
 

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { MeshSpecSchema, WireGuardPeerSchema, type MeshSpec, type WireGuardPeer } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "./peer.js";
 
 // The mesh reconciler's pure half (design.md §3): desired state in, MeshSpec out. It
 // never reads the kernel; privhelper diffs the spec against the live device.

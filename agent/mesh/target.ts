@@ -2,7 +2,7 @@ import { randomInt } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ApplyMeshRequestSchema, MeshSpecSchema, WireGuardPeerSchema, type MeshSpec, type WireGuardPeer } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "./peer.js";
 import { meshPeer, type MeshHeader } from "./spec.js";
 
 // The mesh target kept ready to send. ApplyMesh always carries the whole peer set (the

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { parseConfigText } from "../config/load.js";
 import type { CpRequest, CpResponse } from "../controlplane/http.js";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "../mesh/peer.js";
 import { DesiredStateStore } from "../state/desired.js";
 import { FakeClock } from "../util/clock.js";
 import { createLogger } from "../util/log.js";

@@ -193,7 +193,8 @@ export class AgentBackend implements NodeApiBackend {
       ctx.log.debug({ err: PlexdError.from(err).message }, "ListPeers: ReadMesh failed; answering without live data");
       return undefined;
     });
-    return peersView(Object.values(this.#store.state.peers), live, this.#runtime?.kernel?.lastPolicy?.visiblePeerIds, opts.all);
+    const kernel = this.#runtime?.kernel;
+    return peersView(Object.values(this.#store.state.peers), live, kernel?.lastPolicy?.visiblePeerIds, opts.all, kernel?.quarantined());
   }
 
   async listPolicies(opts: { rules: boolean }): Promise<PoliciesInfo> {

@@ -80,6 +80,8 @@ export interface PeerInfo {
   relayed: boolean;
   /** The peer's hostname when the control plane sent one. */
   hostname?: string;
+  /** Why admission keeps this peer out of the kernel; undefined when it is admitted. */
+  quarantineReason?: string;
 }
 
 export interface PolicyInfo {

@@ -126,6 +126,7 @@ export function peerMsg(p: PeerInfo, now: number): MessageInitShape<typeof PeerS
     publicKey: p.publicKey,
     hostname: p.hostname ?? "",
     ...(p.lastHandshake === undefined ? {} : { handshakeAgeSeconds: Math.max(0, Math.floor((now - p.lastHandshake) / 1000)) }),
+    quarantineReason: p.quarantineReason ?? "",
   };
 }
 

@@ -72,4 +72,13 @@ describe("peersView", () => {
       ["n_x", undefined, 0n],
     ]);
   });
+
+  it("a quarantined peer carries its reason and never the live data of the peer whose key it copied", () => {
+    const dup = { ...peer("n_dup", 8), public_key: "n_b-key" };
+    const out = peersView([peer("n_b", 3), dup], live, new Set(["n_b", "n_dup"]), false, new Map([["n_dup", "public_key: already used by peer n_b"]]));
+    expect(out[0]).toMatchObject({ peerId: "n_b", rxBytes: 100n });
+    expect(out[0]!.quarantineReason).toBeUndefined();
+    expect(out[1]).toMatchObject({ peerId: "n_dup", rxBytes: 0n, quarantineReason: "public_key: already used by peer n_b" });
+    expect(out[1]!.lastHandshake).toBeUndefined();
+  });
 });

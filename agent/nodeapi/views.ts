@@ -1,6 +1,6 @@
 import { Protocol, RuleAction, type FirewallRule, type ReadFirewallResponse, type ReadMeshResponse } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { parseCidr } from "../../proto/lib/net.js";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "../mesh/peer.js";
 import type { PeerInfo, PoliciesInfo } from "./backend.js";
 
 // Pure views for AgentService: the desired peers joined with what the kernel reports, and
@@ -70,11 +70,19 @@ export function firewallRulesView(live: Pick<ReadFirewallResponse, "chains">): P
  * the policy's verdict (the last compiled policy); before the first compile, a peer counts as
  * visible when the kernel has it. Invisible peers only with `all`.
  */
-export function peersView(peers: Iterable<Peer>, live: Pick<ReadMeshResponse, "peers"> | undefined, visible: ReadonlySet<string> | undefined, all: boolean): PeerInfo[] {
+export function peersView(
+  peers: Iterable<Peer>,
+  live: Pick<ReadMeshResponse, "peers"> | undefined,
+  visible: ReadonlySet<string> | undefined,
+  all: boolean,
+  quarantined: ReadonlyMap<string, string> = new Map(),
+): PeerInfo[] {
   const byKey = new Map((live?.peers ?? []).map((p) => [p.publicKey, p]));
   const out: PeerInfo[] = [];
   for (const p of peers) {
-    const l = byKey.get(p.public_key);
+    const reason = quarantined.get(p.id);
+    // A quarantined peer is not in the kernel: a live peer with its key is somebody else's.
+    const l = reason === undefined ? byKey.get(p.public_key) : undefined;
     const isVisible = visible !== undefined ? visible.has(p.id) : l !== undefined;
     if (!isVisible && !all) continue;
     const hs = l?.lastHandshake === undefined ? 0 : Number(l.lastHandshake.seconds) * 1000 + Math.floor(l.lastHandshake.nanos / 1e6);
@@ -90,6 +98,7 @@ export function peersView(peers: Iterable<Peer>, live: Pick<ReadMeshResponse, "p
       txBytes: l?.txBytes ?? 0n,
       relayed: false,
       ...(p.hostname === undefined ? {} : { hostname: p.hostname }),
+      ...(reason === undefined ? {} : { quarantineReason: reason }),
     });
   }
   return out.sort((a, b) => a.peerId.localeCompare(b.peerId));

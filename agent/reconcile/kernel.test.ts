@@ -18,7 +18,7 @@ import { parseConfig } from "../config/schema.js";
 import { HealthRegistry } from "../health/registry.js";
 import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import type { PrivClient } from "../privclient/client.js";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "../mesh/peer.js";
 import { DesiredStateStore } from "../state/desired.js";
 import { createLogger } from "../util/log.js";
 import { KernelReconciler } from "./kernel.js";

@@ -11,7 +11,8 @@ import type { DesiredStateStore } from "../state/desired.js";
 import type { Logger } from "../util/log.js";
 import { CoalescingRunner } from "./coalesce.js";
 import { firewallCorrections, meshDrift, type Correction } from "./drift.js";
-import { TargetRenderer, type LocalNode } from "./targets.js";
+import type { QuarantineListener } from "../mesh/admission.js";
+import { TargetRenderer, type EndpointResolver, type LocalNode } from "./targets.js";
 
 // The kernel reconciler: renders the mesh and firewall targets from the desired state and
 // hands each to privhelper in one declarative call. Store changes (events) trigger a fast
@@ -33,6 +34,8 @@ export interface KernelReconcilerDeps {
   log: Logger;
   signal: AbortSignal;
   now: () => number;
+  /** Addresses of DNS-name endpoints (mesh/endpoints.ts); without it such peers get no endpoint. */
+  resolve?: EndpointResolver;
 }
 
 export interface ConvergeResult {
@@ -51,7 +54,7 @@ export class KernelReconciler {
   /** The last compiled policy (for the node API: invalid rules, rendered rules). */
   lastPolicy: CompiledPolicy | undefined;
   applies = 0;
-  readonly #targets = new TargetRenderer();
+  readonly #targets: TargetRenderer;
   /** Peers changed since the last converge; undefined = any may have (start, full pull). */
   #changed: Set<string> | undefined = undefined;
   /** Target versions privhelper last confirmed; an unchanged target is not sent again. */
@@ -65,6 +68,15 @@ export class KernelReconciler {
 
   constructor(d: KernelReconcilerDeps) {
     this.#d = d;
+    this.#targets = new TargetRenderer(d.resolve);
+    // Each peer's quarantine is logged when it starts, changes reason or ends: once, not per cycle.
+    this.#targets.admission.subscribe((id, reason) => {
+      if (reason !== undefined) d.log.warn({ peer_id: id, reason }, "peer quarantined: kept out of the kernel");
+      else d.log.info({ peer_id: id }, "peer left quarantine");
+      const n = this.#targets.admission.quarantined().size;
+      if (n === 0) d.health.clear("peers_quarantined");
+      else d.health.set("peers_quarantined", "warning", `${n} peer${n === 1 ? "" : "s"} from the control plane refused and kept out of the kernel (plexd peers --all shows why)`);
+    });
     this.runner = new CoalescingRunner(
       async (reasons) => {
         await this.converge(false, [...reasons].join(","));
@@ -91,6 +103,22 @@ export class KernelReconciler {
     this.#privBase = undefined;
     this.#appliedFirewall = -1;
     this.runner.trigger(reason);
+  }
+
+  /** Peers admission keeps out of the kernel, with the reason. */
+  quarantined(): Map<string, string> {
+    return this.#targets.admission.quarantined();
+  }
+
+  /** Called when a peer enters quarantine, changes its reason or leaves it. */
+  onQuarantine(listener: QuarantineListener): () => void {
+    return this.#targets.admission.subscribe(listener);
+  }
+
+  /** Peers to decide again although the store did not change them (a DNS name moved). */
+  recheckPeers(ids: Iterable<string>): void {
+    if (this.#changed !== undefined) for (const id of ids) this.#changed.add(id);
+    this.runner.trigger("endpoint_resolved");
   }
 
   /** Failed applies retry on their own (1 s doubling to 30 s): privhelper may be restarting. */
@@ -136,7 +164,9 @@ export class KernelReconciler {
     let meshInSync = !detect && meshVersion === this.#appliedMesh;
     let firewallInSync = !detect && firewallVersion === this.#appliedFirewall;
     if (detect) {
-      const idOf = new Map(Object.values(this.#d.store.state.peers).map((p) => [p.public_key, p.id]));
+      // The admitted holder of a key first: a quarantined duplicate must not be named for it.
+      const byKey = new Map(Object.values(this.#d.store.state.peers).map((p) => [p.public_key, p.id]));
+      const idOf = { get: (k: string) => this.#targets.admission.ownerOfKey(k) ?? byKey.get(k) };
       const [liveMesh, liveFw] = await Promise.all([priv.readMesh({ interface: config.mesh.interface }, { signal, timeoutMs: applyDeadlineMs }), priv.readFirewall({}, { signal, timeoutMs: applyDeadlineMs })]);
       const spec = mesh.spec();
       const meshFix = meshDrift(spec, liveMesh, (k) => idOf.get(k), this.#d.now());

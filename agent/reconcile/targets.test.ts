@@ -1,16 +1,18 @@
 // The incremental renderer must produce exactly what the pure definition does, after any
 // sequence of store changes; and the bytes it sends must decode to that spec.
 import { fromBinary } from "@bufbuild/protobuf";
+import { createHash } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ApplyMeshRequestSchema, type MeshSpec } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { parseConfig } from "../config/schema.js";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "../mesh/peer.js";
 import { emptyDesiredState, type DesiredState, type Policy } from "../state/desired.js";
 import { renderTargets, TargetRenderer, type LocalNode } from "./targets.js";
 
 const local: LocalNode = { nodeId: "n_0", meshIp: "10.100.0.1", privateKey: Buffer.alloc(32, 1).toString("base64") };
-const key = (i: number, salt = 0) => Buffer.alloc(32, (i * 7 + salt) % 251 + 2).toString("base64");
+// Distinct for every (i, salt): a collision would be admission's business, tested in mesh/admission.test.ts.
+const key = (i: number, salt = 0) => createHash("sha256").update(`${i}:${salt}`).digest("base64");
 const peer = (i: number, endpoint = "", salt = 0): Peer => ({ id: `n_${i}`, public_key: key(i, salt), mesh_ip: `10.100.0.${i + 1}`, endpoint, allowed_ips: [], psk: key(i, salt + 100) });
 
 const sorted = (m: MeshSpec) => ({ ...m, peers: [...m.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)) });

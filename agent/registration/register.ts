@@ -6,22 +6,11 @@ import { describeError } from "../controlplane/http.js";
 import type { Logger } from "../util/log.js";
 import { generateWireGuardKeyPair, isKey32 } from "../../proto/lib/keys.js";
 import type { Identity } from "../identity/store.js";
+import { peerListSchema, type Peer } from "../mesh/peer.js";
 
 // POST /v1/register (spec/control-plane.md §3.1, spec/node-agent.md §3.2).
 
 const key32 = z.string().refine(isKey32, "must be a base64 32-byte key");
-
-export const peerSchema = z.object({
-  id: z.string().min(1),
-  public_key: key32,
-  mesh_ip: z.string(),
-  endpoint: z.string().nullish().transform((v) => v ?? ""),
-  allowed_ips: z.array(z.string()).nullish().transform((v) => v ?? []),
-  psk: key32,
-  // Not in control-plane.md's Peer; a control plane may send it (mockcp does). Shown only.
-  hostname: z.string().max(253).optional(),
-});
-export type Peer = z.infer<typeof peerSchema>;
 
 const registerResponse = z.object({
   node_id: z.string().min(1),
@@ -29,7 +18,7 @@ const registerResponse = z.object({
   identity_token: z.string().min(1).max(512),
   signing_public_key: key32,
   node_secret_key: key32,
-  peers: z.array(peerSchema).nullish().transform((v) => v ?? []),
+  peers: peerListSchema,
 });
 
 export interface RegisterOptions {

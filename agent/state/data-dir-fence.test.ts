@@ -44,6 +44,20 @@ describe("DataDirFence", () => {
     expect(fence.signal.aborted).toBe(true);
   });
 
+  it("an append log opened before the purge never brings its file back; none is created after", async () => {
+    withIdentity();
+    const fence = new DataDirFence(dir);
+    fence.arm();
+    const journal = join(dir, "cache", "events.journal");
+    const log = (await fence.createAppendLog(journal, "{}\n", 4096))!;
+    await log.append('{"i":"e1"}\n');
+    await purgeDataDir(dir);
+    await log.append('{"i":"e2"}\n');
+    await log.close();
+    expect(await fence.createAppendLog(journal, "{}\n", 4096)).toBeUndefined();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
   it("a deregister without --purge (identity moved aside) stops the writes too", async () => {
     withIdentity();
     const fence = new DataDirFence(dir);

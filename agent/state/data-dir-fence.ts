@@ -1,6 +1,6 @@
 import { rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join, relative, sep } from "node:path";
-import { appendDurable, writeFileAtomic, writeJsonAtomic, type DataWriter } from "../util/atomic.js";
+import { appendDurable, createAppendLog, writeFileAtomic, writeJsonAtomic, type AppendLog, type DataWriter } from "../util/atomic.js";
 
 // A running agent must never recreate files in a data_dir whose identity someone else
 // removed — `plexd deregister [--purge]` run beside it. Once armed (the agent holds an
@@ -84,6 +84,22 @@ export class DataDirFence implements DataWriter {
 
   appendDurable(path: string, data: string): Promise<void> {
     return this.guardedWrite(path, () => appendDurable(path, data));
+  }
+
+  /**
+   * The file is created under the fence; its appends then need no check of their own: once the
+   * file is removed they go to the unlinked file and never create it again.
+   */
+  async createAppendLog(path: string, header: string, capacity: number): Promise<AppendLog | undefined> {
+    let log: AppendLog | undefined;
+    await this.guardedWrite(path, async () => {
+      log = await createAppendLog(path, header, capacity);
+    });
+    if (log !== undefined && !(await this.stillOurs())) {
+      await log.close();
+      return undefined;
+    }
+    return log;
   }
 
   /** Runs `write` (which creates or changes `path`) under the fence. */

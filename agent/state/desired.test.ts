@@ -4,7 +4,7 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "../mesh/peer.js";
 import { DesiredStateStore } from "./desired.js";
 
 let dir: string;

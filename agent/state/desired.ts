@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import type { DataWriter } from "../util/atomic.js";
 import { StateFiles } from "./journal.js";
-import type { Peer } from "../registration/register.js";
+import type { Peer } from "../mesh/peer.js";
 
 // The desired-state store (design.md §3): every source (registration response, signed
 // events, the periodic state pull, local config) writes here; reconcilers read their

@@ -5,7 +5,9 @@ import { age, bytes, messageJson, table } from "../format.js";
 export function peersText(res: ListPeersResponse, now: number, all: boolean): string {
   if (res.peers.length === 0) return "no peers";
   const hosts = res.peers.some((p) => p.hostname !== "");
-  const header = ["PEER", ...(hosts ? ["HOST"] : []), "MESH IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "RTT", ...(all ? ["VISIBLE"] : [])];
+  // Peers the agent refused (admission) say why; the column appears only when there are some.
+  const quarantine = res.peers.some((p) => p.quarantineReason !== "");
+  const header = ["PEER", ...(hosts ? ["HOST"] : []), "MESH IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "RTT", ...(all ? ["VISIBLE"] : []), ...(quarantine ? ["QUARANTINED"] : [])];
   const rows = res.peers.map((p) => [
     p.peerId,
     ...(hosts ? [p.hostname || "-"] : []),
@@ -16,6 +18,7 @@ export function peersText(res: ListPeersResponse, now: number, all: boolean): st
     bytes(p.txBytes),
     p.rttMs > 0 ? `${p.rttMs.toFixed(1)} ms` : "-",
     ...(all ? [p.visible ? "yes" : "no"] : []),
+    ...(quarantine ? [p.quarantineReason || "-"] : []),
   ]);
   return table(header, rows);
 }

@@ -30,6 +30,8 @@ export interface PeerRow {
   rxRate: number | undefined;
   txRate: number | undefined;
   rttMs: number | undefined;
+  /** Why the agent keeps this peer out of the kernel; undefined when admitted. */
+  quarantineReason: string | undefined;
 }
 
 export interface FeedItem {
@@ -130,6 +132,7 @@ function peerRows(prev: TopState, peers: Peer[], at: number): PeerRow[] {
       rxRate: rateOf(p.rxBytes, old?.rxBytes, seconds),
       txRate: rateOf(p.txBytes, old?.txBytes, seconds),
       rttMs: p.rttMs > 0 ? p.rttMs : undefined,
+      quarantineReason: p.quarantineReason === "" ? undefined : p.quarantineReason,
     };
   });
 }
@@ -182,14 +185,15 @@ export function reducer(state: TopState, action: TopAction): TopState {
 
 // ---------------------------------------------------------------- selectors
 
-export type PeerState = "up" | "stale" | "never";
+export type PeerState = "up" | "stale" | "never" | "quar";
 
 export function peerState(p: PeerRow, now: number): PeerState {
+  if (p.quarantineReason !== undefined) return "quar";
   if (p.lastHandshake === undefined) return "never";
   return now - p.lastHandshake <= handshakeStaleMs ? "up" : "stale";
 }
 
-const stateOrder: Record<PeerState, number> = { up: 0, stale: 1, never: 2 };
+const stateOrder: Record<PeerState, number> = { up: 0, stale: 1, never: 2, quar: 3 };
 
 function compare(a: PeerRow, b: PeerRow, column: SortColumn, now: number): number {
   switch (column) {

@@ -48,6 +48,15 @@ export interface BadEventResult {
   delivered: number;
 }
 
+export interface CapturedFrameInfo {
+  seq: number;
+  event_id: string | null;
+  event_type: string | null;
+  bytes: number;
+  /** False for a frame over 64 KiB: listed, not kept, never replayed. */
+  kept: boolean;
+}
+
 export interface SigningKeyRotation {
   new_signing_public_key: string;
   valid_from: string;
@@ -116,6 +125,16 @@ export class MockcpClient extends MockcpFeatureClient {
 
   async events(nodeId: string): Promise<{ event_id: string; event_type: string; payload: Record<string, unknown>; issued_at: string }[]> {
     return (await this.call<{ events: { event_id: string; event_type: string; payload: Record<string, unknown>; issued_at: string }[] }>("GET", `/control/v1/nodes/${enc(nodeId)}/events`)).events;
+  }
+
+  /** Frames written to the node's streams so far (the newest 5000), oldest first. */
+  async capturedFrames(nodeId: string): Promise<CapturedFrameInfo[]> {
+    return (await this.call<{ frames: CapturedFrameInfo[] }>("GET", `/control/v1/nodes/${enc(nodeId)}/captured-frames`)).frames;
+  }
+
+  /** Writes captured frames again verbatim to the node's open streams (all, or those `seqs` name, in that order). */
+  replayCapturedFrames(nodeId: string, seqs?: number[]): Promise<{ frames: number; streams: number }> {
+    return this.call("POST", `/control/v1/nodes/${enc(nodeId)}/captured-frames/replay`, seqs === undefined ? {} : { seqs });
   }
 
   async dropStreams(nodeId: string, mode: "end" | "destroy" = "end"): Promise<number> {

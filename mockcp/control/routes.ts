@@ -46,6 +46,8 @@ const badEventBody = z.object({
   size: z.number().int().positive().optional(),
 });
 
+const replayFramesBody = z.object({ seqs: z.array(z.number().int().positive()).max(5000).optional() });
+
 const dropBody = z.object({ mode: z.enum(["end", "destroy"]).default("end") });
 
 const flagsBody = z.object({ reconcile: z.boolean().optional(), rotate_keys: z.boolean().optional() });
@@ -171,6 +173,15 @@ export async function handleControl(deps: AppDeps, ctx: RequestContext): Promise
         data_bytes: Buffer.byteLength(bad.data),
         delivered,
       });
+    }
+    case "GET nodes/:id/captured-frames":
+      return reply(200, {
+        frames: hub.captured(node().id).map((f) => ({ seq: f.seq, event_id: f.event_id ?? null, event_type: f.event_type ?? null, bytes: f.bytes, kept: f.frame !== "" })),
+      });
+    case "POST nodes/:id/captured-frames/replay": {
+      const n = node();
+      const b = parseBody(replayFramesBody, (await ctx.body()) ?? {});
+      return reply(200, hub.replayCaptured(n.id, b.seqs));
     }
     case "POST nodes/:id/drop-streams": {
       const n = node();

@@ -12,6 +12,21 @@ interface Stream {
 
 export type DropMode = "end" | "destroy";
 
+/** One frame exactly as it was written to a node's stream, for replaying it verbatim. */
+export interface CapturedFrame {
+  seq: number;
+  event_id: string | undefined;
+  event_type: string | undefined;
+  bytes: number;
+  /** The frame's text; empty when it was too large to keep. */
+  frame: string;
+}
+
+/** Frames kept per node (the newest): enough for a test's replay rounds, bounded memory. */
+const capturedPerNode = 5000;
+/** Larger frames are listed but not kept: replaying them is what bad-events `oversize` is for. */
+const maxCapturedFrameBytes = 64 * 1024;
+
 /**
  * Open SSE streams per node (control-plane §4). Every transmission is signed afresh
  * (new issued_at, nonce, signature), which is also what makes replays verify (§4.6).
@@ -23,6 +38,12 @@ export class StreamHub {
   readonly #streams = new Set<Stream>();
   /** Last envelope transmitted to each node, for the reused_nonce / duplicate_id bad events. */
   readonly lastSent = new Map<string, SignedEnvelope>();
+  /**
+   * Every frame written to each node's streams, signed events and raw ones alike, as an
+   * attacker on the path would have captured them (replayCaptured sends them again as they are).
+   */
+  readonly #captured = new Map<string, CapturedFrame[]>();
+  #captureSeq = 0;
 
   constructor(state: MockState, opts: { keepaliveMs: number; log: Logger }) {
     this.#state = state;
@@ -81,7 +102,40 @@ export class StreamHub {
       payload: ev.payload,
     });
     this.lastSent.set(stream.nodeId, env);
-    this.#write(stream, frame(env.event_id, env.event_type, JSON.stringify(env)));
+    this.#writeCaptured(stream, env.event_id, env.event_type, frame(env.event_id, env.event_type, JSON.stringify(env)));
+  }
+
+  #writeCaptured(stream: Stream, id: string | undefined, eventType: string | undefined, text: string): void {
+    if (stream.res.writableEnded || stream.res.destroyed) return;
+    this.#write(stream, text);
+    let list = this.#captured.get(stream.nodeId);
+    if (list === undefined) this.#captured.set(stream.nodeId, (list = []));
+    list.push({ seq: ++this.#captureSeq, event_id: id, event_type: eventType, bytes: Buffer.byteLength(text), frame: text.length > maxCapturedFrameBytes ? "" : text });
+    if (list.length > capturedPerNode) list.splice(0, list.length - capturedPerNode);
+  }
+
+  /** The frames captured for a node, oldest first. */
+  captured(nodeId: string): readonly CapturedFrame[] {
+    return this.#captured.get(nodeId) ?? [];
+  }
+
+  /**
+   * Writes captured frames again, byte for byte (same id, nonce, issued_at and signature), to
+   * the node's open streams; `seqs` picks them (default all), in the order given. Returns how
+   * many frames were written and to how many streams.
+   */
+  replayCaptured(nodeId: string, seqs?: readonly number[]): { frames: number; streams: number } {
+    const all = this.captured(nodeId);
+    const bySeq = new Map(all.map((f) => [f.seq, f]));
+    const picked = (seqs === undefined ? all : seqs.map((q) => bySeq.get(q))).filter((f): f is CapturedFrame => f !== undefined && f.frame !== "");
+    const text = picked.map((f) => f.frame).join("");
+    let streams = 0;
+    for (const s of this.#streams) {
+      if (s.nodeId !== nodeId || text === "") continue;
+      this.#write(s, text);
+      streams++;
+    }
+    return { frames: picked.length, streams };
   }
 
   #deliver(nodeId: string, ev: LoggedEvent): void {
@@ -93,7 +147,7 @@ export class StreamHub {
     let n = 0;
     for (const s of this.#streams) {
       if (s.nodeId !== nodeId) continue;
-      this.#write(s, frame(id, eventType, data));
+      this.#writeCaptured(s, id, eventType, frame(id, eventType, data));
       n++;
     }
     return n;

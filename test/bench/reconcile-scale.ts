@@ -28,7 +28,7 @@ import { nodeSigner, seedRange, signEnvelope, sseFrame } from "../support/envelo
 import { HealthRegistry } from "../../agent/health/registry.js";
 import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import { KernelReconciler } from "../../agent/reconcile/kernel.js";
-import type { Peer } from "../../agent/registration/register.js";
+import type { Peer } from "../../agent/mesh/peer.js";
 import { DesiredStateStore } from "../../agent/state/desired.js";
 import { createLogger } from "../../agent/util/log.js";
 import { startAnsweringPriv } from "./lib/answering-priv.js";

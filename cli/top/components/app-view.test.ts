@@ -76,6 +76,14 @@ describe("plexd top views", () => {
     expect(l2.findIndex((l) => l.includes("node_zulu"))).toBeLessThan(l2.findIndex((l) => l.includes("node_alpha")));
   });
 
+  it("peers table: a quarantined peer shows as such, with its reason under the table", () => {
+    const bad = create(PeerSchema, { peerId: "node_bad", meshIp: "10.100.0.9", endpoint: "", quarantineReason: "public_key: already used by peer node_zulu" });
+    const f = frame(base([{ type: "peers", peers: [...peers, bad], at: now }]));
+    const lines = f.split("\n");
+    expect(lines.find((l) => l.startsWith("node_bad"))).toMatch(/10\.100\.0\.9\s+quar\s/);
+    expect(f).toContain("quarantined node_bad: public_key: already used by peer node_zulu");
+  });
+
   it("peers table: filter prompt and filtered rows", () => {
     const typing = frame(base([{ type: "startFilter" }, { type: "filterInput", text: "zu" }]));
     expect(typing).toContain("filter: zu");

@@ -17,7 +17,7 @@ export interface PeersTableProps {
   dim: boolean;
 }
 
-const stateColor = { up: "green", stale: "yellow", never: "gray" } as const;
+const stateColor = { up: "green", stale: "yellow", never: "gray", quar: "red" } as const;
 
 // Canonical order left to right; `priority` decides what a narrow terminal keeps (80 columns
 // keep peer, mesh IP, state, handshake, RX, TX and RTT).
@@ -37,7 +37,9 @@ export function makePeersTable({ React, ink }: Ui): (props: PeersTableProps) => 
   const h = React.createElement;
   const { Box, Text } = ink;
   return function PeersTable({ peers, sort, filter, filtering, now, maxRows, columns, dim }: PeersTableProps): ReactElement {
-    const visible = peers.slice(0, Math.max(1, maxRows));
+    const quarantined = peers.filter((p) => p.quarantineReason !== undefined);
+    const notes = Math.min(quarantined.length, 3) + (quarantined.length > 3 ? 1 : 0);
+    const visible = peers.slice(0, Math.max(1, maxRows - notes));
     const title = (c: Column<PeerRow>): string => (c.key === sort ? `${c.title}▼` : c.title);
     const shown = fitColumns(columnsFor(now), visible, columns, title);
     const head = shown.map((c) => pad(title(c), c.width, c.align)).join(" ");
@@ -65,6 +67,9 @@ export function makePeersTable({ React, ink }: Ui): (props: PeersTableProps) => 
         ),
       ),
       peers.length > visible.length ? h(Text, { dimColor: true }, `… ${peers.length - visible.length} more`) : null,
+      // Quarantined peers are not in the kernel; the reason is what an operator needs to fix it.
+      ...quarantined.slice(0, 3).map((p) => h(Text, { key: `q-${p.peerId}`, color: "red", wrap: "truncate-end" }, `quarantined ${p.peerId}: ${p.quarantineReason ?? ""}`)),
+      quarantined.length > 3 ? h(Text, { color: "red", dimColor: true }, `… ${quarantined.length - 3} more quarantined (plexd peers --all)`) : null,
     );
   };
 }

@@ -5,7 +5,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { generateWireGuardKeyPair } from "../../../proto/lib/keys.js";
 import { MeshTarget } from "../../../agent/mesh/target.js";
-import type { Peer } from "../../../agent/registration/register.js";
+import type { Peer } from "../../../agent/mesh/peer.js";
 import { ApplyMeshRequestSchema, MeshSpecSchema, WireGuardPeerSchema, type ApplyMeshResponse, type MeshSpec } from "../../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { BenchContext } from "../registry.js";
 import { processCpuMs, processRssMb, startBenchPrivhelper, stopWireguardGo, type BenchPrivhelper } from "./privhelper.js";
