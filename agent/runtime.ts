@@ -281,8 +281,9 @@ export class AgentRuntime {
     const corrections: Correction[] = [];
     let pulled = false;
     try {
+      const rotationsAtFetch = this.channel?.keyRotations ?? 0;
       const doc = await fetchState(ctx.cp, this.identity.nodeId, this.identity.identityToken, signal);
-      const keysChanged = doc.signing_keys && this.channel ? await this.channel.adoptSigningKeys(doc.signing_keys) : false;
+      const keysChanged = doc.signing_keys && this.channel ? await this.channel.adoptSigningKeys(doc.signing_keys, rotationsAtFetch) : false;
       corrections.push(...stateDrift(this.store.state, doc, keysChanged));
       this.store.update((s) => applyStateDocument(s, doc));
       pulled = true;

@@ -49,8 +49,15 @@ export interface EventChannel {
   readonly verifier: EnvelopeVerifier;
   readonly outcomes: Record<DispatchOutcome, number>;
   state(): EventStreamState | undefined;
-  /** Adopts `signing_keys` from a state document; persists when it changed. */
-  adoptSigningKeys(json: unknown): Promise<boolean>;
+  /** Counts the signing_key_rotated events applied; read it before a state pull starts. */
+  readonly keyRotations: number;
+  /**
+   * Adopts `signing_keys` from a state document; persists when it changed. `rotationsAtFetch` is
+   * `keyRotations` read before the pull started: a document fetched before a rotation event was
+   * applied would restore the old key set (and refuse the new key's events until the next pull),
+   * so it is not adopted; the next pull carries the new set.
+   */
+  adoptSigningKeys(json: unknown, rotationsAtFetch: number): Promise<boolean>;
   readonly done: Promise<EventStreamExit>;
   flush(): Promise<void>;
 }
@@ -138,7 +145,14 @@ export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
     verifier,
     outcomes,
     state: () => lastState,
-    async adoptSigningKeys(json) {
+    get keyRotations() {
+      return keys.rotations;
+    },
+    async adoptSigningKeys(json, rotationsAtFetch) {
+      if (rotationsAtFetch !== keys.rotations) {
+        log.info({ rotations_since_fetch: keys.rotations - rotationsAtFetch }, "state pull older than a signing key rotation; its signing_keys not adopted");
+        return false;
+      }
       if (!keys.adopt(json)) return false;
       await persistKeys();
       return true;

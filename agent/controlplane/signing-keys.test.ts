@@ -27,6 +27,17 @@ describe("TrustedSigningKeys", () => {
     expect(keys.toJSON()).toEqual({ current: k3, previous: k2, transition_expires: "2025-01-16T00:05:00.000Z" });
   });
 
+  it("counts the rotations it applied (not repeats), so a state pull older than one can be told apart", () => {
+    const keys = TrustedSigningKeys.fromCurrent(k1);
+    const rot = { new_signing_public_key: k2, valid_from: "2025-01-16T00:00:00Z", transition_period: "24h" };
+    expect(keys.rotations).toBe(0);
+    keys.applyRotation(rot);
+    keys.applyRotation(rot);
+    expect(keys.rotations).toBe(1);
+    keys.adopt({ current: k1 });
+    expect(keys.rotations).toBe(1);
+  });
+
   it.each([
     [{ new_signing_public_key: "AAAA", valid_from: "2025-01-16T00:00:00Z", transition_period: "1h" }],
     [{ new_signing_public_key: k2, valid_from: "yesterday", transition_period: "1h" }],

@@ -101,8 +101,15 @@ export class TrustedSigningKeys {
     this.prev = this.cur;
     this.cur = { b64: p.data.new_signing_public_key, key };
     this.setExpiry(expires);
+    this.rotations++;
     return true;
   }
+
+  /**
+   * Rotation events applied so far. A state document fetched before one of them carries the
+   * old set; the caller compares this count from before the fetch and then skips adopt().
+   */
+  rotations = 0;
 
   /** Adopts `signing_keys` from a state response exactly as sent (6.2). Returns true when it changed. */
   adopt(json: unknown): boolean {
