@@ -9,7 +9,8 @@ import { key } from "../test/support/privhelper.js";
 import { privConfigFrom } from "./config.js";
 import type { WgPeer } from "./os/wg.js";
 import { isKey32 as isKey } from "../proto/lib/keys.js";
-import { Issues, checkInterface, checkUnique, validateMeshSpec } from "./validate.js";
+import { checkUniquePeers } from "../proto/lib/mesh-peer.js";
+import { Issues, checkInterface, validateMeshSpec } from "./validate.js";
 
 const [priv, k2, k3] = [key(7), key(9), key(11)];
 const cfg = privConfigFrom({ mesh: { interface: "plexd0" } });
@@ -147,12 +148,12 @@ describe("validateMeshSpec", () => {
   });
 });
 
-describe("checkUnique / checkInterface / Issues", () => {
+describe("checkUniquePeers / checkInterface / Issues", () => {
   const p = (publicKey: string, ...allowedIps: string[]): WgPeer => ({ publicKey, presharedKey: "", endpoint: "", allowedIps, keepalive: 0 });
 
-  it("checkUnique names both claimants of an allowed IP and every duplicate key", () => {
+  it("checkUniquePeers names both claimants of an allowed IP and every duplicate key", () => {
     const issues = new Issues();
-    checkUnique([p(k2, "10.0.0.1/32"), p(k3, "10.0.0.2/32", "10.0.0.1/32"), p(k2)], issues, (i) => `peers[${i}]`);
+    checkUniquePeers([p(k2, "10.0.0.1/32"), p(k3, "10.0.0.2/32", "10.0.0.1/32"), p(k2)], issues.add, (i) => `peers[${i}]`);
     expect(issues.list).toEqual(["peers[1].allowed_ips: 10.0.0.1/32 is also claimed by peers[0]", "peers[2].public_key: duplicate peer"]);
   });
 

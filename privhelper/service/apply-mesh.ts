@@ -12,7 +12,8 @@ import { diffMesh, liveAsDesired, planRoutes, type DesiredMesh, type Live, type 
 import { routeLine } from "../os/ip.js";
 import type { WgBackend, WgPeer } from "../os/wg.js";
 import { isKey32 } from "../../proto/lib/keys.js";
-import { Issues, checkUnique, limits, validateMeshSpec } from "../validate.js";
+import { checkUniquePeers } from "../../proto/lib/mesh-peer.js";
+import { Issues, limits, validateMeshSpec } from "../validate.js";
 
 export interface MeshDeps extends DeviceDeps { wgFor(iface: string): Promise<WgBackend>; config: PrivConfig; log: Logger; meshLock: Lock }
 
@@ -70,7 +71,7 @@ async function readDelta(deps: MeshDeps, want: DesiredMesh, removed: readonly st
   for (const p of want.peers) peers.set(p.publicKey, p);
   want.peers = [...peers.values()];
   const issues = new Issues();
-  checkUnique(want.peers, issues, (i) => `peers[${want.peers[i]?.publicKey ?? i}]`);
+  checkUniquePeers(want.peers, issues.add, (i) => `peers[${want.peers[i]?.publicKey ?? i}]`);
   issues.throwIfAny();
   const link = { name: want.interface, kind: "tun", up: true, mtu: want.mtu, addresses: want.addresses };
   return { live: { link, wg, routes: await deps.ip.routesTo([...scope], signal) }, scope };
