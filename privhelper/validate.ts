@@ -1,6 +1,6 @@
 // Allow-list validation of what crosses the socket (design.md 2). Values are parsed and
 // re-serialised: what reaches a tool is text privhelper produced, never the caller's bytes.
-import type { MeshSpec, WireGuardPeer } from "../proto/gen/plexd/priv/v1/priv_pb.js";
+import type { MeshSpec } from "../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../proto/lib/errors.js";
 import { isKey32 } from "../proto/lib/keys.js";
 import { checkMeshPeer, checkUniquePeers, meshLimits } from "../proto/lib/mesh-peer.js";
