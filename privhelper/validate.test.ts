@@ -71,6 +71,7 @@ describe("validateMeshSpec", () => {
       interface: "plexd0",
       privateKey: priv,
       listenPort: 51820,
+      fwmark: 0,
       mtu: 0,
       addresses: ["10.100.0.1/16", "fd00::1/64"],
       peers: [{ publicKey: k2, presharedKey: k3, endpoint: "[fd00::2]:51820", allowedIps: ["10.100.0.0/16", "fd00::9/128"], keepalive: 0 }],
@@ -137,6 +138,10 @@ describe("validateMeshSpec", () => {
     const full = privConfigFrom({ mesh: { interface: "plexd0", allow_default_route: true } });
     expect(validateMeshSpec(full, spec({ peers: [{ publicKey: k2, allowedIps: ["0.0.0.0/0", "::/0"] }] })).peers[0]?.allowedIps).toEqual(["0.0.0.0/0", "::/0"]);
     expect(validateMeshSpec(full, spec({ peers: [{ publicKey: k2, allowedIps: ["128.0.0.0/1"] }] })).peers[0]?.allowedIps).toEqual(["128.0.0.0/1"]);
+    // With full tunnel allowed, the device marks its own packets with the full-tunnel table's number.
+    expect(validateMeshSpec(full, spec({})).fwmark).toBe(51820);
+    expect(validateMeshSpec(privConfigFrom({ mesh: { interface: "plexd0", allow_default_route: true, full_tunnel_table: 300 } }), spec({})).fwmark).toBe(300);
+    expect(validateMeshSpec(cfg, spec({})).fwmark).toBe(0);
   });
 
   it("refuses prefixes shorter than mesh.min_route_prefix_v4/_v6 (a default route in halves), unless full tunnel is allowed", () => {

@@ -3,13 +3,10 @@
 import type { MeshSpec } from "../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../proto/lib/errors.js";
 import { isKey32 } from "../proto/lib/keys.js";
-import { checkMeshPeer, checkUniquePeers, meshLimits } from "../proto/lib/mesh-peer.js";
+import { checkMeshPeer, checkUniquePeers, meshLimits as limits } from "../proto/lib/mesh-peer.js";
 import { parseCidr } from "../proto/lib/net.js";
 import { isAllowedInterface, type PrivConfig } from "./config.js";
 import type { DesiredMesh } from "./mesh/diff.js";
-
-// The peer rules are shared with the agent, which quarantines a peer that breaks them.
-export const limits = meshLimits;
 
 /** Every problem of a request, reported at once as INVALID_ARGUMENT (the first 20 spelled out). */
 export class Issues {
@@ -27,15 +24,11 @@ export function checkInterface(cfg: PrivConfig, name: string, issues: Issues, pa
   return name;
 }
 
-
 /** The spec's own fields and peers (a delta's are checked again once merged onto the device's). */
 export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined): DesiredMesh {
   const issues = new Issues();
-  if (!spec) {
-    issues.add("spec", "required");
-    issues.throwIfAny();
-  }
-  const s = spec as MeshSpec;
+  if (!spec) throw new PlexdError("invalid_argument", "invalid request:\n  spec: required");
+  const s = spec;
   const iface = checkInterface(cfg, s.interface, issues, "spec.interface");
   if (!isKey32(s.privateKey)) issues.add("spec.private_key", "must be a 32-byte base64 key");
   if (s.listenPort < 1 || s.listenPort > 65535) issues.add("spec.listen_port", "must be 1-65535");
@@ -52,5 +45,6 @@ export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined): D
   const peers = s.peers.map((p, i) => checkMeshPeer(p, cfg, `spec.peers[${i}]`, issues.add));
   checkUniquePeers(peers, issues.add, (i) => `spec.peers[${i}]`);
   issues.throwIfAny();
-  return { interface: iface, privateKey: s.privateKey, listenPort: s.listenPort, mtu: s.mtu, addresses: addresses.sort(), peers };
+  const fwmark = cfg.allowDefaultRoute ? cfg.fullTunnelTable : 0; // the full tunnel's table number marks the device's own packets
+  return { interface: iface, privateKey: s.privateKey, listenPort: s.listenPort, fwmark, mtu: s.mtu, addresses: addresses.sort(), peers };
 }
