@@ -35,7 +35,7 @@ interface Decision {
   endpoint: string;
   /** The peer as configured (canonical endpoint and allowed IPs), when admitted. */
   admitted?: Peer;
-  claims?: { key: string; prefixes: Cidr[] };
+  claims?: { key: string; prefixes: Cidr[]; wide: string[] };
   reason?: string;
   /** Quarantined because another peer holds its key or addresses: re-checked when they go. */
   collision?: boolean;
@@ -47,6 +47,8 @@ export class PeerAdmission {
   readonly #decisions = new Map<string, Decision>();
   readonly #keyOwner = new Map<string, string>();
   readonly #prefixes = new PrefixIndex();
+  /** Full-tunnel prefixes (shorter than mesh.min_route_prefix_v4/_v6) by holder. */
+  readonly #wide = new Map<string, string>();
   /** Quarantined by a collision, in the order they were quarantined. */
   readonly #blocked = new Set<string>();
   #admittedCount = 0;
@@ -126,19 +128,30 @@ export class PeerAdmission {
 
     const keyHolder = this.#keyOwner.get(peer.public_key);
     if (keyHolder !== undefined && keyHolder !== id) return quarantine(`public_key: already used by peer ${keyHolder}`, true);
-    const prefixes = outermost(checked.allowedIps.map((c) => parseCidr(c, true)!));
+    // A full-tunnel prefix (0.0.0.0/0, admitted only with mesh.allow_default_route) is the
+    // fallback under every other peer's more specific ones — WireGuard routes by longest match —
+    // so it collides only with the same prefix of another peer. The others may not overlap.
+    const cidrs = checked.allowedIps.map((c) => parseCidr(c, true)!);
+    const isWide = (c: Cidr): boolean => c.bits < ctx.policy.minRoutePrefix[c.family];
+    const wide = cidrs.filter(isWide).map((c) => c.cidr);
+    for (const c of wide) {
+      const holder = this.#wide.get(c);
+      if (holder !== undefined && holder !== id) return quarantine(`allowed_ips: ${c} is already routed to peer ${holder}`, true);
+    }
+    const prefixes = outermost(cidrs.filter((c) => !isWide(c)));
     for (const c of prefixes) {
       const holder = this.#prefixes.overlapping(c);
       if (holder !== undefined && holder.owner !== id) return quarantine(`allowed_ips: ${c.cidr} overlaps ${holder.cidr} of peer ${holder.owner}`, true);
     }
     if (this.#admittedCount >= meshLimits.peers) return quarantine(`the mesh already holds ${meshLimits.peers} peers`, true);
     const admitted: Peer = { ...peer, endpoint: checked.endpoint, allowed_ips: checked.allowedIps };
-    return { ...base, admitted, claims: { key: peer.public_key, prefixes } };
+    return { ...base, admitted, claims: { key: peer.public_key, prefixes, wide } };
   }
 
   #hold(id: string, claims: NonNullable<Decision["claims"]>): void {
     this.#keyOwner.set(claims.key, id);
     for (const c of claims.prefixes) this.#prefixes.add(c, id);
+    for (const c of claims.wide) this.#wide.set(c, id);
     this.#admittedCount++;
   }
 
@@ -147,6 +160,7 @@ export class PeerAdmission {
     if (d.claims === undefined) return;
     if (this.#keyOwner.get(d.claims.key) === id) this.#keyOwner.delete(d.claims.key);
     for (const c of d.claims.prefixes) this.#prefixes.remove(c, id);
+    for (const c of d.claims.wide) if (this.#wide.get(c) === id) this.#wide.delete(c);
     this.#admittedCount--;
   }
 
