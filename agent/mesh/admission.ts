@@ -17,10 +17,11 @@ export interface AdmissionContext {
   /** This node's WireGuard public key: a peer with it would be the node itself. */
   ownPublicKey: string;
   /**
-   * The current address of a DNS-name endpoint as `ip:port`, or undefined while unknown (the
-   * peer is then configured without an endpoint: WireGuard learns it from the peer's handshake).
+   * The current address of a DNS-name endpoint as `ip:port`; undefined while its first look-up
+   * runs (the peer is then configured without an endpoint: WireGuard learns it from the peer's
+   * handshake); `error` when the name has never resolved (the peer is quarantined with it).
    */
-  resolve: (host: string, port: number, peerId: string) => string | undefined;
+  resolve: (host: string, port: number, peerId: string) => string | undefined | { error: string };
 }
 
 /** The allowed IPs a peer is configured with: its own list, else its mesh /32. */
@@ -31,7 +32,7 @@ export function effectiveAllowedIps(p: Pick<Peer, "allowed_ips" | "mesh_ip">): s
 interface Decision {
   source: Peer;
   ownKey: string;
-  /** The endpoint the decision was made with (a DNS name resolved, or ""). */
+  /** The endpoint the decision was made with (a DNS name resolved, "", or why it did not resolve). */
   endpoint: string;
   /** The peer as configured (canonical endpoint and allowed IPs), when admitted. */
   admitted?: Peer;
@@ -100,7 +101,7 @@ export class PeerAdmission {
       return [id, ...this.#recheckBlocked(ctx)];
     }
     const endpoint = resolvedEndpoint(peer, id, ctx);
-    if (prev !== undefined && prev.source === peer && prev.ownKey === ctx.ownPublicKey && prev.endpoint === endpoint) return [];
+    if (prev !== undefined && prev.source === peer && prev.ownKey === ctx.ownPublicKey && prev.endpoint === endpointKey(endpoint)) return [];
     const released = prev?.claims !== undefined;
     if (prev !== undefined) this.#release(id, prev);
     const d = this.#judge(id, peer, endpoint, ctx);
@@ -112,14 +113,16 @@ export class PeerAdmission {
     return released ? [...changed, ...this.#recheckBlocked(ctx)] : changed;
   }
 
-  #judge(id: string, peer: Peer, endpoint: string | undefined, ctx: AdmissionContext): Decision {
-    const base = { source: peer, ownKey: ctx.ownPublicKey, endpoint: endpoint ?? "" };
+  #judge(id: string, peer: Peer, resolved: Resolved, ctx: AdmissionContext): Decision {
+    const base = { source: peer, ownKey: ctx.ownPublicKey, endpoint: endpointKey(resolved) };
+    const endpoint = typeof resolved === "object" ? "" : resolved;
     const quarantine = (reason: string, collision = false): Decision => ({ ...base, reason, ...(collision ? { collision } : {}) });
     if (peer.malformed !== undefined) return quarantine(peer.malformed);
     const problems: string[] = [];
     const add = (path: string, msg: string): void => void problems.push(`${path.replace(/^\./, "")}: ${msg}`);
     if (!isMeshIp(peer.mesh_ip)) add("mesh_ip", "must be an IPv4 address in 10.100.0.0/16");
     if (endpoint === undefined) add("endpoint", "must be empty or host:port (an IP address or a DNS name)");
+    if (typeof resolved === "object") add("endpoint", resolved.error);
     const allowed = effectiveAllowedIps(peer);
     // Exactly what the mesh target will send, checked with privhelper's own rules.
     const checked = checkMeshPeer({ publicKey: peer.public_key, presharedKey: peer.psk, endpoint: endpoint ?? "", allowedIps: allowed, persistentKeepalive: 0 }, ctx.policy, "", add);
@@ -186,8 +189,11 @@ export class PeerAdmission {
   }
 }
 
+type Resolved = ReturnType<AdmissionContext["resolve"]>;
+const endpointKey = (r: Resolved): string => (typeof r === "object" ? `unresolved: ${r.error}` : (r ?? ""));
+
 /** The endpoint to configure: "" , a canonical IP endpoint, a DNS name's current address; undefined when invalid. */
-function resolvedEndpoint(peer: Peer, id: string, ctx: AdmissionContext): string | undefined {
+function resolvedEndpoint(peer: Peer, id: string, ctx: AdmissionContext): Resolved {
   if (peer.endpoint === "") return "";
   const hp = parseHostPort(peer.endpoint, { names: true });
   if (hp === undefined) return undefined;
