@@ -49,8 +49,9 @@ const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "plexd-adapter-"));
   server = new grpc.Server();
-  // One call at a time, one more waiting: small enough to fill in a test.
-  server.addService(grpcServiceDefinition(PrivHelperService, { rawRequests: true }), bindHandlers(PrivHelperService, handlers, { log, gate: createGate(1, 1), callerOf: () => caller }));
+  // One call at a time, one more waiting, for reads and for mutations: small enough to fill in a test.
+  const gates = { read: createGate(1, 1), write: createGate(1, 1) };
+  server.addService(grpcServiceDefinition(PrivHelperService, { rawRequests: true }), bindHandlers(PrivHelperService, handlers, { log, gates, callerOf: () => caller }));
   await new Promise((res, rej) => server.bindAsync(`unix:${join(dir, "s.sock")}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
   client = new grpc.Client(`unix:${join(dir, "s.sock")}`, grpc.credentials.createInsecure());
 });
@@ -160,13 +161,29 @@ describe("bindHandlers", () => {
     expect(await queued).toMatchObject({ version: "queued" });
   });
 
+  it("reads never wait behind mutations: a status read answers while the mutation gate is full", async () => {
+    let release = (): void => undefined;
+    impl.applyMesh = () => new Promise((r) => (release = () => r({})));
+    impl.applyFirewall = () => Promise.resolve({});
+    impl.getInfo = () => Promise.resolve({ version: "read" });
+    const apply = unary("applyMesh", {});
+    await until(() => seen.length === 1);
+    const queued = unary("applyFirewall", {});
+    await tick(100); // into the mutation gate's queue
+    expect(await unary("getInfo", {})).toMatchObject({ version: "read" });
+    expect(seen.map((s) => s.rpc)).toEqual(["applyMesh", "getInfo"]);
+    release();
+    await apply;
+    await queued;
+  });
+
   it("a call whose caller gave up while it waited in the queue never reaches its handler", async () => {
     let release = (): void => undefined;
     impl.readMesh = () => new Promise((r) => (release = () => r({})));
-    impl.applyMesh = () => Promise.resolve({});
+    impl.getInfo = () => Promise.resolve({});
     const first = unary("readMesh", {});
     await until(() => seen.length === 1);
-    await expect(unary("applyMesh", {}, { timeoutMs: 50 })).rejects.toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+    await expect(unary("getInfo", {}, { timeoutMs: 50 })).rejects.toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
     await tick(100); // until the server has seen the deadline too
     release();
     await first;

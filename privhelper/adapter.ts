@@ -1,7 +1,7 @@
 // The one thin layer between grpc-js and the RPC handlers (plain async functions, testable
 // without a socket). Every call ends as a gRPC status of its own: no rejection escapes. A
-// request is decoded only once let through a bounded gate, so a flood holds raw bytes
-// (bounded per connection by serverLimits), never thousands of decoded specs.
+// request is decoded only once let through a bounded gate (one for reads, one for mutations, so
+// a flood of applies never delays a status read): a flood holds raw bytes, never decoded specs.
 import type * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
@@ -40,7 +40,7 @@ const readOnly = /^(get|read)/;
 export function bindHandlers<S extends GenServiceMethods>(
   service: GenService<S>,
   handlers: Handlers<S>,
-  opts: { log: Logger; gate: ReturnType<typeof createGate>; callerOf(call: { getPeer(): string }): { uid: number; pid: number } | undefined },
+  opts: { log: Logger; gates: Record<"read" | "write", ReturnType<typeof createGate>>; callerOf(call: { getPeer(): string }): { uid: number; pid: number } | undefined },
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const method of service.methods) {
@@ -60,7 +60,7 @@ export function bindHandlers<S extends GenServiceMethods>(
       };
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort(new PlexdError("cancelled", "call cancelled")));
-      const run = opts.gate(async () => {
+      const run = opts.gates[mutation ? "write" : "read"](async () => {
         ac.signal.throwIfAborted();
         let req: unknown;
         try {

@@ -9,7 +9,8 @@
 // long-running processes keep their dependencies in node_modules.
 import { build } from "esbuild";
 import { execFileSync } from "node:child_process";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, readFile, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
 
 // The commit and build date every --version prints (proto/lib/version.ts); a tree outside git
 // (a source tarball) says so instead of failing the build.
@@ -32,8 +33,23 @@ const bannerFor = (out) => ({
     nodeFlags[out] ? `#!/usr/bin/env -S node ${nodeFlags[out].join(" ")}` : "#!/usr/bin/env node",
     'import { createRequire as __plexdCreateRequire } from "node:module";',
     "const require = __plexdCreateRequire(import.meta.url);",
+    'const __plexdReflectionDir = decodeURIComponent(new URL("./grpc-reflection/src/implementations", import.meta.url).pathname);',
   ].join("\n"),
 });
+
+// @grpc/reflection reads its own .proto files relative to its code (__dirname), which a bundle
+// does not have (an ES module has no __dirname at all): the build copies them beside the bundles
+// (dist/grpc-reflection/proto) and points the bundled module at that directory.
+const reflectionProtos = {
+  name: "grpc-reflection-protos",
+  setup(b) {
+    b.onLoad({ filter: /@grpc[\\/]reflection[\\/]build[\\/]src[\\/]implementations[\\/]reflection-v1(alpha)?\.js$/ }, async (args) => ({
+      contents: (await readFile(args.path, "utf8")).replaceAll("__dirname", "__plexdReflectionDir"),
+      loader: "js",
+      resolveDir: dirname(args.path),
+    }));
+  },
+};
 
 const common = {
   bundle: true,
@@ -56,6 +72,7 @@ const entries = [
 ];
 
 await mkdir("dist", { recursive: true });
+await cp("node_modules/@grpc/reflection/build/proto", "dist/grpc-reflection/proto", { recursive: true });
 const { existsSync } = await import("node:fs");
 await Promise.all(
   entries
@@ -66,7 +83,8 @@ await Promise.all(
         entryPoints: [e.in],
         outfile: `dist/${e.out}.js`,
         banner: bannerFor(e.out),
-        ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*"] }),
+        plugins: [reflectionProtos],
+        ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*", "pino-pretty"] }),
       });
       await latin1Only(`dist/${e.out}.js`);
       await chmod(`dist/${e.out}.js`, 0o755);

@@ -107,7 +107,8 @@ describe("e2e harness", () => {
     expect(line.match?.[1]).toBe(n1.ip);
     // `ip netns exec` execs in place: the PID we hold is the program's PID, inside the namespace.
     expect(await namespacePids(n1.ns)).toContain(proc.pid);
-    expect(readFileSync(proc.logPath, "utf8")).toContain(`ready ${n1.ip}`);
+    // The log file is written through a stream: on a busy machine it lands a moment after the line is seen.
+    await expect.poll(() => readFileSync(proc.logPath, "utf8"), { timeout: 10_000 }).toContain(`ready ${n1.ip}`);
 
     await expect(proc.waitForLine(/never printed/, 200)).rejects.toThrow(/no line matching/);
     const exit = await proc.kill("SIGTERM");

@@ -132,7 +132,7 @@ describe("node API of a live agent", () => {
     expect(Date.now() - Date.parse(peers[0]!.last_handshake as string)).toBeLessThan(180_000);
     expect(Number(peers[0]!.rx_bytes)).toBeGreaterThan(0);
     expect(Number(peers[0]!.tx_bytes)).toBeGreaterThan(0);
-    expect((await cliAs(a, users, "reader", ["peers"])).stdout).toMatch(new RegExp(`^${nodeId(b)}\\s+${meshIp(b).replace(/\./g, "\\.")}\\s`, "m"));
+    expect((await cliAs(a, users, "reader", ["peers"])).stdout).toMatch(new RegExp(`^${nodeId(b)}\\s+${b.name}\\s+${meshIp(b).replace(/\./g, "\\.")}\\s`, "m"));
 
     // Policies with the kernel's counters: pings from b hit the rule that admits b.
     expect((await ping(b.ns, meshIp(a), { count: 3, timeoutMs: 5000 })).ok).toBe(true);
@@ -145,6 +145,14 @@ describe("node API of a live agent", () => {
     expect(admitB, JSON.stringify(pol.firewall_rules)).toBeDefined();
     expect(Number(admitB!.packets)).toBeGreaterThan(0);
     expect((await cliAs(a, users, "reader", ["policies", "--rules"])).stdout).toMatch(/^policy p1$/m);
+  });
+
+  it("server reflection answers a generic tool from the installed agent (buf curl --list-services)", async () => {
+    // The bundled agent carries @grpc/reflection, which reads .proto files beside its code.
+    const buf = join(distDir, "..", "node_modules", ".bin", "buf");
+    const r = await run([buf, "curl", "--protocol", "grpc", "--http2-prior-knowledge", "--unix-socket", a.apiSocket, "--list-services", "http://plexd"], { reject: false });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout.split("\n")).toEqual(expect.arrayContaining(["plexd.node.v1.AgentService", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"]));
   });
 
   it("metadata and data pushed from mockcp (event and state pull) are readable through the API and the CLI", async () => {
