@@ -55,9 +55,9 @@ export function parseRoutes(json: string, v6: boolean, tunnelTable: number): Liv
 }
 
 export interface IpTool {
-  /** The link (undefined when absent) and every main-table route, in one `ip -batch`. */
+  /** The link (undefined when absent) and every route parseRoutes keeps, in one `ip -batch`. */
   read(name: string, signal?: AbortSignal): Promise<{ link: LiveLink | undefined; routes: LiveRoute[] }>;
-  /** Main-table routes to exactly these destinations (none asked, no process). */
+  /** The routes parseRoutes keeps to exactly these destinations (none asked, no process). */
   routesTo(dsts: readonly string[], signal?: AbortSignal): Promise<LiveRoute[]>;
   links(signal?: AbortSignal): Promise<string[]>;
   rules(signal?: AbortSignal): Promise<LiveRule[]>;
