@@ -155,4 +155,12 @@ describe("ipTool", () => {
     await ip.batch(["rule add table 254 suppress_prefixlength 0 protocol 80"], 6);
     expect(runner.done).toBe(true);
   });
+
+  it("rules: a family the kernel has switched off (ipv6.disable=1) has none", async () => {
+    const runner = new TranscriptRunner([
+      { cmd: ["ip", "-N", "-j", "-4", "rule", "show"], result: ok("[]") },
+      { cmd: ["ip", "-N", "-j", "-6", "rule", "show"], result: fail("RTNETLINK answers: Address family not supported by protocol\nDump terminated\n", 2) },
+    ]);
+    expect(await ipTool(runner, 51820).rules()).toEqual([]);
+  });
 });

@@ -92,9 +92,9 @@ export function ipTool(runner: Runner, tunnelTable: number): IpTool {
       await runner.run("ip", ["link", "del", name]);
     },
     async rules(signal) {
-      // privhelper's, in tunnelRules' words: one of another shape reads differently, and is replaced.
+      // privhelper's, in tunnelRules' words (another shape reads differently and is replaced); none where a family is off.
       const text = (r: RuleJson) => (r.suppress_prefixlen !== undefined ? `table ${r.table} suppress_prefixlength ${r.suppress_prefixlen}` : `${r.not === undefined ? "" : "not "}fwmark ${Number(r.fwmark)} table ${r.table}`);
-      const show = async (f: 4 | 6) => (JSON.parse((await runner.run("ip", ["-N", "-j", `-${f}`, "rule", "show"], signal ? { signal } : {})).stdout || "[]") as RuleJson[]).filter((r) => r.protocol === String(routeProtocol)).map((r) => ({ family: f, priority: r.priority, rule: text(r) }));
+      const show = async (f: 4 | 6) => (JSON.parse((await runner.run("ip", ["-N", "-j", `-${f}`, "rule", "show"], { allowFailure: true, ...(signal ? { signal } : {}) })).stdout || "[]") as RuleJson[]).filter((r) => r.protocol === String(routeProtocol)).map((r) => ({ family: f, priority: r.priority, rule: text(r) }));
       return (await Promise.all([show(4), show(6)])).flat();
     },
     async batch(lines, family) {
