@@ -75,7 +75,7 @@ export class EndpointResolver {
       .then(
         (address) => {
           if (address === s.address && s.error === undefined) return false;
-          if (s.address !== undefined && address !== s.address) this.#log.info({ name, from: s.address, to: address }, "endpoint name moved");
+          if (s.address !== undefined && address !== s.address) this.#log.info({ host: name, from: s.address, to: address }, "endpoint name moved");
           s.address = address;
           s.error = undefined;
           return true;
@@ -84,8 +84,8 @@ export class EndpointResolver {
           const code = (err as NodeJS.ErrnoException).code ?? String(err);
           if (s.error === code) return false;
           s.error = code;
-          if (s.address !== undefined) this.#log.warn({ name, error: code, keeping: s.address }, "endpoint name does not resolve; keeping its last address");
-          else this.#log.warn({ name, error: code }, "endpoint name does not resolve");
+          if (s.address !== undefined) this.#log.warn({ host: name, error: code, keeping: s.address }, "endpoint name does not resolve; keeping its last address");
+          else this.#log.warn({ host: name, error: code }, "endpoint name does not resolve");
           // With a last address nothing changes for its peers.
           return s.address === undefined;
         },

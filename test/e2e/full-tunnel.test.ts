@@ -154,5 +154,11 @@ describe("full tunnel", () => {
     expect(await plexdRules(a, "-4")).toEqual([]);
     expect(await sh(a, ["ip", "route", "show", "table", "51820"])).toBe("");
     expect(await sh(a, ["ip", "route", "show", "default"])).toBe(`default via ${topo.hub.ip} dev ${topo.node("a").iface}`);
+    // Leave a as found: its agent back, x an ordinary peer again.
+    await cp.client.clearStateOverrides(nodeId(a), nodeId(x));
+    a.startAgent();
+    await a.agent!.waitForLine(/identity loaded/, 30_000);
+    const xKey = (await wgShow(x.ns, x.iface)).publicKey;
+    await expect.poll(() => hasPeer(a, xKey), { timeout: 60_000, interval: 1000 }).toBe(true);
   });
 });

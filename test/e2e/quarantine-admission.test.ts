@@ -83,13 +83,20 @@ describe("quarantine", () => {
     n_qdefault: { override: async () => ({ public_key: key(), mesh_ip: "10.100.250.4", allowed_ips: ["0.0.0.0/0"] }), reason: /0\.0\.0\.0\/0 is shorter than \/8 .*mesh\.allow_default_route/ },
     n_qdupkey: { override: async () => ({ public_key: (await wgShow(nodes.p1!.ns, nodes.p1!.iface)).publicKey!, mesh_ip: "10.100.250.5" }), reason: /^public_key: already used by peer / },
   };
+  /** v's kernel peers before any bad peer came: p1 and p2. */
   let incumbents: Record<string, string[]>;
+
+  /** Every bad peer given to v (again) and quarantined there. */
+  async function giveBadPeers(): Promise<void> {
+    const v = nodes.v!;
+    incumbents ??= await kernelPeers(v);
+    for (const [id, b] of Object.entries(bad)) await cp.client.injectPeerDrift(nodeId(v), id, await b.override());
+    await expect.poll(async () => Object.keys(await quarantined(v)).sort(), { timeout: 45_000, interval: 1000 }).toEqual(Object.keys(bad).sort());
+  }
 
   it("each trigger quarantines its peer with a reason, shown by plexd peers --all; the incumbents stay exactly as they were", async () => {
     const v = nodes.v!;
-    incumbents = await kernelPeers(v);
-    for (const [id, b] of Object.entries(bad)) await cp.client.injectPeerDrift(nodeId(v), id, await b.override());
-    await expect.poll(async () => Object.keys(await quarantined(v)).sort(), { timeout: 45_000, interval: 1000 }).toEqual(Object.keys(bad).sort());
+    await giveBadPeers();
     const reasons = await quarantined(v);
     for (const [id, b] of Object.entries(bad)) expect(reasons[id], id).toMatch(b.reason);
     expect(reasons.n_qoverlap).toContain(nodeId(nodes.p1!));
@@ -101,6 +108,7 @@ describe("quarantine", () => {
 
   it("with a peer quarantined for each trigger, another peer's join and leave reach the kernel within the usual latency", async () => {
     const v = nodes.v!;
+    await giveBadPeers();
     // Upper bounds: from the start of d's privhelper and agent (registration, the control plane's
     // peer_added to v, v's apply), and from the start of `plexd deregister` on d.
     const joinStart = Date.now();
@@ -127,6 +135,7 @@ describe("quarantine", () => {
 
   it("removing the duplicate key's peer, then the overlapping one, leaves the incumbent in the kernel", async () => {
     const v = nodes.v!;
+    await giveBadPeers();
     await cp.client.clearStateOverrides(nodeId(v), "n_qdupkey");
     await expect.poll(async () => (await peersAll(v)).some((p) => p.peer_id === "n_qdupkey"), { timeout: 30_000, interval: 1000 }).toBe(false);
     expect(await kernelPeers(v)).toEqual(incumbents);
