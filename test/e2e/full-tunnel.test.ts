@@ -44,6 +44,16 @@ const plexdRules = async (n: PlexdNode, family: "-4" | "-6"): Promise<string[]> 
 
 const hasPeer = async (n: PlexdNode, key: string | null): Promise<boolean> => (await wgShow(n.ns, n.iface)).peers.some((p) => p.publicKey === key);
 
+/** Waits (a state pull or more away) until `n`'s kernel has x or not; on a timeout, says what n's agent logged meanwhile. */
+async function waitPeer(n: PlexdNode, key: string | null, present: boolean): Promise<void> {
+  const since = n.agent!.output().length;
+  const end = Date.now() + 60_000;
+  while ((await hasPeer(n, key).catch(() => !present)) !== present) {
+    if (Date.now() > end) throw new Error(`${n.name}: peer ${present ? "never came" : "never left"}; agent log meanwhile:\n${n.agent!.output().slice(since).split("\n").slice(-40).join("\n")}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
 /** expect.poll for hooks (vitest allows it only inside tests). */
 async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -87,7 +97,7 @@ describe("full tunnel", () => {
     const xKey = (await wgShow(x.ns, x.iface)).publicKey;
     // Start from b without x, so that "unchanged" is about everything b has.
     await cp.client.injectPeerDrift(nodeId(b), nodeId(x), { remove: true });
-    await expect.poll(() => hasPeer(b, xKey), { timeout: 30_000, interval: 500 }).toBe(false);
+    await waitPeer(b, xKey, false);
     const before = await routing(b);
     expect(await sh(b, ["ip", "route", "show", "default"])).toBe(`default via ${topo.hub.ip} dev ${topo.node("b").iface}`);
 
@@ -107,7 +117,7 @@ describe("full tunnel", () => {
     const xKey = (await wgShow(x.ns, x.iface)).publicKey;
     const uplink = topo.node("a").iface;
     await cp.client.injectPeerDrift(nodeId(a), nodeId(x), { remove: true });
-    await expect.poll(() => hasPeer(a, xKey), { timeout: 30_000, interval: 500 }).toBe(false);
+    await waitPeer(a, xKey, false);
     const before = await routing(a);
     const defaultRoute = `default via ${topo.hub.ip} dev ${uplink}`;
     expect(await sh(a, ["ip", "route", "show", "default"])).toBe(defaultRoute);
@@ -137,7 +147,7 @@ describe("full tunnel", () => {
 
     // The peer goes: a's routes and rules are exactly what they were before it came.
     await cp.client.injectPeerDrift(nodeId(a), nodeId(x), { remove: true });
-    await expect.poll(() => hasPeer(a, xKey), { timeout: 30_000, interval: 500 }).toBe(false);
+    await waitPeer(a, xKey, false);
     await expect.poll(() => routing(a), { timeout: 15_000, interval: 500 }).toBe(before);
     expect(await sh(a, ["ip", "route", "show", "default"])).toBe(defaultRoute);
     expect((await ping(a.ns, outside, { count: 1, timeoutMs: 2000 })).ok).toBe(false);
