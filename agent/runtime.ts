@@ -7,6 +7,7 @@ import { runHeartbeatLoop } from "./controlplane/heartbeat.js";
 import { applyStateDocument, fetchState, IdentityRejectedError } from "./controlplane/state-pull.js";
 import { hasPendingKey, rotateNodeKey } from "./identity/rotate.js";
 import { moveIdentityAside, saveIdentity, type Identity } from "./identity/store.js";
+import { EndpointResolver } from "./mesh/endpoints.js";
 import { startNatLoop, type NatResult } from "./nat/loop.js";
 import { CoalescingRunner } from "./reconcile/coalesce.js";
 import { stateDrift, type Correction } from "./reconcile/drift.js";
@@ -80,6 +81,8 @@ export class AgentRuntime {
   async run(signal: AbortSignal): Promise<void> {
     const { ctx } = this;
     const { config } = ctx;
+    // DNS-name endpoints: resolved by the agent, sent as IP:port, followed on the reconcile interval.
+    const endpoints = new EndpointResolver({ log: ctx.log.child({ component: "endpoints" }), onChange: (ids) => this.kernel?.recheckPeers(ids) });
     this.kernel = new KernelReconciler({
       priv: ctx.priv,
       store: this.store,
@@ -89,6 +92,7 @@ export class AgentRuntime {
       log: ctx.log.child({ component: "kernel" }),
       signal,
       now: () => ctx.clock.now(),
+      resolve: endpoints.resolve,
     });
     this.kernel.onQuarantine((id, reason) => {
       this.#quarantine.note(id, reason);
@@ -104,7 +108,13 @@ export class AgentRuntime {
     );
     // The last known good mesh is applied at once, control plane or not (spec §3.9).
     this.kernel.trigger("startup");
-    this.#track("reconcile-timer", this.#every(() => ctx.config.reconcile.interval.ms, signal, () => this.reconcile("timer")));
+    this.#track(
+      "reconcile-timer",
+      this.#every(() => ctx.config.reconcile.interval.ms, signal, () => {
+        void endpoints.refresh(this.store.state.peers);
+        this.reconcile("timer");
+      }),
+    );
     if (await hasPendingKey(config.data_dir)) this.rotateKeys("pending key found at startup");
 
     while (!signal.aborted) {

@@ -16,6 +16,7 @@ describe("privConfigFrom", () => {
       allowedInterfaces: ["plexd0"],
       allowDefaultRoute: false,
       minRoutePrefix: { 4: 8, 6: 16 },
+      fullTunnelTable: 51820,
     });
     expect(Object.isFrozen(c) && Object.isFrozen(c.allowedInterfaces)).toBe(true);
   });
@@ -25,6 +26,8 @@ describe("privConfigFrom", () => {
     expect(c.allowedInterfaces).toEqual(["plexd7"]);
     expect(c.allowDefaultRoute).toBe(true);
     expect(c.chainName).toBe("my-chain");
+    expect(privConfigFrom({ mesh: { full_tunnel_table: 200 } }).fullTunnelTable).toBe(200);
+    for (const bad of [0, 253, 254, 255, 2 ** 31, 1.5, "51820"]) expect(() => privConfigFrom({ mesh: { full_tunnel_table: bad } })).toThrow(/mesh.full_tunnel_table/);
     expect(isAllowedInterface(c, "plexd7")).toBe(true);
     expect(isAllowedInterface(c, "plexd0")).toBe(false);
   });

@@ -16,6 +16,8 @@ export interface PrivConfig {
   readonly allowDefaultRoute: boolean;
   /** mesh.min_route_prefix_v4/_v6: otherwise, shorter prefixes are refused (0.0.0.0/1 + 128.0.0.0/1 is a default route too). */
   readonly minRoutePrefix: { 4: number; 6: number };
+  /** mesh.full_tunnel_table: the routing table of 0.0.0.0/0 and ::/0, and the device's fwmark (wg-quick's 51820). */
+  readonly fullTunnelTable: number;
 }
 
 export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
@@ -49,6 +51,7 @@ export function privConfigFrom(doc: unknown): PrivConfig {
       4: get("mesh.min_route_prefix_v4", 8, (v: number) => Number.isInteger(v) && v >= 1 && v <= 32, "must be 1-32") as number,
       6: get("mesh.min_route_prefix_v6", 16, (v: number) => Number.isInteger(v) && v >= 1 && v <= 128, "must be 1-128") as number,
     },
+    fullTunnelTable: get("mesh.full_tunnel_table", 51820, (v: number) => Number.isInteger(v) && v >= 1 && v < 2 ** 31 && (v < 253 || v > 255), "must be 1-2147483647, not 253-255 (default, main, local)") as number,
   };
   if (issues.length > 0) throw new PlexdError("invalid_argument", `invalid configuration:\n  ${issues.join("\n  ")}`);
   return Object.freeze(config);

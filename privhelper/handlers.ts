@@ -36,7 +36,7 @@ export interface Deps { runner: Runner; host: Host; config: PrivConfig; log: Log
 export function meshDeps(deps: Deps, meshLock = createLock()): MeshDeps {
   const [uapi, tool] = [uapiBackend(uapiSocket), wgTool(deps.runner, deps.runDir)];
   // A UAPI socket means wireguard-go serves the device; kernel devices have none.
-  return { ...deps, ip: ipTool(deps.runner), meshLock, wgFor: async (iface) => ((await deps.host.exists(uapiSocket(iface))) ? uapi : tool) };
+  return { ...deps, ip: ipTool(deps.runner, deps.config.fullTunnelTable), meshLock, wgFor: async (iface) => ((await deps.host.exists(uapiSocket(iface))) ? uapi : tool) };
 }
 
 export function buildHandlers(deps: Deps): Handlers<(typeof PrivHelperService)["method"]> {

@@ -9,7 +9,8 @@ import { key } from "../test/support/privhelper.js";
 import { privConfigFrom } from "./config.js";
 import type { WgPeer } from "./os/wg.js";
 import { isKey32 as isKey } from "../proto/lib/keys.js";
-import { Issues, checkInterface, checkUnique, validateMeshSpec } from "./validate.js";
+import { checkUniquePeers } from "../proto/lib/mesh-peer.js";
+import { Issues, checkInterface, validateMeshSpec } from "./validate.js";
 
 const [priv, k2, k3] = [key(7), key(9), key(11)];
 const cfg = privConfigFrom({ mesh: { interface: "plexd0" } });
@@ -70,6 +71,7 @@ describe("validateMeshSpec", () => {
       interface: "plexd0",
       privateKey: priv,
       listenPort: 51820,
+      fwmark: 0,
       mtu: 0,
       addresses: ["10.100.0.1/16", "fd00::1/64"],
       peers: [{ publicKey: k2, presharedKey: k3, endpoint: "[fd00::2]:51820", allowedIps: ["10.100.0.0/16", "fd00::9/128"], keepalive: 0 }],
@@ -136,6 +138,10 @@ describe("validateMeshSpec", () => {
     const full = privConfigFrom({ mesh: { interface: "plexd0", allow_default_route: true } });
     expect(validateMeshSpec(full, spec({ peers: [{ publicKey: k2, allowedIps: ["0.0.0.0/0", "::/0"] }] })).peers[0]?.allowedIps).toEqual(["0.0.0.0/0", "::/0"]);
     expect(validateMeshSpec(full, spec({ peers: [{ publicKey: k2, allowedIps: ["128.0.0.0/1"] }] })).peers[0]?.allowedIps).toEqual(["128.0.0.0/1"]);
+    // With full tunnel allowed, the device marks its own packets with the full-tunnel table's number.
+    expect(validateMeshSpec(full, spec({})).fwmark).toBe(51820);
+    expect(validateMeshSpec(privConfigFrom({ mesh: { interface: "plexd0", allow_default_route: true, full_tunnel_table: 300 } }), spec({})).fwmark).toBe(300);
+    expect(validateMeshSpec(cfg, spec({})).fwmark).toBe(0);
   });
 
   it("refuses prefixes shorter than mesh.min_route_prefix_v4/_v6 (a default route in halves), unless full tunnel is allowed", () => {
@@ -147,12 +153,12 @@ describe("validateMeshSpec", () => {
   });
 });
 
-describe("checkUnique / checkInterface / Issues", () => {
+describe("checkUniquePeers / checkInterface / Issues", () => {
   const p = (publicKey: string, ...allowedIps: string[]): WgPeer => ({ publicKey, presharedKey: "", endpoint: "", allowedIps, keepalive: 0 });
 
-  it("checkUnique names both claimants of an allowed IP and every duplicate key", () => {
+  it("checkUniquePeers names both claimants of an allowed IP and every duplicate key", () => {
     const issues = new Issues();
-    checkUnique([p(k2, "10.0.0.1/32"), p(k3, "10.0.0.2/32", "10.0.0.1/32"), p(k2)], issues, (i) => `peers[${i}]`);
+    checkUniquePeers([p(k2, "10.0.0.1/32"), p(k3, "10.0.0.2/32", "10.0.0.1/32"), p(k2)], issues.add, (i) => `peers[${i}]`);
     expect(issues.list).toEqual(["peers[1].allowed_ips: 10.0.0.1/32 is also claimed by peers[0]", "peers[2].public_key: duplicate peer"]);
   });
 

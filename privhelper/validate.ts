@@ -1,14 +1,12 @@
 // Allow-list validation of what crosses the socket (design.md 2). Values are parsed and
 // re-serialised: what reaches a tool is text privhelper produced, never the caller's bytes.
-import type { MeshSpec, WireGuardPeer } from "../proto/gen/plexd/priv/v1/priv_pb.js";
+import type { MeshSpec } from "../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../proto/lib/errors.js";
 import { isKey32 } from "../proto/lib/keys.js";
-import { parseCidr, parseIpEndpoint } from "../proto/lib/net.js";
+import { checkMeshPeer, checkUniquePeers, meshLimits as limits } from "../proto/lib/mesh-peer.js";
+import { parseCidr } from "../proto/lib/net.js";
 import { isAllowedInterface, type PrivConfig } from "./config.js";
 import type { DesiredMesh } from "./mesh/diff.js";
-import type { WgPeer } from "./os/wg.js";
-
-export const limits = { peers: 20_000, allowedIpsPerPeer: 1_024, addresses: 16 } as const;
 
 /** Every problem of a request, reported at once as INVALID_ARGUMENT (the first 20 spelled out). */
 export class Issues {
@@ -26,49 +24,11 @@ export function checkInterface(cfg: PrivConfig, name: string, issues: Issues, pa
   return name;
 }
 
-
-function validatePeer(cfg: PrivConfig, p: WireGuardPeer, at: string, issues: Issues): WgPeer {
-  if (!isKey32(p.publicKey)) issues.add(`${at}.public_key`, "must be a 32-byte base64 key");
-  if (p.presharedKey !== "" && !isKey32(p.presharedKey)) issues.add(`${at}.preshared_key`, "must be empty or a 32-byte base64 key");
-  const endpoint = p.endpoint === "" ? "" : parseIpEndpoint(p.endpoint);
-  if (endpoint === undefined) issues.add(`${at}.endpoint`, "must be empty or IP:port / [IPv6]:port");
-  if (p.persistentKeepalive > 65535) issues.add(`${at}.persistent_keepalive`, "must be 0-65535");
-  if (p.allowedIps.length > limits.allowedIpsPerPeer) issues.add(`${at}.allowed_ips`, `at most ${limits.allowedIpsPerPeer}`);
-  const allowedIps = p.allowedIps.map((a, j) => {
-    const c = parseCidr(a, true);
-    if (!c) issues.add(`${at}.allowed_ips[${j}]`, "must be an IPv4 or IPv6 CIDR");
-    // A peer route for a default-like prefix would take the node's own uplink.
-    else if (c.bits < cfg.minRoutePrefix[c.family] && !cfg.allowDefaultRoute) {
-      issues.add(`${at}.allowed_ips[${j}]`, `${c.cidr} is shorter than /${cfg.minRoutePrefix[c.family]} (mesh.min_route_prefix_v${c.family}); refused unless mesh.allow_default_route is true`);
-    }
-    return c?.cidr ?? "";
-  });
-  return { publicKey: p.publicKey, presharedKey: p.presharedKey, endpoint: endpoint ?? "", allowedIps: [...new Set(allowedIps)].sort(), keepalive: p.persistentKeepalive };
-}
-
-/** Keys and allowed IPs must be unique across the whole peer set (WireGuard keeps one owner per prefix). */
-export function checkUnique(peers: readonly WgPeer[], issues: Issues, where: (i: number) => string): void {
-  const keys = new Set<string>();
-  const owners = new Map<string, number>();
-  peers.forEach((p, i) => {
-    if (keys.has(p.publicKey)) issues.add(`${where(i)}.public_key`, "duplicate peer");
-    keys.add(p.publicKey);
-    for (const c of p.allowedIps) {
-      const owner = owners.get(c);
-      if (owner !== undefined) issues.add(`${where(i)}.allowed_ips`, `${c} is also claimed by ${where(owner)}`);
-      owners.set(c, i);
-    }
-  });
-}
-
 /** The spec's own fields and peers (a delta's are checked again once merged onto the device's). */
 export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined): DesiredMesh {
   const issues = new Issues();
-  if (!spec) {
-    issues.add("spec", "required");
-    issues.throwIfAny();
-  }
-  const s = spec as MeshSpec;
+  if (!spec) throw new PlexdError("invalid_argument", "invalid request:\n  spec: required");
+  const s = spec;
   const iface = checkInterface(cfg, s.interface, issues, "spec.interface");
   if (!isKey32(s.privateKey)) issues.add("spec.private_key", "must be a 32-byte base64 key");
   if (s.listenPort < 1 || s.listenPort > 65535) issues.add("spec.listen_port", "must be 1-65535");
@@ -82,8 +42,9 @@ export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined): D
   if (new Set(addresses).size !== addresses.length) issues.add("spec.addresses", "duplicates");
   if (s.peers.length > limits.peers) issues.add("spec.peers", `at most ${limits.peers} peers (got ${s.peers.length})`);
   issues.throwIfAny();
-  const peers = s.peers.map((p, i) => validatePeer(cfg, p, `spec.peers[${i}]`, issues));
-  checkUnique(peers, issues, (i) => `spec.peers[${i}]`);
+  const peers = s.peers.map((p, i) => checkMeshPeer(p, cfg, `spec.peers[${i}]`, issues.add));
+  checkUniquePeers(peers, issues.add, (i) => `spec.peers[${i}]`);
   issues.throwIfAny();
-  return { interface: iface, privateKey: s.privateKey, listenPort: s.listenPort, mtu: s.mtu, addresses: addresses.sort(), peers };
+  const fwmark = cfg.allowDefaultRoute ? cfg.fullTunnelTable : 0; // the full tunnel's table number marks the device's own packets
+  return { interface: iface, privateKey: s.privateKey, listenPort: s.listenPort, fwmark, mtu: s.mtu, addresses: addresses.sort(), peers };
 }

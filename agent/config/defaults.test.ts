@@ -32,7 +32,7 @@ describe("defaults: parsing { api } yields a fully defaulted object", () => {
   });
 
   test("mesh", () => {
-    expect(cfg.mesh).toEqual({ interface: "plexd0", listen_port: 51820, mtu: 0, persistent_keepalive: d("25s", 25_000), allow_default_route: false, min_route_prefix_v4: 8, min_route_prefix_v6: 16 });
+    expect(cfg.mesh).toEqual({ interface: "plexd0", listen_port: 51820, mtu: 0, persistent_keepalive: d("25s", 25_000), allow_default_route: false, min_route_prefix_v4: 8, min_route_prefix_v6: 16, full_tunnel_table: 51820 });
   });
 
   test("reconcile, heartbeat, integrity", () => {

@@ -194,7 +194,7 @@ describe("the full example", () => {
     expect(c.mode).toBe("bridge");
     expect(c.token.metadata_timeout).toEqual({ text: "1500ms", ms: 1500 });
     expect(c.registration.metadata).toEqual({ rack: "r12", zone: "eu-1" });
-    expect(c.mesh).toEqual({ interface: "plexd-edge", listen_port: 51830, mtu: 1420, persistent_keepalive: { text: "15s", ms: 15_000 }, allow_default_route: true, min_route_prefix_v4: 16, min_route_prefix_v6: 48 });
+    expect(c.mesh).toEqual({ interface: "plexd-edge", listen_port: 51830, mtu: 1420, persistent_keepalive: { text: "15s", ms: 15_000 }, allow_default_route: true, min_route_prefix_v4: 16, min_route_prefix_v6: 48, full_tunnel_table: 200 });
     expect(c.nat_traversal.stun_servers).toHaveLength(3);
     expect(c.logs.filters).toEqual([{ unit: "nginx" }, { path: "/var/log/app/*.log" }, { severity: "warn" }]);
     const [restart, snapshot, uptime] = c.hooks.definitions;

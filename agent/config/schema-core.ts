@@ -70,6 +70,9 @@ export const meshSchema = withRules(
     allow_default_route: bool().prefault(false),
     min_route_prefix_v4: int().prefault(8),
     min_route_prefix_v6: int().prefault(16),
+    // Read by privhelper: the routing table of a full tunnel's 0.0.0.0/0 and ::/0, and the
+    // WireGuard device's fwmark (wg-quick's scheme; 51820 is wg-quick's default too).
+    full_tunnel_table: int().prefault(51820),
   }),
   (r) => {
     // The "plexd" prefix is what privhelper's allow-list accepts: plexd can never be pointed
@@ -78,6 +81,9 @@ export const meshSchema = withRules(
     r.port(["listen_port"]);
     r.intRange(["min_route_prefix_v4"], 1, 32);
     r.intRange(["min_route_prefix_v6"], 1, 128);
+    r.intRange(["full_tunnel_table"], 1, 2 ** 31 - 1);
+    const t = r.int(["full_tunnel_table"]);
+    if (t !== undefined && t >= 253 && t <= 255) r.report(["full_tunnel_table"], "must not be 253–255 (the kernel's default, main and local tables)", t);
     const mtu = r.int(["mtu"]);
     if (mtu !== undefined && mtu !== 0 && (mtu < 1280 || mtu > 9000)) {
       r.report(["mtu"], "must be 0 (kernel default) or 1280–9000", mtu);

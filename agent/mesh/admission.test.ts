@@ -53,6 +53,22 @@ describe("PeerAdmission", () => {
     expect(a.admitted("n_1")!.allowed_ips).toEqual(["0.0.0.0/0", "::/0"]);
   });
 
+  it("a full-tunnel prefix is the fallback under the other peers' prefixes: it collides only with the same prefix of another peer", () => {
+    const a = new PeerAdmission();
+    const full = ctx({ policy: { allowDefaultRoute: true, minRoutePrefix: { 4: 8, 6: 16 } } });
+    admit(a, [peer(1), peer(2, { allowed_ips: ["0.0.0.0/0", "10.100.0.2/32"] }), peer(3, { allowed_ips: ["10.100.0.3/32", "10.20.0.0/16"] })], full);
+    expect(a.quarantined().size).toBe(0);
+    expect(a.admitted("n_2")!.allowed_ips).toEqual(["0.0.0.0/0", "10.100.0.2/32"]);
+    // The exit peer's own more specific prefixes are held like anyone's.
+    expect(a.decide("n_4", peer(4, { allowed_ips: ["10.100.0.2/32"] }), full)).toEqual([]);
+    expect(a.reasonOf("n_4")).toMatch(/10\.100\.0\.2\/32 overlaps 10\.100\.0\.2\/32 of peer n_2/);
+    // A second exit for the same default route loses to the first, and gets it once the first is gone.
+    expect(a.decide("n_5", peer(5, { allowed_ips: ["0.0.0.0/0"] }), full)).toEqual([]);
+    expect(a.reasonOf("n_5")).toBe("allowed_ips: 0.0.0.0/0 is already routed to peer n_2");
+    expect(a.decide("n_2", undefined, full)).toEqual(["n_2", "n_4", "n_5"]);
+    expect(a.admitted("n_5")!.allowed_ips).toEqual(["0.0.0.0/0"]);
+  });
+
   it("a duplicate key loses to the incumbent; removing the duplicate leaves the incumbent; removing the incumbent admits it", () => {
     const a = new PeerAdmission();
     const incumbent = peer(1);

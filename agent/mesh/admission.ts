@@ -17,10 +17,11 @@ export interface AdmissionContext {
   /** This node's WireGuard public key: a peer with it would be the node itself. */
   ownPublicKey: string;
   /**
-   * The current address of a DNS-name endpoint as `ip:port`, or undefined while unknown (the
-   * peer is then configured without an endpoint: WireGuard learns it from the peer's handshake).
+   * The current address of a DNS-name endpoint as `ip:port`; undefined while its first look-up
+   * runs (the peer is then configured without an endpoint: WireGuard learns it from the peer's
+   * handshake); `error` when the name has never resolved (the peer is quarantined with it).
    */
-  resolve: (host: string, port: number, peerId: string) => string | undefined;
+  resolve: (host: string, port: number, peerId: string) => string | undefined | { error: string };
 }
 
 /** The allowed IPs a peer is configured with: its own list, else its mesh /32. */
@@ -31,11 +32,11 @@ export function effectiveAllowedIps(p: Pick<Peer, "allowed_ips" | "mesh_ip">): s
 interface Decision {
   source: Peer;
   ownKey: string;
-  /** The endpoint the decision was made with (a DNS name resolved, or ""). */
+  /** The endpoint the decision was made with (a DNS name resolved, "", or why it did not resolve). */
   endpoint: string;
   /** The peer as configured (canonical endpoint and allowed IPs), when admitted. */
   admitted?: Peer;
-  claims?: { key: string; prefixes: Cidr[] };
+  claims?: { key: string; prefixes: Cidr[]; wide: string[] };
   reason?: string;
   /** Quarantined because another peer holds its key or addresses: re-checked when they go. */
   collision?: boolean;
@@ -47,6 +48,8 @@ export class PeerAdmission {
   readonly #decisions = new Map<string, Decision>();
   readonly #keyOwner = new Map<string, string>();
   readonly #prefixes = new PrefixIndex();
+  /** Full-tunnel prefixes (shorter than mesh.min_route_prefix_v4/_v6) by holder. */
+  readonly #wide = new Map<string, string>();
   /** Quarantined by a collision, in the order they were quarantined. */
   readonly #blocked = new Set<string>();
   #admittedCount = 0;
@@ -98,7 +101,7 @@ export class PeerAdmission {
       return [id, ...this.#recheckBlocked(ctx)];
     }
     const endpoint = resolvedEndpoint(peer, id, ctx);
-    if (prev !== undefined && prev.source === peer && prev.ownKey === ctx.ownPublicKey && prev.endpoint === endpoint) return [];
+    if (prev !== undefined && prev.source === peer && prev.ownKey === ctx.ownPublicKey && prev.endpoint === endpointKey(endpoint)) return [];
     const released = prev?.claims !== undefined;
     if (prev !== undefined) this.#release(id, prev);
     const d = this.#judge(id, peer, endpoint, ctx);
@@ -110,14 +113,16 @@ export class PeerAdmission {
     return released ? [...changed, ...this.#recheckBlocked(ctx)] : changed;
   }
 
-  #judge(id: string, peer: Peer, endpoint: string | undefined, ctx: AdmissionContext): Decision {
-    const base = { source: peer, ownKey: ctx.ownPublicKey, endpoint: endpoint ?? "" };
+  #judge(id: string, peer: Peer, resolved: Resolved, ctx: AdmissionContext): Decision {
+    const base = { source: peer, ownKey: ctx.ownPublicKey, endpoint: endpointKey(resolved) };
+    const endpoint = typeof resolved === "object" ? "" : resolved;
     const quarantine = (reason: string, collision = false): Decision => ({ ...base, reason, ...(collision ? { collision } : {}) });
     if (peer.malformed !== undefined) return quarantine(peer.malformed);
     const problems: string[] = [];
     const add = (path: string, msg: string): void => void problems.push(`${path.replace(/^\./, "")}: ${msg}`);
     if (!isMeshIp(peer.mesh_ip)) add("mesh_ip", "must be an IPv4 address in 10.100.0.0/16");
     if (endpoint === undefined) add("endpoint", "must be empty or host:port (an IP address or a DNS name)");
+    if (typeof resolved === "object") add("endpoint", resolved.error);
     const allowed = effectiveAllowedIps(peer);
     // Exactly what the mesh target will send, checked with privhelper's own rules.
     const checked = checkMeshPeer({ publicKey: peer.public_key, presharedKey: peer.psk, endpoint: endpoint ?? "", allowedIps: allowed, persistentKeepalive: 0 }, ctx.policy, "", add);
@@ -126,19 +131,30 @@ export class PeerAdmission {
 
     const keyHolder = this.#keyOwner.get(peer.public_key);
     if (keyHolder !== undefined && keyHolder !== id) return quarantine(`public_key: already used by peer ${keyHolder}`, true);
-    const prefixes = outermost(checked.allowedIps.map((c) => parseCidr(c, true)!));
+    // A full-tunnel prefix (0.0.0.0/0, admitted only with mesh.allow_default_route) is the
+    // fallback under every other peer's more specific ones — WireGuard routes by longest match —
+    // so it collides only with the same prefix of another peer. The others may not overlap.
+    const cidrs = checked.allowedIps.map((c) => parseCidr(c, true)!);
+    const isWide = (c: Cidr): boolean => c.bits < ctx.policy.minRoutePrefix[c.family];
+    const wide = cidrs.filter(isWide).map((c) => c.cidr);
+    for (const c of wide) {
+      const holder = this.#wide.get(c);
+      if (holder !== undefined && holder !== id) return quarantine(`allowed_ips: ${c} is already routed to peer ${holder}`, true);
+    }
+    const prefixes = outermost(cidrs.filter((c) => !isWide(c)));
     for (const c of prefixes) {
       const holder = this.#prefixes.overlapping(c);
       if (holder !== undefined && holder.owner !== id) return quarantine(`allowed_ips: ${c.cidr} overlaps ${holder.cidr} of peer ${holder.owner}`, true);
     }
     if (this.#admittedCount >= meshLimits.peers) return quarantine(`the mesh already holds ${meshLimits.peers} peers`, true);
     const admitted: Peer = { ...peer, endpoint: checked.endpoint, allowed_ips: checked.allowedIps };
-    return { ...base, admitted, claims: { key: peer.public_key, prefixes } };
+    return { ...base, admitted, claims: { key: peer.public_key, prefixes, wide } };
   }
 
   #hold(id: string, claims: NonNullable<Decision["claims"]>): void {
     this.#keyOwner.set(claims.key, id);
     for (const c of claims.prefixes) this.#prefixes.add(c, id);
+    for (const c of claims.wide) this.#wide.set(c, id);
     this.#admittedCount++;
   }
 
@@ -147,6 +163,7 @@ export class PeerAdmission {
     if (d.claims === undefined) return;
     if (this.#keyOwner.get(d.claims.key) === id) this.#keyOwner.delete(d.claims.key);
     for (const c of d.claims.prefixes) this.#prefixes.remove(c, id);
+    for (const c of d.claims.wide) if (this.#wide.get(c) === id) this.#wide.delete(c);
     this.#admittedCount--;
   }
 
@@ -172,8 +189,11 @@ export class PeerAdmission {
   }
 }
 
+type Resolved = ReturnType<AdmissionContext["resolve"]>;
+const endpointKey = (r: Resolved): string => (typeof r === "object" ? `unresolved: ${r.error}` : (r ?? ""));
+
 /** The endpoint to configure: "" , a canonical IP endpoint, a DNS name's current address; undefined when invalid. */
-function resolvedEndpoint(peer: Peer, id: string, ctx: AdmissionContext): string | undefined {
+function resolvedEndpoint(peer: Peer, id: string, ctx: AdmissionContext): Resolved {
   if (peer.endpoint === "") return "";
   const hp = parseHostPort(peer.endpoint, { names: true });
   if (hp === undefined) return undefined;

@@ -21,7 +21,7 @@ const noKernelWg = addKernel(fail("Error: Unknown device type.\n", 2));
 
 function deps(transcript: TranscriptEntry[], host = new FakeHost({ bins: ["wireguard-go"] })) {
   const runner = new TranscriptRunner(transcript);
-  return { runner, host, d: { runner, host, ip: ipTool(runner), runDir: dir } };
+  return { runner, host, d: { runner, host, ip: ipTool(runner, 51820), runDir: dir } };
 }
 /** What starting wireguard-go does: a process serving the name, and its socket. */
 const starts = (host: FakeHost, pid = 31337) => () => {

@@ -2,14 +2,14 @@
 // (wg-quick does, in userspace), so the plan keeps one per allowed IP via the device — added
 // only where no route of another owner exists, removed only where privhelper made it.
 import { parseCidr } from "../../proto/lib/net.js";
-import type { LiveLink, LiveRoute } from "../os/ip.js";
+import { routeProtocol, tunnelRules, type LiveLink, type LiveRoute, type LiveRule } from "../os/ip.js";
 import type { WgChange, WgDevice, WgLiveDevice, WgPeer } from "../os/wg.js";
 
 /** mtu 0 leaves the kernel's alone; addresses are canonical CIDRs, sorted. */
 export interface DesiredMesh extends WgDevice { interface: string; mtu: number; addresses: string[] }
 
-/** `routes`: the main table of the whole namespace. */
-export interface Live { link: LiveLink | undefined; wg: WgLiveDevice | undefined; routes: LiveRoute[] }
+/** `routes`: the main table of the whole namespace (default routes: the full-tunnel table's); `rules`: privhelper's. */
+export interface Live { link: LiveLink | undefined; wg: WgLiveDevice | undefined; routes: LiveRoute[]; rules?: LiveRule[] | undefined }
 
 export interface Step { kind: string; detail: string }
 
@@ -26,6 +26,7 @@ export interface MeshPlan {
   addRoutes: string[];
   removeRoutes: string[];
   foreignRoutes: string[];
+  rules: Record<4 | 6, string[]>;
 }
 
 const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -42,12 +43,8 @@ export function peerChanges(want: WgPeer, live: WgPeer): string[] {
 
 /** The prefix routes the kernel makes itself for these interface addresses. */
 export function kernelPrefixes(addresses: readonly string[]): Set<string> {
-  const out = new Set<string>();
-  for (const a of addresses) {
-    const c = parseCidr(a, true);
-    if (c && c.bits < (c.family === 4 ? 32 : 128)) out.add(c.cidr);
-  }
-  return out;
+  const cidrs = addresses.map((a) => parseCidr(a, true)).filter((c) => c !== undefined);
+  return new Set(cidrs.filter((c) => c.bits < (c.family === 4 ? 32 : 128)).map((c) => c.cidr));
 }
 
 /** Routes via `iface` to make exactly `wanted` privhelper's own there. */
@@ -59,6 +56,14 @@ export function planRoutes(iface: string, wanted: ReadonlySet<string>, routes: r
   return { addRoutes: missing.filter((d) => !foreign.has(d)), removeRoutes: [...ours].filter((d) => !wanted.has(d)).sort(), foreignRoutes: missing.filter((d) => foreign.has(d)) };
 }
 
+/** `ip rule` lines per family: the full tunnel's rules (table = fwmark) where a peer has the default route, else none; any mismatch replaces them all. */
+export function planRules(want: Pick<DesiredMesh, "fwmark" | "peers">, live: readonly LiveRule[]): Record<4 | 6, string[]> {
+  const plan = (f: 4 | 6, wanted: string[], have = live.filter((r) => r.family === f)) =>
+    same(have.map((r) => r.rule).sort(), [...wanted].sort()) ? [] : [...have.map((r) => `rule del priority ${r.priority} protocol ${routeProtocol}`), ...wanted.map((r) => `rule add ${r} protocol ${routeProtocol}`)];
+  const tunnel = (dflt: string) => (want.fwmark && want.peers.some((p) => p.allowedIps.includes(dflt)) ? tunnelRules(want.fwmark) : []);
+  return { 4: plan(4, tunnel("0.0.0.0/0")), 6: plan(6, tunnel("::/0")) };
+}
+
 /** `routeScope`: only routes to these destinations are planned (a delta's; live.routes holds just them). */
 export function diffMesh(want: DesiredMesh, live: Live, routeScope?: ReadonlySet<string>): MeshPlan {
   const steps: Step[] = [];
@@ -68,16 +73,14 @@ export function diffMesh(want: DesiredMesh, live: Live, routeScope?: ReadonlySet
   const mtu = want.mtu !== 0 && live.link?.mtu !== want.mtu ? want.mtu : undefined;
   if (mtu !== undefined) step("set_mtu", String(mtu));
 
-  const wg = live.wg ?? { privateKey: "", listenPort: 0, peers: [] };
+  const wg: WgDevice = live.wg ?? { privateKey: "", listenPort: 0, peers: [] };
   const change: WgChange = { upsert: [], remove: [] };
-  if (wg.privateKey !== want.privateKey) {
-    change.privateKey = want.privateKey;
-    step("set_private_key", "");
-  }
-  if (wg.listenPort !== want.listenPort) {
-    change.listenPort = want.listenPort;
-    step("set_listen_port", String(want.listenPort));
-  }
+  if (wg.privateKey !== want.privateKey) change.privateKey = want.privateKey;
+  if (wg.listenPort !== want.listenPort) change.listenPort = want.listenPort;
+  if ((wg.fwmark ?? 0) !== (want.fwmark ?? 0)) change.fwmark = want.fwmark ?? 0;
+  if (change.privateKey !== undefined) step("set_private_key", "");
+  if (change.listenPort !== undefined) step("set_listen_port", String(change.listenPort));
+  if (change.fwmark !== undefined) step("set_fwmark", String(change.fwmark));
   const liveByKey = new Map(wg.peers.map((p) => [p.publicKey, p]));
   for (const p of want.peers) {
     const l = liveByKey.get(p.publicKey);
@@ -89,7 +92,7 @@ export function diffMesh(want: DesiredMesh, live: Live, routeScope?: ReadonlySet
   const wanted = new Set(want.peers.map((p) => p.publicKey));
   const removePeers = wg.peers.filter((p) => !wanted.has(p.publicKey)).map((p) => p.publicKey);
   for (const k of removePeers) step("remove_peer", k);
-  const upsert = change.upsert.length > 0 || change.privateKey !== undefined || change.listenPort !== undefined ? change : undefined;
+  const upsert = change.upsert.length > 0 || change.privateKey !== undefined || change.listenPort !== undefined || change.fwmark !== undefined ? change : undefined;
 
   const liveAddrs = new Set(live.link?.addresses ?? []);
   const addAddresses = want.addresses.filter((a) => !liveAddrs.has(a));
@@ -104,12 +107,14 @@ export function diffMesh(want: DesiredMesh, live: Live, routeScope?: ReadonlySet
   const routes = planRoutes(want.interface, wantedRoutes, create ? live.routes.filter((r) => r.dev !== want.interface) : live.routes, kernelPrefixes(want.addresses));
   for (const r of routes.addRoutes) step("add_route", r);
   for (const r of routes.removeRoutes) step("remove_route", r);
-  return { steps, create, mtu, upsert, removePeers, addAddresses, removeAddresses, up, ...routes };
+  const rules = live.rules ? planRules(want, live.rules) : { 4: [], 6: [] };
+  for (const f of [4, 6] as const) for (const r of rules[f]) step(r.startsWith("rule add") ? "add_rule" : "remove_rule", `-${f} ${r}`);
+  return { steps, create, mtu, upsert, removePeers, addAddresses, removeAddresses, up, ...routes, rules };
 }
 
 /** The live state expressed as a spec, so a rollback is just another apply. */
 export function liveAsDesired(name: string, live: Live): DesiredMesh | undefined {
   if (!live.link || !live.wg) return undefined;
   const peers = live.wg.peers.map(({ publicKey, presharedKey, endpoint, allowedIps, keepalive }) => ({ publicKey, presharedKey, endpoint, allowedIps, keepalive }));
-  return { interface: name, privateKey: live.wg.privateKey, listenPort: live.wg.listenPort, mtu: live.link.mtu, addresses: live.link.addresses, peers };
+  return { interface: name, privateKey: live.wg.privateKey, listenPort: live.wg.listenPort, fwmark: live.wg.fwmark ?? 0, mtu: live.link.mtu, addresses: live.link.addresses, peers };
 }

@@ -59,6 +59,13 @@ describe("UAPI codec", () => {
     ]);
   });
 
+  it("fwmark: read from get, and set (0 clears it) before any peer", () => {
+    expect(parseGet("listen_port=1\nfwmark=51820\nerrno=0\n\n").fwmark).toBe(51820);
+    expect(parseGet("listen_port=1\nerrno=0\n\n").fwmark).toBe(0);
+    expect(renderSet({ fwmark: 51820, upsert: [], remove: [] })).toBe("set=1\nfwmark=51820\n\n");
+    expect(renderSet({ listenPort: 2, fwmark: 0, upsert: [], remove: [] })).toBe("set=1\nlisten_port=2\nfwmark=0\n\n");
+  });
+
   it("a device without a key, and an error answer", () => {
     expect(parseGet("listen_port=0\nerrno=0\n\n")).toMatchObject({ privateKey: "", listenPort: 0, peers: [] });
     expect(() => parseGet("errno=2\n\n")).toThrow(/errno 2/);

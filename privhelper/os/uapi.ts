@@ -10,7 +10,7 @@ const zeroHex = "0".repeat(64);
 
 /** A `get=1` answer (no public key: ReadMesh derives it). Allowed IPs are re-parsed: they reach `ip` as routes. */
 export function parseGet(text: string): WgLiveDevice {
-  const dev: WgLiveDevice = { privateKey: "", publicKey: "", listenPort: 0, peers: [] };
+  const dev: WgLiveDevice = { privateKey: "", publicKey: "", listenPort: 0, fwmark: 0, peers: [] };
   let peer: WgLivePeer | undefined;
   for (const line of text.split("\n")) {
     const eq = line.indexOf("=");
@@ -22,6 +22,7 @@ export function parseGet(text: string): WgLiveDevice {
     } else if (!peer) {
       if (key === "private_key") dev.privateKey = b64(value);
       else if (key === "listen_port") dev.listenPort = Number(value);
+      else if (key === "fwmark") dev.fwmark = Number(value);
     } else if (key === "preshared_key") peer.presharedKey = value === zeroHex ? "" : b64(value);
     else if (key === "endpoint") peer.endpoint = value;
     else if (key === "allowed_ip") {
@@ -41,6 +42,7 @@ export function renderSet(change: WgChange): string {
   const out = ["set=1"];
   if (change.privateKey !== undefined) out.push(`private_key=${hex(change.privateKey)}`);
   if (change.listenPort !== undefined) out.push(`listen_port=${change.listenPort}`);
+  if (change.fwmark !== undefined) out.push(`fwmark=${change.fwmark}`);
   for (const p of change.upsert) {
     out.push(`public_key=${hex(p.publicKey)}`, `preshared_key=${p.presharedKey ? hex(p.presharedKey) : zeroHex}`);
     if (p.endpoint !== "") out.push(`endpoint=${p.endpoint}`);

@@ -29,6 +29,7 @@ describe("parseDump", () => {
       privateKey: priv,
       publicKey: pub,
       listenPort: 51820,
+      fwmark: 0,
       peers: [
         { publicKey: a, presharedKey: psk, endpoint: "[fd00::9]:4000", allowedIps: ["10.100.0.3/32", "fd00::3/128"], latestHandshake: 1_700_000_000, rxBytes: 20n, txBytes: 10n, keepalive: 25 },
         { publicKey: b, presharedKey: "", endpoint: "", allowedIps: [], latestHandshake: 0, rxBytes: 0n, txBytes: 0n, keepalive: 0 },
@@ -37,7 +38,9 @@ describe("parseDump", () => {
   });
 
   it("a device without a key yet", () => {
-    expect(parseDump("(none)\t(none)\t0\toff\n")).toEqual({ privateKey: "", publicKey: "", listenPort: 0, peers: [] });
+    expect(parseDump("(none)\t(none)\t0\toff\n")).toEqual({ privateKey: "", publicKey: "", listenPort: 0, fwmark: 0, peers: [] });
+    // `wg show dump` prints a set fwmark in hex.
+    expect(parseDump("(none)\t(none)\t0\t0xca6c\n").fwmark).toBe(51820);
   });
 });
 
@@ -58,6 +61,7 @@ describe("renderConfig / renderChange", () => {
         "[Interface]",
         `PrivateKey = ${priv}`,
         "ListenPort = 51820",
+        "FwMark = off",
         "[Peer]",
         `PublicKey = ${a}`,
         `PresharedKey = ${psk}`,
@@ -146,7 +150,7 @@ describe("wgTool", () => {
 
   it("a removal is one syncconf of the whole desired device", async () => {
     const want = { privateKey: priv, listenPort: 51820, peers: [peerB] };
-    const runner = new TranscriptRunner(wgConf(dir, "syncconf", "plexd0", renderConfig({ privateKey: priv, listenPort: 51820 }, [peerB])));
+    const runner = new TranscriptRunner(wgConf(dir, "syncconf", "plexd0", renderConfig({ privateKey: priv, listenPort: 51820, fwmark: 0 }, [peerB])));
     await wgTool(runner, dir).apply("plexd0", { upsert: [], remove: [a] }, want);
     expect(runner.done).toBe(true);
   });

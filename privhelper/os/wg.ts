@@ -12,12 +12,13 @@ export interface WgPeer { publicKey: string; presharedKey: string; endpoint: str
 /** Handshake in unix seconds, 0 = never. */
 export interface WgLivePeer extends WgPeer { latestHandshake: number; rxBytes: bigint; txBytes: bigint }
 
-export interface WgDevice<P extends WgPeer = WgPeer> { privateKey: string; listenPort: number; peers: P[] }
+/** `fwmark`: on the device's own packets, 0 or absent = none. */
+export interface WgDevice<P extends WgPeer = WgPeer> { privateKey: string; listenPort: number; fwmark?: number; peers: P[] }
 
 export interface WgLiveDevice extends WgDevice<WgLivePeer> { publicKey: string }
 
 /** One WireGuard change: device fields, peers stated in full, public keys to remove. */
-export interface WgChange { privateKey?: string; listenPort?: number; upsert: WgPeer[]; remove: string[] }
+export interface WgChange { privateKey?: string; listenPort?: number; fwmark?: number; upsert: WgPeer[]; remove: string[] }
 
 export interface WgBackend {
   /** The live device, or undefined when there is no WireGuard device of that name. */
@@ -36,17 +37,18 @@ export function parseDump(text: string): WgLiveDevice {
     const allowedIps = none(ips) === "" ? [] : none(ips).split(",").sort();
     return { publicKey: key, presharedKey: none(psk), endpoint: none(endpoint), allowedIps, latestHandshake: Number(handshake ?? 0), rxBytes: BigInt(rx ?? "0"), txBytes: BigInt(tx ?? "0"), keepalive: keepalive === "off" ? 0 : Number(keepalive ?? 0) };
   });
-  return { privateKey: none(h[0]), publicKey: none(h[1]), listenPort: Number(h[2] ?? 0), peers };
+  return { privateKey: none(h[0]), publicKey: none(h[1]), listenPort: Number(h[2] ?? 0), fwmark: h[3] === undefined || h[3] === "off" ? 0 : Number(h[3]), peers };
 }
 
 // The all-zero key clears a PSK on an existing peer.
 const zeroKey = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
 
 /** `device`'s given fields and `peers` in full (each [Peer] replaces that peer's allowed IPs). */
-export function renderConfig(device: { privateKey?: string; listenPort?: number }, peers: readonly WgPeer[]): string {
+export function renderConfig(device: { privateKey?: string; listenPort?: number; fwmark?: number }, peers: readonly WgPeer[]): string {
   const out = ["[Interface]"];
   if (device.privateKey !== undefined) out.push(`PrivateKey = ${device.privateKey}`);
   if (device.listenPort !== undefined) out.push(`ListenPort = ${device.listenPort}`);
+  if (device.fwmark !== undefined) out.push(`FwMark = ${device.fwmark === 0 ? "off" : String(device.fwmark)}`);
   for (const p of peers) {
     out.push("[Peer]", `PublicKey = ${p.publicKey}`, `PresharedKey = ${p.presharedKey || zeroKey}`);
     if (p.endpoint !== "") out.push(`Endpoint = ${p.endpoint}`);
@@ -59,8 +61,8 @@ export function renderConfig(device: { privateKey?: string; listenPort?: number 
 
 /** The config format cannot remove a peer or clear its allowed IPs: those go through `syncconf` with the whole device. */
 export function renderChange(change: WgChange, want: WgDevice): { mode: "addconf" | "syncconf"; config: string } {
-  if (change.remove.length > 0 || change.upsert.some((p) => p.allowedIps.length === 0)) return { mode: "syncconf", config: renderConfig({ privateKey: want.privateKey, listenPort: want.listenPort }, want.peers) };
-  const device = { ...(change.privateKey !== undefined ? { privateKey: change.privateKey } : {}), ...(change.listenPort !== undefined ? { listenPort: change.listenPort } : {}) };
+  if (change.remove.length > 0 || change.upsert.some((p) => p.allowedIps.length === 0)) return { mode: "syncconf", config: renderConfig({ privateKey: want.privateKey, listenPort: want.listenPort, fwmark: want.fwmark ?? 0 }, want.peers) };
+  const { upsert: _upsert, remove: _remove, ...device } = change;
   return { mode: "addconf", config: renderConfig(device, change.upsert) };
 }
 

@@ -47,7 +47,7 @@ const r80 = (dst: string, dev = "plexd0"): RouteRow => ({ dst, dev, proto: 80 })
 const add = (...dsts: string[]) => dsts.map((d) => `route add ${d} dev plexd0 proto 80`);
 const del = (...dsts: string[]) => dsts.map((d) => `route del ${d} dev plexd0 proto 80`);
 /** A whole device as the `wg` config format states it (what syncconf gets). */
-const whole = (...peers: WgPeer[]) => renderConfig({ privateKey: priv, listenPort: 51820 }, peers);
+const whole = (...peers: WgPeer[]) => renderConfig({ privateKey: priv, listenPort: 51820, fwmark: 0 }, peers);
 const peersOnly = (...peers: WgPeer[]) => renderConfig({}, peers);
 
 type RequestInit = { dryRun?: boolean; recreate?: boolean; generation?: bigint; baseGeneration?: bigint; removedPeerKeys?: string[] };
@@ -254,22 +254,62 @@ describe("ApplyMesh: default routes", () => {
     }
   });
 
-  it("with mesh.allow_default_route the peer gets them; the host's own default route is left alone and reported", async () => {
+  // Full tunnel the way wg-quick does it: the default routes go to table 51820, two policy rules
+  // send everything but the device's own packets (fwmark 51820) there, and main is never touched.
+  const ruleShow = (f: 4 | 6, rows: object[] = []): TranscriptEntry => ({ cmd: ["ip", "-N", "-j", `-${f}`, "rule", "show"], result: ok(JSON.stringify([{ priority: 0, src: "all", table: "255" }, ...rows])) });
+  const ourRules = (f: 4 | 6) => ruleShow(f, [
+    { priority: 32764, src: "all", table: "254", suppress_prefixlen: 0, protocol: "80" },
+    { priority: 32765, not: null, src: "all", fwmark: "0xca6c", table: "51820", protocol: "80" },
+  ]);
+  const ruleBatch = (f: 4 | 6, lines: string[]): TranscriptEntry => ({ cmd: ["ip", `-${f}`, "-batch", "-"], input: lines.join("\n") + "\n", result: ok() });
+  const addRules = ["rule add not fwmark 51820 table 51820 protocol 80", "rule add table 254 suppress_prefixlength 0 protocol 80"];
+  const tunnelRoutes: RouteRow[] = [{ dst: "0.0.0.0/0", dev: "plexd0", proto: 80, table: 51820 }, { dst: "::/0", dev: "plexd0", proto: 80, table: 51820 }];
+
+  it("with mesh.allow_default_route the peer gets them in the full-tunnel table, with the device's fwmark and two rules per family; main's default route is not touched", async () => {
     const full = { ...specA, allowedIps: ["0.0.0.0/0", "::/0"] };
     const { runner, apply, lines } = engine(
       [
         ipRead("plexd0", upLink, [...hostRoutes, r80("10.100.0.3/32")]),
+        ruleShow(4),
+        ruleShow(6),
         wgShow("plexd0", device(dumpA)),
-        ...wgConf(dir, "addconf", "plexd0", peersOnly({ ...wgA, allowedIps: ["0.0.0.0/0", "::/0"] })),
+        ...wgConf(dir, "addconf", "plexd0", renderConfig({ fwmark: 51820 }, [{ ...wgA, allowedIps: ["0.0.0.0/0", "::/0"] }])),
         // No peer leaves in between, so both route changes are one batch, additions first.
-        ipBatch([...add("::/0"), ...del("10.100.0.3/32")]),
+        ipBatch(["route add 0.0.0.0/0 dev plexd0 table 51820 proto 80", "route add ::/0 dev plexd0 table 51820 proto 80", ...del("10.100.0.3/32")]),
+        ruleBatch(4, addRules),
+        ruleBatch(6, addRules),
       ],
       { config: { allow_default_route: true } },
     );
     const res = await apply(request({}, [full]), ctx());
     expect(runner.done).toBe(true);
     expect(res.result?.changed).toBe(true);
-    expect(lines.find((l) => l.msg === "mesh applied")?.foreignRoutes).toEqual(["0.0.0.0/0"]);
+    expect(res.result?.plan?.map((s) => s.kind)).toEqual(["set_fwmark", "update_peer", "add_route", "add_route", "remove_route", "add_rule", "add_rule", "add_rule", "add_rule"]);
+    expect(lines.find((l) => l.msg === "mesh applied")?.foreignRoutes).toEqual([]);
+  });
+
+  it("full tunnel in place: nothing to do; the peer gone: its routes, then the rules go, and the fwmark stays", async () => {
+    const dumpFull = { ...dumpA, allowedIps: ["0.0.0.0/0", "::/0"] };
+    const marked = dump({ privateKey: priv, publicKey: pub, listenPort: 51820, peers: [dumpFull] }).replace("\toff\n", "\t0xca6c\n");
+    const same = engine([ipRead("plexd0", upLink, [...hostRoutes, ...tunnelRoutes]), ourRules(4), ourRules(6), wgShow("plexd0", marked)], { config: { allow_default_route: true } });
+    expect((await same.apply(request({}, [{ ...specA, allowedIps: ["0.0.0.0/0", "::/0"] }]), ctx())).result).toEqual({ changed: false, plan: [] });
+    expect(same.runner.done).toBe(true);
+
+    const gone = engine(
+      [
+        ipRead("plexd0", upLink, [...hostRoutes, ...tunnelRoutes]),
+        ourRules(4),
+        ourRules(6),
+        wgShow("plexd0", marked),
+        ...wgConf(dir, "addconf", "plexd0", renderConfig({}, [wgA])),
+        ipBatch(["route add 10.100.0.3/32 dev plexd0 proto 80", "route del 0.0.0.0/0 dev plexd0 table 51820 proto 80", "route del ::/0 dev plexd0 table 51820 proto 80"]),
+        ruleBatch(4, ["rule del priority 32764 protocol 80", "rule del priority 32765 protocol 80"]),
+        ruleBatch(6, ["rule del priority 32764 protocol 80", "rule del priority 32765 protocol 80"]),
+      ],
+      { config: { allow_default_route: true } },
+    );
+    expect((await gone.apply(request({}, [specA]), ctx())).result?.changed).toBe(true);
+    expect(gone.runner.done).toBe(true);
   });
 
   // design.md 2: "Default routes and prefixes that cover the node's own uplink are refused unless
@@ -600,7 +640,7 @@ describe("ApplyMesh with wireguard-go (UAPI)", () => {
     const deps: MeshDeps = {
       runner,
       host,
-      ip: ipTool(runner),
+      ip: ipTool(runner, 51820),
       runDir: dir,
       config: privConfigFrom({}),
       log: captureLog().log,

@@ -12,13 +12,17 @@ import { diffMesh, liveAsDesired, planRoutes, type DesiredMesh, type Live, type 
 import { routeLine } from "../os/ip.js";
 import type { WgBackend, WgPeer } from "../os/wg.js";
 import { isKey32 } from "../../proto/lib/keys.js";
-import { Issues, checkUnique, limits, validateMeshSpec } from "../validate.js";
+import { checkUniquePeers, meshLimits as limits } from "../../proto/lib/mesh-peer.js";
+import { Issues, validateMeshSpec } from "../validate.js";
 
 export interface MeshDeps extends DeviceDeps { wgFor(iface: string): Promise<WgBackend>; config: PrivConfig; log: Logger; meshLock: Lock }
 
-export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor">, name: string, signal?: AbortSignal): Promise<Live> {
-  const [{ link, routes }, wg] = await Promise.all([deps.ip.read(name, signal), deps.wgFor(name).then((b) => b.show(name, signal))]);
-  return { link, wg: link ? wg : undefined, routes };
+// Rules are read (and planned) only with mesh.allow_default_route; left over, they send to an empty table.
+const readRules = (deps: Pick<MeshDeps, "ip" | "config">, signal?: AbortSignal) => (deps.config.allowDefaultRoute ? deps.ip.rules(signal) : Promise.resolve(undefined));
+
+export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">, name: string, signal?: AbortSignal): Promise<Live> {
+  const [{ link, routes }, wg, rules] = await Promise.all([deps.ip.read(name, signal), deps.wgFor(name).then((b) => b.show(name, signal)), readRules(deps, signal)]);
+  return { link, wg: link ? wg : undefined, routes, rules };
 }
 
 // In an order where a crash at any point leaves a state the next apply settles: peers are added
@@ -35,13 +39,16 @@ async function execute(deps: MeshDeps, want: DesiredMesh, plan: MeshPlan, progre
   if (link.length > 0) await step("configure_link", () => deps.ip.batch(link));
   const upsert = plan.upsert;
   if (upsert) await step("set_peers", async () => (await wg()).apply(name, upsert, want));
-  const [adds, dels] = [plan.addRoutes.map((r) => routeLine("add", r, name)), plan.removeRoutes.map((r) => routeLine("del", r, name))];
+  const line = (verb: "add" | "del") => (dst: string) => routeLine(verb, dst, name, deps.config.fullTunnelTable);
+  const [adds, dels] = [plan.addRoutes.map(line("add")), plan.removeRoutes.map(line("del"))];
   // Route removals follow peer removals; with no peer leaving, both go in one batch, additions first.
   const leaving = plan.removePeers.length > 0;
   const first = leaving ? adds : [...adds, ...dels];
   if (first.length > 0) await step(leaving || dels.length === 0 ? "add_routes" : "sync_routes", () => deps.ip.batch(first));
   if (leaving) await step("remove_peers", async () => (await wg()).apply(name, { upsert: [], remove: plan.removePeers }, want));
   if (leaving && dels.length > 0) await step("remove_routes", () => deps.ip.batch(dels));
+  // The full tunnel's rules once its routes exist, and gone after them (the device's fwmark keeps its own packets out).
+  for (const f of [4, 6] as const) if (plan.rules[f].length > 0) await step("sync_rules", () => deps.ip.batch(plan.rules[f], f));
   if (plan.removeAddresses.length > 0) await step("remove_addresses", () => deps.ip.batch(plan.removeAddresses.map((a) => `addr del ${a} dev ${name}`)));
 }
 
@@ -70,10 +77,11 @@ async function readDelta(deps: MeshDeps, want: DesiredMesh, removed: readonly st
   for (const p of want.peers) peers.set(p.publicKey, p);
   want.peers = [...peers.values()];
   const issues = new Issues();
-  checkUnique(want.peers, issues, (i) => `peers[${want.peers[i]?.publicKey ?? i}]`);
+  checkUniquePeers(want.peers, issues.add, (i) => `peers[${want.peers[i]?.publicKey ?? i}]`);
   issues.throwIfAny();
   const link = { name: want.interface, kind: "tun", up: true, mtu: want.mtu, addresses: want.addresses };
-  return { live: { link, wg, routes: await deps.ip.routesTo([...scope], signal) }, scope };
+  const [routes, rules] = await Promise.all([deps.ip.routesTo([...scope], signal), readRules(deps, signal)]);
+  return { live: { link, wg, routes, rules }, scope };
 }
 
 type Response = MessageInitShape<typeof ApplyMeshResponseSchema>;

@@ -13,7 +13,6 @@ type Capabilities = MessageInitShape<typeof CapabilitiesSchema>;
 
 export interface GetInfoDeps { runner: Runner; host: Host; config: PrivConfig; startedAtMs: number }
 
-
 async function detect(deps: GetInfoDeps): Promise<{ caps: Capabilities; problems: string[] }> {
   const { runner, host } = deps;
   const succeeds = async (file: string, args: string[]) => (await host.which(file)) !== undefined && (await runner.run(file, args, { allowFailure: true, timeoutMs: 5_000 })).exitCode === 0;

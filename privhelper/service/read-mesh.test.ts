@@ -17,7 +17,7 @@ const config = privConfigFrom({ mesh: { interface: "plexd0" } });
 
 function reader(transcript: TranscriptEntry[], wg?: WgBackend) {
   const runner = new TranscriptRunner(transcript);
-  return { runner, read: makeReadMesh({ ip: ipTool(runner), wgFor: () => Promise.resolve(wg ?? wgTool(runner, "/nonexistent")), config }) };
+  return { runner, read: makeReadMesh({ ip: ipTool(runner, 51820), wgFor: () => Promise.resolve(wg ?? wgTool(runner, "/nonexistent")), config }) };
 }
 
 describe("ReadMesh", () => {

@@ -6,7 +6,6 @@ import { pskFingerprint, wireGuardPublicKey } from "../../proto/lib/keys.js";
 import { Issues, checkInterface } from "../validate.js";
 import { readLive, type MeshDeps } from "./apply-mesh.js";
 
-
 export function makeReadMesh(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">) {
   return async (req: ReadMeshRequest, ctx: CallContext): Promise<MessageInitShape<typeof ReadMeshResponseSchema>> => {
     const issues = new Issues();

@@ -17,6 +17,9 @@ const hostRoutes: RouteRow[] = [
   { dst: "0.0.0.0/0", dev: "eth0", proto: 4 },
   { dst: "192.0.2.0/24", dev: "eth0", proto: 2 },
 ];
+const ruleShow = (f: 4 | 6, rows: object[] = []): TranscriptEntry => ({ cmd: ["ip", "-N", "-j", `-${f}`, "rule", "show"], result: ok(JSON.stringify([{ priority: 0, src: "all", table: "255" }, ...rows])) });
+/** No full-tunnel rules of privhelper's: two look-ups. */
+const noRules = [ruleShow(4), ruleShow(6)];
 const links = (...names: string[]): TranscriptEntry => ({ cmd: ["ip", "-j", "link", "show"], result: ok(JSON.stringify(names.map((ifname, i) => ({ ifindex: i + 1, ifname })))) });
 const nftTables = (inet: boolean, stun: boolean): TranscriptEntry[] => [
   { cmd: ["nft", "list", "table", "inet", "plexd"], result: inet ? ok("table inet plexd {\n}\n") : noTable("inet", "plexd") },
@@ -43,7 +46,7 @@ function teardownWith(transcript: TranscriptEntry[], o: { host?: FakeHost; iface
 }
 
 describe("Teardown", () => {
-  it("removes the allow-listed interface and its wireguard-go, every route of protocol 80, table inet plexd and a stray table ip plexd_stun", async () => {
+  it("removes the allow-listed interface and its wireguard-go, every route and rule of protocol 80, table inet plexd and a stray table ip plexd_stun", async () => {
     const host = new FakeHost({ bins: ["nft"] });
     host.procs = [
       { pid: 77, argv: ["/usr/bin/wireguard-go", "-f", "plexd0"] },
@@ -60,6 +63,15 @@ describe("Teardown", () => {
         // routes that outlived their device (one plexd no longer names), and foreign ones
         ipRead("lo", lo, [...hostRoutes, { dst: "10.100.0.3/32", dev: "plexd9", proto: 80 }, { dst: "fd00::/64", dev: "plexd9", proto: 80 }, { dst: "10.200.0.0/16", dev: "plexd9", proto: 3 }]),
         ipBatch(["route del 10.100.0.3/32 dev plexd9 proto 80", "route del fd00::/64 dev plexd9 proto 80"]),
+        // the full tunnel's rules (protocol 80) outlive every device; anyone else's stay
+        ruleShow(4, [
+          { priority: 32764, src: "all", table: "254", suppress_prefixlen: 0, protocol: "80" },
+          { priority: 32765, not: null, src: "all", fwmark: "0xca6c", table: "51820", protocol: "80" },
+          { priority: 32000, src: "all", fwmark: "0x1", table: "7", protocol: "4" },
+        ]),
+        ruleShow(6, [{ priority: 32765, not: null, src: "all", fwmark: "0xca6c", table: "51820", protocol: "80" }]),
+        { cmd: ["ip", "-4", "-batch", "-"], input: "rule del priority 32764 protocol 80\nrule del priority 32765 protocol 80\n", result: ok() },
+        { cmd: ["ip", "-6", "-batch", "-"], input: "rule del priority 32765 protocol 80\n", result: ok() },
         ...nftTables(true, true),
       ],
       { host },
@@ -68,7 +80,17 @@ describe("Teardown", () => {
     expect(runner.done).toBe(true);
     expect(host.killed).toEqual([{ pid: 77, signal: "SIGTERM" }]);
     expect(res).toEqual({
-      removed: ["wireguard-go pid 77", "interface plexd0", "route 10.100.0.3/32 dev plexd9", "route fd00::/64 dev plexd9", "table inet plexd", "table ip plexd_stun"],
+      removed: [
+        "wireguard-go pid 77",
+        "interface plexd0",
+        "route 10.100.0.3/32 dev plexd9",
+        "route fd00::/64 dev plexd9",
+        "rule -4 table 254 suppress_prefixlength 0",
+        "rule -4 not fwmark 51820 table 51820",
+        "rule -6 not fwmark 51820 table 51820",
+        "table inet plexd",
+        "table ip plexd_stun",
+      ],
       errors: [],
     });
     expect(await readdir(dir)).toEqual([]);
@@ -76,7 +98,7 @@ describe("Teardown", () => {
   });
 
   it("deletes a kernel link itself", async () => {
-    const { runner, teardown } = teardownWith([links("lo", "plexd0"), ipRead("plexd0", { up: true, mtu: 1420, addrs: ["10.100.0.1/32"] }), { cmd: ["ip", "link", "del", "plexd0"], result: ok() }, ipRead("lo", lo, hostRoutes), ...nftTables(false, false)]);
+    const { runner, teardown } = teardownWith([links("lo", "plexd0"), ipRead("plexd0", { up: true, mtu: 1420, addrs: ["10.100.0.1/32"] }), { cmd: ["ip", "link", "del", "plexd0"], result: ok() }, ipRead("lo", lo, hostRoutes), ...noRules, ...nftTables(false, false)]);
     expect((await teardown(req, ctx)).removed).toEqual(["interface plexd0"]);
     expect(runner.done).toBe(true);
   });
@@ -86,7 +108,7 @@ describe("Teardown", () => {
     host.diesOnTerm = false;
     // A name no real wireguard-go on this machine uses: its global socket path is removed after SIGKILL.
     host.procs = [{ pid: 91, argv: ["wireguard-go", "-f", "plexd-ut9"] }];
-    const { runner, teardown } = teardownWith([links("lo"), ipRead("plexd-ut9", undefined), ipRead("lo", lo, hostRoutes), ...nftTables(false, false)], { host, iface: "plexd-ut9" });
+    const { runner, teardown } = teardownWith([links("lo"), ipRead("plexd-ut9", undefined), ipRead("lo", lo, hostRoutes), ...noRules, ...nftTables(false, false)], { host, iface: "plexd-ut9" });
     expect((await teardown(req, ctx)).removed).toEqual(["wireguard-go pid 91", "interface plexd-ut9"]);
     expect(host.killed).toEqual([
       { pid: 91, signal: "SIGTERM" },
@@ -96,7 +118,7 @@ describe("Teardown", () => {
   });
 
   it("deletes nothing that is not there: on a clean host only look-ups run", async () => {
-    const { runner, teardown } = teardownWith([links("lo", "eth0"), ipRead("plexd0", undefined, hostRoutes), ipRead("lo", lo, hostRoutes), ...nftTables(false, false)]);
+    const { runner, teardown } = teardownWith([links("lo", "eth0"), ipRead("plexd0", undefined, hostRoutes), ipRead("lo", lo, hostRoutes), ...noRules, ...nftTables(false, false)]);
     expect(await teardown({ purge: false } as TeardownRequest, ctx)).toEqual({ removed: [], errors: [] });
     expect(runner.done).toBe(true);
   });
@@ -107,6 +129,7 @@ describe("Teardown", () => {
       ipRead("plexd0", undefined),
       ipRead("lo", lo, [{ dst: "10.100.0.3/32", dev: "plexd9", proto: 80 }]),
       ipBatch(["route del 10.100.0.3/32 dev plexd9 proto 80"], fail("RTNETLINK answers: Operation not permitted\n", 2)),
+      ...noRules,
       { cmd: ["nft", "list", "table", "inet", "plexd"], result: ok("table inet plexd {\n}\n") },
       { cmd: ["nft", "delete", "table", "inet", "plexd"], result: fail("Error: Could not process rule: Device or resource busy\n", 1) },
       { cmd: ["nft", "list", "table", "ip", "plexd_stun"], result: ok("table ip plexd_stun {\n}\n") },
@@ -122,7 +145,7 @@ describe("Teardown", () => {
   });
 
   it("touches no table at all without nft", async () => {
-    const { runner, teardown } = teardownWith([links("lo"), ipRead("plexd0", undefined), ipRead("lo", lo, hostRoutes)], { host: new FakeHost() });
+    const { runner, teardown } = teardownWith([links("lo"), ipRead("plexd0", undefined), ipRead("lo", lo, hostRoutes), ...noRules], { host: new FakeHost() });
     expect(await teardown(req, ctx)).toEqual({ removed: [], errors: [] });
     expect(runner.done).toBe(true);
   });
@@ -131,7 +154,7 @@ describe("Teardown", () => {
     const locks = { mesh: createLock(), firewall: createLock(), stun: createLock() };
     let release = (): void => undefined;
     const busy = locks[which](() => new Promise<void>((r) => (release = r)));
-    const { runner, teardown } = teardownWith([links("lo"), ipRead("plexd0", undefined), ipRead("lo", lo, hostRoutes), ...nftTables(false, false)], { locks });
+    const { runner, teardown } = teardownWith([links("lo"), ipRead("plexd0", undefined), ipRead("lo", lo, hostRoutes), ...noRules, ...nftTables(false, false)], { locks });
     const done = teardown(req, ctx);
     await new Promise((r) => setTimeout(r, 20));
     expect(runner.ran).toEqual([]);

@@ -1,4 +1,4 @@
-// Teardown and `--cleanup`: plexd's interfaces and their wireguard-go, every route with
+// Teardown and `--cleanup`: plexd's interfaces and their wireguard-go, every route and rule with
 // privhelper's protocol number, table inet plexd, a table ip plexd_stun left by a probe.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { TeardownRequest, TeardownResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
@@ -7,6 +7,7 @@ import type { CallContext } from "../adapter.js";
 import { isAllowedInterface } from "../config.js";
 import type { Lock } from "../handlers.js";
 import { destroyInterface } from "../mesh/device.js";
+import { planRules } from "../mesh/diff.js";
 import { routeLine } from "../os/ip.js";
 import { removeStrayStunSnat, stunTable } from "../os/stun.js";
 import type { MeshDeps } from "./apply-mesh.js";
@@ -29,8 +30,13 @@ export function makeTeardown(deps: MeshDeps, locks: Record<"mesh" | "firewall" |
           // Routes die with their device; any left (a device plexd no longer names) go here.
           await attempt("routes", async () => {
             const left = (await deps.ip.read("lo")).routes.filter((r) => r.plexd);
-            await deps.ip.batch(left.map((r) => routeLine("del", r.dst, r.dev)));
+            await deps.ip.batch(left.map((r) => routeLine("del", r.dst, r.dev, deps.config.fullTunnelTable)));
             removed.push(...left.map((r) => `route ${r.dst} dev ${r.dev}`));
+          });
+          await attempt("rules", async () => {
+            const rules = await deps.ip.rules();
+            for (const f of [4, 6] as const) await deps.ip.batch(planRules({ peers: [] }, rules)[f], f);
+            removed.push(...rules.map((r) => `rule -${r.family} ${r.rule}`));
           });
           if (await deps.host.which("nft")) {
             await attempt("table inet plexd", async () => {

@@ -11,7 +11,8 @@ import { TargetRenderer, type LocalNode } from "../../agent/reconcile/targets.js
 import { DesiredStateStore } from "../../agent/state/desired.js";
 import { createLogger } from "../../agent/util/log.js";
 import { privConfigFrom } from "../../privhelper/config.js";
-import { Issues, checkUnique, validateMeshSpec } from "../../privhelper/validate.js";
+import { Issues, validateMeshSpec } from "../../privhelper/validate.js";
+import { checkUniquePeers } from "../../proto/lib/mesh-peer.js";
 import type { WgPeer } from "../../privhelper/os/wg.js";
 import { ApplyMeshRequestSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
@@ -231,7 +232,7 @@ describe("peer admission fuzz", () => {
             for (const k of delta.removedPeerKeys) merged.delete(k);
             for (const p of d.peers) merged.set(p.publicKey, p);
             const issues = new Issues();
-            checkUnique([...merged.values()], issues, (i) => `peers[${i}]`);
+            checkUniquePeers([...merged.values()], issues.add, (i) => `peers[${i}]`);
             issues.throwIfAny();
             const mergedKeys = [...merged.keys()].sort();
             expect(mergedKeys).toEqual((wholePeers ?? []).map((p) => p.publicKey).sort());
