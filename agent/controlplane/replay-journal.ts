@@ -3,6 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { plainWriter, type AppendLog, type DataWriter } from "../util/atomic.js";
+import { parseJsonLine } from "../util/json-line.js";
 import type { Logger } from "../util/log.js";
 import { ReplayGuard } from "./replay.js";
 
@@ -85,10 +86,10 @@ export class ReplayJournal {
     const j = new ReplayJournal(dataDir, writer, guard);
     const text = await readFile(j.#journal, "utf8").catch(() => "");
     const lines = text.split("\n");
-    const header = parse<{ snapshot?: unknown }>(lines[0] ?? "");
+    const header = parseJsonLine<{ snapshot?: unknown }>(lines[0] ?? "");
     if (base !== "" && header?.snapshot === base) {
       for (const raw of lines.slice(1)) {
-        const l = parse<Line>(raw);
+        const l = parseJsonLine<Line>(raw);
         if (l === undefined || (typeof l.i !== "string" && typeof l.n !== "string")) break; // the zeros not yet written, or a torn line
         j.#apply(l, now);
       }
@@ -163,15 +164,5 @@ export class ReplayJournal {
     const id = randomBytes(8).toString("hex");
     await this.#writer.writeFileAtomic(this.#snapshot, JSON.stringify({ journal_base: id, ...this.#guard.toJSON() }) + "\n");
     this.#log = await this.#writer.createAppendLog(this.#journal, JSON.stringify({ snapshot: id }) + "\n", capacity);
-  }
-}
-
-function parse<T>(line: string): T | undefined {
-  if (line === "") return undefined;
-  try {
-    const v = JSON.parse(line) as unknown;
-    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as T) : undefined;
-  } catch {
-    return undefined;
   }
 }

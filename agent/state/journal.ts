@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { plainWriter, type DataWriter } from "../util/atomic.js";
+import { parseJsonLine } from "../util/json-line.js";
 
 // How the desired state reaches the disk: a snapshot (cache/desired.json, written
 // atomically) plus a journal of peer changes since it (cache/desired.journal, appended and
@@ -57,11 +58,11 @@ export class StateFiles {
     let replayed = 0;
     const text = await readFile(this.#journal, "utf8").catch(() => "");
     const lines = text.split("\n");
-    const header = parseLine<Header>(lines[0] ?? "");
+    const header = parseJsonLine<Header>(lines[0] ?? "");
     if (this.#id !== "" && header?.snapshot === this.#id) {
       const peers = (typeof state.peers === "object" && state.peers !== null ? state.peers : {}) as Record<string, unknown>;
       for (const line of lines.slice(1)) {
-        const ops = parseLine<PeerOps>(line);
+        const ops = parseJsonLine<PeerOps>(line);
         if (ops === undefined) break; // the torn tail of an interrupted append, or the end
         for (const [id, peer] of Object.entries(ops)) {
           if (peer === null) delete peers[id];
@@ -103,15 +104,5 @@ export class StateFiles {
   async sizes(): Promise<{ snapshot: number; journal: number }> {
     const size = async (p: string) => (await stat(p).catch(() => undefined))?.size ?? 0;
     return { snapshot: await size(this.#snapshot), journal: await size(this.#journal) };
-  }
-}
-
-function parseLine<T>(line: string): T | undefined {
-  if (line === "") return undefined;
-  try {
-    const v = JSON.parse(line) as unknown;
-    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as T) : undefined;
-  } catch {
-    return undefined;
   }
 }

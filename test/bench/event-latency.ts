@@ -21,23 +21,13 @@ import { createNode, type PlexdNode } from "../e2e/lib/node.js";
 import { agentNodeFlags } from "./lib/node-flags.js";
 import { printResult } from "./lib/report.js";
 import { percentile, summary } from "./lib/stats.js";
+import { sleep, waitFor } from "./lib/wait.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
 
 const events = 100;
 const warmup = 5;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, signal: AbortSignal): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await Promise.resolve().then(probe).catch(() => undefined);
-    if (v !== undefined) return v;
-    if (signal.aborted) throw new Error(`aborted while waiting for ${what}`);
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 /** privhelper's "mesh applied" lines (pino: time in epoch ms, peers = desired peer count). */
 const appliedAt = (node: PlexdNode, peers: number): number | undefined =>

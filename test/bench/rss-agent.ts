@@ -30,24 +30,14 @@ import { agentNodeFlags } from "./lib/node-flags.js";
 import { agentSteps, dependencyTable, formatDependencyTable } from "./lib/rss-deps.js";
 import { bareNodeRss, fmtProbe, fmtRss, makeMemProbe, memProbeWanted, rssOverWindow, type MemProbe } from "./lib/rss.js";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
+import { waitFor } from "./lib/wait.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
 
 const peerCount = 1000;
 /** Registrations in flight at once while seeding mockcp. */
 const seedParallel = 16;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, signal: AbortSignal): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await Promise.resolve().then(probe).catch(() => undefined);
-    if (v !== undefined) return v;
-    if (signal.aborted) throw new Error(`aborted while waiting for ${what}`);
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 /** Registers `n` nodes with mockcp as their agents would (POST /v1/register), `seedParallel` at a time. */
 async function seedPeers(cp: LaunchedMockcp, n: number, signal: AbortSignal): Promise<void> {
@@ -99,10 +89,10 @@ export const rssAgent: Benchmark = {
       await n.startPrivhelper();
       t = performance.now();
       const agent = n.startAgent([], { nodeFlags: [...agentNodeFlags(), ...(probe?.flags ?? [])], ...(probe ? { env: probe.env } : {}) });
-      await waitFor("registration", () => identityOf(n).node_id, 60_000, ctx.signal);
+      await waitFor("registration", () => identityOf(n).node_id, 60_000, ctx.signal, 200);
       const priv = connectPrivhelper({ socketPath: n.privSocket });
       try {
-        await waitFor(`${peerCount} peers in the kernel`, async () => ((await priv.readMesh({ interface: n.iface })).peers.length === peerCount ? true : undefined), 180_000, ctx.signal);
+        await waitFor(`${peerCount} peers in the kernel`, async () => ((await priv.readMesh({ interface: n.iface })).peers.length === peerCount ? true : undefined), 180_000, ctx.signal, 200);
       } finally {
         priv.close();
       }

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { createTopology, ensureSystemUsers, nsExec, ping, registerCleanup, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { createTopology, ensureSystemUsers, nsExec, ping, registerCleanup, useHarness, wgShow, type SystemUsers, type Topology, until } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import type { PlexdNode } from "./lib/node.js";
@@ -54,14 +54,6 @@ async function waitPeer(n: PlexdNode, key: string | null, present: boolean): Pro
   }
 }
 
-/** expect.poll for hooks (vitest allows it only inside tests). */
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await fn().catch(() => false))) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-}
 
 beforeAll(async () => {
   users = await ensureSystemUsers();

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { createTopology, ensureSystemUsers, nsExec, ping, registerCleanup, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { createTopology, ensureSystemUsers, nsExec, ping, registerCleanup, useHarness, wgShow, type SystemUsers, type Topology, until } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { continuousPing, joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import type { PlexdNode } from "./lib/node.js";
@@ -48,14 +48,6 @@ async function ensureRunning(n: PlexdNode): Promise<void> {
   }
 }
 
-/** expect.poll for hooks (vitest allows it only inside tests). */
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await fn().catch(() => false))) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-}
 
 // The harness removes what a test creates when that test ends, so the long-lived nodes
 // join here; a node that joins inside a test leaves with it.

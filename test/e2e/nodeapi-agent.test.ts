@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { createTopology, ensureSystemUsers, makeTempDir, nsExec, ping, run, spawnInNamespace, useHarness, wgShow, type ProcessHandle, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { createTopology, ensureSystemUsers, makeTempDir, nsExec, ping, run, spawnInNamespace, useHarness, wgShow, type ProcessHandle, type SystemUsers, type Topology, until } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import { createNode, distDir, type PlexdNode } from "./lib/node.js";
@@ -26,14 +26,6 @@ const tcpPort = 9100;
 
 type WatchLine = { kind: string; subject: string; detail: string; at: string };
 
-/** expect.poll for hooks (vitest allows it only inside tests). */
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await fn().catch(() => false))) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-}
 
 const json = <T = Record<string, unknown>>(r: { stdout: string }): T => JSON.parse(r.stdout) as T;
 

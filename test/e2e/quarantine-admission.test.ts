@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import type { PeerOverride } from "../../mockcp/state/overrides.js";
-import { createTopology, ensureSystemUsers, ping, registerCleanup, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { createTopology, ensureSystemUsers, ping, registerCleanup, useHarness, wgShow, type SystemUsers, type Topology, until } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { startDns, useTestDns } from "./lib/dns.js";
 import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
@@ -49,14 +49,6 @@ async function timeUntil(what: string, fn: () => Promise<boolean>, timeoutMs: nu
   return Date.now() - start;
 }
 
-/** expect.poll for hooks (vitest allows it only inside tests). */
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await fn().catch(() => false))) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 1000));
-  }
-}
 
 beforeAll(async () => {
   users = await ensureSystemUsers();

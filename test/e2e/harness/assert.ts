@@ -204,3 +204,12 @@ export async function listAddresses(ns: string): Promise<AddrInfo[]> {
     addrs: (l.addr_info ?? []).map((a) => ({ family: a.family, local: a.local, prefixlen: a.prefixlen })),
   }));
 }
+
+/** expect.poll for hooks (vitest allows it only inside tests): polls `fn` once a second until it holds. */
+export async function until(what: string, fn: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await fn().catch(() => false))) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}

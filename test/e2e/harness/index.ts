@@ -60,6 +60,7 @@ export {
   tcpListen,
   listLinks,
   listAddresses,
+  until,
   type PingOptions,
   type PingResult,
   type WgInterface,
