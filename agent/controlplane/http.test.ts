@@ -36,4 +36,23 @@ describe("control-plane HTTP client", () => {
     expect(clientSocket?.listenerCount("connect") ?? 0).toBeLessThanOrEqual(1);
     cp.agentFor().destroy();
   });
+
+  it("a request started with an aborted signal ends as cancelled, and nothing escapes as an uncaught error", async () => {
+    server = http.createServer((_req, res) => res.end("{}"));
+    await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    const cp = createCpClient({ baseUrl: `http://127.0.0.1:${port}`, connectTimeoutMs: 2000, requestTimeoutMs: 2000 });
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown) => uncaught.push(err);
+    // vitest reports uncaught errors itself; this listener makes the test name the failure.
+    process.prependListener("uncaughtException", onUncaught);
+    try {
+      await expect(cp.request({ method: "GET", path: "/v1/ping", signal: AbortSignal.abort() })).rejects.toMatchObject({ code: "cancelled" });
+      await new Promise((r) => setTimeout(r, 100)); // the destroyed request's 'error' comes a tick later
+    } finally {
+      process.off("uncaughtException", onUncaught);
+      cp.agentFor().destroy();
+    }
+    expect(uncaught).toEqual([]);
+  });
 });

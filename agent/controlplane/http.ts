@@ -91,6 +91,10 @@ export function createCpClient(opts: CpClientOptions): CpClient {
         opts.requestTimeoutMs,
       );
       const onAbort = (): void => fail(new PlexdError("cancelled", "request aborted"));
+      // Before anything can destroy the request: a destroyed request emits 'error' (socket hang
+      // up), and one without a listener ends the process — seen when a call started with an
+      // already-aborted signal during shutdown.
+      r.on("error", (err) => fail(new PlexdError("unavailable", `${req.method} ${url.origin}${url.pathname}: ${err.message}`, { cause: err })));
       if (req.signal?.aborted) return onAbort();
       req.signal?.addEventListener("abort", onAbort, { once: true });
       // Until the socket connects, `timeout` is the connect timeout; then the overall timer rules.
@@ -98,7 +102,6 @@ export function createCpClient(opts: CpClientOptions): CpClient {
       // A kept-alive socket is connected already: its connect events will never come, and a
       // listener per request would pile up on it.
       r.on("socket", (s) => (s.connecting ? s.once(isHttps ? "secureConnect" : "connect", () => r.setTimeout(0)) : r.setTimeout(0)));
-      r.on("error", (err) => fail(new PlexdError("unavailable", `${req.method} ${url.origin}${url.pathname}: ${err.message}`, { cause: err })));
       r.on("response", (res) => {
         const stream = res.headers["content-encoding"] === "gzip" ? res.pipe(createGunzip()) : res;
         const chunks: Buffer[] = [];
