@@ -3,7 +3,7 @@ import { fromBinary, toBinary, type DescFile, type DescService } from "@bufbuild
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { ServiceDefinition, UntypedServiceImplementation } from "@grpc/grpc-js";
-import { ReflectionService } from "@grpc/reflection";
+import type { ReflectionService } from "@grpc/reflection";
 import { ServerReflection, ServerReflectionRequestSchema, ServerReflectionResponseSchema } from "../../proto/gen/grpc/reflection/v1/reflection_pb.js";
 
 // gRPC server reflection (grpc.reflection.v1), so generic tools (`buf curl --list-methods`,
@@ -11,6 +11,9 @@ import { ServerReflection, ServerReflectionRequestSchema, ServerReflectionRespon
 // @grpc/reflection; it installs itself into a grpc-js server (`addToServer`), while the node API
 // is a connect-node server, so a stand-in takes the service it adds and this file carries each
 // request to it and its answers back, as bytes through grpc-js's own (de)serializers.
+// @grpc/reflection (with protobufjs and proto-loader under it) is loaded and built on the first
+// reflection request: generic tools are rare callers, and the agent should not hold that
+// machinery for its whole life (design.md §6, agent RSS).
 
 type PackageDefinition = ConstructorParameters<typeof ReflectionService>[0];
 
@@ -32,17 +35,33 @@ interface Captured {
   implementation: UntypedServiceImplementation;
 }
 
-export function addReflection(router: ConnectRouter, served: DescService[]): void {
-  const services = [...served, ServerReflection];
-  const reflection = new ReflectionService(packageDefinition(services), { services: services.map((s) => s.typeName) });
+interface V1 {
+  method: NonNullable<ServiceDefinition["ServerReflectionInfo"]>;
+  handler: (stream: EventEmitter) => void;
+}
+
+async function buildV1(services: DescService[]): Promise<V1> {
+  const { ReflectionService: Service } = (await import("@grpc/reflection")) as { ReflectionService: typeof ReflectionService };
+  const reflection = new Service(packageDefinition(services), { services: services.map((s) => s.typeName) });
   const added: Captured[] = [];
   reflection.addToServer({ addService: (definition, implementation) => void added.push({ definition, implementation }) });
   const v1 = added.find((a) => a.definition.ServerReflectionInfo?.path === `/${ServerReflection.typeName}/ServerReflectionInfo`);
   const method = v1?.definition.ServerReflectionInfo;
   const handler = v1?.implementation.ServerReflectionInfo as ((stream: EventEmitter) => void) | undefined;
   if (method === undefined || handler === undefined) throw new Error("@grpc/reflection did not add grpc.reflection.v1");
+  return { method, handler };
+}
+
+export function addReflection(router: ConnectRouter, served: DescService[]): void {
+  const services = [...served, ServerReflection];
+  let v1: Promise<V1> | undefined;
 
   router.rpc(ServerReflection.method.serverReflectionInfo, async function* (requests) {
+    v1 ??= buildV1(services).catch((err: unknown) => {
+      v1 = undefined; // built again by the next request
+      throw err;
+    });
+    const { method, handler } = await v1;
     // The grpc-js call the handler expects: requests arrive as 'data', answers leave by write().
     const answers: Buffer[] = [];
     const call = Object.assign(new EventEmitter(), {
