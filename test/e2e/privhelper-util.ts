@@ -34,7 +34,7 @@ export async function ensureBuilt(): Promise<void> {
     format: "esm",
     target: "node20",
     sourcemap: "linked",
-    packages: "external",
+    // Dependencies bundled too, as scripts/build.mjs does for privhelper.
     logLevel: "warning",
     // The same first line as scripts/build.mjs writes: privhelper's V8 flags (scripts/node-flags.json).
     banner: { js: `#!/usr/bin/env -S node ${nodeFlags["plexd-privhelper"].join(" ")}\nimport { createRequire as __plexdCreateRequire } from "node:module";\nconst require = __plexdCreateRequire(import.meta.url);` },
