@@ -16,6 +16,7 @@ import { checkUniquePeers } from "../../proto/lib/mesh-peer.js";
 import type { WgPeer } from "../../privhelper/os/wg.js";
 import { ApplyMeshRequestSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
+import { rng, type Rng } from "../support/rng.js";
 
 // Untrusted peers → admission → the ApplyMesh bytes the agent would send → privhelper's own
 // validator. At least 100,000 mutated peer payloads (peer_added, peer_key_rotated,
@@ -30,20 +31,6 @@ import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 const seed = Number(process.env.PLEXD_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const totalPayloads = 100_000;
 
-function rng(s: number) {
-  let x = s >>> 0 || 1;
-  const next = (): number => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-  const int = (n: number): number => Math.floor(next() * n);
-  return { next, int, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]!, chance: (p: number): boolean => next() < p };
-}
-type Rng = ReturnType<typeof rng>;
 
 const keyOf = (s: string): string => createHash("sha256").update(s).digest("base64");
 const poolSize = 24;

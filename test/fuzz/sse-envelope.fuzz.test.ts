@@ -12,6 +12,7 @@ import { createEventStreamDecoder, type SseFrame } from "../../agent/controlplan
 import { TrustedSigningKeys } from "../../agent/controlplane/signing-keys.js";
 import { abortError, type Clock } from "../../agent/util/clock.js";
 import { createLogger } from "../../agent/util/log.js";
+import { rng } from "../support/rng.js";
 
 // Untrusted bytes → SSE decoder (eventsource-parser) → envelope verifier, the exact path of the
 // agent. At least 100,000 streams: random bytes, SSE-shaped token soup, and mutations of valid
@@ -25,23 +26,6 @@ const seed = Number(process.env.PLEXD_FUZZ_SEED ?? Math.floor(Math.random() * 2 
 const totalStreams = 100_000;
 const T = Date.parse("2025-01-15T10:30:00Z");
 
-function rng(s: number) {
-  let x = s >>> 0 || 1;
-  const next = (): number => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-  return {
-    next,
-    int: (n: number) => Math.floor(next() * n),
-    pick: <T>(a: readonly T[]): T => a[Math.floor(next() * a.length)] as T,
-    chance: (p: number) => next() < p,
-  };
-}
 const R = rng(seed);
 
 const seed1 = seedRange(0);

@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { describe, expect, it } from "vitest";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { decodeBindingResponse, parseBindingResponse, STUN_MAGIC_COOKIE, type DecodeResult } from "../../agent/nat/stun.js";
+import { rng, type Rng } from "../support/rng.js";
 
 // Untrusted datagrams → the agent's STUN decoder. At least 100,000 inputs: random bytes,
 // STUN-shaped attribute soup, and mutations of valid responses (bit flips, byte edits,
@@ -14,26 +15,7 @@ import { decodeBindingResponse, parseBindingResponse, STUN_MAGIC_COOKIE, type De
 const seed = Number(process.env.PLEXD_FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const total = 100_000;
 
-function rng(s: number) {
-  let x = s >>> 0 || 1;
-  const next = (): number => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 2 ** 32;
-  };
-  const int = (n: number): number => Math.floor(next() * n);
-  const bytes = (n: number): Buffer => {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = int(256);
-    return b;
-  };
-  return { next, int, bytes, pick: <T>(xs: readonly T[]): T => xs[int(xs.length)]! };
-}
 
-type Rng = ReturnType<typeof rng>;
 
 interface Encoded {
   buf: Buffer;
