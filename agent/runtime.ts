@@ -44,6 +44,10 @@ export class AgentRuntime {
   readonly #quarantine = new QuarantineReport();
   #quarantineTimer: NodeJS.Timeout | undefined;
 
+  /** The actions feature, when `plexd up` opened it: requests from the stream, results after reconnects. */
+  actions: { handleRequest(eventId: string, payload: unknown): void; reconnected(): void } | undefined;
+  #runSignal: AbortSignal | undefined;
+
   /** Capabilities the control plane has acknowledged; a change is announced again (spec §5.6). */
   #announced: string | undefined;
 
@@ -52,12 +56,12 @@ export class AgentRuntime {
     this.store = store;
     this.identity = identity;
     // Registration carried the capabilities already (start-up phase 7).
-    if (registeredNow) this.#announced = JSON.stringify(buildCapabilities(ctx.binaryChecksum));
+    if (registeredNow) this.#announced = JSON.stringify(buildCapabilities(ctx.binaryChecksum, ctx.actionCapabilities?.()));
   }
 
   /** PUT /v1/nodes/{id}/capabilities when they differ from what was last announced. */
   async announceCapabilities(signal: AbortSignal): Promise<void> {
-    const caps = buildCapabilities(this.ctx.binaryChecksum);
+    const caps = buildCapabilities(this.ctx.binaryChecksum, this.ctx.actionCapabilities?.());
     const text = JSON.stringify(caps);
     if (text === this.#announced) return;
     const res = await this.ctx.cp
@@ -67,6 +71,13 @@ export class AgentRuntime {
       this.#announced = text;
       this.ctx.log.info({ binary: caps.binary }, "capabilities announced");
     } else this.ctx.log.warn({ status: res.status }, "capability announcement failed; retried at the next reconcile");
+  }
+
+  /** The hook set or a checksum changed: announce now rather than at the next cycle. */
+  capabilitiesChanged(): void {
+    const signal = this.#runSignal;
+    if (signal === undefined || signal.aborted) return;
+    void this.announceCapabilities(signal);
   }
 
   #track(name: string, p: Promise<unknown>): void {
@@ -81,6 +92,7 @@ export class AgentRuntime {
   async run(signal: AbortSignal): Promise<void> {
     const { ctx } = this;
     const { config } = ctx;
+    this.#runSignal = signal;
     // DNS-name endpoints: resolved by the agent, sent as IP:port, followed on the reconcile interval.
     const endpoints = new EndpointResolver({ log: ctx.log.child({ component: "endpoints" }), onChange: (ids) => this.kernel?.recheckPeers(ids) });
     this.kernel = new KernelReconciler({
@@ -167,6 +179,11 @@ export class AgentRuntime {
       onConnected: () => {
         ctx.phase.set("connected");
         this.reconcile("connected");
+        this.actions?.reconnected();
+      },
+      onActionRequest: (eventId, payload) => {
+        if (this.actions) this.actions.handleRequest(eventId, payload);
+        else ctx.log.warn({ event_id: eventId }, "action_request ignored: actions are not running");
       },
       poll: (sig) => this.#cycle("poll", sig),
       onRotateKeys: (reason) => this.rotateKeys(reason),

@@ -10,7 +10,7 @@ import { ensureIdentity, type EnsuredIdentity, type Phase } from "./identity/ens
 import { prepareDataDir } from "./identity/store.js";
 import { ownChecksum } from "./integrity/binary.js";
 import { connectPrivhelper, probePrivhelper, type PrivClient } from "./privclient/client.js";
-import { buildCapabilities } from "./registration/capabilities.js";
+import { buildCapabilities, type ActionCapabilities } from "./registration/capabilities.js";
 import type { RegisterOptions } from "./registration/register.js";
 import type { ResolvedToken, TokenSourceOptions } from "./registration/token.js";
 import { DataDirFence } from "./state/data-dir-fence.js";
@@ -38,6 +38,8 @@ export interface AgentContext {
   binaryChecksum: string;
   /** Every persistence write into data_dir; stops them once the identity was removed under the agent. */
   fence: DataDirFence;
+  /** Built-ins and hooks to announce (set by `plexd up` once the actions feature is open). */
+  actionCapabilities?: () => ActionCapabilities;
 }
 
 /** Health is data; its changes still deserve one log line each for the operator's journal. */
@@ -174,7 +176,7 @@ export function registrationOptions(ctx: AgentContext, signal: AbortSignal): Omi
     cp: ctx.cp,
     hostname: config.registration.hostname,
     metadata: { os: "linux", arch: arch() === "x64" ? "amd64" : arch(), kernel: release(), ...config.registration.metadata },
-    capabilities: buildCapabilities(ctx.binaryChecksum),
+    capabilities: buildCapabilities(ctx.binaryChecksum, ctx.actionCapabilities?.()),
     maxRetryMs: config.registration.max_retry_duration.ms,
     backoffMs: () => backoff.next(),
     sleep: (ms, s) => ctx.clock.sleep(ms, s),

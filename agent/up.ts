@@ -1,5 +1,6 @@
 import { isCancellation, PlexdError } from "../proto/lib/errors.js";
 import type { ConfigReloader, LiveConfig } from "./config/live.js";
+import { openActions } from "./actions/index.js";
 import { deregisterNode, type DeregisterOptions, type DeregisterResult } from "./deregister.js";
 import { startAgentNodeApi, type AgentNodeApi } from "./nodeapi/agent-api.js";
 import { AgentRuntime } from "./runtime.js";
@@ -24,6 +25,8 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
   store.onPersistError = (err) => log.error({ err: PlexdError.from(err).message }, "desired state could not be persisted");
 
   let runtime: AgentRuntime | undefined;
+  const actions = await openActions(ctx, () => runtime);
+  ctx.actionCapabilities = () => actions.manager.capabilities();
   let pending: DeregisterRequest | undefined;
   let stopRun: AbortController | undefined;
   // AgentService.Deregister (spec §3.8): the loops stop first, so nothing re-creates what the
@@ -71,6 +74,8 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
     fenceWatch = ctx.fence.watch(life, (ms, s) => ctx.clock.sleep(ms, s));
     const rt = new AgentRuntime(ctx, store, ensured.identity, ensured.registered);
     runtime = rt;
+    rt.actions = { handleRequest: (id, payload) => actions.manager.handleRequest(id, payload), reconnected: () => actions.outbox.retryNow() };
+    await actions.start();
     api?.attach(rt);
     while (!life.aborted) {
       stopRun = new AbortController();
@@ -103,6 +108,7 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
     }
   }
   ctx.phase.set("stopping");
+  await actions.close();
   // Stop sequence (spec §3.8): a last report sync (not for a node that just left), then the socket goes.
   await api?.close({ syncReports: !deregistered });
   await Promise.race([privWatch, new Promise((r) => setTimeout(r, 1000).unref())]);

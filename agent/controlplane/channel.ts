@@ -42,6 +42,7 @@ export interface ChannelDeps {
   onRotateKeys: (reason: string) => void;
   triggerReconcile: (why: string) => void;
   onIdentityLost: (status: number) => void;
+  onActionRequest?: (eventId: string, payload: unknown) => void;
 }
 
 export interface EventChannel {
@@ -118,6 +119,7 @@ export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
         },
         onRotateKeys: d.onRotateKeys,
         triggerReconcile: d.triggerReconcile,
+        ...(d.onActionRequest ? { onActionRequest: d.onActionRequest } : {}),
       });
       outcomes[outcome]++;
       log.debug({ event_type: env.event_type, event_id: env.event_id, outcome }, "event handled");

@@ -22,6 +22,8 @@ export interface DispatchContext {
   onSigningKeyRotated: (rotation: SigningKeyRotation) => void;
   onRotateKeys: (reason: string) => void;
   triggerReconcile: (why: string) => void;
+  /** action_request goes to the actions feature (its own admission, ack and replay memory). */
+  onActionRequest?: (eventId: string, payload: unknown) => void;
 }
 
 export type DispatchOutcome = "applied" | "unchanged" | "deferred" | "ignored" | "unknown_type" | "invalid_payload";
@@ -151,6 +153,10 @@ export function dispatchEvent(eventType: string, eventId: string, payload: unkno
       if (!p) return "invalid_payload";
       return mutate(ctx, (s) => (same(s.secret_refs, p.secret_refs) ? undefined : ((s.secret_refs = p.secret_refs), ["secret_refs"])));
     }
+    case "action_request":
+      if (ctx.onActionRequest === undefined) break;
+      ctx.onActionRequest(eventId, payload);
+      return "applied";
     default:
       break;
   }

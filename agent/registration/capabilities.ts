@@ -1,14 +1,15 @@
 import { version } from "../../proto/lib/version.js";
 
-// Capabilities object of spec/control-plane.md §3.0.1. Built-in actions and hooks join
-// the set when the actions feature lands; until then both lists are empty, which the
-// contract allows (the lists are always arrays).
+// The Capabilities object the control plane receives at registration and in every capability
+// update: the binary, the built-in actions and the declared hooks (docs/actions.md).
 export interface Capabilities {
   binary: { version: string; checksum: string };
   builtin_actions: unknown[];
   hooks: unknown[];
 }
 
-export function buildCapabilities(binaryChecksum: string): Capabilities {
-  return { binary: { version, checksum: binaryChecksum }, builtin_actions: [], hooks: [] };
+export type ActionCapabilities = Pick<Capabilities, "builtin_actions" | "hooks">;
+
+export function buildCapabilities(binaryChecksum: string, actions: ActionCapabilities = { builtin_actions: [], hooks: [] }): Capabilities {
+  return { binary: { version, checksum: binaryChecksum }, builtin_actions: actions.builtin_actions, hooks: actions.hooks };
 }

@@ -1,0 +1,205 @@
+import { readdir, readFile, statfs } from "node:fs/promises";
+import os from "node:os";
+import { formatSeconds } from "../../proto/lib/duration.js";
+import { version } from "../../proto/lib/version.js";
+import type { HealthCondition } from "../health/registry.js";
+import type { ActionDef, ParamDef } from "./catalog.js";
+
+// Built-in actions (docs/actions.md "Built-in actions"): each writes one JSON document to
+// stdout. They run inside the agent, need no privilege, and an exception becomes status `error`.
+
+/** What the running agent lends a built-in; everything is read when the action runs. */
+export interface BuiltinHost {
+  nodeId(): string;
+  meshIp(): string;
+  peerCount(): number;
+  uptimeMs(): number;
+  health(): readonly HealthCondition[];
+  lastReconcile(): { at: number; ok: boolean } | undefined;
+  /** Live handshake data per peer, when privhelper answers. */
+  peers(signal: AbortSignal): Promise<{ peer_id: string; handshake_age_s: number | null }[]>;
+  /** service.reload_config; throws with every problem of an invalid file. */
+  reloadConfig(): { applied: string[]; restart_required: string[] };
+}
+
+export interface BuiltinRun {
+  exitCode: number;
+  document: unknown;
+}
+
+export interface Builtin extends ActionDef {
+  run(params: Readonly<Record<string, string>>, host: BuiltinHost, signal: AbortSignal): Promise<BuiltinRun>;
+}
+
+const p = (name: string, type: ParamDef["type"], description: string, extra: Partial<ParamDef> = {}): ParamDef => ({ name, type, required: false, description, ...extra });
+
+async function cpuModel(): Promise<string> {
+  return os.cpus()[0]?.model ?? (await readFile("/proc/cpuinfo", "utf8").catch(() => "")).match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "";
+}
+
+const systemInfo: Builtin = {
+  name: "system.info",
+  type: "builtin",
+  description: "Host, kernel, runtime and plexd facts of this node",
+  parameters: [],
+  async run(_params, host) {
+    return {
+      exitCode: 0,
+      document: {
+        hostname: os.hostname(),
+        os: `${os.type()} ${(await readFile("/etc/os-release", "utf8").catch(() => "")).match(/^PRETTY_NAME="?([^"\n]*)"?$/m)?.[1] ?? ""}`.trim(),
+        kernel: os.release(),
+        arch: process.arch,
+        cpu_model: await cpuModel(),
+        cpu_count: os.availableParallelism(),
+        memory_total: os.totalmem(),
+        runtime_version: process.version,
+        plexd_version: version,
+        node_id: host.nodeId(),
+        mesh_ip: host.meshIp(),
+        peer_count: host.peerCount(),
+        uptime: formatSeconds(host.uptimeMs()),
+      },
+    };
+  },
+};
+
+/** Health conditions that fail or warn each check of health.check. */
+const checkConditions: Record<string, readonly string[]> = {
+  registered: ["identity_rejected"],
+  sse_connected: ["control_plane_disconnected", "events_not_durable"],
+  heartbeat: ["heartbeat_failing"],
+  reconcile: [],
+  privhelper: ["privhelper_unavailable"],
+  interface_up: ["mesh_apply_failed"],
+  firewall_applied: ["firewall_apply_failed"],
+  integrity: ["integrity_violation", "events_rejected"],
+  node_api: ["node_api_unavailable"],
+};
+
+type CheckStatus = "pass" | "warn" | "fail";
+
+const healthCheck: Builtin = {
+  name: "health.check",
+  type: "builtin",
+  description: "The agent's own checks; exit code 0 healthy, 1 degraded, 2 unhealthy",
+  parameters: [p("include_peers", "bool", "also list each peer's handshake age", { default: "false" })],
+  async run(params, host, signal) {
+    const conditions = host.health();
+    const checks = Object.entries(checkConditions).map(([name, codes]) => {
+      const hit = conditions.filter((c) => codes.includes(c.code) && c.severity !== "info");
+      const status: CheckStatus = hit.some((c) => c.severity === "critical") ? "fail" : hit.length > 0 ? "warn" : "pass";
+      return { name, status, detail: hit.map((c) => c.text).join("; ") };
+    });
+    const rec = host.lastReconcile();
+    const reconcile = checks.find((c) => c.name === "reconcile")!;
+    if (rec === undefined) Object.assign(reconcile, { status: "warn", detail: "no reconcile cycle finished yet" });
+    else if (!rec.ok) Object.assign(reconcile, { status: "warn", detail: `last cycle at ${new Date(rec.at).toISOString()} did not complete` });
+    const status = checks.some((c) => c.status === "fail") ? "unhealthy" : checks.some((c) => c.status === "warn") ? "degraded" : "healthy";
+    const peers = params.include_peers === "true" ? (await host.peers(signal)).map((x) => ({ ...x, rtt_ms: null })) : undefined;
+    return { exitCode: { healthy: 0, degraded: 1, unhealthy: 2 }[status], document: { status, checks, ...(peers ? { peers } : {}) } };
+  },
+};
+
+const reloadConfig: Builtin = {
+  name: "service.reload_config",
+  type: "builtin",
+  description: "Re-read the configuration file; an invalid file changes nothing (exit 1)",
+  parameters: [],
+  async run(_params, host) {
+    try {
+      return { exitCode: 0, document: host.reloadConfig() };
+    } catch (err) {
+      return { exitCode: 1, document: { error: err instanceof Error ? err.message : String(err) } };
+    }
+  },
+};
+
+async function cpuPercent(signal: AbortSignal): Promise<number> {
+  const sample = () => os.cpus().reduce((a, c) => ({ idle: a.idle + c.times.idle, total: a.total + Object.values(c.times).reduce((x, y) => x + y, 0) }), { idle: 0, total: 0 });
+  const a = sample();
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, 200);
+    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+  });
+  const b = sample();
+  const total = b.total - a.total;
+  return total > 0 ? Math.round((1 - (b.idle - a.idle) / total) * 1000) / 10 : 0;
+}
+
+async function disks(): Promise<{ mount: string; used: number; total: number }[]> {
+  const mounts = (await readFile("/proc/mounts", "utf8").catch(() => ""))
+    .split("\n")
+    .map((l) => l.split(" "))
+    .filter((f) => f.length > 2 && /^\/dev\//.test(f[0]!))
+    .map((f) => f[1]!.replace(/\\040/g, " "));
+  const out = [];
+  for (const mount of [...new Set(mounts)].slice(0, 32)) {
+    const s = await statfs(mount).catch(() => undefined);
+    if (s) out.push({ mount, used: (s.blocks - s.bfree) * s.bsize, total: s.blocks * s.bsize });
+  }
+  return out;
+}
+
+async function routes(): Promise<{ destination: string; gateway: string; interface: string }[]> {
+  const hex = (h: string) => [0, 1, 2, 3].map((i) => parseInt(h.slice(6 - 2 * i, 8 - 2 * i), 16)).join(".");
+  return (await readFile("/proc/net/route", "utf8").catch(() => ""))
+    .split("\n")
+    .slice(1)
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length >= 8)
+    .map((f) => ({ destination: `${hex(f[1]!)}/${maskBits(f[7]!)}`, gateway: hex(f[2]!), interface: f[0]! }));
+}
+
+/** Set bits of a /proc/net/route mask (host byte order: the count is the same). */
+function maskBits(hexMask: string): number {
+  return [...parseInt(hexMask, 16).toString(2)].filter((c) => c === "1").length;
+}
+
+/** Top processes by CPU time share since they started (one /proc pass, no sampling wait). */
+async function processes(): Promise<{ pid: number; user: string; cpu_percent: number; rss: number; command: string }[]> {
+  const hz = 100;
+  const uptime = Number((await readFile("/proc/uptime", "utf8").catch(() => "0")).split(" ")[0]);
+  const page = 4096;
+  const users = new Map((await readFile("/etc/passwd", "utf8").catch(() => "")).split("\n").map((l) => l.split(":")).map((f) => [f[2] ?? "", f[0] ?? ""] as const));
+  const out = [];
+  for (const name of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = await readFile(`/proc/${name}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      const cpuS = (Number(f[11]) + Number(f[12])) / hz;
+      const startS = Number(f[19]) / hz;
+      const status = await readFile(`/proc/${name}/status`, "utf8");
+      const uid = status.match(/^Uid:\s+(\d+)/m)?.[1] ?? "";
+      out.push({ pid: Number(name), user: users.get(uid) ?? uid, cpu_percent: uptime > startS ? Math.round((cpuS / (uptime - startS)) * 1000) / 10 : 0, rss: Number(f[21]) * page, command: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return out.sort((a, b) => b.cpu_percent - a.cpu_percent).slice(0, 20);
+}
+
+const diagnosticsCollect: Builtin = {
+  name: "diagnostics.collect",
+  type: "builtin",
+  description: "CPU, load, memory, disks, and optionally network and top processes",
+  parameters: [p("include_network", "bool", "interfaces, routes and mesh facts", { default: "true" }), p("include_processes", "bool", "the top 20 processes by CPU", { default: "true" })],
+  async run(params, host, signal) {
+    const doc: Record<string, unknown> = {
+      cpu_percent: await cpuPercent(signal),
+      load_avg: os.loadavg(),
+      memory: { used: os.totalmem() - os.freemem(), total: os.totalmem() },
+      disk: await disks(),
+    };
+    if (params.include_network === "true") {
+      const interfaces = Object.entries(os.networkInterfaces()).map(([name, addrs]) => ({ name, addresses: (addrs ?? []).map((a) => a.cidr ?? a.address) }));
+      doc.network = { interfaces, routes: await routes(), mesh: { node_id: host.nodeId(), mesh_ip: host.meshIp(), peer_count: host.peerCount() } };
+    }
+    if (params.include_processes === "true") doc.processes = await processes();
+    return { exitCode: 0, document: doc };
+  },
+};
+
+/** The built-ins this agent runs, by name. */
+export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, reloadConfig].map((b) => [b.name, b]));

@@ -1,0 +1,76 @@
+import { PlexdError } from "../../proto/lib/errors.js";
+import type { AgentRuntime } from "../runtime.js";
+import type { AgentContext } from "../system.js";
+import { AckedIds } from "./acked-ids.js";
+import type { BuiltinHost } from "./builtins.js";
+import { ActionManager, type HookRuntime } from "./manager.js";
+import { ResultOutbox, sendAck } from "./outbox.js";
+
+// The actions feature of a running agent, assembled: executed-id memory, result outbox and the
+// manager, with the built-ins' view of the agent. `plexd up` opens it before registration (the
+// registration body announces the actions) and closes it after the loops stopped.
+
+export interface Actions {
+  readonly manager: ActionManager;
+  readonly outbox: ResultOutbox;
+  /** Once the identity is known: results left pending by an earlier run go out. */
+  start(): Promise<void>;
+  /** Shutdown: drain running executions (results stay on disk), stop delivery, persist the memory. */
+  close(): Promise<void>;
+}
+
+export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime | undefined, hooks?: HookRuntime): Promise<Actions> {
+  const log = ctx.log.child({ component: "actions" });
+  const acked = await AckedIds.open(ctx.config.data_dir, () => ctx.clock.now(), log, ctx.fence);
+  const identity = (): { nodeId: string; token: string } => {
+    const id = runtime()?.identity;
+    if (id === undefined) throw new PlexdError("unavailable", "no identity yet");
+    return { nodeId: id.nodeId, token: id.identityToken };
+  };
+  const transport = { cp: ctx.cp, identity, log, sleep: (ms: number, s: AbortSignal) => ctx.clock.sleep(ms, s) };
+  const outbox = new ResultOutbox({ ...transport, dataDir: ctx.config.data_dir, writer: ctx.fence });
+  const stopAcks = new AbortController();
+  const host: BuiltinHost = {
+    nodeId: () => runtime()?.identity.nodeId ?? "",
+    meshIp: () => runtime()?.identity.meshIp ?? "",
+    peerCount: () => Object.keys(runtime()?.store.state.peers ?? {}).length,
+    uptimeMs: () => ctx.clock.now() - ctx.startedAt,
+    health: () => ctx.health.list(),
+    lastReconcile: () => runtime()?.lastReconcile,
+    async peers(signal) {
+      const live = await ctx.priv.readMesh({ interface: ctx.config.mesh.interface }, { signal, timeoutMs: 5000 });
+      const byKey = new Map(live.peers.map((p) => [p.publicKey, p]));
+      return Object.values(runtime()?.store.state.peers ?? {}).map((p) => {
+        const hs = byKey.get(p.public_key)?.lastHandshake;
+        const at = hs === undefined ? 0 : Number(hs.seconds) * 1000;
+        return { peer_id: p.id, handshake_age_s: at > 0 ? Math.round((ctx.clock.now() - at) / 1000) : null };
+      });
+    },
+    reloadConfig() {
+      if (ctx.reloader === undefined) throw new PlexdError("failed_precondition", "this agent cannot reload its configuration");
+      const plan = ctx.reloader.reload("action service.reload_config");
+      return { applied: plan.applied, restart_required: plan.restartRequired };
+    },
+  };
+  const manager = new ActionManager({
+    config: () => ctx.config,
+    acked,
+    outbox,
+    ack: (body) => sendAck(transport, body, stopAcks.signal),
+    host,
+    ...(hooks ? { hooks } : {}),
+    log,
+    now: () => ctx.clock.now(),
+  });
+  return {
+    manager,
+    outbox,
+    start: () => outbox.resume(),
+    async close() {
+      await manager.drain();
+      stopAcks.abort();
+      await outbox.close();
+      await acked.close().catch((err: unknown) => log.error({ err: PlexdError.from(err).message }, "executed-id memory not written at shutdown"));
+    },
+  };
+}
