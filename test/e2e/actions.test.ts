@@ -1,0 +1,137 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { LaunchedMockcp } from "../../mockcp/launch.js";
+import { createTopology, ensureSystemUsers, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { cpPort, startCpOnHub } from "./lib/cp.js";
+import { linesWith } from "./lib/logs.js";
+import { nodeId } from "./lib/mesh.js";
+import { createNode, type PlexdNode } from "./lib/node.js";
+
+// Remote actions against a real agent, privhelper and mockcp in namespaces (docs/actions.md):
+// every built-in answers with ack and result, bad requests get their reason and run nothing,
+// and a replayed execution id never runs twice — also after the agent restarted.
+
+useHarness();
+
+let users: SystemUsers;
+let topo: Topology;
+let cp: LaunchedMockcp;
+let node: PlexdNode;
+let id: string;
+
+async function startAgent(): Promise<void> {
+  const p = node.startAgent();
+  await p.waitForLine(/"msg":"event stream connected"/, 60_000);
+}
+
+beforeAll(async () => {
+  users = await ensureSystemUsers();
+  topo = await createTopology({ nodes: ["act"] });
+  cp = await startCpOnHub(topo);
+  const { token } = await cp.client.createToken();
+  node = createNode({ name: "act", ns: topo.node("act").ns, api: `https://${topo.hub.ip}:${cpPort}`, caFile: cp.caFile, users, token, config: { actions: { max_concurrent: 2 } } });
+  await node.startPrivhelper();
+  await startAgent();
+  id = nodeId(node);
+});
+
+const acks = async (executionId: string) => (await cp.client.execution(id, executionId)).acks.map((a) => a.body as { status: string; reason: string });
+const started = (executionId: string) => linesWith(node.agent!.output(), "action started", { execution_id: executionId }).length;
+
+describe("built-in actions", () => {
+  it("are announced at registration with their parameters", async () => {
+    const { capabilities } = await cp.client.capabilities(id);
+    const names = (capabilities as { builtin_actions: { name: string; parameters: { name: string }[] }[] }).builtin_actions.map((b) => b.name);
+    expect(names).toEqual(expect.arrayContaining(["system.info", "health.check", "diagnostics.collect", "service.reload_config"]));
+  });
+
+  it("each gets an ack and a result with its document", async () => {
+    const run = async (action: string, parameters: Record<string, string | boolean> = {}) => {
+      const { execution_id } = await cp.client.pushAction(id, { action, parameters });
+      const rec = await cp.client.waitForResult(id, execution_id, { timeoutMs: 30_000 });
+      expect(rec.acks.map((a) => a.body)).toEqual([{ execution_id, status: "accepted", reason: "" }]);
+      const r = rec.result!.body as { status: string; exit_code: number; stdout: string; duration: string; triggered_by: { type: string } };
+      expect(r.duration).toMatch(/^\d+\.\d+s$/);
+      expect(r.triggered_by.type).toBe("control_plane");
+      return { ...r, doc: JSON.parse(r.stdout) as Record<string, unknown> };
+    };
+    const info = await run("system.info");
+    expect(info).toMatchObject({ status: "success", exit_code: 0 });
+    expect(info.doc).toMatchObject({ node_id: id, hostname: expect.any(String), kernel: expect.any(String), cpu_count: expect.any(Number), plexd_version: expect.any(String), peer_count: 0 });
+    expect(Object.keys(info.doc).sort()).toEqual(["arch", "cpu_count", "cpu_model", "hostname", "kernel", "memory_total", "mesh_ip", "node_id", "os", "peer_count", "plexd_version", "runtime_version", "uptime"]);
+
+    const health = await run("health.check", { include_peers: true });
+    expect(health.doc.status).toMatch(/^(healthy|degraded|unhealthy)$/);
+    expect(health.exit_code).toBe({ healthy: 0, degraded: 1, unhealthy: 2 }[health.doc.status as string]);
+    expect((health.doc.checks as { name: string }[]).map((c) => c.name)).toEqual(["registered", "sse_connected", "heartbeat", "reconcile", "privhelper", "interface_up", "firewall_applied", "integrity", "node_api"]);
+    expect(health.doc.peers).toEqual([]);
+
+    const diag = await run("diagnostics.collect", { include_processes: false });
+    expect(diag).toMatchObject({ status: "success", exit_code: 0 });
+    expect(diag.doc).toMatchObject({ cpu_percent: expect.any(Number), load_avg: expect.any(Array), memory: { used: expect.any(Number), total: expect.any(Number) }, network: { mesh: { node_id: id } } });
+    expect(diag.doc.processes).toBeUndefined();
+
+    const reload = await run("service.reload_config");
+    expect(reload).toMatchObject({ status: "success", exit_code: 0, doc: { applied: [], restart_required: [] } });
+  });
+});
+
+describe("bad requests", () => {
+  it("each gets its reason and nothing runs", async () => {
+    const cases: [Parameters<typeof cp.client.pushAction>[1], string][] = [
+      [{ action: "no.such_action" }, "unknown_action"],
+      [{ action: "hooks/undeclared" }, "unknown_action"],
+      [{ action: "system.info", type: "hook" }, "unknown_action"],
+      [{ action: "system.info", parameters: { extra: "x" } }, "invalid_parameters"],
+      [{ action: "health.check", parameters: { include_peers: "$(reboot)\n;rm -rf /" } }, "invalid_parameters"],
+      [{ action: "health.check", parameters: { include_peers: 1 } }, "invalid_parameters"],
+    ];
+    const pushed = [];
+    for (const [req] of cases) pushed.push(await cp.client.pushAction(id, req));
+    for (const [i, p] of pushed.entries()) {
+      await expect.poll(() => acks(p.execution_id), { timeout: 30_000 }).toEqual([{ execution_id: p.execution_id, status: "rejected", reason: cases[i]![1] }]);
+      expect(started(p.execution_id)).toBe(0);
+    }
+    // A 129-character execution id names no execution: logged, never acknowledged, never run.
+    const long = await cp.client.pushAction(id, { action: "system.info", execution_id: "x".repeat(129) });
+    const marker = await cp.client.pushAction(id, { action: "no.such_action" });
+    await expect.poll(() => acks(marker.execution_id), { timeout: 30_000 }).toHaveLength(1);
+    expect(await acks(long.execution_id)).toEqual([]);
+    expect(linesWith(node.agent!.output(), "action_request without a usable execution_id; not acknowledged").length).toBeGreaterThanOrEqual(1);
+    expect((await cp.client.execution(id, long.execution_id)).result).toBeNull();
+  });
+});
+
+describe("replays", () => {
+  it("a replayed execution_id does not run twice, also after an agent restart", async () => {
+    const first = await cp.client.pushAction(id, { action: "system.info", execution_id: "exec_replayed" });
+    await cp.client.waitForResult(id, first.execution_id, { timeoutMs: 30_000 });
+    // The same execution in a new event (new event id, nonce and signature): dropped, no second ack.
+    await cp.client.pushAction(id, { action: "system.info", execution_id: "exec_replayed" });
+    const marker = await cp.client.pushAction(id, { action: "system.info" });
+    await cp.client.waitForResult(id, marker.execution_id, { timeoutMs: 30_000 });
+    await expect.poll(() => linesWith(node.agent!.output(), "action_request for an execution already acknowledged; dropped", { execution_id: "exec_replayed" }).length, { timeout: 10_000 }).toBe(1);
+
+    // SIGKILL: no orderly snapshot of the memory; its journal alone must carry the id.
+    await node.agent!.kill("SIGKILL");
+    await startAgent();
+    await cp.client.pushAction(id, { action: "system.info", execution_id: "exec_replayed" });
+    const after = await cp.client.pushAction(id, { action: "system.info" });
+    await cp.client.waitForResult(id, after.execution_id, { timeoutMs: 30_000 });
+    await expect.poll(() => linesWith(node.agent!.output(), "action_request for an execution already acknowledged; dropped", { execution_id: "exec_replayed" }).length, { timeout: 10_000 }).toBe(1);
+    const rec = await cp.client.execution(id, "exec_replayed");
+    expect(rec.acks).toHaveLength(1);
+    expect(rec.result_deliveries).toBe(1);
+    expect(started("exec_replayed")).toBe(0);
+
+    // The memory is private to the agent.
+    for (const f of ["acked.json", "acked.journal"]) {
+      const p = join(node.dataDir, "executions", f);
+      if (readdirSync(join(node.dataDir, "executions")).includes(f)) expect(statSync(p).mode & 0o777).toBe(0o600);
+    }
+    expect(statSync(join(node.dataDir, "executions")).mode & 0o777).toBe(0o700);
+    const memory = ["acked.json", "acked.journal"].map((f) => readFileSync(join(node.dataDir, "executions", f), "utf8")).join("");
+    expect(memory).toContain("exec_replayed");
+  });
+});
