@@ -50,7 +50,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "plexd-adapter-"));
   server = new grpc.Server();
   // One call at a time, one more waiting, for reads and for mutations: small enough to fill in a test.
-  const gates = { read: createGate(1, 1), write: createGate(1, 1) };
+  const gates = { read: createGate(1, 1), write: createGate(1, 1), run: createGate(1, 1) };
   server.addService(grpcServiceDefinition(PrivHelperService, { rawRequests: true }), bindHandlers(PrivHelperService, handlers, { log, gates, callerOf: () => caller }));
   await new Promise((res, rej) => server.bindAsync(`unix:${join(dir, "s.sock")}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
   client = new grpc.Client(`unix:${join(dir, "s.sock")}`, grpc.credentials.createInsecure());

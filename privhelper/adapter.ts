@@ -35,12 +35,14 @@ export function createGate(concurrency: number, queued: number) {
 }
 
 // Reads are frequent (drift checks, plexd top) and change nothing: debug level only.
-const readOnly = /^(get|read)/;
+const readOnly = /^(get|read|hash)/;
+// Hook runs last up to their timeout: a gate of their own, so they never hold up an apply.
+const longRunning = new Set(["runSandboxed"]);
 
 export function bindHandlers<S extends GenServiceMethods>(
   service: GenService<S>,
   handlers: Handlers<S>,
-  opts: { log: Logger; gates: Record<"read" | "write", ReturnType<typeof createGate>>; callerOf(call: { getPeer(): string }): { uid: number; pid: number } | undefined },
+  opts: { log: Logger; gates: Record<"read" | "write" | "run", ReturnType<typeof createGate>>; callerOf(call: { getPeer(): string }): { uid: number; pid: number } | undefined },
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const method of service.methods) {
@@ -60,7 +62,7 @@ export function bindHandlers<S extends GenServiceMethods>(
       };
       const ac = new AbortController();
       call.on("cancelled", () => ac.abort(new PlexdError("cancelled", "call cancelled")));
-      const run = opts.gates[mutation ? "write" : "read"](async () => {
+      const run = opts.gates[longRunning.has(method.localName) ? "run" : mutation ? "write" : "read"](async () => {
         ac.signal.throwIfAborted();
         let req: unknown;
         try {

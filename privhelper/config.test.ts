@@ -17,6 +17,7 @@ describe("privConfigFrom", () => {
       allowDefaultRoute: false,
       minRoutePrefix: { 4: 8, 6: 16 },
       fullTunnelTable: 51820,
+      hooksDir: "/etc/plexd/hooks.d",
     });
     expect(Object.isFrozen(c) && Object.isFrozen(c.allowedInterfaces)).toBe(true);
   });

@@ -18,6 +18,8 @@ export interface PrivConfig {
   readonly minRoutePrefix: { 4: number; 6: number };
   /** mesh.full_tunnel_table: the routing table of 0.0.0.0/0 and ::/0, and the device's fwmark (wg-quick's 51820). */
   readonly fullTunnelTable: number;
+  /** hooks.dir: the only directory whose files HashFiles and RunSandboxed accept. */
+  readonly hooksDir: string;
 }
 
 export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
@@ -45,6 +47,7 @@ export function privConfigFrom(doc: unknown): PrivConfig {
     socket: get("privhelper.socket", "/run/plexd-priv/privhelper.sock", abs, "must be an absolute path") as string,
     chainName: get("policy.chain_name", "plexd-mesh", (v: string) => /^[A-Za-z0-9_-]{1,31}$/.test(v), "must match ^[A-Za-z0-9_-]{1,31}$") as string,
     tokenFile: get("token.file", "/etc/plexd/bootstrap-token", abs, "must be an absolute path") as string,
+    hooksDir: get("hooks.dir", "/etc/plexd/hooks.d", abs, "must be an absolute path") as string,
     allowedInterfaces: Object.freeze([meshInterface]),
     allowDefaultRoute: get("mesh.allow_default_route", false, () => true, "must be true or false") as boolean,
     minRoutePrefix: {

@@ -13,8 +13,10 @@ import { wgTool } from "./os/wg.js";
 import { makeApplyMesh, type MeshDeps } from "./service/apply-mesh.js";
 import { makeApplyFirewall, makeReadFirewall } from "./service/firewall.js";
 import { makeGetInfo } from "./service/get-info.js";
+import { makeHashFiles } from "./service/hook-file.js";
 import { makeReadMesh } from "./service/read-mesh.js";
 import { makeRemoveBootstrapToken } from "./service/remove-bootstrap-token.js";
+import { makeRunSandboxed } from "./service/run-sandboxed.js";
 import { makeStunProbe } from "./service/stun-probe.js";
 import { makeTeardown } from "./service/teardown.js";
 
@@ -51,5 +53,7 @@ export function buildHandlers(deps: Deps): Handlers<(typeof PrivHelperService)["
     teardown: makeTeardown(mesh, locks),
     removeBootstrapToken: makeRemoveBootstrapToken(deps),
     stunProbe: makeStunProbe({ ...mesh, lock: locks.stun }),
+    hashFiles: makeHashFiles(deps),
+    runSandboxed: makeRunSandboxed(deps),
   };
 }

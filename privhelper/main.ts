@@ -50,7 +50,7 @@ async function main(): Promise<number> {
   }
   if (!loadPeerCredAddon()) throw new PlexdError("failed_precondition", "the SO_PEERCRED addon is not built (npm run build:native): without it no caller can be told from another");
   const [gid, agentUid] = [await idOf("group", flags.group), await idOf("passwd", flags.agentUser)];
-  const implementation = bindHandlers(PrivHelperService, handlers, { log, gates: { read: createGate(2, 64), write: createGate(2, 64) }, callerOf });
+  const implementation = bindHandlers(PrivHelperService, handlers, { log, gates: { read: createGate(2, 64), write: createGate(2, 64), run: createGate(32, 32) }, callerOf });
   const server = await startServer({ socketPath, gid, allowedUids: [agentUid], service: grpcServiceDefinition(PrivHelperService, { rawRequests: true }), implementation, readPeer: nativePeerCredReader(), log });
   log.info({ socket: socketPath, group: flags.group, agentUser: flags.agentUser, allowed: config.allowedInterfaces }, "privhelper listening");
   await new Promise((resolve) => process.once("SIGTERM", resolve).once("SIGINT", resolve));

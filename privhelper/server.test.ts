@@ -64,7 +64,7 @@ beforeAll(async () => {
     gid,
     allowedUids: [agentUid],
     service: grpcServiceDefinition(PrivHelperService, { rawRequests: true }),
-    implementation: bindHandlers(PrivHelperService, handlers, { log, gates: { read: createGate(4, 16), write: createGate(4, 16) }, callerOf }),
+    implementation: bindHandlers(PrivHelperService, handlers, { log, gates: { read: createGate(4, 16), write: createGate(4, 16), run: createGate(4, 16) }, callerOf }),
     readPeer: () => creds.shift(),
     log,
   });

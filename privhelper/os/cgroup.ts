@@ -1,0 +1,48 @@
+// Hook cgroups under plexd-hooks.slice in the cgroup v2 hierarchy, when one is mounted: the
+// limits of a hook's `resources`, and a kill that reaches every process of the hook however it
+// forked (cgroup.kill). Without cgroup v2 a hook runs without them; one that asks for limits
+// then cannot run (sandbox_unavailable).
+import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+
+export interface HookCgroup {
+  readonly path: string;
+  add(pid: number): Promise<void>;
+  pids(): Promise<number[]>;
+  kill(): Promise<void>;
+  remove(): Promise<void>;
+}
+
+async function cgroup2Root(): Promise<string | undefined> {
+  const mounts = await readFile("/proc/self/mounts", "utf8").catch(() => "");
+  return mounts.split("\n").map((l) => l.split(" ")).find((f) => f[2] === "cgroup2")?.[1];
+}
+
+/** A fresh cgroup named `name`, or undefined without cgroup v2; throws when `limits` cannot be had. */
+export async function createHookCgroup(name: string, limits: { cpu: number; memoryBytes: bigint }): Promise<HookCgroup | undefined> {
+  const root = await cgroup2Root();
+  const wanted = [...(limits.cpu > 0 ? ["cpu"] : []), ...(limits.memoryBytes > 0n ? ["memory"] : [])];
+  const available = root === undefined ? [] : (await readFile(join(root, "cgroup.controllers"), "utf8").catch(() => "")).trim().split(/\s+/);
+  const missing = wanted.filter((c) => !available.includes(c));
+  if (missing.length > 0) throw new Error(`sandbox_unavailable: no cgroup v2 ${missing.join(" and ")} controller for the hook's resources`);
+  if (root === undefined) return undefined;
+  const slice = join(root, "plexd-hooks.slice");
+  await mkdir(slice, { recursive: true });
+  if (wanted.length > 0) {
+    await writeFile(join(root, "cgroup.subtree_control"), wanted.map((c) => `+${c}`).join(" "));
+    await writeFile(join(slice, "cgroup.subtree_control"), wanted.map((c) => `+${c}`).join(" "));
+  }
+  const path = join(slice, name);
+  await mkdir(path);
+  // cpu.max is "<quota> <period>": cores × period.
+  if (limits.cpu > 0) await writeFile(join(path, "cpu.max"), `${Math.max(1000, Math.round(limits.cpu * 100_000))} 100000`);
+  if (limits.memoryBytes > 0n) await writeFile(join(path, "memory.max"), String(limits.memoryBytes));
+  return {
+    path,
+    add: (pid) => writeFile(join(path, "cgroup.procs"), String(pid)),
+    pids: async () => (await readFile(join(path, "cgroup.procs"), "utf8").catch(() => "")).split("\n").filter((l) => l !== "").map(Number),
+    kill: () => writeFile(join(path, "cgroup.kill"), "1").catch(() => undefined),
+    // Only an empty cgroup can be removed: the caller waits for the processes to end first.
+    remove: () => rmdir(path),
+  };
+}

@@ -1,0 +1,120 @@
+// RunSandboxed: one hook run, as its user, in the sandbox its definition names. The file is
+// checked and hashed by openHook and executed from that same descriptor (fd 3 of the child,
+// /proc/self/fd/3). Tools do the isolation — bubblewrap (mount + PID namespaces, read-only
+// root, writable paths bound, fresh /dev and /proc) and setpriv (the user, no new privileges,
+// no capabilities) — started with argument arrays, never a shell; parameters reach the hook
+// only as PLEXD_* environment variables. At the timeout, or when the caller cancels, every
+// process of the hook gets SIGTERM, and SIGKILL 5 s later.
+import { spawn } from "node:child_process";
+import { readdir, readFile } from "node:fs/promises";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { RunSandboxedRequest, RunSandboxedResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { PlexdError } from "../../proto/lib/errors.js";
+import { CappedBuffer } from "../../proto/lib/output-cap.js";
+import type { CallContext } from "../adapter.js";
+import type { PrivConfig } from "../config.js";
+import type { Logger } from "../log.js";
+import { createHookCgroup } from "../os/cgroup.js";
+import type { Host } from "../os/host.js";
+import type { Runner } from "../os/run.js";
+import { openHook } from "./hook-file.js";
+
+const killGraceMs = 5000;
+const safePath = (p: string, under = "/") => p.startsWith(under) && !p.split("/").includes("..") && !p.includes("\0");
+const bad = (m: string) => new PlexdError("invalid_argument", m);
+
+function validate(req: RunSandboxedRequest): void {
+  if (!["none", "namespaced", "container"].includes(req.sandbox)) throw bad(`unknown sandbox ${JSON.stringify(req.sandbox)}`);
+  if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(req.user)) throw bad(`invalid user name ${JSON.stringify(req.user)}`);
+  if (req.timeoutMs < 1 || req.timeoutMs > 86_400_000) throw bad("timeout_ms must be 1 ms to 24 h");
+  if (req.maxOutputBytes < 1024 || req.maxOutputBytes > 4 * 1024 * 1024) throw bad("max_output_bytes must be 1 KiB to 4 MiB");
+  for (const [k, v] of Object.entries(req.env)) if (!/^PLEXD_[A-Z0-9_]{1,128}$/.test(k) || v.includes("\0")) throw bad(`environment variable ${JSON.stringify(k)} not allowed`);
+  for (const p of req.writablePaths) if (!safePath(p)) throw bad(`writable path must be absolute: ${JSON.stringify(p)}`);
+  for (const d of req.allowedDevices) if (!safePath(d, "/dev/")) throw bad(`device must lie under /dev: ${JSON.stringify(d)}`);
+  if (!(req.cpu >= 0 && req.cpu <= 1024)) throw bad("cpu must be 0 to 1024 cores");
+}
+
+/** uid, gid and home of `user`, through NSS. */
+async function account(runner: Runner, user: string): Promise<{ uid: string; gid: string; home: string }> {
+  const r = await runner.run("getent", ["passwd", user], { allowFailure: true, timeoutMs: 5000 });
+  const f = r.stdout.trim().split(":");
+  if (r.exitCode !== 0 || f.length < 7) throw new PlexdError("failed_precondition", `user ${user} does not exist`);
+  return { uid: f[2]!, gid: f[3]!, home: f[5]! };
+}
+
+/** Processes in process group `pgid`, as pid and command name. */
+async function groupMembers(pgid: number): Promise<{ pid: number; comm: string }[]> {
+  const out = [];
+  for (const pid of (await readdir("/proc")).filter((e) => /^\d+$/.test(e))) {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) === pgid) out.push({ pid: Number(pid), comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
+  }
+  return out;
+}
+
+export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; host: Host; log: Logger }) {
+  return async (req: RunSandboxedRequest, ctx: CallContext): Promise<MessageInitShape<typeof RunSandboxedResponseSchema>> => {
+    validate(req);
+    const [setpriv, bwrap] = [await deps.host.which("setpriv"), await deps.host.which("bwrap")];
+    if (req.sandbox === "container") throw new PlexdError("failed_precondition", "sandbox_unavailable: the container sandbox is not available on this node");
+    if (setpriv === undefined || (req.sandbox === "namespaced" && bwrap === undefined)) throw new PlexdError("failed_precondition", `sandbox_unavailable: ${setpriv === undefined ? "setpriv" : "bwrap (bubblewrap)"} is not installed`);
+    const who = await account(deps.runner, req.user);
+    const hook = await openHook(deps.config, req.path);
+    try {
+      if (hook.checksum !== req.checksum) throw new PlexdError("failed_precondition", `integrity_violation: checksum ${hook.checksum}, expected ${req.checksum}`);
+      const cgroup = await createHookCgroup(`run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, { cpu: req.cpu, memoryBytes: req.memoryBytes }).catch((err: unknown) => {
+        throw new PlexdError("failed_precondition", PlexdError.from(err).message);
+      });
+      const drop = ["--reuid", who.uid, "--regid", who.gid, "--init-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", "/proc/self/fd/3"];
+      const [file, args] =
+        req.sandbox === "none"
+          ? [setpriv, drop]
+          : [
+              bwrap!,
+              ["--ro-bind", "/", "/", ...req.writablePaths.flatMap((p) => ["--bind", p, p]), "--dev", "/dev", ...req.allowedDevices.flatMap((d) => ["--dev-bind", d, d]), ...(req.mountProc ? ["--proc", "/proc"] : []), "--unshare-pid", "--die-with-parent", "--chdir", "/", "--", setpriv, ...drop],
+            ];
+      const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: who.home, ...req.env };
+      const child = spawn(file, args, { cwd: "/", env, detached: true, stdio: ["ignore", "pipe", "pipe", hook.fh.fd] });
+      const pid = child.pid;
+      if (pid !== undefined) await cgroup?.add(pid).catch(() => undefined);
+      const out = [new CappedBuffer(req.maxOutputBytes), new CappedBuffer(req.maxOutputBytes)] as const;
+      child.stdout!.on("data", (c: Buffer) => out[0].push(c));
+      child.stderr!.on("data", (c: Buffer) => out[1].push(c));
+      let timedOut = false;
+      let killTimer: NodeJS.Timeout | undefined;
+      const stop = (why: "timeout" | "cancelled"): void => {
+        if (killTimer !== undefined || pid === undefined) return;
+        timedOut = why === "timeout";
+        deps.log.info({ path: hook.realPath, pid, why }, "hook stopped: SIGTERM, SIGKILL in 5 s");
+        // The sandbox's own bwrap processes are spared the SIGTERM: their end would SIGKILL the hook at once.
+        void Promise.all([groupMembers(pid), cgroup?.pids() ?? []]).then(([group, inCgroup]) => {
+          for (const p of new Set([...group.filter((m) => m.comm !== "bwrap").map((m) => m.pid), ...inCgroup])) deps.host.kill(p, "SIGTERM");
+        });
+        killTimer = setTimeout(() => {
+          deps.host.kill(-pid, "SIGKILL");
+          void cgroup?.kill();
+        }, killGraceMs);
+      };
+      const timer = setTimeout(() => stop("timeout"), req.timeoutMs);
+      const onCancel = (): void => stop("cancelled");
+      ctx.signal.addEventListener("abort", onCancel, { once: true });
+      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+        child.once("error", reject);
+        child.once("close", (c, s) => resolve([c, s]));
+      }).finally(() => {
+        clearTimeout(timer);
+        clearTimeout(killTimer);
+        ctx.signal.removeEventListener("abort", onCancel);
+      });
+      // Whatever the hook left behind (a daemon it started) ends with it.
+      await cgroup?.kill();
+      for (let i = 0; i < 50 && cgroup !== undefined && (await cgroup.pids()).length > 0; i++) await deps.host.sleep(20);
+      await cgroup?.remove().catch((err: unknown) => deps.log.warn({ cgroup: cgroup.path, err: PlexdError.from(err).message }, "hook cgroup not removed"));
+      deps.log.info({ path: hook.realPath, user: req.user, sandbox: req.sandbox, exit_code: code, signal, timed_out: timedOut }, "hook ran");
+      return { exitCode: timedOut || code === null ? -1 : code, stdout: out[0].text(), stderr: out[1].text(), timedOut, signal: signal ?? "" };
+    } finally {
+      await hook.fh.close();
+    }
+  };
+}
