@@ -25,8 +25,6 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
   store.onPersistError = (err) => log.error({ err: PlexdError.from(err).message }, "desired state could not be persisted");
 
   let runtime: AgentRuntime | undefined;
-  const actions = await openActions(ctx, () => runtime);
-  ctx.actionCapabilities = () => actions.manager.capabilities();
   let pending: DeregisterRequest | undefined;
   let stopRun: AbortController | undefined;
   // AgentService.Deregister (spec §3.8): the loops stop first, so nothing re-creates what the
@@ -56,11 +54,14 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
   // `plexd deregister` run beside this agent without its node API removes the identity from
   // data_dir: the agent then stops as if told to, and writes nothing more there (DataDirFence).
   const life = AbortSignal.any([signal, ctx.fence.signal]);
+  const actions = await openActions(ctx, () => runtime, life);
+  ctx.actionCapabilities = () => actions.manager.capabilities();
   let fenceWatch: Promise<void> = Promise.resolve();
   const privWatch = watchPrivhelper(ctx, life, (restarted) => {
     // A restarted privhelper kept the kernel state; re-assert it and check for drift.
     runtime?.kernel?.trigger(restarted ? "privhelper_restarted" : "privhelper_up");
     if (restarted) runtime?.reconcile("privhelper_restarted");
+    void actions.hooks.scan(restarted ? "privhelper_restarted" : "privhelper_up");
   }).catch((err: unknown) => {
     if (!isCancellation(err)) log.error({ err: PlexdError.from(err).message }, "privhelper watch failed");
   });

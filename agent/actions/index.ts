@@ -1,9 +1,10 @@
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { AgentRuntime } from "../runtime.js";
 import type { AgentContext } from "../system.js";
+import { HookSet } from "../hooks/hook-set.js";
 import { AckedIds } from "./acked-ids.js";
 import type { BuiltinHost } from "./builtins.js";
-import { ActionManager, type HookRuntime } from "./manager.js";
+import { ActionManager } from "./manager.js";
 import { ResultOutbox, sendAck } from "./outbox.js";
 
 // The actions feature of a running agent, assembled: executed-id memory, result outbox and the
@@ -13,13 +14,15 @@ import { ResultOutbox, sendAck } from "./outbox.js";
 export interface Actions {
   readonly manager: ActionManager;
   readonly outbox: ResultOutbox;
+  readonly hooks: HookSet;
   /** Once the identity is known: results left pending by an earlier run go out. */
   start(): Promise<void>;
   /** Shutdown: drain running executions (results stay on disk), stop delivery, persist the memory. */
   close(): Promise<void>;
 }
 
-export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime | undefined, hooks?: HookRuntime): Promise<Actions> {
+/** Opens the memory and scans the hooks (their checksums go into the registration). */
+export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime | undefined, signal: AbortSignal): Promise<Actions> {
   const log = ctx.log.child({ component: "actions" });
   const acked = await AckedIds.open(ctx.config.data_dir, () => ctx.clock.now(), log, ctx.fence);
   const identity = (): { nodeId: string; token: string } => {
@@ -52,19 +55,34 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
       return { applied: plan.applied, restart_required: plan.restartRequired };
     },
   };
+  const hooks = new HookSet({
+    config: () => ctx.config,
+    priv: ctx.priv,
+    log: ctx.log.child({ component: "hooks" }),
+    nodeId: () => runtime()?.identity.nodeId ?? "",
+    async reportViolation(v) {
+      const { nodeId, token } = identity();
+      const res = await ctx.cp.request({ method: "POST", path: `/v1/nodes/${encodeURIComponent(nodeId)}/integrity/violations`, token, body: v, signal: AbortSignal.timeout(30_000) });
+      if (res.status < 200 || res.status >= 300) log.warn({ status: res.status }, "integrity violation not delivered");
+    },
+    onChange: () => runtime()?.capabilitiesChanged(),
+  });
+  await hooks.scan("startup");
+  hooks.watch(signal, (fn) => ctx.live.subscribe(fn));
   const manager = new ActionManager({
     config: () => ctx.config,
     acked,
     outbox,
     ack: (body) => sendAck(transport, body, stopAcks.signal),
     host,
-    ...(hooks ? { hooks } : {}),
+    hooks,
     log,
     now: () => ctx.clock.now(),
   });
   return {
     manager,
     outbox,
+    hooks,
     start: () => outbox.resume(),
     async close() {
       await manager.drain();

@@ -42,13 +42,14 @@ async function account(runner: Runner, user: string): Promise<{ uid: string; gid
   return { uid: f[2]!, gid: f[3]!, home: f[5]! };
 }
 
-/** Processes in process group `pgid`, as pid and command name. */
-async function groupMembers(pgid: number): Promise<{ pid: number; comm: string }[]> {
+const commOf = async (pid: number): Promise<string> => (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => "")).trim();
+
+/** Processes in process group `pgid`. */
+async function groupMembers(pgid: number): Promise<number[]> {
   const out = [];
   for (const pid of (await readdir("/proc")).filter((e) => /^\d+$/.test(e))) {
     const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) === pgid) out.push({ pid: Number(pid), comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
+    if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]) === pgid) out.push(Number(pid));
   }
   return out;
 }
@@ -88,8 +89,8 @@ export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; hos
         timedOut = why === "timeout";
         deps.log.info({ path: hook.realPath, pid, why }, "hook stopped: SIGTERM, SIGKILL in 5 s");
         // The sandbox's own bwrap processes are spared the SIGTERM: their end would SIGKILL the hook at once.
-        void Promise.all([groupMembers(pid), cgroup?.pids() ?? []]).then(([group, inCgroup]) => {
-          for (const p of new Set([...group.filter((m) => m.comm !== "bwrap").map((m) => m.pid), ...inCgroup])) deps.host.kill(p, "SIGTERM");
+        void Promise.all([groupMembers(pid), cgroup?.pids() ?? []]).then(async ([group, inCgroup]) => {
+          for (const p of new Set([...group, ...inCgroup])) if ((await commOf(p)) !== "bwrap") deps.host.kill(p, "SIGTERM");
         });
         killTimer = setTimeout(() => {
           deps.host.kill(-pid, "SIGKILL");
