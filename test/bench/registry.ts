@@ -9,6 +9,8 @@ import { reconcileIdle } from "./reconcile-idle.js";
 import { reconcileScale } from "./reconcile-scale.js";
 import { rssAgent } from "./rss-agent.js";
 import { rssPrivhelper } from "./rss-privhelper.js";
+import { sandboxStart } from "./sandbox-start.js";
+import { actionRoundtrip } from "./action-roundtrip.js";
 
 // Benchmarks are programs, not timed tests (design.md 5, 6). Each one measures its own floor in
 // the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
@@ -51,4 +53,6 @@ export const benchmarks: Record<string, Benchmark> = {
   "cli-status": cliStatus,
   "rss-privhelper": rssPrivhelper,
   "rss-agent": rssAgent,
+  "action-roundtrip": actionRoundtrip,
+  "sandbox-start": sandboxStart,
 };

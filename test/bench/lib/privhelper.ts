@@ -42,6 +42,8 @@ export interface BenchPrivhelperOptions {
   nodeFlags?: readonly string[];
   /** Extra environment for privhelper. */
   env?: Record<string, string>;
+  /** hooks.dir in privhelper's config (HashFiles, RunSandboxed). */
+  hooksDir?: string;
 }
 
 export async function startBenchPrivhelper(name: string, opts: BenchPrivhelperOptions = {}): Promise<BenchPrivhelper> {
@@ -56,7 +58,7 @@ export async function startBenchPrivhelper(name: string, opts: BenchPrivhelperOp
     const work = makeTempDir(`bench-${name}`);
     const socket = join(work, "run", "privhelper.sock");
     const config = join(work, "privhelper.yaml");
-    await writeFile(config, `privhelper:\n  socket: ${socket}\nmesh:\n  interface: ${iface}\n`, { mode: 0o600 });
+    await writeFile(config, `privhelper:\n  socket: ${socket}\nmesh:\n  interface: ${iface}\n${opts.hooksDir ? `hooks:\n  dir: ${opts.hooksDir}\n` : ""}`, { mode: 0o600 });
     // PLEXD_BENCH_PROFILE_DIR=/some/dir: privhelper writes a V8 CPU profile there on exit.
     const profDir = process.env.PLEXD_BENCH_PROFILE_DIR;
     const proc = spawnInNamespace({
