@@ -56,6 +56,7 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
   const life = AbortSignal.any([signal, ctx.fence.signal]);
   const actions = await openActions(ctx, () => runtime, life);
   ctx.actionCapabilities = () => actions.manager.capabilities();
+  api?.backend.attachActions(actions);
   let fenceWatch: Promise<void> = Promise.resolve();
   const privWatch = watchPrivhelper(ctx, life, (restarted) => {
     // A restarted privhelper kept the kernel state; re-assert it and check for drift.

@@ -5,6 +5,7 @@ import { buildInfo, versionLine } from "../proto/lib/version.js";
 import { exitCodes } from "./exit-codes.js";
 import { handOff } from "./handoff.js";
 import { UsageError } from "./usage-error.js";
+import { actions, hooks } from "./commands/actions.js";
 import { peers, policies } from "./commands/peers.js";
 import { stateGet, stateReport, stateSummary, stateTypes, type ReportOptions } from "./commands/state.js";
 import { status } from "./commands/status.js";
@@ -142,6 +143,25 @@ program
   .description("policies applied to this node")
   .option("--rules", "also show the rendered firewall rules with hit counters")
   .action((opts: { rules?: boolean }) => client((c, json) => policies(c, json, opts.rules === true))());
+
+program
+  .command("actions")
+  .description("built-in actions and declared hooks this node can run, and the latest executions")
+  .action(client((c, json) => actions(c, json)));
+
+const hooksCmd = program.command("hooks").description("declared hooks: list, verify the files, rescan");
+hooksCmd
+  .command("list")
+  .description("declared hooks with the checksum announced to the control plane and any problem")
+  .action(client((c, json) => hooks(c, json, "list")));
+hooksCmd
+  .command("verify")
+  .description("check and hash every hook file now; exit 8 when one differs from what was announced")
+  .action(client((c, json) => hooks(c, json, "verify")));
+hooksCmd
+  .command("reload")
+  .description("rescan the hooks and announce the result to the control plane")
+  .action(client((c, json) => hooks(c, json, "reload")));
 
 const state = program
   .command("state")

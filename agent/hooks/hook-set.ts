@@ -95,6 +95,13 @@ export class HookSet implements HookRuntime {
     }
   }
 
+  /** A fresh check of every declared hook file, without changing what is announced. */
+  async check(signal: AbortSignal): Promise<Map<string, { checksum: string; problem: string }>> {
+    const states = this.list();
+    const files = states.length === 0 ? [] : (await this.#d.priv.hashFiles({ paths: states.map((s) => s.def.path) }, { timeoutMs: 30_000, signal })).files;
+    return new Map(states.map((s, i) => [s.def.name, { checksum: files[i]?.checksum ?? "", problem: files[i]?.problem ?? "not checked" }]));
+  }
+
   /** Rescans on every change under hooks.dir and every configuration change that touches hooks. */
   watch(signal: AbortSignal, subscribe: (fn: (next: Config, prev: Config) => void) => () => void): void {
     let watcher: FSWatcher | undefined;

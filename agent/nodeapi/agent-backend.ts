@@ -6,6 +6,8 @@ import { version } from "../../proto/lib/version.js";
 import { wireGuardPublicKey } from "../../proto/lib/keys.js";
 import { logLevels } from "../config/schema.js";
 import type { AgentControl } from "./agent-api.js";
+import type { Actions } from "../actions/index.js";
+import { listActions, listExecutions, listHooks, verifyHooks } from "./actions-view.js";
 import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";
@@ -59,6 +61,40 @@ export class AgentBackend implements NodeApiBackend {
       for (const u of unsubs) u();
       this.#wake?.();
     }, { once: true });
+  }
+
+  #actions: Actions | undefined;
+
+  /** The actions feature (open before registration). */
+  attachActions(actions: Actions): void {
+    this.#actions = actions;
+  }
+
+  #needActions(): Actions {
+    if (this.#actions === undefined) throw new PlexdError("unavailable", "actions are not running yet");
+    return this.#actions;
+  }
+
+  async listActions() {
+    return listActions(this.#needActions());
+  }
+
+  async listExecutions() {
+    return { executions: listExecutions(this.#needActions()) };
+  }
+
+  async listHooks() {
+    return { hooks: listHooks(this.#needActions()) };
+  }
+
+  async verifyHooks() {
+    return { hooks: await verifyHooks(this.#needActions(), AbortSignal.timeout(30_000)) };
+  }
+
+  async reloadHooks() {
+    const a = this.#needActions();
+    await a.hooks.scan("plexd hooks reload");
+    return { hooks: listHooks(a) };
   }
 
   /** The runtime exists once the identity does; from then on status and drift come from it. */

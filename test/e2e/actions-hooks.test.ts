@@ -189,6 +189,35 @@ describe("integrity", () => {
   });
 });
 
+describe("plexd actions and plexd hooks", () => {
+  it("list what can run, check the files and rescan", async () => {
+    const list = await node.plexd(["hooks", "list", "-o", "json"]);
+    expect(list.exitCode, list.output).toBe(0);
+    const hooks = (JSON.parse(list.output) as { hooks: { name: string; ok: boolean; problem: string; announced_checksum: string }[] }).hooks;
+    const by = Object.fromEntries(hooks.map((h) => [h.name, h]));
+    expect(by.probe).toMatchObject({ ok: true, problem: "" });
+    expect(by.escape).toMatchObject({ ok: false, announced_checksum: "" });
+    expect(by.escape!.problem).toContain("outside hooks.dir");
+
+    // One hook can never run (the symlink): verify says so with exit code 8.
+    const verify = await node.plexd(["hooks", "verify"]);
+    expect(verify.exitCode, verify.output).toBe(8);
+    expect(verify.output).toMatch(/probe\s+namespaced\s+30s\s+sha256:\S+\s+yes/);
+
+    const reload = await node.plexd(["hooks", "reload"]);
+    expect(reload.exitCode, reload.output).toBe(0);
+    expect(linesWith(node.agent!.output(), "hooks scanned", { why: "plexd hooks reload" })).toHaveLength(1);
+
+    const actions = await node.plexd(["actions"]);
+    expect(actions.exitCode, actions.output).toBe(0);
+    expect(actions.output).toMatch(/^system\.info\s/m);
+    expect(actions.output).toMatch(/^hooks\/probe\s+msg:string!/m);
+    expect(actions.output).toMatch(/^hooks\/escape\s+-\s+unavailable: resolves to/m);
+    expect(actions.output).toMatch(/EXECUTION\s+ACTION\s+STATUS/);
+  });
+});
+
+// Last: its restarted agent is stopped by the harness once the test ends.
 describe("limits and delivery", () => {
   it("of 100 requests at once over max_concurrent, two run and the rest get max_concurrent_reached", async () => {
     const pushed = await Promise.all(Array.from({ length: 100 }, () => cp.client.pushAction(id, { action: "hooks/slow", parameters: { seconds: 10 } })));
