@@ -2,10 +2,12 @@ import { Command, Option } from "commander";
 import { createNodeClient, describeError, exitCodeOf, type NodeClient } from "./client.js";
 import { parseDuration } from "../proto/lib/duration.js";
 import { buildInfo, versionLine } from "../proto/lib/version.js";
+import { PlexdError } from "../proto/lib/errors.js";
 import { exitCodes } from "./exit-codes.js";
 import { handOff } from "./handoff.js";
 import { UsageError } from "./usage-error.js";
 import { actions, hooks } from "./commands/actions.js";
+import { hooksSign } from "./commands/hooks-sign.js";
 import { peers, policies } from "./commands/peers.js";
 import { stateGet, stateReport, stateSummary, stateTypes, type ReportOptions } from "./commands/state.js";
 import { status } from "./commands/status.js";
@@ -162,6 +164,20 @@ hooksCmd
   .command("reload")
   .description("rescan the hooks and announce the result to the control plane")
   .action(client((c, json) => hooks(c, json, "reload")));
+hooksCmd
+  .command("sign")
+  .description("write HOOK.sig, an Ed25519 signature over the SHA-256 of HOOK (no agent needed); prints the public key for hooks.trusted_keys")
+  .requiredOption("--key <file>", "Ed25519 private key, PEM (openssl genpkey -algorithm ed25519); mode 0600")
+  .argument("<hook>", "the hook file")
+  .action(async (hook: string, opts: { key: string }) => {
+    try {
+      await hooksSign(opts.key, hook, globals().output === "json");
+    } catch (err) {
+      const usage = err instanceof UsageError || (err instanceof PlexdError && err.code === "invalid_argument");
+      process.stderr.write(`plexd: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exit(usage ? exitCodes.usage : exitCodes.error);
+    }
+  });
 
 const state = program
   .command("state")

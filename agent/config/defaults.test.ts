@@ -104,7 +104,7 @@ describe("defaults: parsing { api } yields a fully defaulted object", () => {
   });
 
   test("hooks", () => {
-    expect(cfg.hooks).toEqual({ enabled: true, dir: "/etc/plexd/hooks.d", definitions: [] });
+    expect(cfg.hooks).toEqual({ enabled: true, dir: "/etc/plexd/hooks.d", definitions: [], trusted_keys: [], require_signature: false });
   });
 
   test("node_api", () => {

@@ -188,10 +188,20 @@ export const hooksSchema = withRules(
     enabled: bool().prefault(true),
     dir: str().prefault("/etc/plexd/hooks.d"),
     definitions: list(hookDefinitionInput).prefault([]),
+    // Ed25519 public keys (raw 32 bytes, base64) whose <hook>.sig signatures mark a hook signed.
+    trusted_keys: list(str()).prefault([]),
+    require_signature: bool().prefault(false),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;
     r.absPath(["dir"]);
+    const keys = r.get(["trusted_keys"]);
+    if (Array.isArray(keys)) {
+      keys.forEach((k, i) => {
+        if (typeof k === "string" && (!/^[A-Za-z0-9+/]{43}=$/.test(k) || Buffer.from(k, "base64").length !== 32)) r.report(["trusted_keys", i], "must be a base64 Ed25519 public key (32 bytes)", k);
+      });
+      if (r.on(["require_signature"]) && keys.length === 0) r.report(["require_signature"], "needs at least one key in hooks.trusted_keys", true);
+    }
     const defs = r.get(["definitions"]);
     if (!Array.isArray(defs)) return;
     const dir = r.str(["dir"]);

@@ -1,4 +1,6 @@
 import { watch, type FSWatcher } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { trustedSigner } from "../../proto/lib/hook-signature.js";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { HookRun, HookRuntime } from "../actions/manager.js";
 import { announcedParam, type ActionDef, type ParamDef } from "../actions/catalog.js";
@@ -20,6 +22,8 @@ export interface HookState {
   /** "sha256:<hex>" as announced; "" when the file failed a check. */
   readonly checksum: string;
   readonly problem: string;
+  /** A `<file>.sig` by one of hooks.trusted_keys covers the checksum. */
+  readonly signed: boolean;
 }
 
 export interface Violation {
@@ -46,6 +50,17 @@ const toParam = (p: HookDefinition["parameters"][number]): ParamDef => ({ name: 
 
 /** PLEXD_PARAM_<NAME>: upper-cased, anything outside [A-Z0-9_] replaced by _. */
 export const paramEnvName = (name: string): string => `PLEXD_PARAM_${name.toUpperCase().replace(/[^A-Z0-9_]/g, "_")}`;
+
+/** Whether `<path>.sig` signs `checksum` with a trusted key; otherwise why not. */
+async function signatureOf(path: string, checksum: string, keys: readonly string[]): Promise<"signed" | string> {
+  let sig: string;
+  try {
+    sig = await readFile(`${path}.sig`, "utf8");
+  } catch {
+    return `unsigned (no ${path}.sig)`;
+  }
+  return trustedSigner(checksum, sig, keys) >= 0 ? "signed" : "signature not by a trusted key, or over other content";
+}
 
 export class HookSet implements HookRuntime {
   readonly #d: HookSetDeps;
@@ -79,12 +94,14 @@ export class HookSet implements HookRuntime {
       files = defs.map(() => ({ checksum: "", problem }));
     }
     const next = new Map<string, HookState>();
-    defs.forEach((def, i) => {
-      const f = files[i] ?? { checksum: "", problem: "not checked" };
-      next.set(def.name, { def, checksum: f.problem === "" ? f.checksum : "", problem: f.problem });
+    for (const [i, def] of defs.entries()) {
+      let f = files[i] ?? { checksum: "", problem: "not checked" };
+      const signature = f.problem === "" && cfg.trusted_keys.length > 0 ? await signatureOf(def.path, f.checksum, cfg.trusted_keys) : "unsigned";
+      if (signature !== "signed" && cfg.require_signature && f.problem === "") f = { checksum: "", problem: `${signature}; hooks.require_signature is on` };
+      next.set(def.name, { def, checksum: f.problem === "" ? f.checksum : "", problem: f.problem, signed: signature === "signed" });
       if (def.user === "root") this.#d.log.warn({ hook: def.name }, "hook runs as root");
       if (f.problem !== "") this.#d.log.warn({ hook: def.name, path: def.path, problem: f.problem }, "hook cannot run");
-    });
+    }
     this.#states = next;
     const text = JSON.stringify(this.announced());
     this.#d.log.info({ why, hooks: next.size, unavailable: [...next.values()].filter((s) => s.checksum === "").length }, "hooks scanned");
@@ -143,6 +160,7 @@ export class HookSet implements HookRuntime {
       parameters: s.def.parameters.map((p) => announcedParam(toParam(p))),
       timeout: `${s.def.timeout.ms / 1000}s`,
       sandbox: s.def.sandbox,
+      signed: s.signed,
     }));
   }
 

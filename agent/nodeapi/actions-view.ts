@@ -23,6 +23,7 @@ function hookInfo(s: HookState, current = s.checksum, problem = s.problem): Hook
     parameters: s.def.parameters.map((p) => ({ name: p.name, type: p.type, required: p.required, default: p.default ?? "", description: p.description })),
     timeout: `${s.def.timeout.ms / 1000}s`,
     sandbox: s.def.sandbox,
+    signed: s.signed,
   };
 }
 
