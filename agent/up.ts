@@ -1,6 +1,7 @@
 import { isCancellation, PlexdError } from "../proto/lib/errors.js";
 import type { ConfigReloader, LiveConfig } from "./config/live.js";
 import { openActions } from "./actions/index.js";
+import { startActionsApi } from "./nodeapi/actions-api.js";
 import { deregisterNode, type DeregisterOptions, type DeregisterResult } from "./deregister.js";
 import { startAgentNodeApi, type AgentNodeApi } from "./nodeapi/agent-api.js";
 import { AgentRuntime } from "./runtime.js";
@@ -57,6 +58,10 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
   const actions = await openActions(ctx, () => runtime, life);
   ctx.actionCapabilities = () => actions.manager.capabilities();
   api?.backend.attachActions(actions);
+  const actionsApi = await startActionsApi(ctx, actions, life).catch((err: unknown) => {
+    log.error({ socket: config.actions.socket, err: PlexdError.from(err).message }, "actions socket not served; plexd actions run is unavailable");
+    return undefined;
+  });
   let fenceWatch: Promise<void> = Promise.resolve();
   const privWatch = watchPrivhelper(ctx, life, (restarted) => {
     // A restarted privhelper kept the kernel state; re-assert it and check for drift.
@@ -110,6 +115,7 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
     }
   }
   ctx.phase.set("stopping");
+  await actionsApi?.close();
   await actions.close();
   // Stop sequence (spec §3.8): a last report sync (not for a node that just left), then the socket goes.
   await api?.close({ syncReports: !deregistered });

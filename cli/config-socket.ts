@@ -8,7 +8,10 @@ import { readFile } from "node:fs/promises";
 
 export const defaultSocket = "/run/plexd/api.sock";
 
-export async function socketFromConfig(file: string): Promise<string | undefined> {
+export const defaultActionsSocket = "/run/plexd/actions.sock";
+
+/** `<section>.socket` from the configuration file: node_api (default) or actions. */
+export async function socketFromConfig(file: string, section: "node_api" | "actions" = "node_api"): Promise<string | undefined> {
   let text: string;
   try {
     text = await readFile(file, "utf8");
@@ -16,7 +19,7 @@ export async function socketFromConfig(file: string): Promise<string | undefined
     return undefined;
   }
   // Most files never set it; skip loading the YAML parser then (plexd status start-up time).
-  if (!/\bnode_api\b/.test(text) || !/\bsocket\b/.test(text)) return undefined;
+  if (!new RegExp(`\\b${section}\\b`).test(text) || !/\bsocket\b/.test(text)) return undefined;
   const { parse } = await import("yaml");
   let doc: unknown;
   try {
@@ -24,7 +27,7 @@ export async function socketFromConfig(file: string): Promise<string | undefined
   } catch {
     return undefined;
   }
-  const api = (doc as { node_api?: unknown } | null)?.node_api;
+  const api = (doc as Record<string, unknown> | null)?.[section];
   const socket = typeof api === "object" && api !== null ? (api as { socket?: unknown }).socket : undefined;
   return typeof socket === "string" && socket.startsWith("/") ? socket : undefined;
 }

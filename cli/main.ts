@@ -8,12 +8,13 @@ import { handOff } from "./handoff.js";
 import { UsageError } from "./usage-error.js";
 import { actions, hooks } from "./commands/actions.js";
 import { hooksSign } from "./commands/hooks-sign.js";
+import { actionsRun } from "./commands/actions-run.js";
 import { peers, policies } from "./commands/peers.js";
 import { stateGet, stateReport, stateSummary, stateTypes, type ReportOptions } from "./commands/state.js";
 import { status } from "./commands/status.js";
 import { deregister, logLevel, reload } from "./commands/agent-admin.js";
 import { completionScript, shells, type Shell } from "./completion.js";
-import { defaultSocket, socketFromConfig } from "./config-socket.js";
+import { defaultActionsSocket, defaultSocket, socketFromConfig } from "./config-socket.js";
 import { watch } from "./commands/watch.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
@@ -146,10 +147,31 @@ program
   .option("--rules", "also show the rendered firewall rules with hit counters")
   .action((opts: { rules?: boolean }) => client((c, json) => policies(c, json, opts.rules === true))());
 
-program
+const actionsCmd = program
   .command("actions")
   .description("built-in actions and declared hooks this node can run, and the latest executions")
   .action(client((c, json) => actions(c, json)));
+actionsCmd
+  .command("run")
+  .description("run an action on this node through the actions socket, with the same checks as a control-plane request")
+  .argument("<name>", "a built-in (system.info) or hooks/<name>")
+  .option("--param <name=value>", "a parameter (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option("--timeout <duration>", "timeout, e.g. 30s (default: the hook's, else actions.default_timeout)")
+  .option("--local", "emergency run without a session token: uid 0 or the plexd user only")
+  .action(async (name: string, opts: { param: string[]; timeout?: string; local?: boolean }) => {
+    const g = globals();
+    const socket = (await socketFromConfig(g.config, "actions")) ?? defaultActionsSocket;
+    try {
+      await actionsRun(socket, name, { params: opts.param, ...(opts.timeout === undefined ? {} : { timeout: opts.timeout }), local: opts.local === true }, g.output === "json");
+    } catch (err) {
+      if (err instanceof UsageError) {
+        process.stderr.write(`plexd: ${err.message}\n`);
+        process.exit(exitCodes.usage);
+      }
+      process.stderr.write(`${describeError(err, socket)}\n`);
+      process.exit(exitCodeOf(err));
+    }
+  });
 
 const hooksCmd = program.command("hooks").description("declared hooks: list, verify the files, rescan");
 hooksCmd

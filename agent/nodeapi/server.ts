@@ -2,7 +2,7 @@ import { chmod, lstat, unlink } from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
 import { ConnectError, createContextKey, createContextValues, type Code, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { PlexdError, grpcStatusOf, isCancellation } from "../../proto/lib/errors.js";
@@ -37,6 +37,12 @@ export interface NodeApiOptions {
   accessPolicy?: AccessPolicy;
   /** WatchStatus rate limit (default 500 ms, i.e. at most 2 per second). */
   statusIntervalMs?: number;
+  /** Another service table instead of the node API's (the actions socket serves ActionService only). */
+  ops?: Op[];
+  /** Services listed by reflection with `ops`. */
+  reflect?: DescService[];
+  /** Socket file mode (default 0660; the actions socket is 0666: its calls authorize themselves). */
+  socketMode?: number;
 }
 
 export interface NodeApiServer {
@@ -96,7 +102,7 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
   const { log } = opts;
   const policy = opts.accessPolicy ?? defaultAccessPolicy();
   const readCred = opts.peerCredentials ?? nativePeerCredReader();
-  const ops: Op[] = buildOps({ backend: opts.backend, state: opts.state, ...(opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs }) });
+  const ops: Op[] = opts.ops ?? buildOps({ backend: opts.backend, state: opts.state, ...(opts.statusIntervalMs === undefined ? {} : { statusIntervalMs: opts.statusIntervalMs }) });
 
   // Unary calls still being answered: close() lets them finish, so the answer to the call that
   // stops the agent (Deregister) still reaches its caller.
@@ -106,7 +112,7 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
     inFlight++;
     try {
       await authorize(caller, op.access, policy);
-      const out = await op.fn(req, { signal });
+      const out = await op.fn(req, { signal, caller });
       return create(op.method.output, out);
     } finally {
       // The answer is written after this returns; count the call done a moment later.
@@ -132,7 +138,7 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
         router.rpc(op.method as never, async function* (req: MessageShape<DescMessage>, ctx: HandlerContext) {
           try {
             await authorize(callerIn(ctx), op.access, policy);
-            for await (const item of op.fn(req, { signal: ctx.signal })) yield item;
+            for await (const item of op.fn(req, { signal: ctx.signal, caller: callerIn(ctx) })) yield item;
           } catch (err) {
             if (ctx.signal.aborted || isCancellation(err)) return;
             throw toConnectError(err);
@@ -140,7 +146,7 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
         } as never);
       }
     }
-    addReflection(router, [NodeStateService, AgentService, Health]);
+    addReflection(router, opts.reflect ?? [NodeStateService, AgentService, Health]);
   };
 
   const rest = restHandler(ops, (op, msg, httpReq, signal) => invokeUnary(op, msg, callerOf(httpReq, opts.http), signal));
@@ -174,7 +180,8 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
   // no moment when it is world-accessible; chmod afterwards pins the mode regardless.
   await removeStaleSocket(opts.socketPath);
   const unixServer = net.createServer(accept({ transport: "unix", cred: undefined }));
-  const oldMask = process.umask(0o117);
+  const mode = opts.socketMode ?? 0o660;
+  const oldMask = process.umask(0o777 & ~mode);
   try {
     await new Promise<void>((resolve, reject) => {
       unixServer.once("error", reject);
@@ -186,7 +193,7 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
   } finally {
     process.umask(oldMask);
   }
-  await chmod(opts.socketPath, 0o660);
+  await chmod(opts.socketPath, mode);
 
   let tcpServer: net.Server | undefined;
   if (opts.http !== undefined) {

@@ -8,7 +8,7 @@ import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/no
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../proto/gen/grpc/health/v1/health_pb.js";
 import type { EntrySchema, GetStatusResponseSchema, PeerSchema } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import { healthVerdict } from "../health/verdict.js";
-import type { AccessClass } from "./access.js";
+import type { AccessClass, Caller } from "./access.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, StatusSnapshot } from "./backend.js";
 import type { EntrySummary, NodeState, StateChange, StateEntry } from "./state/node-state.js";
 
@@ -18,6 +18,8 @@ import type { EntrySummary, NodeState, StateChange, StateEntry } from "./state/n
 
 export interface Call {
   signal: AbortSignal;
+  /** Who called (the actions socket authorizes per call). */
+  caller?: Caller;
 }
 
 export interface UnaryOp {
@@ -44,7 +46,7 @@ function unary<I extends DescMessage, O extends DescMessage>(
   return { kind: "unary", method, access, fn: async (req, call) => (await fn(req as MessageShape<I>, call)) as MessageInitShape<DescMessage> };
 }
 
-function stream<I extends DescMessage, O extends DescMessage>(
+export function stream<I extends DescMessage, O extends DescMessage>(
   method: DescMethodServerStreaming<I, O>,
   access: AccessClass,
   fn: (req: MessageShape<I>, call: Call) => AsyncIterable<MessageInitShape<O>>,

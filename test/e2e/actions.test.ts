@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { createTopology, ensureSystemUsers, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
@@ -37,7 +37,8 @@ beforeAll(async () => {
 });
 
 const acks = async (executionId: string) => (await cp.client.execution(id, executionId)).acks.map((a) => a.body as { status: string; reason: string });
-const started = (executionId: string) => linesWith(node.agent!.output(), "action started", { execution_id: executionId }).length;
+/** "action started" lines for `executionId` ("" counts them all). */
+const started = (executionId: string) => linesWith(node.agent!.output(), "action started", executionId === "" ? {} : { execution_id: executionId }).length;
 
 describe("built-in actions", () => {
   it("are announced at registration with their parameters", async () => {
@@ -133,5 +134,49 @@ describe("replays", () => {
     expect(statSync(join(node.dataDir, "executions")).mode & 0o777).toBe(0o700);
     const memory = ["acked.json", "acked.journal"].map((f) => readFileSync(join(node.dataDir, "executions", f), "utf8")).join("");
     expect(memory).toContain("exec_replayed");
+  });
+});
+
+describe("local runs (plexd actions run)", () => {
+  // The agent restarted by an earlier test was stopped by the harness at that test's end.
+  beforeEach(async () => {
+    if (node.agent?.exited !== false) await startAgent();
+  });
+
+  it("--local runs through the same admission, prints the output and reports the result with triggered_by", async () => {
+    const r = await node.plexd(["actions", "run", "system.info", "--local"]);
+    expect(r.exitCode, r.output).toBe(0);
+    const executionId = /accepted: (local_[0-9a-f-]{36})/.exec(r.output)?.[1];
+    expect(executionId, r.output).toBeDefined();
+    expect(r.output).toContain(`"node_id":"${id}"`);
+    expect(r.output).toMatch(/success \(exit code 0\) in \d+\.\d+s/);
+    const rec = await cp.client.waitForResult(id, executionId!, { timeoutMs: 30_000 });
+    expect(rec.request).toBeNull();
+    expect(rec.acks).toEqual([]);
+    expect(rec.result!.body).toMatchObject({ execution_id: executionId, status: "success", triggered_by: { type: "local_emergency" } });
+
+    const asRoot = await node.plexd(["actions", "run", "health.check", "--local", "--param", "include_peers=true", "-o", "json"], { asRoot: true });
+    expect(asRoot.exitCode === 0 || asRoot.exitCode === 1, asRoot.output).toBe(true);
+    expect(JSON.parse(asRoot.output.slice(asRoot.output.indexOf("{")))).toMatchObject({ status: asRoot.exitCode === 0 ? "success" : "failure", execution_id: expect.stringMatching(/^local_/) });
+  });
+
+  it("refuses without --local, and bad requests with their reason", async () => {
+    const noLocal = await node.plexd(["actions", "run", "system.info"]);
+    expect(noLocal.exitCode).toBe(5);
+    expect(noLocal.output).toContain("unauthorized");
+    const before = started("");
+    const cases: [string[], string][] = [
+      [["no.such_action"], "unknown_action"],
+      [["system.info", "--param", "x=1"], "invalid_parameters"],
+      [["health.check", "--param", "include_peers=$(reboot)"], "invalid_parameters"],
+    ];
+    for (const [args, reason] of cases) {
+      const r = await node.plexd(["actions", "run", ...args, "--local"]);
+      expect(r.exitCode, r.output).not.toBe(0);
+      expect(r.output).toContain(reason);
+    }
+    const bad = await node.plexd(["actions", "run", "system.info", "--local", "--param", "novalue"]);
+    expect(bad.exitCode).toBe(2);
+    expect(started("")).toBe(before);
   });
 });
