@@ -96,7 +96,7 @@ program
     const log = createLogger({ name: "plexd", level: loaded.config.log_level });
     log.info({ config: loaded.file, api: loaded.config.api, mode: loaded.config.mode }, "starting");
     const live = new LiveConfig(loaded.config);
-    const reloader = new ConfigReloader({ live, load: () => load(flags), log });
+    const reloader = new ConfigReloader({ live, load: () => load(flags), log, sources: loaded.sources });
     // SIGHUP re-reads the configuration (spec §2.1); without a handler Node would exit on it.
     process.on("SIGHUP", () => {
       try {

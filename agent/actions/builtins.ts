@@ -20,6 +20,10 @@ export interface BuiltinHost {
   peers(signal: AbortSignal): Promise<{ peer_id: string; handshake_age_s: number | null }[]>;
   /** service.reload_config; throws with every problem of an invalid file. */
   reloadConfig(): { applied: string[]; restart_required: string[] };
+  /** mesh.reconnect: recreate the interface with the whole peer set; the number of peers configured. */
+  reconnectMesh(): Promise<number>;
+  /** The running configuration and the source of each key. */
+  config(): { config: unknown; sources: Readonly<Record<string, string>> };
 }
 
 export interface BuiltinRun {
@@ -201,5 +205,40 @@ const diagnosticsCollect: Builtin = {
   },
 };
 
+/** Leaves of the parsed configuration: durations and sizes by their text, lists and maps whole. */
+function flatten(v: unknown, path: string[], sources: Readonly<Record<string, string>>, out: Record<string, { value: unknown; source: string }>): void {
+  const key = path.join(".");
+  const rec = typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  if (rec !== undefined && !("text" in rec) && !(key in sources)) {
+    for (const [k, x] of Object.entries(rec)) flatten(x, [...path, k], sources, out);
+    return;
+  }
+  out[key] = { value: rec !== undefined && "text" in rec ? rec.text : v, source: sources[key] ?? "default" };
+}
+
+const configDump: Builtin = {
+  name: "config.dump",
+  type: "builtin",
+  description: "The running configuration, each key with its source (default, file, env, flag)",
+  parameters: [],
+  async run(_params, host) {
+    // The configuration holds paths to token files, never their contents.
+    const { config, sources } = host.config();
+    const out: Record<string, { value: unknown; source: string }> = {};
+    flatten(config, [], sources, out);
+    return { exitCode: 0, document: out };
+  },
+};
+
+const meshReconnect: Builtin = {
+  name: "mesh.reconnect",
+  type: "builtin",
+  description: "Delete and recreate the mesh interface with the full peer set, apply the firewall again, then reconcile",
+  parameters: [],
+  async run(_params, host) {
+    return { exitCode: 0, document: { peers_configured: await host.reconnectMesh() } };
+  },
+};
+
 /** The built-ins this agent runs, by name. */
-export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, reloadConfig].map((b) => [b.name, b]));
+export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, reloadConfig, configDump, meshReconnect].map((b) => [b.name, b]));

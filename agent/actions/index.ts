@@ -49,6 +49,14 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
         return { peer_id: p.id, handshake_age_s: at > 0 ? Math.round((ctx.clock.now() - at) / 1000) : null };
       });
     },
+    config: () => ({ config: ctx.config, sources: ctx.reloader?.sources ?? {} }),
+    async reconnectMesh() {
+      const rt = runtime();
+      if (rt?.kernel === undefined) throw new PlexdError("unavailable", "the mesh is not set up yet");
+      const peers = await rt.kernel.reconnect();
+      rt.reconcile("mesh.reconnect");
+      return peers;
+    },
     reloadConfig() {
       if (ctx.reloader === undefined) throw new PlexdError("failed_precondition", "this agent cannot reload its configuration");
       const plan = ctx.reloader.reload("action service.reload_config");

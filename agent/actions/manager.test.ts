@@ -25,6 +25,8 @@ const host: BuiltinHost = {
   lastReconcile: () => ({ at: 1, ok: true }),
   peers: async () => [],
   reloadConfig: () => ({ applied: [], restart_required: [] }),
+  reconnectMesh: async () => 3,
+  config: () => ({ config: { api: "https://cp.invalid", actions: { default_timeout: { text: "30s", ms: 30_000 } } }, sources: { api: "file" } }),
 };
 
 /** A control plane that records acks and results and answers `status`. */
@@ -234,6 +236,19 @@ describe("action admission", () => {
     m.handleRequest("e", req("t4", "system.info"));
     await m.settled();
     expect(acks.at(-1)).toEqual({ execution_id: "t4", status: "rejected", reason: "shutting_down" });
+  });
+});
+
+describe("built-ins", () => {
+  it("config.dump lists every key with its value text and source", async () => {
+    const { m, cp } = await setup();
+    m.handleRequest("e", req("cd", "config.dump"));
+    m.handleRequest("e", req("mr", "mesh.reconnect"));
+    await m.settled();
+    const r = await waitFor(() => (cp.results().length === 2 ? cp.results() : undefined));
+    const by = Object.fromEntries(r.map((x) => [x.execution_id, JSON.parse(x.stdout) as unknown]));
+    expect(by.cd).toEqual({ api: { value: "https://cp.invalid", source: "file" }, "actions.default_timeout": { value: "30s", source: "default" } });
+    expect(by.mr).toEqual({ peers_configured: 3 });
   });
 });
 

@@ -41,13 +41,22 @@ export interface ReloaderDeps {
   load: () => LoadedConfig;
   /** The root logger: its level is the level of every child. */
   log: Logger;
+  /** Where each key of the running configuration came from, at start (config.dump). */
+  sources?: LoadedConfig["sources"];
 }
 
 export class ConfigReloader {
   readonly #d: ReloaderDeps;
+  #sources: LoadedConfig["sources"];
 
   constructor(deps: ReloaderDeps) {
     this.#d = deps;
+    this.#sources = deps.sources ?? {};
+  }
+
+  /** Source (default, file, env, flag) of each key as of the last successful load. */
+  get sources(): LoadedConfig["sources"] {
+    return this.#sources;
   }
 
   /** Throws PlexdError(invalid_argument) naming every bad key path when the file is invalid. */
@@ -63,6 +72,7 @@ export class ConfigReloader {
       throw new PlexdError("invalid_argument", message, { cause: err });
     }
     const plan = planReload(live.current, loaded.config);
+    this.#sources = loaded.sources;
     if (plan.applied.includes("log_level")) log.level = plan.config.log_level;
     live.replace(plan.config);
     log.info({ trigger, file: loaded.file, applied: plan.applied, restart_required: plan.restartRequired }, "configuration reloaded");

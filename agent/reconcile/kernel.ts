@@ -105,6 +105,21 @@ export class KernelReconciler {
     this.runner.trigger(reason);
   }
 
+  /**
+   * mesh.reconnect: the interface is deleted and created again with the whole peer set, and the
+   * firewall applied again. Resolves with the number of peers configured.
+   */
+  async reconnect(): Promise<number> {
+    this.#appliedMesh = -1;
+    this.#privBase = undefined;
+    this.#appliedFirewall = -1;
+    this.#recreate = true;
+    await this.converge(false, "mesh.reconnect");
+    return this.#targets.mesh.size;
+  }
+
+  #recreate = false;
+
   /** Peers admission keeps out of the kernel, with the reason. */
   quarantined(): Map<string, string> {
     return this.#targets.admission.quarantined();
@@ -237,7 +252,10 @@ export class KernelReconciler {
           throw err;
         });
       }
-      res ??= await priv.applyMeshEncoded(mesh.requestBytes(), opts);
+      // Protobuf fields may be appended to an encoded message: field 3 (recreate) = true.
+      const recreate = this.#recreate;
+      this.#recreate = false;
+      res ??= await priv.applyMeshEncoded(recreate ? join2(mesh.requestBytes(), recreateField) : mesh.requestBytes(), opts);
     } catch (err) {
       this.#privBase = undefined;
       throw err;
@@ -260,4 +278,14 @@ export class KernelReconciler {
     await this.runner.idle();
     await this.#chain;
   }
+}
+
+/** ApplyMeshRequest.recreate = true (field 3, varint), appended to an encoded request. */
+const recreateField = Uint8Array.of(0x18, 0x01);
+
+function join2(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
 }

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { createTopology, ensureSystemUsers, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { createTopology, ensureSystemUsers, nsExec, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { linesWith } from "./lib/logs.js";
 import { nodeId } from "./lib/mesh.js";
@@ -19,6 +19,7 @@ let topo: Topology;
 let cp: LaunchedMockcp;
 let node: PlexdNode;
 let id: string;
+let bootstrapToken: string;
 
 async function startAgent(): Promise<void> {
   const p = node.startAgent();
@@ -30,6 +31,7 @@ beforeAll(async () => {
   topo = await createTopology({ nodes: ["act"] });
   cp = await startCpOnHub(topo);
   const { token } = await cp.client.createToken();
+  bootstrapToken = token;
   node = createNode({ name: "act", ns: topo.node("act").ns, api: `https://${topo.hub.ip}:${cpPort}`, caFile: cp.caFile, users, token, config: { actions: { max_concurrent: 2 } } });
   await node.startPrivhelper();
   await startAgent();
@@ -44,7 +46,7 @@ describe("built-in actions", () => {
   it("are announced at registration with their parameters", async () => {
     const { capabilities } = await cp.client.capabilities(id);
     const names = (capabilities as { builtin_actions: { name: string; parameters: { name: string }[] }[] }).builtin_actions.map((b) => b.name);
-    expect(names).toEqual(expect.arrayContaining(["system.info", "health.check", "diagnostics.collect", "service.reload_config"]));
+    expect(names).toEqual(expect.arrayContaining(["system.info", "health.check", "diagnostics.collect", "service.reload_config", "config.dump", "mesh.reconnect"]));
   });
 
   it("each gets an ack and a result with its document", async () => {
@@ -75,6 +77,17 @@ describe("built-in actions", () => {
 
     const reload = await run("service.reload_config");
     expect(reload).toMatchObject({ status: "success", exit_code: 0, doc: { applied: [], restart_required: [] } });
+
+    const dump = await run("config.dump");
+    expect(dump.doc).toMatchObject({ api: { value: `https://${topo.hub.ip}:${cpPort}`, source: "file" }, "actions.max_concurrent": { value: 2, source: "file" }, "actions.default_timeout": { value: "30s", source: "default" } });
+    expect(JSON.stringify(dump.doc)).not.toContain(bootstrapToken);
+
+    // The interface is deleted and created again: a new ifindex.
+    const ifindex = async () => (await nsExec(node.ns, ["ip", "-o", "link", "show", node.iface])).stdout.split(":")[0];
+    const before = await ifindex();
+    const reconnect = await run("mesh.reconnect");
+    expect(reconnect).toMatchObject({ status: "success", exit_code: 0, doc: { peers_configured: 0 } });
+    expect(await ifindex()).not.toBe(before);
   });
 });
 
