@@ -36,8 +36,8 @@ export function createGate(concurrency: number, queued: number) {
 
 // Reads are frequent (drift checks, plexd top) and change nothing: debug level only.
 const readOnly = /^(get|read|hash)/;
-// Hook runs last up to their timeout: a gate of their own, so they never hold up an apply.
-const longRunning = new Set(["runSandboxed"]);
+// Hook runs and diagnostics last seconds to minutes: a gate of their own, so they never hold up an apply.
+const longRunning = new Set(["runSandboxed", "pingPeers", "traceroute"]);
 
 export function bindHandlers<S extends GenServiceMethods>(
   service: GenService<S>,

@@ -15,6 +15,7 @@ import { makeApplyFirewall, makeReadFirewall } from "./service/firewall.js";
 import { makeGetInfo } from "./service/get-info.js";
 import { makeHashFiles } from "./service/hook-file.js";
 import { makeReadMesh } from "./service/read-mesh.js";
+import { makePingPeers, makeTraceroute } from "./service/ping.js";
 import { makeRemoveBootstrapToken } from "./service/remove-bootstrap-token.js";
 import { makeRunSandboxed } from "./service/run-sandboxed.js";
 import { makeStunProbe } from "./service/stun-probe.js";
@@ -55,5 +56,7 @@ export function buildHandlers(deps: Deps): Handlers<(typeof PrivHelperService)["
     stunProbe: makeStunProbe({ ...mesh, lock: locks.stun }),
     hashFiles: makeHashFiles(deps),
     runSandboxed: makeRunSandboxed(deps),
+    pingPeers: makePingPeers(deps),
+    traceroute: makeTraceroute(deps),
   };
 }

@@ -20,6 +20,11 @@ export interface BuiltinHost {
   peers(signal: AbortSignal): Promise<{ peer_id: string; handshake_age_s: number | null }[]>;
   /** service.reload_config; throws with every problem of an invalid file. */
   reloadConfig(): { applied: string[]; restart_required: string[] };
+  /** Mesh IP of a peer in the desired state, or undefined. */
+  peerMeshIp(peerId: string): string | undefined;
+  /** privhelper PingPeers / Traceroute over the mesh interface. */
+  ping(address: string, count: number, signal: AbortSignal): Promise<{ sent: number; received: number; min: number; avg: number; max: number }>;
+  traceroute(address: string, maxHops: number, signal: AbortSignal): Promise<{ hops: { hop: number; address: string; rtt_ms: number }[]; reached: boolean }>;
   /** mesh.reconnect: recreate the interface with the whole peer set; the number of peers configured. */
   reconnectMesh(): Promise<number>;
   /** The running configuration and the source of each key. */
@@ -240,5 +245,36 @@ const meshReconnect: Builtin = {
   },
 };
 
+function peerAddress(host: BuiltinHost, peerId: string): string {
+  const ip = host.peerMeshIp(peerId);
+  if (ip === undefined) throw new Error(`unknown peer ${peerId}`);
+  return ip;
+}
+
+const pingPeer: Builtin = {
+  name: "diagnostics.ping_peer",
+  type: "builtin",
+  description: "ICMP echo to a peer's mesh IP over the tunnel; exit code 1 without any reply",
+  parameters: [p("peer_id", "string", "the peer's node id", { required: true }), p("count", "int", "echo requests", { default: "4", min: 1, max: 20 })],
+  async run(params, host, signal) {
+    const mesh_ip = peerAddress(host, params.peer_id!);
+    const r = await host.ping(mesh_ip, Number(params.count), signal);
+    const loss = r.sent === 0 ? 100 : Math.round(((r.sent - r.received) / r.sent) * 1000) / 10;
+    return { exitCode: r.received > 0 ? 0 : 1, document: { peer_id: params.peer_id, mesh_ip, sent: r.sent, received: r.received, loss_percent: loss, rtt_ms: { min: r.min, avg: r.avg, max: r.max } } };
+  },
+};
+
+const traceroutePeer: Builtin = {
+  name: "diagnostics.traceroute_peer",
+  type: "builtin",
+  description: "The path to a peer's mesh IP; exit code 1 when it was not reached",
+  parameters: [p("peer_id", "string", "the peer's node id", { required: true }), p("max_hops", "int", "hops at most", { default: "30", min: 1, max: 64 })],
+  async run(params, host, signal) {
+    const mesh_ip = peerAddress(host, params.peer_id!);
+    const r = await host.traceroute(mesh_ip, Number(params.max_hops), signal);
+    return { exitCode: r.reached ? 0 : 1, document: { peer_id: params.peer_id, mesh_ip, hops: r.hops } };
+  },
+};
+
 /** The built-ins this agent runs, by name. */
-export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, reloadConfig, configDump, meshReconnect].map((b) => [b.name, b]));
+export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, pingPeer, traceroutePeer, reloadConfig, configDump, meshReconnect].map((b) => [b.name, b]));

@@ -50,6 +50,15 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
       });
     },
     config: () => ({ config: ctx.config, sources: ctx.reloader?.sources ?? {} }),
+    peerMeshIp: (peerId) => runtime()?.store.state.peers[peerId]?.mesh_ip,
+    async ping(address, count, signal) {
+      const r = (await ctx.priv.pingPeers({ addresses: [address], count }, { signal, timeoutMs: 60_000 })).results[0];
+      return { sent: r?.sent ?? 0, received: r?.received ?? 0, min: r?.rttMinMs ?? 0, avg: r?.rttAvgMs ?? 0, max: r?.rttMaxMs ?? 0 };
+    },
+    async traceroute(address, maxHops, signal) {
+      const r = await ctx.priv.traceroute({ address, maxHops }, { signal, timeoutMs: 150_000 });
+      return { hops: r.hops.map((h) => ({ hop: h.hop, address: h.address, rtt_ms: h.rttMs })), reached: r.reached };
+    },
     async reconnectMesh() {
       const rt = runtime();
       if (rt?.kernel === undefined) throw new PlexdError("unavailable", "the mesh is not set up yet");

@@ -26,6 +26,9 @@ const host: BuiltinHost = {
   peers: async () => [],
   reloadConfig: () => ({ applied: [], restart_required: [] }),
   reconnectMesh: async () => 3,
+  peerMeshIp: (id) => (id === "n_peer" ? "10.100.1.2" : undefined),
+  ping: async (_a, count) => ({ sent: count, received: count - 1, min: 1, avg: 2, max: 3 }),
+  traceroute: async (a) => ({ hops: [{ hop: 1, address: a, rtt_ms: 0.5 }], reached: true }),
   config: () => ({ config: { api: "https://cp.invalid", actions: { default_timeout: { text: "30s", ms: 30_000 } } }, sources: { api: "file" } }),
 };
 
@@ -94,6 +97,8 @@ describe("action admission", () => {
       [req("x4", "system.info", { parameters: { extra: "1" } }), "invalid_parameters"],
       [req("x5", "health.check", { parameters: { include_peers: "yes" } }), "invalid_parameters"],
       [req("x6", "health.check", { parameters: { include_peers: 1 } }), "invalid_parameters"],
+      [req("x6b", "diagnostics.ping_peer", { parameters: { peer_id: "n_peer", count: 21 } }), "invalid_parameters"],
+      [req("x6c", "diagnostics.ping_peer", { parameters: { count: 2 } }), "invalid_parameters"],
       [req("x7", "health.check", { parameters: { include_peers: { nested: true } } }), "invalid_parameters"],
       [req("x8", "system.info", { timeout: "soon" }), "invalid_parameters"],
     ];
@@ -240,15 +245,21 @@ describe("action admission", () => {
 });
 
 describe("built-ins", () => {
-  it("config.dump lists every key with its value text and source", async () => {
+  it("config.dump, mesh.reconnect, ping_peer and traceroute_peer answer with their documents", async () => {
     const { m, cp } = await setup();
     m.handleRequest("e", req("cd", "config.dump"));
     m.handleRequest("e", req("mr", "mesh.reconnect"));
+    m.handleRequest("e", req("pp", "diagnostics.ping_peer", { parameters: { peer_id: "n_peer", count: 4 } }));
+    m.handleRequest("e", req("tr", "diagnostics.traceroute_peer", { parameters: { peer_id: "n_peer" } }));
+    m.handleRequest("e", req("pu", "diagnostics.ping_peer", { parameters: { peer_id: "n_nobody" } }));
     await m.settled();
-    const r = await waitFor(() => (cp.results().length === 2 ? cp.results() : undefined));
-    const by = Object.fromEntries(r.map((x) => [x.execution_id, JSON.parse(x.stdout) as unknown]));
+    const r = await waitFor(() => (cp.results().length === 5 ? cp.results() : undefined));
+    const by = Object.fromEntries(r.filter((x) => x.stdout !== "").map((x) => [x.execution_id, JSON.parse(x.stdout) as unknown]));
     expect(by.cd).toEqual({ api: { value: "https://cp.invalid", source: "file" }, "actions.default_timeout": { value: "30s", source: "default" } });
     expect(by.mr).toEqual({ peers_configured: 3 });
+    expect(by.pp).toEqual({ peer_id: "n_peer", mesh_ip: "10.100.1.2", sent: 4, received: 3, loss_percent: 25, rtt_ms: { min: 1, avg: 2, max: 3 } });
+    expect(by.tr).toEqual({ peer_id: "n_peer", mesh_ip: "10.100.1.2", hops: [{ hop: 1, address: "10.100.1.2", rtt_ms: 0.5 }] });
+    expect(r.find((x) => x.execution_id === "pu")).toMatchObject({ status: "error", exit_code: -1, stderr: "unknown peer n_nobody\n" });
   });
 });
 
