@@ -1,5 +1,7 @@
 import { readdir, readFile, statfs } from "node:fs/promises";
 import os from "node:os";
+import { gzipSync } from "node:zlib";
+import { parseDuration } from "../../proto/lib/duration.js";
 import { formatSeconds } from "../../proto/lib/duration.js";
 import { version } from "../../proto/lib/version.js";
 import type { HealthCondition } from "../health/registry.js";
@@ -25,6 +27,10 @@ export interface BuiltinHost {
   /** privhelper PingPeers / Traceroute over the mesh interface. */
   ping(address: string, count: number, signal: AbortSignal): Promise<{ sent: number; received: number; min: number; avg: number; max: number }>;
   traceroute(address: string, maxHops: number, signal: AbortSignal): Promise<{ hops: { hop: number; address: string; rtt_ms: number }[]; reached: boolean }>;
+  /** journalctl with these arguments (argv, no shell). */
+  journal(args: readonly string[], signal: AbortSignal): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  /** actions.max_output_bytes */
+  maxOutputBytes(): number;
   /** mesh.reconnect: recreate the interface with the whole peer set; the number of peers configured. */
   reconnectMesh(): Promise<number>;
   /** The running configuration and the source of each key. */
@@ -276,5 +282,41 @@ const traceroutePeer: Builtin = {
   },
 };
 
+/** The newest lines whose gzip+base64 fits `budget` bytes (fewer lines, not a cut line, when it does not). */
+export function packLines(lines: readonly string[], budget: number): { lines: number; truncated: boolean; data: string } {
+  const pack = (n: number) => gzipSync(Buffer.from(lines.slice(lines.length - n).join("\n") + (n > 0 ? "\n" : ""))).toString("base64");
+  let data = pack(lines.length);
+  if (data.length <= budget) return { lines: lines.length, truncated: false, data };
+  // Binary search for the most lines that fit: gzip size grows with the line count.
+  let [lo, hi] = [0, lines.length];
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (pack(mid).length <= budget) lo = mid;
+    else hi = mid - 1;
+  }
+  data = pack(lo);
+  return { lines: lo, truncated: true, data };
+}
+
+const logsSnapshot: Builtin = {
+  name: "logs.snapshot",
+  type: "builtin",
+  description: "The latest journal lines of plexd and plexd-privhelper, gzip+base64; oldest lines dropped to fit the output limit",
+  parameters: [
+    p("lines", "int", "lines at most", { default: "1000", min: 1, max: 10_000 }),
+    p("since", "string", "only lines this recent, a duration such as 30m", { pattern: { re: /^(?:\d+(?:ms|s|m|h))+$/, message: "must be a duration such as 30m or 1h" } }),
+  ],
+  async run(params, host, signal) {
+    const since = params.since === undefined ? undefined : parseDuration(params.since);
+    const args = ["-u", "plexd.service", "-u", "plexd-privhelper.service", "-n", params.lines!, "--no-pager", "-q", "-o", "short-iso", ...(since === undefined ? [] : ["--since", `@${Math.floor((Date.now() - since) / 1000)}`])];
+    const r = await host.journal(args, signal);
+    if (r.exitCode !== 0) throw new Error(`journalctl failed (exit ${r.exitCode}): ${r.stderr.trim().slice(0, 300)}`);
+    const lines = r.stdout.split("\n").filter((l) => l !== "" && !l.startsWith("-- "));
+    // Room for the document around `data`.
+    const packed = packLines(lines, host.maxOutputBytes() - 128);
+    return { exitCode: 0, document: { encoding: "gzip+base64", ...packed } };
+  },
+};
+
 /** The built-ins this agent runs, by name. */
-export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, pingPeer, traceroutePeer, reloadConfig, configDump, meshReconnect].map((b) => [b.name, b]));
+export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, pingPeer, traceroutePeer, reloadConfig, configDump, meshReconnect, logsSnapshot].map((b) => [b.name, b]));

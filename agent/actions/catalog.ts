@@ -13,6 +13,8 @@ export interface ParamDef {
   /** Bounds of an `int` parameter, inclusive (built-ins only). */
   readonly min?: number;
   readonly max?: number;
+  /** A `string` parameter's form (built-ins only), with what to say when it does not match. */
+  readonly pattern?: { re: RegExp; message: string };
 }
 
 export interface ActionDef {
@@ -64,7 +66,7 @@ export function checkParameters(defs: readonly ParamDef[], raw: Record<string, u
 
 function typeProblem(def: ParamDef, text: string): string | undefined {
   if (def.type === "bool") return text === "true" || text === "false" ? undefined : "must be true or false";
-  if (def.type !== "int") return undefined;
+  if (def.type === "string") return def.pattern === undefined || def.pattern.re.test(text) ? undefined : def.pattern.message;
   if (!/^-?\d{1,20}$/.test(text)) return "must be a decimal integer";
   const n = BigInt(text);
   if (n < int64.min || n > int64.max) return "must fit in 64 bits";

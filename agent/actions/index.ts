@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { AgentRuntime } from "../runtime.js";
 import type { AgentContext } from "../system.js";
@@ -50,6 +51,14 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
       });
     },
     config: () => ({ config: ctx.config, sources: ctx.reloader?.sources ?? {} }),
+    maxOutputBytes: () => ctx.config.actions.max_output_bytes,
+    journal: (args, signal) =>
+      new Promise((resolve) => {
+        execFile("journalctl", [...args], { signal, maxBuffer: 64 * 1024 * 1024, env: { LC_ALL: "C", PATH: "/usr/bin:/bin" } }, (err, stdout, stderr) => {
+          const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 127;
+          resolve({ exitCode: code, stdout, stderr: err !== null && stderr === "" ? err.message : stderr });
+        });
+      }),
     peerMeshIp: (peerId) => runtime()?.store.state.peers[peerId]?.mesh_ip,
     async ping(address, count, signal) {
       const r = (await ctx.priv.pingPeers({ addresses: [address], count }, { signal, timeoutMs: 60_000 })).results[0];

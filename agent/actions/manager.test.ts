@@ -26,6 +26,8 @@ const host: BuiltinHost = {
   peers: async () => [],
   reloadConfig: () => ({ applied: [], restart_required: [] }),
   reconnectMesh: async () => 3,
+  maxOutputBytes: () => 65536,
+  journal: async (args) => ({ exitCode: 0, stderr: "", stdout: ["-- Journal begins --", ...Array.from({ length: Number(args[args.indexOf("-n") + 1]) }, (_, i) => `2026-12-03T10:00:00+0000 host plexd[1]: line ${i} ${"x".repeat(i % 50)}`)].join("\n") + "\n" }),
   peerMeshIp: (id) => (id === "n_peer" ? "10.100.1.2" : undefined),
   ping: async (_a, count) => ({ sent: count, received: count - 1, min: 1, avg: 2, max: 3 }),
   traceroute: async (a) => ({ hops: [{ hop: 1, address: a, rtt_ms: 0.5 }], reached: true }),
@@ -260,6 +262,34 @@ describe("built-ins", () => {
     expect(by.pp).toEqual({ peer_id: "n_peer", mesh_ip: "10.100.1.2", sent: 4, received: 3, loss_percent: 25, rtt_ms: { min: 1, avg: 2, max: 3 } });
     expect(by.tr).toEqual({ peer_id: "n_peer", mesh_ip: "10.100.1.2", hops: [{ hop: 1, address: "10.100.1.2", rtt_ms: 0.5 }] });
     expect(r.find((x) => x.execution_id === "pu")).toMatchObject({ status: "error", exit_code: -1, stderr: "unknown peer n_nobody\n" });
+  });
+});
+
+describe("logs.snapshot", () => {
+  it("packs the newest journal lines, gzip+base64, dropping the oldest to fit", async () => {
+    const { packLines } = await import("./builtins.js");
+    const { gunzipSync } = await import("node:zlib");
+    const lines = Array.from({ length: 5000 }, (_, i) => `${i} ${Math.random().toString(36).repeat(3)}`);
+    const all = packLines(lines.slice(0, 10), 65536);
+    expect(all).toMatchObject({ lines: 10, truncated: false });
+    const cut = packLines(lines, 4096);
+    expect(cut.truncated).toBe(true);
+    expect(cut.data.length).toBeLessThanOrEqual(4096);
+    const text = gunzipSync(Buffer.from(cut.data, "base64")).toString().trimEnd().split("\n");
+    expect(text).toEqual(lines.slice(lines.length - cut.lines));
+    expect(packLines(lines, 4096 + 200).lines).toBeGreaterThanOrEqual(cut.lines);
+  });
+
+  it("runs journalctl for both units and checks its parameters", async () => {
+    const { m, cp, acks } = await setup();
+    m.handleRequest("e", req("ls", "logs.snapshot", { parameters: { lines: 200, since: "30m" } }));
+    m.handleRequest("e", req("lb", "logs.snapshot", { parameters: { since: "yesterday" } }));
+    m.handleRequest("e", req("lc", "logs.snapshot", { parameters: { lines: 10001 } }));
+    await m.settled();
+    expect(acks.map((a) => a.reason)).toEqual(["", "invalid_parameters", "invalid_parameters"]);
+    const r = await waitFor(() => cp.results()[0]);
+    const doc = JSON.parse(r.stdout) as { encoding: string; lines: number; truncated: boolean; data: string };
+    expect(doc).toMatchObject({ encoding: "gzip+base64", lines: 200, truncated: false });
   });
 });
 

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { createTopology, ensureSystemUsers, nsExec, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
@@ -46,7 +47,7 @@ describe("built-in actions", () => {
   it("are announced at registration with their parameters", async () => {
     const { capabilities } = await cp.client.capabilities(id);
     const names = (capabilities as { builtin_actions: { name: string; parameters: { name: string }[] }[] }).builtin_actions.map((b) => b.name);
-    expect(names).toEqual(expect.arrayContaining(["system.info", "health.check", "diagnostics.collect", "service.reload_config", "config.dump", "mesh.reconnect"]));
+    expect(names).toEqual(expect.arrayContaining(["system.info", "health.check", "diagnostics.collect", "service.reload_config", "config.dump", "mesh.reconnect", "logs.snapshot", "diagnostics.ping_peer", "diagnostics.traceroute_peer"]));
   });
 
   it("each gets an ack and a result with its document", async () => {
@@ -81,6 +82,12 @@ describe("built-in actions", () => {
     const dump = await run("config.dump");
     expect(dump.doc).toMatchObject({ api: { value: `https://${topo.hub.ip}:${cpPort}`, source: "file" }, "actions.max_concurrent": { value: 2, source: "file" }, "actions.default_timeout": { value: "30s", source: "default" } });
     expect(JSON.stringify(dump.doc)).not.toContain(bootstrapToken);
+
+    // The journal of both units (these machines have none: zero lines, still a valid document).
+    const logs = await run("logs.snapshot", { lines: "50" });
+    expect(logs).toMatchObject({ status: "success", exit_code: 0, doc: { encoding: "gzip+base64", truncated: false } });
+    const text = gunzipSync(Buffer.from(logs.doc.data as string, "base64")).toString();
+    expect(text === "" ? 0 : text.trimEnd().split("\n").length).toBe(logs.doc.lines);
 
     // The interface is deleted and created again: a new ifindex.
     const ifindex = async () => (await nsExec(node.ns, ["ip", "-o", "link", "show", node.iface])).stdout.split(":")[0];
