@@ -4,8 +4,8 @@ import { isUnreachable } from "../client.js";
 import { pause } from "../../proto/lib/timers.js";
 import type { TopAction } from "./reducer.js";
 
-// The data sources of `plexd top`: WatchStatus and Watch streams plus ListPeers/ListPolicies
-// polled every interval. Each source reconnects on its own after a failure, so the view
+// The data sources of `plexd top`: WatchStatus and Watch streams plus ListPeers, ListPolicies
+// and ListExecutions polled every interval. Each source reconnects on its own after a failure, so the view
 // keeps retrying while the agent is away (spec/node-agent.md §7.4).
 
 export const retryMs = 1000;
@@ -64,6 +64,9 @@ export function startFeeds(client: NodeClient, dispatch: (a: TopAction) => void,
         ]);
         dispatch({ type: "peers", peers: peers.peers, at: Date.now() });
         dispatch({ type: "rules", rules: policies.firewallRules });
+        // An agent without actions (older, or not started yet) answers unimplemented: no panel data.
+        const ex = await client.agent.listExecutions({}, { signal, timeoutMs: Math.max(intervalMs, 5000) }).catch(() => undefined);
+        if (ex !== undefined) dispatch({ type: "executions", executions: ex.executions });
       } catch (err) {
         if (signal.aborted) return;
         dispatch({ type: "disconnected", error: reason(err) });

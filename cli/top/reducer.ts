@@ -1,13 +1,13 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { parseDuration } from "../../proto/lib/duration.js";
-import type { GetStatusResponse, Peer, RenderedRule, WatchResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { Execution, GetStatusResponse, Peer, RenderedRule, WatchResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 
 // All of `plexd top`'s state in one pure reducer: the streams (WatchStatus, Watch), the
 // periodic ListPeers/ListPolicies polls and the keyboard all become actions, so every view
 // is a function of this state and can be tested without a terminal or an agent.
 
-export type Panel = "peers" | "rules" | "events" | "health";
-export const panels: Panel[] = ["peers", "rules", "events", "health"];
+export type Panel = "peers" | "rules" | "events" | "health" | "executions";
+export const panels: Panel[] = ["peers", "rules", "events", "health", "executions"];
 export const sortColumns = ["peer", "state", "endpoint", "handshake", "rx", "tx", "rtt"] as const;
 export type SortColumn = (typeof sortColumns)[number];
 
@@ -55,6 +55,8 @@ export interface TopState {
   peersAt: number | undefined;
   rules: RenderedRule[];
   events: FeedItem[];
+  /** Running and recently finished actions (ListExecutions). */
+  executions: Execution[];
   panel: Panel;
   sort: SortColumn;
   filter: string;
@@ -73,6 +75,7 @@ export type TopAction =
   | { type: "status"; status: GetStatusResponse; at: number }
   | { type: "peers"; peers: Peer[]; at: number }
   | { type: "rules"; rules: RenderedRule[] }
+  | { type: "executions"; executions: Execution[] }
   | { type: "event"; event: WatchResponse; now: number }
   | { type: "cycleSort" }
   | { type: "switchPanel" }
@@ -96,6 +99,7 @@ export function initialState(size: { columns: number; rows: number } = { columns
     peersAt: undefined,
     rules: [],
     events: [],
+    executions: [],
     panel: "peers",
     sort: "peer",
     filter: "",
@@ -152,6 +156,9 @@ export function reducer(state: TopState, action: TopAction): TopState {
     case "rules":
       if (state.paused) return state;
       return { ...state, rules: action.rules };
+    case "executions":
+      if (state.paused) return state;
+      return { ...state, executions: action.executions };
     case "event": {
       // Events are kept while paused (the feed is a log; pausing freezes only the live tables).
       const e = action.event;

@@ -139,6 +139,8 @@ describe("plexd top in tmux against a live agent", () => {
     await t.keys("Tab");
     await t.waitFor((s) => s.includes("HEALTH") && s.includes("COUNTERS"), "the NAT & health panel");
     await t.keys("Tab");
+    await t.waitFor((s) => s.includes("[Executions]") && s.includes("no executions yet"), "the executions panel");
+    await t.keys("Tab");
     await t.waitFor((s) => peerRow.test(s), "back to the peers");
 
     // The agent stops (its socket goes): its last data stays, greyed, with the time of the last

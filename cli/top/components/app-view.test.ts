@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { render } from "ink-testing-library";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { GetStatusResponseSchema, PeerSchema, RenderedRuleSchema, WatchResponseSchema } from "../../../proto/gen/plexd/node/v1/node_pb.js";
+import { ExecutionSchema, GetStatusResponseSchema, PeerSchema, RenderedRuleSchema, WatchResponseSchema } from "../../../proto/gen/plexd/node/v1/node_pb.js";
 import { initialState, reducer, type TopAction, type TopState } from "../reducer.js";
 import { loadUi, type Ui } from "../ui.js";
 import { makeAppView } from "./app-view.js";
@@ -134,6 +134,25 @@ describe("plexd top views", () => {
     expect(up).toBeGreaterThan(-1);
     expect(drift).toBeGreaterThan(-1);
     expect(drift).toBeLessThan(up); // newest first
+  });
+
+  it("executions panel: running first as listed, status, exit code, age, duration, trigger", () => {
+    const executions = [
+      create(ExecutionSchema, { executionId: "exec_run1", action: "hooks/backup", status: "running", startedAt: timestampFromMs(now - 5000), triggeredBy: "control_plane" }),
+      create(ExecutionSchema, { executionId: "local_1234", action: "system.info", status: "success", exitCode: 0, startedAt: timestampFromMs(now - 120_000), duration: "0.02s", triggeredBy: "local_emergency" }),
+      create(ExecutionSchema, { executionId: "exec_to", action: "hooks/slow", status: "timeout", exitCode: -1, startedAt: timestampFromMs(now - 60_000), duration: "30.00s", triggeredBy: "control_plane" }),
+    ];
+    let s = base([{ type: "executions", executions }]);
+    for (let i = 0; i < 4; i++) s = reducer(s, { type: "switchPanel" });
+    const f = frame(s);
+    expect(f).toContain("[Executions]");
+    const lines = f.split("\n");
+    const run = lines.findIndex((l) => /running\s+-\s+5s ago\s+-\s+control_plane\s+hooks\/backup {2}exec_run1/.test(l));
+    const ok = lines.findIndex((l) => /success\s+0\s+2m ago\s+0\.02s\s+local_emergency\s+system\.info {2}local_1234/.test(l));
+    expect(run, f).toBeGreaterThan(-1);
+    expect(ok, f).toBeGreaterThan(run);
+    expect(f).toMatch(/timeout\s+-1\s+1m ago\s+30\.00s/);
+    expect(frame(reducer(base([]), { type: "switchPanel" }))).not.toContain("no executions yet");
   });
 
   it("no agent: says so and keeps the last known data", () => {

@@ -3,6 +3,7 @@ import { fitSegments } from "../layout.js";
 import { visiblePeers, type Panel, type TopState } from "../reducer.js";
 import type { Ui } from "../ui.js";
 import { makeEventsFeed } from "./events-feed.js";
+import { makeExecutionsPanel } from "./executions-panel.js";
 import { headerLines, makeHeader } from "./header.js";
 import { makeHealthPanel } from "./health-panel.js";
 import { makeHelpOverlay } from "./help-overlay.js";
@@ -14,7 +15,7 @@ export interface AppViewProps {
   now: number;
 }
 
-const tabs: Record<Panel, string> = { peers: "Peers", rules: "Firewall rules", events: "Events", health: "NAT & health" };
+const tabs: Record<Panel, string> = { peers: "Peers", rules: "Firewall rules", events: "Events", health: "NAT & health", executions: "Executions" };
 const footer = ["q quit", "Tab panel", "? help", "s sort", "/ filter", "r refresh", "p pause", "Esc close"];
 
 /** The whole screen as a function of the reducer state. */
@@ -28,6 +29,7 @@ export function makeAppView(ui: Ui): (props: AppViewProps) => ReactElement {
   const EventsFeed = makeEventsFeed(ui);
   const HealthPanel = makeHealthPanel(ui);
   const HelpOverlay = makeHelpOverlay(ui);
+  const ExecutionsPanel = makeExecutionsPanel(ui);
   return function AppView({ state, now }: AppViewProps): ReactElement {
     // Header, a blank line, the tabs, the panel, the footer: the panel gets what is left. One
     // row stays free: an output as tall as the terminal makes Ink clear and redraw the whole
@@ -43,7 +45,9 @@ export function makeAppView(ui: Ui): (props: AppViewProps) => ReactElement {
           ? h(RulesPanel, { rules: state.rules, maxRows: body - 1, columns: state.columns, dim })
           : state.panel === "events"
             ? h(EventsFeed, { events: state.events, maxRows: body - 1, columns: state.columns })
-            : h(HealthPanel, { status: state.status, now, maxRows: body, columns: state.columns, dim });
+            : state.panel === "executions"
+              ? h(ExecutionsPanel, { executions: state.executions, now, maxRows: body - 1, columns: state.columns, dim })
+              : h(HealthPanel, { status: state.status, now, maxRows: body, columns: state.columns, dim });
     // The selected tab is bracketed as well as highlighted, so it shows without colour too.
     const tabParts = (Object.keys(tabs) as Panel[]).map((p) => ({ p, text: p === state.panel ? `[${tabs[p]}]` : ` ${tabs[p]} `, priority: p === state.panel ? 0 : 1 }));
     return h(
