@@ -17,6 +17,7 @@ import { makeHashFiles } from "./service/hook-file.js";
 import { makeReadMesh } from "./service/read-mesh.js";
 import { makePingPeers, makeTraceroute } from "./service/ping.js";
 import { makeRemoveBootstrapToken } from "./service/remove-bootstrap-token.js";
+import { makeServiceControl } from "./service/service-control.js";
 import { makeRunSandboxed } from "./service/run-sandboxed.js";
 import { makeStunProbe } from "./service/stun-probe.js";
 import { makeTeardown } from "./service/teardown.js";
@@ -58,5 +59,6 @@ export function buildHandlers(deps: Deps): Handlers<(typeof PrivHelperService)["
     runSandboxed: makeRunSandboxed(deps),
     pingPeers: makePingPeers(deps),
     traceroute: makeTraceroute(deps),
+    serviceControl: makeServiceControl(deps),
   };
 }

@@ -29,6 +29,8 @@ export interface BuiltinHost {
   traceroute(address: string, maxHops: number, signal: AbortSignal): Promise<{ hops: { hop: number; address: string; rtt_ms: number }[]; reached: boolean }>;
   /** journalctl with these arguments (argv, no shell). */
   journal(args: readonly string[], signal: AbortSignal): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  /** privhelper ServiceControl; `checkOnly` tells whether it could run now. */
+  serviceControl(action: "restart_agent" | "restart_all", checkOnly: boolean): Promise<void>;
   /** actions.max_output_bytes */
   maxOutputBytes(): number;
   /** mesh.reconnect: recreate the interface with the whole peer set; the number of peers configured. */
@@ -40,6 +42,8 @@ export interface BuiltinHost {
 export interface BuiltinRun {
   exitCode: number;
   document: unknown;
+  /** Runs once the result is delivered (service.restart restarts the agent only then). */
+  after?: () => Promise<void>;
 }
 
 export interface Builtin extends ActionDef {
@@ -318,5 +322,17 @@ const logsSnapshot: Builtin = {
   },
 };
 
+const serviceRestart: Builtin = {
+  name: "service.restart",
+  type: "builtin",
+  description: "Restart the agent (plexd.service) once this result is delivered",
+  parameters: [],
+  async run(_params, host) {
+    // Refused up front where it cannot happen (no systemd): status error with the reason.
+    await host.serviceControl("restart_agent", true);
+    return { exitCode: 0, document: { restarting: ["plexd.service"] }, after: () => host.serviceControl("restart_agent", false) };
+  },
+};
+
 /** The built-ins this agent runs, by name. */
-export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, pingPeer, traceroutePeer, reloadConfig, configDump, meshReconnect, logsSnapshot].map((b) => [b.name, b]));
+export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, pingPeer, traceroutePeer, reloadConfig, configDump, meshReconnect, logsSnapshot, serviceRestart].map((b) => [b.name, b]));

@@ -51,6 +51,9 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
       });
     },
     config: () => ({ config: ctx.config, sources: ctx.reloader?.sources ?? {} }),
+    async serviceControl(action, checkOnly) {
+      await ctx.priv.serviceControl({ action, checkOnly }, { timeoutMs: 30_000 });
+    },
     maxOutputBytes: () => ctx.config.actions.max_output_bytes,
     journal: (args, signal) =>
       new Promise((resolve) => {

@@ -16,6 +16,8 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
+const serviceCalls: string[] = [];
+let noSystemd = false;
 const host: BuiltinHost = {
   nodeId: () => "n_test",
   meshIp: () => "10.100.0.9",
@@ -26,6 +28,10 @@ const host: BuiltinHost = {
   peers: async () => [],
   reloadConfig: () => ({ applied: [], restart_required: [] }),
   reconnectMesh: async () => 3,
+  serviceControl: async (action, checkOnly) => {
+    serviceCalls.push(`${action}${checkOnly ? "?" : ""}`);
+    if (noSystemd) throw new Error("systemd is not the init system on this node (no /run/systemd/system): plexd's units cannot be restarted");
+  },
   maxOutputBytes: () => 65536,
   journal: async (args) => ({ exitCode: 0, stderr: "", stdout: ["-- Journal begins --", ...Array.from({ length: Number(args[args.indexOf("-n") + 1]) }, (_, i) => `2026-12-03T10:00:00+0000 host plexd[1]: line ${i} ${"x".repeat(i % 50)}`)].join("\n") + "\n" }),
   peerMeshIp: (id) => (id === "n_peer" ? "10.100.1.2" : undefined),
@@ -262,6 +268,34 @@ describe("built-ins", () => {
     expect(by.pp).toEqual({ peer_id: "n_peer", mesh_ip: "10.100.1.2", sent: 4, received: 3, loss_percent: 25, rtt_ms: { min: 1, avg: 2, max: 3 } });
     expect(by.tr).toEqual({ peer_id: "n_peer", mesh_ip: "10.100.1.2", hops: [{ hop: 1, address: "10.100.1.2", rtt_ms: 0.5 }] });
     expect(r.find((x) => x.execution_id === "pu")).toMatchObject({ status: "error", exit_code: -1, stderr: "unknown peer n_nobody\n" });
+  });
+});
+
+describe("service.restart", () => {
+  it("restarts only after its result is delivered, and reports error where it cannot", async () => {
+    serviceCalls.length = 0;
+    const { m, cp } = await setup();
+    m.handleRequest("e", req("sr", "service.restart"));
+    await m.settled();
+    const r = await waitFor(() => cp.results()[0]);
+    expect(r).toMatchObject({ status: "success", exit_code: 0 });
+    await waitFor(() => serviceCalls.length === 2);
+    expect(serviceCalls).toEqual(["restart_agent?", "restart_agent"]);
+    const resultAt = cp.posts.findIndex((p) => p.path.endsWith("/result"));
+    expect(resultAt).toBeGreaterThan(-1);
+
+    noSystemd = true;
+    try {
+      const b = await setup();
+      b.m.handleRequest("e", req("sr2", "service.restart"));
+      await b.m.settled();
+      const e = await waitFor(() => b.cp.results()[0]);
+      expect(e).toMatchObject({ status: "error", exit_code: -1 });
+      expect(e.stderr).toContain("systemd is not the init system");
+      expect(serviceCalls).toEqual(["restart_agent?", "restart_agent", "restart_agent?"]);
+    } finally {
+      noSystemd = false;
+    }
   });
 });
 

@@ -218,14 +218,16 @@ export class ActionManager {
       this.#finished.unshift(view);
       this.#finished.length = Math.min(this.#finished.length, keepFinished);
       log.info({ execution_id: id, action: a.request.action, status: result.status, exit_code: result.exit_code, duration: result.duration }, "action finished");
-      await this.#d.outbox.add(result, acked).catch((err: unknown) => log.error({ execution_id: id, err: PlexdError.from(err).message }, "action result could not be persisted; sending it once"));
+      const after = r.after;
+      const delivered = after === undefined ? undefined : () => void after().catch((err: unknown) => log.error({ execution_id: id, err: PlexdError.from(err).message }, "action's follow-up after its result failed"));
+      await this.#d.outbox.add(result, acked, delivered).catch((err: unknown) => log.error({ execution_id: id, err: PlexdError.from(err).message }, "action result could not be persisted; sending it once"));
       return result;
     });
     this.#running.set(id, { view, abort, done });
     return done;
   }
 
-  async #execute(a: Admitted, cancel: AbortSignal): Promise<{ status: ActionResult["status"]; exitCode: number; stdout: string; stderr: string }> {
+  async #execute(a: Admitted, cancel: AbortSignal): Promise<{ status: ActionResult["status"]; exitCode: number; stdout: string; stderr: string; after?: () => Promise<void> }> {
     const max = this.#d.config().actions.max_output_bytes;
     const timeout = AbortSignal.timeout(a.timeoutMs);
     const signal = AbortSignal.any([cancel, timeout]);
@@ -239,7 +241,7 @@ export class ActionManager {
       const b = builtins.get(a.def.name)!;
       const stopped = new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(new PlexdError("cancelled", "stopped")), { once: true }));
       const r = await Promise.race([b.run(a.params, this.#d.host, signal), stopped]);
-      return { status: r.exitCode === 0 ? "success" : "failure", exitCode: r.exitCode, stdout: capText(Buffer.from(JSON.stringify(r.document) + "\n"), max), stderr: "" };
+      return { status: r.exitCode === 0 ? "success" : "failure", exitCode: r.exitCode, stdout: capText(Buffer.from(JSON.stringify(r.document) + "\n"), max), stderr: "", ...(r.after ? { after: r.after } : {}) };
     } catch (err) {
       const how = ended();
       if (how !== undefined) return { status: how, exitCode: -1, stdout: "", stderr: how === "timeout" ? `timed out after ${formatDuration(a.timeoutMs)}\n` : "cancelled\n" };

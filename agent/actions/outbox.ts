@@ -67,10 +67,14 @@ export class ResultOutbox {
     return this.#active.size;
   }
 
-  /** Persists `result`, then delivers it once `after` (its ack) settled; resolves once it is on disk. */
-  async add(result: ActionResult, after: Promise<unknown> = Promise.resolve()): Promise<void> {
+  /**
+   * Persists `result`, then delivers it once `after` (its ack) settled; resolves once it is on
+   * disk. `delivered` runs once the control plane has answered for good (service.restart acts
+   * only then); it lives in memory only.
+   */
+  async add(result: ActionResult, after: Promise<unknown> = Promise.resolve(), delivered?: () => void): Promise<void> {
     await this.#d.writer.writeJsonAtomic(join(this.#dir, pendingFileName(result.execution_id)), result);
-    void after.finally(() => this.#start(result));
+    void after.finally(() => this.#start(result, delivered));
   }
 
   /** Start-up: every result left pending by an earlier run. */
@@ -92,18 +96,18 @@ export class ResultOutbox {
     for (const a of this.#active.values()) a.wake.abort();
   }
 
-  #start(result: ActionResult): void {
+  #start(result: ActionResult, delivered?: () => void): void {
     if (this.#active.has(result.execution_id)) return;
     const entry = { wake: new AbortController() };
     this.#active.set(result.execution_id, entry);
-    const loop = this.#deliver(result, entry).finally(() => {
+    const loop = this.#deliver(result, entry, delivered).finally(() => {
       this.#active.delete(result.execution_id);
       this.#loops.delete(loop);
     });
     this.#loops.add(loop);
   }
 
-  async #deliver(result: ActionResult, entry: { wake: AbortController }): Promise<void> {
+  async #deliver(result: ActionResult, entry: { wake: AbortController }, delivered?: () => void): Promise<void> {
     const backoff = this.#d.backoff?.() ?? new Backoff({ maxMs: 300_000 });
     const signal = this.#stop.signal;
     while (!signal.aborted) {
@@ -115,6 +119,7 @@ export class ResultOutbox {
           this.#d.log.info({ execution_id: result.execution_id, status: result.status, attempts: backoff.attempts + 1 }, "action result delivered");
         }
         await rm(join(this.#dir, pendingFileName(result.execution_id)), { force: true });
+        delivered?.();
         return;
       }
       const wait = backoff.next();

@@ -47,7 +47,7 @@ describe("built-in actions", () => {
   it("are announced at registration with their parameters", async () => {
     const { capabilities } = await cp.client.capabilities(id);
     const names = (capabilities as { builtin_actions: { name: string; parameters: { name: string }[] }[] }).builtin_actions.map((b) => b.name);
-    expect(names).toEqual(expect.arrayContaining(["system.info", "health.check", "diagnostics.collect", "service.reload_config", "config.dump", "mesh.reconnect", "logs.snapshot", "diagnostics.ping_peer", "diagnostics.traceroute_peer"]));
+    expect(names).toEqual(expect.arrayContaining(["system.info", "health.check", "diagnostics.collect", "service.reload_config", "config.dump", "mesh.reconnect", "logs.snapshot", "diagnostics.ping_peer", "diagnostics.traceroute_peer", "service.restart"]));
   });
 
   it("each gets an ack and a result with its document", async () => {
@@ -55,10 +55,10 @@ describe("built-in actions", () => {
       const { execution_id } = await cp.client.pushAction(id, { action, parameters });
       const rec = await cp.client.waitForResult(id, execution_id, { timeoutMs: 30_000 });
       expect(rec.acks.map((a) => a.body)).toEqual([{ execution_id, status: "accepted", reason: "" }]);
-      const r = rec.result!.body as { status: string; exit_code: number; stdout: string; duration: string; triggered_by: { type: string } };
+      const r = rec.result!.body as { status: string; exit_code: number; stdout: string; stderr: string; duration: string; triggered_by: { type: string } };
       expect(r.duration).toMatch(/^\d+\.\d+s$/);
       expect(r.triggered_by.type).toBe("control_plane");
-      return { ...r, doc: JSON.parse(r.stdout) as Record<string, unknown> };
+      return { ...r, doc: r.stdout === "" ? {} : (JSON.parse(r.stdout) as Record<string, unknown>) };
     };
     const info = await run("system.info");
     expect(info).toMatchObject({ status: "success", exit_code: 0 });
@@ -88,6 +88,12 @@ describe("built-in actions", () => {
     expect(logs).toMatchObject({ status: "success", exit_code: 0, doc: { encoding: "gzip+base64", truncated: false } });
     const text = gunzipSync(Buffer.from(logs.doc.data as string, "base64")).toString();
     expect(text === "" ? 0 : text.trimEnd().split("\n").length).toBe(logs.doc.lines);
+
+    // No systemd here: the restart is refused up front, with the reason, and the agent stays.
+    const restart = await run("service.restart");
+    expect(restart).toMatchObject({ status: "error", exit_code: -1 });
+    expect(restart.stderr).toContain("systemd is not the init system");
+    expect(node.agent!.exited).toBe(false);
 
     // The interface is deleted and created again: a new ifindex.
     const ifindex = async () => (await nsExec(node.ns, ["ip", "-o", "link", "show", node.iface])).stdout.split(":")[0];
