@@ -18,6 +18,12 @@ describe("planReload", () => {
     expect(Object.isFrozen(plan.config.reconcile)).toBe(true);
   });
 
+  it("hooks apply live, except hooks.dir (privhelper's allow-list, read at its start)", () => {
+    const plan = planReload(parseConfig(base), parseConfig({ ...base, hooks: { dir: "/srv/hooks", require_signature: false, definitions: [{ name: "h", path: "/srv/hooks/h.sh" }] } }));
+    expect(plan.applied).toEqual(["hooks.definitions"]);
+    expect(plan.restartRequired).toEqual(["hooks.dir"]);
+  });
+
   it("an unchanged file changes nothing", () => {
     const plan = planReload(parseConfig(base), parseConfig(base));
     expect(plan).toMatchObject({ applied: [], restartRequired: [] });

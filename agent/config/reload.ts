@@ -34,7 +34,10 @@ export interface ReloadPlan {
   readonly restartRequired: string[];
 }
 
-const isLive = (path: string): boolean => liveKeys.some((k) => path === k || path.startsWith(`${k}.`));
+/** Keys inside a live section that still need a restart: privhelper reads hooks.dir (its allow-list) at start. */
+export const restartOnlyKeys: readonly string[] = ["hooks.dir"];
+
+const isLive = (path: string): boolean => !restartOnlyKeys.includes(path) && liveKeys.some((k) => path === k || path.startsWith(`${k}.`));
 
 // Durations and sizes are objects in the parsed config but single values in the file.
 const isLeaf = (v: unknown): boolean => !isRec(v) || isDuration(v) || ("bytes" in v && "text" in v);
