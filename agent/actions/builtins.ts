@@ -29,6 +29,8 @@ export interface BuiltinHost {
   traceroute(address: string, maxHops: number, signal: AbortSignal): Promise<{ hops: { hop: number; address: string; rtt_ms: number }[]; reached: boolean }>;
   /** journalctl with these arguments (argv, no shell). */
   journal(args: readonly string[], signal: AbortSignal): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  /** diagnostics.path_test against a peer's responder. */
+  pathTest(peerIp: string, o: { mode: "udp_echo" | "throughput"; durationMs: number; rate: number }, signal: AbortSignal): Promise<unknown>;
   /** privhelper ServiceControl; `checkOnly` tells whether it could run now. */
   serviceControl(action: "restart_agent" | "restart_all", checkOnly: boolean): Promise<void>;
   /** actions.max_output_bytes */
@@ -322,6 +324,24 @@ const logsSnapshot: Builtin = {
   },
 };
 
+const pathTest: Builtin = {
+  name: "diagnostics.path_test",
+  type: "builtin",
+  description: "UDP test to a peer's agent over the mesh: RTT, jitter and loss (udp_echo) or goodput (throughput); the peer caps the rate",
+  parameters: [
+    p("peer_id", "string", "the peer's node id", { required: true }),
+    p("mode", "string", "udp_echo or throughput", { default: "udp_echo", pattern: { re: /^(?:udp_echo|throughput)$/, message: "must be udp_echo or throughput" } }),
+    p("duration", "string", "how long, e.g. 5s (at most 60s)", { default: "5s", pattern: { re: /^(?:(?:[1-9]|[1-5]\d|60)s|[1-9]\d{2,3}ms)$/, message: "must be a duration from 100ms to 60s, e.g. 5s" } }),
+    p("rate", "int", "packets per second", { default: "50", min: 1, max: 100_000 }),
+  ],
+  async run(params, host, signal) {
+    const mesh_ip = peerAddress(host, params.peer_id!);
+    const durationMs = parseDuration(params.duration!) ?? 5000;
+    const r = (await host.pathTest(mesh_ip, { mode: params.mode as "udp_echo" | "throughput", durationMs, rate: Number(params.rate) }, signal)) as { received: number };
+    return { exitCode: r.received > 0 ? 0 : 1, document: { peer_id: params.peer_id, mesh_ip, duration: params.duration, rate: Number(params.rate), ...r } };
+  },
+};
+
 const serviceRestart: Builtin = {
   name: "service.restart",
   type: "builtin",
@@ -335,4 +355,4 @@ const serviceRestart: Builtin = {
 };
 
 /** The built-ins this agent runs, by name. */
-export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, pingPeer, traceroutePeer, reloadConfig, configDump, meshReconnect, logsSnapshot, serviceRestart].map((b) => [b.name, b]));
+export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, pingPeer, traceroutePeer, pathTest, reloadConfig, configDump, meshReconnect, logsSnapshot, serviceRestart].map((b) => [b.name, b]));

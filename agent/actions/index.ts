@@ -7,6 +7,7 @@ import { AckedIds } from "./acked-ids.js";
 import type { BuiltinHost } from "./builtins.js";
 import { ActionManager } from "./manager.js";
 import { ResultOutbox, sendAck } from "./outbox.js";
+import { PathTestResponder, runPathTest } from "./path-test.js";
 
 // The actions feature of a running agent, assembled: executed-id memory, result outbox and the
 // manager, with the built-ins' view of the agent. `plexd up` opens it before registration (the
@@ -51,6 +52,11 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
       });
     },
     config: () => ({ config: ctx.config, sources: ctx.reloader?.sources ?? {} }),
+    pathTest: (peerIp, o, signal) => {
+      const self = runtime()?.identity.meshIp;
+      if (self === undefined) throw new PlexdError("unavailable", "no mesh address yet");
+      return runPathTest({ meshIp: self, peerIp, port: ctx.config.actions.path_test.port, size: 1200, signal, ...o });
+    },
     async serviceControl(action, checkOnly) {
       await ctx.priv.serviceControl({ action, checkOnly }, { timeoutMs: 30_000 });
     },
@@ -108,12 +114,37 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     log,
     now: () => ctx.clock.now(),
   });
+  const responder = new PathTestResponder(() => {
+    const c = ctx.config.actions.path_test;
+    return { maxPacketsPerSecond: c.max_packets_per_second, maxBytesPerSecond: c.max_bytes_per_second, maxDurationMs: c.max_duration.ms };
+  }, log);
+  const stopResponder = new AbortController();
+  /** The mesh IP is on the interface once the first apply is done: until then, bind again every 2 s. */
+  const listen = async (): Promise<void> => {
+    while (!stopResponder.signal.aborted) {
+      const ip = runtime()?.identity.meshIp;
+      if (ip !== undefined && ip !== "") {
+        try {
+          await responder.listen(ip, ctx.config.actions.path_test.port);
+          return;
+        } catch (err) {
+          log.debug({ err: PlexdError.from(err).message }, "path test responder not bound yet");
+        }
+      }
+      await ctx.clock.sleep(2000, stopResponder.signal).catch(() => undefined);
+    }
+  };
   return {
     manager,
     outbox,
     hooks,
-    start: () => outbox.resume(),
+    start: async () => {
+      if (ctx.config.actions.enabled && ctx.config.actions.path_test.enabled) void listen();
+      await outbox.resume();
+    },
     async close() {
+      stopResponder.abort();
+      responder.close();
       await manager.drain();
       stopAcks.abort();
       await outbox.close();

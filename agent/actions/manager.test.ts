@@ -28,6 +28,7 @@ const host: BuiltinHost = {
   peers: async () => [],
   reloadConfig: () => ({ applied: [], restart_required: [] }),
   reconnectMesh: async () => 3,
+  pathTest: async (_ip, o) => ({ mode: o.mode, sent: 10, received: 10, loss_percent: 0, goodput_bps: 1 }),
   serviceControl: async (action, checkOnly) => {
     serviceCalls.push(`${action}${checkOnly ? "?" : ""}`);
     if (noSystemd) throw new Error("systemd is not the init system on this node (no /run/systemd/system): plexd's units cannot be restarted");

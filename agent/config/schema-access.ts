@@ -55,6 +55,14 @@ export const actionsSchema = withRules(
     drain_timeout: dur("30s"),
     socket: str().prefault("/run/plexd/actions.sock"),
     local_auth: section({ require_root: bool().prefault(true) }).prefault({}),
+    // diagnostics.path_test: this node answers peers' tests on its mesh IP, within these caps.
+    path_test: section({
+      enabled: bool().prefault(true),
+      port: int().prefault(51899),
+      max_packets_per_second: int().prefault(1000),
+      max_bytes_per_second: int().prefault(10 * 1024 * 1024),
+      max_duration: dur("60s"),
+    }).prefault({}),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;
@@ -69,6 +77,10 @@ export const actionsSchema = withRules(
     r.intAtLeast(["max_output_bytes"], 1024);
     r.durAtLeast(["drain_timeout"], "1s");
     r.pathInside(["socket"], "/run/plexd");
+    r.intRange(["path_test", "port"], 1024, 65535);
+    r.intAtLeast(["path_test", "max_packets_per_second"], 1);
+    r.intAtLeast(["path_test", "max_bytes_per_second"], 1500);
+    r.durAtLeast(["path_test", "max_duration"], "1s");
   },
 ).prefault({});
 

@@ -23,7 +23,8 @@ beforeAll(async () => {
   cp = await startCpOnHub(topo, { stun: true });
   const api = `https://${topo.hub.ip}:${cpPort}`;
   a = await joinNode({ topo, cp, api, users, name: "am1" });
-  b = await joinNode({ topo, cp, api, users, name: "am2" });
+  // b answers path tests at 50 packets/s at most.
+  b = await joinNode({ topo, cp, api, users, name: "am2", config: { actions: { path_test: { max_packets_per_second: 50 } } } });
   const rules = [
     { src: nodeId(a), dst: nodeId(b), port: 0, protocol: "", action: "allow" },
     { src: nodeId(b), dst: nodeId(a), port: 0, protocol: "", action: "allow" },
@@ -58,6 +59,30 @@ describe("mesh diagnostics", () => {
     const r = await run("diagnostics.traceroute_peer", { peer_id: nodeId(b), max_hops: 5 });
     expect(r, r.stderr).toMatchObject({ status: "success", exit_code: 0 });
     expect(r.doc).toMatchObject({ peer_id: nodeId(b), mesh_ip: meshIp(b), hops: [{ hop: 1, address: meshIp(b), rtt_ms: expect.any(Number) }] });
+  });
+
+  it("path_test measures RTT, jitter and loss over WireGuard within the peer's rate cap", async () => {
+    const r = await run("diagnostics.path_test", { peer_id: nodeId(b), mode: "udp_echo", duration: "2s", rate: 20 });
+    expect(r, r.stderr).toMatchObject({ status: "success", exit_code: 0 });
+    expect(r.doc).toMatchObject({ peer_id: nodeId(b), mesh_ip: meshIp(b), mode: "udp_echo", duration: "2s", rate: 20, loss_percent: 0 });
+    expect(r.doc.sent).toBeGreaterThanOrEqual(36);
+    expect(r.doc.received).toBe(r.doc.sent);
+    const rtt = r.doc.rtt_ms as { min: number; avg: number; p99: number };
+    expect(rtt.min).toBeGreaterThan(0);
+    expect(rtt.min).toBeLessThanOrEqual(rtt.avg);
+    expect(rtt.avg).toBeLessThanOrEqual(rtt.p99);
+    expect(r.doc.jitter_ms).toEqual(expect.any(Number));
+    expect(r.doc.goodput_bps).toBeGreaterThan(0);
+
+    // Four times b's cap: b answers no more than its cap (one second of burst, then 50/s).
+    const capped = await run("diagnostics.path_test", { peer_id: nodeId(b), mode: "udp_echo", duration: "2s", rate: 200 });
+    expect(capped.doc.sent).toBeGreaterThan(300);
+    expect(capped.doc.received).toBeLessThanOrEqual(160);
+    expect(capped.doc.loss_percent).toBeGreaterThan(45);
+
+    const tp = await run("diagnostics.path_test", { peer_id: nodeId(b), mode: "throughput", duration: "2s", rate: 40 });
+    expect(tp).toMatchObject({ status: "success", doc: { mode: "throughput", loss_percent: 0 } });
+    expect(tp.doc.goodput_bps).toBeGreaterThan(40 * 1200 * 8 * 0.7);
   });
 
   it("an unknown peer ends with error, a peer without replies with failure", async () => {
