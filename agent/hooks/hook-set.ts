@@ -168,7 +168,15 @@ export class HookSet implements HookRuntime {
     const s = this.#states.get(name);
     if (s === undefined) return { ok: false, detail: "not declared" };
     if (s.checksum === "") return this.#violation(s, "", `hook unavailable: ${s.problem}`);
-    const [f] = (await this.#d.priv.hashFiles({ paths: [s.def.path] }, { timeoutMs: 10_000, signal })).files;
+    let f: { checksum: string; problem: string } | undefined;
+    try {
+      [f] = (await this.#d.priv.hashFiles({ paths: [s.def.path] }, { timeoutMs: 10_000, signal })).files;
+    } catch (err) {
+      // Not evidence of tampering, but nothing unverified runs: refused, not reported.
+      const detail = `the file could not be checked: privhelper ${PlexdError.from(err).message}`;
+      this.#d.log.warn({ hook: s.def.name, detail }, "hook not verified");
+      return { ok: false, detail };
+    }
     const actual = f?.checksum ?? "";
     if (f === undefined || f.problem !== "") return this.#violation(s, actual, f?.problem ?? "not checked");
     if (actual !== s.checksum) return this.#violation(s, actual, "checksum changed since the last scan");
