@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import { HashFilesRequestSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { HashFilesRequestSchema, HashFilesResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { privConfigFrom } from "../config.js";
 import { makeHashFiles } from "./hook-file.js";
 
@@ -20,7 +20,7 @@ const file = (name: string, mode = 0o755, content = "#!/bin/sh\necho hi\n") => {
   return p;
 };
 const hash = makeHashFiles({ config: privConfigFrom({ hooks: { dir } }) });
-const check = async (...paths: string[]) => (await hash(create(HashFilesRequestSchema, { paths }))).files;
+const check = async (...paths: string[]) => create(HashFilesResponseSchema, await hash(create(HashFilesRequestSchema, { paths }))).files;
 
 describe("HashFiles", () => {
   it("hashes a root-owned, executable file inside hooks.dir", async () => {
