@@ -62,12 +62,16 @@ const common = {
   define: { "process.env.PLEXD_BUILD_DATE": JSON.stringify(new Date().toISOString()), "process.env.PLEXD_COMMIT": JSON.stringify(commit()) },
 };
 
+// `compact`: whitespace, comments and syntax minified (names kept, so stack traces still name
+// functions; the .map files beside the bundles give lines back). V8 keeps a script's source text
+// for the life of the process, so this is ~0.9 MB less resident agent memory, and less to parse
+// at every CLI start. privhelper's bundle stays as written: it is the root code operators read.
 const entries = [
-  { in: "agent/main.ts", out: "plexd-agent", external: false },
+  { in: "agent/main.ts", out: "plexd-agent", external: false, compact: true },
   { in: "privhelper/main.ts", out: "plexd-privhelper", external: false },
   { in: "mockcp/main.ts", out: "plexd-mockcp", external: true },
-  { in: "cli/entry.ts", out: "plexd", external: false },
-  { in: "cli/main.ts", out: "plexd-cli", external: false },
+  { in: "cli/entry.ts", out: "plexd", external: false, compact: true },
+  { in: "cli/main.ts", out: "plexd-cli", external: false, compact: true },
   { in: "test/demo/main.ts", out: "plexd-demo", external: true },
   { in: "test/bench/main.ts", out: "plexd-bench", external: true },
 ];
@@ -85,6 +89,7 @@ await Promise.all(
         outfile: `dist/${e.out}.js`,
         banner: bannerFor(e.out),
         plugins: [reflectionProtos],
+        ...(e.compact ? { minifyWhitespace: true, minifySyntax: true } : {}),
         ...(e.external ? { packages: "external" } : { external: ["ink", "react", "react/*", "ink-*", "pino-pretty"] }),
       });
       await latin1Only(`dist/${e.out}.js`);
