@@ -30,6 +30,15 @@ export function withTempDir<T>(fn: (dir: string) => T): T {
   }
 }
 
+export async function withTempDirAsync<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), "plexd-deploy-"));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Every YAML document of a file (multi-document manifests), as plain values; parse errors throw. */
 export function readYamlDocuments(file: string): unknown[] {
   const docs = parseAllDocuments(readFileSync(file, "utf8"), { uniqueKeys: true });
