@@ -3,7 +3,7 @@
 // validators), the CRDs' openAPIV3Schema against Kubernetes' structural-schema rules, and the
 // samples against those schemas with an independent validator (python3-jsonschema), strict
 // about unknown fields as `kubectl apply` is. Docs: docs/kubernetes.md.
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { schemaViolations } from "../support/json-schema.js";
@@ -163,16 +163,16 @@ describe("deploy/kubernetes: the CRDs", () => {
   });
 
   it("PlexdNodeState: group, version, names, status subresource and printer columns", () => {
-    const spec = find("CustomResourceDefinition", "plexdnodestates.plexd.plexsphere.com").spec as Record<string, never>;
+    const spec = find("CustomResourceDefinition", "plexdnodestates.plexd.plexsphere.com").spec as Record<string, unknown>;
     expect(spec).toMatchObject({ group: "plexd.plexsphere.com", scope: "Namespaced", names: { plural: "plexdnodestates", kind: "PlexdNodeState", shortNames: ["pns"] } });
-    const [v] = spec.versions as { name: string; subresources: unknown; additionalPrinterColumns: { name: string; jsonPath: string }[] }[];
+    const [v] = spec.versions as unknown as { name: string; subresources: unknown; additionalPrinterColumns: { name: string; jsonPath: string }[] }[];
     expect(v?.name).toBe("v1alpha1");
     expect(v?.subresources).toEqual({ status: {} });
     expect(v?.additionalPrinterColumns.map((c) => c.name)).toEqual(["Node ID", "Mesh IP", "Age"]);
   });
 
   it("PlexdHook: names, required jobTemplate, timeout and privileged defaults", () => {
-    const spec = find("CustomResourceDefinition", "plexdhooks.plexd.plexsphere.com").spec as Record<string, never>;
+    const spec = find("CustomResourceDefinition", "plexdhooks.plexd.plexsphere.com").spec as Record<string, unknown>;
     expect(spec).toMatchObject({ group: "plexd.plexsphere.com", scope: "Namespaced", names: { plural: "plexdhooks", kind: "PlexdHook", shortNames: ["ph"] } });
     const hookSpec = (crdSchemaFor("plexd.plexsphere.com/v1alpha1", "PlexdHook") as { properties: { spec: Record<string, never> } }).properties.spec;
     expect(hookSpec).toMatchObject({ required: ["jobTemplate"], properties: { timeout: { default: "30s" }, privileged: { default: false } } });
