@@ -4,6 +4,7 @@
 import { spawnSync } from "node:child_process";
 import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { validate as validateDockerfile } from "dockerfile-utils";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { deployDir, plexdConfigProblems, repoRoot, requireTool, withTempDir } from "./deploy-lib.js";
@@ -118,14 +119,29 @@ describe("deploy/container/Dockerfile", () => {
     expect(runtime).toMatch(/useradd --system --uid 10001 --gid plexd/);
   });
 
-  it("every instruction is one Docker knows", () => {
-    const known = new Set(["FROM", "RUN", "COPY", "ADD", "ARG", "ENV", "WORKDIR", "USER", "ENTRYPOINT", "CMD", "VOLUME", "LABEL", "EXPOSE", "HEALTHCHECK", "SHELL", "STOPSIGNAL", "ONBUILD"]);
-    // Logical lines: comments dropped, backslash continuations joined.
-    const lines = text.split("\n").filter((l) => !/^\s*#/.test(l)).join("\n").replace(/\\\n/g, " ").split("\n").filter((l) => l.trim() !== "");
-    const unknown = lines.map((l) => l.trim().split(/\s+/)[0] ?? "").filter((w) => !known.has(w));
-    expect(unknown).toEqual([]);
+  // dockerfile-utils: the Dockerfile parser and linter of the Docker language server.
+  it("dockerfile-utils finds nothing to complain about", () => {
+    expect(validateDockerfile(text).map((d) => `${d.range.start.line + 1}: ${d.message}`)).toEqual([]);
     // ENTRYPOINT/CMD in exec form: tini is PID 1 and signals reach plexd directly.
-    for (const l of lines.filter((x) => /^(ENTRYPOINT|CMD)\s/.test(x))) expect(JSON.parse(l.replace(/^\S+\s+/, ""))).toBeInstanceOf(Array);
+    for (const m of text.matchAll(/^(?:ENTRYPOINT|CMD)\s+(.*)$/gm)) expect(JSON.parse(m[1] ?? "")).toBeInstanceOf(Array);
+  });
+
+  it("every RUN is valid shell (sh -n)", () => {
+    // Logical lines as Docker sees them: comment lines dropped, continuations joined.
+    const runs = text.replace(/^\s*#.*\n/gm, "").replace(/\\\n/g, " ").split("\n").filter((l) => l.startsWith("RUN "));
+    expect(runs.length).toBeGreaterThan(3);
+    for (const r of runs) {
+      const res = spawnSync("/bin/sh", ["-n", "-c", r.slice(4)], { encoding: "utf8" });
+      expect(res.status, `${r.slice(0, 80)}: ${res.stderr}`).toBe(0);
+    }
+    expect(spawnSync("/bin/sh", ["-n", "-c", "if true; then echo; fi fi"]).status).not.toBe(0);
+  });
+
+  it("a broken copy is refused by the same lint", () => {
+    for (const broken of [text.replace("\nUSER plexd", "\nUSR plexd"), text.replace("COPY --from=build /out/ /", "COPY --from=build")]) {
+      expect(broken).not.toBe(text);
+      expect(validateDockerfile(broken).length).toBeGreaterThan(0);
+    }
   });
 
   it("copies out of the build only bundles the build makes", () => {
