@@ -144,11 +144,12 @@ describe("deploy/container/Dockerfile", () => {
     }
   });
 
-  it("copies out of the build only bundles the build makes", () => {
+  it("links executables the build makes, and leaves the demo and benchmarks out", () => {
     const scripts = readdirSync(join(repoRoot, "scripts")).filter((f) => f.endsWith(".mjs")).map((f) => readFileSync(join(repoRoot, "scripts", f), "utf8")).join("\n");
-    const copied = /for f in ([a-z -]+); do cp "dist\/\$f\.js"/.exec(text)?.[1]?.split(" ") ?? [];
-    expect(copied).toContain("plexd-agent");
-    for (const b of copied) expect(scripts).toContain(`"${b}"`);
+    const linked = /for b in ([a-z -]+); do ln -s "\.\.\/lib\/plexd\/\$b\.js"/.exec(text)?.[1]?.split(" ") ?? [];
+    expect(linked).toEqual(["plexd", "plexd-privhelper", "plexd-mockcp"]);
+    for (const b of [...linked, "plexd-agent", "plexd-cli"]) expect(scripts).toContain(`"${b}"`);
+    expect(text).toContain('rm -f "$lib"/plexd-demo.js* "$lib"/plexd-bench.js*');
     expect(existsSync(join(deployDir, "container", "Dockerfile.dockerignore"))).toBe(true);
   });
 });
