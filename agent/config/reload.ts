@@ -34,7 +34,8 @@ export interface ReloadPlan {
   readonly restartRequired: string[];
 }
 
-const isLive = (path: string): boolean => liveKeys.some((k) => path === k || path.startsWith(`${k}.`));
+/** True when a change of the key at `path` (dotted) applies on reload. */
+export const isLive = (path: string): boolean => liveKeys.some((k) => path === k || path.startsWith(`${k}.`));
 
 // Durations and sizes are objects in the parsed config but single values in the file.
 const isLeaf = (v: unknown): boolean => !isRec(v) || isDuration(v) || ("bytes" in v && "text" in v);

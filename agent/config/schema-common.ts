@@ -80,7 +80,8 @@ export const duration = () =>
         return z.NEVER;
       }
       return d;
-    });
+    })
+    .meta({ format: "duration" });
 
 const sizeMessage = "must be a size in bytes or with suffix K, M or G (e.g. 512M)";
 
@@ -97,7 +98,8 @@ export const optionalSize = () =>
       }
       return s;
     })
-    .prefault(null);
+    .prefault(null)
+    .meta({ format: "size" });
 
 /** `duration().prefault("30s")`: the default goes through the parser, so it is a Duration too. */
 export const dur = (def: string) => duration().prefault(def);

@@ -60,7 +60,7 @@ interface Res {
   on(event: "close", listener: () => void): unknown;
 }
 
-interface Route {
+export interface Route {
   verb: "GET" | "PUT" | "DELETE" | "POST";
   pattern: RegExp;
   rpc: string;
@@ -93,7 +93,8 @@ function ifMatchFrom(req: Req, body: Record<string, unknown>): Record<string, un
 }
 
 const seg = "([^/]+)";
-const routes: Route[] = [
+/** Every REST route and the RPC it calls (exported for the generated docs/node-api.md). */
+export const routes: readonly Route[] = [
   { verb: "GET", pattern: /^\/v1\/state$/, rpc: `${S}/GetState`, request: none },
   { verb: "GET", pattern: /^\/v1\/state\/metadata$/, rpc: `${S}/GetMetadata`, request: none },
   { verb: "GET", pattern: new RegExp(`^/v1/state/metadata/${seg}$`), rpc: `${S}/GetMetadataValue`, request: (m) => ({ key: key(m) }) },
