@@ -2,7 +2,7 @@ import { isDuration, isRec } from "./schema-common.js";
 import type { Config } from "./schema.js";
 
 // What a reload (SIGHUP, AgentService.ReloadConfig) may change in a running agent
-// (spec/node-agent.md §2.1). Only keys whose readers look at the running configuration each
+// (docs/config-reference.md). Only keys whose readers look at the running configuration each
 // time they act are live; a changed key anywhere else keeps its running value and is listed
 // under restart_required, so the answer never claims an effect that did not happen.
 

@@ -1,5 +1,5 @@
-// Sections that open local or remote entry points: access (bridge spec §3.1), actions,
-// node_api (spec/node-agent.md §2.2).
+// Sections that open local or remote entry points: access (docs/config-reference.md), actions,
+// node_api (docs/config-reference.md).
 import { bool, dur, int, section, str, withRules } from "./schema-common.js";
 
 export const accessSchema = withRules(

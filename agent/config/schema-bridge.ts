@@ -1,4 +1,4 @@
-// `bridge` section (spec/node-agent.md §2.2, bridge spec §2.1, §2.4, §2.6). It is read only
+// `bridge` section (docs/config-reference.md). It is read only
 // in `mode: bridge`, so all of its rules run only then (see schema.ts); the cross-section port
 // checks against `mesh.listen_port` live in schema.ts as well.
 import * as z from "zod";

@@ -1,6 +1,6 @@
-// Sections of spec/node-agent.md §2.2 that concern the agent's core loops:
+// Sections of docs/config-reference.md that concern the agent's core loops:
 // control_plane, token, registration, mesh, reconcile, heartbeat, integrity, policy,
-// nat_traversal (bridge spec §1.1), plus the team's `privhelper` extension.
+// nat_traversal (docs/architecture.md#the-control-plane-channel), plus the team's `privhelper` extension.
 import { hostname } from "node:os";
 import * as z from "zod";
 import { bool, dur, envNameRe, int, list, oneOf, section, str, withRules } from "./schema-common.js";
@@ -153,7 +153,7 @@ export const natTraversalSchema = withRules(
   },
 ).prefault({}).meta({ description: "Public endpoint discovery (STUN) for peers behind NAT." });
 
-// Extension decided by the team (not in the spec tables): the privhelper socket path is
+// The privhelper socket path is
 // configurable so that tests can run one privhelper per node (per network namespace) on the
 // same machine. Both the agent and privhelper read this key from the same root-owned file.
 export const privhelperSchema = withRules(

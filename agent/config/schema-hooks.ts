@@ -1,4 +1,4 @@
-// `hooks` section with declared hook definitions (spec/node-agent.md §2.2, §5.5, §5.8).
+// `hooks` section with declared hook definitions (docs/config-reference.md).
 import * as z from "zod";
 import {
   type Duration,

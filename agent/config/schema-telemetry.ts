@@ -1,4 +1,4 @@
-// Telemetry sections: observe, logs, audit (spec/node-agent.md §2.2, bridge spec §4).
+// Telemetry sections: observe, logs, audit (docs/config-reference.md).
 import type * as z from "zod";
 import { type Rules, bool, dur, int, isAbsolutePath, isRec, list, oneOf, section, str, withRules } from "./schema-common.js";
 

@@ -1,4 +1,4 @@
-// The whole plexd configuration schema (spec/node-agent.md §2.2). Sections live in
+// The whole plexd configuration schema (docs/config-reference.md). Sections live in
 // schema-*.ts; this file assembles them, adds the checks that span sections, and fills the
 // defaults that depend on other sections. Parsing `{ api }` yields a fully defaulted object.
 //

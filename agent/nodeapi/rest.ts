@@ -6,7 +6,7 @@ import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/no
 import { parseIfMatchHeader } from "./state/if-match.js";
 import type { Op, UnaryOp } from "./services.js";
 
-// Plain REST routes over the same handlers (spec/node-agent.md §6.3, §6.7). Bodies are the
+// Plain REST routes over the same handlers (docs/node-api.md). Bodies are the
 // response message JSON with proto field names and defaults emitted; errors are the Connect
 // error body `{code, message}` with the HTTP status Connect itself uses for that code.
 
@@ -71,7 +71,7 @@ export interface Route {
   statusFrom?: (json: Record<string, unknown>) => number;
   /** Adds headers from the response JSON (ETag). */
   headers?: (json: Record<string, unknown>) => Record<string, string>;
-  /** Secret values: no cache may keep the answer, errors included (spec §6.5). */
+  /** Secret values: no cache may keep the answer, errors included (docs/node-api.md). */
   noStore?: true;
 }
 

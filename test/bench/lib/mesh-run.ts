@@ -231,7 +231,7 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
       .join(", ");
   };
   ctx.progress(`privhelper's own phases (median ms): one peer changed: ${phases((n) => n <= 3)}; fresh: ${phases((n) => n === 2 * peerCount)}`);
-  // For the record, not this benchmark's target: design.md 6 asks privhelper ≤ 50 MB idle with
+  // For the record, not this benchmark's target: docs/testing.md#performance-targets asks privhelper ≤ 50 MB idle with
   // 1,000 peers, and here it has just worked hard.
   ctx.progress(`privhelper RSS after ${out.fresh.length} fresh 1,000-peer applies and their deltas: ${processRssMb(ph.pid).toFixed(1)} MB (design target, idle: <= 50 MB)`);
   const rpcMs = linesWith(ph.output(), "rpc", { rpc: "ApplyMesh" }).map((l) => Number(l.ms));
