@@ -8,7 +8,7 @@ export default tseslint.config(
   {
     languageOptions: {
       globals: { process: "readonly", console: "readonly", Buffer: "readonly", setTimeout: "readonly", clearTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly", URL: "readonly", AbortController: "readonly", AbortSignal: "readonly" },
-      // Typed linting (design.md §4.14): the project service finds tsconfig.json for every
+      // Typed linting (docs/testing.md): the project service finds tsconfig.json for every
       // TypeScript file, so the rules below see the same types as tsc.
       parserOptions: { projectService: { allowDefaultProject: ["*.js", "scripts/*.mjs"] }, tsconfigRootDir: import.meta.dirname },
     },

@@ -15,7 +15,7 @@ import { watch } from "./commands/watch.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
 // `config check` and the offline `deregister` are handed to the agent's own code
-// (spec/node-agent.md §1.3), loaded at run time so this bundle stays small and fast.
+// (docs/architecture.md), loaded at run time so this bundle stays small and fast.
 // `top` loads Ink and React only when it runs (cli/top is reached through import()).
 
 interface GlobalOptions {
@@ -56,7 +56,7 @@ async function socketPath(): Promise<string> {
   return (await socketFromConfig(g.config)) ?? defaultSocket;
 }
 
-/** Runs a client command: builds the client, maps failures to the exit codes of §7.1. */
+/** Runs a client command: builds the client, maps failures to the exit codes (cli/exit-codes.ts). */
 function client(fn: (c: NodeClient, json: boolean) => Promise<void>): () => Promise<void> {
   return async () => {
     const g = { ...globals(), socket: await socketPath() };
@@ -95,7 +95,7 @@ program
   .option("--force", "tear down locally even if the control plane cannot be told")
   .action((opts: { purge?: boolean; force?: boolean }) =>
     client(async (c, json) => {
-      // No agent answering: the offline path of the agent's own code (spec §1.3).
+      // No agent answering: the offline path of the agent's own code (docs/architecture.md).
       if ((await deregister(c, json, { purge: opts.purge === true, force: opts.force === true })) === "no_agent") await handOff();
     })(),
   );

@@ -1,11 +1,11 @@
 // Bundles each executable with esbuild. Type checking is `npm run typecheck`.
-// The CLI is bundled with its dependencies (start-up time, design.md section 6) except
+// The CLI is bundled with its dependencies (start-up time, docs/testing.md#performance-targets) except
 // ink/react, which only `plexd top` loads, lazily. `plexd` itself is a few lines that hand
 // `up`/`join`/`deregister`/`config check` to the agent bundle and everything else to the CLI
 // bundle, so the agent's process never holds the client commands (cli/entry.ts).
 // The agent is bundled with its dependencies too: one tree-shaken script instead of ~300
 // modules from node_modules is ~2 MB less resident memory for the whole life of `plexd up`
-// (design.md section 6, 80 MB; measured with `npm run bench -- rss-agent`). privhelper too
+// (docs/testing.md#performance-targets, 80 MB; measured with `npm run bench -- rss-agent`). privhelper too
 // (rss-privhelper: 81.4 → 77.7 MB after the applies, 61.4 → 58.8 idle); mockcp, the demo and
 // the benchmarks keep their dependencies in node_modules.
 import { build } from "esbuild";

@@ -1,6 +1,6 @@
 import { version } from "../../proto/lib/version.js";
 
-// Capabilities object of spec/control-plane.md §3.0.1. Built-in actions and hooks join
+// Capabilities object of docs/mockcp.md#control-plane-api-what-agents-use. Built-in actions and hooks join
 // the set when the actions feature lands; until then both lists are empty, which the
 // contract allows (the lists are always arrays).
 export interface Capabilities {

@@ -1,4 +1,4 @@
-// What build this is: the one version string of every process (design.md §4.13). The version
+// What build this is: the one version string of every process (docs/architecture.md#dependency-direction). The version
 // comes from package.json, the commit and build date from the bundler (scripts/build.mjs
 // stamps them into every bundle); unbundled code (unit tests) says "dev".
 import pkg from "../../package.json" with { type: "json" };
@@ -17,7 +17,7 @@ export const buildInfo: Readonly<BuildInfo> = Object.freeze({
 
 export const version: string = buildInfo.version;
 
-/** `NAME VERSION (commit C, built D)`, what every `--version` prints (spec/node-agent.md §7). */
+/** `NAME VERSION (commit C, built D)`, what every `--version` prints (docs/operations.md). */
 export function versionLine(program: string): string {
   return `${program} ${buildInfo.version} (commit ${buildInfo.commit}, built ${buildInfo.buildDate})`;
 }

@@ -1,4 +1,4 @@
-// `plexd status` wall time (design.md §6: ≤ 2.5 × `node -e 0`). The bench starts a node API
+// `plexd status` wall time (docs/testing.md#performance-targets: ≤ 2.5 × `node -e 0`). The bench starts a node API
 // server with the fake backend on a temp socket, then alternates `node -e 0` and
 // `node dist/plexd.js status -o json` runs (interleaved, so machine noise hits both alike)
 // and reports the medians.

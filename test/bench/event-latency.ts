@@ -1,4 +1,4 @@
-// event-latency (design.md §6: event -> peer live in the kernel, p50 <= 20 ms, p99 <= 100 ms).
+// event-latency (docs/testing.md#performance-targets: event -> peer live in the kernel, p50 <= 20 ms, p99 <= 100 ms).
 // The whole path is real: mockcp (hub namespace, TLS) signs a peer_added and sends it over
 // SSE to the agent (`plexd up` as user plexd in its own namespace: verify, dispatch, store,
 // coalescing reconciler, render, ApplyMesh), and the root privhelper beside it writes the

@@ -10,7 +10,7 @@ import { reconcileScale } from "./reconcile-scale.js";
 import { rssAgent } from "./rss-agent.js";
 import { rssPrivhelper } from "./rss-privhelper.js";
 
-// Benchmarks are programs, not timed tests (design.md 5, 6). Each one measures its own floor in
+// Benchmarks are programs, not timed tests (docs/testing.md). Each one measures its own floor in
 // the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
 // any machine. To add one: write test/bench/<name>.ts exporting a Benchmark and add it here.
 

@@ -226,7 +226,7 @@ async function measure(ctx: BenchContext, ph: BenchPrivhelper): Promise<MeshRun>
   // privhelper's own time per apply (its "mesh applied" line: call arrival to done), to tell it from the gRPC round trip.
   const handlerMs = (steps: (n: number) => boolean) => linesWith(ph.output(), "mesh applied").filter((l) => typeof l.steps === "number" && steps(l.steps) && typeof l.ms === "number").map((l) => Number(l.ms));
   ctx.progress(`privhelper's handler time (median ms): one peer changed ${median(handlerMs((n) => n <= 3)).toFixed(1)}; fresh ${median(handlerMs((n) => n === 2 * peerCount)).toFixed(1)}`);
-  // For the record, not this benchmark's target: design.md 6 asks privhelper ≤ 50 MB idle with
+  // For the record, not this benchmark's target: docs/testing.md#performance-targets asks privhelper ≤ 50 MB idle with
   // 1,000 peers, and here it has just worked hard.
   ctx.progress(`privhelper RSS after ${out.fresh.length} fresh 1,000-peer applies and their deltas: ${processRssMb(ph.pid).toFixed(1)} MB (design target, idle: <= 50 MB)`);
   const rpcMs = linesWith(ph.output(), "rpc", { rpc: "ApplyMesh" }).map((l) => Number(l.ms));

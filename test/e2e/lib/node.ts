@@ -6,7 +6,7 @@ import { bundleArgv } from "./bundle-argv.js";
 
 // One plexd node as it runs in production, inside a network namespace: a root privhelper
 // on its own socket and the agent as user plexd, both the built bundles, with a config
-// file, data_dir and token file laid out as spec/node-agent.md §8 says (under a temp root).
+// file, data_dir and token file laid out as docs/upgrade.md#what-lives-where says (under a temp root).
 
 /** The built bundles: beside this code when it is itself bundled (the demo), else ../../../dist. */
 export const distDir = existsSync(join(import.meta.dirname, "plexd-privhelper.js")) ? import.meta.dirname : resolve(import.meta.dirname, "../../../dist");
