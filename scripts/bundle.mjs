@@ -21,6 +21,10 @@ export function commit() {
 // privhelper: its young generation otherwise grows to 32 MB during a large apply and stays;
 // --optimize-for-size keeps the old generation from growing ahead of need under a flood (peak
 // RSS 140 → 94 MiB in the flood test); a smaller process also forks its tools faster.
+// One build, one stamp: every bundle of a build prints the same line.
+const builtAt = new Date().toISOString();
+const builtFrom = commit();
+
 const nodeFlags = JSON.parse(await readFile(new URL("./node-flags.json", import.meta.url), "utf8"));
 const bannerFor = (out) => ({
   js: [
@@ -67,7 +71,7 @@ export async function bundle(entry, outdir, packages, opts = {}) {
     target: "node20",
     sourcemap: opts.sourcemap ?? "linked",
     logLevel: "warning",
-    define: { "process.env.PLEXD_BUILD_DATE": JSON.stringify(opts.buildDate ?? new Date().toISOString()), "process.env.PLEXD_COMMIT": JSON.stringify(opts.commit ?? commit()) },
+    define: { "process.env.PLEXD_BUILD_DATE": JSON.stringify(opts.buildDate ?? builtAt), "process.env.PLEXD_COMMIT": JSON.stringify(opts.commit ?? builtFrom) },
     entryPoints: { [entry.out]: entry.in },
     ...(packages === "all" ? { splitting: true, outdir, chunkNames: "chunks/[name]-[hash]" } : { outfile: file }),
     banner: bannerFor(entry.out),

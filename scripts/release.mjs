@@ -7,10 +7,11 @@
 //
 //   plexd-<version>-linux-<arch>/
 //     bin/plexd, plexd-agent, plexd-privhelper, plexd-mockcp   (links into lib/plexd)
-//     lib/plexd/                                                (bundles, addon, protos)
-//     systemd/plexd.service, plexd-privhelper.service
-//     share/doc/plexd/README.md, install.md
+//     lib/plexd/          bundles, addon, protos, systemd/*.service, doc/*.md, SHA256SUMS
 //     install.sh
+//
+// lib/plexd is what `plexd install` copies to /usr/local/lib/plexd, checked against its own
+// SHA256SUMS (every file in it), so an installed host holds a complete release again.
 //
 // The tarball is reproducible for a commit: names sorted, owner root, times the commit's.
 // Only the addon is specific to the architecture; another one needs its compiler and Node
@@ -18,7 +19,8 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, copyFile, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { join, relative } from "node:path";
 import { build } from "esbuild";
 import { bundle, commit, copyReflectionProtos } from "./bundle.mjs";
 
@@ -76,17 +78,19 @@ await chmod(`${lib}/peercred.node`, 0o644);
 
 await mkdir(`${stage}/bin`);
 for (const e of entries.filter((x) => x.out !== "plexd-cli")) await symlink(`../lib/plexd/${e.out}.js`, `${stage}/bin/${e.out}`);
-await mkdir(`${stage}/systemd`);
-for (const u of ["plexd.service", "plexd-privhelper.service"]) await copyFile(`deploy/systemd/${u}`, `${stage}/systemd/${u}`);
-await mkdir(`${stage}/share/doc/plexd`, { recursive: true });
-await copyFile("README.md", `${stage}/share/doc/plexd/README.md`);
-await copyFile("docs/install.md", `${stage}/share/doc/plexd/install.md`);
+await mkdir(`${lib}/systemd`);
+for (const u of ["plexd.service", "plexd-privhelper.service"]) await copyFile(`deploy/systemd/${u}`, `${lib}/systemd/${u}`);
+await mkdir(`${lib}/doc`);
+await copyFile("README.md", `${lib}/doc/README.md`);
+await copyFile("docs/install.md", `${lib}/doc/install.md`);
 await copyFile("deploy/install.sh", `${stage}/install.sh`);
 await chmod(`${stage}/install.sh`, 0o755);
+await writeFile(`${lib}/SHA256SUMS`, await sumsOf(lib));
 
 // Reproducible: the same commit gives the same bytes.
 sh("chmod", ["-R", "u+rwX,go+rX,go-w", stage]);
 const tarball = `${name}.tar.gz`;
+
 const tar = sh("tar", ["--sort=name", "--owner=0", "--group=0", "--numeric-owner", `--mtime=@${epoch}`, "-C", `${out}/stage`, "-cf", "-", name], {
   encoding: "buffer",
   maxBuffer: 1 << 30,
@@ -96,3 +100,9 @@ await writeFile(`${out}/${tarball}`, gz);
 const sums = `${createHash("sha256").update(gz).digest("hex")}  ${tarball}\n`;
 await writeFile(`${out}/SHA256SUMS`, sums);
 process.stdout.write(`${out}/${tarball} (${(gz.length / 1e6).toFixed(1)} MB)\n${out}/SHA256SUMS\n`);
+
+async function sumsOf(dir) {
+  const files = (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => relative(dir, join(e.parentPath, e.name)));
+  const lines = await Promise.all(files.sort().map(async (f) => `${createHash("sha256").update(await readFile(join(dir, f))).digest("hex")}  ${f}\n`));
+  return lines.join("");
+}
