@@ -54,5 +54,7 @@ export function readArtifact(dir: string): { artifact?: Artifact; problems: stri
     }
     files.push({ rel, content, executable: (statSync(path).mode & 0o111) !== 0 });
   }
+  // The list itself goes along: an installed lib directory is an artifact again.
+  files.push({ rel: manifestName, content: readFileSync(manifest), executable: false });
   return problems.length > 0 ? { problems } : { artifact: { dir, files }, problems };
 }
