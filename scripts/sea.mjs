@@ -35,5 +35,6 @@ await build({
 await writeFile(`${dir}/sea-config.json`, JSON.stringify({ main: `${dir}/plexd-cli.cjs`, output: `${dir}/sea-prep.blob`, disableExperimentalSEAWarning: true, useCodeCache: true }));
 execFileSync(process.execPath, ["--experimental-sea-config", `${dir}/sea-config.json`], { stdio: "inherit" });
 await copyFile(process.execPath, `${dir}/plexd`);
-execFileSync("node_modules/.bin/postject", [`${dir}/plexd`, "NODE_SEA_BLOB", `${dir}/sea-prep.blob`, "--sentinel-fuse", "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"], { stdio: ["ignore", "ignore", "inherit"] });
+// postject (a devDependency) writes the blob into the copy of node; POSTJECT names another one.
+execFileSync(process.env.POSTJECT ?? "node_modules/.bin/postject", [`${dir}/plexd`, "NODE_SEA_BLOB", `${dir}/sea-prep.blob`, "--sentinel-fuse", "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2"], { stdio: ["ignore", "ignore", "inherit"] });
 process.stdout.write(`${dir}/plexd\n`);

@@ -29,7 +29,7 @@ beforeAll(async () => {
   }
   // One byte changed in the middle of the tarball; SHA256SUMS still has the true sum.
   const bad = readFileSync(join(site, "tampered", release.tarball));
-  bad[bad.length >> 1] ^= 0x01;
+  bad[bad.length >> 1] = bad[bad.length >> 1]! ^ 0x01;
   writeFileSync(join(site, "tampered", release.tarball), bad);
   const server = spawnInNamespace({ ns: topo.hub.ns, name: "http", argv: ["python3", "-m", "http.server", "--bind", topo.hub.ip, "8080", "--directory", site] });
   await server.waitForLine(/Serving HTTP/, 10_000);
