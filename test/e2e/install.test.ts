@@ -172,6 +172,11 @@ describe("install.sh and plexd install/uninstall --root", () => {
     expect(second.code, second.out).toBe(0);
     expect(second.out).toMatch(/nothing to change/);
     expect(snapshot(root)).toEqual(after);
+    // The installed tree is a release itself: its own plexd installs it again, changing nothing.
+    const self = await nsExec(topo.node("client").ns, [join(root, "usr/local/bin/plexd"), "install", "--root", root, "--no-start"], { reject: false });
+    expect(self.exitCode, self.stdout + self.stderr).toBe(0);
+    expect(self.stdout).toMatch(/nothing to change/);
+    expect(snapshot(root)).toEqual(after);
 
     // An existing config and token with the wrong owner and mode are set right, content kept.
     chmodSync(join(root, "etc/plexd/config.yaml"), 0o644);
