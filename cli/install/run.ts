@@ -150,7 +150,7 @@ export function uninstall(o: UninstallOptions): void {
   const helper = paths.bin + "/plexd-privhelper";
   if (host && existsSync(helper)) {
     try {
-      execFileSync(helper, ["--cleanup", "--config", paths.config], { stdio: ["ignore", "ignore", "inherit"] });
+      execFileSync(helper, ["--cleanup", "--config", paths.config, "--log-level", "warn"], { stdio: ["ignore", "ignore", "inherit"] });
       o.out("removed plexd's interfaces, routes and nftables table (plexd-privhelper --cleanup)");
     } catch {
       o.out("warning: plexd-privhelper --cleanup failed; remove the plexd interface and `nft delete table inet plexd` by hand");
