@@ -167,10 +167,12 @@ describe("install.sh and plexd install/uninstall --root", () => {
     }
     expect(after.get("etc/ssh/sshd_config.d/plexd.conf")!.body).toMatch(/^AuthorizedKeysCommand \/usr\/local\/bin\/plexd access authorized-keys %u %f$/m);
 
-    // Twice: nothing rewritten, no inode, mtime or ctime moved.
-    const second = await installSh(["--root", root, "--no-start"], { PLEXD_BOOTSTRAP_TOKEN: token });
+    // Twice: nothing rewritten, no inode, mtime or ctime moved. Without --no-start the
+    // start is skipped too, and said so.
+    const second = await installSh(["--root", root], { PLEXD_BOOTSTRAP_TOKEN: token });
     expect(second.code, second.out).toBe(0);
     expect(second.out).toMatch(/nothing to change/);
+    expect(second.out).toMatch(/skipped systemctl daemon-reload, enable and start: --root .* is not the running system/);
     expect(snapshot(root)).toEqual(after);
     // The installed tree is a release itself: its own plexd installs it again, changing nothing.
     const self = await nsExec(topo.node("client").ns, [join(root, "usr/local/bin/plexd"), "install", "--root", root, "--no-start"], { reject: false });
@@ -183,6 +185,14 @@ describe("install.sh and plexd install/uninstall --root", () => {
     chownSync(join(root, "etc/plexd/bootstrap-token"), 0, 0);
     const fix = await installSh(["--root", root, "--no-start"]);
     expect(fix.code, fix.out).toBe(0);
+    expect(withoutStamps(snapshot(root))).toEqual(withoutStamps(after));
+
+    // An upgrade over an older release: changed files replaced, files it no longer has removed.
+    writeFileSync(join(root, "usr/local/lib/plexd/plexd-cli.js"), "// an older release\n");
+    writeFileSync(join(root, "usr/local/lib/plexd/chunks/old-chunk.js"), "// gone in this release\n");
+    const upgrade = await installSh(["--root", root, "--no-start"]);
+    expect(upgrade.code, upgrade.out).toBe(0);
+    expect(upgrade.out).toMatch(/updated 2 files and directories under .*usr\/local\/lib\/plexd\//);
     expect(withoutStamps(snapshot(root))).toEqual(withoutStamps(after));
 
     // The installed plexd uninstalls: without --purge configuration, state and accounts stay.
