@@ -13,6 +13,13 @@
 # each architecture, <url>/<version>/<tarball> is the tarball.
 set -eu
 
+usage() {
+  cat <<'EOF_USAGE'
+usage: install.sh [--api-url URL] [--token-file PATH] [--version V] [--no-start] [--root DIR]
+Downloads the plexd release for this machine from $PLEXD_ARTIFACT_URL, verifies its SHA-256
+and runs `plexd install`. The bootstrap token comes from --token-file or PLEXD_BOOTSTRAP_TOKEN.
+EOF_USAGE
+}
 say() { printf 'plexd install.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
@@ -30,7 +37,7 @@ while [ $# -gt 0 ]; do
     --root) [ $# -ge 2 ] || die "--root needs a value"; root=$2; shift 2 ;;
     --no-start) no_start=1; shift ;;
     --token | --token=*) die "--token is not accepted (the process list would show it): use --token-file PATH or the PLEXD_BOOTSTRAP_TOKEN variable" ;;
-    -h | --help) sed -n '2,15p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
