@@ -2,7 +2,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "proto/gen/**", ".tmp/**"] },
+  { ignores: ["dist/**", "release/**", "node_modules/**", "proto/gen/**", ".tmp/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

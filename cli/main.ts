@@ -12,6 +12,7 @@ import { deregister, logLevel, reload } from "./commands/agent-admin.js";
 import { completionScript, shells, type Shell } from "./completion.js";
 import { defaultSocket, socketFromConfig } from "./config-socket.js";
 import { watch } from "./commands/watch.js";
+import { addInstallCommands } from "./install/command.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
 // `config check` and the offline `deregister` are handed to the agent's own code
@@ -198,6 +199,8 @@ program
     const { runTop } = await import("./top/run.js");
     process.exit(await runTop({ socketPath: g.socket, intervalMs: interval }));
   });
+
+addInstallCommands(program);
 
 program
   .command("version")

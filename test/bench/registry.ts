@@ -1,4 +1,5 @@
 import { cliStatus } from "./cli-status.js";
+import { coldStart } from "./cold-start.js";
 import { eventLatency } from "./event-latency.js";
 import { eventVerify } from "./event-verify.js";
 import { firewallApply } from "./firewall-apply.js";
@@ -49,6 +50,7 @@ export const benchmarks: Record<string, Benchmark> = {
   "reconcile-scale": reconcileScale,
   "event-latency": eventLatency,
   "cli-status": cliStatus,
+  "cold-start": coldStart,
   "rss-privhelper": rssPrivhelper,
   "rss-agent": rssAgent,
 };

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { LaunchedMockcp } from "../../../mockcp/launch.js";
 import { spawnInNamespace, type SystemUsers, type Topology } from "../harness/index.js";
 import { stunPort } from "./cp.js";
-import { createNode, type PlexdNode } from "./node.js";
+import { createNode, type Executables, type PlexdNode } from "./node.js";
 
 // Mesh-level helpers shared by the mesh, policy and drift suites.
 
@@ -19,6 +19,8 @@ export interface JoinOptions {
   users: SystemUsers;
   name: string;
   config?: Record<string, unknown>;
+  /** Default: the built bundles in dist/. */
+  executables?: Executables;
 }
 
 /** Registers a node and starts privhelper + agent; NAT traversal points at mockcp's STUN responder on the hub. */
@@ -31,6 +33,7 @@ export async function joinNode(o: JoinOptions): Promise<PlexdNode> {
     caFile: o.cp.caFile,
     users: o.users,
     token,
+    ...(o.executables ? { executables: o.executables } : {}),
     config: {
       reconcile: { interval: "10s" },
       heartbeat: { interval: "5s" },
