@@ -8,6 +8,7 @@ import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp } from "./lib/mesh.js";
 import type { LaunchWrap, PlexdNode } from "./lib/node.js";
 import { applied, sandboxFromUnit, staticOnly } from "./lib/unit-sandbox.js";
+import { seccompLauncher } from "./lib/unit-seccomp.js";
 
 // The hardened units still run plexd: without systemd as PID 1, both processes of two nodes
 // start inside the restrictions their shipped unit files state (user, groups, capability
@@ -116,5 +117,34 @@ describe("hardened units without systemd", () => {
     // wireguard-go, started by privhelper inside the sandbox, serves the mesh from it.
     const wgGo = (await nsExec(n.ns, ["pgrep", "-f", `wireguard-go -f ${n.iface}`])).stdout.trim().split("\n")[0];
     expect(readlinkSync(`/proc/${wgGo}/ns/mnt`)).toBe(readlinkSync(`/proc/${n.privhelper!.pid}/ns/mnt`));
+  });
+
+  it("both run under their unit's seccomp filter, which refuses what the unit forbids", async () => {
+    const n = nodes[0]!;
+    const wgGo = Number((await nsExec(n.ns, ["pgrep", "-f", `wireguard-go -f ${n.iface}`])).stdout.trim().split("\n")[0]);
+    for (const pid of [n.agent!.pid, n.privhelper!.pid, wgGo]) expect(status(pid).Seccomp, `pid ${pid}`).toBe("2");
+    // The same launcher the processes were started through, probed directly (as root).
+    const agent = seccompLauncher(readUnit(unitFiles.agent), "probe-agent");
+    const probe = (argv: string[]) => run([agent, ...argv], { reject: false });
+    expect((await probe(["true"])).exitCode).toBe(0);
+    // SystemCallFilter=~@privileged: no identity change, even for root.
+    expect((await probe(["setpriv", "--reuid=65534", "true"])).stderr).toMatch(/Operation not permitted/);
+    // RestrictNamespaces=yes.
+    expect((await probe(["unshare", "--mount", "true"])).stderr).toMatch(/Operation not permitted/);
+    // RestrictAddressFamilies=: no packet sockets.
+    expect((await probe(["/usr/bin/python3", "-c", "import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)"])).stderr).toMatch(/Address family not supported/);
+    // LockPersonality=yes.
+    expect((await probe(["setarch", "--addr-no-randomize", "true"])).stderr).toMatch(/Operation not permitted|failed to set personality/);
+  });
+
+  it("MemoryDenyWriteExecute stays off because node cannot run under it", async () => {
+    // The agent's unit with that one directive turned on: V8's compiler aborts node at start.
+    const unit = readUnit(unitFiles.agent);
+    unit.get("Service")!.set("MemoryDenyWriteExecute", ["yes"]);
+    const r = await run([seccompLauncher(unit, "probe-mdwe"), process.execPath, "-e", "for (let i = 0; i < 1e5; i++) JSON.stringify({ i })"], { reject: false });
+    expect(r.signal ?? r.exitCode, r.stderr).toBe("SIGTRAP");
+    expect(r.stderr).toMatch(/SetPermissions/);
+    expect(scalar(readUnit(unitFiles.agent), "MemoryDenyWriteExecute")).toBe("no");
+    expect(scalar(readUnit(unitFiles.privhelper), "MemoryDenyWriteExecute")).toBe("no");
   });
 });

@@ -5,7 +5,9 @@
 // every known one is either applied here or listed as checked only statically (seccomp, BPF,
 // cgroup device rules and systemd's own bookkeeping have no unshare/setpriv counterpart).
 import { execFileSync } from "node:child_process";
+import { dirname } from "node:path";
 import { list, readUnit, scalar, yes, type Unit } from "../../support/systemd-unit.js";
+import { seccompApplied, seccompLauncher } from "./unit-seccomp.js";
 
 /** Directives enforced by the wrapper below. */
 export const applied = [
@@ -13,18 +15,19 @@ export const applied = [
   "UMask", "LimitNOFILE", "ProtectSystem", "ReadWritePaths", "RuntimeDirectory", "StateDirectory", "PrivateTmp",
   "PrivateDevices", "DevicePolicy", "DeviceAllow", "ProtectHome", "ProtectKernelTunables", "ProtectControlGroups",
   "ProtectKernelModules", "ProtectKernelLogs", "ProtectProc", "ProcSubset", "PrivateMounts", "ProtectHostname", "PrivateIPC",
+  // By a seccomp launcher built from the unit (lib/unit-seccomp.ts).
+  ...seccompApplied,
 ] as const;
 
 /**
- * Directives with no unshare/setpriv counterpart: seccomp filters, socket-family and
- * namespace restrictions, BPF/cgroup rules, and systemd's own process management. Checked
- * statically (systemd-analyze verify/security in test/unit/units-security.test.ts).
+ * Directives not applied here: seccomp rules the launcher does not rebuild, and systemd's own
+ * process management. Checked statically (systemd-analyze verify/security in
+ * test/unit/units-security.test.ts).
  */
 export const staticOnly = [
   "Type", "ExecStart", "ExecReload", "EnvironmentFile", "Restart", "RestartSec", "KillMode",
   "RuntimeDirectoryMode", "RuntimeDirectoryPreserve", "StateDirectoryMode",
-  "SystemCallFilter", "SystemCallArchitectures", "SystemCallErrorNumber", "RestrictAddressFamilies", "RestrictNamespaces",
-  "RestrictSUIDSGID", "RestrictRealtime", "LockPersonality", "MemoryDenyWriteExecute", "ProtectClock", "KeyringMode", "RemoveIPC",
+  "RestrictSUIDSGID", "RestrictRealtime", "MemoryDenyWriteExecute", "ProtectClock", "KeyringMode", "RemoveIPC",
 ] as const;
 
 /** Paths of the unit (/var/lib/plexd, /run/plexd, ...) → where this test keeps them. */
@@ -145,7 +148,9 @@ function mountScript(unit: Unit, opts: SandboxOptions): string[] {
 export function sandboxFromUnit(unitFile: string, opts: SandboxOptions): (argv: readonly string[]) => string[] {
   const unit = readUnit(unitFile);
   checkKnown(unit);
-  const script = [...mountScript(unit, opts), `exec ${setprivArgs(unit).map(q).join(" ")} -- "$@"`].join("\n");
+  // Installed last, after setpriv, as systemd does: setpriv itself needs calls the filter refuses.
+  const launcher = seccompLauncher(unit, unitFile.split("/").at(-1)!.replace(/\.service$/, ""));
+  const script = [...mountScript(unit, { ...opts, keepInTmp: [...opts.keepInTmp, dirname(launcher)] }), `exec ${setprivArgs(unit).map(q).join(" ")} -- ${q(launcher)} "$@"`].join("\n");
   const ns = ["--mount", ...(yes(scalar(unit, "ProtectHostname")) ? ["--uts"] : []), ...(yes(scalar(unit, "PrivateIPC")) ? ["--ipc"] : [])];
   if (!yes(scalar(unit, "PrivateMounts")) && !scalar(unit, "ProtectSystem")) throw new Error("unit-sandbox: every mapped unit needs a mount namespace");
   return (argv) => ["unshare", ...ns, "--propagation", "private", "--", "sh", "-c", script, "unit-sandbox", ...argv];
