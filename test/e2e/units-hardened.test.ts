@@ -147,4 +147,18 @@ describe("hardened units without systemd", () => {
     expect(scalar(readUnit(unitFiles.agent), "MemoryDenyWriteExecute")).toBe("no");
     expect(scalar(readUnit(unitFiles.privhelper), "MemoryDenyWriteExecute")).toBe("no");
   });
+
+  it("a privhelper restarted in its sandbox finds the running wireguard-go again (KillMode=process, ProtectProc=invisible)", async () => {
+    const [a, b] = nodes as [PlexdNode, PlexdNode];
+    const wgGoPids = async () => (await nsExec(a.ns, ["pgrep", "-f", `wireguard-go -f ${a.iface}`], { reject: false })).stdout.trim().split("\n").filter(Boolean);
+    const before = await wgGoPids();
+    expect(before).toHaveLength(1);
+    await a.privhelper!.kill("SIGTERM", { graceMs: 10_000, group: false });
+    await a.startPrivhelper();
+    await a.agent!.waitForLine(/"msg":"privhelper reconnected"/, 30_000, { since: "now" });
+    // The agent re-applies its mesh; privhelper must adopt the device, not create another.
+    await until("ApplyMesh from the agent succeeded", async () => new RegExp(`"rpc":"ApplyMesh","uid":${users.plexd.uid},.*"outcome":"ok"`).test(a.privhelper!.output()), 30_000);
+    expect(await wgGoPids()).toEqual(before);
+    expect((await ping(a.ns, meshIp(b), { count: 2, timeoutMs: 8000 })).ok).toBe(true);
+  });
 });
