@@ -3,10 +3,10 @@ import { dirname, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { unitFiles, list, readUnit, scalar } from "../support/systemd-unit.js";
-import { createTopology, ensureSystemUsers, makeTempDir, nsExec, ping, run, until, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { createTopology, ensureSystemUsers, makeTempDir, nsExec, ping, run, spawnInNamespace, until, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp } from "./lib/mesh.js";
-import type { LaunchWrap, PlexdNode } from "./lib/node.js";
+import { distDir, type LaunchWrap, type PlexdNode } from "./lib/node.js";
 import { applied, sandboxFromUnit, staticOnly } from "./lib/unit-sandbox.js";
 import { seccompLauncher } from "./lib/unit-seccomp.js";
 
@@ -148,7 +148,7 @@ describe("hardened units without systemd", () => {
     expect(scalar(readUnit(unitFiles.privhelper), "MemoryDenyWriteExecute")).toBe("no");
   });
 
-  it("a privhelper restarted in its sandbox finds the running wireguard-go again (KillMode=process, ProtectProc=invisible)", async () => {
+  it("wireguard-go outlives a privhelper restart, and the new privhelper in its sandbox serves the agent", async () => {
     const [a, b] = nodes as [PlexdNode, PlexdNode];
     const wgGoPids = async () => (await nsExec(a.ns, ["pgrep", "-f", `wireguard-go -f ${a.iface}`], { reject: false })).stdout.trim().split("\n").filter(Boolean);
     const before = await wgGoPids();
@@ -156,9 +156,21 @@ describe("hardened units without systemd", () => {
     await a.privhelper!.kill("SIGTERM", { graceMs: 10_000, group: false });
     await a.startPrivhelper();
     await a.agent!.waitForLine(/"msg":"privhelper reconnected"/, 30_000, { since: "now" });
-    // The agent re-applies its mesh; privhelper must adopt the device, not create another.
-    await until("ApplyMesh from the agent succeeded", async () => new RegExp(`"rpc":"ApplyMesh","uid":${users.plexd.uid},.*"outcome":"ok"`).test(a.privhelper!.output()), 30_000);
+    await until("an RPC of the agent served", async () => new RegExp(`"rpc":"\\w+","uid":${users.plexd.uid},.*"outcome":"ok"`).test(a.privhelper!.output()), 30_000);
     expect(await wgGoPids()).toEqual(before);
     expect((await ping(a.ns, meshIp(b), { count: 2, timeoutMs: 8000 })).ok).toBe(true);
+  });
+
+  it("privhelper --cleanup in its sandbox finds and stops the wireguard-go it started (ProtectProc=invisible hides only other users)", async () => {
+    const b = nodes[1]!;
+    await b.agent!.kill("SIGTERM", { graceMs: 15_000 });
+    const wgGoPids = async () => (await nsExec(b.ns, ["pgrep", "-f", `wireguard-go -f ${b.iface}`], { reject: false })).stdout.trim().split("\n").filter(Boolean);
+    expect(await wgGoPids()).toHaveLength(1);
+    const p = spawnInNamespace({ ns: b.ns, name: "b-cleanup", argv: wrap("privhelper", [join(distDir, "plexd-privhelper.js"), "--config", b.configFile, "--cleanup"], b) });
+    const exit = await p.waitForExit(60_000);
+    expect(exit.exitCode, p.output()).toBe(0);
+    expect(p.output()).toMatch(/wireguard-go pid \d+/);
+    expect(await wgGoPids()).toEqual([]);
+    expect((await nsExec(b.ns, ["ip", "link", "show", b.iface], { reject: false })).exitCode).not.toBe(0);
   });
 });
