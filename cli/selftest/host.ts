@@ -47,7 +47,9 @@ export async function checkTun(kernel: boolean): Promise<CheckResult> {
     await fh.close();
     return { name: "tun", status: "ok", detail: "/dev/net/tun opens read-write" };
   } catch (err) {
-    const why = `/dev/net/tun unusable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+    const code = (err as NodeJS.ErrnoException).code;
+    if ((code === "EACCES" || code === "EPERM") && process.getuid?.() !== 0) return { name: "tun", status: "warn", detail: `/dev/net/tun: ${code} as uid ${process.getuid?.()}: run self-test as root to check` };
+    const why = `/dev/net/tun unusable: ${code ?? (err as Error).message}`;
     return kernel ? { name: "tun", status: "warn", detail: `${why} (kernel WireGuard does not need it; wireguard-go would)` } : { name: "tun", status: "fail", detail: `${why}; wireguard-go needs it` };
   }
 }
