@@ -203,6 +203,19 @@ program
 addInstallCommands(program);
 
 program
+  .command("self-test")
+  .description("check whether this host is ready to run plexd (exit 0 ready, 1 degraded, 2 not ready)")
+  .option("--json", "print the checks as JSON (same as -o json)")
+  .addHelpText("after", "\nChecks and what each verdict means: docs/self-test.md")
+  .action(async (opts: { json?: boolean }) => {
+    const g = program.opts<GlobalOptions & { api?: string }>();
+    const { runSelfTest, toJson, toTable, verdictExitCodes, verdictOf } = await import("./selftest/index.js");
+    const results = await runSelfTest(g.config, g.api);
+    process.stdout.write(opts.json === true || g.output === "json" ? `${toJson(results)}\n` : toTable(results));
+    process.exitCode = verdictExitCodes[verdictOf(results)];
+  });
+
+program
   .command("version")
   .description("print version, commit and build date")
   .action(() => {

@@ -39,7 +39,16 @@ export interface NodeOptions {
   iface?: string;
   /** Default: builtExecutables. */
   executables?: Executables;
+  /** Restrictions around privhelper's and the agent's argv (lib/unit-sandbox.ts). */
+  wrap?: LaunchWrap;
 }
+
+/**
+ * Wraps the argv of a node's privhelper or agent, e.g. in its unit's sandbox. The result runs
+ * as root in the node's namespace and takes on the process's identity itself (the agent is
+ * then not started through the harness's own `setpriv`).
+ */
+export type LaunchWrap = (role: "privhelper" | "agent", argv: readonly string[], node: PlexdNode) => string[];
 
 /** How the agent's node process is started, for benchmarks that measure it. */
 export interface AgentLaunch {
@@ -135,18 +144,19 @@ export function createNode(opts: NodeOptions): PlexdNode {
     apiSocket: join(runDir, "api.sock"),
     iface,
     async startPrivhelper() {
-      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-privhelper`, argv: [exe.privhelper, "--config", configFile] });
+      const argv = [exe.privhelper, "--config", configFile];
+      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-privhelper`, argv: opts.wrap ? opts.wrap("privhelper", argv, node) : argv });
       node.privhelper = p;
       await p.waitForLine(/listening|serving/i, 15_000);
       return p;
     },
     startAgent(extraArgs = [], launch = {}) {
+      const argv = [...executableArgv(exe.plexd, launch.nodeFlags), "up", "--config", configFile, ...extraArgs];
       const p = spawnInNamespace({
         ns: opts.ns,
         name: `${opts.name}-agent`,
-        user: "plexd",
+        ...(opts.wrap ? { argv: opts.wrap("agent", argv, node) } : { user: "plexd" as const, argv }),
         ...(launch.env ? { env: launch.env } : {}),
-        argv: [...executableArgv(exe.plexd, launch.nodeFlags), "up", "--config", configFile, ...extraArgs],
       });
       node.agent = p;
       return p;
