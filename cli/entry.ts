@@ -10,5 +10,5 @@ import { versionLine } from "../proto/lib/version.js";
 // either (the same line the full CLI prints; `npm run bench -- cold-start`).
 const args = process.argv.slice(2);
 if (args.length === 1 && args[0] === "--version") console.log(versionLine("plexd"));
-else if (isHandOff(args)) await handOff();
+else if (isHandOff(args)) await handOff(args);
 else await import(new URL("./plexd-cli.js", import.meta.url).href);

@@ -80,14 +80,14 @@ program
   .command("up")
   .description("run the agent in the foreground")
   .allowUnknownOption()
-  .action(() => handOff());
+  .action(() => handOff(process.argv.slice(2)));
 
 program
   .command("join")
   .description("register this node with the control plane and exit")
   .option("--token-file <path>", "read the bootstrap token from this file")
   .option("--token-stdin", "read the bootstrap token from standard input")
-  .action(() => handOff());
+  .action(() => handOff(process.argv.slice(2)));
 
 program
   .command("deregister")
@@ -97,7 +97,7 @@ program
   .action((opts: { purge?: boolean; force?: boolean }) =>
     client(async (c, json) => {
       // No agent answering: the offline path of the agent's own code (docs/architecture.md).
-      if ((await deregister(c, json, { purge: opts.purge === true, force: opts.force === true })) === "no_agent") await handOff();
+      if ((await deregister(c, json, { purge: opts.purge === true, force: opts.force === true })) === "no_agent") await handOff(process.argv.slice(2));
     })(),
   );
 
@@ -106,7 +106,7 @@ config
   .command("check")
   .argument("[file]", "configuration file (default: --config)")
   .description("validate a configuration file without starting anything")
-  .action(() => handOff());
+  .action(() => handOff(process.argv.slice(2)));
 
 // ---------------------------------------------------------------- node API clients
 

@@ -21,6 +21,8 @@ export function commit() {
 // privhelper: its young generation otherwise grows to 32 MB during a large apply and stays;
 // --optimize-for-size keeps the old generation from growing ahead of need under a flood (peak
 // RSS 140 → 94 MiB in the flood test); a smaller process also forks its tools faster.
+// plexd-agent: the agent's memory flags; `plexd up` sets the same ones when it hands over
+// (cli/handoff.ts), as plexd.js itself carries none (each would slow every CLI command).
 // One build, one stamp: every bundle of a build prints the same line.
 const builtAt = new Date().toISOString();
 const builtFrom = commit();
