@@ -81,8 +81,16 @@ for (const e of entries.filter((x) => x.out !== "plexd-cli")) await symlink(`../
 await mkdir(`${lib}/systemd`);
 for (const u of ["plexd.service", "plexd-privhelper.service"]) await copyFile(`deploy/systemd/${u}`, `${lib}/systemd/${u}`);
 await mkdir(`${lib}/doc`);
-await copyFile("README.md", `${lib}/doc/README.md`);
-await copyFile("docs/install.md", `${lib}/doc/install.md`);
+// Every operator page, flat in one directory (/usr/local/share/doc/plexd once installed): the
+// docs index (docs/README.md) becomes index.md beside the project's README.md, and the links
+// between them are made to fit.
+const page = (f) => (f === "README.md" ? "index.md" : f);
+const readmeLinks = (text) => text.replaceAll("](docs/README.md", "](index.md").replaceAll("](docs/", "](");
+const pageLinks = (text) => text.replaceAll("](README.md", "](index.md").replaceAll("](../README.md", "](README.md");
+await writeFile(`${lib}/doc/README.md`, readmeLinks(await readFile("README.md", "utf8")));
+for (const f of (await readdir("docs")).filter((x) => x.endsWith(".md"))) {
+  await writeFile(`${lib}/doc/${page(f)}`, pageLinks(await readFile(`docs/${f}`, "utf8")));
+}
 await copyFile("deploy/install.sh", `${stage}/install.sh`);
 await chmod(`${stage}/install.sh`, 0o755);
 await writeFile(`${lib}/SHA256SUMS`, await sumsOf(lib));
