@@ -25,6 +25,7 @@ export function commit() {
 // (cli/handoff.ts), as plexd.js itself carries none (each would slow every CLI command).
 // One build, one stamp: every bundle of a build prints the same line.
 const builtAt = new Date().toISOString();
+const packageVersion = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")).version;
 const builtFrom = commit();
 
 const nodeFlags = JSON.parse(await readFile(new URL("./node-flags.json", import.meta.url), "utf8"));
@@ -73,7 +74,7 @@ export async function bundle(entry, outdir, packages, opts = {}) {
     target: "node20",
     sourcemap: opts.sourcemap ?? "linked",
     logLevel: "warning",
-    define: { "process.env.PLEXD_BUILD_DATE": JSON.stringify(opts.buildDate ?? builtAt), "process.env.PLEXD_COMMIT": JSON.stringify(opts.commit ?? builtFrom) },
+    define: { "process.env.PLEXD_VERSION": JSON.stringify(packageVersion), "process.env.PLEXD_BUILD_DATE": JSON.stringify(opts.buildDate ?? builtAt), "process.env.PLEXD_COMMIT": JSON.stringify(opts.commit ?? builtFrom) },
     entryPoints: { [entry.out]: entry.in },
     ...(packages === "all" ? { splitting: true, outdir, chunkNames: "chunks/[name]-[hash]" } : { outfile: file }),
     banner: bannerFor(entry.out),
