@@ -6,7 +6,8 @@ import { unitFiles, list, readUnit, scalar } from "../support/systemd-unit.js";
 import { createTopology, ensureSystemUsers, makeTempDir, nsExec, ping, run, spawnInNamespace, until, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp } from "./lib/mesh.js";
-import { distDir, type LaunchWrap, type PlexdNode } from "./lib/node.js";
+import { installedExecutables, type Executables, type LaunchWrap, type PlexdNode } from "./lib/node.js";
+import { buildRelease } from "./lib/release.js";
 import { applied, sandboxFromUnit, staticOnly } from "./lib/unit-sandbox.js";
 import { seccompLauncher } from "./lib/unit-seccomp.js";
 
@@ -15,12 +16,16 @@ import { seccompLauncher } from "./lib/unit-seccomp.js";
 // sets, no-new-privs, read-only system, private /tmp and /dev, /proc options, umask, ...,
 // generated from the files by lib/unit-sandbox.ts), join the control plane, and ping each
 // other across the mesh. Then the restrictions are read back from the running processes.
+// They run the release artifact installed into a tree under /tmp, as a host would: the
+// checkout itself may sit where the units hide (/root, /home, /tmp), wherever CI clones it.
 
 useHarness();
 
 let users: SystemUsers;
 let topo: Topology;
 let cp: LaunchedMockcp;
+let installed: string;
+let executables: Executables;
 const nodes: PlexdNode[] = [];
 
 const wrap: LaunchWrap = (role, argv, node) =>
@@ -30,16 +35,20 @@ const wrap: LaunchWrap = (role, argv, node) =>
         ? { "/var/lib/plexd": node.dataDir, "/run/plexd": dirname(node.apiSocket) }
         : { "/run/plexd-priv": dirname(node.privSocket), "/etc/plexd": dirname(node.tokenFile) },
     // The test's stand-ins for /etc/plexd, /var/lib/plexd and the CA live under /tmp.
-    keepInTmp: [node.root, dirname(cp.caFile)],
+    keepInTmp: [node.root, dirname(cp.caFile), installed],
   })(argv);
 
 beforeAll(async () => {
   users = await ensureSystemUsers();
+  const release = await buildRelease();
+  installed = makeTempDir("installed", { mode: 0o755 });
+  await run([join(release.unpacked, "bin/plexd"), "install", "--root", installed, "--api-url", "https://cp.invalid:8443", "--no-start"]);
+  executables = installedExecutables(installed);
   topo = await createTopology({ nodes: ["a", "b"] });
   cp = await startCpOnHub(topo, { stun: true });
   const api = `https://${topo.hub.ip}:${cpPort}`;
-  for (const name of ["a", "b"]) nodes.push(await joinNode({ topo, cp, api, users, name, wrap, config: { policy: { default: "allow" } } }));
-});
+  for (const name of ["a", "b"]) nodes.push(await joinNode({ topo, cp, api, users, name, wrap, executables, config: { policy: { default: "allow" } } }));
+}, 240_000);
 
 function status(pid: number): Record<string, string> {
   return Object.fromEntries(readFileSync(`/proc/${pid}/status`, "utf8").split("\n").filter((l) => l.includes(":")).map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]));
@@ -166,7 +175,7 @@ describe("hardened units without systemd", () => {
     await b.agent!.kill("SIGTERM", { graceMs: 15_000 });
     const wgGoPids = async () => (await nsExec(b.ns, ["pgrep", "-f", `wireguard-go -f ${b.iface}`], { reject: false })).stdout.trim().split("\n").filter(Boolean);
     expect(await wgGoPids()).toHaveLength(1);
-    const p = spawnInNamespace({ ns: b.ns, name: "b-cleanup", argv: wrap("privhelper", [join(distDir, "plexd-privhelper.js"), "--config", b.configFile, "--cleanup"], b) });
+    const p = spawnInNamespace({ ns: b.ns, name: "b-cleanup", argv: wrap("privhelper", [executables.privhelper, "--config", b.configFile, "--cleanup"], b) });
     const exit = await p.waitForExit(60_000);
     expect(exit.exitCode, p.output()).toBe(0);
     expect(p.output()).toMatch(/wireguard-go pid \d+/);
