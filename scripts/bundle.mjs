@@ -25,7 +25,7 @@ export function commit() {
 // (cli/handoff.ts), as plexd.js itself carries none (each would slow every CLI command).
 // One build, one stamp: every bundle of a build prints the same line.
 const builtAt = new Date().toISOString();
-const packageVersion = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")).version;
+export const packageVersion = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")).version;
 const builtFrom = commit();
 
 const nodeFlags = JSON.parse(await readFile(new URL("./node-flags.json", import.meta.url), "utf8"));

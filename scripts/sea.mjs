@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { build } from "esbuild";
-import { commit } from "./bundle.mjs";
+import { commit, packageVersion } from "./bundle.mjs";
 
 const dir = process.env.PLEXD_SEA_DIR ?? "release/sea";
 await rm(dir, { recursive: true, force: true });
@@ -29,7 +29,7 @@ await build({
   target: "node20",
   logLevel: "error",
   external: ["ink", "react", "react/*", "ink-*", "pino-pretty"],
-  define: { "process.env.PLEXD_BUILD_DATE": JSON.stringify(new Date().toISOString()), "process.env.PLEXD_COMMIT": JSON.stringify(commit()), "import.meta.url": "__filename" },
+  define: { "process.env.PLEXD_VERSION": JSON.stringify(packageVersion), "process.env.PLEXD_BUILD_DATE": JSON.stringify(new Date().toISOString()), "process.env.PLEXD_COMMIT": JSON.stringify(commit()), "import.meta.url": "__filename" },
   plugins: [noTopLevelAwait],
 });
 await writeFile(`${dir}/sea-config.json`, JSON.stringify({ main: `${dir}/plexd-cli.cjs`, output: `${dir}/sea-prep.blob`, disableExperimentalSEAWarning: true, useCodeCache: true }));
