@@ -2,13 +2,13 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "proto/gen/**", ".tmp/**"] },
+  { ignores: ["dist/**", "release/**", "node_modules/**", "proto/gen/**", ".tmp/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     languageOptions: {
       globals: { process: "readonly", console: "readonly", Buffer: "readonly", setTimeout: "readonly", clearTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly", URL: "readonly", AbortController: "readonly", AbortSignal: "readonly" },
-      // Typed linting (design.md §4.14): the project service finds tsconfig.json for every
+      // Typed linting (docs/testing.md): the project service finds tsconfig.json for every
       // TypeScript file, so the rules below see the same types as tsc.
       parserOptions: { projectService: { allowDefaultProject: ["*.js", "scripts/*.mjs"] }, tsconfigRootDir: import.meta.dirname },
     },

@@ -8,7 +8,7 @@ import { buildContext } from "./system.js";
 import type { Clock } from "./util/clock.js";
 import type { Logger } from "./util/log.js";
 
-// `plexd deregister [--purge] [--force]` (spec/node-agent.md §3.8). The running agent does it
+// `plexd deregister [--purge] [--force]` (docs/operations.md#deregistration). The running agent does it
 // through AgentService.Deregister once its loops have stopped; without a running agent the CLI
 // hands it to `deregisterOffline` below. Both run `deregisterNode`: tell the control plane,
 // tear the kernel state down through privhelper, then move the identity aside (or, with

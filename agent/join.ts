@@ -6,8 +6,8 @@ import { promptToken, validateToken, type ResolvedToken } from "./registration/t
 import type { Clock } from "./util/clock.js";
 import type { Logger } from "./util/log.js";
 
-// `plexd join`: register and exit (spec/node-agent.md §7.2). Token order: flags, then
-// the §3.2 sources, then a prompt without echo when stdin is a terminal.
+// `plexd join`: register and exit (docs/operations.md). Token order: flags, then
+// the sources, then a prompt without echo when stdin is a terminal.
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];

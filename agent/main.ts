@@ -97,7 +97,7 @@ program
     log.info({ config: loaded.file, api: loaded.config.api, mode: loaded.config.mode }, "starting");
     const live = new LiveConfig(loaded.config);
     const reloader = new ConfigReloader({ live, load: () => load(flags), log, sources: loaded.sources });
-    // SIGHUP re-reads the configuration (spec §2.1); without a handler Node would exit on it.
+    // SIGHUP re-reads the configuration (docs/config-reference.md); without a handler Node would exit on it.
     process.on("SIGHUP", () => {
       try {
         reloader.reload("SIGHUP");

@@ -19,8 +19,8 @@ import { resolveBootstrapToken } from "./registration/token.js";
 import type { DesiredStateStore } from "./state/desired.js";
 import { registrationOptions, tokenSourcesFor, watchPrivhelper, type AgentContext } from "./system.js";
 
-// The running agent after start-up: one object that owns the loops of spec/node-agent.md
-// §3.3 for the current identity and exposes a status snapshot (node API, plexd status).
+// The running agent after start-up: one object that owns the loops (docs/architecture.md#lifecycle)
+// for the current identity and exposes a status snapshot (node API, plexd status).
 
 export interface LastRun {
   at: number;
@@ -48,7 +48,7 @@ export class AgentRuntime {
   actions: { handleRequest(eventId: string, payload: unknown): void; reconnected(): void } | undefined;
   #runSignal: AbortSignal | undefined;
 
-  /** Capabilities the control plane has acknowledged; a change is announced again (spec §5.6). */
+  /** Capabilities the control plane has acknowledged; a change is announced again (docs/actions.md). */
   #announced: string | undefined;
 
   constructor(ctx: AgentContext, store: DesiredStateStore, identity: Identity, registeredNow: boolean) {
@@ -88,7 +88,7 @@ export class AgentRuntime {
     );
   }
 
-  /** Runs until `signal` aborts; re-registers or waits as spec §2.7 says when the identity is rejected. */
+  /** Runs until `signal` aborts; re-registers or waits when the identity is rejected (docs/architecture.md#lifecycle). */
   async run(signal: AbortSignal): Promise<void> {
     const { ctx } = this;
     const { config } = ctx;
@@ -118,7 +118,7 @@ export class AgentRuntime {
     this.cycles = new CoalescingRunner((reasons, sig) => this.#cycle([...reasons].join(","), sig), signal, (err) =>
       ctx.log.warn({ err: err.message }, "reconcile cycle failed; next trigger retries"),
     );
-    // The last known good mesh is applied at once, control plane or not (spec §3.9).
+    // The last known good mesh is applied at once, control plane or not (docs/architecture.md#lifecycle).
     this.kernel.trigger("startup");
     this.#track(
       "reconcile-timer",
@@ -248,7 +248,7 @@ export class AgentRuntime {
     return lostStatus;
   }
 
-  /** Spec §2.7: a token at hand means a fresh registration; without one, wait for a 2xx heartbeat. */
+  /** A token at hand means a fresh registration; without one, wait for a 2xx heartbeat. */
   async #recoverIdentity(status: number, signal: AbortSignal): Promise<void> {
     const { ctx } = this;
     const { config } = ctx;
@@ -256,7 +256,7 @@ export class AgentRuntime {
     const token = await resolveBootstrapToken(tokenSourcesFor(ctx, signal)).catch(() => undefined);
     if (token !== undefined) {
       try {
-        // A fresh key pair: re-registering with the rejected identity cannot succeed (spec §3.5).
+        // A fresh key pair: re-registering with the rejected identity cannot succeed (docs/architecture.md#lifecycle).
         const reg = await register({ ...registrationOptions(ctx, signal), token: token.token });
         await ctx.fence.replacing(async () => {
           await moveIdentityAside(config.data_dir, "invalid", ctx.clock.now());
@@ -298,7 +298,7 @@ export class AgentRuntime {
   }
 
   /**
-   * One reconcile cycle (spec/node-agent.md §4.2): pull the desired state, note what the
+   * One reconcile cycle (docs/architecture.md#reconciliation-and-policy): pull the desired state, note what the
    * events missed, write it into the store, converge the kernel after reading it back, and
    * report every correction. Without the control plane the kernel is still corrected from
    * the store; only the pull and the report wait for the next cycle.
@@ -360,7 +360,7 @@ export class AgentRuntime {
   /** Called with every non-empty set of corrections (node API Watch). */
   onDrift: ((corrections: Correction[]) => void) | undefined;
 
-  /** Spec §3.7: one rotation at a time; a trigger during one is ignored. */
+  /** One rotation at a time; a trigger during one is ignored. */
   rotateKeys(reason: string): void {
     if (this.#rotating) {
       this.ctx.log.info({ reason }, "key rotation already running; trigger ignored");

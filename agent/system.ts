@@ -19,7 +19,7 @@ import type { Clock } from "./util/clock.js";
 import type { Logger } from "./util/log.js";
 
 // Wiring of the agent's parts. Each part takes the shared AbortSignal; this file only
-// builds them in the order of spec/node-agent.md §3.1 and owns nothing itself.
+// builds them in the order of docs/architecture.md#lifecycle and owns nothing itself.
 
 export interface AgentContext {
   /** The running configuration (live.current): read it when acting, so a reload reaches you. */
@@ -186,7 +186,7 @@ export function registrationOptions(ctx: AgentContext, signal: AbortSignal): Omi
   };
 }
 
-/** The bootstrap token sources of spec §3.2, from configuration. */
+/** The bootstrap token sources of docs/architecture.md#lifecycle, from configuration. */
 export function tokenSourcesFor(ctx: AgentContext, signal: AbortSignal): TokenSourceOptions {
   const { token } = ctx.config;
   return {

@@ -10,7 +10,7 @@ import { buildContext, establishIdentity, seedFromRegistration, watchPrivhelper 
 import type { Clock } from "./util/clock.js";
 import type { Logger } from "./util/log.js";
 
-// `plexd up`: the agent in the foreground (spec/node-agent.md §3). Returns the exit code.
+// `plexd up`: the agent in the foreground (docs/architecture.md#lifecycle). Returns the exit code.
 
 /** A deregistration asked for through the node API, settled by the main loop below. */
 interface DeregisterRequest {
@@ -28,7 +28,7 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
   let runtime: AgentRuntime | undefined;
   let pending: DeregisterRequest | undefined;
   let stopRun: AbortController | undefined;
-  // AgentService.Deregister (spec §3.8): the loops stop first, so nothing re-creates what the
+  // AgentService.Deregister (docs/operations.md#deregistration): the loops stop first, so nothing re-creates what the
   // teardown removes; the loop below does the rest and either exits or resumes.
   const deregister = (opts: DeregisterOptions): Promise<DeregisterResult> =>
     new Promise((resolve, reject) => {
@@ -117,7 +117,7 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
   ctx.phase.set("stopping");
   await actionsApi?.close();
   await actions.close();
-  // Stop sequence (spec §3.8): a last report sync (not for a node that just left), then the socket goes.
+  // Stop sequence (docs/architecture.md#lifecycle): a last report sync (not for a node that just left), then the socket goes.
   await api?.close({ syncReports: !deregistered });
   await Promise.race([privWatch, new Promise((r) => setTimeout(r, 1000).unref())]);
   await store.flush();

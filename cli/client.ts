@@ -4,8 +4,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AgentService, NodeStateService } from "../proto/gen/plexd/node/v1/node_pb.js";
 import { exitCodes } from "./exit-codes.js";
 
-// The CLI's only way into the agent: gRPC over the node API unix socket (spec/node-agent.md
-// §1.3, §6). Every unary call carries the 10 s client timeout of §7.2.
+// The CLI's only way into the agent: gRPC over the node API unix socket (docs/node-api.md).
+// Every unary call carries a 10 s client timeout.
 
 export const clientTimeoutMs = 10_000;
 
@@ -40,7 +40,7 @@ export function isUnreachable(err: unknown): boolean {
   return errno !== undefined && unreachableErrno.has(errno);
 }
 
-/** Exit code for a failed call (spec §7.1). */
+/** Exit code for a failed call (docs/operations.md). */
 export function exitCodeOf(err: unknown): number {
   const errno = errnoOf(err);
   if (errno === "EACCES" || errno === "EPERM") return exitCodes.permissionDenied;

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 
-// Which node API socket a client command talks to (spec/node-agent.md §2.3, §7.1): `--socket`,
+// Which node API socket a client command talks to (docs/config-reference.md): `--socket`,
 // else PLEXD_NODE_API_SOCKET, else `node_api.socket` from the configuration file (`--config`,
 // PLEXD_CONFIG, /etc/plexd/config.yaml), else the default. The file is only read for that one
 // key: it may belong to another user or be invalid, and a client command must still work

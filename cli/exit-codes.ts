@@ -1,4 +1,4 @@
-// Exit codes shared by every command (spec/node-agent.md §7.1).
+// Exit codes shared by every command (docs/operations.md).
 export const exitCodes = {
   ok: 0,
   error: 1,

@@ -3,7 +3,7 @@ import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 
 // Output helpers shared by the client commands and `plexd top`. `-o json` prints exactly the
 // response message JSON with the node API's conventions (proto field names, defaults
-// emitted; spec/node-agent.md §6.1, §7.3); text output is for people and may change.
+// emitted; docs/node-api.md); text output is for people and may change.
 
 export const jsonOptions = { useProtoFieldName: true, alwaysEmitImplicit: true } as const;
 

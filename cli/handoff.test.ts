@@ -1,5 +1,14 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { isHandOff } from "./handoff.js";
+import { agentV8Flags, isHandOff } from "./handoff.js";
+
+describe("agentV8Flags", () => {
+  it("are plexd-agent.js's own, so the agent runs alike however it is started", () => {
+    const shipped = JSON.parse(readFileSync(new URL("../scripts/node-flags.json", import.meta.url), "utf8")) as Record<string, string[]>;
+    expect(shipped["plexd-agent"]).toEqual(agentV8Flags);
+    expect(shipped.plexd).toBeUndefined(); // every CLI command would pay for them
+  });
+});
 
 describe("isHandOff", () => {
   it("hands the agent's commands over, after global options and their values", () => {

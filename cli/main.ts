@@ -16,10 +16,11 @@ import { deregister, logLevel, reload } from "./commands/agent-admin.js";
 import { completionScript, shells, type Shell } from "./completion.js";
 import { defaultActionsSocket, defaultSocket, socketFromConfig } from "./config-socket.js";
 import { watch } from "./commands/watch.js";
+import { addInstallCommands } from "./install/command.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
 // `config check` and the offline `deregister` are handed to the agent's own code
-// (spec/node-agent.md §1.3), loaded at run time so this bundle stays small and fast.
+// (docs/architecture.md), loaded at run time so this bundle stays small and fast.
 // `top` loads Ink and React only when it runs (cli/top is reached through import()).
 
 interface GlobalOptions {
@@ -60,7 +61,7 @@ async function socketPath(): Promise<string> {
   return (await socketFromConfig(g.config)) ?? defaultSocket;
 }
 
-/** Runs a client command: builds the client, maps failures to the exit codes of §7.1. */
+/** Runs a client command: builds the client, maps failures to the exit codes (cli/exit-codes.ts). */
 function client(fn: (c: NodeClient, json: boolean) => Promise<void>): () => Promise<void> {
   return async () => {
     const g = { ...globals(), socket: await socketPath() };
@@ -83,14 +84,14 @@ program
   .command("up")
   .description("run the agent in the foreground")
   .allowUnknownOption()
-  .action(() => handOff());
+  .action(() => handOff(process.argv.slice(2)));
 
 program
   .command("join")
   .description("register this node with the control plane and exit")
   .option("--token-file <path>", "read the bootstrap token from this file")
   .option("--token-stdin", "read the bootstrap token from standard input")
-  .action(() => handOff());
+  .action(() => handOff(process.argv.slice(2)));
 
 program
   .command("deregister")
@@ -99,8 +100,8 @@ program
   .option("--force", "tear down locally even if the control plane cannot be told")
   .action((opts: { purge?: boolean; force?: boolean }) =>
     client(async (c, json) => {
-      // No agent answering: the offline path of the agent's own code (spec §1.3).
-      if ((await deregister(c, json, { purge: opts.purge === true, force: opts.force === true })) === "no_agent") await handOff();
+      // No agent answering: the offline path of the agent's own code (docs/architecture.md).
+      if ((await deregister(c, json, { purge: opts.purge === true, force: opts.force === true })) === "no_agent") await handOff(process.argv.slice(2));
     })(),
   );
 
@@ -109,7 +110,7 @@ config
   .command("check")
   .argument("[file]", "configuration file (default: --config)")
   .description("validate a configuration file without starting anything")
-  .action(() => handOff());
+  .action(() => handOff(process.argv.slice(2)));
 
 // ---------------------------------------------------------------- node API clients
 
@@ -255,6 +256,21 @@ program
     // Loaded only here: Ink and React cost ~0.7 s, which no other command should pay.
     const { runTop } = await import("./top/run.js");
     process.exit(await runTop({ socketPath: g.socket, intervalMs: interval }));
+  });
+
+addInstallCommands(program);
+
+program
+  .command("self-test")
+  .description("check whether this host is ready to run plexd (exit 0 ready, 1 degraded, 2 not ready)")
+  .option("--json", "print the checks as JSON (same as -o json)")
+  .addHelpText("after", "\nChecks and what each verdict means: docs/self-test.md")
+  .action(async (opts: { json?: boolean }) => {
+    const g = program.opts<GlobalOptions & { api?: string }>();
+    const { runSelfTest, toJson, toTable, verdictExitCodes, verdictOf } = await import("./selftest/index.js");
+    const results = await runSelfTest(g.config, g.api);
+    process.stdout.write(opts.json === true || g.output === "json" ? `${toJson(results)}\n` : toTable(results));
+    process.exitCode = verdictExitCodes[verdictOf(results)];
   });
 
 program

@@ -1,4 +1,4 @@
-// A mistake in how a command was invoked: exit code 2 (spec/node-agent.md §7.1).
+// A mistake in how a command was invoked: exit code 2 (docs/operations.md).
 export class UsageError extends Error {
   override readonly name = "UsageError";
 }

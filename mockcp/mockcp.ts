@@ -23,7 +23,7 @@ export interface MockcpOptions {
   ca?: "always" | "auto";
   /** 32-byte Ed25519 seed as 64 hex chars, for deterministic signatures. */
   signingSeed?: string;
-  /** SSE keepalive comment interval (control-plane §4.1: 30 s). */
+  /** SSE keepalive comment interval (30 s). */
   keepaliveMs?: number;
   /** Request body cap, on the wire and after gunzip; default 8 MiB. */
   maxBodyBytes?: number;
@@ -134,7 +134,7 @@ export function createMockcp(opts: MockcpOptions = {}): Mockcp {
         throw PlexdError.from(err);
       }
       for (const l of listeners) l.server.on("error", (err) => log.error({ err, url: l.url }, "listener error"));
-      // §3.3 liveness also advances without requests; every request sweeps too (server/app.ts).
+      // Heartbeat liveness also advances without requests; every request sweeps too (server/app.ts).
       const tick = Math.min(Math.max(state.heartbeatIntervalMs / 4, 10), 5000);
       livenessTimer = setInterval(() => {
         const gone = sweepLiveness(state);

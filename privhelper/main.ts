@@ -11,7 +11,7 @@ import { defaultConfigPath, loadPrivConfig } from "./config.js";
 import { buildHandlers } from "./handlers.js";
 import { createLogger } from "./log.js";
 import { realHost } from "./os/host.js";
-import { execaRunner } from "./os/run.js";
+import { processRunner } from "./os/run.js";
 import { callerOf, startServer } from "./server.js";
 
 const program = new Command("plexd-privhelper")
@@ -29,7 +29,7 @@ const log = createLogger(flags.logLevel);
 /** Through NSS (getent), so LDAP/sssd accounts work like local ones. */
 async function idOf(db: "passwd" | "group", name: string): Promise<number> {
   if (!/^[a-z_][a-z0-9_-]{0,31}$/i.test(name)) throw new PlexdError("invalid_argument", `invalid ${db === "group" ? "group" : "user"} name ${JSON.stringify(name)}`);
-  const r = await execaRunner.run("getent", [db, name], { allowFailure: true, timeoutMs: 5_000 });
+  const r = await processRunner.run("getent", [db, name], { allowFailure: true, timeoutMs: 5_000 });
   const id = Number(r.stdout.split(":")[2]);
   if (r.exitCode !== 0 || !Number.isInteger(id)) throw new PlexdError("failed_precondition", `${db === "group" ? "group" : "user"} ${JSON.stringify(name)} does not exist`);
   return id;
@@ -39,7 +39,7 @@ async function main(): Promise<number> {
   if (process.getuid?.() !== 0) log.warn("not running as root: kernel changes will fail");
   const config = await loadPrivConfig(flags.config);
   const socketPath = flags.socket ?? config.socket;
-  const deps = { runner: execaRunner, host: realHost, config, log, startedAtMs: Date.now(), runDir: dirname(socketPath) };
+  const deps = { runner: processRunner, host: realHost, config, log, startedAtMs: Date.now(), runDir: dirname(socketPath) };
   const handlers = buildHandlers(deps);
   // FIFOs of a privhelper killed mid-apply (os/wg.ts): they never outlive the next start.
   for (const f of await readdir(deps.runDir).catch(() => [])) if (/^wg-[0-9a-f]+\.fifo$/.test(f)) await rm(join(deps.runDir, f), { force: true });

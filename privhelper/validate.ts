@@ -1,4 +1,4 @@
-// Allow-list validation of what crosses the socket (design.md 2). Values are parsed and
+// Allow-list validation of what crosses the socket (docs/architecture.md#privhelper). Values are parsed and
 // re-serialised: what reaches a tool is text privhelper produced, never the caller's bytes.
 import type { MeshSpec } from "../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../proto/lib/errors.js";

@@ -1,5 +1,5 @@
-// `plexd config check FILE`: validate a file without starting anything (spec/node-agent.md
-// §2.1, §7.1). Environment overrides apply exactly as they would for `plexd up`.
+// `plexd config check FILE`: validate a file without starting anything (docs/config-reference.md;
+// exit 2 when invalid). Environment overrides apply exactly as they would for `plexd up`.
 import { CONFIG_EXIT_CODE, ConfigError } from "./config-error.js";
 import { loadConfig } from "./load.js";
 

@@ -1,6 +1,6 @@
 // The one error a config load can end in. It lists every problem at once, as
-// `<key path>: <message> (got <value>)` lines (spec/node-agent.md §2.1), and maps to exit
-// code 2 (§7.1). It is a PlexdError (code invalid_argument) so generic handlers keep working.
+// `<key path>: <message> (got <value>)` lines (docs/config-reference.md), and maps to exit
+// code 2. It is a PlexdError (code invalid_argument) so generic handlers keep working.
 import type * as z from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
 

@@ -2,8 +2,8 @@ import { hostname } from "node:os";
 import { describe, expect, test } from "vitest";
 import { type Config, ConfigSchema, parseConfig } from "./schema.js";
 
-// Expected values are copied from the tables of spec/node-agent.md §2.2 and bridge spec
-// §1.1/§2.1/§3.1, written out literally (ms included) so a wrong parser cannot agree with itself.
+// Expected values are copied from the tables of docs/config-reference.md,
+// written out literally (ms included) so a wrong parser cannot agree with itself.
 const d = (text: string, ms: number) => ({ text, ms });
 const api = "https://cp.example.com";
 const cfg: Config = parseConfig({ api });
@@ -161,7 +161,7 @@ describe("defaults: parsing { api } yields a fully defaulted object", () => {
       path: "/etc/plexd/hooks.d/h",
       description: "",
       parameters: [{ name: "p", type: "string", required: false, default: null, description: "" }],
-      // §5.5: a hook's timeout defaults to actions.default_timeout.
+      // A hook's timeout defaults to actions.default_timeout.
       timeout: d("30s", 30_000),
       user: "nobody",
       sandbox: "namespaced",

@@ -1,4 +1,4 @@
-// Environment variables of spec/node-agent.md §2.3. Only these are honoured; there is no
+// Environment variables of docs/config-reference.md. Only these are honoured; there is no
 // generic key-to-variable mapping. PLEXD_CONFIG picks the file (see load.ts);
 // PLEXD_BOOTSTRAP_TOKEN is read by the token sources through `token.env`, and
 // PLEXD_SESSION_TOKEN belongs to the CLI, so neither appears here.
@@ -27,7 +27,7 @@ export const envOverrides: readonly EnvOverride[] = [
   { variable: "PLEXD_NODE_API_HTTP_LISTEN", path: ["node_api", "http", "listen"], kind: "string" },
 ];
 
-/** Booleans accept true/false/1/0 (§2.3). */
+/** Booleans accept true/false/1/0. */
 export function parseEnvBool(s: string): boolean | undefined {
   if (s === "true" || s === "1") return true;
   if (s === "false" || s === "0") return false;

@@ -105,7 +105,7 @@ describe("precedence: flag > env > file > default", () => {
     expect(issues(() => loadConfig({ file: f, env: { PLEXD_API: "" } }))).toEqual(["api: required"]);
   });
 
-  test("variables outside §2.3 are ignored", () => {
+  test("variables not listed in docs/config-reference.md are ignored", () => {
     const r = loadConfig({ file: file(base), env: { PLEXD_MESH_LISTEN_PORT: "1", PLEXD_MESH_INTERFACE: "eth0" } });
     expect(r.config.mesh.listen_port).toBe(51820);
     expect(r.config.mesh.interface).toBe("plexd0");

@@ -1,5 +1,5 @@
-// Loads the configuration once (spec/node-agent.md §2.1): YAML file, then environment
-// variables (§2.3), then CLI flags, over built-in defaults. Every problem found on the way is
+// Loads the configuration once (docs/config-reference.md): YAML file, then environment
+// variables, then CLI flags, over built-in defaults. Every problem found on the way is
 // collected into one ConfigError; nothing else is ever thrown.
 import { readFileSync } from "node:fs";
 import { parseDocument } from "yaml";

@@ -2,7 +2,7 @@ import { isDuration, isRec } from "./schema-common.js";
 import type { Config } from "./schema.js";
 
 // What a reload (SIGHUP, AgentService.ReloadConfig) may change in a running agent
-// (spec/node-agent.md §2.1). Only keys whose readers look at the running configuration each
+// (docs/config-reference.md). Only keys whose readers look at the running configuration each
 // time they act are live; a changed key anywhere else keeps its running value and is listed
 // under restart_required, so the answer never claims an effect that did not happen.
 
@@ -37,7 +37,8 @@ export interface ReloadPlan {
 /** Keys inside a live section that still need a restart: privhelper reads hooks.dir (its allow-list) at start. */
 export const restartOnlyKeys: readonly string[] = ["hooks.dir"];
 
-const isLive = (path: string): boolean => !restartOnlyKeys.includes(path) && liveKeys.some((k) => path === k || path.startsWith(`${k}.`));
+/** True when a change of the key at `path` (dotted) applies on reload. */
+export const isLive = (path: string): boolean => !restartOnlyKeys.includes(path) && liveKeys.some((k) => path === k || path.startsWith(`${k}.`));
 
 // Durations and sizes are objects in the parsed config but single values in the file.
 const isLeaf = (v: unknown): boolean => !isRec(v) || isDuration(v) || ("bytes" in v && "text" in v);

@@ -15,7 +15,7 @@ function problems(raw: unknown): string[] {
   return [];
 }
 
-describe("durations (§0; the grammar itself is tested in proto/lib/duration.test.ts)", () => {
+describe("durations (the grammar itself is tested in proto/lib/duration.test.ts)", () => {
   test("keep the text the operator wrote beside the milliseconds", () => {
     expect(parseDuration("2m30s250ms")).toEqual({ text: "2m30s250ms", ms: 150_250 });
     expect(Object.isFrozen(parseDuration("1h"))).toBe(true);
@@ -23,7 +23,7 @@ describe("durations (§0; the grammar itself is tested in proto/lib/duration.tes
   });
 });
 
-describe("sizes (§0)", () => {
+describe("sizes", () => {
   test("integers and K/M/G strings, powers of 1024", () => {
     expect(parseSize(1024)).toEqual({ text: "1024", bytes: 1024 });
     expect(parseSize("512M")).toEqual({ text: "512M", bytes: 512 * 1024 ** 2 });
@@ -73,7 +73,7 @@ describe("host:port and CIDR", () => {
   });
 });
 
-describe("validation applies only to enabled sections (§2.1)", () => {
+describe("validation applies only to enabled sections", () => {
   // Each disabled section holds well-typed but out-of-range values and is accepted; the same
   // values with the section enabled are reported.
   const cases: { name: string; section: (enabled: boolean) => ConfigInput; expectWhenOn: string[] }[] = [

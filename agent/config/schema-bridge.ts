@@ -1,4 +1,4 @@
-// `bridge` section (spec/node-agent.md §2.2, bridge spec §2.1, §2.4, §2.6). It is read only
+// `bridge` section (docs/config-reference.md). It is read only
 // in `mode: bridge`, so all of its rules run only then (see schema.ts); the cross-section port
 // checks against `mesh.listen_port` live in schema.ts as well.
 import * as z from "zod";
@@ -11,12 +11,18 @@ const accessProvider = z.discriminatedUnion(
   [
     section({
       type: z.literal("wireguard"),
-      listen_port: int().prefault(51822),
-      interface_name: str().prefault("wg-access"),
-      max_peers: int().prefault(50),
+      listen_port: int().prefault(51822).meta({ description: "UDP port of the user-access WireGuard interface.", allowed: "1–65535, distinct from the mesh and relay ports" }),
+      interface_name: str().prefault("wg-access").meta({ description: "Name of the user-access WireGuard interface.", allowed: "1–15 of A-Z, a-z, 0-9, `_`, `-`" }),
+      max_peers: int().prefault(50).meta({ description: "Most user-access peers.", allowed: "≥ 1" }),
     }),
-    section({ type: z.literal("tailscale"), auth_key_env: str().prefault("TS_AUTHKEY") }),
-    section({ type: z.literal("netbird"), setup_key_env: str().prefault("NB_SETUP_KEY") }),
+    section({
+      type: z.literal("tailscale"),
+      auth_key_env: str().prefault("TS_AUTHKEY").meta({ description: "Environment variable holding the Tailscale auth key.", allowed: "environment variable name" }),
+    }),
+    section({
+      type: z.literal("netbird"),
+      setup_key_env: str().prefault("NB_SETUP_KEY").meta({ description: "Environment variable holding the NetBird setup key.", allowed: "environment variable name" }),
+    }),
   ],
   // zod already reports a bad discriminator on the `type` key; config-error.ts shows its value.
   // zod types this callback as invalid_union only, but a non-object item arrives as invalid_type.
@@ -24,38 +30,38 @@ const accessProvider = z.discriminatedUnion(
 );
 
 const siteToSite = section({
-  name: str(),
+  name: str().meta({ description: "Name of the tunnel.", allowed: "non-empty, unique" }),
   // ipsec and openvpn are well-typed but rejected as unsupported by the bridge rules.
-  type: oneOf(["wireguard", "ipsec", "openvpn"]),
-  remote_endpoint: str(),
-  remote_subnets: list(str()).prefault([]),
+  type: oneOf(["wireguard", "ipsec", "openvpn"]).meta({ description: "Tunnel type; only `wireguard` is implemented (`ipsec` and `openvpn` are refused as unsupported)." }),
+  remote_endpoint: str().meta({ description: "Remote end of the tunnel.", allowed: "`host:port`" }),
+  remote_subnets: list(str()).prefault([]).meta({ description: "Subnets routed through the tunnel.", allowed: "CIDRs" }),
 });
 
 export const bridgeSchema = section({
-  access_interface: str().prefault(""),
-  access_subnets: list(str()).prefault([]),
-  enable_nat: bool().prefault(true),
-  access: list(accessProvider).prefault([]),
+  access_interface: str().prefault("").meta({ description: "Interface of the local network the bridge gives access to.", allowed: "interface name; required when `bridge.access_subnets` is not empty" }),
+  access_subnets: list(str()).prefault([]).meta({ description: "Local subnets announced to the mesh through this bridge.", allowed: "CIDRs" }),
+  enable_nat: bool().prefault(true).meta({ description: "Masquerade mesh traffic leaving through `bridge.access_interface`." }),
+  access: list(accessProvider).prefault([]).meta({ description: "User-access providers, at most one per `type`: `wireguard`, `tailscale`, `netbird`." }),
   ingress: section({
-    enabled: bool().prefault(false),
-    listen: str().prefault("0.0.0.0:443"),
-    max_rules: int().prefault(20),
-    dial_timeout: dur("10s"),
-    max_connections_per_rule: int().prefault(1000),
-  }).prefault({}),
+    enabled: bool().prefault(false).meta({ description: "Open the ingress listener." }),
+    listen: str().prefault("0.0.0.0:443").meta({ description: "Address of the ingress listener.", allowed: "`host:port` (when enabled)" }),
+    max_rules: int().prefault(20).meta({ description: "Most ingress rules.", allowed: "≥ 1 (when enabled)" }),
+    dial_timeout: dur("10s").meta({ description: "Time allowed to reach an ingress target.", allowed: "≥ 1s (when enabled)" }),
+    max_connections_per_rule: int().prefault(1000).meta({ description: "Most open connections per ingress rule.", allowed: "≥ 1 (when enabled)" }),
+  }).prefault({}).meta({ description: "SNI-routed TCP/TLS ingress; certificates come from the control plane." }),
   relay: section({
-    enabled: bool().prefault(true),
-    listen_port: int().prefault(51821),
-    max_sessions: int().prefault(100),
-    session_ttl: dur("5m"),
-  }).prefault({}),
-  site_to_site: list(siteToSite).prefault([]),
+    enabled: bool().prefault(true).meta({ description: "Run the relay." }),
+    listen_port: int().prefault(51821).meta({ description: "UDP port of the relay; the WireGuard device owns the mesh port, so it must differ.", allowed: "1–65535, ≠ `mesh.listen_port` (when enabled)" }),
+    max_sessions: int().prefault(100).meta({ description: "Most relayed peer pairs.", allowed: "≥ 1 (when enabled)" }),
+    session_ttl: dur("5m").meta({ description: "A relay session without traffic for this long is dropped.", allowed: "≥ 30s (when enabled)" }),
+  }).prefault({}).meta({ description: "UDP relay for peers that cannot reach each other directly (symmetric NAT)." }),
+  site_to_site: list(siteToSite).prefault([]).meta({ description: "Pinned site-to-site tunnels." }),
   site_to_site_defaults: section({
-    interface_prefix: str().prefault("wg-s2s-"),
-    listen_port: int().prefault(51823),
-    max_tunnels: int().prefault(10),
-  }).prefault({}),
-}).prefault({});
+    interface_prefix: str().prefault("wg-s2s-").meta({ description: "Prefix of tunnel interface names (8 hex digits are appended).", allowed: "1–7 of A-Z, a-z, 0-9, `_`, `-`" }),
+    listen_port: int().prefault(51823).meta({ description: "First UDP port of site-to-site tunnels (one port per tunnel).", allowed: "1–65535; the range must not overlap other ports" }),
+    max_tunnels: int().prefault(10).meta({ description: "Most site-to-site tunnels.", allowed: "≥ 1; `listen_port + max_tunnels - 1` ≤ 65535" }),
+  }).prefault({}).meta({ description: "Defaults of site-to-site tunnels." }),
+}).prefault({}).meta({ description: "Bridge functions; read only with `mode: bridge`. This version of the agent validates the section and applies the bridge's firewall rules, but does not run the relay, user access, ingress or site-to-site tunnels yet." });
 
 export type AccessProvider = z.output<typeof accessProvider>;
 export type SiteToSiteEntry = z.output<typeof siteToSite>;

@@ -1,5 +1,5 @@
 // Building blocks shared by every config section: scalar types with operator-facing
-// messages, the duration and size grammars of spec/node-agent.md §0, and the
+// messages, the duration and size grammars of docs/config-reference.md, and the
 // "rules" helper used for range and cross-field checks.
 //
 // Representation (decided for the whole config layer):
@@ -11,7 +11,7 @@
 //
 // Type checks (wrong type, bad enum value, malformed duration) always apply. Range, pattern
 // and cross-field checks are written as section "rules" that run only while the section is
-// enabled (§2.1: "a disabled section may hold any well-typed values"). Rules run even when a
+// enabled ("a disabled section may hold any well-typed values"). Rules run even when a
 // sibling field failed its type check (zod `when`), and they skip any operand that is not
 // well-typed, so one mistake never hides another.
 import { posix } from "node:path";
@@ -29,7 +29,7 @@ export interface Size {
   readonly bytes: number;
 }
 
-/** A §0 duration (`500ms`, `90s`, `1h30m`) with the text the operator wrote; bare numbers and fractions are rejected. */
+/** A duration (`500ms`, `90s`, `1h30m`) with the text the operator wrote; bare numbers and fractions are rejected. */
 export function parseDuration(text: string): Duration | undefined {
   const ms = parseDurationMs(text);
   return ms === undefined ? undefined : Object.freeze({ text, ms });
@@ -80,7 +80,8 @@ export const duration = () =>
         return z.NEVER;
       }
       return d;
-    });
+    })
+    .meta({ format: "duration" });
 
 const sizeMessage = "must be a size in bytes or with suffix K, M or G (e.g. 512M)";
 
@@ -97,7 +98,8 @@ export const optionalSize = () =>
       }
       return s;
     })
-    .prefault(null);
+    .prefault(null)
+    .meta({ format: "size" });
 
 /** `duration().prefault("30s")`: the default goes through the parser, so it is a Duration too. */
 export const dur = (def: string) => duration().prefault(def);

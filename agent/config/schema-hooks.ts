@@ -1,4 +1,4 @@
-// `hooks` section with declared hook definitions (spec/node-agent.md §2.2, §5.5, §5.8).
+// `hooks` section with declared hook definitions (docs/config-reference.md).
 import * as z from "zod";
 import {
   type Duration,
@@ -30,11 +30,11 @@ const paramDefault = z
   .prefault(null);
 
 const hookParameter = section({
-  name: str(),
-  type: oneOf(["string", "bool", "int"]),
-  required: bool().prefault(false),
-  default: paramDefault,
-  description: str().prefault(""),
+  name: str().meta({ description: "Parameter name; passed to the hook as environment variable `PLEXD_PARAM_<NAME>`.", allowed: "`^[a-z][a-z0-9_]{0,63}$`, unique within the hook" }),
+  type: oneOf(["string", "bool", "int"]).meta({ description: "Parameter type; a value that does not parse as it is refused." }),
+  required: bool().prefault(false).meta({ description: "The action must give this parameter." }),
+  default: paramDefault.meta({ description: "Value used when the action gives none (scalars are kept as text).", allowed: "matches `type`" }),
+  description: str().prefault("").meta({ description: "Shown to operators in the capability list." }),
 });
 
 const cpuMessage = 'must be a decimal number of CPU cores greater than 0, e.g. "1.0"';
@@ -49,17 +49,18 @@ const cpu = z
     }
     return n;
   })
-  .prefault(null);
+  .prefault(null)
+  .meta({ description: "CPU limit in cores; null means unlimited.", allowed: 'a decimal number > 0, e.g. "1.5"' });
 
 // Every option of every level is accepted by type; which ones apply to the chosen level is a
 // rule, and the top-level schema fills the level's defaults once the whole file is valid.
 const sandboxOptionsInput = section({
-  writable_paths: list(str()).optional(),
-  mount_proc: bool().optional(),
-  allowed_devices: list(str()).optional(),
-  image: str().optional(),
-  network: oneOf(["none", "host"]).optional(),
-  capabilities: list(str()).optional(),
+  writable_paths: list(str()).optional().meta({ description: "Paths the hook may write (`namespaced`, `container`).", allowed: "absolute paths", default_doc: "`[/tmp]`" }),
+  mount_proc: bool().optional().meta({ description: "Mount a fresh /proc in the sandbox (`namespaced`).", default_doc: "`true`" }),
+  allowed_devices: list(str()).optional().meta({ description: "Devices visible in the sandbox (`namespaced`).", allowed: "paths under /dev", default_doc: "`[]`" }),
+  image: str().optional().meta({ description: "Container image (`container`).", default_doc: "`\"\"`" }),
+  network: oneOf(["none", "host"]).optional().meta({ description: "Network of the container (`container`).", default_doc: "`none`" }),
+  capabilities: list(str()).optional().meta({ description: "Linux capabilities kept in the container (`container`).", allowed: "capability names such as CAP_NET_ADMIN", default_doc: "`[]`" }),
 });
 
 const optionsByLevel: Record<SandboxLevel, readonly string[]> = {
@@ -69,16 +70,19 @@ const optionsByLevel: Record<SandboxLevel, readonly string[]> = {
 };
 
 export const hookDefinitionInput = section({
-  name: str(),
-  path: str(),
-  description: str().prefault(""),
-  parameters: list(hookParameter).prefault([]),
+  name: str().meta({ description: "Hook name, as actions name it.", allowed: "`^[a-z0-9][a-z0-9_-]{0,62}$`, unique" }),
+  path: str().meta({ description: "Executable of the hook.", allowed: "absolute path inside `hooks.dir`" }),
+  description: str().prefault("").meta({ description: "Shown to operators in the capability list.", allowed: "at most 256 characters" }),
+  parameters: list(hookParameter).prefault([]).meta({ description: "Parameters the hook accepts." }),
   // Absent means actions.default_timeout; filled in by the top-level schema.
-  timeout: duration().optional(),
-  user: str().prefault("nobody"),
-  sandbox: oneOf(sandboxLevels).prefault("namespaced"),
-  resources: section({ cpu, memory: optionalSize() }).prefault({}),
-  sandbox_options: sandboxOptionsInput.prefault({}),
+  timeout: duration().optional().meta({ description: "Timeout of one run.", allowed: "> 0 and ≤ `actions.max_action_timeout`", default_doc: "`actions.default_timeout`" }),
+  user: str().prefault("nobody").meta({ description: "User the hook runs as.", allowed: "a user name (a-z, 0-9, `_`, `-`, up to 32 characters)" }),
+  sandbox: oneOf(sandboxLevels).prefault("namespaced").meta({ description: "Isolation level of a run." }),
+  resources: section({
+    cpu,
+    memory: optionalSize().meta({ description: "Memory limit; null means unlimited.", allowed: "bytes, or a number with suffix K, M or G (e.g. 512M); > 0" }),
+  }).prefault({}).meta({ description: "Resource limits of one run (cgroup v2)." }),
+  sandbox_options: sandboxOptionsInput.prefault({}).meta({ description: "Options of the chosen sandbox level; an option of another level is refused. Defaults are filled for the chosen level." }),
 });
 
 export interface SandboxOptions {
@@ -185,12 +189,11 @@ function checkDefinition(r: Rules, i: number, dir: string | undefined): void {
 
 export const hooksSchema = withRules(
   section({
-    enabled: bool().prefault(true),
-    dir: str().prefault("/etc/plexd/hooks.d"),
-    definitions: list(hookDefinitionInput).prefault([]),
-    // Ed25519 public keys (raw 32 bytes, base64) whose <hook>.sig signatures mark a hook signed.
-    trusted_keys: list(str()).prefault([]),
-    require_signature: bool().prefault(false),
+    enabled: bool().prefault(true).meta({ description: "Offer the declared hooks as actions." }),
+    dir: str().prefault("/etc/plexd/hooks.d").meta({ description: "Directory of hook executables; must be owned by root and not group/other-writable.", allowed: "absolute path (when enabled)" }),
+    definitions: list(hookDefinitionInput).prefault([]).meta({ description: "Declared hooks.", allowed: "names unique" }),
+    trusted_keys: list(str()).prefault([]).meta({ description: "Ed25519 public keys (raw 32 bytes, base64) whose detached `<hook>.sig` signatures mark a hook signed; several at once for rotation." }),
+    require_signature: bool().prefault(false).meta({ description: "Refuse hooks that no trusted key signed (announced with an empty checksum, rejected with integrity_violation)." }),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;
@@ -216,4 +219,4 @@ export const hooksSchema = withRules(
       }
     });
   },
-).prefault({});
+).prefault({}).meta({ description: "Operator-declared hooks, offered as actions. This version of the agent validates the section but does not act on it yet." });

@@ -1,4 +1,4 @@
-// Telemetry sections: observe, logs, audit (spec/node-agent.md §2.2, bridge spec §4).
+// Telemetry sections: observe, logs, audit (docs/config-reference.md).
 import type * as z from "zod";
 import { type Rules, bool, dur, int, isAbsolutePath, isRec, list, oneOf, section, str, withRules } from "./schema-common.js";
 
@@ -25,12 +25,12 @@ function noDuplicates(r: Rules, key: string, what: string): void {
 
 export const observeSchema = withRules(
   section({
-    enabled: bool().prefault(true),
-    interval: dur("15s"),
-    batch_interval: dur("10s"),
-    batch_max_size: int().prefault(500),
-    buffer_size: int().prefault(5000),
-    metrics: list(oneOf(metricGroups)).prefault([...metricGroups]),
+    enabled: bool().prefault(true).meta({ description: "Collect metrics and send them to the control plane (there is no local metrics endpoint)." }),
+    interval: dur("15s").meta({ description: "Collection cadence.", allowed: "≥ 5s (when enabled)" }),
+    batch_interval: dur("10s").meta({ description: "How often collected points are sent.", allowed: "≥ 1s (when enabled)" }),
+    batch_max_size: int().prefault(500).meta({ description: "Most data points per batch.", allowed: "≥ 1 (when enabled)" }),
+    buffer_size: int().prefault(5000).meta({ description: "Ring buffer of unsent points; the oldest are dropped when full.", allowed: "≥ `batch_max_size` (when enabled)" }),
+    metrics: list(oneOf(metricGroups)).prefault([...metricGroups]).meta({ description: "Metric groups collected: `node_resources` (CPU, memory, disk, load), `tunnel_health` (per peer handshake age, bytes, loss), `peer_latency` (RTT over the mesh), `agent_stats` (heap, event-loop delay, uptime, reconnects).", allowed: "no group twice" }),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;
@@ -38,25 +38,25 @@ export const observeSchema = withRules(
     batching(r);
     noDuplicates(r, "metrics", "metric group");
   },
-).prefault({});
+).prefault({}).meta({ description: "Metrics sent to the control plane (gzip-compressed batches). This version of the agent validates the section but does not act on it yet." });
 
 // Exactly one of unit / path / severity per item; modelled as a strict object with optional
 // keys so that an unknown key still reads "unknown key" rather than a union mismatch.
 const logFilter = section({
-  unit: str().optional(),
-  path: str().optional(),
-  severity: oneOf(["debug", "info", "warn", "error"]).optional(),
+  unit: str().optional().meta({ description: "Keep lines of this systemd unit.", allowed: "a unit name" }),
+  path: str().optional().meta({ description: "Keep lines of files matching this path (globs allowed).", allowed: "absolute path" }),
+  severity: oneOf(["debug", "info", "warn", "error"]).optional().meta({ description: "Keep lines of at least this severity." }),
 });
 
 export const logsSchema = withRules(
   section({
-    enabled: bool().prefault(true),
-    sources: list(str()).prefault(["journald"]),
-    filters: list(logFilter).prefault([]),
-    batch_interval: dur("10s"),
-    batch_max_size: int().prefault(1000),
-    buffer_size: int().prefault(10000),
-    max_line_size: int().prefault(16384),
+    enabled: bool().prefault(true).meta({ description: "Forward logs to the control plane." }),
+    sources: list(str()).prefault(["journald"]).meta({ description: "Where logs are read: `journald`, or file paths. Units `plexd` and `plexd-privhelper` are always included.", allowed: "`journald` or absolute paths (globs allowed)" }),
+    filters: list(logFilter).prefault([]).meta({ description: "Which lines are forwarded; each item has exactly one of `unit`, `path`, `severity`. Empty: everything." }),
+    batch_interval: dur("10s").meta({ description: "How often lines are sent.", allowed: "≥ 1s (when enabled)" }),
+    batch_max_size: int().prefault(1000).meta({ description: "Most lines per batch.", allowed: "≥ 1 (when enabled)" }),
+    buffer_size: int().prefault(10000).meta({ description: "Ring buffer of unsent lines; the oldest are dropped when full.", allowed: "≥ `batch_max_size` (when enabled)" }),
+    max_line_size: int().prefault(16384).meta({ description: "Longer lines are cut and end in `[truncated]`.", allowed: "≥ 256 (when enabled)" }),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;
@@ -85,16 +85,16 @@ export const logsSchema = withRules(
     batching(r);
     r.intAtLeast(["max_line_size"], 256);
   },
-).prefault({});
+).prefault({}).meta({ description: "Log forwarding to the control plane. This version of the agent validates the section but does not act on it yet." });
 
 export const auditSchema = withRules(
   section({
-    enabled: bool().prefault(true),
-    sources: list(oneOf(["auditd", "kubernetes"])).prefault(["auditd"]),
-    kubernetes_log_path: str().prefault("/var/log/kubernetes/audit/audit.log"),
-    batch_interval: dur("10s"),
-    batch_max_size: int().prefault(500),
-    buffer_size: int().prefault(10000),
+    enabled: bool().prefault(true).meta({ description: "Forward audit events to the control plane." }),
+    sources: list(oneOf(["auditd", "kubernetes"])).prefault(["auditd"]).meta({ description: "Audit sources; `kubernetes` is added automatically on Kubernetes nodes.", allowed: "no source twice" }),
+    kubernetes_log_path: str().prefault("/var/log/kubernetes/audit/audit.log").meta({ description: "Kubernetes API server audit log read for source `kubernetes`.", allowed: "absolute path (when enabled)" }),
+    batch_interval: dur("10s").meta({ description: "How often events are sent.", allowed: "≥ 1s (when enabled)" }),
+    batch_max_size: int().prefault(500).meta({ description: "Most events per batch.", allowed: "≥ 1 (when enabled)" }),
+    buffer_size: int().prefault(10000).meta({ description: "Ring buffer of unsent events; the oldest are dropped when full.", allowed: "≥ `batch_max_size` (when enabled)" }),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;
@@ -102,7 +102,7 @@ export const auditSchema = withRules(
     r.absPath(["kubernetes_log_path"]);
     batching(r);
   },
-).prefault({});
+).prefault({}).meta({ description: "Audit-event forwarding to the control plane. This version of the agent validates the section but does not act on it yet." });
 
 export type MetricGroup = (typeof metricGroups)[number];
 export type LogFilter = z.output<typeof logFilter>;

@@ -1,4 +1,4 @@
-// The whole plexd configuration schema (spec/node-agent.md §2.2). Sections live in
+// The whole plexd configuration schema (docs/config-reference.md). Sections live in
 // schema-*.ts; this file assembles them, adds the checks that span sections, and fills the
 // defaults that depend on other sections. Parsing `{ api }` yields a fully defaulted object.
 //
@@ -29,10 +29,10 @@ export const logLevels = ["debug", "info", "warn", "error"] as const;
 export const modes = ["node", "bridge"] as const;
 
 const configObject = section({
-  api: str(),
-  log_level: oneOf(logLevels).prefault("info"),
-  mode: oneOf(modes).prefault("node"),
-  data_dir: str().prefault("/var/lib/plexd"),
+  api: str().meta({ description: "Base URL of the control plane. Can also be given by `plexd join`/`plexd up --api`.", allowed: "absolute `https://` URL without credentials, query or fragment; `http://` only for loopback hosts (127.0.0.0/8, ::1, localhost)" }),
+  log_level: oneOf(logLevels).prefault("info").meta({ description: "Minimum level of the agent's log lines (JSON on stderr, kept by journald)." }),
+  mode: oneOf(modes).prefault("node").meta({ description: "`node`: an ordinary mesh member. `bridge`: also serves the `bridge` section (relay, user access, ingress, site-to-site)." }),
+  data_dir: str().prefault("/var/lib/plexd").meta({ description: "Directory of the node's identity, keys and state cache. Must exist, owned by user `plexd`, mode 0700.", allowed: "absolute path" }),
   control_plane: controlPlaneSchema,
   token: tokenSchema,
   registration: registrationSchema,

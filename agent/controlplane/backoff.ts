@@ -1,4 +1,4 @@
-// Standard backoff of spec/control-plane.md 2.6: 1 s, ×2 per failure, capped at 60 s, each
+// Standard backoff of docs/architecture.md#the-control-plane-channel: 1 s, ×2 per failure, capped at 60 s, each
 // delay multiplied by 1 + u with u uniform in [-0.25, +0.25].
 
 export interface BackoffOptions {

@@ -16,7 +16,7 @@ import { TrustedSigningKeys } from "./signing-keys.js";
 import { openEventStream } from "./sse.js";
 
 // The signed event channel, assembled: trusted keys, replay guard (on disk before an event is
-// dispatched, cache/events.{json,journal}, so it survives restarts and crashes, design.md §3),
+// dispatched, cache/events.{json,journal}, so it survives restarts and crashes, docs/architecture.md#inside-the-agent),
 // the SSE supervisor and the dispatcher into the desired-state store. Health and counters are
 // fed from here.
 

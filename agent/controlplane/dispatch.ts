@@ -3,7 +3,7 @@ import type { Logger } from "../util/log.js";
 import { peerSchema } from "../mesh/peer.js";
 import type { Change, DesiredState, DesiredStateStore, Slice } from "../state/desired.js";
 
-// Routes each verified event (spec/control-plane.md §5) to a handler that writes the
+// Routes each verified event (docs/architecture.md#the-control-plane-channel) to a handler that writes the
 // desired-state store. No handler touches the kernel: reconcilers converge from the
 // store, so a missed or duplicated event cannot leave drift behind.
 
@@ -84,7 +84,7 @@ export function dispatchEvent(eventType: string, eventId: string, payload: unkno
     case "peer_key_rotated": {
       const peer = parse(peerSchema);
       if (!peer) return "invalid_payload";
-      // peer_added replaces a peer with the same id (spec §5.1); peer_key_rotated swaps key and PSK.
+      // peer_added replaces a peer with the same id (docs/architecture.md#the-control-plane-channel); peer_key_rotated swaps key and PSK.
       return mutate(ctx, (s) => (same(s.peers[peer.id], peer) ? undefined : ((s.peers[peer.id] = peer), [{ peers: [peer.id] }])));
     }
     case "peer_removed": {

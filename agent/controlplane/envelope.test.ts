@@ -66,7 +66,7 @@ describe("TV-1 envelope signature", () => {
     );
   });
 
-  it("signs deterministically to the spec signature, with node:crypto and noble alike", () => {
+  it("signs deterministically to the test vector's signature, with node:crypto and noble alike", () => {
     const expected = "vaHsbhIRFnSRkevO0oSSmnd3lkoVCMugznfMv906D67RJjYLVXUbMexs+IydNZapb5vOPUS+qKPTR7SObi5oAg==";
     expect(signEnvelope(tv1Fields(), sign1).signature).toBe(expected);
     expect(signEnvelope(tv1Fields(), nobleSigner(seed1)).signature).toBe(expected);
@@ -103,7 +103,7 @@ describe("independent implementation cross-check (@noble/ed25519)", () => {
 });
 
 describe("TV-2 canonicalization", () => {
-  it("canonicalizes the spec payload exactly", () => {
+  it("canonicalizes the test vector's payload exactly", () => {
     const payload = JSON.parse('{"z":1,"a":[true,null,{"b":"ü€","a":"line\\nbreak"}],"m":1.50,"big":1e21,"s":"<tag>&"}') as unknown;
     expect(canonicalize(payload)).toBe('{"a":[true,null,{"a":"line\\nbreak","b":"ü€"}],"big":1e+21,"m":1.5,"s":"<tag>&","z":1}');
   });

@@ -4,8 +4,8 @@ import { parseTimestamp } from "../../proto/lib/duration.js";
 import type { ReplayGuard } from "./replay.js";
 import type { TrustedKey, TrustedSigningKeys } from "./signing-keys.js";
 
-// Signed event envelopes (spec/control-plane.md 4.2-4.4). verify() runs the checks of 4.4 in
-// exactly the spec's order; the order matters for security, not just for the reported reason:
+// Signed event envelopes (docs/architecture.md#the-control-plane-channel). verify() runs the checks in
+// exactly the documented order; the order matters for security, not just for the reported reason:
 // the nonce is recorded only after the signature passed, so forged events cannot fill the cache.
 
 /** `oversize`: the event was over the size limit and skipped by the stream decoder, unparsed. */

@@ -6,7 +6,7 @@ import type { JournalRecord } from "./replay-journal.js";
 import type { StreamResult } from "./sse.js";
 import type { SseFrame } from "./sse-decoder.js";
 
-// The event-stream supervisor (spec/control-plane.md 4.6, spec/node-agent.md 3.4): connect,
+// The event-stream supervisor (docs/architecture.md#the-control-plane-channel): connect,
 // verify and dispatch, reconnect with backoff, fall back to polling after 5 minutes without a
 // connection, and stop on identity loss (401/404) or 403. It knows nothing about HTTP: `open`
 // is one connection attempt (normally openEventStream bound to the node's URL and token).

@@ -3,7 +3,7 @@ import type { Logger } from "../util/log.js";
 import type { CpClient } from "./http.js";
 import { describeError } from "./http.js";
 
-// POST /v1/nodes/{id}/heartbeat (spec/control-plane.md §3.3, spec/node-agent.md §3.5):
+// POST /v1/nodes/{id}/heartbeat (docs/mockcp.md#control-plane-api-what-agents-use, docs/architecture.md#lifecycle):
 // one at start, then every interval. A failure waits for the next tick (no immediate
 // retry); 401 or 404 means the identity was rejected.
 

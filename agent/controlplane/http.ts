@@ -6,7 +6,7 @@ import { isLoopbackHost } from "../../proto/lib/net.js";
 import { version } from "../../proto/lib/version.js";
 import { cpTlsOptions } from "./tls.js";
 
-// Control-plane HTTP client (spec/control-plane.md §2). node:http(s) rather than fetch:
+// Control-plane HTTP client (docs/architecture.md#the-control-plane-channel). node:http(s) rather than fetch:
 // Node 20's fetch cannot take a private CA without the undici package, and we need
 // exact control over timeouts, gzip and the response-size cap.
 
@@ -22,7 +22,7 @@ export interface CpRequest {
   method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
   body?: unknown;
-  /** Identity token; omitted on /v1/register and /v1/ping (spec §2.2). */
+  /** Identity token; omitted on /v1/register and /v1/ping (docs/architecture.md#the-control-plane-channel). */
   token?: string;
   signal?: AbortSignal;
   headers?: Record<string, string>;
@@ -136,7 +136,7 @@ export function createCpClient(opts: CpClientOptions): CpClient {
   return { baseUrl, request, agentFor: () => agent };
 }
 
-/** The error body of a non-2xx response, cut to what is safe to log (spec §2.4: 4096 bytes). */
+/** The error body of a non-2xx response, cut to what is safe to log (docs/architecture.md#the-control-plane-channel: 4096 bytes). */
 export function describeError(res: CpResponse): string {
   const b = res.body as { error?: unknown; message?: unknown } | string;
   if (typeof b === "object" && b !== null) {

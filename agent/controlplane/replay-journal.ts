@@ -5,7 +5,7 @@ import type { Logger } from "../util/log.js";
 import { SnapshotJournal } from "../util/snapshot-journal.js";
 import { ReplayGuard } from "./replay.js";
 
-// Crash-safe replay protection (design.md §3.5): an event's id and nonce are on disk before its
+// Crash-safe replay protection (docs/decisions.md#replay-protection-across-crashes): an event's id and nonce are on disk before its
 // handler runs, so a captured event replayed after a restart is refused also when the agent was
 // killed (SIGKILL, power loss) a moment after handling it. Two files under data_dir/cache:
 //
@@ -18,7 +18,7 @@ import { ReplayGuard } from "./replay.js";
 //
 // Handled means at most once: an event whose handler a crash interrupted is not handled again
 // after the restart. What it would have changed arrives with the state pull that follows every
-// connect (level-triggered reconciliation, design.md §3.2).
+// connect (level-triggered reconciliation, docs/architecture.md#inside-the-agent).
 
 export interface JournalRecord {
   /**

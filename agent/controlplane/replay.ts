@@ -1,14 +1,14 @@
 import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
 
-// Replay protection for the signed event stream (spec/control-plane.md 4.4 steps 5-6, 4.5).
+// Replay protection for the signed event stream (docs/architecture.md#the-control-plane-channel).
 // Both structures are made durable before an event is dispatched (replay-journal.ts: the
-// cache/events.json snapshot plus cache/events.journal, design.md 3.5) so a captured event
+// cache/events.json snapshot plus cache/events.journal, docs/decisions.md#replay-protection-across-crashes) so a captured event
 // replayed after a restart or a crash is still refused.
 
 export const nonceCacheCapacity = 10_000;
 /**
- * The spec asks for the last 1024 (control-plane.md 4.4 step 6); as many as nonces are kept, so
+ * Remembering the last 1024 ids would stop a live duplicate; as many as nonces are kept, so
  * an event id is remembered as long as a nonce is: a captured frame of an event the agent
  * handled, which it never saw itself (a retransmission in flight when it was killed), is
  * refused for as long as it could pass the staleness check (docs/decisions.md).
@@ -179,7 +179,7 @@ export class EventIdRing {
 
 const nonceListSchema = z.array(z.tuple([z.string().min(1).max(128), z.number().finite()]));
 
-/** The persisted shape of cache/events.json (spec/node-agent.md 3.4, file table). */
+/** The persisted shape of cache/events.json (docs/architecture.md#the-control-plane-channel). */
 export interface EventStreamBookkeepingJson {
   version: 1;
   last_event_id: string | null;

@@ -4,7 +4,7 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import { parseTimestamp, parseWireDuration } from "../../proto/lib/duration.js";
 import { ed25519PublicKey } from "../../proto/lib/keys.js";
 
-// The trusted signing set of spec/control-plane.md 4.5 / 6.2: `current` always, plus `previous`
+// The trusted signing set of docs/architecture.md#the-control-plane-channel: `current` always, plus `previous`
 // while `now < transition_expires`. Stored in wire form (base64 keys, RFC 3339 expiry exactly as
 // received, so state-response adoption is byte-for-byte) with KeyObjects cached beside it,
 // because building a KeyObject per event would cost more than the verify itself.
@@ -71,8 +71,8 @@ export class TrustedSigningKeys {
 
   /**
    * The previous key if it is still accepted at `now` (strictly before transition_expires).
-   * A previous key without a parseable expiry is never accepted: the spec only trusts it
-   * "while now < transition_expires".
+   * A previous key without a parseable expiry is never accepted: it is trusted
+   * only while now < transition_expires.
    */
   previousAt(now: number): TrustedKey | undefined {
     if (this.prev === undefined || this.expiresMs === undefined) return undefined;

@@ -4,7 +4,7 @@ import { createParser, type EventSourceParser } from "eventsource-parser";
 // the HTTP code so the fuzz suite drives exactly what the client runs.
 //
 // One addition of ours: an event larger than the cap is skipped, not fatal. A control plane
-// keeps events for replay (control-plane.md §4.6), so ending the stream on a huge one would
+// keeps events for replay (docs/architecture.md#the-control-plane-channel), so ending the stream on a huge one would
 // bring it back on every reconnect and pin the node in a reconnect loop. A light scan over the
 // text, ahead of the parser, counts each event's size and notes its `id:` line; once an event
 // is over the cap the parser forgets it and the rest of it is dropped up to the blank line that

@@ -7,7 +7,7 @@ import { createEventStreamDecoder, type SseFrame } from "./sse-decoder.js";
 import { isLoopbackHost } from "../../proto/lib/net.js";
 import { cpTlsOptions } from "./tls.js";
 
-// One connection of the event stream (spec/control-plane.md 4.1, 2.6). Framing is
+// One connection of the event stream (docs/architecture.md#the-control-plane-channel). Framing is
 // eventsource-parser's (full W3C rules: LF/CRLF/CR, multi-line data, comments, BOM) behind
 // sse-decoder.ts; this module only owns the HTTP side, the timeouts and in-order delivery in
 // batches: the events that arrived together are handed over together, so their bookkeeping

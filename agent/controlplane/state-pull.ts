@@ -5,7 +5,7 @@ import type { Change, DesiredState } from "../state/desired.js";
 import type { CpClient } from "./http.js";
 import { describeError } from "./http.js";
 
-// GET /v1/nodes/{id}/state (spec/control-plane.md §3.8): the full desired state. Every
+// GET /v1/nodes/{id}/state (docs/mockcp.md#control-plane-api-what-agents-use): the full desired state. Every
 // list fully replaces the local copy; the same store the event handlers write.
 
 const policyRule = z.object({

@@ -1,4 +1,4 @@
-// Health is data, not log lines (design.md 4.7): each condition has a stable code, a
+// Health is data, not log lines (docs/architecture.md#rules-the-code-keeps): each condition has a stable code, a
 // severity, operator text and the time it began. `plexd status`, `plexd top`, the
 // heartbeat status and the node API all read the same registry.
 

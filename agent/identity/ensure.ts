@@ -26,7 +26,7 @@ export interface EnsuredIdentity {
   registered: boolean;
 }
 
-/** Loads the stored identity, or registers once with a bootstrap token (spec §3.2). */
+/** Loads the stored identity, or registers once with a bootstrap token (docs/architecture.md#lifecycle). */
 export async function ensureIdentity(opts: EnsureIdentityOptions): Promise<EnsuredIdentity> {
   const { log } = opts;
   const loaded = await loadIdentity(opts.dataDir, opts.now());

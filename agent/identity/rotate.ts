@@ -10,7 +10,7 @@ import type { Logger } from "../util/log.js";
 import { decodeKey32, generateWireGuardKeyPair, wireGuardPublicKey } from "../../proto/lib/keys.js";
 import type { Identity } from "./store.js";
 
-// Node key rotation (spec/control-plane.md §6.1, spec/node-agent.md §3.7). The pending key
+// Node key rotation (docs/architecture.md#the-control-plane-channel). The pending key
 // is on disk before the control plane hears of it, so a crash between the two resubmits
 // the same key instead of stranding the node with a key nobody knows.
 

@@ -5,7 +5,7 @@ import { isMeshIp } from "../../proto/lib/net.js";
 import { plainWriter, writeFileAtomic, writeJsonAtomic, type DataWriter } from "../util/atomic.js";
 import { decodeKey32, wireGuardPublicKey } from "../../proto/lib/keys.js";
 
-// The node identity on disk (spec/node-agent.md §8). Every file is 0600 inside the
+// The node identity on disk (docs/upgrade.md#what-lives-where). Every file is 0600 inside the
 // 0700 data_dir and written atomically, so a crash mid-registration never leaves a
 // half-written identity that would be mistaken for a valid one.
 
@@ -61,7 +61,7 @@ function parseIdentity(files: Record<string, string | undefined>): Identity {
   return { nodeId: meta.node_id, meshIp: meta.mesh_ip, privateKey, publicKey: wireGuardPublicKey(privateKey), nodeSecretKey, identityToken, signingKeys };
 }
 
-/** Loads the stored identity; a partial or corrupt one is moved aside (spec §3.2 step 1). */
+/** Loads the stored identity; a partial or corrupt one is moved aside (docs/architecture.md#lifecycle). */
 export async function loadIdentity(dataDir: string, now = Date.now()): Promise<LoadResult> {
   const files: Record<string, string | undefined> = {};
   for (const f of identityFiles) files[f] = await readOptional(join(dataDir, f));

@@ -3,7 +3,7 @@ import { formatEndpoint, isMeshIp, parseCidr, parseHostPort, type Cidr } from ".
 import type { Peer } from "./peer.js";
 import { outermost, PrefixIndex } from "./prefix-index.js";
 
-// Peer admission (design.md §3.6). A validly signed control plane can still send a peer that
+// Peer admission (docs/operations.md#quarantined-peers). A validly signed control plane can still send a peer that
 // would harm the node or make privhelper refuse the whole mesh: a malformed endpoint, a prefix
 // that takes the node's uplink, a key or addresses another peer already holds. Each peer is
 // checked on its own with the rules privhelper applies (proto/lib/mesh-peer.ts) plus the

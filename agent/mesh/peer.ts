@@ -1,6 +1,6 @@
 import { z } from "zod";
 
-// A peer as the control plane sends it (spec/control-plane.md §3.0.1), in register, state,
+// A peer as the control plane sends it (docs/mockcp.md#control-plane-api-what-agents-use), in register, state,
 // keys/rotate, peer_added and peer_key_rotated. Parsing is deliberately lenient: a peer with a
 // usable id is always kept, whatever else is wrong with it, so that admission can quarantine
 // it with a reason (and a later peer_removed can remove it) instead of the whole event or state
@@ -14,7 +14,7 @@ export interface Peer {
   endpoint: string;
   allowed_ips: string[];
   psk: string;
-  /** Not in control-plane.md's Peer; a control plane may send it (mockcp does). Shown only. */
+  /** Not in the API's Peer object; a control plane may send it (mockcp does). Shown only. */
   hostname?: string;
   /** Set when a field had the wrong JSON type; such a peer is never admitted. */
   malformed?: string;

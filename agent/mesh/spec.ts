@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { MeshSpecSchema, WireGuardPeerSchema, type MeshSpec, type WireGuardPeer } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import type { Peer } from "./peer.js";
 
-// The mesh reconciler's pure half (design.md §3): desired state in, MeshSpec out. It
+// The mesh reconciler's pure half (docs/architecture.md#inside-the-agent): desired state in, MeshSpec out. It
 // never reads the kernel; privhelper diffs the spec against the live device.
 
 
@@ -14,7 +14,7 @@ export interface MeshInputs {
   privateKey: string;
   meshIp: string;
   peers: Iterable<Peer>;
-  /** Peer visibility from policy (spec §4.4); undefined = every peer is visible. */
+  /** Peer visibility from policy (docs/architecture.md#reconciliation-and-policy); undefined = every peer is visible. */
   visible?: (peerId: string) => boolean;
 }
 

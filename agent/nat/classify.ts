@@ -1,7 +1,7 @@
 import { networkInterfaces } from "node:os";
 import type { MappedAddress } from "./stun.js";
 
-// NAT classification (bridge spec §1.2 step 4, node-agent §3.6). Pure: the caller supplies
+// NAT classification (docs/architecture.md#the-control-plane-channel). Pure: the caller supplies
 // the answers and the local addresses.
 
 export type NatType = "none" | "full_cone" | "symmetric" | "unknown";
@@ -33,8 +33,8 @@ export function needsSecondAnswer(first: ProbeAnswer, listenPort: number, local:
  *   mapping.
  * - Probe from an ephemeral port (privhelper could not share the WireGuard port), team
  *   decision: a mapping onto a local address means no NAT on the path, so the type is `none`
- *   and the endpoint `<mapped ip>:<listen_port>`; otherwise the type is `unknown` (node-agent
- *   §3.6) and there is no usable endpoint, because the ephemeral port's mapping is not the one
+ *   and the endpoint `<mapped ip>:<listen_port>`; otherwise the type is `unknown`
+ *   and there is no usable endpoint, because the ephemeral port's mapping is not the one
  *   WireGuard's port gets.
  */
 export function classifyNat(first: ProbeAnswer, second: ProbeAnswer | undefined, listenPort: number, local: ReadonlySet<string>): Classification {

@@ -3,7 +3,7 @@ import { PlexdError } from "../../proto/lib/errors.js";
 
 // Last resort when privhelper has no StunProbe (an older privhelper answers UNIMPLEMENTED):
 // the agent sends the datagram from an ephemeral port of its own. The answer is then only as
-// good as privhelper's own fallback (node-agent §3.6): `fromMeshPort` is false.
+// good as privhelper's own fallback (docs/architecture.md#the-control-plane-channel): `fromMeshPort` is false.
 
 export interface RawProbe {
   reply: Uint8Array;

@@ -12,7 +12,7 @@ import { classifyNat, localIPv4Addresses, needsSecondAnswer, type NatType, type 
 import { probeFromEphemeralPort, type RawProbe } from "./ephemeral-probe.js";
 import { buildBindingRequest, decodeBindingResponse } from "./stun.js";
 
-// The NAT loop (bridge spec §1.2–1.3, node-agent §3.6): discover the public endpoint through
+// The NAT loop (docs/architecture.md#the-control-plane-channel): discover the public endpoint through
 // privhelper's StunProbe, classify the NAT, report it with PUT /v1/nodes/{id}/endpoint after
 // every successful discovery, and write the peers' endpoints from the answer into the desired
 // state (the mesh reconciler applies them). Runs every refresh_interval and as soon as a local
@@ -43,7 +43,7 @@ export interface NatLoopDeps {
    * port, which privhelper can probe only through the device. Default: at once.
    */
   meshReady?: Promise<void>;
-  /** A 401 on the endpoint report (control-plane §2.7: identity loss). */
+  /** A 401 on the endpoint report (identity loss). */
   onIdentityRejected?: (status: number) => void;
   /** Host → IPv4 address; default dns.promises.lookup with family 4. */
   resolve?: (host: string) => Promise<string>;
@@ -58,7 +58,7 @@ export interface NatLoopDeps {
 export interface NatLoop {
   /** The latest successful result, undefined before the first one. */
   latest(): NatResult | undefined;
-  /** The heartbeat's `nat` block (node-agent §3.5), omitted before the first success. */
+  /** The heartbeat's `nat` block (docs/architecture.md#lifecycle), omitted before the first success. */
   heartbeatBlock(): { public_endpoint: string; type: NatType } | undefined;
   /** Run a discovery now instead of waiting for the next tick. */
   refresh(): void;
@@ -72,7 +72,7 @@ export interface ResolvedServer {
   port: number;
 }
 
-/** Splits `host:port` (`[v6]:port` parses, but has no IPv4) and resolves the host to IPv4 (bridge spec §1.2 step 1). */
+/** Splits `host:port` (`[v6]:port` parses, but has no IPv4) and resolves the host to IPv4 (docs/architecture.md#the-control-plane-channel). */
 export async function resolveStunServer(hostPort: string, resolve: (host: string) => Promise<string>): Promise<ResolvedServer> {
   const hp = parseHostPort(hostPort, { names: true });
   if (hp === undefined) throw new PlexdError("invalid_argument", `STUN server ${hostPort}: not host:port`);

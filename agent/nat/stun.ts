@@ -4,7 +4,7 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import { ipFromBytes } from "../../proto/lib/net.js";
 
 // STUN Binding (RFC 5389 / RFC 8489), only what endpoint discovery needs: build a request,
-// decode a success response. Everything here is pure and runs in the agent (bridge spec §1.2:
+// decode a success response. Everything here is pure and runs in the agent (docs/architecture.md#the-control-plane-channel:
 // no protocol parsing in the root process). Reply bytes come from the network, so the decoder
 // treats them as hostile: every read is bounds-checked and every failure is a PlexdError
 // with code `invalid_argument` and a machine-readable `reason`.
@@ -50,7 +50,7 @@ export interface BindingResponse {
   /**
    * Comprehension-required attribute types (< 0x8000) this decoder does not know. RFC 5389
    * §7.3.3 makes them fatal for requests; for a Binding *response* the mapped address is still
-   * usable, so they are reported, not rejected (decided here).
+   * usable, so they are reported, not rejected (a decision of this project).
    */
   unknownComprehensionRequired: number[];
 }

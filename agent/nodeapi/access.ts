@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { PlexdError } from "../../proto/lib/errors.js";
 
-// Access classes of spec/node-agent.md §6.1. The unix socket's mode (0660, group plexd) is
+// Access classes of docs/node-api.md. The unix socket's mode (0660, group plexd) is
 // the baseline gate: whoever can connect is a `reader`. `secrets` and `admin` need the
 // kernel's record of the peer (SO_PEERCRED); when it cannot be read those calls are denied,
 // never guessed. Over TCP a bearer token decides, and admin calls are never allowed there.

@@ -12,7 +12,7 @@ import { NodeState, type CpRequestFn } from "./state/node-state.js";
 import { storeDownstream } from "./state/store-downstream.js";
 import { readReaderTokenFile, readSecretsTokenFile } from "./token-files.js";
 
-// The node API of a running agent (spec/node-agent.md §6): opened in start-up phase 3, before
+// The node API of a running agent (docs/node-api.md): opened in start-up phase 3, before
 // the identity exists, so `plexd status` answers from then on; `attach` hands it the runtime
 // once there is one. NodeState reads metadata, data and the secret index from the
 // desired-state store and talks to the control plane through the agent's own client with
@@ -24,7 +24,7 @@ export interface AgentNodeApi {
   readonly backend: AgentBackend;
   readonly state: NodeState;
   attach(runtime: AgentRuntime): void;
-  /** Stop sequence step 3–4 (spec §3.8): a bounded last report sync, then the socket goes. */
+  /** Stop sequence (docs/architecture.md#lifecycle): a bounded last report sync, then the socket goes. */
   close(opts?: { syncReports?: boolean }): Promise<void>;
 }
 
@@ -35,7 +35,7 @@ export interface AgentControl {
 }
 
 /**
- * The socket must belong to group plexd: that group is the reader gate (spec §1.4). The agent
+ * The socket must belong to group plexd: that group is the reader gate (docs/node-api.md). The agent
  * normally runs with primary group plexd, so this is a no-op; run as root (or with another
  * primary group) the socket would otherwise carry the wrong group.
  */

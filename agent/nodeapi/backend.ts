@@ -13,7 +13,7 @@ import type {
   VerifyHooksResponseSchema,
 } from "../../proto/gen/plexd/node/v1/node_pb.js";
 
-// What the node API needs from the running agent (AgentService, spec/node-agent.md §6.7).
+// What the node API needs from the running agent (AgentService, docs/node-api.md).
 // The agent implements this with live data; tests use FakeBackend. Plain TypeScript shapes,
 // times as epoch milliseconds: the server turns them into proto messages, so the agent
 // never builds wire types for the node API. Node state (NodeStateService) is not here: it
@@ -40,7 +40,7 @@ export interface StatusSnapshot {
   version: string;
   /** node or bridge. */
   mode: string;
-  /** Start-up phase or steady state (spec §3.1): starting, awaiting_token, registering, unregistered, connecting, connected, offline, stopping. */
+  /** Start-up phase or steady state (docs/architecture.md#lifecycle): starting, awaiting_token, registering, unregistered, connecting, connected, offline, stopping. */
   phase: string;
   nodeId: string;
   meshIp: string;

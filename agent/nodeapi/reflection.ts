@@ -13,7 +13,7 @@ import { ServerReflection, ServerReflectionRequestSchema, ServerReflectionRespon
 // request to it and its answers back, as bytes through grpc-js's own (de)serializers.
 // @grpc/reflection (with protobufjs and proto-loader under it) is loaded and built on the first
 // reflection request: generic tools are rare callers, and the agent should not hold that
-// machinery for its whole life (design.md §6, agent RSS).
+// machinery for its whole life (docs/testing.md#performance-targets, agent RSS).
 
 type PackageDefinition = ConstructorParameters<typeof ReflectionService>[0];
 

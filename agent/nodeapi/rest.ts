@@ -6,7 +6,7 @@ import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/no
 import { parseIfMatchHeader } from "./state/if-match.js";
 import type { Op, UnaryOp } from "./services.js";
 
-// Plain REST routes over the same handlers (spec/node-agent.md §6.3, §6.7). Bodies are the
+// Plain REST routes over the same handlers (docs/node-api.md). Bodies are the
 // response message JSON with proto field names and defaults emitted; errors are the Connect
 // error body `{code, message}` with the HTTP status Connect itself uses for that code.
 
@@ -60,7 +60,7 @@ interface Res {
   on(event: "close", listener: () => void): unknown;
 }
 
-interface Route {
+export interface Route {
   verb: "GET" | "PUT" | "DELETE" | "POST";
   pattern: RegExp;
   rpc: string;
@@ -71,7 +71,7 @@ interface Route {
   statusFrom?: (json: Record<string, unknown>) => number;
   /** Adds headers from the response JSON (ETag). */
   headers?: (json: Record<string, unknown>) => Record<string, string>;
-  /** Secret values: no cache may keep the answer, errors included (spec §6.5). */
+  /** Secret values: no cache may keep the answer, errors included (docs/node-api.md). */
   noStore?: true;
 }
 
@@ -93,7 +93,8 @@ function ifMatchFrom(req: Req, body: Record<string, unknown>): Record<string, un
 }
 
 const seg = "([^/]+)";
-const routes: Route[] = [
+/** Every REST route and the RPC it calls (exported for the generated docs/node-api.md). */
+export const routes: readonly Route[] = [
   { verb: "GET", pattern: /^\/v1\/state$/, rpc: `${S}/GetState`, request: none },
   { verb: "GET", pattern: /^\/v1\/state\/metadata$/, rpc: `${S}/GetMetadata`, request: none },
   { verb: "GET", pattern: new RegExp(`^/v1/state/metadata/${seg}$`), rpc: `${S}/GetMetadataValue`, request: (m) => ({ key: key(m) }) },

@@ -18,7 +18,7 @@ import { buildOps, type Op, type UnaryOp } from "./services.js";
 import { sniffProtocol } from "./sniff.js";
 import type { NodeState } from "./state/node-state.js";
 
-// The agent's local API server (spec/node-agent.md §6): NodeStateService and AgentService over
+// The agent's local API server (docs/node-api.md): NodeStateService and AgentService over
 // gRPC, gRPC-Web and Connect on a unix socket (and optionally loopback TCP with a bearer
 // token), with REST routes and gRPC reflection on the same listener.
 

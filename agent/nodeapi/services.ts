@@ -14,7 +14,7 @@ import type { EntrySummary, NodeState, StateChange, StateEntry } from "./state/n
 
 // The node API's handlers as plain async functions `(request, call) → response`, one table
 // for both services. The Connect router and the REST routes bind the same entries, so both
-// paths share access checks and behaviour (spec/node-agent.md §6.3, §6.7).
+// paths share access checks and behaviour (docs/node-api.md).
 
 export interface Call {
   signal: AbortSignal;
@@ -228,7 +228,7 @@ function optional<T>(fn: (() => Promise<T>) | undefined, what: string): () => Pr
 export interface ServiceDeps {
   backend: NodeApiBackend;
   state: NodeState | undefined;
-  /** WatchStatus rate limit; 500 ms = at most 2 per second (spec §6.7). */
+  /** WatchStatus rate limit; 500 ms = at most 2 per second (docs/node-api.md). */
   statusIntervalMs?: number;
 }
 

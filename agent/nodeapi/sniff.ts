@@ -1,6 +1,6 @@
 import type { Socket } from "node:net";
 
-// One listener, two protocols (spec/node-agent.md §6.1): a cleartext HTTP/2 client with prior
+// One listener, two protocols (docs/node-api.md): a cleartext HTTP/2 client with prior
 // knowledge opens with the fixed connection preface; anything else is HTTP/1.1. Reading the
 // first bytes decides, then they are pushed back and the socket is handed to the matching
 // server, so `curl --unix-socket` works plainly and gRPC clients work unchanged.

@@ -2,7 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { formatIssue } from "../config/config-error.js";
 
-// The bearer tokens of the node API's loopback TCP listener (spec/node-agent.md §6.1) live in
+// The bearer tokens of the node API's loopback TCP listener (docs/node-api.md) live in
 // files. The reader token may be shared with group plexd (root:plexd 0640, like the config),
 // the members of that group are readers on the unix socket anyway. The secrets token must not:
 // a group member who could read it would get over TCP exactly the secrets the unix socket

@@ -1,5 +1,5 @@
 // Table tests for the policy compiler: policies + peers in → visible peers, rendered
-// firewall rules and skipped rules out (node-agent.md 4.3-4.5).
+// firewall rules and skipped rules out (docs/architecture.md#reconciliation-and-policy).
 import { describe, expect, it } from "vitest";
 import { Protocol, RuleAction } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { compilePolicy, type CompileInput, type FirewallRulePlain, type PolicyConfig, type PolicyInput } from "./compile.js";

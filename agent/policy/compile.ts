@@ -1,4 +1,4 @@
-// The policy compiler (node-agent.md 4.3-4.5): a pure function from policies, the local
+// The policy compiler (docs/architecture.md#reconciliation-and-policy): a pure function from policies, the local
 // node, the peer list and config to the visible peer set, the complete FirewallSpec for
 // privhelper, and the rules that had to be skipped. It never touches the kernel; the
 // firewall and mesh reconcilers feed its output to ApplyFirewall / ApplyMesh.
@@ -128,7 +128,7 @@ function plainRule(chain: string, fields: Partial<Omit<FirewallRulePlain, "id">>
 }
 
 /**
- * Who a node may see (spec §4.4), independent of the peer list: everyone, named node ids,
+ * Who a node may see (docs/architecture.md#reconciliation-and-policy), independent of the peer list: everyone, named node ids,
  * or peers whose mesh IP falls in a CIDR. Testing one peer costs O(CIDR grants), so a peer
  * event re-decides that one peer only.
  */
@@ -178,7 +178,7 @@ export function compileRules(input: RulesInput): CompiledRules {
   const localIp = parseIPv4Int(input.local.meshIp);
   if (localIp === undefined) throw new Error(`local mesh IP ${JSON.stringify(input.local.meshIp)} is not an IPv4 address`);
 
-  // Policy id, then rule index: the render order of node-agent.md 4.5 (stable for equal ids).
+  // Policy id, then rule index: the render order of docs/architecture.md#reconciliation-and-policy (stable for equal ids).
   const ordered = input.policies.map((p, i) => ({ p, i })).sort((a, b) => (a.p.id < b.p.id ? -1 : a.p.id > b.p.id ? 1 : a.i - b.i));
   const valid: ValidRule[] = [];
   const invalidRules: InvalidRule[] = [];
@@ -243,7 +243,7 @@ export function compileRules(input: RulesInput): CompiledRules {
         continue;
       }
       if (matches(r.dst, local, localIp)) push(plainRule(meshChain, { ...base, dstCidr: localCidr }));
-      // Bridge mode: traffic to other nodes is forwarded through this one (node-agent.md 4.5).
+      // Bridge mode: traffic to other nodes is forwarded through this one (docs/architecture.md#reconciliation-and-policy).
       if (config.mode === "bridge" && r.dst.kind === "cidr" && r.dst.node !== local && addrText(r.dst) !== localCidr) {
         push(plainRule(meshChain, { ...base, dstCidr: addrText(r.dst) }));
       }

@@ -1,4 +1,4 @@
-// Firewall drift (node-agent.md 4.1): the rendered target against ReadFirewall, compared
+// Firewall drift (docs/architecture.md#reconciliation-and-policy): the rendered target against ReadFirewall, compared
 // as rule lists in render order per plexd chain. Rules are compared by their id and every
 // structured field, so a live rule whose comment was kept but whose match was edited
 // still counts, and rules privhelper could not recognise always count.

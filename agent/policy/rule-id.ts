@@ -1,4 +1,4 @@
-// Rule identity (design.md 2): nft comments hold at most 128 bytes, so each rendered rule
+// Rule identity (docs/architecture.md#privhelper): nft comments hold at most 128 bytes, so each rendered rule
 // carries a short hash of its canonical form. The chain name is part of the form, so the
 // same match in two chains (the input and forward jumps) still has distinct ids, and ids
 // are unique in a whole FirewallSpec.

@@ -1,4 +1,4 @@
-// Policy selectors (node-agent.md 4.3, control-plane.md 3.0.1): `*`, a node id, or an
+// Policy selectors (docs/architecture.md#reconciliation-and-policy, docs/mockcp.md#control-plane-api-what-agents-use): `*`, a node id, or an
 // IPv4 address/CIDR. A value containing "/" or parsing as an IP is an address; anything
 // else is a node id. Addresses are kept as (network, prefix) integers so containment and
 // the node-mode clamp to the mesh range are exact and cheap (the compiler runs per peer).

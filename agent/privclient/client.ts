@@ -1,11 +1,11 @@
-// The agent's client for privhelper (design.md 2). One typed promise method per unary RPC,
+// The agent's client for privhelper (docs/architecture.md#privhelper). One typed promise method per unary RPC,
 // derived from the generated descriptors so a new RPC in priv.proto appears here without
 // hand-written glue.
 //
 // Reconnects are grpc-js's: the channel goes IDLE/TRANSIENT_FAILURE when privhelper is
 // down and re-dials on the next call (with its own exponential backoff, 1s initial,
 // capped at 120s); calls made while it is unreachable fail fast with `unavailable`
-// (no wait-for-ready), so the agent's own reconcile backoff (node-agent.md 1.2) stays in
+// (no wait-for-ready), so the agent's own reconcile backoff (docs/architecture.md) stays in
 // charge. `waitReady` is the explicit way to wait for the socket to answer.
 import { access, constants, stat } from "node:fs/promises";
 import * as grpc from "@grpc/grpc-js";

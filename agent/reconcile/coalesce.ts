@@ -1,6 +1,6 @@
 import { isCancellation, PlexdError } from "../../proto/lib/errors.js";
 
-// Level-triggered work (design.md §3) only needs to know *that* something changed, so
+// Level-triggered work (docs/architecture.md#inside-the-agent) only needs to know *that* something changed, so
 // triggers coalesce: at most one run in flight and at most one queued behind it. A burst
 // of 1,000 peer events therefore costs one or two applies, not 1,000.
 

@@ -5,7 +5,7 @@ import type { FirewallSpecPlain } from "../policy/types.js";
 import type { DesiredState, Policy } from "../state/desired.js";
 import type { StateDocument } from "../controlplane/state-pull.js";
 
-// Drift (spec/node-agent.md §4.1, control-plane.md §3.9): what the kernel or the store
+// Drift (docs/architecture.md#reconciliation-and-policy, docs/mockcp.md#control-plane-api-what-agents-use): what the kernel or the store
 // had that the rendered target did not. Pure functions, so the rules are table-testable.
 
 export type CorrectionType =

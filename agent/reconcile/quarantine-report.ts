@@ -1,6 +1,6 @@
 import type { Correction } from "./drift.js";
 
-// Quarantine reaches the control plane through the drift report (control-plane.md §3.9), the
+// Quarantine reaches the control plane through the drift report (docs/mockcp.md#control-plane-api-what-agents-use), the
 // contract's one channel for "the node did not apply what you sent": a quarantined peer as
 // `peer_removed` with the reason, a released one as `peer_added`. The latest word per peer is
 // kept until a report carrying it was delivered, so a peer that flaps is reported as it ends up.

@@ -10,11 +10,11 @@ import { compilePolicy, compileRules, isVisible, type CompiledPolicy, type Compi
 import { parseIPv4Int } from "../../proto/lib/net.js";
 import type { DesiredState } from "../state/desired.js";
 
-// The kernel targets as functions of the desired state (design.md §3): admission decides
+// The kernel targets as functions of the desired state (docs/architecture.md#inside-the-agent): admission decides
 // which peers may reach the kernel at all (mesh/admission.ts), the policy which of those are
 // visible and which rules exist; the mesh spec carries only admitted, visible peers. `renderTargets` is the pure definition; `TargetRenderer` produces the same
 // targets incrementally — a peer event re-decides that one peer — so the agent's cost per
-// event does not grow with the mesh (design.md §6).
+// event does not grow with the mesh (docs/testing.md#performance-targets).
 
 export interface LocalNode {
   nodeId: string;

@@ -8,7 +8,7 @@ import { generateWireGuardKeyPair, isKey32 } from "../../proto/lib/keys.js";
 import type { Identity } from "../identity/store.js";
 import { peerListSchema, type Peer } from "../mesh/peer.js";
 
-// POST /v1/register (spec/control-plane.md §3.1, spec/node-agent.md §3.2).
+// POST /v1/register (docs/mockcp.md#control-plane-api-what-agents-use, docs/architecture.md#lifecycle).
 
 const key32 = z.string().refine(isKey32, "must be a base64 32-byte key");
 

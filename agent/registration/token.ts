@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import http from "node:http";
 import { PlexdError } from "../../proto/lib/errors.js";
 
-// Bootstrap token sources in the order of spec/node-agent.md §3.2: file, environment
+// Bootstrap token sources in the order of docs/architecture.md#lifecycle: file, environment
 // variable, cloud metadata service. The first non-empty value wins.
 
 export type TokenSource = "flag" | "file" | "env" | "metadata" | "prompt";

@@ -3,7 +3,7 @@ import type { DataWriter } from "../util/atomic.js";
 import { StateFiles } from "./journal.js";
 import type { Peer } from "../mesh/peer.js";
 
-// The desired-state store (design.md §3): every source (registration response, signed
+// The desired-state store (docs/architecture.md#inside-the-agent): every source (registration response, signed
 // events, the periodic state pull, local config) writes here; reconcilers read their
 // slice and converge the kernel. Nothing else touches the kernel.
 

@@ -1,7 +1,7 @@
 import { setTimeout as sleepTimer } from "node:timers/promises";
 
 // Every timing decision in the agent goes through a Clock so tests can drive time by hand
-// (design.md 4.6) instead of sleeping for real.
+// (docs/architecture.md#rules-the-code-keeps) instead of sleeping for real.
 
 export interface Clock {
   /** Milliseconds since the Unix epoch. */

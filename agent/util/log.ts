@@ -23,7 +23,7 @@ export function createLogger(opts: { name: string; level?: LevelWithSilent; dest
     {
       name: opts.name,
       level: opts.level ?? "info",
-      // Secrets never reach a log line (design.md §4.9).
+      // Secrets never reach a log line (docs/architecture.md#rules-the-code-keeps).
       redact: redactOptions(),
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,

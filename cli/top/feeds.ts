@@ -6,7 +6,7 @@ import type { TopAction } from "./reducer.js";
 
 // The data sources of `plexd top`: WatchStatus and Watch streams plus ListPeers, ListPolicies
 // and ListExecutions polled every interval. Each source reconnects on its own after a failure, so the view
-// keeps retrying while the agent is away (spec/node-agent.md §7.4).
+// keeps retrying while the agent is away (docs/operations.md#plexd-top).
 
 export const retryMs = 1000;
 

@@ -6,7 +6,7 @@ import { keyActions } from "./keys.js";
 import { initialState, reducer } from "./reducer.js";
 import { loadUi, type Ui } from "./ui.js";
 
-// `plexd top` (spec/node-agent.md §7.4): a read-only live view. The container below owns
+// `plexd top` (docs/operations.md#plexd-top): a read-only live view. The container below owns
 // the effects (feeds, resize, keyboard, clock); everything it shows comes from the reducer.
 
 export function makeLiveApp(ui: Ui, client: NodeClient, intervalMs: number): () => ReactElement {

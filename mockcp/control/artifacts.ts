@@ -1,7 +1,7 @@
 import { ApiError } from "../state/apierror.js";
 import { reply, type ControlRoute } from "./match.js";
 
-/** Control routes for plexd artifacts (§3.15). The upload body is the raw bytes (gzip allowed). */
+/** Control routes for plexd artifacts. The upload body is the raw bytes (gzip allowed). */
 export const artifactControlRoutes: ControlRoute[] = [
   {
     pattern: "PUT artifacts/plexd/:version/:os/:arch",

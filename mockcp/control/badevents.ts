@@ -40,8 +40,8 @@ export interface BadEvent {
 }
 
 /**
- * Builds one deliberately invalid envelope. Each kind breaks exactly one rule of
- * control-plane §4.4 and is otherwise well-formed, so an agent that accepts it has a
+ * Builds one deliberately invalid envelope. Each kind breaks exactly one check of
+ * the agent's envelope verification (docs/architecture.md#the-control-plane-channel) and is otherwise well-formed, so an agent that accepts it has a
  * bug in that specific check. Bad events never enter the replay buffer.
  */
 export function buildBadEvent(state: MockState, last: SignedEnvelope | undefined, opts: BadEventOptions): BadEvent {
@@ -70,7 +70,7 @@ export function buildBadEvent(state: MockState, last: SignedEnvelope | undefined
     case "duplicate_id":
       if (last === undefined) throw new ApiError(409, "no_previous_event", "duplicate_id needs an event already sent to this node");
       // Same id, type and payload as the last real event, with a fresh nonce and a valid
-      // signature: the agent must drop it as a duplicate (§4.4 step 6, TV-5).
+      // signature: the agent must drop it as a duplicate (TV-5).
       return {
         kind: opts.kind,
         id: last.event_id,
@@ -90,7 +90,7 @@ export function buildBadEvent(state: MockState, last: SignedEnvelope | undefined
     }
     case "previous_key": {
       // Signed by the key retired in the last rotation: valid while the agent's transition
-      // window is open, a forgery-equivalent after it (§6.2, TV-6).
+      // window is open, a forgery-equivalent after it (TV-6).
       const prev = state.keys.previous;
       if (prev === undefined) throw new ApiError(409, "no_previous_key", "previous_key needs a signing-key rotation first");
       return out(prev.signEnvelope(base));

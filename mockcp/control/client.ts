@@ -32,7 +32,7 @@ export interface NodeDetail extends NodeSummary {
   data: DataEntry[];
   heartbeat_count: number;
   drift_count: number;
-  /** When the node went offline (§3.3: peers got peer_removed), null while it is not. */
+  /** When the node went offline (peers got peer_removed), null while it is not. */
   offline_since: string | null;
   /** The node's secret index as state shows it. */
   secret_refs: { key: string; version: number }[];

@@ -15,7 +15,7 @@ const actionBody = z.object({
   event_id: z.string().min(1).max(128).optional(),
 });
 
-/** Control routes for executions (§3.12, §3.13, §5.6). */
+/** Control routes for executions. */
 export const executionControlRoutes: ControlRoute[] = [
   {
     // Builds and pushes an action_request; the execution then counts as known.
@@ -31,7 +31,7 @@ export const executionControlRoutes: ControlRoute[] = [
         type: b.type ?? (b.action.startsWith("hooks/") ? "hook" : "builtin"),
         parameters: b.parameters ?? {},
         timeout: b.timeout ?? "30s",
-        // Informational only (§5.6): agents must post to their configured base URL regardless.
+        // Informational only: agents must post to their configured base URL regardless.
         callback_url: `http://${host}/v1/nodes/${n.id}/executions/${executionId}`,
         triggered_by: { type: "control_plane", session_id: "", user_id: "", email: "", ...b.triggered_by },
         ...(b.checksum !== undefined ? { checksum: b.checksum } : {}),

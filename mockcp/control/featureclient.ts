@@ -20,9 +20,9 @@ import { MockcpTransport } from "./transport.js";
 const enc = encodeURIComponent;
 const node = (id: string): string => `/control/v1/nodes/${enc(id)}`;
 
-/** Typed control-API methods for §3.10-§3.17, policies and drift injection (docs/mockcp.md). */
+/** Typed control-API methods for secrets, reports, executions, observability, artifacts, tunnels, integrity, policies and drift injection (docs/mockcp.md). */
 export class MockcpFeatureClient extends MockcpTransport {
-  // ---- secrets (§3.10, §5.12) ----
+  // ---- secrets ----
 
   /** Sets a secret for a node; pushes node_secrets_updated unless `push: false`. */
   setSecret(nodeId: string, key: string, s: { value?: string; version?: number; denied?: boolean; listed?: boolean; push?: boolean }): Promise<SecretChange & { secret: SecretRecord }> {
@@ -42,7 +42,7 @@ export class MockcpFeatureClient extends MockcpTransport {
     return this.call("GET", `${node(nodeId)}/secrets`);
   }
 
-  // ---- reports (§3.11) ----
+  // ---- reports ----
 
   async reports(nodeId: string): Promise<ReportEntry[]> {
     return (await this.call<{ reports: ReportEntry[] }>("GET", `${node(nodeId)}/reports`)).reports;
@@ -57,7 +57,7 @@ export class MockcpFeatureClient extends MockcpTransport {
     await this.call("DELETE", `${node(nodeId)}/reports`);
   }
 
-  // ---- executions (§3.12, §3.13, §5.6) ----
+  // ---- executions ----
 
   /** Pushes an action_request (execution id generated unless given); the execution becomes known. */
   pushAction(nodeId: string, a: ActionRequestInput): Promise<ActionPushed> {
@@ -83,7 +83,7 @@ export class MockcpFeatureClient extends MockcpTransport {
     );
   }
 
-  // ---- observability (§3.14) ----
+  // ---- observability ----
 
   observability(nodeId: string, kind: ObsKind): Promise<ObsView> {
     return this.call("GET", `${node(nodeId)}/${kind}`);
@@ -101,7 +101,7 @@ export class MockcpFeatureClient extends MockcpTransport {
     await this.call("DELETE", "/control/v1/observability/failure");
   }
 
-  // ---- artifacts (§3.15) ----
+  // ---- artifacts ----
 
   async uploadArtifact(version: string, os: string, arch: string, bytes: Buffer): Promise<ArtifactInfo> {
     const r = await this.request<ArtifactInfo>("PUT", `/control/v1/artifacts/plexd/${enc(version)}/${enc(os)}/${enc(arch)}`, {
@@ -119,7 +119,7 @@ export class MockcpFeatureClient extends MockcpTransport {
     await this.call("DELETE", `/control/v1/artifacts/plexd/${enc(version)}/${enc(os)}/${enc(arch)}`);
   }
 
-  // ---- tunnels (§3.16), integrity (§3.17) ----
+  // ---- tunnels, integrity ----
 
   async tunnels(nodeId: string): Promise<TunnelRecord[]> {
     return (await this.call<{ tunnels: TunnelRecord[] }>("GET", `${node(nodeId)}/tunnels`)).tunnels;
@@ -129,9 +129,9 @@ export class MockcpFeatureClient extends MockcpTransport {
     return (await this.call<{ violations: Received[] }>("GET", `${node(nodeId)}/integrity-violations`)).violations;
   }
 
-  // ---- desired state, policies, drift injection (§3.8, §5.5) ----
+  // ---- desired state, policies, drift injection ----
 
-  /** The §3.8 state document exactly as the node would get it (overrides applied). */
+  /** The state document (GET /v1/nodes/{id}/state) exactly as the node would get it (overrides applied). */
   desiredState(nodeId: string): Promise<StateDocument> {
     return this.call("GET", `${node(nodeId)}/state`);
   }

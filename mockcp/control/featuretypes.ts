@@ -1,4 +1,4 @@
-/** Shapes the control API returns for §3.10-§3.17 (re-exported by client.ts). */
+/** Shapes the control API returns for secrets, reports, executions, observability, artifacts, tunnels and integrity (re-exported by client.ts). */
 export type { ArtifactInfo } from "../state/artifacts.js";
 export type { TunnelRecord } from "../state/callbacks.js";
 export type { ExecutionRecord } from "../state/executions.js";
@@ -43,7 +43,7 @@ export interface FailureModeInput {
   node_id?: string;
 }
 
-/** The state document of §3.8 as a node gets it. */
+/** The state document (GET /v1/nodes/{id}/state) as a node gets it. */
 export interface StateDocument {
   peers: { id: string; public_key: string; mesh_ip: string; endpoint: string; allowed_ips: string[]; psk: string }[];
   policies: { id: string; rules: unknown[] }[];

@@ -10,7 +10,7 @@ const pull = async (client: MockcpClient, n: TestNode): Promise<StateDocument> =
   return r.body;
 };
 
-describe("policies (§5.5)", () => {
+describe("policies", () => {
   it("pushes the complete set on every change and serves it in state and the control API", async () => {
     const { client } = await startCp();
     const a = await registerNode(client, "a");

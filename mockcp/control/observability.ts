@@ -2,7 +2,7 @@ import { failureMode, obsKinds } from "../state/observability.js";
 import { parseBody } from "../state/validate.js";
 import { reply, type ControlRoute } from "./match.js";
 
-/** Control routes for metrics, logs and audit (§3.14) and their failure mode. */
+/** Control routes for metrics, logs and audit and their failure mode. */
 export const observabilityControlRoutes: ControlRoute[] = [
   ...obsKinds.flatMap((kind): ControlRoute[] => [
     {

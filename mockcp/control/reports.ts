@@ -10,7 +10,7 @@ const seedBody = z.object({
   updated_at: z.iso.datetime({ offset: true }).optional(),
 });
 
-/** Control routes for node reports (§3.11). */
+/** Control routes for node reports. */
 export const reportControlRoutes: ControlRoute[] = [
   {
     pattern: "GET nodes/:id/reports",

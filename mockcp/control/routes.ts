@@ -252,7 +252,7 @@ export async function handleControl(deps: AppDeps, ctx: RequestContext): Promise
       } catch (err) {
         throw new ApiError(400, "bad_request", (err as Error).message);
       }
-      // §6.2: P MUST be at least 300 s so events in flight stay valid; `force` lets a test break that on purpose.
+      // P must be at least 300 s so events in flight stay valid; `force` lets a test break that on purpose.
       if (periodMs < 300_000 && !b.force) throw new ApiError(400, "bad_request", "transition_period must be at least 300s (pass force: true to override)");
       const now = state.now();
       const validFrom = Math.floor((b.valid_from === undefined ? undefined : parseTimestamp(b.valid_from)) ?? now);

@@ -13,14 +13,14 @@ const secretBody = z.object({
   push: z.boolean().default(true),
 });
 
-/** Pushes `node_secrets_updated` with the full index (§5.12) when asked to. */
+/** Pushes `node_secrets_updated` with the full index when asked to. */
 function pushRefs(state: MockState, nodeId: string, push: boolean): { secret_refs: SecretRef[]; event_id: string | null } {
   const refs = state.secrets.refs(nodeId);
   const ev = push ? state.publish(nodeId, "node_secrets_updated", { secret_refs: refs }) : undefined;
   return { secret_refs: refs, event_id: ev?.event_id ?? null };
 }
 
-/** Control routes for secrets (§3.10, §5.12). */
+/** Control routes for secrets. */
 export const secretControlRoutes: ControlRoute[] = [
   {
     pattern: "GET nodes/:id/secrets",

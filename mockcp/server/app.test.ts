@@ -149,7 +149,7 @@ describe("POST /v1/register (TV-11)", () => {
   });
 });
 
-describe("node-scoped paths (§2.5)", () => {
+describe("node-scoped paths", () => {
   it("checks 404 for an unknown node before 401 for a wrong token", async () => {
     const { client } = await start();
     const a = await register(client, "a");

@@ -14,7 +14,7 @@ import { observabilityRoute } from "./observability.js";
 import { reportRoute } from "./reports.js";
 import { secretRoute } from "./secrets.js";
 
-/** Node-scoped routes of §3.10-§3.17, one module each. */
+/** Node-scoped feature routes (secrets … integrity), one module each. */
 const nodeRoutes: NodeRoute[] = [secretRoute, reportRoute, executionRoute, observabilityRoute, callbackRoute];
 
 export interface AppDeps {
@@ -99,7 +99,7 @@ async function dispatch(deps: AppDeps, req: IncomingMessage, res: ServerResponse
   };
   try {
     ctx.segments = splitPath(url.pathname);
-    // Liveness (§3.3) is evaluated lazily on every request as well as on a timer, so a test
+    // Liveness is evaluated lazily on every request as well as on a timer, so a test
     // with an injected clock sees the effect of advancing it on its next request.
     sweepLiveness(deps.state);
     if (ctx.segments[0] === "control") {
@@ -142,7 +142,7 @@ function methodNotAllowed(ctx: RequestContext): ApiError {
   return new ApiError(405, "method_not_allowed", `${ctx.method} is not allowed on ${ctx.path}`);
 }
 
-/** Routes of control-plane §3. Returns undefined when it has taken over the response (SSE). */
+/** Routes of the control-plane API (docs/mockcp.md). Returns undefined when it has taken over the response (SSE). */
 async function handleCp(
   deps: AppDeps,
   ctx: RequestContext,
@@ -161,7 +161,7 @@ async function handleCp(
   }
   if (s.length === 2 && s[1] === "register") {
     want("POST");
-    // §2.2: register is authenticated by the body token only; any Authorization header is ignored.
+    // Register is authenticated by the body token only; any Authorization header is ignored.
     return { status: 201, body: state.register(await ctx.body()) };
   }
   if (s.length === 3 && s[1] === "keys" && s[2] === "rotate") {

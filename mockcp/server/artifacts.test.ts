@@ -4,7 +4,7 @@ import { cleanup, registerNode, startCp } from "../../test/support/mockcp-testki
 
 afterEach(cleanup);
 
-describe("GET /v1/artifacts/plexd/{version}/{os}/{arch} (§3.15)", () => {
+describe("GET /v1/artifacts/plexd/{version}/{os}/{arch}", () => {
   it("serves uploaded bytes to authenticated nodes and 404 otherwise", async () => {
     const { client } = await startCp();
     const a = await registerNode(client, "a");

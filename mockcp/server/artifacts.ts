@@ -3,7 +3,7 @@ import type { AppDeps } from "./app.js";
 import { requireMethod, type RequestContext } from "./http.js";
 
 /**
- * `GET /v1/artifacts/plexd/{version}/{os}/{arch}` (§3.15): the uploaded bytes as
+ * `GET /v1/artifacts/plexd/{version}/{os}/{arch}`: the uploaded bytes as
  * `application/octet-stream`, or 404. Writes the response itself (it is not JSON).
  */
 export function serveArtifact({ state }: AppDeps, ctx: RequestContext, logRequest: (status: number) => void): void {

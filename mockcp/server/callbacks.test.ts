@@ -5,7 +5,7 @@ afterEach(cleanup);
 
 const sha = (c: string): string => `sha256:${c.repeat(64)}`;
 
-describe("tunnel callbacks (§3.16) and integrity violations (§3.17)", () => {
+describe("tunnel callbacks and integrity violations", () => {
   it("records ready and closed per session and rejects malformed bodies", async () => {
     const { client } = await startCp();
     const a = await registerNode(client, "a");

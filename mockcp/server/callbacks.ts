@@ -1,7 +1,7 @@
 import { requireMethod } from "./http.js";
 import type { NodeRoute } from "./noderoute.js";
 
-/** Tunnel session callbacks (§3.16) and integrity violations (§3.17): validated and recorded. */
+/** Tunnel session callbacks and integrity violations: validated and recorded. */
 export const callbackRoute: NodeRoute = async ({ state }, ctx, node, rest) => {
   if (rest.length === 3 && rest[0] === "tunnels" && (rest[2] === "ready" || rest[2] === "closed")) {
     requireMethod(ctx, "POST");

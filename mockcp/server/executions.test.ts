@@ -25,7 +25,7 @@ function callbacks(client: MockcpClient, n: TestNode) {
   };
 }
 
-describe("execution callbacks (§3.12, §3.13)", () => {
+describe("execution callbacks", () => {
   it("knows executions pushed as action_request and records acks and the first result", async () => {
     const { client } = await startCp();
     const a = await registerNode(client, "a");

@@ -1,7 +1,7 @@
 import { requireMethod } from "./http.js";
 import type { NodeRoute } from "./noderoute.js";
 
-/** `POST /v1/nodes/{id}/executions/{execution_id}/ack|result` (§3.12, §3.13). */
+/** `POST /v1/nodes/{id}/executions/{execution_id}/ack|result`. */
 export const executionRoute: NodeRoute = async ({ state }, ctx, node, rest) => {
   if (rest.length !== 3 || rest[0] !== "executions" || (rest[2] !== "ack" && rest[2] !== "result")) return null;
   requireMethod(ctx, "POST");

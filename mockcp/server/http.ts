@@ -30,7 +30,7 @@ export interface RawBody {
 }
 
 /**
- * Reads a request body, honouring `Content-Encoding: gzip` (control-plane §2.4: the CP
+ * Reads a request body, honouring `Content-Encoding: gzip` (the CP
  * accepts gzip on every endpoint). Both the wire size and the decompressed size are capped,
  * so a gzip bomb gets 413 instead of eating memory.
  */
@@ -112,7 +112,7 @@ export function splitPath(path: string): string[] {
   }
 }
 
-/** Key names in paths (secrets, data, report entries) per control-plane §2.1. */
+/** Key names in paths (secrets, data, report entries; docs/mockcp.md). */
 export function checkKeyName(key: string): string {
   if (!keyName.test(key)) throw badRequest(`invalid key name ${JSON.stringify(key)}`);
   return key;

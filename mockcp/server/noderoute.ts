@@ -9,7 +9,7 @@ export interface CpResult {
 
 /**
  * A node-scoped CP route. `rest` holds the decoded path segments after
- * `/v1/nodes/{node_id}/`; the node has already passed the 404-then-401 checks (§2.5).
+ * `/v1/nodes/{node_id}/`; the node has already passed the 404-then-401 checks.
  * Returns null when the path is not this route's.
  */
 export type NodeRoute = (deps: AppDeps, ctx: RequestContext, node: NodeRecord, rest: string[]) => Promise<CpResult | null>;

@@ -25,7 +25,7 @@ function uploader(client: MockcpClient, n: TestNode) {
     });
 }
 
-describe("observability uploads (§3.14, TV-11)", () => {
+describe("observability uploads (TV-11)", () => {
   it("accepts gzip and plain bodies with 202 and decodes arrays and NDJSON", async () => {
     const { client } = await startCp();
     const a = await registerNode(client, "a");
@@ -62,7 +62,7 @@ describe("observability uploads (§3.14, TV-11)", () => {
     expect((await up("metrics", JSON.stringify([1, 2]))).status).toBe(400);
     expect((await up("logs", '{"ok":1}\nnot json\n')).status).toBe(400);
     expect((await up("audit", "[1]\n")).status).toBe(400);
-    // Item shapes of §3.14.
+    // Item shapes of the metrics, logs and audit uploads.
     expect((await up("metrics", JSON.stringify([{ ...metric(1), group: "bogus" }]))).status).toBe(400);
     expect((await up("metrics", JSON.stringify([{ ...metric(1), data: 5 }]))).status).toBe(400);
     expect((await up("logs", ndjson([{ ...logLine(1), severity: "warn" }]))).status).toBe(400);

@@ -8,7 +8,7 @@ const contentTypes: Record<ObsKind, string> = { metrics: "application/json", log
 const isKind = (s: string | undefined): s is ObsKind => (obsKinds as readonly (string | undefined)[]).includes(s);
 
 /**
- * `POST /v1/nodes/{id}/metrics|logs|audit` (§3.14): gzip or plain, checked against the
+ * `POST /v1/nodes/{id}/metrics|logs|audit`: gzip or plain, checked against the
  * test failure mode (413/429), decoded (JSON array or NDJSON) and recorded; 202.
  */
 export const observabilityRoute: NodeRoute = async ({ state }, ctx, node, rest) => {

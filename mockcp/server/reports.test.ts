@@ -21,7 +21,7 @@ function poster(client: MockcpClient, n: TestNode) {
   return (body: unknown, gzip = false): Promise<Answer> => client.request("POST", `/v1/nodes/${n.node_id}/report`, { token: n.identity_token, body, gzip });
 }
 
-describe("POST /v1/nodes/{id}/report (§3.11)", () => {
+describe("POST /v1/nodes/{id}/report", () => {
   it("follows the TV-11 report sequence", async () => {
     const { client } = await startCp();
     const a = await registerNode(client, "a");

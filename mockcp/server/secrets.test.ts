@@ -14,7 +14,7 @@ function decrypt(nsk: string, r: SecretResponse): string {
   return Buffer.concat([d.update(body.subarray(0, body.length - 16)), d.final()]).toString("utf8");
 }
 
-describe("GET /v1/nodes/{id}/secrets/{key} (§3.10, TV-11)", () => {
+describe("GET /v1/nodes/{id}/secrets/{key} (TV-11)", () => {
   it("serves a secret encrypted with the node's current NSK, 403 when denied, 404 when missing, 400 for a bad key", async () => {
     const { client } = await startCp();
     const a = await registerNode(client, "a");
@@ -39,7 +39,7 @@ describe("GET /v1/nodes/{id}/secrets/{key} (§3.10, TV-11)", () => {
     expect((await get(".hidden")).status).toBe(400);
     expect((await get("a b")).status).toBe(400);
     expect((await get("x".repeat(129))).status).toBe(400);
-    // Secrets are per node; §2.5 order: unknown node 404, wrong token 401.
+    // Secrets are per node; check order: unknown node 404, wrong token 401.
     expect((await get("tls-cert", b.identity_token, b.node_id)).status).toBe(404);
     expect((await get("tls-cert", b.identity_token)).status).toBe(401);
     expect((await get("tls-cert", a.identity_token, "n_unknown")).status).toBe(404);
@@ -57,7 +57,7 @@ describe("GET /v1/nodes/{id}/secrets/{key} (§3.10, TV-11)", () => {
   });
 });
 
-describe("secret index (§5.12, §3.8)", () => {
+describe("secret index", () => {
   it("pushes node_secrets_updated with names and versions only and lists them in state", async () => {
     const { client } = await startCp();
     const a = await registerNode(client, "a");

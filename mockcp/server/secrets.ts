@@ -1,7 +1,7 @@
 import { checkKeyName, requireMethod } from "./http.js";
 import type { NodeRoute } from "./noderoute.js";
 
-/** `GET /v1/nodes/{id}/secrets/{key}` (§3.10): 400 bad key name, 404 missing, 403 denied. */
+/** `GET /v1/nodes/{id}/secrets/{key}`: 400 bad key name, 404 missing, 403 denied. */
 export const secretRoute: NodeRoute = ({ state }, ctx, node, rest) => {
   if (rest[0] !== "secrets" || rest.length !== 2) return Promise.resolve(null);
   requireMethod(ctx, "GET");

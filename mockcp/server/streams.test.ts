@@ -87,7 +87,7 @@ async function drain(s: EventStream, ms: number): Promise<string[]> {
   }
 }
 
-describe("SSE stream (§4)", () => {
+describe("SSE stream", () => {
   it("frames signed envelopes with id/event/data and a fresh nonce per transmission", async () => {
     const { client, clock } = await setup();
     const a = await register(client, "a");
@@ -374,7 +374,7 @@ describe("heartbeat, deregister, streams control", () => {
   });
 });
 
-describe("signing-key rotation (§6.2)", () => {
+describe("signing-key rotation", () => {
   it("announces K2 signed by K1, then signs with K2; previous expires after the transition", async () => {
     const { client, clock } = await setup();
     const a = await register(client, "a");

@@ -28,8 +28,8 @@ const capturedPerNode = 5000;
 const maxCapturedFrameBytes = 64 * 1024;
 
 /**
- * Open SSE streams per node (control-plane §4). Every transmission is signed afresh
- * (new issued_at, nonce, signature), which is also what makes replays verify (§4.6).
+ * Open SSE streams per node. Every transmission is signed afresh
+ * (new issued_at, nonce, signature), which is also what makes replays verify.
  */
 export class StreamHub {
   readonly #state: MockState;
@@ -78,7 +78,7 @@ export class StreamHub {
 
   #armKeepalive(stream: Stream): void {
     clearTimeout(stream.timer);
-    // A comment whenever keepaliveMs pass with nothing else sent (§4.1).
+    // A comment whenever keepaliveMs pass with nothing else sent.
     stream.timer = setTimeout(() => {
       this.#write(stream, ": keepalive\n\n");
     }, this.#keepaliveMs);

@@ -1,6 +1,6 @@
 /**
  * An error that maps to one HTTP response with the `{error, message}` body of
- * control-plane §2.5. `extra` members are merged into the body (e.g. `conflicts`);
+ * every control-plane error. `extra` members are merged into the body (e.g. `conflicts`);
  * `headers` are added to the response (e.g. `Retry-After`).
  */
 export class ApiError extends Error {

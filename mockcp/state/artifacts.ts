@@ -13,7 +13,7 @@ export interface ArtifactInfo {
 
 const slot = (version: string, os: string, arch: string): string => `${version}/${os}/${arch}`;
 
-/** plexd binaries served on §3.15, uploaded through the control API. */
+/** plexd binaries served on GET /v1/artifacts/plexd/..., uploaded through the control API. */
 export class ArtifactStore {
   readonly #items = new Map<string, { info: ArtifactInfo; bytes: Buffer }>();
   readonly #now: () => number;

@@ -29,7 +29,7 @@ export interface TunnelRecord {
   closed: Received[];
 }
 
-/** Tunnel session callbacks (§3.16) and integrity violations (§3.17) per node, recorded for tests. */
+/** Tunnel session callbacks and integrity violations per node, recorded for tests. */
 export class CallbackStore {
   readonly #tunnels = new Map<string, Map<string, TunnelRecord>>();
   readonly #violations = new Map<string, Received[]>();

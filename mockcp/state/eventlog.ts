@@ -9,19 +9,19 @@ export interface LoggedEvent {
   issuedAt: number;
   /**
    * Pins the signing key, used for `signing_key_rotated`: it must verify against the key
-   * the node trusted before the rotation, also when replayed after valid_from (§4.5, §6.2).
+   * the node trusted before the rotation, also when replayed after valid_from.
    */
   signWith?: SigningKey;
 }
 
 export interface EventLogOptions {
-  /** Keep at least this many events (control-plane §4.6: 1000). */
+  /** Keep at least this many events (1000). */
   minEvents?: number;
-  /** ...or everything younger than this, whichever keeps more (§4.6: 10 min). */
+  /** ...or everything younger than this, whichever keeps more (10 min). */
   minAgeMs?: number;
 }
 
-// An action_request older than this is never replayed (§4.6), mirroring the
+// An action_request older than this is never replayed, mirroring the
 // agent's 300 s staleness window.
 const actionReplayWindowMs = 300_000;
 

@@ -46,7 +46,7 @@ export interface ExecutionRecord {
 const maxStdio = 65536;
 
 /**
- * Executions per node (§3.12, §3.13). An execution is known once mockcp has pushed an
+ * Executions per node. An execution is known once mockcp has pushed an
  * `action_request` carrying its id to that node; acks and results for other ids get 404,
  * except results of local runs, which are always recorded.
  */

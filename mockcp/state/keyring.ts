@@ -1,6 +1,6 @@
 import type { SigningKey } from "./signer.js";
 
-/** The state response's `signing_keys` (control-plane §3.0.1). */
+/** The state response's `signing_keys`. */
 export interface SigningKeysView {
   current: string;
   previous: string | null;
@@ -8,7 +8,7 @@ export interface SigningKeysView {
 }
 
 /**
- * The CP's signing keys across rotations (§6.2). After a rotation `current` is the new
+ * The CP's signing keys across rotations. After a rotation `current` is the new
  * key K2 at once (that is what nodes hold after the `signing_key_rotated` event), but
  * signatures keep using K1 until `valid_from`, because the CP must not sign with K2 before T.
  */
@@ -50,7 +50,7 @@ export class KeyRing {
 
   /**
    * Switch to `next`. A rotation during a running transition drops the old previous:
-   * previous becomes the key that was current (§6.2).
+   * previous becomes the key that was current.
    */
   rotate(next: SigningKey, validFrom: number, transitionMs: number): void {
     this.#previous = this.#current;

@@ -15,7 +15,7 @@ const peerIds = async (client: MockcpClient, n: TestNode): Promise<string[]> => 
   return r.body.peers.map((p) => p.id).sort();
 };
 
-describe("heartbeat liveness (§3.3, CP side)", () => {
+describe("heartbeat liveness (CP side)", () => {
   it("marks a silent node unreachable after 3 intervals, offline after 10, and re-adds it when heartbeats resume", async () => {
     let now = Date.parse("2025-01-15T10:00:00Z");
     const { client } = await startCp({ now: () => now, heartbeatIntervalMs: 1000 });

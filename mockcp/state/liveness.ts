@@ -1,13 +1,13 @@
 import type { MockState, NodeRecord } from "./store.js";
 
-/** §3.3: unreachable after this many missed heartbeat intervals... */
+/** Unreachable after this many missed heartbeat intervals... */
 export const unreachableAfter = 3;
 /** ...and offline (removed from its peers' meshes) after this many. */
 export const offlineAfter = 10;
 
 /**
  * Marks nodes offline whose last heartbeat is `offlineAfter` intervals old and sends every
- * other active node `peer_removed` for them (§3.3). Nodes that never sent a heartbeat are
+ * other active node `peer_removed` for them. Nodes that never sent a heartbeat are
  * left alone: an agent heartbeats as soon as it starts, and contract tests that register
  * nodes by hand must not lose them. Returns the ids that went offline.
  */
@@ -26,7 +26,7 @@ export function sweepLiveness(state: MockState): string[] {
   return gone;
 }
 
-/** A heartbeat from an offline node puts it back: its peers get `peer_added` again (§3.3). */
+/** A heartbeat from an offline node puts it back: its peers get `peer_added` again. */
 export function resumeNode(state: MockState, node: NodeRecord): void {
   if (node.offlineSince === undefined) return;
   node.offlineSince = undefined;

@@ -28,7 +28,7 @@ const getState = async (client: MockcpClient, n: Node): Promise<StateBody> => {
   return r.body;
 };
 
-describe("peers and PSKs (§3.1, §5.1)", () => {
+describe("peers and PSKs", () => {
   it("gives both members of a pair the same PSK and tells existing nodes with peer_added", async () => {
     const client = await setup();
     const a = await register(client, "a");
@@ -49,7 +49,7 @@ describe("peers and PSKs (§3.1, §5.1)", () => {
     expect(stB.peers.find((p) => p.id === c.node_id)?.psk).toBe(c.peers.find((p) => p.id === b.node_id)?.psk);
   });
 
-  it("serves the §3.8 state shape with every list as an array", async () => {
+  it("serves the state shape with every list as an array", async () => {
     const client = await setup();
     const a = await register(client, "a");
     const st = await getState(client, a);
@@ -64,7 +64,7 @@ describe("peers and PSKs (§3.1, §5.1)", () => {
   });
 });
 
-describe("POST /v1/keys/rotate (§3.5, TV-11, TV-12)", () => {
+describe("POST /v1/keys/rotate (TV-11, TV-12)", () => {
   it("rotates PSKs and the NSK, tells peers, and is idempotent for the same key", async () => {
     const client = await setup();
     const a = await register(client, "a");
@@ -112,7 +112,7 @@ describe("POST /v1/keys/rotate (§3.5, TV-11, TV-12)", () => {
   });
 });
 
-describe("endpoint, capabilities, drift (§3.6, §3.7, §3.9)", () => {
+describe("endpoint, capabilities, drift", () => {
   it("stores endpoints, shows them in peers and tells peers when they change", async () => {
     const client = await setup();
     const a = await register(client, "a");

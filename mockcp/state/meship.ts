@@ -4,7 +4,7 @@ import { ApiError } from "./apierror.js";
 /**
  * Hands out unique /32s from 10.100.0.0/16, starting at 10.100.1.1. Host octets 0 and 255
  * are skipped: they look like network/broadcast addresses and confuse people reading
- * `wg show`. Released addresses come back only after a cooldown (§3.4) so a stale peer
+ * `wg show`. Released addresses come back only after a cooldown so a stale peer
  * entry elsewhere never points at a new node.
  */
 export class MeshIpPool {

@@ -52,7 +52,7 @@ const jsonObject = z.record(z.string(), z.unknown());
 // 16 KiB of message plus the "[truncated]" marker the agent appends when it cuts one.
 const maxLogMessage = 16 * 1024 + "[truncated]".length;
 
-/** Item shapes of §3.14; unknown members are ignored (§2.3). */
+/** Item shapes of the metrics, logs and audit uploads; unknown members are ignored. */
 const itemSchemas: Record<ObsKind, z.ZodType> = {
   metrics: z.object({
     timestamp,

@@ -4,7 +4,7 @@ import { ApiError } from "./apierror.js";
 import type { DataEntry } from "./store.js";
 import { keyName, parseBody, timestamp } from "./validate.js";
 
-/** ReportEntry has the DataEntry shape (control-plane §3.0.1). */
+/** ReportEntry has the DataEntry shape. */
 export type ReportEntry = DataEntry;
 
 
@@ -30,7 +30,7 @@ export interface ReportConflict {
 
 const same = (a: unknown, b: unknown): boolean => canonicalize(a) === canonicalize(b);
 
-/** Reports per node (§3.11); the node is their only writer, mockcp only checks versions. */
+/** Reports per node; the node is their only writer, mockcp only checks versions. */
 export class ReportStore {
   readonly #byNode = new Map<string, Map<string, ReportEntry>>();
 

@@ -9,7 +9,7 @@ function decrypt(nsk: string, nonce: string, ciphertext: string): string {
   return Buffer.concat([d.update(body.subarray(0, body.length - 16)), d.final()]).toString("utf8");
 }
 
-describe("encryptSecret (§3.10, TV-7)", () => {
+describe("encryptSecret (TV-7)", () => {
   const nsk = Buffer.from(Array.from({ length: 32 }, (_, i) => i)).toString("base64");
   const nonce = Buffer.from(Array.from({ length: 12 }, (_, i) => i));
 

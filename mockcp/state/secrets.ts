@@ -2,7 +2,7 @@ import { createCipheriv, randomBytes } from "node:crypto";
 import { isKey32 } from "../../proto/lib/keys.js";
 import { ApiError, badRequest } from "./apierror.js";
 
-/** A secret response body (control-plane §3.10). */
+/** A secret response body. */
 export interface SecretResponse {
   key: string;
   ciphertext: string;
@@ -36,7 +36,7 @@ export interface SecretInput {
 }
 
 /**
- * AES-256-GCM as §3.10 prescribes: key = NSK (base64 of 32 bytes), a 12-byte nonce,
+ * AES-256-GCM as the secrets endpoint prescribes: key = NSK (base64 of 32 bytes), a 12-byte nonce,
  * ciphertext followed directly by the 16-byte tag, no additional authenticated data.
  * `nonce` is injectable only so TV-7 can be checked; real responses always use a fresh one.
  */
@@ -49,7 +49,7 @@ export function encryptSecret(nskB64: string, plaintext: string, nonce: Buffer =
   return { ciphertext: body.toString("base64"), nonce: nonce.toString("base64") };
 }
 
-/** Secrets per node, set through the control API and served (encrypted) on §3.10. */
+/** Secrets per node, set through the control API and served (encrypted) on GET /v1/nodes/{id}/secrets/{key}. */
 export class SecretStore {
   readonly #byNode = new Map<string, Map<string, SecretRecord>>();
   readonly #now: () => number;
@@ -99,14 +99,14 @@ export class SecretStore {
     return [...this.#of(nodeId).values()].sort((a, b) => (a.key < b.key ? -1 : 1));
   }
 
-  /** The secret index (§5.12): names and versions of the listed secrets, never values. */
+  /** The secret index: names and versions of the listed secrets, never values. */
   refs(nodeId: string): SecretRef[] {
     return this.list(nodeId)
       .filter((s) => s.listed)
       .map((s) => ({ key: s.key, version: s.version }));
   }
 
-  /** §3.10 read: 403 denied, 404 missing, else the value encrypted with `nsk`. */
+  /** A secret read: 403 denied, 404 missing, else the value encrypted with `nsk`. */
   read(nodeId: string, key: string, nsk: string): SecretResponse {
     const rec = this.#of(nodeId).get(key);
     if (rec === undefined) throw new ApiError(404, "secret_not_found", `no secret ${key} for ${nodeId}`);

@@ -17,14 +17,14 @@ const tv1 = {
 };
 
 describe("SigningKey (TV-1)", () => {
-  it("derives the spec's public keys from the TV-1 and TV-3 seeds", () => {
+  it("derives the test vectors' public keys from the TV-1 and TV-3 seeds", () => {
     expect(SigningKey.fromSeed(seed1).publicKey).toBe("A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=");
     expect(SigningKey.fromHex(Buffer.from(seed2).toString("hex")).publicKey).toBe("Kay64UG8yvCyLhqU000LxzYeUm0L/hLIl5S8kyKWbdc=");
     // Independent derivation with noble.
     expect(Buffer.from(ed.getPublicKey(seed1)).toString("base64")).toBe(SigningKey.fromSeed(seed1).publicKey);
   });
 
-  it("signs the TV-1 envelope to exactly the spec's canonical bytes and signature", () => {
+  it("signs the TV-1 envelope to exactly the test vector's canonical bytes and signature", () => {
     const bytes = canonicalBytes(tv1);
     expect(bytes.toString("utf8")).toBe(
       '{"event_id":"evt_0001","event_type":"peer_removed","issued_at":"2025-01-15T10:30:00Z","nonce":"0123456789abcdef0123456789abcdef","payload":{"peer_id":"n_peer456"}}',

@@ -3,7 +3,7 @@ import canonicalize from "canonicalize";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { ed25519PrivateKeyFromSeed, rawPublicKey } from "../../proto/lib/keys.js";
 
-/** The five members covered by the signature (control-plane §4.3). */
+/** The five members covered by the signature. */
 export interface UnsignedEnvelope {
   event_type: string;
   event_id: string;
@@ -60,7 +60,7 @@ export function canonicalBytes(env: UnsignedEnvelope): Buffer {
   return Buffer.from(text, "utf8");
 }
 
-/** 16 random bytes as 32 lowercase hex characters, fresh for every transmission (§4.2). */
+/** 16 random bytes as 32 lowercase hex characters, fresh for every transmission. */
 export function newNonce(): string {
   return randomBytes(16).toString("hex");
 }

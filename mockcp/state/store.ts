@@ -19,7 +19,7 @@ import { ipEndpoint, parseBody, timestamp } from "./validate.js";
 
 export type Clock = () => number;
 
-/** Peer object of control-plane §3.0.1. */
+/** Peer object of the control-plane API. */
 export interface Peer {
   id: string;
   public_key: string;
@@ -27,7 +27,7 @@ export interface Peer {
   endpoint: string;
   allowed_ips: string[];
   psk: string;
-  /** The peer's registered hostname: an optional field beyond control-plane.md's Peer (receivers ignore unknown fields, §2), so `plexd peers` and `plexd top` can name peers. */
+  /** The peer's registered hostname: an optional field beyond the API's Peer object (receivers ignore unknown fields), so `plexd peers` and `plexd top` can name peers. */
   hostname?: string;
 }
 
@@ -67,7 +67,7 @@ export interface NodeRecord {
   endpoint: { public_endpoint: string; nat_type: string; updated_at: string } | undefined;
   heartbeats: Received[];
   lastHeartbeatAt: number | undefined;
-  /** Set while the node counts as offline (§3.3): its peers were told `peer_removed`. */
+  /** Set while the node counts as offline: its peers were told `peer_removed`. */
   offlineSince: number | undefined;
   flags: { reconcile: boolean; rotate_keys: boolean };
   drift: Received[];
@@ -100,9 +100,9 @@ interface BootstrapToken {
 export interface MockStateOptions {
   now?: Clock;
   signingKey?: SigningKey;
-  /** Node keys/rotate hands out a fresh NSK (§3.5 "optional"); default true, as TV-12 expects. */
+  /** Node keys/rotate hands out a fresh NSK (optional for a control plane); default true, as TV-12 expects. */
   rotateNskOnKeyRotate?: boolean;
-  /** Heartbeat interval assumed for the unreachable/offline status (§3.3). */
+  /** Heartbeat interval assumed for the unreachable/offline status. */
   heartbeatIntervalMs?: number;
   eventLog?: { minEvents?: number; minAgeMs?: number };
 }
@@ -155,7 +155,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 
 /**
  * All of mockcp's control-plane state, in memory. Methods implement the endpoints of
- * control-plane §3 and throw ApiError for non-2xx answers; HTTP plumbing lives in server/.
+ * the control-plane API (docs/mockcp.md) and throw ApiError for non-2xx answers; HTTP plumbing lives in server/.
  */
 export class MockState {
   readonly now: Clock;
@@ -164,7 +164,7 @@ export class MockState {
   readonly nodes = new Map<string, NodeRecord>();
   offline = false;
   readonly heartbeatIntervalMs: number;
-  // Endpoints of §3.10-§3.17 and drift injection, each in its own module.
+  // Feature endpoints (secrets … integrity) and drift injection, each in its own module.
   readonly secrets: SecretStore;
   readonly reports = new ReportStore();
   readonly executions: ExecutionStore;
@@ -284,7 +284,7 @@ export class MockState {
     };
   }
 
-  // ---- auth (§2.5 order: 404 unknown node, then 401 wrong token) -------------------------
+  // ---- auth (order: 404 unknown node, then 401 wrong token) -------------------------
 
   /** The node of a node-scoped path, after the 404-then-401 checks. */
   authNode(nodeId: string, authorization: string | undefined): NodeRecord {
@@ -329,7 +329,7 @@ export class MockState {
     node.lastHeartbeatAt = now;
     resumeNode(this, node);
     const flags = { ...node.flags };
-    // reconcile is a one-shot request; rotate_keys stays set until keys/rotate arrives (§3.3).
+    // reconcile is a one-shot request; rotate_keys stays set until keys/rotate arrives.
     node.flags.reconcile = false;
     return flags;
   }
@@ -346,7 +346,7 @@ export class MockState {
     }
   }
 
-  // ---- keys/rotate (§3.5, §6.1) -----------------------------------------------------------
+  // ---- keys/rotate -----------------------------------------------------------
 
   rotateKeys(caller: NodeRecord, raw: unknown): KeysRotateResponse {
     const body = parseBody(rotateBody, raw);
@@ -418,7 +418,7 @@ export class MockState {
     return [...this.nodes.values()].filter((n) => n.status === "active");
   }
 
-  /** Active nodes that are not offline (§3.3): the ones that appear as peers. */
+  /** Active nodes that are not offline: the ones that appear as peers. */
   meshNodes(): NodeRecord[] {
     return this.activeNodes().filter((n) => n.offlineSince === undefined);
   }
@@ -458,7 +458,7 @@ export class MockState {
     return v;
   }
 
-  /** Computed liveness for the control API; §3.3 thresholds (3 and 10 missed intervals). */
+  /** Computed liveness for the control API; thresholds (3 and 10 missed intervals). */
   statusOf(node: NodeRecord): string {
     if (node.status === "deregistered") return "deregistered";
     if (node.offlineSince !== undefined) return "offline";

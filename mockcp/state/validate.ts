@@ -3,7 +3,7 @@ import { isWireDuration, parseTimestamp } from "../../proto/lib/duration.js";
 import { parseIpEndpoint } from "../../proto/lib/net.js";
 import { badRequest } from "./apierror.js";
 
-/** Wire grammars of control-plane §2.1 and §2.3, shared by every endpoint; the parsers are proto/lib's. */
+/** Wire grammars (key names, durations, timestamps), shared by every endpoint; the parsers are proto/lib's. */
 export const timestamp = () => z.string().refine((s) => parseTimestamp(s) !== undefined, "must be an RFC 3339 timestamp");
 export const duration = (example: string) => z.string().refine(isWireDuration, `must be a duration such as ${example}`);
 /** `ip:port` or `[v6]:port`, kept in canonical form. */

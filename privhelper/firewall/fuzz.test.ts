@@ -1,6 +1,6 @@
 // Property tests: whatever a caller sends, validation either refuses it with
 // INVALID_ARGUMENT or the rendered script holds only privhelper's own tokens — caller
-// text never reaches nft (design.md 2).
+// text never reaches nft (docs/architecture.md#privhelper).
 import { create } from "@bufbuild/protobuf";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";

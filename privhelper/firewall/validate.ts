@@ -97,7 +97,7 @@ export function validateFirewallSpec(cfg: PrivConfig, spec: FirewallSpec | undef
     c.rules.forEach((r, j) => {
       const at = `spec.chains[${i}].rules[${j}]`;
       const rule = validateRule(cfg, chain, r, at, issues, regularInSpec, memo);
-      // Ids map live rules back to spec rules (design.md 2), so they must be unique.
+      // Ids map live rules back to spec rules (docs/architecture.md#privhelper), so they must be unique.
       if (ids.has(rule.id)) issues.add(`${at}.id`, `duplicate rule id ${rule.id}`);
       ids.add(rule.id);
       chain.rules.push(rule);

@@ -47,7 +47,7 @@ describe("createInterface", () => {
   it("under systemd, wireguard-go gets a unit of its own, so privhelper's cgroup does not take it down", async () => {
     const host = new FakeHost({ bins: ["wireguard-go"], files: ["/run/systemd/system"] });
     const { runner, d } = deps(
-      [noKernelWg, { cmd: ["systemd-run", "--collect", "--unit=plexd-wireguard-go-plexd0", "--property=Restart=no", "/usr/bin/wireguard-go", "-f", "plexd0"], result: ok(), effect: starts(host) }, ipRead("plexd0", tun)],
+      [noKernelWg, { cmd: ["systemd-run", "--collect", "--unit=plexd-wireguard-go-plexd0", "--property=Restart=no", "--property=CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW", "/usr/bin/wireguard-go", "-f", "plexd0"], result: ok(), effect: starts(host) }, ipRead("plexd0", tun)],
       host,
     );
     expect(await createInterface(d, "plexd0")).toBe("userspace");

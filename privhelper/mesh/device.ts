@@ -35,14 +35,14 @@ async function waitUntil(host: Host, cond: () => Promise<boolean>, timeoutMs: nu
   }
 }
 
-// Kernel WireGuard first; else wireguard-go in its own session (or systemd unit), so neither a
-// privhelper crash nor its unit's cgroup takes the tunnel down.
+// Kernel WireGuard first; else wireguard-go in its own session or unit (a privhelper crash or stop
+// spares it), with no capability privhelper lacks: else privhelper could not see it in /proc.
 export async function createInterface(deps: DeviceDeps, name: string): Promise<"kernel" | "userspace"> {
   if (await deps.ip.addWireGuard(name)) return "kernel";
   const bin = await deps.host.which("wireguard-go");
   if (!bin) throw new PlexdError("failed_precondition", "no WireGuard: kernel module unavailable and wireguard-go not on PATH");
   if (await deps.host.exists("/run/systemd/system")) {
-    await deps.runner.run("systemd-run", ["--collect", `--unit=plexd-wireguard-go-${name}`, "--property=Restart=no", bin, "-f", name], { timeoutMs: 15_000 });
+    await deps.runner.run("systemd-run", ["--collect", `--unit=plexd-wireguard-go-${name}`, "--property=Restart=no", "--property=CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW", bin, "-f", name], { timeoutMs: 15_000 });
   } else {
     deps.runner.spawnDetached(bin, ["-f", name], logOf(deps, name));
   }

@@ -312,7 +312,7 @@ describe("ApplyMesh: default routes", () => {
     expect(gone.runner.done).toBe(true);
   });
 
-  // design.md 2: "Default routes and prefixes that cover the node's own uplink are refused unless
+  // docs/architecture.md#privhelper: "Default routes and prefixes that cover the node's own uplink are refused unless
   // the config allows full-tunnel routing." 0.0.0.0/1 + 128.0.0.0/1 (wg-quick's way of taking
   // the default route without replacing it) is the whole IPv4 space, more specific than the
   // host's default route: privhelper adds both routes via plexd0 and the node's uplink traffic,

@@ -1,5 +1,5 @@
 // ApplyMesh: validate → (under the mesh lock) read live → diff → apply in a crash-safe order
-// → on failure roll back to what was read (design.md 2: atomic or nothing, say which step).
+// → on failure roll back to what was read (docs/architecture.md#privhelper: atomic or nothing, say which step).
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ApplyMeshRequest, ApplyMeshResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { formatDuration, formatSeconds, isWireDuration, parseDuration, parseTimestamp, parseWireDuration, tryParseWireDuration } from "./duration.js";
 
-describe("parseDuration: the local grammar (node-agent §0)", () => {
+describe("parseDuration: the local grammar (docs/config-reference.md)", () => {
   it.each([
     ["0s", 0],
     ["500ms", 500],
@@ -18,7 +18,7 @@ describe("parseDuration: the local grammar (node-agent §0)", () => {
   });
 });
 
-describe("parseWireDuration: the wire grammar (control-plane §2.3)", () => {
+describe("parseWireDuration: the wire grammar", () => {
   it.each([
     ["30s", 30_000],
     ["2.34s", 2340],

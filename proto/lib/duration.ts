@@ -1,9 +1,9 @@
 // Durations and timestamps: the one implementation every process uses.
 //
 // Two duration grammars exist, and both are kept strict:
-//   - local (configuration and command line, spec/node-agent.md §0): `<integer><unit>`
+//   - local (configuration and command line, docs/config-reference.md): `<integer><unit>`
 //     groups, e.g. `500ms`, `90s`, `1h30m`; bare numbers and fractions are refused;
-//   - wire (spec/control-plane.md §2.3): the same with fractions allowed, e.g. `2.34s`.
+//   - wire (docs/architecture.md#the-control-plane-channel): the same with fractions allowed, e.g. `2.34s`.
 // Units are ms, s, m and h in both. formatDuration writes text valid under both.
 import { PlexdError } from "./errors.js";
 

@@ -31,7 +31,7 @@ export function codeOfGrpcStatus(status: number): ErrorCode {
   return errorCodes[status - 1] ?? "unknown";
 }
 
-/** Node errno codes that carry a clear meaning, mapped in one place (design.md 4.3). */
+/** Node errno codes that carry a clear meaning, mapped in one place (docs/architecture.md#rules-the-code-keeps). */
 const errnoCodes: Record<string, ErrorCode> = {
   ENOENT: "not_found",
   EACCES: "permission_denied",

@@ -194,7 +194,7 @@ export function cidr4Text(c: Cidr4): string {
   return `${formatIPv4Int(c.network)}/${c.bits}`;
 }
 
-/** The mesh range of every plexd mesh (spec/node-agent.md §0): each node owns one /32 in it. */
+/** The mesh range of every plexd mesh (docs/config-reference.md): each node owns one /32 in it. */
 export const meshRange: Readonly<Cidr4> = Object.freeze({ network: 0x0a640000, bits: 16 });
 
 /** Whether `s` is a canonical IPv4 address inside the mesh range. */

@@ -26,7 +26,8 @@ function candidates(): string[] {
   const rel = "build/Release/peercred.node";
   const out: string[] = [];
   if (process.env.PLEXD_PEERCRED_ADDON !== undefined) out.push(process.env.PLEXD_PEERCRED_ADDON);
-  // Beside this module (sources, vitest) or, from a bundle in dist/, in the source tree.
+  // Beside this module (sources, vitest); from a bundle in dist/, in the source tree; from the
+  // release (scripts/release.mjs, installed in /usr/local/lib/plexd), beside the bundle.
   out.push(fileURLToPath(new URL(`./peercred/${rel}`, import.meta.url)));
   out.push(fileURLToPath(new URL(`../proto/lib/peercred/${rel}`, import.meta.url)));
   out.push(fileURLToPath(new URL(`./peercred.node`, import.meta.url)));

@@ -1,4 +1,4 @@
-// Field names whose values never reach a log line (design.md §4.9): the one list every
+// Field names whose values never reach a log line (docs/architecture.md#rules-the-code-keeps): the one list every
 // process hands to pino's `redact`. Matched at the top level, up to three objects deep, and in
 // each element of a `peers` list, which covers request bodies, specs and config objects.
 

@@ -11,7 +11,7 @@ import { TrustedSigningKeys } from "../../agent/controlplane/signing-keys.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
 
 // Signed events verified and dispatched, against the raw node:crypto Ed25519 verify rate of the
-// same messages in the same run (design.md 6: target >= 0.7). The full path is everything the
+// same messages in the same run (docs/testing.md#performance-targets: target >= 0.7). The full path is everything the
 // agent does per event: JSON.parse, field checks, staleness, signature decoding, RFC 8785
 // canonicalization, crypto.verify with the cached KeyObject, nonce record, duplicate check, the
 // durable journal record of each event's id and nonce (appended with O_DSYNC before dispatch,

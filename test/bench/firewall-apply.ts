@@ -1,4 +1,4 @@
-// Firewall apply, 10,000 policy rules (design.md 6: <= 1.3 x raw `nft -f` of the same
+// Firewall apply, 10,000 policy rules (docs/testing.md#performance-targets: <= 1.3 x raw `nft -f` of the same
 // ruleset). The agent's compiler turns 10,000 allow rules into a FirewallSpec; the built
 // privhelper, running inside a fresh network namespace, applies it through its socket
 // (gRPC, allow-list validation, reading the live table, planning, rendering, one

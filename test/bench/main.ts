@@ -2,7 +2,7 @@ import { serveAnsweringPriv, serveFlag } from "./lib/answering-priv.js";
 import { benchmarks, type BenchResult } from "./registry.js";
 
 // `npm run bench [-- NAME...]`: runs every registered benchmark, or the named ones, and prints
-// one JSON object per benchmark on stdout (design.md 6). Progress and errors go to stderr.
+// one JSON object per benchmark on stdout (docs/testing.md#performance-targets). Progress and errors go to stderr.
 // Exit status: 0 if every benchmark ran, 1 if one failed to run, 2 for an unknown name.
 // Missing a target is reported in the JSON, not through the exit status.
 

@@ -1,4 +1,4 @@
-// mesh-apply (design.md §6: ApplyMesh of 1,000 peers, fresh, <= 1.5 x raw `wg setconf` of the
+// mesh-apply (docs/testing.md#performance-targets: ApplyMesh of 1,000 peers, fresh, <= 1.5 x raw `wg setconf` of the
 // same config). What "fresh" includes is spelled out in lib/mesh-run.ts: both sides start
 // from an up wireguard-go device with key, port and address and no peers; creating the
 // device is excluded from both (the variant including it is printed on stderr).

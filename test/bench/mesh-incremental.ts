@@ -1,4 +1,4 @@
-// mesh-incremental (design.md §6: one peer changed out of 1,000, <= 0.1 x the fresh apply).
+// mesh-incremental (docs/testing.md#performance-targets: one peer changed out of 1,000, <= 0.1 x the fresh apply).
 // One peer's endpoint or allowed IP changes and the agent's own mesh target sends what it
 // sends in that case — a delta on the spec privhelper applied last — which privhelper
 // resolves to the whole peer set and diffs against the live device; the floor is the fresh

@@ -1,4 +1,4 @@
-// privhelper unary RPC latency on its unix socket (design.md §6: p50 <= 1 ms, p99 <= 10 ms).
+// privhelper unary RPC latency on its unix socket (docs/testing.md#performance-targets: p50 <= 1 ms, p99 <= 10 ms).
 // The agent's own client (grpc-js over the unix socket, metadata, deadline) calls GetInfo on
 // the built privhelper in a fresh namespace. GetInfo's answer is cached by privhelper
 // (capability detection reruns at most every 30 s, and the whole measurement stays well

@@ -1,4 +1,4 @@
-// reconcile-scale (design.md §6: agent CPU per peer event at 10,000 peers within 2 x of the
+// reconcile-scale (docs/testing.md#performance-targets: agent CPU per peer event at 10,000 peers within 2 x of the
 // cost at 100 peers). In process, the agent's real code: dispatchEvent writes the
 // DesiredStateStore (opened on a temp dir, so its coalesced JSON writes are real), the
 // store wakes the KernelReconciler's coalescing runner, which renders the mesh and

@@ -1,4 +1,5 @@
 import { cliStatus } from "./cli-status.js";
+import { coldStart } from "./cold-start.js";
 import { eventLatency } from "./event-latency.js";
 import { eventVerify } from "./event-verify.js";
 import { firewallApply } from "./firewall-apply.js";
@@ -12,7 +13,7 @@ import { rssPrivhelper } from "./rss-privhelper.js";
 import { sandboxStart } from "./sandbox-start.js";
 import { actionRoundtrip } from "./action-roundtrip.js";
 
-// Benchmarks are programs, not timed tests (design.md 5, 6). Each one measures its own floor in
+// Benchmarks are programs, not timed tests (docs/testing.md). Each one measures its own floor in
 // the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
 // any machine. To add one: write test/bench/<name>.ts exporting a Benchmark and add it here.
 
@@ -51,6 +52,7 @@ export const benchmarks: Record<string, Benchmark> = {
   "reconcile-scale": reconcileScale,
   "event-latency": eventLatency,
   "cli-status": cliStatus,
+  "cold-start": coldStart,
   "rss-privhelper": rssPrivhelper,
   "rss-agent": rssAgent,
   "action-roundtrip": actionRoundtrip,

@@ -1,4 +1,4 @@
-// rss-agent (design.md §6: agent RSS, idle, 1,000 peers <= 80 MB). Everything real: mockcp
+// rss-agent (docs/testing.md#performance-targets: agent RSS, idle, 1,000 peers <= 80 MB). Everything real: mockcp
 // (hub namespace, TLS) holding 1,000 registered nodes besides ours, the agent as production
 // runs it (`plexd up` as user plexd in its own namespace, the built bundles, like the e2e
 // tests), the root privhelper beside it and wireguard-go. The 1,000 peer nodes register with

@@ -1,4 +1,4 @@
-// rss-privhelper (design.md §6: privhelper RSS after applying 1,000 peers + 10,000 firewall
+// rss-privhelper (docs/testing.md#performance-targets: privhelper RSS after applying 1,000 peers + 10,000 firewall
 // rules <= 50 MB, idle <= 45 MB; floor: a bare waiting `node` in the same run). The built
 // privhelper runs as root in a namespace of its own (lib/privhelper.ts). Its RSS is read from
 // /proc once settled after start (idle), then after one ApplyMesh of 1,000 peers

@@ -116,7 +116,7 @@ describe("mesh", () => {
     const { sent, received } = await running.stop();
     console.log(`[mesh] key rotation: ${sent - received} of ${sent} pings lost (0.2 s apart)`);
     expect(sent).toBeGreaterThan(40);
-    // A tunnel may drop briefly until both sides applied the new key (spec §6.1): a handshake
+    // A tunnel may drop briefly until both sides applied the new key (docs/node-api.md): a handshake
     // attempted inside that window is retried by WireGuard after REKEY_TIMEOUT (5 s). The ping
     // keeps running and recovers; the outage stays under 7 s.
     expect((sent - received) * 0.2).toBeLessThan(7);

@@ -5,7 +5,7 @@ import { cpPort, startCpOnHub, stunPort } from "./lib/cp.js";
 import { meshIp, nodeId } from "./lib/mesh.js";
 import { createNode, type PlexdNode } from "./lib/node.js";
 
-// NAT traversal end to end (bridge spec §1, node-agent §3.6). The topology:
+// NAT traversal end to end (docs/architecture.md#the-control-plane-channel). The topology:
 //
 //   "internet" (hub ns, 192.0.2.0/24): mockcp (HTTPS + two STUN responders on .200/.201)
 //                                       and Debian's stund on .1
@@ -95,7 +95,7 @@ describe("NAT traversal", () => {
       const n = nodes[name]!;
       await expect.poll(() => endpointOf(n), { timeout: 45_000, interval: 1000 }).toMatchObject({ public_endpoint: `${routers[router]!.ip}:51820`, nat_type: "full_cone" });
       expect((await reportsOf(n)).at(-1)).toEqual({ public_endpoint: `${routers[router]!.ip}:51820`, nat_type: "full_cone", relay_fallback: true });
-      // The heartbeat carries the same block (node-agent §3.5).
+      // The heartbeat carries the same block (docs/architecture.md#lifecycle).
       const hb = await cp.client.requests({ path: `/v1/nodes/${nodeId(n)}/heartbeat`, method: "POST" });
       await expect
         .poll(async () => (await cp.client.requests({ path: `/v1/nodes/${nodeId(n)}/heartbeat`, method: "POST", since: hb.at(-1)?.seq ?? 0 })).map((r) => (r.body as { nat?: unknown }).nat).at(-1), { timeout: 15_000 })

@@ -8,7 +8,7 @@ import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import { createNode, distDir, type PlexdNode } from "./lib/node.js";
 import { cliAs, curlAs, ensurePeerCredAddon, writeTokenFile } from "./lib/nodeapi.js";
 
-// The node API of a live agent (spec/node-agent.md §6, §7): real mockcp, privhelper and
+// The node API of a live agent (docs/node-api.md): real mockcp, privhelper and
 // agents in namespaces, a two-node mesh, and local users of different groups calling the
 // API through the built CLI and curl. What the control plane hands down is readable, what
 // the node reports reaches the control plane, secrets are fetched and decrypted per read
@@ -180,7 +180,7 @@ describe("node API of a live agent", () => {
     expect(json(await cliAs(a, users, "reader", ["-o", "json", "state", "get", "report", "app-health"]))).toMatchObject({ entry: { version: 1, payload: { ok: true } } });
 
     // The control plane holds a newer version (e.g. restored from elsewhere): the sync gets
-    // 409, moves the entry past it and sends again (control-plane.md §3.11).
+    // 409, moves the entry past it and sends again (docs/mockcp.md#control-plane-api-what-agents-use).
     await cp.client.seedReport(nodeId(a), "app-health", { version: 7, payload: { ok: "from cp" } });
     const next = await cliAs(a, users, "reader", ["state", "report", "app-health", "--data", '{"ok":"again"}', "--if-match", "1"]);
     expect(next.exitCode, next.stderr).toBe(0);
@@ -255,7 +255,7 @@ describe("node API of a live agent", () => {
   });
 
   it("answers from start-up phase 3 on: an agent still waiting for its token serves status and state", async () => {
-    // No token and no privhelper: the agent waits (spec §3.2), and the API says so.
+    // No token and no privhelper: the agent waits (docs/architecture.md#lifecycle), and the API says so.
     const c = createNode({ name: "api3", ns: topo.node("api3").ns, api: `https://${topo.hub.ip}:${cpPort}`, caFile: cp.caFile, users });
     c.startAgent();
     await expect.poll(async () => json(await cliAs(c, users, "reader", ["status", "-o", "json"])), { timeout: 20_000 }).toMatchObject({
@@ -269,7 +269,7 @@ describe("node API of a live agent", () => {
     const secret = await cliAs(c, users, "root", ["state", "get", "secret", "anything"]);
     expect(secret.exitCode).toBe(7);
     expect(secret.stderr).toMatch(/not registered/);
-    // The socket is the group's, not the world's (spec §1.4).
+    // The socket is the group's, not the world's (docs/node-api.md).
     const st = await run(["stat", "-c", "%U:%G %a", c.apiSocket]);
     expect(st.stdout.trim()).toBe("plexd:plexd 660");
     await c.agent!.kill("SIGTERM");

@@ -10,7 +10,7 @@ import { grpcHealthCheck } from "../support/grpc-health-probe.js";
 import { schemaViolations } from "../support/json-schema.js";
 
 // The built `plexd` client (dist/plexd.js, `npm run build`) against a node API server with a
-// fake backend: human output, `-o json` = the response message JSON, exit codes of §7.1.
+// fake backend: human output, `-o json` = the response message JSON, exit codes (cli/exit-codes.ts).
 // Each test gets a fresh server and state dir, so none sees what another wrote.
 
 const repo = resolve(import.meta.dirname, "../..");
@@ -182,7 +182,7 @@ describe("plexd client commands", () => {
     expect((await plexd(["state", "get", "metadata", "nope"])).exitCode).toBe(4);
     const secret = await plexd(["state", "get", "secret", "tls-cert"]);
     // With readable peer credentials and uid 0 the secrets class is granted and the fake control
-    // plane answers 404; without them the call is denied (spec §6.1).
+    // plane answers 404; without them the call is denied (docs/node-api.md).
     const granted = loadPeerCredAddon() !== undefined && process.getuid!() === 0;
     expect(secret.exitCode).toBe(granted ? 4 : 5);
     expect((await plexd(["state", "get", "bogus", "k"])).exitCode).toBe(2);

@@ -1,4 +1,4 @@
-// privhelper's caller check (design.md 2): SO_PEERCRED on every RPC, so that only root and
+// privhelper's caller check (docs/architecture.md#privhelper): SO_PEERCRED on every RPC, so that only root and
 // the agent's user are served. A member of group plexd that is not the agent's user can
 // reach the socket (0660 root:plexd) and must get PERMISSION_DENIED from every method of the
 // service — iterated from the generated descriptor, so a new RPC is covered at once — with

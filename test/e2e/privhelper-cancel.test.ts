@@ -1,4 +1,4 @@
-// privhelper never dies on a cancelled call (design.md 2) and a cancelled apply leaves its
+// privhelper never dies on a cancelled call (docs/architecture.md#privhelper) and a cancelled apply leaves its
 // resource in the state before it or the state it asked for, never a mix. Hundreds of
 // ApplyMesh, ApplyFirewall and StunProbe calls are cancelled at random points of their run —
 // client cancel, deadline, or the calling process killed (SIGTERM/SIGKILL) — while the

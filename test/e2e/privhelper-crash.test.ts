@@ -1,4 +1,4 @@
-// Crash consistency of ApplyMesh (design.md 2): privhelper killed with SIGKILL at any point of
+// Crash consistency of ApplyMesh (docs/architecture.md#privhelper): privhelper killed with SIGKILL at any point of
 // an apply leaves a state the next apply settles without loss — additions and updates are
 // written before removals, routes after the peers they serve — and wireguard-go, detached,
 // keeps the tunnels up. Each round applies one of two overlapping 1,000-peer meshes over the

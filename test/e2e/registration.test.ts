@@ -53,7 +53,7 @@ describe("registration", () => {
     const again = n.startAgent();
     await again.waitForLine(/identity loaded; not registering again/, 30_000);
     expect(await registerCount()).toBe(before);
-    // Identity from disk: the capabilities (binary checksum) are announced instead (spec §3.1 phase 7).
+    // Identity from disk: the capabilities (binary checksum) are announced instead (docs/architecture.md#lifecycle phase 7).
     await expect.poll(async () => (await cp.client.requests({ path: `/v1/nodes/${me?.id ?? ""}/capabilities` })).length, { timeout: 20_000 }).toBeGreaterThan(0);
     expect((await cp.client.listNodes()).filter((x) => x.hostname === "a")).toHaveLength(1);
     expect((await again.kill("SIGTERM")).exitCode).toBe(0);

@@ -9,7 +9,7 @@ import { logLines, linesWith } from "./lib/logs.js";
 import { createNode, type PlexdNode } from "./lib/node.js";
 import { seededRandom } from "./lib/priv-specs.js";
 
-// Crash-safe replay protection (design.md §3.5, issue 14): the agent is SIGKILLed at random
+// Crash-safe replay protection (docs/decisions.md#replay-protection-across-crashes, issue 14): the agent is SIGKILLed at random
 // points while mockcp streams events of every kind, restarted, and mockcp then writes the frames
 // it captured on the wire again, byte for byte (same id, nonce and signature). No event may be
 // handled twice across all those processes — in particular not the events handled in the

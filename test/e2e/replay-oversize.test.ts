@@ -7,8 +7,8 @@ import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { linesWith } from "./lib/logs.js";
 import { createNode } from "./lib/node.js";
 
-// Stream poison (issue 14): a control plane keeps every event for replay (control-plane.md
-// §4.6), a huge one too. The agent skips an event over its size limit, records its id as
+// Stream poison (issue 14): a control plane keeps every event for replay,
+// a huge one too. The agent skips an event over its size limit, records its id as
 // handled-and-rejected and pulls the full state instead; the stream goes on, and the next
 // connect's Last-Event-ID is past the huge event, so it is never sent again. Real mockcp (TLS),
 // agent as user plexd, privhelper.

@@ -8,7 +8,7 @@ import { startNodeApi, type NodeApiServer } from "../../agent/nodeapi/server.js"
 import { NodeState } from "../../agent/nodeapi/state/node-state.js";
 import { createLogger } from "../../agent/util/log.js";
 
-// Clients nobody here wrote (design.md §5): curl over HTTP/1.1 and HTTP/2 prior knowledge on
+// Clients nobody here wrote (docs/testing.md): curl over HTTP/1.1 and HTTP/2 prior knowledge on
 // the same socket, and buf curl discovering the services through gRPC reflection.
 
 const repo = resolve(import.meta.dirname, "../..");

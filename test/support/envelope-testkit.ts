@@ -30,7 +30,7 @@ export function signEnvelope(fields: UnsignedEnvelope, signer: Signer): Envelope
   return { ...fields, signature: Buffer.from(sig).toString("base64") };
 }
 
-/** The envelope of spec/control-plane.md 4.2 / TV-1, unsigned. */
+/** The TV-1 test-vector envelope (docs/architecture.md#the-control-plane-channel), unsigned. */
 export function tv1Fields(): UnsignedEnvelope {
   return {
     event_type: "peer_removed",

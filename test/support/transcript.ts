@@ -3,7 +3,7 @@
 // and that nothing mutating ran when nothing should.
 import { constants, openSync } from "node:fs";
 import { Socket } from "node:net";
-import { CommandError, type RunOptions, type RunResult, type Runner } from "../../privhelper/os/run.js";
+import { commandError, type RunOptions, type RunResult, type Runner } from "../../privhelper/os/run.js";
 
 export interface TranscriptEntry {
   /** The expected argv; a RegExp element matches a generated argument (a FIFO's random name). */
@@ -74,7 +74,7 @@ export class TranscriptRunner implements Runner {
       const input = await stdin;
       if (input !== undefined) ran.input = input;
       if (want.input !== undefined && want.input !== input) throw new Error(`stdin mismatch for ${cmd.join(" ")}:\nwant ${want.input}\ngot  ${String(input)}`);
-      if (want.result.exitCode !== 0 && !opts.allowFailure) throw new CommandError("internal", cmd, want.result.exitCode, `exit ${want.result.exitCode}`, want.result.stderr);
+      if (want.result.exitCode !== 0 && !opts.allowFailure) throw commandError("internal", cmd, `exit ${want.result.exitCode}`, want.result.stderr);
       return want.result;
     })();
   }

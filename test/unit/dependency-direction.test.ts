@@ -3,9 +3,9 @@ import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { importsOf, root } from "./imports.js";
 
-// design.md 4.2: privhelper imports only proto/ and itself; cli imports only the node-API
+// docs/architecture.md#dependency-direction: privhelper imports only proto/ and itself; cli imports only the node-API
 // client (proto/ and itself); nothing imports mockcp except tests and the demo; the agent
-// never imports cli, privhelper or mockcp. design.md 4.13: test fixtures live in test trees,
+// never imports cli, privhelper or mockcp. docs/architecture.md#dependency-direction: test fixtures live in test trees,
 // so a *.test.ts beside the code may also import test/support/, and production code never.
 
 function sourceFiles(dir: string): string[] {
@@ -41,7 +41,7 @@ const rules: Record<string, { allowed: string[] }> = {
   proto: { allowed: ["proto", "package.json"] },
 };
 
-// Tests beside the code may also use the shared fixtures in test/support (design.md 4.13);
+// Tests beside the code may also use the shared fixtures in test/support (docs/architecture.md#dependency-direction);
 // every production module is held to its direction.
 function violations(dir: string): string[] {
   const bad: string[] = [];

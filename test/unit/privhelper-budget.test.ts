@@ -3,11 +3,11 @@ import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { importsOf, root } from "./imports.js";
 
-// design.md §1: privhelper is what operators audit, so its size is a budget, not a wish.
+// docs/architecture.md#privhelper: privhelper is what operators audit, so its size is a budget, not a wish.
 // 2,000 lines (every line of its non-test TypeScript: code, comments and blank lines; tests,
 // testdata and generated code excluded) for the RPCs it had when the budget was set; at most
 // 150 more for each RPC added to the privhelper contract since, and never past 3,000 for the
-// whole table of design.md §2.
+// whole table of docs/architecture.md#privhelper.
 
 const baseRpcs = 8;
 const basePerRpc = { base: 2_000, perRpc: 150, ceiling: 3_000 };

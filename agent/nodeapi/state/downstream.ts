@@ -4,7 +4,7 @@ import type { Logger } from "../../util/log.js";
 import { isRecord, readEntryDir, readJson, sameJson, unlinkIfPresent, type StateEntry } from "./files.js";
 import { isValidKey } from "./keys.js";
 
-// What the control plane hands down to the node API (spec/node-agent.md §6.6): metadata,
+// What the control plane hands down to the node API (docs/node-api.md): metadata,
 // data entries and the secret index. NodeState only reads it through this interface, so
 // there is exactly one copy: in the agent that is the desired-state store (./store-downstream.ts,
 // filled by registration, the state pull and node_state_updated / node_secrets_updated);
@@ -55,7 +55,7 @@ export function secretChanges(before: readonly SecretRef[], after: readonly Secr
   return [...new Set([...a.keys(), ...b.keys()])].filter((k) => a.get(k) !== b.get(k)).sort();
 }
 
-/** Data entries keyed by name; entries with invalid keys are dropped with a warning (spec §6.6). */
+/** Data entries keyed by name; entries with invalid keys are dropped with a warning (docs/node-api.md). */
 export function dataMap(entries: readonly StateEntry[], log: Logger): Map<string, StateEntry> {
   const out = new Map<string, StateEntry>();
   for (const e of entries) {
@@ -127,7 +127,7 @@ export class FileDownstream implements Downstream {
     return run;
   }
 
-  /** Replaces each category that is present; absent categories are left alone (spec §6.6). */
+  /** Replaces each category that is present; absent categories are left alone (docs/node-api.md). */
   async apply(update: DownstreamUpdate): Promise<void> {
     if (update.metadata !== undefined) {
       const next = { ...update.metadata };

@@ -11,7 +11,7 @@ const codeOf = (fn: () => unknown): string | undefined => {
   }
 };
 
-// spec/node-agent.md §6.4, row by row.
+// docs/node-api.md, row by row.
 describe("If-Match table", () => {
   it("absent: update to v+1, or create at 1", () => {
     expect(versionForPut(5, undefined)).toBe(6);

@@ -1,6 +1,6 @@
 import { PlexdError } from "../../../proto/lib/errors.js";
 
-// The If-Match table of spec/node-agent.md §6.4, as two pure functions so the table can be
+// The If-Match table of docs/node-api.md, as two pure functions so the table can be
 // tested cell by cell. `current` is the stored version, undefined when the entry is absent.
 
 /** Version a put writes, or throws `aborted`. */

@@ -1,7 +1,7 @@
 import { PlexdError } from "../../../proto/lib/errors.js";
 
 // Report, data and secret keys become file names under data_dir/state, so the grammar
-// (spec/node-agent.md §0, control-plane.md §2.1) excludes separators and dot-only names.
+// (the control plane's, docs/mockcp.md) excludes separators and dot-only names.
 const keyRe = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 export function isValidKey(key: string): boolean {

@@ -250,7 +250,7 @@ describe("GetSecret", () => {
     expect(files.length).toBeGreaterThan(0);
   });
 
-  it("maps control-plane answers to node API codes (spec §6.5)", async () => {
+  it("maps control-plane answers to node API codes (docs/node-api.md)", async () => {
     const cases: [() => { status: number; body: unknown } | Error, string, string?][] = [
       [() => ({ status: 404, body: {} }), "not_found"],
       [() => ({ status: 403, body: {} }), "permission_denied"],

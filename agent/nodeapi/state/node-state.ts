@@ -11,7 +11,7 @@ import { checkDelete, versionForPut } from "./if-match.js";
 import { isValidKey, assertValidKey } from "./keys.js";
 import { decodeBase64, decryptSecret } from "./secrets.js";
 
-// The node API's state (spec/node-agent.md §6.2–6.6): what the control plane hands down
+// The node API's state (docs/node-api.md): what the control plane hands down
 // (metadata, data entries, the secret index; read through a Downstream, which in the agent
 // is the desired-state store), the node's own report entries with agent-owned versions, and
 // the upstream sync of reports. Reports live under data_dir/state/ and every write is
@@ -202,7 +202,7 @@ export class NodeState {
   // ------------------------------------------------------------------ downstream
 
   /**
-   * Replaces each category that is present (spec §6.6); absent categories are left alone.
+   * Replaces each category that is present (docs/node-api.md); absent categories are left alone.
    * Only for a NodeState with its own file cache: the agent's comes from the desired-state
    * store, which its sources write directly.
    */
@@ -278,7 +278,7 @@ export class NodeState {
   // ------------------------------------------------------------------ upstream sync
 
   /**
-   * Sends pending report keys after `report_debounce` without further changes (spec §6.6).
+   * Sends pending report keys after `report_debounce` without further changes (docs/node-api.md).
    * Failures keep the keys and retry at the next debounce tick. Runs until `signal` aborts.
    */
   async runReportSync(signal: AbortSignal): Promise<void> {
@@ -389,7 +389,7 @@ export class NodeState {
   // ------------------------------------------------------------------ secrets
 
   /**
-   * Fetches and decrypts one secret (spec §6.5). Every call goes to the control plane; the
+   * Fetches and decrypts one secret (docs/node-api.md). Every call goes to the control plane; the
    * plaintext is returned and forgotten, never cached, logged or written.
    */
   async getSecret(key: string, signal?: AbortSignal): Promise<{ key: string; value: string; version: number }> {
@@ -422,7 +422,7 @@ function parseConflicts(body: unknown): { key: string; current_version: number }
   );
 }
 
-/** data_dir/node_secret_key holds the NSK base64 (spec §6.5). */
+/** data_dir/node_secret_key holds the NSK base64 (docs/node-api.md). */
 export async function readNsk(dataDir: string): Promise<Uint8Array> {
   const text = (await readFile(join(dataDir, "node_secret_key"), "utf8")).trim();
   return decodeKey32(text, "node_secret_key");

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { PlexdError } from "../../../proto/lib/errors.js";
 import { decodeBase64, decryptSecret } from "./secrets.js";
 
-// control-plane.md §7 TV-7.
+// TV-7: a secret encrypted by the control plane (AES-256-GCM with the NSK, docs/mockcp.md).
 const nsk = Buffer.from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", "base64");
 const nonce = Buffer.from("AAECAwQFBgcICQoL", "base64");
 const ciphertext = Buffer.from("NDG1aaCR723sLeLukfIzBwELiTiHm1ZWcFc3SQ==", "base64");

@@ -1,9 +1,9 @@
 import { createDecipheriv } from "node:crypto";
 import { PlexdError } from "../../../proto/lib/errors.js";
 
-// Secret values arrive encrypted with the node secret key (control-plane.md §3.10): AES-256-GCM,
+// Secret values arrive encrypted with the node secret key (docs/mockcp.md#control-plane-api-what-agents-use): AES-256-GCM,
 // 12-byte nonce, the 16-byte tag appended to the ciphertext, no additional authenticated data.
-// Every failure gives the same error without crypto detail (spec/node-agent.md §6.5), so a
+// Every failure gives the same error without crypto detail (docs/node-api.md), so a
 // caller cannot tell a bad tag from a bad nonce.
 
 const decryptionFailed = (): PlexdError => new PlexdError("internal", "decryption failed");

@@ -1,4 +1,4 @@
-// getsockopt(SO_PEERCRED) for the node API (spec/node-agent.md 6.1): Node.js exposes no
+// getsockopt(SO_PEERCRED) for the node API (docs/node-api.md): Node.js exposes no
 // accessor for the kernel's record of who opened a unix socket connection, and the
 // secrets and admin access classes depend on it. One function: fd -> {pid, uid, gid}.
 #define _GNU_SOURCE

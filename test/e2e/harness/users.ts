@@ -1,6 +1,6 @@
 import { run } from "./exec.js";
 
-// The accounts plexd runs with (spec/node-agent.md, `plexd install`) plus two for permission
+// The accounts plexd runs with (docs/architecture.md, `plexd install`) plus two for permission
 // tests: an outsider, and a member of group plexd that is not the agent's user (it may reach
 // privhelper's socket, so privhelper's own caller check is all that stands in its way). System-wide and persistent: created idempotently, never removed (.ci/run
 // creates the same ones, with the same flags).

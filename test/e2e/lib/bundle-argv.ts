@@ -16,6 +16,10 @@ export function shippedFlags(bundle: string): string[] {
 
 /** argv that starts `dir/name.js` as installed, or with `extraFlags` after its own. */
 export function bundleArgv(dir: string, name: string, extraFlags: readonly string[] = []): string[] {
-  const bundle = join(dir, `${name}.js`);
-  return extraFlags.length === 0 ? [bundle] : [process.execPath, ...shippedFlags(bundle), ...extraFlags, bundle];
+  return executableArgv(join(dir, `${name}.js`), extraFlags);
+}
+
+/** The same for an executable by path: a bundle, or an installed link to one (/usr/local/bin/plexd). */
+export function executableArgv(file: string, extraFlags: readonly string[] = []): string[] {
+  return extraFlags.length === 0 ? [file] : [process.execPath, ...shippedFlags(file), ...extraFlags, file];
 }

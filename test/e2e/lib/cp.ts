@@ -17,6 +17,8 @@ export interface CpOnHubOptions {
   stun?: boolean;
   /** mockcp's own STUN responders, `IPV4:PORT` each; addresses not yet on the hub are added to its bridge. */
   stunResponders?: readonly string[];
+  /** plexd-mockcp to run; default the built bundle in dist/. */
+  bin?: string;
 }
 
 export async function startCpOnHub(topo: Topology, opts: CpOnHubOptions = {}): Promise<LaunchedMockcp> {
@@ -35,6 +37,7 @@ export async function startCpOnHub(topo: Topology, opts: CpOnHubOptions = {}): P
     ...(opts.keepalive ? { keepalive: opts.keepalive } : {}),
     ...(responders.length > 0 ? { stunListen: [...responders] } : {}),
     extraArgs: opts.extraArgs ?? [],
+    ...(opts.bin ? { bin: opts.bin } : {}),
   });
   registerCleanup(`mockcp pid ${cp.pid}`, () => cp.stop());
   if (opts.stun) await startStunServer(topo);

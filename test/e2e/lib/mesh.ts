@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { LaunchedMockcp } from "../../../mockcp/launch.js";
 import { spawnInNamespace, type SystemUsers, type Topology } from "../harness/index.js";
 import { stunPort } from "./cp.js";
-import { createNode, type PlexdNode } from "./node.js";
+import { createNode, type Executables, type LaunchWrap, type PlexdNode } from "./node.js";
 
 // Mesh-level helpers shared by the mesh, policy and drift suites.
 
@@ -19,6 +19,10 @@ export interface JoinOptions {
   users: SystemUsers;
   name: string;
   config?: Record<string, unknown>;
+  /** Default: the built bundles in dist/. */
+  executables?: Executables;
+  /** Restrictions around privhelper's and the agent's argv (lib/unit-sandbox.ts). */
+  wrap?: LaunchWrap;
 }
 
 /** Registers a node and starts privhelper + agent; NAT traversal points at mockcp's STUN responder on the hub. */
@@ -31,12 +35,14 @@ export async function joinNode(o: JoinOptions): Promise<PlexdNode> {
     caFile: o.cp.caFile,
     users: o.users,
     token,
+    ...(o.executables ? { executables: o.executables } : {}),
     config: {
       reconcile: { interval: "10s" },
       heartbeat: { interval: "5s" },
       nat_traversal: { enabled: true, stun_servers: [`${o.topo.hub.ip}:${stunPort}`], refresh_interval: "10s", timeout: "2s" },
       ...o.config,
     },
+    ...(o.wrap ? { wrap: o.wrap } : {}),
   });
   await n.startPrivhelper();
   n.startAgent();

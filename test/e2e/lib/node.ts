@@ -2,14 +2,27 @@ import { chownSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs
 import { join, resolve } from "node:path";
 import { stringify } from "yaml";
 import { makeTempDir, registerCleanup, RUN_PREFIX, spawnInNamespace, type ProcessHandle, type SystemUsers } from "../harness/index.js";
-import { bundleArgv } from "./bundle-argv.js";
+import { executableArgv } from "./bundle-argv.js";
 
 // One plexd node as it runs in production, inside a network namespace: a root privhelper
 // on its own socket and the agent as user plexd, both the built bundles, with a config
-// file, data_dir and token file laid out as spec/node-agent.md §8 says (under a temp root).
+// file, data_dir and token file laid out as docs/upgrade.md#what-lives-where says (under a temp root).
 
 /** The built bundles: beside this code when it is itself bundled (the demo), else ../../../dist. */
 export const distDir = existsSync(join(import.meta.dirname, "plexd-privhelper.js")) ? import.meta.dirname : resolve(import.meta.dirname, "../../../dist");
+
+/** The programs a node runs: by default the built bundles in dist/. */
+export interface Executables {
+  plexd: string;
+  privhelper: string;
+}
+
+export const builtExecutables: Executables = { plexd: join(distDir, "plexd.js"), privhelper: join(distDir, "plexd-privhelper.js") };
+
+/** The executables of a release installed under `root` (`plexd install --root`, test/e2e/install.test.ts). */
+export function installedExecutables(root: string): Executables {
+  return { plexd: join(root, "usr/local/bin/plexd"), privhelper: join(root, "usr/local/bin/plexd-privhelper") };
+}
 
 export interface NodeOptions {
   name: string;
@@ -24,7 +37,18 @@ export interface NodeOptions {
   logLevel?: string;
   /** Mesh interface name; default `plexd<run id><name>`. Must be unique machine-wide (see `iface` below). */
   iface?: string;
+  /** Default: builtExecutables. */
+  executables?: Executables;
+  /** Restrictions around privhelper's and the agent's argv (lib/unit-sandbox.ts). */
+  wrap?: LaunchWrap;
 }
+
+/**
+ * Wraps the argv of a node's privhelper or agent, e.g. in its unit's sandbox. The result runs
+ * as root in the node's namespace and takes on the process's identity itself (the agent is
+ * then not started through the harness's own `setpriv`).
+ */
+export type LaunchWrap = (role: "privhelper" | "agent", argv: readonly string[], node: PlexdNode) => string[];
 
 /** How the agent's node process is started, for benchmarks that measure it. */
 export interface AgentLaunch {
@@ -66,6 +90,7 @@ function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Reco
 
 export function createNode(opts: NodeOptions): PlexdNode {
   const { plexd } = opts.users;
+  const exe = opts.executables ?? builtExecutables;
   const root = makeTempDir(`node-${opts.name}`, { mode: 0o755 });
   const etc = join(root, "etc");
   mkdirSync(etc, { mode: 0o755 });
@@ -119,18 +144,19 @@ export function createNode(opts: NodeOptions): PlexdNode {
     apiSocket: join(runDir, "api.sock"),
     iface,
     async startPrivhelper() {
-      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-privhelper`, argv: [join(distDir, "plexd-privhelper.js"), "--config", configFile] });
+      const argv = [exe.privhelper, "--config", configFile];
+      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-privhelper`, argv: opts.wrap ? opts.wrap("privhelper", argv, node) : argv });
       node.privhelper = p;
       await p.waitForLine(/listening|serving/i, 15_000);
       return p;
     },
     startAgent(extraArgs = [], launch = {}) {
+      const argv = [...executableArgv(exe.plexd, launch.nodeFlags), "up", "--config", configFile, ...extraArgs];
       const p = spawnInNamespace({
         ns: opts.ns,
         name: `${opts.name}-agent`,
-        user: "plexd",
+        ...(opts.wrap ? { argv: opts.wrap("agent", argv, node) } : { user: "plexd" as const, argv }),
         ...(launch.env ? { env: launch.env } : {}),
-        argv: [...bundleArgv(distDir, "plexd", launch.nodeFlags), "up", "--config", configFile, ...extraArgs],
       });
       node.agent = p;
       return p;
@@ -140,7 +166,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
         ns: opts.ns,
         name: `${opts.name}-plexd-${args[0] ?? "cmd"}`,
         ...(o.asRoot ? {} : { user: "plexd" as const }),
-        argv: [...bundleArgv(distDir, "plexd"), ...args, "--config", configFile],
+        argv: [exe.plexd, ...args, "--config", configFile],
         stdin: o.stdin !== undefined,
       });
       if (o.stdin !== undefined) {

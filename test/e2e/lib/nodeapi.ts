@@ -10,7 +10,7 @@ const repo = resolve(import.meta.dirname, "../../..");
 const addon = join(repo, "proto/lib/peercred/build/Release/peercred.node");
 
 /**
- * The SO_PEERCRED addon decides the secrets class (spec §6.1); without it every secret read
+ * The SO_PEERCRED addon decides the secrets class (docs/node-api.md); without it every secret read
  * is refused, so the tests that need it build it first (`npm run build:native`, as the
  * README's set-up does) rather than run against an agent that cannot tell callers apart.
  */
@@ -83,7 +83,7 @@ export async function curlAs(n: PlexdNode, users: SystemUsers, who: Caller, path
 
 /**
  * A node API bearer token file (node_api.http) with the given owner and mode, in `dir`.
- * The layout spec/node-agent.md §8 and docs/decisions.md give: the reader token
+ * The layout docs/upgrade.md#what-lives-where and docs/decisions.md give: the reader token
  * root:plexd 0640, the secrets token owned by the agent's user, 0600.
  */
 export function writeTokenFile(dir: string, name: string, value: string, owner: { uid: number; gid: number }, mode: number): string {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 
-// Busy-loop processes that keep CPUs saturated while the e2e suite runs (design.md §6: the
+// Busy-loop processes that keep CPUs saturated while the e2e suite runs (docs/testing.md#performance-targets: the
 // suite must pass on a shared, busy machine). Each hog is a plain `node` child at normal
 // priority — a niced hog would yield to the suite and prove nothing.
 

@@ -1,0 +1,110 @@
+import { join } from "node:path";
+import type { Artifact } from "./artifact.js";
+import type { Owner, Wanted } from "./tree.js";
+
+// Where everything of plexd lives on a host (docs/install.md has the same table for people).
+// Paths are absolute on the host; under `--root DIR` every one of them is inside DIR.
+
+export const paths = {
+  lib: "/usr/local/lib/plexd",
+  bin: "/usr/local/bin",
+  doc: "/usr/local/share/doc/plexd",
+  units: "/etc/systemd/system",
+  etc: "/etc/plexd",
+  hooks: "/etc/plexd/hooks.d",
+  config: "/etc/plexd/config.yaml",
+  token: "/etc/plexd/bootstrap-token",
+  environment: "/etc/plexd/environment",
+  nodeApiToken: "/etc/plexd/node-api-token",
+  data: "/var/lib/plexd",
+  sshdDropIn: "/etc/ssh/sshd_config.d/plexd.conf",
+} as const;
+
+/** Executables linked from /usr/local/bin to their bundle in the lib directory. */
+export const executables = ["plexd", "plexd-agent", "plexd-privhelper", "plexd-mockcp"] as const;
+export const unitNames = ["plexd-privhelper.service", "plexd.service"] as const;
+/** Inside the artifact's lib directory: the units and the docs, installed elsewhere too. */
+const unitsDir = "systemd";
+const docDir = "doc";
+
+export interface InstallLayout {
+  root: string;
+  artifact: Artifact;
+  /** What is in the installed lib directory now (relative paths, files and directories). */
+  libNow: readonly string[];
+  owners: { root: Owner; plexd: Owner; rootPlexd: Owner };
+  /** Content for config.yaml when none exists; undefined keeps (and needs) the existing one. */
+  newConfig?: Buffer;
+  token?: Buffer;
+  /** The sshd drop-in, or undefined when SSH access is off (an old drop-in is removed). */
+  sshdDropIn?: Buffer;
+}
+
+const under = (root: string, p: string): string => (root === "/" ? p : join(root, p));
+
+function parents(rel: string): string[] {
+  const parts = rel.split("/");
+  return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join("/"));
+}
+
+/** Everything `plexd install` puts in place, parents first. */
+export function installLayout(l: InstallLayout): Wanted[] {
+  const at = (p: string): string => under(l.root, p);
+  const { root, plexd, rootPlexd } = l.owners;
+  const dir = (p: string, mode: number, owner: Owner = root): Wanted => ({ kind: "dir", path: at(p), mode, owner });
+  // The system's directories: made when missing, otherwise left as the distribution has them.
+  const sysDir = (p: string): Wanted => ({ kind: "dir", path: at(p), mode: 0o755, owner: root, onlyCreate: true });
+  const out: Wanted[] = [];
+
+  // The release, replaced as a whole: files the new release lacks are removed.
+  out.push(dir(paths.lib, 0o755));
+  // All of it, units and docs too: an installed host can run `plexd install` again from there.
+  const libFiles = l.artifact.files;
+  const libDirs = [...new Set(libFiles.flatMap((f) => parents(f.rel)))].sort();
+  for (const d of libDirs) out.push(dir(`${paths.lib}/${d}`, 0o755));
+  for (const f of libFiles) out.push({ kind: "file", path: at(`${paths.lib}/${f.rel}`), mode: f.executable ? 0o755 : 0o644, owner: root, content: f.content });
+  const keep = new Set([...libDirs, ...libFiles.map((f) => f.rel)]);
+  for (const rel of l.libNow) if (!keep.has(rel) && !parents(rel).some((p) => !keep.has(p))) out.push({ kind: "absent", path: at(`${paths.lib}/${rel}`) });
+
+  out.push(sysDir(paths.bin));
+  for (const e of executables) out.push({ kind: "link", path: at(`${paths.bin}/${e}`), target: `../lib/plexd/${e}.js` });
+  out.push(dir(paths.doc, 0o755));
+  for (const f of l.artifact.files.filter((x) => x.rel.startsWith(`${docDir}/`))) {
+    out.push({ kind: "file", path: at(`${paths.doc}/${f.rel.slice(docDir.length + 1)}`), mode: 0o644, owner: root, content: f.content });
+  }
+  out.push(sysDir(paths.units));
+  for (const u of unitNames) {
+    const f = l.artifact.files.find((x) => x.rel === `${unitsDir}/${u}`);
+    if (f === undefined) throw new Error(`the artifact has no ${unitsDir}/${u}`);
+    out.push({ kind: "file", path: at(`${paths.units}/${u}`), mode: 0o644, owner: root, content: f.content });
+  }
+
+  // Configuration: root's, readable by the agent's group; what exists is kept, only its
+  // owner and mode are set.
+  out.push(dir(paths.etc, 0o755));
+  out.push(dir(paths.hooks, 0o755));
+  out.push({ kind: "file", path: at(paths.config), mode: 0o640, owner: rootPlexd, ...(l.newConfig ? { content: l.newConfig } : {}), keep: true });
+  out.push({ kind: "file", path: at(paths.token), mode: 0o640, owner: rootPlexd, ...(l.token ? { content: l.token } : {}) });
+  out.push({ kind: "file", path: at(paths.environment), mode: 0o600, owner: root });
+  out.push({ kind: "file", path: at(paths.nodeApiToken), mode: 0o640, owner: rootPlexd });
+  out.push(dir(paths.data, 0o700, plexd));
+
+  if (l.sshdDropIn !== undefined) {
+    out.push(sysDir("/etc/ssh/sshd_config.d"));
+    out.push({ kind: "file", path: at(paths.sshdDropIn), mode: 0o644, owner: root, content: l.sshdDropIn });
+  } else {
+    out.push({ kind: "absent", path: at(paths.sshdDropIn) });
+  }
+  return out;
+}
+
+/** What `plexd uninstall` removes; with `purge` also configuration and state. */
+export function uninstallLayout(root: string, purge: boolean): Wanted[] {
+  const at = (p: string): string => under(root, p);
+  const gone = (p: string): Wanted => ({ kind: "absent", path: at(p) });
+  const out = [...unitNames.map((u) => gone(`${paths.units}/${u}`)), ...executables.map((e) => gone(`${paths.bin}/${e}`)), gone(paths.lib), gone(paths.doc), gone(paths.sshdDropIn)];
+  if (purge) out.push(gone(paths.etc), gone(paths.data));
+  return out;
+}
+
+export { under };

@@ -1,0 +1,203 @@
+// Renders the API references (docs/node-api.md, docs/privhelper-api.md) from the .proto files.
+// `buf build` gives the descriptors with their source comments (source_code_info), so the
+// comments in proto/ are the one place the text lives.
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
+
+interface Field {
+  name: string;
+  number: number;
+  label?: string;
+  type: string;
+  typeName?: string;
+  oneofIndex?: number;
+  proto3Optional?: boolean;
+}
+interface Message {
+  name: string;
+  field?: Field[];
+  nestedType?: Message[];
+  enumType?: Enum[];
+  options?: { mapEntry?: boolean };
+  oneofDecl?: { name: string }[];
+}
+interface Enum {
+  name: string;
+  value?: { name: string; number: number }[];
+}
+interface Method {
+  name: string;
+  inputType: string;
+  outputType: string;
+  serverStreaming?: boolean;
+}
+interface Service {
+  name: string;
+  method?: Method[];
+}
+interface Location {
+  path?: number[];
+  leadingComments?: string;
+  trailingComments?: string;
+}
+export interface ProtoFile {
+  name: string;
+  package?: string;
+  messageType?: Message[];
+  enumType?: Enum[];
+  service?: Service[];
+  sourceCodeInfo?: { location?: Location[] };
+}
+
+/** Descriptors of proto/ as buf sees them (the binary installed as a dev dependency). */
+export function buildImage(root: string): ProtoFile[] {
+  const out = execFileSync(join(root, "node_modules/.bin/buf"), ["build", "proto", "-o", "-#format=json"], { cwd: root, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  return (JSON.parse(out) as { file: ProtoFile[] }).file;
+}
+
+// Field numbers of descriptor.proto, the keys of source_code_info paths.
+const MESSAGE = 4;
+const ENUM = 5;
+const SERVICE = 6;
+const FIELD = 2;
+const NESTED = 3;
+const NESTED_ENUM = 4;
+const METHOD = 2;
+const VALUE = 2;
+
+const scalar: Record<string, string> = {
+  TYPE_STRING: "string",
+  TYPE_BOOL: "bool",
+  TYPE_BYTES: "bytes",
+  TYPE_INT32: "int32",
+  TYPE_INT64: "int64",
+  TYPE_UINT32: "uint32",
+  TYPE_UINT64: "uint64",
+  TYPE_SINT32: "sint32",
+  TYPE_SINT64: "sint64",
+  TYPE_FIXED32: "fixed32",
+  TYPE_FIXED64: "fixed64",
+  TYPE_DOUBLE: "double",
+  TYPE_FLOAT: "float",
+};
+
+class Comments {
+  readonly #byPath = new Map<string, string>();
+  constructor(file: ProtoFile) {
+    for (const l of file.sourceCodeInfo?.location ?? []) {
+      const text = [l.leadingComments, l.trailingComments].filter((c) => c !== undefined).join(" ");
+      if (l.path !== undefined && text.trim() !== "") this.#byPath.set(l.path.join("."), clean(text));
+    }
+  }
+  at(path: number[]): string {
+    return this.#byPath.get(path.join(".")) ?? "";
+  }
+}
+
+/** One paragraph: comment lines joined; the file's own line breaks carry no meaning. */
+function clean(text: string): string {
+  return text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "")
+    .join(" ");
+}
+
+const cell = (s: string): string => s.replaceAll("|", "\\|");
+const shortName = (typeName: string, pkg: string): string => typeName.replace(/^\./, "").replace(`${pkg}.`, "");
+const anchor = (name: string): string => name.toLowerCase().replaceAll(".", "");
+
+function fieldType(f: Field, pkg: string, maps: Map<string, Message>): string {
+  if (f.typeName !== undefined) {
+    const name = shortName(f.typeName, pkg);
+    const map = maps.get(f.typeName);
+    if (map !== undefined) {
+      const [k, v] = map.field ?? [];
+      return `map<${k === undefined ? "?" : fieldType(k, pkg, maps)}, ${v === undefined ? "?" : fieldType(v, pkg, maps)}>`;
+    }
+    const local = f.typeName.startsWith(`.${pkg}.`);
+    const text = local ? `[${name}](#${anchor(name)})` : name;
+    return f.label === "LABEL_REPEATED" ? `repeated ${text}` : text;
+  }
+  const t = scalar[f.type] ?? f.type;
+  return f.label === "LABEL_REPEATED" ? `repeated ${t}` : f.proto3Optional === true ? `optional ${t}` : t;
+}
+
+export interface ApiPage {
+  title: string;
+  intro: string;
+  /** Extra lines under an RPC (REST route, access class), by `Service/Method`. */
+  methodNotes?: (service: string, method: string) => string[];
+}
+
+/** Renders one proto file as a Markdown page. Pure. */
+export function renderProtoPage(files: readonly ProtoFile[], protoPath: string, page: ApiPage): string {
+  const file = files.find((f) => f.name === protoPath);
+  if (file === undefined) throw new Error(`${protoPath} not in the buf image`);
+  const pkg = file.package ?? "";
+  const c = new Comments(file);
+  const maps = new Map<string, Message>();
+  const collectMaps = (m: Message, prefix: string): void => {
+    for (const n of m.nestedType ?? []) {
+      if (n.options?.mapEntry === true) maps.set(`${prefix}.${m.name}.${n.name}`, n);
+      collectMaps(n, `${prefix}.${m.name}`);
+    }
+  };
+  for (const m of file.messageType ?? []) collectMaps(m, `.${pkg}`);
+
+  const out: string[] = [`# ${page.title}`, "", `<!-- Generated by \`npm run docs\` from ${`proto/${protoPath}`} (its comments). Do not edit by hand: change the .proto and regenerate; a unit test fails while this file is stale. -->`, "", page.intro, ""];
+  const fileDoc = c.at([12]) || c.at([2]);
+  if (fileDoc !== "") out.push(fileDoc, "");
+  out.push(`Package \`${pkg}\`.`, "");
+
+  (file.service ?? []).forEach((s, si) => {
+    out.push(`## Service \`${s.name}\``, "");
+    const sd = c.at([SERVICE, si]);
+    if (sd !== "") out.push(sd, "");
+    (s.method ?? []).forEach((m, mi) => {
+      const input = shortName(m.inputType, pkg);
+      const output = shortName(m.outputType, pkg);
+      out.push(`### \`${s.name}.${m.name}\``, "");
+      out.push(`Request [${input}](#${anchor(input)}), response ${m.serverStreaming === true ? "a stream of " : ""}[${output}](#${anchor(output)}).`, "");
+      const md = c.at([SERVICE, si, METHOD, mi]);
+      if (md !== "") out.push(md, "");
+      const notes = page.methodNotes?.(s.name, m.name) ?? [];
+      if (notes.length > 0) out.push(...notes.map((n) => `- ${n}`), "");
+    });
+  });
+
+  out.push("## Messages", "");
+  const message = (m: Message, path: number[], prefix: string): void => {
+    if (m.options?.mapEntry === true) return;
+    const name = prefix + m.name;
+    out.push(`### ${name}`, "");
+    const md = c.at(path);
+    if (md !== "") out.push(md, "");
+    const fields = m.field ?? [];
+    if (fields.length === 0) out.push("No fields.", "");
+    else {
+      out.push("| Field | Number | Type | Description |", "|---|---|---|---|");
+      fields.forEach((f, fi) => {
+        const oneof = f.oneofIndex !== undefined && f.proto3Optional !== true ? `One of \`${m.oneofDecl?.[f.oneofIndex]?.name ?? "?"}\`. ` : "";
+        out.push(`| \`${f.name}\` | ${f.number} | ${fieldType(f, pkg, maps)} | ${cell(oneof + c.at([...path, FIELD, fi]))} |`);
+      });
+      out.push("");
+    }
+    (m.enumType ?? []).forEach((e, ei) => enumeration(e, [...path, NESTED_ENUM, ei], `${name}.`));
+    (m.nestedType ?? []).forEach((n, ni) => message(n, [...path, NESTED, ni], `${name}.`));
+  };
+  const enumeration = (e: Enum, path: number[], prefix: string): void => {
+    out.push(`### ${prefix}${e.name}`, "");
+    const ed = c.at(path);
+    if (ed !== "") out.push(ed, "");
+    out.push("| Value | Number | Description |", "|---|---|---|");
+    (e.value ?? []).forEach((v, vi) => out.push(`| \`${v.name}\` | ${v.number} | ${cell(c.at([...path, VALUE, vi]))} |`));
+    out.push("");
+  };
+  (file.messageType ?? []).forEach((m, i) => message(m, [MESSAGE, i], ""));
+  if ((file.enumType ?? []).length > 0) {
+    out.push("## Enums", "");
+    (file.enumType ?? []).forEach((e, i) => enumeration(e, [ENUM, i], ""));
+  }
+  return out.join("\n").replace(/\n+$/, "\n");
+}
