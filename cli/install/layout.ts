@@ -1,4 +1,4 @@
-import { executables, releaseLayout, releasePaths, under, unitNames } from "../../proto/lib/release/layout.js";
+import { executables, releaseLayout, releasePaths, under, unitNames } from "../../proto/lib/install/layout.js";
 import type { Artifact } from "./artifact.js";
 import type { Owner, Wanted } from "./tree.js";
 

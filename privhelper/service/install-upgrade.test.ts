@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
 import { InstallUpgradeRequestSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
-import { releaseArch, releaseName } from "../../proto/lib/release/name.js";
+import { releaseArch, releaseName } from "../../proto/lib/install/name.js";
 import { privConfigFrom } from "../config.js";
 import { createLogger } from "../log.js";
 import { processRunner } from "../os/run.js";

@@ -3,7 +3,7 @@
 // named by the version, read once through one descriptor and hashed again here; the unpacked
 // lib directory must hold only regular files and directories, each matching its SHA256SUMS;
 // and the target is actions.upgrade_root from the root-owned configuration. Installing is
-// `plexd install`'s own code (proto/lib/release): only the release part, configuration and
+// `plexd install`'s own code (proto/lib/install): only the release part, configuration and
 // state stay as they are.
 import { createHash } from "node:crypto";
 import { constants, lstatSync } from "node:fs";
@@ -13,10 +13,10 @@ import { join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { InstallUpgradeRequest, InstallUpgradeResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
-import { readArtifact } from "../../proto/lib/release/artifact.js";
-import { releaseLayout, releasePaths, under, walk } from "../../proto/lib/release/layout.js";
-import { checksumPattern, releaseArch, releaseName, upgradeDirName, versionPattern } from "../../proto/lib/release/name.js";
-import { apply, plan } from "../../proto/lib/release/tree.js";
+import { readArtifact } from "../../proto/lib/install/artifact.js";
+import { releaseLayout, releasePaths, under, walk } from "../../proto/lib/install/layout.js";
+import { checksumPattern, releaseArch, releaseName, upgradeDirName, versionPattern } from "../../proto/lib/install/name.js";
+import { apply, plan } from "../../proto/lib/install/tree.js";
 import type { PrivConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import type { Runner } from "../os/run.js";
