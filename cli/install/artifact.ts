@@ -1,2 +1,2 @@
-// Moved to proto/lib/release (privhelper InstallUpgrade installs releases with the same code).
+// Moved to proto/lib/install (privhelper InstallUpgrade installs releases with the same code).
 export * from "../../proto/lib/install/artifact.js";
