@@ -8,6 +8,7 @@ import type { BuiltinHost } from "./builtins.js";
 import { ActionManager } from "./manager.js";
 import { ResultOutbox, sendAck } from "./outbox.js";
 import { PathTestResponder, runPathTest } from "./path-test.js";
+import { installRelease } from "./upgrade.js";
 
 // The actions feature of a running agent, assembled: executed-id memory, result outbox and the
 // manager, with the built-ins' view of the agent. `plexd up` opens it before registration (the
@@ -60,6 +61,7 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     async serviceControl(action, checkOnly) {
       await ctx.priv.serviceControl({ action, checkOnly }, { timeoutMs: 30_000 });
     },
+    upgrade: (version, checksum, signal) => installRelease({ cp: ctx.cp, priv: ctx.priv, dataDir: ctx.config.data_dir, connectTimeoutMs: ctx.config.control_plane.connect_timeout.ms, identity }, version, checksum, signal),
     maxOutputBytes: () => ctx.config.actions.max_output_bytes,
     journal: (args, signal) =>
       new Promise((resolve) => {
