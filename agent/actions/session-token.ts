@@ -37,6 +37,7 @@ export class RevocationSet {
   /** Tokens issued before this (ms) are refused: revocations were evicted. */
   #issuedFloor = 0;
   readonly #max: number;
+  #prunedAt = -Infinity;
 
   constructor(max = maxRevocations) {
     this.#max = max;
@@ -71,7 +72,10 @@ export class RevocationSet {
     return this.#entries.size;
   }
 
+  /** Drops expired entries, at most once a second (a revocation flood stays linear). */
   prune(now: number): void {
+    if (now - this.#prunedAt < 1000 && now >= this.#prunedAt) return;
+    this.#prunedAt = now;
     for (const [id, e] of this.#entries) if (e.until + leewaySeconds * 1000 < now) this.#entries.delete(id);
   }
 }
