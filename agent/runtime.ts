@@ -45,7 +45,7 @@ export class AgentRuntime {
   #quarantineTimer: NodeJS.Timeout | undefined;
 
   /** The actions feature, when `plexd up` opened it: requests from the stream, results after reconnects. */
-  actions: { handleRequest(eventId: string, payload: unknown): void; reconnected(): void } | undefined;
+  actions: { handleRequest(eventId: string, payload: unknown): void; reconnected(): void; sessionRevoked?(revocation: { session_id: string; revoked_at: string }): void } | undefined;
   #runSignal: AbortSignal | undefined;
 
   /** Capabilities the control plane has acknowledged; a change is announced again (docs/actions.md). */
@@ -185,6 +185,7 @@ export class AgentRuntime {
         if (this.actions) this.actions.handleRequest(eventId, payload);
         else ctx.log.warn({ event_id: eventId }, "action_request ignored: actions are not running");
       },
+      onSessionRevoked: (r) => this.actions?.sessionRevoked?.(r),
       poll: (sig) => this.#cycle("poll", sig),
       onRotateKeys: (reason) => this.rotateKeys(reason),
       triggerReconcile: (why) => this.reconcile(why),

@@ -81,7 +81,7 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
     fenceWatch = ctx.fence.watch(life, (ms, s) => ctx.clock.sleep(ms, s));
     const rt = new AgentRuntime(ctx, store, ensured.identity, ensured.registered);
     runtime = rt;
-    rt.actions = { handleRequest: (id, payload) => actions.manager.handleRequest(id, payload), reconnected: () => actions.outbox.retryNow() };
+    rt.actions = { handleRequest: (id, payload) => actions.manager.handleRequest(id, payload), reconnected: () => actions.outbox.retryNow(), sessionRevoked: (r) => actions.sessions.revoke(r) };
     await actions.start();
     api?.attach(rt);
     while (!life.aborted) {

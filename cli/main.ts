@@ -154,7 +154,7 @@ const actionsCmd = program
   .action(client((c, json) => actions(c, json)));
 actionsCmd
   .command("run")
-  .description("run an action on this node through the actions socket, with the same checks as a control-plane request")
+  .description("run an action on this node through the actions socket, with the same checks as a control-plane request; authorized by the session token in PLEXD_SESSION_TOKEN, or by --local")
   .argument("<name>", "a built-in (system.info) or hooks/<name>")
   .option("--param <name=value>", "a parameter (repeatable)", (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option("--timeout <duration>", "timeout, e.g. 30s (default: the hook's, else actions.default_timeout)")

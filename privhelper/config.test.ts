@@ -18,6 +18,8 @@ describe("privConfigFrom", () => {
       minRoutePrefix: { 4: 8, 6: 16 },
       fullTunnelTable: 51820,
       hooksDir: "/etc/plexd/hooks.d",
+      dataDir: "/var/lib/plexd",
+      upgradeRoot: "/",
     });
     expect(Object.isFrozen(c) && Object.isFrozen(c.allowedInterfaces)).toBe(true);
   });
@@ -43,6 +45,11 @@ describe("privConfigFrom", () => {
     expect(err).toBeInstanceOf(PlexdError);
     expect((err as PlexdError).code).toBe("invalid_argument");
     for (const path of ["mesh.interface", "mesh.allow_default_route", "privhelper.socket", "token.file", "policy.chain_name"]) expect((err as Error).message).toContain(path);
+  });
+
+  it("InstallUpgrade's directories come from the file: data_dir and actions.upgrade_root, absolute only", () => {
+    expect(privConfigFrom({ data_dir: "/srv/plexd", actions: { upgrade_root: "/tmp/r" } })).toMatchObject({ dataDir: "/srv/plexd", upgradeRoot: "/tmp/r" });
+    expect(() => privConfigFrom({ data_dir: "var/lib", actions: { upgrade_root: "../x" } })).toThrow(/data_dir: must be an absolute path\n\s+actions.upgrade_root: must be an absolute path/);
   });
 
   it("an interface name longer than the kernel allows is refused", () => {

@@ -20,6 +20,10 @@ export interface PrivConfig {
   readonly fullTunnelTable: number;
   /** hooks.dir: the only directory whose files HashFiles and RunSandboxed accept. */
   readonly hooksDir: string;
+  /** data_dir: InstallUpgrade takes releases only from its upgrade/ directory. */
+  readonly dataDir: string;
+  /** actions.upgrade_root: where InstallUpgrade installs a release (`/` on a real node). */
+  readonly upgradeRoot: string;
 }
 
 export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
@@ -42,12 +46,16 @@ export function privConfigFrom(doc: unknown): PrivConfig {
   const abs = (v: string) => v.startsWith("/") && !v.split("/").includes("..");
   // IFNAMSIZ is 16 with the NUL; the plexd prefix keeps the allow-list off foreign interfaces.
   const meshInterface = get("mesh.interface", "plexd0", (v: string) => /^plexd[a-z0-9_-]{0,10}$/.test(v), "must match ^plexd[a-z0-9_-]{0,10}$") as string;
+  const dataDir = root.data_dir ?? "/var/lib/plexd";
+  if (typeof dataDir !== "string" || !abs(dataDir)) issues.push("data_dir: must be an absolute path");
   const config = {
     meshInterface,
     socket: get("privhelper.socket", "/run/plexd-priv/privhelper.sock", abs, "must be an absolute path") as string,
     chainName: get("policy.chain_name", "plexd-mesh", (v: string) => /^[A-Za-z0-9_-]{1,31}$/.test(v), "must match ^[A-Za-z0-9_-]{1,31}$") as string,
     tokenFile: get("token.file", "/etc/plexd/bootstrap-token", abs, "must be an absolute path") as string,
     hooksDir: get("hooks.dir", "/etc/plexd/hooks.d", abs, "must be an absolute path") as string,
+    dataDir: String(dataDir),
+    upgradeRoot: get("actions.upgrade_root", "/", abs, "must be an absolute path") as string,
     allowedInterfaces: Object.freeze([meshInterface]),
     allowDefaultRoute: get("mesh.allow_default_route", false, () => true, "must be true or false") as boolean,
     minRoutePrefix: {

@@ -6,6 +6,7 @@ import { formatSeconds } from "../../proto/lib/duration.js";
 import { version } from "../../proto/lib/version.js";
 import type { HealthCondition } from "../health/registry.js";
 import type { ActionDef, ParamDef } from "./catalog.js";
+import { serviceUpgrade } from "./upgrade.js";
 
 // Built-in actions (docs/actions.md "Built-in actions"): each writes one JSON document to
 // stdout. They run inside the agent, need no privilege, and an exception becomes status `error`.
@@ -33,6 +34,8 @@ export interface BuiltinHost {
   pathTest(peerIp: string, o: { mode: "udp_echo" | "throughput"; durationMs: number; rate: number }, signal: AbortSignal): Promise<unknown>;
   /** privhelper ServiceControl; `checkOnly` tells whether it could run now. */
   serviceControl(action: "restart_agent" | "restart_all", checkOnly: boolean): Promise<void>;
+  /** service.upgrade: download, verify and install a release (privhelper InstallUpgrade). */
+  upgrade(version: string, checksum: string, signal: AbortSignal): Promise<{ libDir: string; changes: number }>;
   /** actions.max_output_bytes */
   maxOutputBytes(): number;
   /** mesh.reconnect: recreate the interface with the whole peer set; the number of peers configured. */
@@ -46,6 +49,8 @@ export interface BuiltinRun {
   document: unknown;
   /** Runs once the result is delivered (service.restart restarts the agent only then). */
   after?: () => Promise<void>;
+  /** Status `error` with this detail as stderr, the document still on stdout (service.upgrade installed but cannot restart). */
+  error?: string;
 }
 
 export interface Builtin extends ActionDef {
@@ -355,4 +360,4 @@ const serviceRestart: Builtin = {
 };
 
 /** The built-ins this agent runs, by name. */
-export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, pingPeer, traceroutePeer, pathTest, reloadConfig, configDump, meshReconnect, logsSnapshot, serviceRestart].map((b) => [b.name, b]));
+export const builtins: ReadonlyMap<string, Builtin> = new Map([systemInfo, healthCheck, diagnosticsCollect, pingPeer, traceroutePeer, pathTest, reloadConfig, configDump, meshReconnect, logsSnapshot, serviceRestart, serviceUpgrade].map((b) => [b.name, b]));

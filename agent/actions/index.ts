@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { AgentRuntime } from "../runtime.js";
 import type { AgentContext } from "../system.js";
@@ -8,6 +9,8 @@ import type { BuiltinHost } from "./builtins.js";
 import { ActionManager } from "./manager.js";
 import { ResultOutbox, sendAck } from "./outbox.js";
 import { PathTestResponder, runPathTest } from "./path-test.js";
+import { installRelease } from "./upgrade.js";
+import { openSessions, type Sessions } from "./sessions.js";
 
 // The actions feature of a running agent, assembled: executed-id memory, result outbox and the
 // manager, with the built-ins' view of the agent. `plexd up` opens it before registration (the
@@ -17,6 +20,10 @@ export interface Actions {
   readonly manager: ActionManager;
   readonly outbox: ResultOutbox;
   readonly hooks: HookSet;
+  /** Session tokens of local runs and their revocation set. */
+  readonly sessions: Sessions;
+  /** A local run with neither a session token nor --local: reported to the control plane as a refused result. */
+  reportDirectAccess(action: string, uid: number): void;
   /** Once the identity is known: results left pending by an earlier run go out. */
   start(): Promise<void>;
   /** Shutdown: drain running executions (results stay on disk), stop delivery, persist the memory. */
@@ -60,6 +67,7 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     async serviceControl(action, checkOnly) {
       await ctx.priv.serviceControl({ action, checkOnly }, { timeoutMs: 30_000 });
     },
+    upgrade: (version, checksum, signal) => installRelease({ cp: ctx.cp, priv: ctx.priv, dataDir: ctx.config.data_dir, connectTimeoutMs: ctx.config.control_plane.connect_timeout.ms, identity }, version, checksum, signal),
     maxOutputBytes: () => ctx.config.actions.max_output_bytes,
     journal: (args, signal) =>
       new Promise((resolve) => {
@@ -119,6 +127,7 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     return { maxPacketsPerSecond: c.max_packets_per_second, maxBytesPerSecond: c.max_bytes_per_second, maxDurationMs: c.max_duration.ms };
   }, log);
   const stopResponder = new AbortController();
+  let directReports: number[] = [];
   /** The mesh IP is on the interface once the first apply is done: until then, bind again every 2 s. */
   const listen = async (): Promise<void> => {
     while (!stopResponder.signal.aborted) {
@@ -138,6 +147,25 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     manager,
     outbox,
     hooks,
+    sessions: openSessions({ runtime, now: () => ctx.clock.now(), log }),
+    reportDirectAccess(action, uid) {
+      // At most 10 reports a minute: a local user cannot flood the control plane with them.
+      const now = ctx.clock.now();
+      directReports = directReports.filter((t) => now - t < 60_000);
+      if (directReports.length >= 10) return;
+      directReports.push(now);
+      const result = {
+        execution_id: `local_${randomUUID()}`,
+        status: "error" as const,
+        exit_code: -1,
+        stdout: "",
+        stderr: `unauthorized: ${action.slice(0, 200)} requested by uid ${uid} without a session token (direct access); refused, nothing ran\n`,
+        duration: "0.00s",
+        finished_at: new Date(now).toISOString(),
+        triggered_by: { type: "direct_access", session_id: "", user_id: String(uid), email: "" },
+      };
+      outbox.add(result, Promise.resolve()).catch((err: unknown) => log.error({ err: PlexdError.from(err).message }, "direct-access report could not be persisted"));
+    },
     start: async () => {
       if (ctx.config.actions.enabled && ctx.config.actions.path_test.enabled) void listen();
       await outbox.resume();

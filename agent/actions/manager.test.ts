@@ -33,6 +33,11 @@ const host: BuiltinHost = {
     serviceCalls.push(`${action}${checkOnly ? "?" : ""}`);
     if (noSystemd) throw new Error("systemd is not the init system on this node (no /run/systemd/system): plexd's units cannot be restarted");
   },
+  upgrade: async (version, checksum) => {
+    serviceCalls.push(`install ${version} ${checksum.slice(0, 12)}`);
+    if (version === "6.6.6") throw new Error("checksum mismatch: the downloaded artifact is sha256:aa, the request asked for sha256:bb; download discarded, nothing installed");
+    return { libDir: "/usr/local/lib/plexd", changes: 12 };
+  },
   maxOutputBytes: () => 65536,
   journal: async (args) => ({ exitCode: 0, stderr: "", stdout: ["-- Journal begins --", ...Array.from({ length: Number(args[args.indexOf("-n") + 1]) }, (_, i) => `2026-12-03T10:00:00+0000 host plexd[1]: line ${i} ${"x".repeat(i % 50)}`)].join("\n") + "\n" }),
   peerMeshIp: (id) => (id === "n_peer" ? "10.100.1.2" : undefined),
@@ -297,6 +302,57 @@ describe("service.restart", () => {
     } finally {
       noSystemd = false;
     }
+  });
+});
+
+describe("service.upgrade", () => {
+  const sum = "sha256:" + "ab".repeat(32);
+  it("installs, answers {from, to, checksum}, and restarts both units only after the result is delivered", async () => {
+    serviceCalls.length = 0;
+    const { m, cp } = await setup();
+    m.handleRequest("e", req("up1", "service.upgrade", { parameters: { version: "1.5.0", checksum: "AB".repeat(32) } }));
+    await m.settled();
+    const r = await waitFor(() => cp.results()[0]);
+    expect(r).toMatchObject({ status: "success", exit_code: 0 });
+    expect(JSON.parse(r.stdout)).toEqual({ from: expect.any(String), to: "1.5.0", checksum: sum });
+    await waitFor(() => serviceCalls.length === 3);
+    expect(serviceCalls).toEqual(["install 1.5.0 sha256:ababa", "restart_all?", "restart_all"]);
+  });
+
+  it("where the units cannot be restarted: installed, status error saying so, the document still on stdout", async () => {
+    serviceCalls.length = 0;
+    noSystemd = true;
+    try {
+      const { m, cp } = await setup();
+      m.handleRequest("e", req("up2", "service.upgrade", { parameters: { version: "1.5.0", checksum: sum } }));
+      await m.settled();
+      const r = await waitFor(() => cp.results()[0]);
+      expect(r).toMatchObject({ status: "error", exit_code: -1 });
+      expect(JSON.parse(r.stdout)).toMatchObject({ to: "1.5.0", checksum: sum });
+      expect(r.stderr).toMatch(/plexd 1\.5\.0 is installed in \/usr\/local\/lib\/plexd, but it cannot be started from here: systemd is not the init system.*Restart plexd-privhelper\.service and plexd\.service/);
+      expect(serviceCalls).toEqual(["install 1.5.0 sha256:ababa", "restart_all?"]);
+    } finally {
+      noSystemd = false;
+    }
+  });
+
+  it("a failed download or install is status error with its reason, and nothing is restarted", async () => {
+    serviceCalls.length = 0;
+    const { m, cp } = await setup();
+    m.handleRequest("e", req("up3", "service.upgrade", { parameters: { version: "6.6.6", checksum: sum } }));
+    await m.settled();
+    const r = await waitFor(() => cp.results()[0]);
+    expect(r).toMatchObject({ status: "error", exit_code: -1, stdout: "" });
+    expect(r.stderr).toContain("checksum mismatch");
+    expect(serviceCalls).toEqual(["install 6.6.6 sha256:ababa"]);
+  });
+
+  it("refuses a missing or malformed version or checksum at admission", async () => {
+    const { m, acks } = await setup();
+    m.handleRequest("e", req("up4", "service.upgrade", { parameters: { version: "../1", checksum: "sha256:12" } }));
+    m.handleRequest("e", req("up5", "service.upgrade", { parameters: {} }));
+    await m.settled();
+    expect(acks.map((a) => a.reason)).toEqual(["invalid_parameters", "invalid_parameters"]);
   });
 });
 

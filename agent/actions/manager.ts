@@ -241,7 +241,9 @@ export class ActionManager {
       const b = builtins.get(a.def.name)!;
       const stopped = new Promise<never>((_, reject) => signal.addEventListener("abort", () => reject(new PlexdError("cancelled", "stopped")), { once: true }));
       const r = await Promise.race([b.run(a.params, this.#d.host, signal), stopped]);
-      return { status: r.exitCode === 0 ? "success" : "failure", exitCode: r.exitCode, stdout: capText(Buffer.from(JSON.stringify(r.document) + "\n"), max), stderr: "", ...(r.after ? { after: r.after } : {}) };
+      const doc = capText(Buffer.from(JSON.stringify(r.document) + "\n"), max);
+      if (r.error !== undefined) return { status: "error", exitCode: -1, stdout: doc, stderr: capText(Buffer.from(r.error + "\n"), max) };
+      return { status: r.exitCode === 0 ? "success" : "failure", exitCode: r.exitCode, stdout: doc, stderr: "", ...(r.after ? { after: r.after } : {}) };
     } catch (err) {
       const how = ended();
       if (how !== undefined) return { status: how, exitCode: -1, stdout: "", stderr: how === "timeout" ? `timed out after ${formatDuration(a.timeoutMs)}\n` : "cancelled\n" };

@@ -101,6 +101,7 @@ describe("defaults: parsing { api } yields a fully defaulted object", () => {
       socket: "/run/plexd/actions.sock",
       local_auth: { require_root: true },
       path_test: { enabled: true, port: 51899, max_packets_per_second: 1000, max_bytes_per_second: 10_485_760, max_duration: d("60s", 60_000) },
+      upgrade_root: "/",
     });
   });
 

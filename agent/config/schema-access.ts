@@ -1,6 +1,6 @@
 // Sections that open local or remote entry points: access (docs/config-reference.md), actions,
 // node_api (docs/config-reference.md).
-import { bool, dur, int, section, str, withRules } from "./schema-common.js";
+import { bool, dur, int, isAbsolutePath, section, str, withRules } from "./schema-common.js";
 
 export const accessSchema = withRules(
   section({
@@ -65,6 +65,7 @@ export const actionsSchema = withRules(
       max_bytes_per_second: int().prefault(10 * 1024 * 1024).meta({ description: "Cap on bytes per second a path test may send to this node.", allowed: "≥ 1" }),
       max_duration: dur("60s").meta({ description: "Longest path test this node answers." }),
     }).prefault({}).meta({ description: "The path-test responder (`diagnostics.path_test`)." }),
+    upgrade_root: str().prefault("/").meta({ description: "Root directory `service.upgrade` installs releases under (privhelper reads it at its start). `/` on a node; another directory only for tests.", allowed: "absolute path" }),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;
@@ -78,6 +79,8 @@ export const actionsSchema = withRules(
     }
     r.intAtLeast(["max_output_bytes"], 1024);
     r.durAtLeast(["drain_timeout"], "1s");
+    const upgradeRoot = r.str(["upgrade_root"]);
+    if (upgradeRoot !== undefined && !isAbsolutePath(upgradeRoot)) r.report(["upgrade_root"], "must be an absolute path", upgradeRoot);
     r.pathInside(["socket"], "/run/plexd");
     r.intRange(["path_test", "port"], 1024, 65535);
     r.intAtLeast(["path_test", "max_packets_per_second"], 1);

@@ -43,6 +43,7 @@ export interface ChannelDeps {
   triggerReconcile: (why: string) => void;
   onIdentityLost: (status: number) => void;
   onActionRequest?: (eventId: string, payload: unknown) => void;
+  onSessionRevoked?: (revocation: { session_id: string; revoked_at: string }) => void;
 }
 
 export interface EventChannel {
@@ -120,6 +121,7 @@ export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
         onRotateKeys: d.onRotateKeys,
         triggerReconcile: d.triggerReconcile,
         ...(d.onActionRequest ? { onActionRequest: d.onActionRequest } : {}),
+        ...(d.onSessionRevoked ? { onSessionRevoked: d.onSessionRevoked } : {}),
       });
       outcomes[outcome]++;
       log.debug({ event_type: env.event_type, event_id: env.event_id, outcome }, "event handled");

@@ -24,6 +24,8 @@ export interface DispatchContext {
   triggerReconcile: (why: string) => void;
   /** action_request goes to the actions feature (its own admission, ack and replay memory). */
   onActionRequest?: (eventId: string, payload: unknown) => void;
+  /** session_revoked goes to the session-token revocation set of local action runs. */
+  onSessionRevoked?: (revocation: { session_id: string; revoked_at: string }) => void;
 }
 
 export type DispatchOutcome = "applied" | "unchanged" | "deferred" | "ignored" | "unknown_type" | "invalid_payload";
@@ -43,6 +45,8 @@ const rotateKeys = z.object({ reason: z.string().nullish() });
 const dataEntry = z.object({ key: z.string(), content_type: z.string(), payload: z.unknown(), version: z.number().int().min(1), updated_at: z.string() });
 const nodeStateUpdated = z.object({ metadata: z.record(z.string(), z.string()).nullish(), data: z.array(dataEntry).nullish() });
 const nodeSecretsUpdated = z.object({ secret_refs: z.array(z.object({ key: z.string(), version: z.number().int() })).nullish().transform((r) => r ?? []) });
+
+const sessionRevoked = z.object({ session_id: z.string().min(1).max(256), revoked_at: z.string() });
 
 const keyGrammar = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -157,6 +161,13 @@ export function dispatchEvent(eventType: string, eventId: string, payload: unkno
       if (ctx.onActionRequest === undefined) break;
       ctx.onActionRequest(eventId, payload);
       return "applied";
+    case "session_revoked": {
+      if (ctx.onSessionRevoked === undefined) break;
+      const p = parse(sessionRevoked);
+      if (!p) return "invalid_payload";
+      ctx.onSessionRevoked(p);
+      return "applied";
+    }
     default:
       break;
   }

@@ -138,7 +138,7 @@ export async function startNodeApi(opts: NodeApiOptions): Promise<NodeApiServer>
         router.rpc(op.method as never, async function* (req: MessageShape<DescMessage>, ctx: HandlerContext) {
           try {
             await authorize(callerIn(ctx), op.access, policy);
-            for await (const item of op.fn(req, { signal: ctx.signal, caller: callerIn(ctx) })) yield item;
+            for await (const item of op.fn(req, { signal: ctx.signal, caller: callerIn(ctx), headers: ctx.requestHeader })) yield item;
           } catch (err) {
             if (ctx.signal.aborted || isCancellation(err)) return;
             throw toConnectError(err);

@@ -20,6 +20,8 @@ export interface Call {
   signal: AbortSignal;
   /** Who called (the actions socket authorizes per call). */
   caller?: Caller;
+  /** Request headers of streaming calls (the actions socket reads its session token there). */
+  headers?: Headers;
 }
 
 export interface UnaryOp {

@@ -9,7 +9,7 @@ import { UsageError } from "../usage-error.js";
 // `plexd actions run NAME [--param k=v]... [--timeout D] [--local]` over the actions socket
 // (docs/actions.md "Local runs"): the same admission as a control-plane request; prints the
 // execution id, then the action's stdout (to stdout) and stderr (to stderr). Exit code 0 for
-// status success, 1 for anything else.
+// status success, 1 for anything else. Without --local, PLEXD_SESSION_TOKEN authorizes the run.
 
 export function parseParams(pairs: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -25,7 +25,11 @@ export async function actionsRun(socket: string, name: string, o: { params: stri
   const transport = createGrpcTransport({ baseUrl: "http://localhost", nodeOptions: { createConnection: () => net.connect(socket) } });
   const client = createClient(ActionService, transport);
   const parameters = parseParams(o.params);
-  for await (const ev of client.runAction({ name, parameters, timeout: o.timeout ?? "", local: o.local })) {
+  // Without --local the run is authorized by the access-proxy session's token, sent as a header
+  // (never in argv, where other users could read it).
+  const token = o.local ? undefined : process.env.PLEXD_SESSION_TOKEN?.trim();
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  for await (const ev of client.runAction({ name, parameters, timeout: o.timeout ?? "", local: o.local }, { headers })) {
     if (ev.event.case === "acceptedExecutionId") {
       if (!json) process.stderr.write(`accepted: ${ev.event.value}\n`);
       continue;

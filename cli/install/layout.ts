@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { executables, releaseLayout, releasePaths, under, unitNames } from "../../proto/lib/install/layout.js";
 import type { Artifact } from "./artifact.js";
 import type { Owner, Wanted } from "./tree.js";
 
@@ -6,10 +6,7 @@ import type { Owner, Wanted } from "./tree.js";
 // Paths are absolute on the host; under `--root DIR` every one of them is inside DIR.
 
 export const paths = {
-  lib: "/usr/local/lib/plexd",
-  bin: "/usr/local/bin",
-  doc: "/usr/local/share/doc/plexd",
-  units: "/etc/systemd/system",
+  ...releasePaths,
   etc: "/etc/plexd",
   hooks: "/etc/plexd/hooks.d",
   config: "/etc/plexd/config.yaml",
@@ -20,12 +17,7 @@ export const paths = {
   sshdDropIn: "/etc/ssh/sshd_config.d/plexd.conf",
 } as const;
 
-/** Executables linked from /usr/local/bin to their bundle in the lib directory. */
-export const executables = ["plexd", "plexd-agent", "plexd-privhelper", "plexd-mockcp"] as const;
-export const unitNames = ["plexd-privhelper.service", "plexd.service"] as const;
-/** Inside the artifact's lib directory: the units and the docs, installed elsewhere too. */
-const unitsDir = "systemd";
-const docDir = "doc";
+export { executables, unitNames, under };
 
 export interface InstallLayout {
   root: string;
@@ -40,13 +32,6 @@ export interface InstallLayout {
   sshdDropIn?: Buffer;
 }
 
-const under = (root: string, p: string): string => (root === "/" ? p : join(root, p));
-
-function parents(rel: string): string[] {
-  const parts = rel.split("/");
-  return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join("/"));
-}
-
 /** Everything `plexd install` puts in place, parents first. */
 export function installLayout(l: InstallLayout): Wanted[] {
   const at = (p: string): string => under(l.root, p);
@@ -57,27 +42,7 @@ export function installLayout(l: InstallLayout): Wanted[] {
   const out: Wanted[] = [];
 
   // The release, replaced as a whole: files the new release lacks are removed.
-  out.push(dir(paths.lib, 0o755));
-  // All of it, units and docs too: an installed host can run `plexd install` again from there.
-  const libFiles = l.artifact.files;
-  const libDirs = [...new Set(libFiles.flatMap((f) => parents(f.rel)))].sort();
-  for (const d of libDirs) out.push(dir(`${paths.lib}/${d}`, 0o755));
-  for (const f of libFiles) out.push({ kind: "file", path: at(`${paths.lib}/${f.rel}`), mode: f.executable ? 0o755 : 0o644, owner: root, content: f.content });
-  const keep = new Set([...libDirs, ...libFiles.map((f) => f.rel)]);
-  for (const rel of l.libNow) if (!keep.has(rel) && !parents(rel).some((p) => !keep.has(p))) out.push({ kind: "absent", path: at(`${paths.lib}/${rel}`) });
-
-  out.push(sysDir(paths.bin));
-  for (const e of executables) out.push({ kind: "link", path: at(`${paths.bin}/${e}`), target: `../lib/plexd/${e}.js` });
-  out.push(dir(paths.doc, 0o755));
-  for (const f of l.artifact.files.filter((x) => x.rel.startsWith(`${docDir}/`))) {
-    out.push({ kind: "file", path: at(`${paths.doc}/${f.rel.slice(docDir.length + 1)}`), mode: 0o644, owner: root, content: f.content });
-  }
-  out.push(sysDir(paths.units));
-  for (const u of unitNames) {
-    const f = l.artifact.files.find((x) => x.rel === `${unitsDir}/${u}`);
-    if (f === undefined) throw new Error(`the artifact has no ${unitsDir}/${u}`);
-    out.push({ kind: "file", path: at(`${paths.units}/${u}`), mode: 0o644, owner: root, content: f.content });
-  }
+  out.push(...releaseLayout({ root: l.root, artifact: l.artifact, libNow: l.libNow, owner: root }));
 
   // Configuration: root's, readable by the agent's group; what exists is kept, only its
   // owner and mode are set.
@@ -107,4 +72,3 @@ export function uninstallLayout(root: string, purge: boolean): Wanted[] {
   return out;
 }
 
-export { under };

@@ -119,6 +119,18 @@ export class MockcpFeatureClient extends MockcpTransport {
     await this.call("DELETE", `/control/v1/artifacts/plexd/${enc(version)}/${enc(os)}/${enc(arch)}`);
   }
 
+  // ---- session tokens ----
+
+  /** A session JWT for local action runs (PLEXD_SESSION_TOKEN), signed by the active (or the retired) key. */
+  mintSessionToken(o: { node_id: string; actions: string[]; session_id?: string; sub?: string; email?: string; ttl_seconds?: number; iat?: number; iss?: string; key?: "current" | "previous" }): Promise<{ token: string; claims: { session_id: string; iat: number; exp: number } & Record<string, unknown> }> {
+    return this.call("POST", "/control/v1/session-tokens", o);
+  }
+
+  /** Pushes session_revoked for `sessionId` to a node. */
+  revokeSession(nodeId: string, sessionId: string, revokedAt = new Date().toISOString()): Promise<{ event_id: string }> {
+    return this.call("POST", `${node(nodeId)}/events`, { event_type: "session_revoked", payload: { session_id: sessionId, revoked_at: revokedAt } });
+  }
+
   // ---- tunnels, integrity ----
 
   async tunnels(nodeId: string): Promise<TunnelRecord[]> {

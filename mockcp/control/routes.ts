@@ -14,6 +14,7 @@ import { meshControlRoutes } from "./mesh.js";
 import { observabilityControlRoutes } from "./observability.js";
 import { reportControlRoutes } from "./reports.js";
 import { secretControlRoutes } from "./secrets.js";
+import { sessionControlRoutes } from "./sessions.js";
 
 /** Control routes of the later endpoints, one module per area. */
 const featureRoutes: ControlRoute[] = [
@@ -23,6 +24,7 @@ const featureRoutes: ControlRoute[] = [
   ...observabilityControlRoutes,
   ...artifactControlRoutes,
   ...meshControlRoutes,
+  ...sessionControlRoutes,
 ];
 
 const tokenBody = z.object({

@@ -1,5 +1,6 @@
 import { randomBytes, sign, type KeyObject } from "node:crypto";
 import canonicalize from "canonicalize";
+import { SignJWT } from "jose";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { ed25519PrivateKeyFromSeed, rawPublicKey } from "../../proto/lib/keys.js";
 
@@ -42,6 +43,11 @@ export class SigningKey {
   /** Pure Ed25519 over the given bytes; returns base64 of the 64-byte signature. */
   signBytes(message: Uint8Array): string {
     return sign(null, message, this.#privateKey).toString("base64");
+  }
+
+  /** A compact JWS (EdDSA) over `claims`: session tokens for local action runs. */
+  signJwt(claims: Record<string, unknown>): Promise<string> {
+    return new SignJWT(claims).setProtectedHeader({ alg: "EdDSA", typ: "JWT" }).sign(this.#privateKey);
   }
 
   signEnvelope(env: UnsignedEnvelope): SignedEnvelope {
