@@ -70,9 +70,20 @@ export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; hos
       if (acct.status === "rejected") throw acct.reason;
       const who = acct.value;
       if (hook.checksum !== req.checksum) throw new PlexdError("failed_precondition", `integrity_violation: checksum ${hook.checksum}, expected ${req.checksum}`);
-      const cgroup = await createHookCgroup(`run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, { cpu: req.cpu, memoryBytes: req.memoryBytes }).catch((err: unknown) => {
-        throw new PlexdError("failed_precondition", PlexdError.from(err).message);
-      });
+      const limited = req.cpu > 0 || req.memoryBytes > 0n;
+      // Without limits the namespaced sandbox needs no cgroup: the end of its PID namespace's
+      // first process ends every process in it. `none` uses one, where it can be had, for the
+      // kill that reaches a hook's processes however they forked.
+      const cgroup =
+        req.sandbox === "namespaced" && !limited
+          ? undefined
+          : await createHookCgroup(`run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, { cpu: req.cpu, memoryBytes: req.memoryBytes }).catch((err: unknown) => {
+              const message = PlexdError.from(err).message;
+              if (limited) throw new PlexdError("failed_precondition", message.startsWith("sandbox_unavailable") ? message : `sandbox_unavailable: no cgroup for the hook's resources: ${message}`);
+              // A read-only cgroup file system (systemd's ProtectControlGroups=): the process group alone.
+              deps.log.warn({ err: message }, "hook runs without a cgroup");
+              return undefined;
+            });
       const drop = ["--reuid", who.uid, "--regid", who.gid, "--init-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", "/proc/self/fd/3"];
       const [file, args] =
         req.sandbox === "none"
