@@ -60,8 +60,14 @@ export async function removeHooksSlice(at?: string): Promise<boolean> {
   const slice = join(root, hooksSlice);
   const runs = await readdir(slice, { withFileTypes: true }).catch(() => undefined);
   if (runs === undefined) return false;
-  // An empty per-run cgroup (its privhelper died before removing it) goes first.
-  for (const r of runs.filter((e) => e.isDirectory())) await rmdir(join(slice, r.name));
-  await rmdir(slice);
-  return true;
+  try {
+    // An empty per-run cgroup (its privhelper died before removing it) goes first.
+    for (const r of runs.filter((e) => e.isDirectory())) await rmdir(join(slice, r.name));
+    await rmdir(slice);
+    return true;
+  } catch (err) {
+    // A read-only cgroup file system (systemd's ProtectControlGroups=): this privhelper made no slice.
+    if ((err as NodeJS.ErrnoException).code === "EROFS") return false;
+    throw err;
+  }
 }
