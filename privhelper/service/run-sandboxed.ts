@@ -93,11 +93,11 @@ export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; hos
       const who = acct.value;
       if (hook.checksum !== req.checksum) throw new PlexdError("failed_precondition", `integrity_violation: checksum ${hook.checksum}, expected ${req.checksum}`);
       const limited = req.cpu > 0 || req.memoryBytes > 0n;
-      // Without limits the namespaced sandbox needs no cgroup: the end of its PID namespace's
-      // first process ends every process in it. `none` uses one, where it can be had, for the
-      // kill that reaches a hook's processes however they forked.
+      // Without limits the namespaced and container sandboxes need no cgroup: the end of their
+      // PID namespace's first process ends every process in it. `none` uses one, where it can be
+      // had, for the kill that reaches a hook's processes however they forked.
       const cgroup =
-        req.sandbox === "namespaced" && !limited
+        req.sandbox !== "none" && !limited
           ? undefined
           : await createHookCgroup(`run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, { cpu: req.cpu, memoryBytes: req.memoryBytes }).catch((err: unknown) => {
               const message = PlexdError.from(err).message;
