@@ -211,6 +211,7 @@ export class HookSet implements HookRuntime {
           maxOutputBytes: r.maxOutputBytes,
           cpu: s.def.resources.cpu ?? 0,
           memoryBytes: BigInt(s.def.resources.memory?.bytes ?? 0),
+          ...(s.def.sandbox === "container" ? { network: o.network, capabilities: [...o.capabilities], image: o.image } : {}),
         },
         // privhelper ends the run at its timeout (plus the 5 s kill grace); the call outlives both.
         { timeoutMs: r.timeoutMs + 30_000, signal },

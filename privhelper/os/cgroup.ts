@@ -2,7 +2,7 @@
 // limits of a hook's `resources`, and a kill that reaches every process of the hook however it
 // forked (cgroup.kill). Without cgroup v2 a hook runs without them; one that asks for limits
 // then cannot run (sandbox_unavailable).
-import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
 export interface HookCgroup {
@@ -18,15 +18,17 @@ async function cgroup2Root(): Promise<string | undefined> {
   return mounts.split("\n").map((l) => l.split(" ")).find((f) => f[2] === "cgroup2")?.[1];
 }
 
+export const hooksSlice = "plexd-hooks.slice";
+
 /** A fresh cgroup named `name`, or undefined without cgroup v2; throws when `limits` cannot be had. */
-export async function createHookCgroup(name: string, limits: { cpu: number; memoryBytes: bigint }): Promise<HookCgroup | undefined> {
-  const root = await cgroup2Root();
+export async function createHookCgroup(name: string, limits: { cpu: number; memoryBytes: bigint }, at?: string): Promise<HookCgroup | undefined> {
+  const root = at ?? (await cgroup2Root());
   const wanted = [...(limits.cpu > 0 ? ["cpu"] : []), ...(limits.memoryBytes > 0n ? ["memory"] : [])];
   const available = root === undefined ? [] : (await readFile(join(root, "cgroup.controllers"), "utf8").catch(() => "")).trim().split(/\s+/);
   const missing = wanted.filter((c) => !available.includes(c));
   if (missing.length > 0) throw new Error(`sandbox_unavailable: no cgroup v2 ${missing.join(" and ")} controller for the hook's resources`);
   if (root === undefined) return undefined;
-  const slice = join(root, "plexd-hooks.slice");
+  const slice = join(root, hooksSlice);
   await mkdir(slice, { recursive: true });
   if (wanted.length > 0) {
     await writeFile(join(root, "cgroup.subtree_control"), wanted.map((c) => `+${c}`).join(" "));
@@ -45,4 +47,27 @@ export async function createHookCgroup(name: string, limits: { cpu: number; memo
     // Only an empty cgroup can be removed: the caller waits for the processes to end first.
     remove: () => rmdir(path),
   };
+}
+
+/**
+ * Removes plexd-hooks.slice (Teardown, --cleanup): the per-run cgroups go when their hook ends,
+ * so one still there belongs to a hook that is running and keeps the slice (rmdir: EBUSY).
+ * True when there was a slice to remove.
+ */
+export async function removeHooksSlice(at?: string): Promise<boolean> {
+  const root = at ?? (await cgroup2Root());
+  if (root === undefined) return false;
+  const slice = join(root, hooksSlice);
+  const runs = await readdir(slice, { withFileTypes: true }).catch(() => undefined);
+  if (runs === undefined) return false;
+  try {
+    // An empty per-run cgroup (its privhelper died before removing it) goes first.
+    for (const r of runs.filter((e) => e.isDirectory())) await rmdir(join(slice, r.name));
+    await rmdir(slice);
+    return true;
+  } catch (err) {
+    // A read-only cgroup file system (systemd's ProtectControlGroups=): this privhelper made no slice.
+    if ((err as NodeJS.ErrnoException).code === "EROFS") return false;
+    throw err;
+  }
 }

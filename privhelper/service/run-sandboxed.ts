@@ -2,11 +2,14 @@
 // checked and hashed by openHook and executed from that same descriptor (fd 3 of the child,
 // /proc/self/fd/3). Tools do the isolation — bubblewrap (mount + PID namespaces, read-only
 // root, writable paths bound, fresh /dev and /proc) and setpriv (the user, no new privileges,
-// no capabilities) — started with argument arrays, never a shell; parameters reach the hook
-// only as PLEXD_* environment variables. At the timeout, or when the caller cancels, every
+// no capabilities), or crun with a bundle of the same (os/oci-bundle.ts) for `container` —
+// started with argument arrays, never a shell; parameters reach the hook only as PLEXD_*
+// environment variables. At the timeout, or when the caller cancels, every
 // process of the hook gets SIGTERM, and SIGKILL 5 s later.
 import { spawn } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RunSandboxedRequest, RunSandboxedResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
@@ -16,6 +19,7 @@ import type { PrivConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import { createHookCgroup } from "../os/cgroup.js";
 import type { Host } from "../os/host.js";
+import { writeBundle } from "../os/oci-bundle.js";
 import type { Runner } from "../os/run.js";
 import { openHook } from "./hook-file.js";
 
@@ -34,6 +38,8 @@ function validate(req: RunSandboxedRequest): void {
   for (const p of req.writablePaths) if (!safePath(p)) throw bad(`writable path must be absolute: ${JSON.stringify(p)}`);
   for (const d of req.allowedDevices) if (!safePath(d, "/dev/")) throw bad(`device must lie under /dev: ${JSON.stringify(d)}`);
   if (!(req.cpu >= 0 && req.cpu <= 1024)) throw bad("cpu must be 0 to 1024 cores");
+  if (!["", "none", "host"].includes(req.network)) throw bad(`network must be none or host, not ${JSON.stringify(req.network)}`);
+  for (const c of req.capabilities) if (!/^CAP_[A-Z_]{2,32}$/.test(c)) throw bad(`not a capability name: ${JSON.stringify(c)}`);
 }
 
 /** uid, gid and home of `user`: /etc/passwd first (no process to start), else NSS (LDAP, sssd). */
@@ -57,11 +63,27 @@ async function groupMembers(pgid: number): Promise<number[]> {
   return out;
 }
 
+/** A fresh bundle directory for a `container` run (0700, in privhelper's own /tmp). */
+async function containerBundle(runner: Runner, req: RunSandboxedRequest, who: { uid: string; gid: string }, env: Record<string, string>): Promise<string> {
+  // Supplementary groups as setpriv --init-groups would give them (NSS included).
+  const ids = await runner.run("id", ["-G", req.user], { allowFailure: true, timeoutMs: 5000 });
+  const groups = ids.exitCode === 0 ? ids.stdout.trim().split(/\s+/).map(Number).filter(Number.isInteger) : [Number(who.gid)];
+  const box = await mkdtemp(join(tmpdir(), "plexd-hook-"));
+  try {
+    await writeBundle(box, { uid: Number(who.uid), gid: Number(who.gid), groups, env, writablePaths: req.writablePaths, allowedDevices: req.allowedDevices, mountProc: true, network: req.network === "host" ? "host" : "none", capabilities: req.capabilities });
+  } catch (err) {
+    await rm(box, { recursive: true, force: true });
+    throw new PlexdError("failed_precondition", `sandbox_unavailable: container bundle: ${PlexdError.from(err).message}`);
+  }
+  return box;
+}
+
 export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; host: Host; log: Logger }) {
   return async (req: RunSandboxedRequest, ctx: CallContext): Promise<MessageInitShape<typeof RunSandboxedResponseSchema>> => {
     validate(req);
-    const [setpriv, bwrap] = [await deps.host.which("setpriv"), await deps.host.which("bwrap")];
-    if (req.sandbox === "container") throw new PlexdError("failed_precondition", "sandbox_unavailable: the container sandbox is not available on this node");
+    const [setpriv, bwrap, crun] = [await deps.host.which("setpriv"), await deps.host.which("bwrap"), req.sandbox === "container" ? await deps.host.which("crun") : undefined];
+    if (req.sandbox === "container" && crun === undefined) throw new PlexdError("failed_precondition", "sandbox_unavailable: the container sandbox needs crun (an OCI runtime), which is not installed");
+    if (req.sandbox === "container" && req.image !== "") throw new PlexdError("failed_precondition", `sandbox_unavailable: container images are not supported (image ${JSON.stringify(req.image)}); an empty image runs on the host's root file system, read-only`);
     if (setpriv === undefined || (req.sandbox === "namespaced" && bwrap === undefined)) throw new PlexdError("failed_precondition", `sandbox_unavailable: ${setpriv === undefined ? "setpriv" : "bwrap (bubblewrap)"} is not installed`);
     const [acct, opened] = await Promise.allSettled([account(deps.runner, req.user), openHook(deps.config, req.path)]);
     if (opened.status === "rejected") throw opened.reason;
@@ -70,18 +92,36 @@ export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; hos
       if (acct.status === "rejected") throw acct.reason;
       const who = acct.value;
       if (hook.checksum !== req.checksum) throw new PlexdError("failed_precondition", `integrity_violation: checksum ${hook.checksum}, expected ${req.checksum}`);
-      const cgroup = await createHookCgroup(`run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, { cpu: req.cpu, memoryBytes: req.memoryBytes }).catch((err: unknown) => {
-        throw new PlexdError("failed_precondition", PlexdError.from(err).message);
-      });
+      const limited = req.cpu > 0 || req.memoryBytes > 0n;
+      // Without limits the namespaced and container sandboxes need no cgroup: the end of their
+      // PID namespace's first process ends every process in it. `none` uses one, where it can be
+      // had, for the kill that reaches a hook's processes however they forked.
+      const cgroup =
+        req.sandbox !== "none" && !limited
+          ? undefined
+          : await createHookCgroup(`run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, { cpu: req.cpu, memoryBytes: req.memoryBytes }).catch((err: unknown) => {
+              const message = PlexdError.from(err).message;
+              if (limited) throw new PlexdError("failed_precondition", message.startsWith("sandbox_unavailable") ? message : `sandbox_unavailable: no cgroup for the hook's resources: ${message}`);
+              // A read-only cgroup file system (systemd's ProtectControlGroups=): the process group alone.
+              deps.log.warn({ err: message }, "hook runs without a cgroup");
+              return undefined;
+            });
       const drop = ["--reuid", who.uid, "--regid", who.gid, "--init-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", "/proc/self/fd/3"];
+      const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: who.home, ...req.env };
+      // container: a private bundle directory per run, crun's state inside it, removed after.
+      const box = crun === undefined ? undefined : await containerBundle(deps.runner, req, who, env);
+      const crunArgs = (...a: string[]) => ["--root", join(box!, "state"), ...a];
       const [file, args] =
         req.sandbox === "none"
           ? [setpriv, drop]
-          : [
-              bwrap!,
-              ["--ro-bind", "/", "/", ...req.writablePaths.flatMap((p) => ["--bind", p, p]), "--tmpfs", "/dev", ...[...baseDevices, ...req.allowedDevices].flatMap((d) => ["--dev-bind", d, d]), ...(req.mountProc ? ["--proc", "/proc"] : []), "--unshare-pid", "--die-with-parent", "--chdir", "/", "--", setpriv, ...drop],
-            ];
-      const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: who.home, ...req.env };
+          : box !== undefined
+            ? [crun!, crunArgs("--cgroup-manager=disabled", "run", "--bundle", box, "--preserve-fds", "1", basename(box))]
+            : [
+                bwrap!,
+                ["--ro-bind", "/", "/", ...req.writablePaths.flatMap((p) => ["--bind", p, p]), "--tmpfs", "/dev", ...[...baseDevices, ...req.allowedDevices].flatMap((d) => ["--dev-bind", d, d]), ...(req.mountProc ? ["--proc", "/proc"] : []), "--unshare-pid", "--die-with-parent", "--chdir", "/", "--", setpriv, ...drop],
+              ];
+      // The container's first process is the hook (PID 1 of its namespace): crun signals it.
+      const crunKill = (sig: string) => (box === undefined ? Promise.resolve() : deps.runner.run(crun!, crunArgs("kill", basename(box), sig), { allowFailure: true, timeoutMs: 5000 }).then(() => undefined));
       const child = spawn(file, args, { cwd: "/", env, detached: true, stdio: ["ignore", "pipe", "pipe", hook.fh.fd] });
       const pid = child.pid;
       if (pid !== undefined) await cgroup?.add(pid).catch(() => undefined);
@@ -94,12 +134,12 @@ export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; hos
         if (killTimer !== undefined || pid === undefined) return;
         timedOut = why === "timeout";
         deps.log.info({ path: hook.realPath, pid, why }, "hook stopped: SIGTERM, SIGKILL in 5 s");
-        // The sandbox's own bwrap processes are spared the SIGTERM: their end would SIGKILL the hook at once.
-        void Promise.all([groupMembers(pid), cgroup?.pids() ?? []]).then(async ([group, inCgroup]) => {
-          for (const p of new Set([...group, ...inCgroup])) if ((await commOf(p)) !== "bwrap") deps.host.kill(p, "SIGTERM");
+        // The sandbox's own bwrap and crun processes are spared the SIGTERM: their end would SIGKILL the hook at once.
+        void Promise.all([groupMembers(pid), cgroup?.pids() ?? [], crunKill("TERM")]).then(async ([group, inCgroup]) => {
+          for (const p of new Set([...group, ...inCgroup])) if (!["bwrap", "crun"].includes(await commOf(p))) deps.host.kill(p, "SIGTERM");
         });
         killTimer = setTimeout(() => {
-          deps.host.kill(-pid, "SIGKILL");
+          void crunKill("KILL").finally(() => deps.host.kill(-pid, "SIGKILL"));
           void cgroup?.kill();
         }, killGraceMs);
       };
@@ -118,6 +158,10 @@ export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; hos
       await cgroup?.kill();
       for (let i = 0; i < 50 && cgroup !== undefined && (await cgroup.pids()).length > 0; i++) await deps.host.sleep(20);
       await cgroup?.remove().catch((err: unknown) => deps.log.warn({ cgroup: cgroup.path, err: PlexdError.from(err).message }, "hook cgroup not removed"));
+      if (box !== undefined) {
+        await deps.runner.run(crun!, crunArgs("delete", "--force", basename(box)), { allowFailure: true, timeoutMs: 10_000 });
+        await rm(box, { recursive: true, force: true });
+      }
       deps.log.info({ path: hook.realPath, user: req.user, sandbox: req.sandbox, exit_code: code, signal, timed_out: timedOut }, "hook ran");
       return { exitCode: timedOut || code === null ? -1 : code, stdout: out[0].text(), stderr: out[1].text(), timedOut, signal: signal ?? "" };
     } finally {

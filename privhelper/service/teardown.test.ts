@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -42,7 +42,7 @@ function teardownWith(transcript: TranscriptEntry[], o: { host?: FakeHost; iface
   const { log, lines } = captureLog();
   const deps = meshDeps({ runner, host, config: privConfigFrom({ mesh: { interface: o.iface ?? "plexd0" } }), log, startedAtMs: 0, runDir: dir });
   const locks = o.locks ?? { mesh: createLock(), firewall: createLock(), stun: createLock() };
-  return { runner, host, lines, teardown: makeTeardown(deps, locks) };
+  return { runner, host, lines, teardown: makeTeardown(deps, locks, join(dir, "cgroup")) };
 }
 
 describe("Teardown", () => {
@@ -148,6 +148,21 @@ describe("Teardown", () => {
     const { runner, teardown } = teardownWith([links("lo"), ipRead("plexd0", undefined), ipRead("lo", lo, hostRoutes), ...noRules], { host: new FakeHost() });
     expect(await teardown(req, ctx)).toEqual({ removed: [], errors: [] });
     expect(runner.done).toBe(true);
+  });
+
+  it("removes plexd-hooks.slice with a per-run cgroup its privhelper left, and says so when a running hook keeps it", async () => {
+    const slice = join(dir, "cgroup", "plexd-hooks.slice");
+    await mkdir(join(slice, "run-1-2-abc"), { recursive: true });
+    const clean = teardownWith([links("lo"), ipRead("plexd0", undefined), ipRead("lo", lo, hostRoutes), ...noRules, ...nftTables(false, false)]);
+    expect(await clean.teardown(req, ctx)).toEqual({ removed: ["cgroup plexd-hooks.slice"], errors: [] });
+    expect(await readdir(join(dir, "cgroup"))).toEqual([]);
+    // A cgroup with a process in it cannot be removed (EBUSY); a file stands in for it here.
+    await mkdir(join(slice, "run-3-4-def"), { recursive: true });
+    await writeFile(join(slice, "run-3-4-def", "cgroup.procs"), "1234\n");
+    const busy = teardownWith([links("lo"), ipRead("plexd0", undefined), ipRead("lo", lo, hostRoutes), ...noRules, ...nftTables(false, false)]);
+    const res = await busy.teardown(req, ctx);
+    expect(res.removed).toEqual([]);
+    expect(res.errors).toEqual([expect.stringMatching(/^cgroup plexd-hooks.slice: .*run-3-4-def/)]);
   });
 
   it.each(["mesh", "firewall", "stun"] as const)("waits for the %s lock: it never runs beside an apply or a probe", async (which) => {

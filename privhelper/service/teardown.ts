@@ -1,5 +1,6 @@
 // Teardown and `--cleanup`: plexd's interfaces and their wireguard-go, every route and rule with
-// privhelper's protocol number, table inet plexd, a table ip plexd_stun left by a probe.
+// privhelper's protocol number, table inet plexd, a table ip plexd_stun left by a probe, and
+// the plexd-hooks.slice cgroup hook runs were placed in.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { TeardownRequest, TeardownResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
@@ -8,12 +9,14 @@ import { isAllowedInterface } from "../config.js";
 import type { Lock } from "../handlers.js";
 import { destroyInterface } from "../mesh/device.js";
 import { planRules } from "../mesh/diff.js";
+import { hooksSlice, removeHooksSlice } from "../os/cgroup.js";
 import { routeLine } from "../os/ip.js";
 import { removeStrayStunSnat, stunTable } from "../os/stun.js";
 import type { MeshDeps } from "./apply-mesh.js";
 
 // `purge` changes nothing here: privhelper keeps no files; purging data is the agent's job.
-export function makeTeardown(deps: MeshDeps, locks: Record<"mesh" | "firewall" | "stun", Lock>) {
+// `cgroupRoot`: the cgroup v2 mount (tests give a directory of their own; else /proc/self/mounts says).
+export function makeTeardown(deps: MeshDeps, locks: Record<"mesh" | "firewall" | "stun", Lock>, cgroupRoot?: string) {
   return (_req: TeardownRequest, ctx: CallContext): Promise<MessageInitShape<typeof TeardownResponseSchema>> =>
     locks.mesh(() =>
       locks.firewall(() =>
@@ -46,6 +49,7 @@ export function makeTeardown(deps: MeshDeps, locks: Record<"mesh" | "firewall" |
             });
             await attempt(`table ip ${stunTable}`, async () => (await removeStrayStunSnat(deps.runner)) && removed.push(`table ip ${stunTable}`));
           }
+          await attempt(`cgroup ${hooksSlice}`, async () => (await removeHooksSlice(cgroupRoot)) && removed.push(`cgroup ${hooksSlice}`));
           deps.log.info({ uid: ctx.uid, pid: ctx.pid, removed, errors }, "teardown");
           return { removed, errors };
         }),

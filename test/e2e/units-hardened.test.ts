@@ -5,7 +5,7 @@ import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { unitFiles, list, readUnit, scalar } from "../support/systemd-unit.js";
 import { createTopology, ensureSystemUsers, makeTempDir, nsExec, ping, run, spawnInNamespace, until, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
-import { joinNode, meshIp } from "./lib/mesh.js";
+import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import { installedExecutables, type Executables, type LaunchWrap, type PlexdNode } from "./lib/node.js";
 import { buildRelease } from "./lib/release.js";
 import { applied, sandboxFromUnit, staticOnly } from "./lib/unit-sandbox.js";
@@ -26,6 +26,7 @@ let topo: Topology;
 let cp: LaunchedMockcp;
 let installed: string;
 let executables: Executables;
+let hooksDir: string;
 const nodes: PlexdNode[] = [];
 
 const wrap: LaunchWrap = (role, argv, node) =>
@@ -35,7 +36,7 @@ const wrap: LaunchWrap = (role, argv, node) =>
         ? { "/var/lib/plexd": node.dataDir, "/run/plexd": dirname(node.apiSocket) }
         : { "/run/plexd-priv": dirname(node.privSocket), "/etc/plexd": dirname(node.tokenFile) },
     // The test's stand-ins for /etc/plexd, /var/lib/plexd and the CA live under /tmp.
-    keepInTmp: [node.root, dirname(cp.caFile), installed],
+    keepInTmp: [node.root, dirname(cp.caFile), installed, hooksDir],
   })(argv);
 
 beforeAll(async () => {
@@ -44,18 +45,32 @@ beforeAll(async () => {
   installed = makeTempDir("installed", { mode: 0o755 });
   await run([join(release.unpacked, "bin/plexd"), "install", "--root", installed, "--api-url", "https://cp.invalid:8443", "--no-start"]);
   executables = installedExecutables(installed);
+  // A hook for the namespaced sandbox, run by privhelper from inside its unit's restrictions.
+  hooksDir = makeTempDir("hardened-hooks", { mode: 0o755 });
+  const probe = join(hooksDir, "probe.sh");
+  writeFileSync(probe, `#!/bin/sh\n${hookProbe}\n`, { mode: 0o755 });
+  const hooks = { dir: hooksDir, definitions: [{ name: "probe", path: probe, sandbox: "namespaced", sandbox_options: { writable_paths: ["/tmp"] } }] };
   topo = await createTopology({ nodes: ["a", "b"] });
   cp = await startCpOnHub(topo, { stun: true });
   const api = `https://${topo.hub.ip}:${cpPort}`;
-  for (const name of ["a", "b"]) nodes.push(await joinNode({ topo, cp, api, users, name, wrap, executables, config: { policy: { default: "allow" } } }));
+  for (const name of ["a", "b"]) nodes.push(await joinNode({ topo, cp, api, users, name, wrap, executables, config: { policy: { default: "allow" }, hooks } }));
 }, 240_000);
+
+const hookProbe = [
+  'echo "uid=$(id -u)"',
+  "echo \"pids=$(ls /proc | grep -c '^[0-9]')\"",
+  'echo "pid1=$(cat /proc/1/comm)"',
+  "touch /etc/plexd-hook-escape 2>/dev/null && echo etc=written || echo etc=refused",
+  'echo hook-was-here > "/tmp/probe-$PLEXD_EXECUTION_ID" && echo tmp=written || echo tmp=refused',
+  "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status",
+].join("\n");
 
 function status(pid: number): Record<string, string> {
   return Object.fromEntries(readFileSync(`/proc/${pid}/status`, "utf8").split("\n").filter((l) => l.includes(":")).map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]));
 }
 
 // Capability numbers of linux/capability.h, for the ones a unit may name.
-const capNumbers: Record<string, number> = { CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_KILL: 5, CAP_SETGID: 6, CAP_SETUID: 7, CAP_NET_BIND_SERVICE: 10, CAP_NET_ADMIN: 12, CAP_NET_RAW: 13, CAP_SYS_ADMIN: 21, CAP_AUDIT_READ: 37 };
+const capNumbers: Record<string, number> = { CAP_CHOWN: 0, CAP_DAC_OVERRIDE: 1, CAP_DAC_READ_SEARCH: 2, CAP_FOWNER: 3, CAP_KILL: 5, CAP_SETGID: 6, CAP_SETUID: 7, CAP_SETPCAP: 8, CAP_NET_BIND_SERVICE: 10, CAP_NET_ADMIN: 12, CAP_NET_RAW: 13, CAP_SYS_ADMIN: 21, CAP_AUDIT_READ: 37 };
 
 /** The capability mask of a unit's CapabilityBoundingSet=, as /proc/<pid>/status prints it. */
 function capMask(unit: string): string {
@@ -79,6 +94,38 @@ describe("hardened units without systemd", () => {
     await until("b pings a", async () => (await ping(b.ns, meshIp(a), { count: 2, timeoutMs: 8000 })).ok, 60_000);
     console.log(`unit directives applied at run time: ${applied.join(" ")}`);
     console.log(`unit directives checked only statically: ${staticOnly.join(" ")}`);
+  });
+
+  it("a hook runs in the namespaced sandbox from inside privhelper's unit: its mount and PID namespaces are allowed, no other", async () => {
+    const n = nodes[0]!;
+    const id = nodeId(n);
+    const { execution_id } = await cp.client.pushAction(id, { action: "hooks/probe" });
+    const rec = await cp.client.waitForResult(id, execution_id, { timeoutMs: 60_000 });
+    const result = rec.result!.body as { status: string; stdout: string; stderr: string };
+    expect(result.status, result.stderr).toBe("success");
+    const out = result.stdout;
+    expect(out).toContain("uid=65534");
+    expect(out).toContain("pid1=bwrap");
+    expect(Number(/pids=(\d+)/.exec(out)?.[1])).toBeLessThan(10);
+    expect(out).toContain("etc=refused");
+    expect(out).toContain("tmp=written");
+    // No capability, no new privileges, and privhelper's seccomp filter (inherited) still on.
+    expect(out).toMatch(/CapEff:\s+0000000000000000/);
+    expect(out).toMatch(/CapBnd:\s+0000000000000000/);
+    expect(out).toMatch(/NoNewPrivs:\s+1/);
+    expect(out).toMatch(/Seccomp:\s+2/);
+    // Its writable /tmp is privhelper's private one (PrivateTmp=), not the host's.
+    expect((await inMountNs(n.privhelper!.pid, `cat /tmp/probe-${execution_id}`)).stdout.trim()).toBe("hook-was-here");
+    expect((await run(["test", "-e", `/tmp/probe-${execution_id}`], { reject: false })).exitCode).not.toBe(0);
+    // The filter allows exactly the sandbox's namespaces: a network or user namespace is refused,
+    // and under the former RestrictNamespaces=yes bubblewrap itself could not start.
+    const priv = readUnit(unitFiles.privhelper);
+    const launcher = seccompLauncher(priv, "probe-priv");
+    expect((await run([launcher, "unshare", "--mount", "--pid", "--fork", "true"], { reject: false })).exitCode).toBe(0);
+    for (const ns of ["--net", "--user", "--uts", "--ipc", "--cgroup"]) expect((await run([launcher, "unshare", ns, "true"], { reject: false })).stderr, ns).toMatch(/Operation not permitted/);
+    priv.get("Service")!.set("RestrictNamespaces", ["yes"]);
+    const before = await run([seccompLauncher(priv, "probe-priv-old"), "bwrap", "--ro-bind", "/", "/", "--unshare-pid", "true"], { reject: false });
+    expect(before.stderr).toMatch(/Operation not permitted/);
   });
 
   it("the agent runs as the unit says: plexd, no capability, no new privileges, umask 0077, read-only system", async () => {
@@ -117,10 +164,11 @@ describe("hardened units without systemd", () => {
     expect((await inMountNs(n.privhelper!.pid, "ls /dev/net")).stdout.trim()).toBe("tun");
     expect((await inMountNs(n.privhelper!.pid, "test -e /dev/kmsg")).exitCode).not.toBe(0);
     expect((await inMountNs(n.privhelper!.pid, "touch /usr/.plexd-probe")).stderr).toMatch(/Read-only file system/);
-    // ProtectProc=invisible, ProcSubset=pid: its /proc hides another user's process (the
-    // agent) from a process like privhelper (group plexd, no CAP_SYS_PTRACE; members of
-    // group root would see all), and has no /proc/sys.
-    expect(readFileSync(`/proc/${n.privhelper!.pid}/mountinfo`, "utf8")).toMatch(/ \/proc .* - proc proc \S*hidepid=invisible,subset=pid/);
+    // ProtectProc=invisible: its /proc hides another user's process (the agent) from a process
+    // like privhelper (group plexd, no CAP_SYS_PTRACE; members of group root would see all).
+    // No ProcSubset=pid: bubblewrap needs /proc/sys (read-only here, ProtectKernelTunables=).
+    expect(readFileSync(`/proc/${n.privhelper!.pid}/mountinfo`, "utf8")).toMatch(/ \/proc .* - proc proc \S*hidepid=invisible/);
+    expect((await inMountNs(n.privhelper!.pid, "touch /proc/sys/kernel/overflowuid")).stderr).toMatch(/Read-only file system|Permission denied/);
     expect((await inMountNs(n.privhelper!.pid, `setpriv --regid=${users.groups.plexd} --clear-groups --bounding-set=-all -- test -d /proc/${n.agent!.pid}`)).exitCode).toBe(1);
     expect((await inMountNs(n.privhelper!.pid, `test -d /proc/${n.privhelper!.pid}`)).exitCode).toBe(0);
     // wireguard-go, started by privhelper inside the sandbox, serves the mesh from it.

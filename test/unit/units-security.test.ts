@@ -32,7 +32,7 @@ describe("systemd units", () => {
     expect(yes(scalar(agent, "NoNewPrivileges"))).toBe(true);
     expect([scalar(priv, "User"), scalar(priv, "Group")]).toEqual(["root", "plexd"]);
     expect(list(priv, "CapabilityBoundingSet").sort()).toEqual(
-      ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_AUDIT_READ", "CAP_DAC_READ_SEARCH", "CAP_CHOWN"].sort(),
+      ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_AUDIT_READ", "CAP_DAC_READ_SEARCH", "CAP_CHOWN", "CAP_SETPCAP"].sort(),
     );
     // wireguard-go must survive a privhelper restart (docs/hardening.md).
     expect(scalar(priv, "KillMode")).toBe("process");

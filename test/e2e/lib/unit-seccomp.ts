@@ -2,8 +2,8 @@
 // it installs the filter and execs the program, as systemd does just before ExecStart. The
 // system-call groups are expanded by systemd-analyze itself, so the lists are systemd's own.
 // Mapped: SystemCallFilter (allow list, then "~" removals), SystemCallErrorNumber,
-// SystemCallArchitectures=native, RestrictAddressFamilies (allow list), RestrictNamespaces=yes,
-// LockPersonality=yes, MemoryDenyWriteExecute=yes. x86_64 and aarch64 only (AUDIT_ARCH of the build machine).
+// SystemCallArchitectures=native, RestrictAddressFamilies (allow list), RestrictNamespaces (yes or
+// a list of allowed types, as systemd builds it), LockPersonality=yes, MemoryDenyWriteExecute=yes. x86_64 and aarch64 only (AUDIT_ARCH of the build machine).
 import { execFileSync } from "node:child_process";
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -45,6 +45,17 @@ export function allowedSyscalls(unit: Unit): Set<string> {
 
 const families: Record<string, string> = { AF_UNIX: "AF_UNIX", AF_INET: "AF_INET", AF_INET6: "AF_INET6", AF_NETLINK: "AF_NETLINK", AF_PACKET: "AF_PACKET" };
 
+const nsFlags: Record<string, string> = { cgroup: "CLONE_NEWCGROUP", ipc: "CLONE_NEWIPC", net: "CLONE_NEWNET", mnt: "CLONE_NEWNS", pid: "CLONE_NEWPID", user: "CLONE_NEWUSER", uts: "CLONE_NEWUTS" };
+
+/** The C expression of the namespace flags RestrictNamespaces= refuses, or undefined when it refuses none. */
+export function deniedNamespaces(value: readonly string[]): string | undefined {
+  if (value.length === 0 || (value.length === 1 && ["no", "false", "off", "0"].includes(value[0]!))) return undefined;
+  if (value.length === 1 && yes(value[0])) return "NS_FLAGS";
+  if (value.some((v) => v.startsWith("~"))) throw new Error(`unit-seccomp: RestrictNamespaces=${value.join(" ")} not mapped (yes or an allow list)`);
+  for (const v of value) if (!nsFlags[v]) throw new Error(`unit-seccomp: namespace type ${v} not mapped`);
+  return `(NS_FLAGS & ~(${value.map((v) => nsFlags[v]).join("|")}))`;
+}
+
 function cSource(unit: Unit): string {
   const allowed = allowedSyscalls(unit);
   const errno = scalar(unit, "SystemCallErrorNumber") ?? "EPERM";
@@ -54,16 +65,16 @@ function cSource(unit: Unit): string {
     if (!families[f]) throw new Error(`unit-seccomp: address family ${f} not mapped`);
     return families[f];
   });
-  const ns = scalar(unit, "RestrictNamespaces");
-  if (ns !== undefined && !yes(ns)) throw new Error(`unit-seccomp: RestrictNamespaces=${ns} not mapped (only yes)`);
+  const denied = deniedNamespaces(list(unit, "RestrictNamespaces"));
   const ok = (n: string) => (allowed.has(n) ? "ALLOWED" : "REFUSED");
   const special: string[] = [];
   // Each block starts with "nr == X ?" and ends in a return; A still holds nr after a skipped block.
   const block = (nr: string, body: string[]) => special.push(`#ifdef __NR_${nr}`, `  BPF_JUMP(BPF_JMP|BPF_JEQ|BPF_K, __NR_${nr}, 0, ${body.length}),`, ...body.map((b) => `  ${b},`), "#endif");
   if (fams.length > 0) block("socket", ["ARG0", ...fams.flatMap((f) => [`BPF_JUMP(BPF_JMP|BPF_JEQ|BPF_K, ${f}, 0, 1)`, ok("socket")]), "RET_ERRNO(EAFNOSUPPORT)"]);
-  if (yes(ns)) {
-    for (const call of ["unshare", "clone"]) block(call, ["ARG0", "BPF_STMT(BPF_ALU|BPF_AND|BPF_K, NS_FLAGS)", "BPF_JUMP(BPF_JMP|BPF_JEQ|BPF_K, 0, 0, 1)", ok(call), "REFUSED"]);
-    block("setns", ["REFUSED"]);
+  if (denied !== undefined) {
+    for (const call of ["unshare", "clone"]) block(call, ["ARG0", `BPF_STMT(BPF_ALU|BPF_AND|BPF_K, ${denied})`, "BPF_JUMP(BPF_JMP|BPF_JEQ|BPF_K, 0, 0, 1)", ok(call), "REFUSED"]);
+    // setns(fd, nstype): with no type allowed, never; else only when nstype names no refused type.
+    block("setns", denied === "NS_FLAGS" ? ["REFUSED"] : ["ARG(1)", `BPF_STMT(BPF_ALU|BPF_AND|BPF_K, ${denied})`, "BPF_JUMP(BPF_JMP|BPF_JEQ|BPF_K, 0, 0, 1)", ok("setns"), "REFUSED"]);
     // As systemd does: clone3's flags live in memory seccomp cannot read, so glibc is told to use clone.
     block("clone3", ["RET_ERRNO(ENOSYS)"]);
   }
