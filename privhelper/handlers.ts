@@ -21,6 +21,7 @@ import { makeServiceControl } from "./service/service-control.js";
 import { makeRunSandboxed } from "./service/run-sandboxed.js";
 import { makeStunProbe } from "./service/stun-probe.js";
 import { makeTeardown } from "./service/teardown.js";
+import { makeWatchAudit } from "./service/watch-audit.js";
 
 /** Runs `fn` after every earlier call has settled: a read-diff-write never interleaves another. */
 export type Lock = <T>(fn: () => Promise<T>) => Promise<T>;
@@ -60,5 +61,6 @@ export function buildHandlers(deps: Deps): Handlers<(typeof PrivHelperService)["
     pingPeers: makePingPeers(deps),
     traceroute: makeTraceroute(deps),
     serviceControl: makeServiceControl(deps),
+    watchAudit: makeWatchAudit(deps),
   };
 }
