@@ -38,7 +38,7 @@ export function createGate(concurrency: number, queued: number) {
 }
 
 // Reads are frequent (drift checks, plexd top) and change nothing: debug level only.
-const readOnly = /^(get|read|hash)/;
+const readOnly = /^(get|read|hash|tail)/;
 // Hook runs and diagnostics last seconds to minutes: a gate of their own, so they never hold up an apply.
 const longRunning = new Set(["runSandboxed", "pingPeers", "traceroute"]);
 

@@ -18,6 +18,7 @@ describe("privConfigFrom", () => {
       minRoutePrefix: { 4: 8, 6: 16 },
       fullTunnelTable: 51820,
       hooksDir: "/etc/plexd/hooks.d",
+      tailFiles: [],
     });
     expect(Object.isFrozen(c) && Object.isFrozen(c.allowedInterfaces)).toBe(true);
   });

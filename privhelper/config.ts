@@ -20,6 +20,8 @@ export interface PrivConfig {
   readonly fullTunnelTable: number;
   /** hooks.dir: the only directory whose files HashFiles and RunSandboxed accept. */
   readonly hooksDir: string;
+  /** logs.tail_files: absolute globs of the root-only files TailFile may read; empty serves none. */
+  readonly tailFiles: readonly string[];
 }
 
 export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
@@ -54,10 +56,28 @@ export function privConfigFrom(doc: unknown): PrivConfig {
       4: get("mesh.min_route_prefix_v4", 8, (v: number) => Number.isInteger(v) && v >= 1 && v <= 32, "must be 1-32") as number,
       6: get("mesh.min_route_prefix_v6", 16, (v: number) => Number.isInteger(v) && v >= 1 && v <= 128, "must be 1-128") as number,
     },
+    tailFiles: Object.freeze(globList(root, "logs.tail_files", abs, issues)),
     fullTunnelTable: get("mesh.full_tunnel_table", 51820, (v: number) => Number.isInteger(v) && v >= 1 && v < 2 ** 31 && (v < 253 || v > 255), "must be 1-2147483647, not 253-255 (default, main, local)") as number,
   };
   if (issues.length > 0) throw new PlexdError("invalid_argument", `invalid configuration:\n  ${issues.join("\n  ")}`);
   return Object.freeze(config);
+}
+
+/** A list of absolute paths/globs; each bad item is named by its index. */
+function globList(root: Obj, path: string, abs: (v: string) => boolean, issues: string[]): string[] {
+  const [section = "", key = ""] = path.split(".");
+  const v = isObj(root[section]) ? root[section][key] : undefined;
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) {
+    issues.push(`${path}: must be a list of absolute paths (globs allowed)`);
+    return [];
+  }
+  const ok = v.filter((g, i): g is string => {
+    const good = typeof g === "string" && abs(g);
+    if (!good) issues.push(`${path}[${i}]: must be an absolute path (globs allowed)`);
+    return good;
+  });
+  return ok;
 }
 
 /** A missing file means defaults (privhelper may start before the agent is configured). */

@@ -21,6 +21,7 @@ import { makeServiceControl } from "./service/service-control.js";
 import { makeRunSandboxed } from "./service/run-sandboxed.js";
 import { makeStunProbe } from "./service/stun-probe.js";
 import { makeTeardown } from "./service/teardown.js";
+import { makeTailFile } from "./service/tail-file.js";
 import { makeWatchAudit } from "./service/watch-audit.js";
 
 /** Runs `fn` after every earlier call has settled: a read-diff-write never interleaves another. */
@@ -61,6 +62,7 @@ export function buildHandlers(deps: Deps): Handlers<(typeof PrivHelperService)["
     pingPeers: makePingPeers(deps),
     traceroute: makeTraceroute(deps),
     serviceControl: makeServiceControl(deps),
+    tailFile: makeTailFile(deps),
     watchAudit: makeWatchAudit(deps),
   };
 }

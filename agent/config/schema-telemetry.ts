@@ -57,6 +57,7 @@ export const logsSchema = withRules(
     batch_max_size: int().prefault(1000).meta({ description: "Most lines per batch.", allowed: "≥ 1 (when enabled)" }),
     buffer_size: int().prefault(10000).meta({ description: "Ring buffer of unsent lines; the oldest are dropped when full.", allowed: "≥ `batch_max_size` (when enabled)" }),
     max_line_size: int().prefault(16384).meta({ description: "Longer lines are cut and end in `[truncated]`.", allowed: "≥ 256 (when enabled)" }),
+    tail_files: list(str()).prefault([]).meta({ description: "Root-only files that privhelper may read for the agent (TailFile); privhelper reads this key itself from the root-owned config. A file source the agent cannot read is forwarded only when listed here.", allowed: "absolute paths (globs allowed)" }),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;
@@ -82,10 +83,16 @@ export const logsSchema = withRules(
         }
       });
     }
+    const tail = r.get(["tail_files"]);
+    if (Array.isArray(tail)) {
+      tail.forEach((s, i) => {
+        if (typeof s === "string" && !isAbsolutePath(s)) r.report(["tail_files", i], "must be an absolute file path (globs allowed)", s);
+      });
+    }
     batching(r);
     r.intAtLeast(["max_line_size"], 256);
   },
-).prefault({}).meta({ description: "Log forwarding to the control plane. This version of the agent validates the section but does not act on it yet." });
+).prefault({}).meta({ description: "Log forwarding to the control plane: journald and files, batched, gzip-compressed, at least once across restarts (docs/telemetry.md#logs)." });
 
 export const auditSchema = withRules(
   section({
