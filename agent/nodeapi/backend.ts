@@ -12,6 +12,7 @@ import type {
   SetLogLevelResponseSchema,
   VerifyHooksResponseSchema,
 } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { PipelineCounters } from "../telemetry/delivery.js";
 
 // What the node API needs from the running agent (AgentService, docs/node-api.md).
 // The agent implements this with live data; tests use FakeBackend. Plain TypeScript shapes,
@@ -61,6 +62,8 @@ export interface StatusSnapshot {
   self?: { hostname: string; publicKey: string; interface: string; listenPort: number };
   /** The level the agent logs at now. */
   logLevel?: string;
+  /** Telemetry delivery counters of the running pipelines (metrics, logs, audit). */
+  pipelines?: { name: string; counters: PipelineCounters }[];
 }
 
 export interface PeerInfo {
@@ -77,6 +80,8 @@ export interface PeerInfo {
   txBytes: number | bigint;
   /** Round-trip time when a probe measured one. */
   rttMs?: number;
+  /** Loss of the latest latency probe, 0-100. */
+  lossPercent?: number;
   relayed: boolean;
   /** The peer's hostname when the control plane sent one. */
   hostname?: string;
