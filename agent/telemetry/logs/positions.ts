@@ -39,8 +39,9 @@ export class PositionBook {
     private readonly onError: (err: unknown) => void,
   ) {}
 
-  static async open(dataDir: string, writer: DataWriter, limit: () => number, onError: (err: unknown) => void): Promise<PositionBook> {
-    const book = new PositionBook(join(dataDir, positionsFile), writer, limit, onError);
+  /** `file`: the audit pipeline keeps its Kubernetes audit log position in a book of its own. */
+  static async open(dataDir: string, writer: DataWriter, limit: () => number, onError: (err: unknown) => void, file = positionsFile): Promise<PositionBook> {
+    const book = new PositionBook(join(dataDir, file), writer, limit, onError);
     const text = await readFile(book.path, "utf8").catch(() => undefined);
     if (text !== undefined) {
       try {
