@@ -50,6 +50,13 @@ describe("privConfigFrom", () => {
     expect(() => privConfigFrom({ mesh: { interface: "plexd" + "a".repeat(11) } })).toThrow(/mesh\.interface/);
     expect(privConfigFrom({ mesh: { interface: "plexd" + "a".repeat(10) } }).meshInterface).toHaveLength(15);
   });
+
+  it("TailFile serves the Kubernetes audit log once the config names it, never with audit off", () => {
+    expect(privConfigFrom({ audit: { sources: ["auditd", "kubernetes"] } }).tailFiles).toEqual(["/var/log/kubernetes/audit/audit.log"]);
+    expect(privConfigFrom({ logs: { tail_files: ["/var/log/a.log"] }, audit: { kubernetes_log_path: "/k/audit.log" } }).tailFiles).toEqual(["/var/log/a.log", "/k/audit.log"]);
+    expect(privConfigFrom({ audit: { enabled: false, kubernetes_log_path: "/k/audit.log" } }).tailFiles).toEqual([]);
+    expect(() => privConfigFrom({ audit: { kubernetes_log_path: "k/audit.log" } })).toThrow(/audit\.kubernetes_log_path: must be an absolute path/);
+  });
 });
 
 describe("loadPrivConfig", () => {

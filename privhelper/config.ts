@@ -56,11 +56,28 @@ export function privConfigFrom(doc: unknown): PrivConfig {
       4: get("mesh.min_route_prefix_v4", 8, (v: number) => Number.isInteger(v) && v >= 1 && v <= 32, "must be 1-32") as number,
       6: get("mesh.min_route_prefix_v6", 16, (v: number) => Number.isInteger(v) && v >= 1 && v <= 128, "must be 1-128") as number,
     },
-    tailFiles: Object.freeze(globList(root, "logs.tail_files", abs, issues)),
+    tailFiles: Object.freeze([...globList(root, "logs.tail_files", abs, issues), ...k8sAuditLog(root, abs, issues)]),
     fullTunnelTable: get("mesh.full_tunnel_table", 51820, (v: number) => Number.isInteger(v) && v >= 1 && v < 2 ** 31 && (v < 253 || v > 255), "must be 1-2147483647, not 253-255 (default, main, local)") as number,
   };
   if (issues.length > 0) throw new PlexdError("invalid_argument", `invalid configuration:\n  ${issues.join("\n  ")}`);
   return Object.freeze(config);
+}
+
+/**
+ * The Kubernetes API server audit log is TailFile's too, once the config names it: `kubernetes`
+ * in audit.sources, or audit.kubernetes_log_path set (audit.enabled not false).
+ */
+function k8sAuditLog(root: Obj, abs: (v: string) => boolean, issues: string[]): string[] {
+  const audit = isObj(root.audit) ? root.audit : {};
+  if (audit.enabled === false) return [];
+  const path = audit.kubernetes_log_path;
+  const listed = Array.isArray(audit.sources) && audit.sources.includes("kubernetes");
+  if (path === undefined || path === null) return listed ? ["/var/log/kubernetes/audit/audit.log"] : [];
+  if (typeof path !== "string" || !abs(path)) {
+    issues.push("audit.kubernetes_log_path: must be an absolute path");
+    return [];
+  }
+  return [path];
 }
 
 /** A list of absolute paths/globs; each bad item is named by its index. */
