@@ -18,6 +18,7 @@ import { register } from "./registration/register.js";
 import { resolveBootstrapToken } from "./registration/token.js";
 import type { DesiredStateStore } from "./state/desired.js";
 import { MetricsService } from "./telemetry/metrics.js";
+import { AuditService } from "./telemetry/audit/service.js";
 import { resumeAllPipelines } from "./telemetry/registry.js";
 import { registrationOptions, tokenSourcesFor, watchPrivhelper, type AgentContext } from "./system.js";
 
@@ -43,6 +44,8 @@ export class AgentRuntime {
   lastReconcile: LastRun | undefined;
   /** The metrics pipeline when `observe.enabled` (docs/telemetry.md). */
   metrics: MetricsService | undefined;
+  /** The audit pipeline when `audit.enabled` (docs/telemetry.md#audit). */
+  audit: AuditService | undefined;
   #rotating = false;
   #loops: Promise<unknown>[] = [];
   readonly #quarantine = new QuarantineReport();
@@ -146,6 +149,20 @@ export class AgentRuntime {
         log: ctx.log.child({ component: "metrics" }),
       });
       this.#track("metrics", this.metrics.run(signal));
+    }
+    if (config.audit.enabled) {
+      this.audit = new AuditService({
+        config: () => ctx.config,
+        priv: ctx.priv,
+        cp: ctx.cp,
+        nodeId: () => this.identity.nodeId,
+        token: () => this.identity.identityToken,
+        health: ctx.health,
+        writer: ctx.fence,
+        clock: ctx.clock,
+        log: ctx.log.child({ component: "audit" }),
+      });
+      this.#track("audit", this.audit.run(signal));
     }
 
     while (!signal.aborted) {

@@ -16,6 +16,7 @@ import { deregister, logLevel, reload } from "./commands/agent-admin.js";
 import { completionScript, shells, type Shell } from "./completion.js";
 import { defaultActionsSocket, defaultSocket, socketFromConfig } from "./config-socket.js";
 import { watch } from "./commands/watch.js";
+import { audit } from "./commands/audit.js";
 import { addInstallCommands } from "./install/command.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
@@ -141,6 +142,18 @@ program
   .description("mesh peers with endpoint, last handshake, traffic and latency")
   .option("--all", "include peers the policy makes invisible to this node")
   .action((opts: { all?: boolean }) => client((c, json) => peers(c, json, opts.all === true))());
+
+program
+  .command("audit")
+  .description("audit forwarding: sources (kernel records, Kubernetes audit log), buffer, drops, last flush, and the last events")
+  .option("-n, --events <count>", "show the last this-many events (0-200)", "20")
+  .action((opts: { events: string }) =>
+    client(async (c, json) => {
+      const n = Number(opts.events);
+      if (!Number.isInteger(n) || n < 0 || n > 200) throw new UsageError(`--events: expected a whole number 0-200, got ${JSON.stringify(opts.events)}`);
+      await audit(c, json, n);
+    })(),
+  );
 
 program
   .command("policies")

@@ -109,7 +109,7 @@ export const auditSchema = withRules(
     r.absPath(["kubernetes_log_path"]);
     batching(r);
   },
-).prefault({}).meta({ description: "Audit-event forwarding to the control plane. This version of the agent validates the section but does not act on it yet." });
+).prefault({}).meta({ description: "Audit-event forwarding to the control plane: kernel audit records through privhelper and the Kubernetes API server audit log (docs/telemetry.md#audit)." });
 
 export type MetricGroup = (typeof metricGroups)[number];
 export type LogFilter = z.output<typeof logFilter>;

@@ -12,6 +12,7 @@ import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";
 import { allPipelineCounters, peerLatency } from "../telemetry/registry.js";
+import { auditStatusMsg } from "../telemetry/audit/view.js";
 
 // NodeApiBackend for the running agent: status from the runtime, health registry and event
 // channel; peers from the desired-state store joined with privhelper's ReadMesh; policies
@@ -90,6 +91,10 @@ export class AgentBackend implements NodeApiBackend {
 
   async verifyHooks() {
     return { hooks: await verifyHooks(this.#needActions(), AbortSignal.timeout(30_000)) };
+  }
+
+  async auditStatus(recent: number) {
+    return auditStatusMsg(this.#ctx.config.audit, this.#runtime?.audit, recent);
   }
 
   async reloadHooks() {

@@ -130,7 +130,8 @@ export interface NodeApiBackend {
   verifyHooks?(): Promise<MessageInitShape<typeof VerifyHooksResponseSchema>>;
   reloadHooks?(): Promise<MessageInitShape<typeof ReloadHooksResponseSchema>>;
   logStatus?(): Promise<MessageInitShape<typeof GetLogStatusResponseSchema>>;
-  auditStatus?(): Promise<MessageInitShape<typeof GetAuditStatusResponseSchema>>;
+  /** `recent`: also the last this-many events (0: none). */
+  auditStatus?(recent: number): Promise<MessageInitShape<typeof GetAuditStatusResponseSchema>>;
   reloadConfig?(): Promise<MessageInitShape<typeof ReloadConfigResponseSchema>>;
   deregister?(opts: { purge: boolean; force: boolean }): Promise<MessageInitShape<typeof DeregisterResponseSchema>>;
   setLogLevel?(level: string): Promise<MessageInitShape<typeof SetLogLevelResponseSchema>>;

@@ -1,6 +1,7 @@
 import { GetStatusResponseSchema, type GetStatusResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { NodeClient } from "../client.js";
 import { age, messageJson } from "../format.js";
+import { auditStatusLine } from "./audit.js";
 
 export function statusText(s: GetStatusResponse, now: number): string {
   const sse = s.sse;
@@ -21,6 +22,7 @@ export function statusText(s: GetStatusResponse, now: number): string {
     ["State", c === undefined ? "-" : `metadata ${c.metadata}, data ${c.data}, secrets ${c.secrets}, reports ${c.reports} (${c.reportsPending} pending)`],
     ["Health", s.health.length === 0 ? "ok" : s.healthStatus],
     ["Log level", s.logLevel || "-"],
+    ...auditStatusLine(s, now),
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
   const out = lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`.trimEnd());
