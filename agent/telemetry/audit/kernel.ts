@@ -67,17 +67,18 @@ export class KernelAuditSource {
     const sweeper = setInterval(() => this.#grouper.sweep(), 250);
     try {
       while (!signal.aborted) {
+        let got = 0;
         try {
           this.view.state = "connecting";
           for await (const rec of this.#d.priv.watchAudit({}, { signal })) {
-            if (this.view.state !== "receiving") this.#up();
+            if (got++ === 0) this.#up();
             delay = min;
             this.view.records_total++;
             this.#grouper.add({ type: rec.type, serial: rec.serial, text: rec.text });
           }
-          // privhelper ended the stream cleanly (it restarted): open it again at once.
+          // privhelper ended the stream cleanly (it is stopping): open it again, at once if it had delivered.
           this.#grouper.flush();
-          continue;
+          if (got > 0) continue;
         } catch (err) {
           this.#grouper.flush();
           if (signal.aborted || isCancellation(err)) break;
