@@ -11,6 +11,7 @@ import { listActions, listExecutions, listHooks, verifyHooks } from "./actions-v
 import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";
+import { getLogStatus, tailLogs } from "../telemetry/logs/node-api.js";
 
 // NodeApiBackend for the running agent: status from the runtime, health registry and event
 // channel; peers from the desired-state store joined with privhelper's ReadMesh; policies
@@ -95,6 +96,14 @@ export class AgentBackend implements NodeApiBackend {
     const a = this.#needActions();
     await a.hooks.scan("plexd hooks reload");
     return { hooks: listHooks(a) };
+  }
+
+  async logStatus() {
+    return getLogStatus(this.#ctx.config.logs);
+  }
+
+  async tailLogs(opts: { afterSeq: bigint; limit: number }) {
+    return tailLogs(opts.afterSeq, opts.limit);
   }
 
   /** The runtime exists once the identity does; from then on status and drift come from it. */
