@@ -18,6 +18,8 @@ import { defaultActionsSocket, defaultSocket, socketFromConfig } from "./config-
 import { watch } from "./commands/watch.js";
 import { audit } from "./commands/audit.js";
 import { addInstallCommands } from "./install/command.js";
+import { logStatus } from "./commands/log-status.js";
+import { logs } from "./commands/logs.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
 // `config check` and the offline `deregister` are handed to the agent's own code
@@ -136,6 +138,18 @@ program
   .description("change the agent's log level now (until the next reload or restart)")
   .argument("<level>", "debug, info, warn or error")
   .action((level: string) => client((c, json) => logLevel(c, json, level))());
+
+program
+  .command("log-status")
+  .description("log forwarding: sources, buffer, drops, last flush")
+  .action(client((c, json) => logStatus(c, json)));
+
+program
+  .command("logs")
+  .description("the log lines this agent forwarded lately (journald and files); --follow for new ones")
+  .option("-n, --lines <n>", "how many of the latest lines (1-1000)", "50")
+  .option("-f, --follow", "keep printing new lines until interrupted")
+  .action((opts: { lines: string; follow?: boolean }) => client((c, json) => logs(c, json, { lines: opts.lines, follow: opts.follow === true }))());
 
 program
   .command("peers")

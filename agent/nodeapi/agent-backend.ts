@@ -13,6 +13,7 @@ import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot
 import { firewallRulesView, peersView } from "./views.js";
 import { allPipelineCounters, peerLatency } from "../telemetry/registry.js";
 import { auditStatusMsg } from "../telemetry/audit/view.js";
+import { getLogStatus, tailLogs } from "../telemetry/logs/node-api.js";
 
 // NodeApiBackend for the running agent: status from the runtime, health registry and event
 // channel; peers from the desired-state store joined with privhelper's ReadMesh; policies
@@ -101,6 +102,14 @@ export class AgentBackend implements NodeApiBackend {
     const a = this.#needActions();
     await a.hooks.scan("plexd hooks reload");
     return { hooks: listHooks(a) };
+  }
+
+  async logStatus() {
+    return getLogStatus(this.#ctx.config.logs);
+  }
+
+  async tailLogs(opts: { afterSeq: bigint; limit: number }) {
+    return tailLogs(opts.afterSeq, opts.limit);
   }
 
   /** The runtime exists once the identity does; from then on status and drift come from it. */

@@ -4,6 +4,7 @@ import type {
   DeregisterResponseSchema,
   GetAuditStatusResponseSchema,
   GetLogStatusResponseSchema,
+  TailLogsResponseSchema,
   ListActionsResponseSchema,
   ListExecutionsResponseSchema,
   ListHooksResponseSchema,
@@ -136,4 +137,5 @@ export interface NodeApiBackend {
   deregister?(opts: { purge: boolean; force: boolean }): Promise<MessageInitShape<typeof DeregisterResponseSchema>>;
   setLogLevel?(level: string): Promise<MessageInitShape<typeof SetLogLevelResponseSchema>>;
   authorizedKeys?(opts: { user: string; fingerprint: string }): Promise<MessageInitShape<typeof AuthorizedKeysResponseSchema>>;
+  tailLogs?(opts: { afterSeq: bigint; limit: number }): Promise<MessageInitShape<typeof TailLogsResponseSchema>>;
 }

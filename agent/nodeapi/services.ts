@@ -344,5 +344,8 @@ export function buildOps(deps: ServiceDeps): Op[] {
     unary(AgentService.method.authorizedKeys, "admin", (req) =>
       optional(b.authorizedKeys === undefined ? undefined : () => b.authorizedKeys!({ user: req.user, fingerprint: req.fingerprint }), "AuthorizedKeys")(),
     ),
+    unary(AgentService.method.tailLogs, "reader", (req) =>
+      optional(b.tailLogs === undefined ? undefined : () => b.tailLogs!({ afterSeq: req.afterSeq, limit: req.limit }), "TailLogs")(),
+    ),
   ];
 }

@@ -2,6 +2,7 @@ import { GetStatusResponseSchema, type GetStatusResponse } from "../../proto/gen
 import type { NodeClient } from "../client.js";
 import { age, messageJson } from "../format.js";
 import { auditStatusLine } from "./audit.js";
+import { logStatusLine } from "./log-status.js";
 
 export function statusText(s: GetStatusResponse, now: number): string {
   const sse = s.sse;
@@ -37,5 +38,7 @@ export function statusText(s: GetStatusResponse, now: number): string {
 export async function status(client: NodeClient, json: boolean): Promise<boolean> {
   const res = await client.agent.getStatus({ includePeers: json });
   console.log(json ? messageJson(GetStatusResponseSchema, res) : statusText(res, Date.now()));
+  const logsLine = json ? undefined : await logStatusLine(client);
+  if (logsLine !== undefined) console.log(`Logs${" ".repeat(11)}${logsLine}`);
   return res.healthStatus === "healthy";
 }

@@ -99,11 +99,16 @@ export class LogForwarder {
     this.#loops.push(this.#every(this.#d.pollMs ?? 250, () => this.#pollAll()));
   }
 
-  /** Stops reading and writes the committed positions (call after the pipeline's final flush). */
-  async close(): Promise<void> {
+  /** Stops journalctl and the file reads; nothing more is pushed. */
+  async stopReading(): Promise<void> {
     this.#stop.abort();
     await Promise.all(this.#loops);
     for (const t of this.#tails.values()) await t.tail.close();
+  }
+
+  /** Writes the committed positions (after the pipeline's final flush). */
+  async close(): Promise<void> {
+    await this.stopReading();
     await this.#book.flush();
   }
 
