@@ -134,6 +134,7 @@ export function pipelineMsg(name: string, c: PipelineCounters): MessageInitShape
     ...(ok === undefined ? {} : { lastSuccessAt: ok }),
     lastError: c.last_error ?? "",
     paused: c.paused ?? "",
+    pushedTotal: big(c.pushed_total),
   };
 }
 

@@ -54,11 +54,12 @@ export async function audit(client: NodeClient, json: boolean, recent: number): 
   console.log(json ? messageJson(GetAuditStatusResponseSchema, res) : auditText(res, Date.now()));
 }
 
-/** The `Audit` line of `plexd status`: the audit pipeline's buffer, drops and last flush, or why nothing is read. */
-export function auditStatusLine(s: GetStatusResponse, now: number): [string, string][] {
-  const p = s.pipelines.find((x) => x.name === "audit");
-  const unavailable = s.health.find((h) => h.code === "audit_unavailable");
-  if (p === undefined) return [["Audit", "not running"]];
-  const flush = p.lastFlushAt === undefined ? "no flush yet" : `last flush ${p.lastFlushOutcome || "?"} ${age(p.lastFlushAt, now)}`;
-  return [["Audit", `${p.buffered} buffered, ${p.droppedOverflowTotal + p.droppedOversizeTotal} dropped, ${flush}${unavailable ? "; kernel records unavailable" : ""}`]];
+/**
+ * The `Audit` line of `plexd status`, beside the pipeline's own `Telemetry audit` counters:
+ * whether audit forwarding runs and whether the kernel delivers records.
+ */
+export function auditStatusLine(s: GetStatusResponse): [string, string][] {
+  if (!s.pipelines.some((x) => x.name === "audit")) return [["Audit", "not running (audit.enabled is false, or the node is not registered yet)"]];
+  const unavailable = s.health.some((h) => h.code === "audit_unavailable");
+  return [["Audit", `${unavailable ? "kernel records UNAVAILABLE (see audit_unavailable)" : "forwarding"}; sources and recent events: plexd audit`]];
 }

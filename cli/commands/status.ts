@@ -4,6 +4,14 @@ import { age, messageJson } from "../format.js";
 import { auditStatusLine } from "./audit.js";
 import { logStatusLine } from "./log-status.js";
 
+/** "12 buffered, 340 sent, 0 dropped, last flush ok 3s ago" — delivery counters of one pipeline (docs/telemetry.md). */
+export function pipelineLine(p: GetStatusResponse["pipelines"][number], now: number): string {
+  const dropped = p.droppedOverflowTotal + p.droppedOversizeTotal + p.droppedRejectedTotal;
+  const last = p.lastFlushAt === undefined ? "never flushed" : `last flush ${p.lastFlushOutcome || "?"} ${age(p.lastFlushAt, now)}`;
+  const paused = p.paused === "" ? "" : `, PAUSED (${p.paused})`;
+  return `${p.buffered} buffered, ${p.sentTotal} sent, ${dropped} dropped (${p.droppedOverflowTotal} overflow), ${last}${paused}`;
+}
+
 export function statusText(s: GetStatusResponse, now: number): string {
   const sse = s.sse;
   const control = sse?.connected === true ? `connected ${age(sse.since, now).replace(/ ago$/, "")}` : "disconnected";
@@ -23,7 +31,8 @@ export function statusText(s: GetStatusResponse, now: number): string {
     ["State", c === undefined ? "-" : `metadata ${c.metadata}, data ${c.data}, secrets ${c.secrets}, reports ${c.reports} (${c.reportsPending} pending)`],
     ["Health", s.health.length === 0 ? "ok" : s.healthStatus],
     ["Log level", s.logLevel || "-"],
-    ...auditStatusLine(s, now),
+    ...s.pipelines.map((p): [string, string] => [`Telemetry ${p.name}`, pipelineLine(p, now)]),
+    ...auditStatusLine(s),
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
   const out = lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`.trimEnd());
