@@ -7,6 +7,7 @@ import { startAgentNodeApi, type AgentNodeApi } from "./nodeapi/agent-api.js";
 import { AgentRuntime } from "./runtime.js";
 import { DesiredStateStore } from "./state/desired.js";
 import { buildContext, establishIdentity, seedFromRegistration, watchPrivhelper } from "./system.js";
+import { startLogs, type LogsHandle } from "./telemetry/logs/index.js";
 import type { Clock } from "./util/clock.js";
 import type { Logger } from "./util/log.js";
 
@@ -74,6 +75,7 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
 
   let code = 0;
   let deregistered = false;
+  let logs: LogsHandle | undefined;
   try {
     const ensured = await establishIdentity(ctx, life);
     seedFromRegistration(store, ensured);
@@ -84,6 +86,11 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
     rt.actions = { handleRequest: (id, payload) => actions.manager.handleRequest(id, payload), reconnected: () => actions.outbox.retryNow(), sessionRevoked: (r) => actions.sessions.revoke(r) };
     await actions.start();
     api?.attach(rt);
+    // Log forwarding (docs/telemetry.md#logs) needs the identity it posts with; a failure leaves the mesh running.
+    logs = await startLogs(ctx, () => rt.identity).catch((err: unknown) => {
+      log.error({ err: PlexdError.from(err).message }, "log forwarding not started");
+      return undefined;
+    });
     while (!life.aborted) {
       stopRun = new AbortController();
       await rt.run(AbortSignal.any([life, stopRun.signal]));
@@ -115,6 +122,7 @@ export async function runUp(live: LiveConfig, log: Logger, clock: Clock, env: No
     }
   }
   ctx.phase.set("stopping");
+  await logs?.close();
   await actionsApi?.close();
   await actions.close();
   // Stop sequence (docs/architecture.md#lifecycle): a last report sync (not for a node that just left), then the socket goes.

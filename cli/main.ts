@@ -16,7 +16,10 @@ import { deregister, logLevel, reload } from "./commands/agent-admin.js";
 import { completionScript, shells, type Shell } from "./completion.js";
 import { defaultActionsSocket, defaultSocket, socketFromConfig } from "./config-socket.js";
 import { watch } from "./commands/watch.js";
+import { audit } from "./commands/audit.js";
 import { addInstallCommands } from "./install/command.js";
+import { logStatus } from "./commands/log-status.js";
+import { logs } from "./commands/logs.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
 // `config check` and the offline `deregister` are handed to the agent's own code
@@ -137,10 +140,34 @@ program
   .action((level: string) => client((c, json) => logLevel(c, json, level))());
 
 program
+  .command("log-status")
+  .description("log forwarding: sources, buffer, drops, last flush")
+  .action(client((c, json) => logStatus(c, json)));
+
+program
+  .command("logs")
+  .description("the log lines this agent forwarded lately (journald and files); --follow for new ones")
+  .option("-n, --lines <n>", "how many of the latest lines (1-1000)", "50")
+  .option("-f, --follow", "keep printing new lines until interrupted")
+  .action((opts: { lines: string; follow?: boolean }) => client((c, json) => logs(c, json, { lines: opts.lines, follow: opts.follow === true }))());
+
+program
   .command("peers")
   .description("mesh peers with endpoint, last handshake, traffic and latency")
   .option("--all", "include peers the policy makes invisible to this node")
   .action((opts: { all?: boolean }) => client((c, json) => peers(c, json, opts.all === true))());
+
+program
+  .command("audit")
+  .description("audit forwarding: sources (kernel records, Kubernetes audit log), buffer, drops, last flush, and the last events")
+  .option("-n, --events <count>", "show the last this-many events (0-200)", "20")
+  .action((opts: { events: string }) =>
+    client(async (c, json) => {
+      const n = Number(opts.events);
+      if (!Number.isInteger(n) || n < 0 || n > 200) throw new UsageError(`--events: expected a whole number 0-200, got ${JSON.stringify(opts.events)}`);
+      await audit(c, json, n);
+    })(),
+  );
 
 program
   .command("policies")

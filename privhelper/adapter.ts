@@ -3,7 +3,7 @@
 // request is decoded only once let through a bounded gate (one for reads, one for mutations, so
 // a flood of applies never delays a status read): a flood holds raw bytes, never decoded specs.
 import type * as grpc from "@grpc/grpc-js";
-import { create, fromBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2";
 import { PlexdError, grpcStatusOf, isCancellation } from "../proto/lib/errors.js";
 import type { Logger } from "./log.js";
@@ -13,8 +13,11 @@ export interface CallContext { signal: AbortSignal; uid: number; pid: number }
 
 type Handler<M extends GenServiceMethods[string]> = (req: MessageShape<M["input"]>, ctx: CallContext) => Promise<MessageInitShape<M["output"]>>;
 
+/** A server-streaming handler: `send` resolves once the caller can take more (flow control). */
+export type StreamHandler<M extends GenServiceMethods[string]> = (req: MessageShape<M["input"]>, ctx: CallContext, send: (msg: MessageInitShape<M["output"]>) => Promise<void>) => Promise<void>;
+
 /** One handler per method: a method without one does not compile. */
-export type Handlers<S extends GenServiceMethods> = { [K in keyof S]: S[K]["methodKind"] extends "unary" ? Handler<S[K]> : never };
+export type Handlers<S extends GenServiceMethods> = { [K in keyof S]: S[K]["methodKind"] extends "unary" ? Handler<S[K]> : S[K]["methodKind"] extends "server_streaming" ? StreamHandler<S[K]> : never };
 
 /** Runs at most `concurrency` tasks at once and queues at most `queued` more; a finished task hands its slot to the next in line. */
 export function createGate(concurrency: number, queued: number) {
@@ -35,7 +38,7 @@ export function createGate(concurrency: number, queued: number) {
 }
 
 // Reads are frequent (drift checks, plexd top) and change nothing: debug level only.
-const readOnly = /^(get|read|hash)/;
+const readOnly = /^(get|read|hash|tail)/;
 // Hook runs and diagnostics last seconds to minutes: a gate of their own, so they never hold up an apply.
 const longRunning = new Set(["runSandboxed", "pingPeers", "traceroute"]);
 
@@ -48,6 +51,10 @@ export function bindHandlers<S extends GenServiceMethods>(
   for (const method of service.methods) {
     const handler = (handlers as Record<string, Handler<GenServiceMethods[string]>>)[method.localName]!;
     const mutation = !readOnly.test(method.localName);
+    if (method.methodKind === "server_streaming") {
+      impl[method.localName] = bindStream(method, handler as unknown as StreamHandler<GenServiceMethods[string]>, opts);
+      continue;
+    }
     impl[method.localName] = (call: grpc.ServerUnaryCall<Buffer, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const started = performance.now();
       const who = opts.callerOf(call) ?? { uid: -1, pid: -1 };
@@ -88,4 +95,40 @@ export function bindHandlers<S extends GenServiceMethods>(
     };
   }
   return impl;
+}
+
+// Watch streams last as long as their caller wants: no gate slot is held (the handler bounds
+// how many run at once); the request is decoded, each message encoded, and the end is a status.
+function bindStream(method: DescMethod, handler: StreamHandler<GenServiceMethods[string]>, opts: { log: Logger; callerOf(call: { getPeer(): string }): { uid: number; pid: number } | undefined }) {
+  return (call: grpc.ServerWritableStream<Buffer, unknown>) => {
+    const who = opts.callerOf(call) ?? { uid: -1, pid: -1 };
+    const ac = new AbortController();
+    call.on("cancelled", () => ac.abort(new PlexdError("cancelled", "call cancelled")));
+    const send = (msg: unknown): Promise<void> => {
+      if (ac.signal.aborted) return Promise.reject(ac.signal.reason as Error);
+      const ok = call.write(create(method.output as DescMessage, msg as never));
+      return ok ? Promise.resolve() : new Promise((resolve) => call.once("drain", resolve));
+    };
+    const run = async (): Promise<void> => {
+      let req: unknown;
+      try {
+        req = fromBinary(method.input as DescMessage, call.request);
+      } catch (err) {
+        throw new PlexdError("invalid_argument", `malformed ${method.name} request: ${PlexdError.from(err).message}`);
+      }
+      opts.log.info({ rpc: method.name, uid: who.uid, pid: who.pid }, "stream opened");
+      await handler(req as never, { signal: ac.signal, uid: who.uid, pid: who.pid }, send);
+    };
+    run().then(
+      () => {
+        opts.log.info({ rpc: method.name, uid: who.uid, pid: who.pid, outcome: "ok" }, "stream ended");
+        call.end();
+      },
+      (err: unknown) => {
+        const e = PlexdError.from(err);
+        opts.log[isCancellation(err) ? "debug" : "warn"]({ rpc: method.name, uid: who.uid, pid: who.pid, outcome: e.code, error: e.message }, "stream ended");
+        if (!ac.signal.aborted) call.emit("error", { code: grpcStatusOf(e.code), details: e.message });
+      },
+    );
+  };
 }

@@ -20,6 +20,7 @@ describe("privConfigFrom", () => {
       hooksDir: "/etc/plexd/hooks.d",
       dataDir: "/var/lib/plexd",
       upgradeRoot: "/",
+      tailFiles: [],
     });
     expect(Object.isFrozen(c) && Object.isFrozen(c.allowedInterfaces)).toBe(true);
   });
@@ -55,6 +56,13 @@ describe("privConfigFrom", () => {
   it("an interface name longer than the kernel allows is refused", () => {
     expect(() => privConfigFrom({ mesh: { interface: "plexd" + "a".repeat(11) } })).toThrow(/mesh\.interface/);
     expect(privConfigFrom({ mesh: { interface: "plexd" + "a".repeat(10) } }).meshInterface).toHaveLength(15);
+  });
+
+  it("TailFile serves the Kubernetes audit log once the config names it, never with audit off", () => {
+    expect(privConfigFrom({ audit: { sources: ["auditd", "kubernetes"] } }).tailFiles).toEqual(["/var/log/kubernetes/audit/audit.log"]);
+    expect(privConfigFrom({ logs: { tail_files: ["/var/log/a.log"] }, audit: { kubernetes_log_path: "/k/audit.log" } }).tailFiles).toEqual(["/var/log/a.log", "/k/audit.log"]);
+    expect(privConfigFrom({ audit: { enabled: false, kubernetes_log_path: "/k/audit.log" } }).tailFiles).toEqual([]);
+    expect(() => privConfigFrom({ audit: { kubernetes_log_path: "k/audit.log" } })).toThrow(/audit\.kubernetes_log_path: must be an absolute path/);
   });
 });
 

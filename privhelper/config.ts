@@ -24,6 +24,8 @@ export interface PrivConfig {
   readonly dataDir: string;
   /** actions.upgrade_root: where InstallUpgrade installs a release (`/` on a real node). */
   readonly upgradeRoot: string;
+  /** logs.tail_files: absolute globs of the root-only files TailFile may read; empty serves none. */
+  readonly tailFiles: readonly string[];
 }
 
 export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
@@ -62,10 +64,45 @@ export function privConfigFrom(doc: unknown): PrivConfig {
       4: get("mesh.min_route_prefix_v4", 8, (v: number) => Number.isInteger(v) && v >= 1 && v <= 32, "must be 1-32") as number,
       6: get("mesh.min_route_prefix_v6", 16, (v: number) => Number.isInteger(v) && v >= 1 && v <= 128, "must be 1-128") as number,
     },
+    tailFiles: Object.freeze([...globList(root, "logs.tail_files", abs, issues), ...k8sAuditLog(root, abs, issues)]),
     fullTunnelTable: get("mesh.full_tunnel_table", 51820, (v: number) => Number.isInteger(v) && v >= 1 && v < 2 ** 31 && (v < 253 || v > 255), "must be 1-2147483647, not 253-255 (default, main, local)") as number,
   };
   if (issues.length > 0) throw new PlexdError("invalid_argument", `invalid configuration:\n  ${issues.join("\n  ")}`);
   return Object.freeze(config);
+}
+
+/**
+ * The Kubernetes API server audit log is TailFile's too, once the config names it: `kubernetes`
+ * in audit.sources, or audit.kubernetes_log_path set (audit.enabled not false).
+ */
+function k8sAuditLog(root: Obj, abs: (v: string) => boolean, issues: string[]): string[] {
+  const audit = isObj(root.audit) ? root.audit : {};
+  if (audit.enabled === false) return [];
+  const path = audit.kubernetes_log_path;
+  const listed = Array.isArray(audit.sources) && audit.sources.includes("kubernetes");
+  if (path === undefined || path === null) return listed ? ["/var/log/kubernetes/audit/audit.log"] : [];
+  if (typeof path !== "string" || !abs(path)) {
+    issues.push("audit.kubernetes_log_path: must be an absolute path");
+    return [];
+  }
+  return [path];
+}
+
+/** A list of absolute paths/globs; each bad item is named by its index. */
+function globList(root: Obj, path: string, abs: (v: string) => boolean, issues: string[]): string[] {
+  const [section = "", key = ""] = path.split(".");
+  const v = isObj(root[section]) ? root[section][key] : undefined;
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) {
+    issues.push(`${path}: must be a list of absolute paths (globs allowed)`);
+    return [];
+  }
+  const ok = v.filter((g, i): g is string => {
+    const good = typeof g === "string" && abs(g);
+    if (!good) issues.push(`${path}[${i}]: must be an absolute path (globs allowed)`);
+    return good;
+  });
+  return ok;
 }
 
 /** A missing file means defaults (privhelper may start before the agent is configured). */

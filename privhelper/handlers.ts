@@ -22,6 +22,8 @@ import { makeRunSandboxed } from "./service/run-sandboxed.js";
 import { makeStunProbe } from "./service/stun-probe.js";
 import { makeTeardown } from "./service/teardown.js";
 import { makeInstallUpgrade } from "./service/install-upgrade.js";
+import { makeTailFile } from "./service/tail-file.js";
+import { makeWatchAudit } from "./service/watch-audit.js";
 
 /** Runs `fn` after every earlier call has settled: a read-diff-write never interleaves another. */
 export type Lock = <T>(fn: () => Promise<T>) => Promise<T>;
@@ -62,5 +64,7 @@ export function buildHandlers(deps: Deps): Handlers<(typeof PrivHelperService)["
     traceroute: makeTraceroute(deps),
     serviceControl: makeServiceControl(deps),
     installUpgrade: makeInstallUpgrade(deps),
+    tailFile: makeTailFile(deps),
+    watchAudit: makeWatchAudit(deps),
   };
 }

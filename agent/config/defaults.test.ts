@@ -72,6 +72,7 @@ describe("defaults: parsing { api } yields a fully defaulted object", () => {
       batch_max_size: 1000,
       buffer_size: 10_000,
       max_line_size: 16_384,
+      tail_files: [],
     });
     expect(cfg.audit).toEqual({
       enabled: true,

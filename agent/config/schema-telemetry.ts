@@ -25,7 +25,7 @@ function noDuplicates(r: Rules, key: string, what: string): void {
 
 export const observeSchema = withRules(
   section({
-    enabled: bool().prefault(true).meta({ description: "Collect metrics and send them to the control plane (there is no local metrics endpoint)." }),
+    enabled: bool().prefault(true).meta({ description: "Collect metrics and send them to the control plane." }),
     interval: dur("15s").meta({ description: "Collection cadence.", allowed: "≥ 5s (when enabled)" }),
     batch_interval: dur("10s").meta({ description: "How often collected points are sent.", allowed: "≥ 1s (when enabled)" }),
     batch_max_size: int().prefault(500).meta({ description: "Most data points per batch.", allowed: "≥ 1 (when enabled)" }),
@@ -38,7 +38,7 @@ export const observeSchema = withRules(
     batching(r);
     noDuplicates(r, "metrics", "metric group");
   },
-).prefault({}).meta({ description: "Metrics sent to the control plane (gzip-compressed batches). This version of the agent validates the section but does not act on it yet." });
+).prefault({}).meta({ description: "Metrics sent to the control plane in gzip-compressed batches (docs/telemetry.md); the same figures are served locally in Prometheus format by `plexd metrics` and `GET /metrics` on the node API." });
 
 // Exactly one of unit / path / severity per item; modelled as a strict object with optional
 // keys so that an unknown key still reads "unknown key" rather than a union mismatch.
@@ -57,6 +57,7 @@ export const logsSchema = withRules(
     batch_max_size: int().prefault(1000).meta({ description: "Most lines per batch.", allowed: "≥ 1 (when enabled)" }),
     buffer_size: int().prefault(10000).meta({ description: "Ring buffer of unsent lines; the oldest are dropped when full.", allowed: "≥ `batch_max_size` (when enabled)" }),
     max_line_size: int().prefault(16384).meta({ description: "Longer lines are cut and end in `[truncated]`.", allowed: "≥ 256 (when enabled)" }),
+    tail_files: list(str()).prefault([]).meta({ description: "Root-only files that privhelper may read for the agent (TailFile); privhelper reads this key itself from the root-owned config. A file source the agent cannot read is forwarded only when listed here.", allowed: "absolute paths (globs allowed)" }),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;
@@ -82,10 +83,16 @@ export const logsSchema = withRules(
         }
       });
     }
+    const tail = r.get(["tail_files"]);
+    if (Array.isArray(tail)) {
+      tail.forEach((s, i) => {
+        if (typeof s === "string" && !isAbsolutePath(s)) r.report(["tail_files", i], "must be an absolute file path (globs allowed)", s);
+      });
+    }
     batching(r);
     r.intAtLeast(["max_line_size"], 256);
   },
-).prefault({}).meta({ description: "Log forwarding to the control plane. This version of the agent validates the section but does not act on it yet." });
+).prefault({}).meta({ description: "Log forwarding to the control plane: journald and files, batched, gzip-compressed, at least once across restarts (docs/telemetry.md#logs)." });
 
 export const auditSchema = withRules(
   section({
@@ -102,7 +109,7 @@ export const auditSchema = withRules(
     r.absPath(["kubernetes_log_path"]);
     batching(r);
   },
-).prefault({}).meta({ description: "Audit-event forwarding to the control plane. This version of the agent validates the section but does not act on it yet." });
+).prefault({}).meta({ description: "Audit-event forwarding to the control plane: kernel audit records through privhelper and the Kubernetes API server audit log (docs/telemetry.md#audit)." });
 
 export type MetricGroup = (typeof metricGroups)[number];
 export type LogFilter = z.output<typeof logFilter>;

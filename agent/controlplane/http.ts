@@ -26,6 +26,8 @@ export interface CpRequest {
   token?: string;
   signal?: AbortSignal;
   headers?: Record<string, string>;
+  /** A body already encoded by the caller (telemetry batches: gzip NDJSON or JSON), sent as is instead of `body`. */
+  rawBody?: { data: Buffer; contentType: string; contentEncoding?: "gzip" };
 }
 
 export interface CpResponse<T = unknown> {
@@ -72,6 +74,11 @@ export function createCpClient(opts: CpClientOptions): CpClient {
         payload = gzipSync(payload);
         headers["Content-Encoding"] = "gzip";
       }
+      headers["Content-Length"] = String(payload.length);
+    } else if (req.rawBody !== undefined) {
+      payload = req.rawBody.data;
+      headers["Content-Type"] = req.rawBody.contentType;
+      if (req.rawBody.contentEncoding !== undefined) headers["Content-Encoding"] = req.rawBody.contentEncoding;
       headers["Content-Length"] = String(payload.length);
     }
     const mod = isHttps ? https : http;

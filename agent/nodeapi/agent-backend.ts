@@ -11,6 +11,9 @@ import { listActions, listExecutions, listHooks, verifyHooks } from "./actions-v
 import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";
+import { allPipelineCounters, peerLatency } from "../telemetry/registry.js";
+import { auditStatusMsg } from "../telemetry/audit/view.js";
+import { getLogStatus, tailLogs } from "../telemetry/logs/node-api.js";
 
 // NodeApiBackend for the running agent: status from the runtime, health registry and event
 // channel; peers from the desired-state store joined with privhelper's ReadMesh; policies
@@ -91,10 +94,22 @@ export class AgentBackend implements NodeApiBackend {
     return { hooks: await verifyHooks(this.#needActions(), AbortSignal.timeout(30_000)) };
   }
 
+  async auditStatus(recent: number) {
+    return auditStatusMsg(this.#ctx.config.audit, this.#runtime?.audit, recent);
+  }
+
   async reloadHooks() {
     const a = this.#needActions();
     await a.hooks.scan("plexd hooks reload");
     return { hooks: listHooks(a) };
+  }
+
+  async logStatus() {
+    return getLogStatus(this.#ctx.config.logs);
+  }
+
+  async tailLogs(opts: { afterSeq: bigint; limit: number }) {
+    return tailLogs(opts.afterSeq, opts.limit);
   }
 
   /** The runtime exists once the identity does; from then on status and drift come from it. */
@@ -154,6 +169,7 @@ export class AgentBackend implements NodeApiBackend {
             },
           }),
       logLevel: this.#ctx.log.level,
+      pipelines: allPipelineCounters(),
     };
   }
 
@@ -230,7 +246,15 @@ export class AgentBackend implements NodeApiBackend {
       return undefined;
     });
     const kernel = this.#runtime?.kernel;
-    return peersView(Object.values(this.#store.state.peers), live, kernel?.lastPolicy?.visiblePeerIds, opts.all, kernel?.quarantined());
+    const peers = peersView(Object.values(this.#store.state.peers), live, kernel?.lastPolicy?.visiblePeerIds, opts.all, kernel?.quarantined());
+    // RTT and loss from the metrics pipeline's latest latency probe (docs/telemetry.md#metrics).
+    for (const p of peers) {
+      const l = peerLatency(p.peerId);
+      if (l === undefined) continue;
+      p.lossPercent = l.lossPercent;
+      if (l.received > 0) p.rttMs = l.rttMs;
+    }
+    return peers;
   }
 
   async listPolicies(opts: { rules: boolean }): Promise<PoliciesInfo> {

@@ -4,6 +4,7 @@ import type {
   DeregisterResponseSchema,
   GetAuditStatusResponseSchema,
   GetLogStatusResponseSchema,
+  TailLogsResponseSchema,
   ListActionsResponseSchema,
   ListExecutionsResponseSchema,
   ListHooksResponseSchema,
@@ -12,6 +13,7 @@ import type {
   SetLogLevelResponseSchema,
   VerifyHooksResponseSchema,
 } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { PipelineCounters } from "../telemetry/delivery.js";
 
 // What the node API needs from the running agent (AgentService, docs/node-api.md).
 // The agent implements this with live data; tests use FakeBackend. Plain TypeScript shapes,
@@ -61,6 +63,8 @@ export interface StatusSnapshot {
   self?: { hostname: string; publicKey: string; interface: string; listenPort: number };
   /** The level the agent logs at now. */
   logLevel?: string;
+  /** Telemetry delivery counters of the running pipelines (metrics, logs, audit). */
+  pipelines?: { name: string; counters: PipelineCounters }[];
 }
 
 export interface PeerInfo {
@@ -77,6 +81,8 @@ export interface PeerInfo {
   txBytes: number | bigint;
   /** Round-trip time when a probe measured one. */
   rttMs?: number;
+  /** Loss of the latest latency probe, 0-100. */
+  lossPercent?: number;
   relayed: boolean;
   /** The peer's hostname when the control plane sent one. */
   hostname?: string;
@@ -125,9 +131,11 @@ export interface NodeApiBackend {
   verifyHooks?(): Promise<MessageInitShape<typeof VerifyHooksResponseSchema>>;
   reloadHooks?(): Promise<MessageInitShape<typeof ReloadHooksResponseSchema>>;
   logStatus?(): Promise<MessageInitShape<typeof GetLogStatusResponseSchema>>;
-  auditStatus?(): Promise<MessageInitShape<typeof GetAuditStatusResponseSchema>>;
+  /** `recent`: also the last this-many events (0: none). */
+  auditStatus?(recent: number): Promise<MessageInitShape<typeof GetAuditStatusResponseSchema>>;
   reloadConfig?(): Promise<MessageInitShape<typeof ReloadConfigResponseSchema>>;
   deregister?(opts: { purge: boolean; force: boolean }): Promise<MessageInitShape<typeof DeregisterResponseSchema>>;
   setLogLevel?(level: string): Promise<MessageInitShape<typeof SetLogLevelResponseSchema>>;
   authorizedKeys?(opts: { user: string; fingerprint: string }): Promise<MessageInitShape<typeof AuthorizedKeysResponseSchema>>;
+  tailLogs?(opts: { afterSeq: bigint; limit: number }): Promise<MessageInitShape<typeof TailLogsResponseSchema>>;
 }

@@ -135,6 +135,7 @@ export const routes: readonly Route[] = [
   { verb: "GET", pattern: /^\/v1\/agent\/audit$/, rpc: `${A}/GetAuditStatus`, request: none },
   { verb: "POST", pattern: /^\/v1\/agent\/config:reload$/, rpc: `${A}/ReloadConfig`, request: none },
   { verb: "POST", pattern: /^\/v1\/agent\/deregister$/, rpc: `${A}/Deregister`, request: (_m, _q, body) => body },
+  { verb: "GET", pattern: /^\/v1\/agent\/logs\/lines$/, rpc: `${A}/TailLogs`, request: (_m, q) => ({ after_seq: q.get("after") ?? "0", limit: Number(q.get("limit") ?? "0") }) },
 ];
 
 const maxBody = 2 * 1024 * 1024; // a 1 MiB payload plus its JSON envelope

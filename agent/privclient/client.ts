@@ -25,9 +25,13 @@ export interface PrivCallOptions {
 
 type Methods = (typeof PrivHelperService)["method"];
 type UnaryNames = { [K in keyof Methods]: Methods[K]["methodKind"] extends "unary" ? K : never }[keyof Methods];
+type StreamNames = { [K in keyof Methods]: Methods[K]["methodKind"] extends "server_streaming" ? K : never }[keyof Methods];
 
 export type PrivClient = {
   [K in UnaryNames]: (req?: MessageInitShape<Methods[K]["input"]>, opts?: PrivCallOptions) => Promise<MessageShape<Methods[K]["output"]>>;
+} & {
+  /** Server streams: messages until privhelper ends the stream (done) or fails it (throws); breaking out or `signal` cancels the call. */
+  [K in StreamNames]: (req?: MessageInitShape<Methods[K]["input"]>, opts?: PrivCallOptions) => AsyncIterable<MessageShape<Methods[K]["output"]>>;
 } & {
   /** ApplyMesh with the request already encoded (ApplyMeshRequest bytes, agent/mesh/target.ts). */
   applyMeshEncoded(request: Uint8Array, opts?: PrivCallOptions): Promise<MessageShape<Methods["applyMesh"]["output"]>>;
@@ -79,6 +83,22 @@ export function connectPrivhelper(opts: { socketPath?: string; signal?: AbortSig
           const onAbort = () => call.cancel();
           callOpts.signal?.addEventListener("abort", onAbort, { once: true });
         });
+    } else if (method.methodKind === "server_streaming") {
+      api[method.localName] = (req: unknown, callOpts: PrivCallOptions = {}) => ({
+        async *[Symbol.asyncIterator]() {
+          const call = client.makeServerStreamRequest(def.path, def.requestSerialize, def.responseDeserialize, build(req), new grpc.Metadata(), callOpts.timeoutMs ? { deadline: Date.now() + callOpts.timeoutMs } : {});
+          const onAbort = () => call.cancel();
+          callOpts.signal?.addEventListener("abort", onAbort, { once: true });
+          try {
+            for await (const msg of call as AsyncIterable<unknown>) yield msg;
+          } catch (err) {
+            throw mapError(err);
+          } finally {
+            callOpts.signal?.removeEventListener("abort", onAbort);
+            call.cancel();
+          }
+        },
+      });
     }
   }
   api.applyMeshEncoded = api.applyMesh;

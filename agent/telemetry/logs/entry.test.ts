@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { cutBytes, cutText, journalText, severityOf } from "./entry.js";
+import { filePatterns, journalFilter } from "./filters.js";
+import { entryOf, journalArgs } from "./journald.js";
+
+describe("log entry rules", () => {
+  it("cuts on a UTF-8 boundary so text plus [truncated] fits the limit", () => {
+    expect(cutText("short", 256)).toBe("short");
+    const cut = cutText("€".repeat(200), 256);
+    expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(256);
+    expect(cut).toMatch(/^€+\[truncated\]$/);
+    const bytes = cutBytes(Buffer.alloc(1000, 0xff), 256);
+    expect(Buffer.byteLength(bytes)).toBeLessThanOrEqual(256);
+    expect(bytes.endsWith("[truncated]")).toBe(true);
+  });
+
+  it("maps PRIORITY 0-7 to severities and anything else to info", () => {
+    expect(["0", "3", "4", "7", "9", undefined, "x"].map(severityOf)).toEqual(["emerg", "err", "warning", "debug", "info", "info", "info"]);
+  });
+
+  it("decodes journald byte arrays with replacement", () => {
+    expect(journalText([104, 105, 0xff])).toBe("hi\uFFFD");
+    expect(journalText(null)).toBe("");
+    expect(journalText(["first", "second"])).toBe("first");
+  });
+
+  it("unit filters keep the listed units (bare names are services) and plexd's own; severity defaults to info", () => {
+    const f = journalFilter([{ unit: "nginx" }]);
+    expect(f.keep("nginx.service", 6)).toBe(true);
+    expect(f.keep("plexd.service", 6)).toBe(true);
+    expect(f.keep("plexd-privhelper.service", 3)).toBe(true);
+    expect(f.keep("sshd.service", 6)).toBe(false);
+    expect(f.keep("nginx.service", 7)).toBe(false);
+    expect(journalFilter([]).keep("", 6)).toBe(true);
+    expect(journalFilter([{ severity: "warn" }]).keep("x", 5)).toBe(false);
+    expect(journalFilter([{ severity: "debug" }]).keep("x", 7)).toBe(true);
+  });
+
+  it("tails the union of file sources and path filters", () => {
+    expect(filePatterns(["journald", "/a.log", "/b/*.log"], [{ path: "/b/*.log" }, { path: "/c.log" }, { unit: "x" }])).toEqual(["/a.log", "/b/*.log", "/c.log"]);
+  });
+
+  it("journalctl runs with argv only, at now first and after the cursor later", () => {
+    expect(journalArgs(undefined)).toEqual(["--follow", "--output=json", "--all", "--no-pager", "--lines=0"]);
+    expect(journalArgs("s=1;i=2")).toContain("--after-cursor=s=1;i=2");
+  });
+
+  it("maps a journalctl JSON line, binary message included", () => {
+    const line = JSON.stringify({ __CURSOR: "c1", __REALTIME_TIMESTAMP: "1700000000123456", PRIORITY: "4", _SYSTEMD_UNIT: "app.service", MESSAGE: [98, 0xff, 1] });
+    const r = entryOf(line, { hostname: "h", filter: journalFilter([]), maxLine: 256 });
+    expect(r.cursor).toBe("c1");
+    expect(r.entry).toEqual({ timestamp: "2023-11-14T22:13:20.123Z", source: "journald", unit: "app.service", message: "b\uFFFD\u0001", severity: "warning", hostname: "h" });
+    expect(entryOf("not json", { hostname: "h", filter: journalFilter([]), maxLine: 256 })).toEqual({});
+    const dropped = entryOf(JSON.stringify({ __CURSOR: "c2", PRIORITY: "7", MESSAGE: "dbg" }), { hostname: "h", filter: journalFilter([]), maxLine: 256 });
+    expect(dropped).toEqual({ cursor: "c2" });
+  });
+});

@@ -1,0 +1,62 @@
+// The log line sent to the control plane (docs/telemetry.md#logs) and the rules that shape
+// its text: UTF-8 with replacement, and the oversize cut with its "[truncated]" suffix.
+
+export const severities = ["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"] as const;
+export type Severity = (typeof severities)[number];
+
+export interface LogEntry {
+  timestamp: string;
+  source: "journald" | "file";
+  /** systemd unit (journald; empty when absent, and for files). */
+  unit: string;
+  /** File sources only. */
+  path?: string;
+  message: string;
+  severity: Severity;
+  hostname: string;
+}
+
+export const truncatedMark = "[truncated]";
+const markBytes = Buffer.byteLength(truncatedMark);
+
+/**
+ * Cuts `text` so that it, plus "[truncated]", fits `max` bytes of UTF-8; shorter text is kept.
+ * The cut never splits a character: continuation bytes (10xxxxxx) are given back.
+ */
+export function cutText(text: string, max: number): string {
+  if (text.length * 3 <= max || Buffer.byteLength(text) <= max) return text;
+  return cutBytes(Buffer.from(text), max);
+}
+
+/** The same cut on raw bytes (a file line, decoded with replacement); `bytes` may be longer than max. */
+export function cutBytes(bytes: Buffer, max: number): string {
+  if (bytes.length <= max) {
+    const text = bytes.toString("utf8");
+    // Replacement characters (3 bytes each) can make decoded text longer than its bytes.
+    return Buffer.byteLength(text) <= max ? text : cutText(text, max);
+  }
+  let end = Math.max(0, max - markBytes);
+  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  const text = bytes.subarray(0, end).toString("utf8");
+  // Invalid bytes decode to U+FFFD (3 bytes): cut again on the decoded text when that grew it.
+  if (Buffer.byteLength(text) + markBytes <= max) return text + truncatedMark;
+  const again = Buffer.from(text);
+  let e = max - markBytes;
+  while (e > 0 && (again[e]! & 0xc0) === 0x80) e--;
+  return again.subarray(0, e).toString("utf8") + truncatedMark;
+}
+
+/** journald PRIORITY 0-7 names the severities in order; anything else reads as info. */
+export function severityOf(priority: unknown): Severity {
+  const n = typeof priority === "string" && /^[0-7]$/.test(priority) ? Number(priority) : typeof priority === "number" ? priority : NaN;
+  return Number.isInteger(n) && n >= 0 && n <= 7 ? severities[n]! : "info";
+}
+
+/** journalctl's JSON gives a field as a string, as an array of bytes (binary or invalid UTF-8), or null (too large). */
+export function journalText(v: unknown): string {
+  if (typeof v === "string") return v;
+  if (Array.isArray(v) && v.every((b) => typeof b === "number")) return Buffer.from(v as number[]).toString("utf8");
+  // A field repeated in one entry comes as an array of values: the first one is the message.
+  if (Array.isArray(v) && v.length > 0) return journalText(v[0]);
+  return "";
+}

@@ -1,0 +1,98 @@
+// Read positions that move only after their batch commits (at-least-once across restarts):
+// each pushed line notes where its source would resume after it; a commit up to sequence N
+// makes the notes ≤ N the persisted positions. After a restart, whatever was read but not
+// committed is read again: duplicates only for the batches in flight, never a gap.
+import { join } from "node:path";
+import { readFile } from "node:fs/promises";
+import type { DataWriter } from "../../util/atomic.js";
+
+/** A file: which file (inode "<dev>:<ino>"), the byte after the last line, and whether a cut oversize line is still being skipped. */
+export interface FilePosition {
+  inode: string;
+  offset: number;
+  skip: boolean;
+}
+export type Position = FilePosition | { cursor: string };
+
+export const positionsFile = "logs-positions.json";
+
+interface Note {
+  seq: number;
+  key: string;
+  pos: Position;
+}
+
+export class PositionBook {
+  readonly #committed = new Map<string, Position>();
+  // Notes in push order (sequence numbers rise); a head index instead of shift() keeps it O(1).
+  #notes: Note[] = [];
+  #head = 0;
+  #dirty = false;
+  #timer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly path: string,
+    private readonly writer: DataWriter,
+    /** The ring's size: notes of older lines belong to entries the ring has evicted. */
+    private readonly limit: () => number,
+    private readonly onError: (err: unknown) => void,
+  ) {}
+
+  /** `file`: the audit pipeline keeps its Kubernetes audit log position in a book of its own. */
+  static async open(dataDir: string, writer: DataWriter, limit: () => number, onError: (err: unknown) => void, file = positionsFile): Promise<PositionBook> {
+    const book = new PositionBook(join(dataDir, file), writer, limit, onError);
+    const text = await readFile(book.path, "utf8").catch(() => undefined);
+    if (text !== undefined) {
+      try {
+        const doc = JSON.parse(text) as { positions?: Record<string, Position> };
+        for (const [k, v] of Object.entries(doc.positions ?? {})) book.#committed.set(k, v);
+      } catch (err) {
+        onError(err);
+      }
+    }
+    return book;
+  }
+
+  committed(key: string): Position | undefined {
+    return this.#committed.get(key);
+  }
+
+  note(seq: number, key: string, pos: Position): void {
+    this.#notes.push({ seq, key, pos });
+    // Lines older than the ring are gone (counted as overflow); a later note of the same
+    // source supersedes theirs, so dropping them loses no position.
+    if (this.#notes.length - this.#head > this.limit() + 1) this.#head++;
+    if (this.#head > 4096 && this.#head * 2 > this.#notes.length) {
+      this.#notes = this.#notes.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** Everything ≤ lastSeq reached the control plane: their positions become the persisted ones. */
+  commit(lastSeq: number): void {
+    while (this.#head < this.#notes.length && this.#notes[this.#head]!.seq <= lastSeq) {
+      const n = this.#notes[this.#head++]!;
+      this.#committed.set(n.key, n.pos);
+      this.#dirty = true;
+    }
+    if (this.#dirty) this.#timer ??= setTimeout(() => void this.flush(), 1000);
+  }
+
+  /** Writes the committed positions now (on shutdown, and at most once a second otherwise). */
+  async flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const run = this.#writing.then(async () => {
+      if (!this.#dirty) return;
+      this.#dirty = false;
+      const doc = { positions: Object.fromEntries(this.#committed) };
+      await this.writer.writeJsonAtomic(this.path, doc, 0o600).catch((err: unknown) => {
+        this.#dirty = true;
+        this.onError(err);
+      });
+    });
+    this.#writing = run;
+    await run;
+  }
+}
