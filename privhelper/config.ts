@@ -20,6 +20,8 @@ export interface PrivConfig {
   readonly fullTunnelTable: number;
   /** hooks.dir: the only directory whose files HashFiles and RunSandboxed accept. */
   readonly hooksDir: string;
+  /** mode: bridge with bridge.ingress.enabled: ApplyFirewall may redirect a port below 1024 to the agent. */
+  readonly ingressRedirects: boolean;
 }
 
 export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
@@ -54,10 +56,17 @@ export function privConfigFrom(doc: unknown): PrivConfig {
       4: get("mesh.min_route_prefix_v4", 8, (v: number) => Number.isInteger(v) && v >= 1 && v <= 32, "must be 1-32") as number,
       6: get("mesh.min_route_prefix_v6", 16, (v: number) => Number.isInteger(v) && v >= 1 && v <= 128, "must be 1-128") as number,
     },
+    ingressRedirects: ingressOn(root),
     fullTunnelTable: get("mesh.full_tunnel_table", 51820, (v: number) => Number.isInteger(v) && v >= 1 && v < 2 ** 31 && (v < 253 || v > 255), "must be 1-2147483647, not 253-255 (default, main, local)") as number,
   };
   if (issues.length > 0) throw new PlexdError("invalid_argument", `invalid configuration:\n  ${issues.join("\n  ")}`);
   return Object.freeze(config);
+}
+
+/** Anything but exactly `mode: bridge` and `bridge.ingress.enabled: true` leaves redirects off. */
+function ingressOn(root: Obj): boolean {
+  const ingress = isObj(root.bridge) && isObj(root.bridge.ingress) ? root.bridge.ingress : {};
+  return root.mode === "bridge" && ingress.enabled === true;
 }
 
 /** A missing file means defaults (privhelper may start before the agent is configured). */
