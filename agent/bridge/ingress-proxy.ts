@@ -158,6 +158,8 @@ export class PortListener {
       this.#server.once("error", reject);
       this.#server.listen({ host, port, exclusive: true }, () => {
         this.#server.off("error", reject);
+        // An accept failure (EMFILE under a flood) must not take the agent down: the next accept retries.
+        this.#server.on("error", () => undefined);
         const a = this.#server.address();
         this.localPort = typeof a === "object" && a !== null ? a.port : 0;
         resolve(this.localPort);
