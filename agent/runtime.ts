@@ -428,7 +428,8 @@ export class AgentRuntime {
     const { ctx } = this;
     const log = ctx.log.child({ component: "bridge" });
     const bridge = new BridgeManager({ priv: ctx.priv, config: () => ctx.config, store: this.store, health: ctx.health, log, signal, onFirewallChange: () => this.kernel?.runner.trigger("bridge") });
-    for (const make of bridgeServiceFactories) bridge.register(make({ log, dataDir: ctx.config.data_dir }));
+    const peerPrefixes = (): string[] => Object.values(this.store.state.peers).flatMap((p) => p.allowed_ips);
+    for (const make of bridgeServiceFactories) bridge.register(make({ log, dataDir: ctx.config.data_dir, peerPrefixes }));
     this.bridge = bridge;
     void this.kernel?.meshReady.then(() => bridge.trigger("startup"));
     const unsubscribe = ctx.live.subscribe(() => bridge.trigger("config_reload"));

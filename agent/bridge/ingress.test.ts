@@ -9,6 +9,8 @@ import pino from "pino";
 import { parseConfig } from "../config/schema.js";
 import { generateCa, generateServerCert, type Pem } from "../../test/support/tls-certs.js";
 import { IngressService } from "./ingress.js";
+import { bridgeChains } from "./kernel-parts.js";
+import { Protocol, RuleAction } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { peekSni } from "./ingress-sni.js";
 
 const log = pino({ level: "silent" });
@@ -214,6 +216,8 @@ describe("ingress rules", () => {
     const [rule] = svc.kernel().prerouting ?? [];
     expect(rule).toMatchObject({ id: "ingress:redirect:443", protocol: "tcp", portFrom: 443, dstCidr: "127.0.0.1/32", verdict: "redirect" });
     expect(rule!.redirectPort).toBeGreaterThanOrEqual(1024);
+    // Into the FirewallSpec as nat chain prerouting, in the form privhelper takes.
+    expect(bridgeChains([svc.kernel()])).toEqual([{ name: "prerouting", hook: "prerouting", rules: [expect.objectContaining({ protocol: Protocol.TCP, portFrom: 443, dstCidr: "127.0.0.1/32", action: RuleAction.REDIRECT, redirectPort: rule!.redirectPort })] }]);
     // What the redirect would deliver: the unprivileged port serves the rule.
     expect((await tlsRequest(rule!.redirectPort!, "a.example.test")).reply).toBe("echo:hello");
     await svc.stop();

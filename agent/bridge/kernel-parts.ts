@@ -15,10 +15,9 @@ export function mergeRoutes(parts: readonly BridgeKernelPart[]): RouteSpecPlain 
 }
 
 const protoOf = { tcp: Protocol.TCP, udp: Protocol.UDP, icmp: Protocol.ICMP } as const;
-const actionOf = { accept: RuleAction.ACCEPT, drop: RuleAction.DROP, masquerade: RuleAction.MASQUERADE } as const;
+const actionOf = { accept: RuleAction.ACCEPT, drop: RuleAction.DROP, masquerade: RuleAction.MASQUERADE, redirect: RuleAction.REDIRECT } as const;
 
 function plain(chain: string, r: BridgeFirewallRule): FirewallRulePlain | undefined {
-  if (r.verdict === "redirect") return undefined; // not in the firewall model yet: the service reports it
   const fields = {
     iifname: r.iifname ?? "",
     oifname: r.oifname ?? "",
@@ -32,6 +31,8 @@ function plain(chain: string, r: BridgeFirewallRule): FirewallRulePlain | undefi
     jumpTarget: "",
     logPrefix: "",
     logRatePerSecond: 0,
+    // Ingress below port 1024 (docs/bridge-ingress.md#ports-below-1024).
+    ...(r.verdict === "redirect" ? { redirectPort: r.redirectPort ?? 0 } : {}),
   };
   return { id: ruleId(chain, fields), ...fields };
 }
