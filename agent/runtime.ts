@@ -14,6 +14,8 @@ import { stateDrift, type Correction } from "./reconcile/drift.js";
 import { KernelReconciler } from "./reconcile/kernel.js";
 import { QuarantineReport } from "./reconcile/quarantine-report.js";
 import { buildCapabilities } from "./registration/capabilities.js";
+import { BridgeManager } from "./bridge/manager.js";
+import { bridgeServiceFactories } from "./bridge/registry.js";
 import { register } from "./registration/register.js";
 import { resolveBootstrapToken } from "./registration/token.js";
 import type { DesiredStateStore } from "./state/desired.js";
@@ -46,6 +48,8 @@ export class AgentRuntime {
   metrics: MetricsService | undefined;
   /** The audit pipeline when `audit.enabled` (docs/telemetry.md#audit). */
   audit: AuditService | undefined;
+  /** mode: bridge only (docs/bridge.md). */
+  bridge: BridgeManager | undefined;
   #rotating = false;
   #loops: Promise<unknown>[] = [];
   readonly #quarantine = new QuarantineReport();
@@ -68,7 +72,7 @@ export class AgentRuntime {
 
   /** PUT /v1/nodes/{id}/capabilities when they differ from what was last announced. */
   async announceCapabilities(signal: AbortSignal): Promise<void> {
-    const caps = buildCapabilities(this.ctx.binaryChecksum, this.ctx.actionCapabilities?.());
+    const caps = { ...buildCapabilities(this.ctx.binaryChecksum, this.ctx.actionCapabilities?.()), ...(this.bridge ? { bridge: this.bridge.capabilities() } : {}) };
     const text = JSON.stringify(caps);
     if (text === this.#announced) return;
     const res = await this.ctx.cp
@@ -112,7 +116,9 @@ export class AgentRuntime {
       signal,
       now: () => ctx.clock.now(),
       resolve: endpoints.resolve,
+      bridgeChains: () => this.bridge?.bridgeChains() ?? [],
     });
+    if (config.mode === "bridge") this.#startBridge(signal);
     this.kernel.onQuarantine((id, reason) => {
       this.#quarantine.note(id, reason);
       // Soon, and once for a burst (a state pull may quarantine many at once).
@@ -240,6 +246,7 @@ export class AgentRuntime {
           binary_checksum: ctx.binaryChecksum,
           mesh: { interface: config.mesh.interface, peer_count: Object.keys(this.store.state.peers).length, listen_port: config.mesh.listen_port },
           ...(this.nat ? { nat: { public_endpoint: this.nat.public_endpoint, type: this.nat.type } } : {}),
+          ...(this.bridge?.heartbeat() ?? {}),
         }),
         sleep: (ms, sig) => ctx.clock.sleep(ms, sig),
         now: () => ctx.clock.now(),
@@ -373,6 +380,7 @@ export class AgentRuntime {
       ctx.log.warn({ err: e.message }, "reconcile: kernel converge failed");
     }
     this.lastReconcile = { at: ctx.clock.now(), ok: pulled && kernelOk, driftCount: corrections.length };
+    this.bridge?.trigger(`cycle:${why}`);
     if (pulled) await this.announceCapabilities(signal);
     // Quarantine reports that could not be delivered before go out with the cycle's retries.
     if (pulled) await this.#reportQuarantine(signal);
@@ -457,9 +465,23 @@ export class AgentRuntime {
     }
   }
 
+  /** The bridge services (docs/bridge.md), after the mesh: kernel calls go mesh → routes → firewall. */
+  #startBridge(signal: AbortSignal): void {
+    const { ctx } = this;
+    const log = ctx.log.child({ component: "bridge" });
+    const bridge = new BridgeManager({ priv: ctx.priv, config: () => ctx.config, store: this.store, health: ctx.health, log, signal, onFirewallChange: () => this.kernel?.runner.trigger("bridge") });
+    const peerPrefixes = (): string[] => Object.values(this.store.state.peers).flatMap((p) => p.allowed_ips);
+    for (const make of bridgeServiceFactories) bridge.register(make({ log, dataDir: ctx.config.data_dir, peerPrefixes }));
+    this.bridge = bridge;
+    void this.kernel?.meshReady.then(() => bridge.trigger("startup"));
+    const unsubscribe = ctx.live.subscribe(() => bridge.trigger("config_reload"));
+    signal.addEventListener("abort", unsubscribe, { once: true });
+  }
+
   async stop(): Promise<void> {
     const { ctx } = this;
     ctx.phase.set("stopping");
+    await this.bridge?.stopServices();
     await Promise.race([Promise.all(this.#loops), new Promise((r) => setTimeout(r, ctx.config.node_api.shutdown_timeout.ms).unref())]);
     await this.channel?.flush();
     await this.store.flush();
@@ -478,6 +500,7 @@ export class AgentRuntime {
       peerCount: Object.keys(this.store.state.peers).length,
       health: this.ctx.health.list(),
       rejected: this.channel?.verifier.rejected,
+      bridge: this.bridge?.status(),
     };
   }
 }

@@ -120,6 +120,7 @@ export function createMockcp(opts: MockcpOptions = {}): Mockcp {
       let serverPem: Pem | undefined;
       if (needTls || opts.ca === "always") {
         const ca = await loadOrCreateCa(stateDir);
+        state.ingress.useCa(ca);
         caFile = join(stateDir, "ca.pem");
         const sans = ["localhost", "127.0.0.1", "::1", ...specs.flatMap((s) => (s.kind === "unix" ? [] : [s.host])), ...(opts.tlsSans ?? [])];
         serverPem = generateServerCert(ca, sans.filter((s) => s !== "" && s !== "0.0.0.0" && s !== "::"));

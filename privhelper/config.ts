@@ -4,6 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
 import { PlexdError } from "../proto/lib/errors.js";
+import { bridgeInterfacesFrom, type BridgeInterfaces } from "./bridge-config.js";
 
 export interface PrivConfig {
   readonly meshInterface: string;
@@ -26,6 +27,10 @@ export interface PrivConfig {
   readonly upgradeRoot: string;
   /** logs.tail_files: absolute globs of the root-only files TailFile may read; empty serves none. */
   readonly tailFiles: readonly string[];
+  /** mode: bridge only: the interfaces ApplyRoutes and bridge firewall rules may name. */
+  readonly bridge?: BridgeInterfaces | undefined;
+  /** mode: bridge with bridge.ingress.enabled: ApplyFirewall may redirect a port below 1024 to the agent. */
+  readonly ingressRedirects: boolean;
 }
 
 export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
@@ -65,7 +70,9 @@ export function privConfigFrom(doc: unknown): PrivConfig {
       6: get("mesh.min_route_prefix_v6", 16, (v: number) => Number.isInteger(v) && v >= 1 && v <= 128, "must be 1-128") as number,
     },
     tailFiles: Object.freeze([...globList(root, "logs.tail_files", abs, issues), ...k8sAuditLog(root, abs, issues)]),
+    ingressRedirects: ingressOn(root),
     fullTunnelTable: get("mesh.full_tunnel_table", 51820, (v: number) => Number.isInteger(v) && v >= 1 && v < 2 ** 31 && (v < 253 || v > 255), "must be 1-2147483647, not 253-255 (default, main, local)") as number,
+    bridge: bridgeInterfacesFrom(root, issues),
   };
   if (issues.length > 0) throw new PlexdError("invalid_argument", `invalid configuration:\n  ${issues.join("\n  ")}`);
   return Object.freeze(config);
@@ -103,6 +110,12 @@ function globList(root: Obj, path: string, abs: (v: string) => boolean, issues: 
     return good;
   });
   return ok;
+}
+
+/** Anything but exactly `mode: bridge` and `bridge.ingress.enabled: true` leaves redirects off. */
+function ingressOn(root: Obj): boolean {
+  const ingress = isObj(root.bridge) && isObj(root.bridge.ingress) ? root.bridge.ingress : {};
+  return root.mode === "bridge" && ingress.enabled === true;
 }
 
 /** A missing file means defaults (privhelper may start before the agent is configured). */

@@ -46,6 +46,9 @@ export function ruleText(r: FirewallRule): string {
     case RuleAction.MASQUERADE:
       parts.push("masquerade");
       break;
+    case RuleAction.REDIRECT:
+      parts.push(`redirect to :${r.redirectPort ?? 0}`);
+      break;
     default:
       break;
   }

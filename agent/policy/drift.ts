@@ -8,7 +8,7 @@ import type { FirewallRulePlain, FirewallSpecPlain } from "./types.js";
 const fields = ["id", "iifname", "oifname", "srcCidr", "dstCidr", "protocol", "portFrom", "portTo", "ctEstablished", "action", "jumpTarget", "logPrefix", "logRatePerSecond"] as const;
 
 function sameRule(a: FirewallRulePlain, b: Partial<FirewallRulePlain> | undefined): boolean {
-  return b !== undefined && fields.every((f) => a[f] === b[f]);
+  return b !== undefined && fields.every((f) => a[f] === b[f]) && (a.redirectPort ?? 0) === (b.redirectPort ?? 0);
 }
 
 /** Human-readable differences; empty when the live table is exactly the target. */

@@ -27,6 +27,8 @@ export function canonicalForm(chain: string, r: RuleFields): string {
     portFrom: r.portFrom,
     portTo: r.portTo,
     protocol: r.protocol,
+    // Only when set, so the ids of every rule without a redirect stay what they were.
+    ...(r.redirectPort ? { redirectPort: r.redirectPort } : {}),
     srcCidr: r.srcCidr,
   });
 }

@@ -17,6 +17,8 @@ export interface FirewallRulePlain {
   jumpTarget: string;
   logPrefix: string;
   logRatePerSecond: number;
+  /** RULE_ACTION_REDIRECT's target port (ingress below port 1024); absent or 0 otherwise. */
+  redirectPort?: number;
 }
 
 export interface FirewallChainPlain {

@@ -164,4 +164,31 @@ export class MockcpFeatureClient extends MockcpTransport {
   async clearStateOverrides(nodeId: string, peerId?: string): Promise<void> {
     await this.call("DELETE", `${node(nodeId)}/state-overrides${peerId === undefined ? "" : `/peers/${enc(peerId)}`}`);
   }
+  // ---- bridge ingress ----
+
+  /**
+   * Assigns (or replaces) an ingress rule on a bridge; pushes ingress_rule_assigned unless `push: false`.
+   * `issue_cert` has mockcp issue the certificate for those names; `ca_pem` is the CA that signed it.
+   */
+  setIngressRule(nodeId: string, ruleId: string, rule: IngressRuleInput): Promise<{ rules: Record<string, unknown>[]; ca_pem: string; event_id: string | null }> {
+    return this.call("PUT", `${node(nodeId)}/ingress-rules/${enc(ruleId)}`, rule);
+  }
+
+  removeIngressRule(nodeId: string, ruleId: string, opts: { push?: boolean } = {}): Promise<{ rules: Record<string, unknown>[]; event_id: string | null }> {
+    return this.call("DELETE", `${node(nodeId)}/ingress-rules/${enc(ruleId)}${opts.push === false ? "?push=false" : ""}`);
+  }
 }
+
+/** An ingress rule as a test hands it to mockcp (fields pass through unchecked, so bad rules can be sent). */
+export interface IngressRuleInput {
+  listen_port?: number;
+  target_addr?: string;
+  mode?: string;
+  sni?: string;
+  cert_pem?: string;
+  key_pem?: string;
+  issue_cert?: string[];
+  push?: boolean;
+  [extra: string]: unknown;
+}
+

@@ -11,6 +11,7 @@ import { badEventKinds, buildBadEvent, envelopeFields } from "./badevents.js";
 import { executionControlRoutes } from "./executions.js";
 import { matchRoute, type ControlRoute } from "./match.js";
 import { meshControlRoutes } from "./mesh.js";
+import { ingressControlRoutes } from "./ingress.js";
 import { observabilityControlRoutes } from "./observability.js";
 import { reportControlRoutes } from "./reports.js";
 import { secretControlRoutes } from "./secrets.js";
@@ -25,6 +26,7 @@ const featureRoutes: ControlRoute[] = [
   ...artifactControlRoutes,
   ...meshControlRoutes,
   ...sessionControlRoutes,
+  ...ingressControlRoutes,
 ];
 
 const tokenBody = z.object({

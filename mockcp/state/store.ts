@@ -16,6 +16,7 @@ import { StateOverrides } from "./overrides.js";
 import { ReportStore } from "./reports.js";
 import { SecretStore, type SecretRef } from "./secrets.js";
 import { ipEndpoint, parseBody, timestamp } from "./validate.js";
+import { IngressStore, type IngressRuleWire } from "./ingress.js";
 
 export type Clock = () => number;
 
@@ -172,6 +173,7 @@ export class MockState {
   readonly artifacts: ArtifactStore;
   readonly callbacks: CallbackStore;
   readonly overrides = new StateOverrides();
+  readonly ingress = new IngressStore();
 
   readonly #tokens = new Map<string, BootstrapToken>();
   readonly #byIdentity = new Map<string, string>();
@@ -401,6 +403,7 @@ export class MockState {
     metadata: Record<string, string>;
     data: DataEntry[];
     secret_refs: SecretRef[];
+    ingress_config?: { rules: IngressRuleWire[] };
   } {
     return {
       peers: this.desiredPeers(node.id),
@@ -409,6 +412,7 @@ export class MockState {
       metadata: node.metadata,
       data: node.data,
       secret_refs: this.secrets.refs(node.id),
+      ...this.ingress.block(node.id),
     };
   }
 

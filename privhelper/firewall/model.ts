@@ -8,7 +8,7 @@ export const table = { family: "inet", name: "plexd" } as const;
 
 export type Hook = "" | "input" | "forward" | "postrouting" | "prerouting";
 export type Proto = "" | "tcp" | "udp" | "icmp";
-export type Action = "accept" | "drop" | "jump" | "log" | "log_drop" | "masquerade";
+export type Action = "accept" | "drop" | "jump" | "log" | "log_drop" | "masquerade" | "redirect";
 
 /** CIDRs canonical ("10.100.0.2/32") or "" for any; portTo 0 for a single port. */
 export interface NormRule {
@@ -25,6 +25,8 @@ export interface NormRule {
   jump: string;
   logPrefix: string;
   logRate: number;
+  /** Target port of a redirect; 0 otherwise. */
+  redirectPort: number;
 }
 
 export interface NormChain { name: string; hook: Hook; rules: NormRule[] }
@@ -50,16 +52,16 @@ export function regularChainNames(cfg: Pick<PrivConfig, "chainName">): Set<strin
 }
 
 export function ruleKey(r: NormRule): string {
-  return `${r.id}|${r.iifname}|${r.oifname}|${r.src}|${r.dst}|${r.protocol}|${r.portFrom}|${r.portTo}|${r.ct ? 1 : 0}|${r.action}|${r.jump}|${r.logPrefix}|${r.logRate}`;
+  return `${r.id}|${r.iifname}|${r.oifname}|${r.src}|${r.dst}|${r.protocol}|${r.portFrom}|${r.portTo}|${r.ct ? 1 : 0}|${r.action}|${r.jump}|${r.logPrefix}|${r.logRate}|${r.redirectPort}`;
 }
 
 export const protoOf: Record<Proto, Protocol> = { "": Protocol.UNSPECIFIED, tcp: Protocol.TCP, udp: Protocol.UDP, icmp: Protocol.ICMP };
-export const actionOf: Record<Action, RuleAction> = { accept: RuleAction.ACCEPT, drop: RuleAction.DROP, jump: RuleAction.JUMP, log: RuleAction.LOG, log_drop: RuleAction.LOG_DROP, masquerade: RuleAction.MASQUERADE };
+export const actionOf: Record<Action, RuleAction> = { accept: RuleAction.ACCEPT, drop: RuleAction.DROP, jump: RuleAction.JUMP, log: RuleAction.LOG, log_drop: RuleAction.LOG_DROP, masquerade: RuleAction.MASQUERADE, redirect: RuleAction.REDIRECT };
 export const protoFromEnum = new Map<number, Proto>(Object.entries(protoOf).map(([k, v]) => [v, k as Proto]));
 export const actionFromEnum = new Map<number, Action>(Object.entries(actionOf).map(([k, v]) => [v, k as Action]));
 
 /** The wire shape of a canonical rule (every field set, so callers can compare directly). */
 export function toWire(r: NormRule): Omit<FirewallRule, "$typeName" | "$unknown"> {
-  const { id, iifname, oifname, src, dst, protocol, portFrom, portTo, ct, action, jump, logPrefix, logRate } = r;
-  return { id, iifname, oifname, srcCidr: src, dstCidr: dst, protocol: protoOf[protocol], portFrom, portTo, ctEstablished: ct, action: actionOf[action], jumpTarget: jump, logPrefix, logRatePerSecond: logRate };
+  const { id, iifname, oifname, src, dst, protocol, portFrom, portTo, ct, action, jump, logPrefix, logRate, redirectPort } = r;
+  return { id, iifname, oifname, srcCidr: src, dstCidr: dst, protocol: protoOf[protocol], portFrom, portTo, ctEstablished: ct, action: actionOf[action], jumpTarget: jump, logPrefix, logRatePerSecond: logRate, redirectPort };
 }

@@ -40,6 +40,7 @@ export function exprOf(r: NormRule): unknown[] {
   out.push("counter");
   if (r.action === "log" || r.action === "log_drop") out.push({ log: { prefix: r.logPrefix } });
   if (r.action === "jump") out.push({ jump: { target: r.jump } });
+  else if (r.action === "redirect") out.push({ redirect: { port: r.redirectPort } });
   else if (r.action !== "log") out.push({ [r.action === "log_drop" ? "drop" : r.action]: null });
   return out;
 }
@@ -47,7 +48,7 @@ export function exprOf(r: NormRule): unknown[] {
 /** One rule's expressions → the rule they describe (id ""), and its counter. */
 export function ruleFromExpr(expr: unknown): { rule: NormRule; counter: { packets: bigint; bytes: bigint } | undefined } | undefined {
   if (!Array.isArray(expr)) return undefined;
-  const r: NormRule = { id: "", iifname: "", oifname: "", src: "", dst: "", protocol: "", portFrom: 0, portTo: 0, ct: false, action: "accept", jump: "", logPrefix: "", logRate: 0 };
+  const r: NormRule = { id: "", iifname: "", oifname: "", src: "", dst: "", protocol: "", portFrom: 0, portTo: 0, ct: false, action: "accept", jump: "", logPrefix: "", logRate: 0, redirectPort: 0 };
   let counter: { packets: bigint; bytes: bigint } | undefined;
   let log = false;
   const rest: unknown[] = [];
@@ -73,6 +74,7 @@ export function ruleFromExpr(expr: unknown): { rule: NormRule; counter: { packet
       continue;
     } else if (isObj(e) && isObj(e.log)) [log, r.logPrefix] = [true, str(e.log.prefix)];
     else if (isObj(e) && isObj(e.jump)) [r.action, r.jump] = ["jump", str(e.jump.target)];
+    else if (isObj(e) && isObj(e.redirect)) [r.action, r.redirectPort] = ["redirect", num(e.redirect.port)];
     else if (isObj(e) && Object.keys(e).length === 1) r.action = (log ? (Object.keys(e)[0] === "drop" ? "log_drop" : "") : Object.keys(e)[0]) as Action;
     rest.push(e);
   }

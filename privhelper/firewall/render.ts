@@ -41,6 +41,9 @@ export function renderRuleBody(r: NormRule): string {
     case "log_drop":
       p.push(`log prefix "${r.logPrefix}" drop`);
       break;
+    case "redirect":
+      p.push(`redirect to :${r.redirectPort}`);
+      break;
   }
   p.push(`comment "plexd:${r.id}"`);
   return p.join(" ");

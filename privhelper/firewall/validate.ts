@@ -1,6 +1,7 @@
 // Allow-list validation of a FirewallSpec. Every value is checked and re-serialised here; the
 // nft script is rendered only from the result, so nothing the caller wrote reaches nft as text.
-import type { FirewallRule, FirewallSpec } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { Protocol, RuleAction, type FirewallRule, type FirewallSpec } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { isRouteInterface } from "../bridge-config.js";
 import type { PrivConfig } from "../config.js";
 import { parseCidr } from "../../proto/lib/net.js";
 import { Issues, checkInterface } from "../validate.js";
@@ -18,10 +19,12 @@ type Memo = Map<string, string | undefined>;
 
 function validateRule(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: string, issues: Issues, regular: Set<string>, memo: Memo): NormRule {
   if (!ruleIdRe.test(r.id)) issues.add(`${at}.id`, "must be 8-32 lower-case hex characters");
-  if (r.iifname !== "") checkInterface(cfg, r.iifname, issues, `${at}.iifname`);
-  if (r.oifname !== "") checkInterface(cfg, r.oifname, issues, `${at}.oifname`);
-  // Base chains see every packet of the host: a plexd rule there must name a plexd interface.
-  if (chain.hook !== "" && r.iifname === "" && r.oifname === "") issues.add(at, `rules in base chain ${chain.name} must match iifname or oifname`);
+  // Bridge rules also name the access, user-access and site-to-site interfaces (mode: bridge only).
+  if (r.iifname !== "" && !isRouteInterface(cfg, r.iifname)) checkInterface(cfg, r.iifname, issues, `${at}.iifname`);
+  if (r.oifname !== "" && !isRouteInterface(cfg, r.oifname)) checkInterface(cfg, r.oifname, issues, `${at}.oifname`);
+  // Base chains see every packet of the host: a plexd rule there must name a plexd interface
+  // (a redirect names its one public TCP port instead, checked below).
+  if (chain.hook !== "" && r.iifname === "" && r.oifname === "" && r.action !== RuleAction.REDIRECT) issues.add(at, `rules in base chain ${chain.name} must match iifname or oifname`);
 
   const cidr = (v: string, field: string): string => {
     if (v === "") return "";
@@ -55,10 +58,24 @@ function validateRule(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: st
     if (action === "log_drop" && r.logRatePerSecond !== 0) issues.add(`${at}.log_rate_per_second`, "not allowed with LOG_DROP (use LOG, then DROP)");
   } else if (r.logPrefix !== "" || r.logRatePerSecond !== 0) issues.add(at, "log_prefix/log_rate_per_second only for LOG and LOG_DROP");
   if (action === "masquerade" && chain.name !== "postrouting") issues.add(`${at}.action`, "MASQUERADE only in chain postrouting");
+  if (action === "redirect") checkRedirect(cfg, chain, r, at, issues);
+  else if (r.redirectPort !== 0) issues.add(`${at}.redirect_port`, "only for action REDIRECT");
   if (r.ctEstablished && action !== "accept") issues.add(`${at}.ct_established`, "only with action ACCEPT");
 
   const [portTo, ct, jump, logRate] = [r.portTo === r.portFrom ? 0 : r.portTo, r.ctEstablished, r.jumpTarget, r.logRatePerSecond];
-  return { id: r.id, iifname: r.iifname, oifname: r.oifname, src, dst, protocol: protocol ?? "", portFrom: r.portFrom, portTo, ct, action: action ?? "drop", jump, logPrefix: r.logPrefix, logRate };
+  return { id: r.id, iifname: r.iifname, oifname: r.oifname, src, dst, protocol: protocol ?? "", portFrom: r.portFrom, portTo, ct, action: action ?? "drop", jump, logPrefix: r.logPrefix, logRate, redirectPort: r.redirectPort };
+}
+
+/**
+ * A redirect exists only so the unprivileged agent can serve a public ingress port below 1024
+ * (docs/bridge.md#ingress): one privileged TCP port to one unprivileged port, and only when the
+ * root-owned config runs ingress, so the agent cannot pull other traffic to itself otherwise.
+ */
+function checkRedirect(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: string, issues: Issues): void {
+  if (!cfg.ingressRedirects) issues.add(`${at}.action`, "REDIRECT needs mode: bridge with bridge.ingress.enabled: true in the config");
+  if (chain.name !== "prerouting") issues.add(`${at}.action`, "REDIRECT only in chain prerouting");
+  if (r.protocol !== Protocol.TCP || r.portFrom < 1 || r.portFrom > 1023 || (r.portTo !== 0 && r.portTo !== r.portFrom)) issues.add(at, "REDIRECT needs protocol TCP and one port_from of 1-1023");
+  if (r.redirectPort < 1024 || r.redirectPort > 65535) issues.add(`${at}.redirect_port`, "must be 1024-65535");
 }
 
 export function validateFirewallSpec(cfg: PrivConfig, spec: FirewallSpec | undefined): DesiredFirewall {
