@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { formatSeconds } from "../proto/lib/duration.js";
 import { isCancellation, PlexdError } from "../proto/lib/errors.js";
+import { RelayService, relayEventHandler } from "./bridge/relay.js";
 import { Backoff } from "./controlplane/backoff.js";
 import { startEventChannel, type EventChannel } from "./controlplane/channel.js";
 import { runHeartbeatLoop } from "./controlplane/heartbeat.js";
@@ -47,6 +48,9 @@ export class AgentRuntime {
   /** The actions feature, when `plexd up` opened it: requests from the stream, results after reconnects. */
   actions: { handleRequest(eventId: string, payload: unknown): void; reconnected(): void } | undefined;
   #runSignal: AbortSignal | undefined;
+
+  /** Bridge mode: the UDP relay (docs/bridge.md#relay). */
+  relay: RelayService | undefined;
 
   /** Capabilities the control plane has acknowledged; a change is announced again (docs/actions.md). */
   #announced: string | undefined;
@@ -128,6 +132,7 @@ export class AgentRuntime {
       }),
     );
     if (await hasPendingKey(config.data_dir)) this.rotateKeys("pending key found at startup");
+    if (config.mode === "bridge") await this.#startRelay();
 
     while (!signal.aborted) {
       const session = new AbortController();
@@ -189,6 +194,7 @@ export class AgentRuntime {
       onRotateKeys: (reason) => this.rotateKeys(reason),
       triggerReconcile: (why) => this.reconcile(why),
       onIdentityLost: lose,
+      ...(this.relay ? { onBridgeEvent: relayEventHandler(this.relay, ctx.log.child({ component: "relay" })) } : {}),
     });
     this.#track(
       "heartbeat",
@@ -313,6 +319,7 @@ export class AgentRuntime {
       const keysChanged = doc.signing_keys && this.channel ? await this.channel.adoptSigningKeys(doc.signing_keys, rotationsAtFetch) : false;
       corrections.push(...stateDrift(this.store.state, doc, keysChanged));
       this.store.update((s) => applyStateDocument(s, doc));
+      if (doc.relay_config && this.relay) void this.relay.reconcile(doc.relay_config.sessions).catch((err: unknown) => ctx.log.warn({ err: PlexdError.from(err).message }, "relay reconcile failed"));
       pulled = true;
     } catch (err) {
       const e = PlexdError.from(err);
@@ -420,7 +427,24 @@ export class AgentRuntime {
     ctx.phase.set("stopping");
     await Promise.race([Promise.all(this.#loops), new Promise((r) => setTimeout(r, ctx.config.node_api.shutdown_timeout.ms).unref())]);
     await this.channel?.flush();
+    await this.relay?.stop();
     await this.store.flush();
+  }
+
+  /** The relay starts on its own: if its port cannot be bound, the rest of the agent runs on. */
+  async #startRelay(): Promise<void> {
+    const { ctx } = this;
+    const relay = new RelayService({ log: ctx.log.child({ component: "relay" }) });
+    this.relay = relay;
+    const apply = (): void => {
+      void relay.apply(ctx.config.bridge.relay).then(
+        () => ctx.health.clear("relay_failed"),
+        (err: unknown) => ctx.health.set("relay_failed", "warning", `relay: ${PlexdError.from(err).message}`),
+      );
+    };
+    apply();
+    // A reload with other relay settings restarts the relay; the same settings leave it alone.
+    ctx.live.subscribe(apply);
   }
 
   status() {

@@ -275,3 +275,14 @@ export class RelayService {
 
 /** A rejection found before the engine saw the session (already counted). */
 class ResolveRejection extends RelayRejection {}
+
+/** Routes the relay's events to the service; false for every other event type. */
+export function relayEventHandler(service: RelayService, log: Logger): (eventType: string, eventId: string, payload: unknown) => boolean {
+  const failed = (eventId: string) => (err: unknown) => log.warn({ event_id: eventId, err: err instanceof Error ? err.message : String(err) }, "relay event not applied");
+  return (eventType, eventId, payload) => {
+    if (eventType === "relay_session_assigned") void service.assign(payload).catch(failed(eventId));
+    else if (eventType === "relay_session_revoked") void service.revoke(payload).catch(failed(eventId));
+    else return false;
+    return true;
+  };
+}

@@ -24,6 +24,8 @@ export interface DispatchContext {
   triggerReconcile: (why: string) => void;
   /** action_request goes to the actions feature (its own admission, ack and replay memory). */
   onActionRequest?: (eventId: string, payload: unknown) => void;
+  /** Bridge mode: the bridge services' handler (docs/bridge.md); true when one took the event. */
+  onBridgeEvent?: (eventType: string, eventId: string, payload: unknown) => boolean;
 }
 
 export type DispatchOutcome = "applied" | "unchanged" | "deferred" | "ignored" | "unknown_type" | "invalid_payload";
@@ -160,6 +162,7 @@ export function dispatchEvent(eventType: string, eventId: string, payload: unkno
     default:
       break;
   }
+  if (bridgeTypes.has(eventType) && ctx.mode === "bridge" && ctx.onBridgeEvent?.(eventType, eventId, payload) === true) return "applied";
   if (deferredTypes.has(eventType) || (bridgeTypes.has(eventType) && ctx.mode === "bridge")) {
     ctx.store.update((s) => {
       s.deferred[`${eventType}:${eventId}`] = payload;

@@ -24,6 +24,8 @@ export const stateDocument = z.object({
   metadata: z.record(z.string(), z.string()).nullish().transform((m) => m ?? {}),
   data: list(z.object({ key: z.string(), content_type: z.string(), payload: z.unknown(), version: z.number().int(), updated_at: z.string() })),
   secret_refs: list(z.object({ key: z.string(), version: z.number().int() })),
+  // Bridge relay sessions (docs/bridge.md#relay); items are checked one by one by the relay, so one bad item cannot reject the document.
+  relay_config: z.object({ sessions: list(z.unknown()) }).nullish(),
 });
 export type StateDocument = z.infer<typeof stateDocument>;
 

@@ -12,6 +12,7 @@ import { executionControlRoutes } from "./executions.js";
 import { matchRoute, type ControlRoute } from "./match.js";
 import { meshControlRoutes } from "./mesh.js";
 import { observabilityControlRoutes } from "./observability.js";
+import { relayControlRoutes } from "./relay.js";
 import { reportControlRoutes } from "./reports.js";
 import { secretControlRoutes } from "./secrets.js";
 
@@ -23,6 +24,7 @@ const featureRoutes: ControlRoute[] = [
   ...observabilityControlRoutes,
   ...artifactControlRoutes,
   ...meshControlRoutes,
+  ...relayControlRoutes,
 ];
 
 const tokenBody = z.object({
