@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { assignRelay, autoRelay, revokeRelay } from "../state/relay.js";
+import { assignRelay, autoRelay, revokeRelayByHand } from "../state/relay.js";
 import { ipEndpoint, parseBody } from "../state/validate.js";
 import { reply, type ControlRoute } from "./match.js";
 
@@ -59,6 +59,6 @@ export const relayControlRoutes: ControlRoute[] = [
   },
   {
     pattern: "DELETE relay/sessions/:sid",
-    handle: ({ state }, ctx, p) => reply(ctx, 200, revokeRelay(state, p["sid"] ?? "")),
+    handle: ({ state }, ctx, p) => reply(ctx, 200, revokeRelayByHand(state, p["sid"] ?? "")),
   },
 ];

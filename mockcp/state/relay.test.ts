@@ -46,6 +46,9 @@ describe("relay sessions", () => {
     expect((await c.events(bridge.node_id)).at(-1)).toMatchObject({ event_type: "relay_session_revoked", payload: { session_id: s!.session_id } });
     expect((await c.events(b.node_id)).at(-1)).toMatchObject({ event_type: "peer_endpoint_changed", payload: { peer_id: a.node_id, endpoint: "192.0.2.2:40099" } });
     expect((await state(c, bridge)).relay_config?.sessions).toEqual([]);
+    // Revoked by hand: the next NAT report does not pair them again on its own.
+    await putEndpoint(c, b, "192.0.2.3:40003", "symmetric");
+    expect((await c.relay()).sessions).toEqual([]);
   });
 
   it("assigns by hand through the control API and refuses without a bridge", async () => {

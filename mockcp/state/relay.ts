@@ -33,6 +33,8 @@ export class RelayStore {
   readonly sessions = new Map<string, RelaySession>();
   /** Assign sessions on their own when both nodes of a pair are symmetric. */
   auto = true;
+  /** Pairs whose session was revoked through the control API: not re-paired on their own. */
+  readonly revokedPairs = new Set<string>();
   ttlMs = 3_600_000;
 
   forPair(a: string, b: string): RelaySession | undefined {
@@ -71,6 +73,15 @@ export function relayConfigOf(state: MockState, bridgeId: string): { sessions: O
   return { sessions: [...state.relay.sessions.values()].filter((s) => s.bridge_id === bridgeId).map(wire) };
 }
 
+const pairOf = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
+
+/** A revocation through the control API: the pair stays unrelayed until assigned by hand. */
+export function revokeRelayByHand(state: MockState, sessionId: string): RelaySession {
+  const s = revokeRelay(state, sessionId);
+  state.relay.revokedPairs.add(pairOf(s.peer_a_id, s.peer_b_id));
+  return s;
+}
+
 const wire = ({ bridge_id: _b, relay_address: _r, ...rest }: RelaySession): Omit<RelaySession, "bridge_id" | "relay_address"> => rest;
 
 export interface AssignOptions {
@@ -100,6 +111,7 @@ export function assignRelay(state: MockState, a: NodeRecord, b: NodeRecord, o: A
     relay_address: address,
   };
   if (s.peer_a_endpoint === "" || s.peer_b_endpoint === "") throw new ApiError(409, "endpoint_unknown", "both nodes must have reported an endpoint");
+  state.relay.revokedPairs.delete(pairOf(a.id, b.id));
   const previous = state.relay.forPair(a.id, b.id);
   if (previous) revokeRelay(state, previous.session_id, { restoreEndpoints: false });
   state.relay.sessions.set(s.session_id, s);
@@ -137,7 +149,7 @@ export function autoRelay(state: MockState): RelaySession[] {
     for (let j = i + 1; j < symmetric.length; j++) {
       const a = symmetric[i]!;
       const b = symmetric[j]!;
-      if (state.relay.forPair(a.id, b.id)) continue;
+      if (state.relay.forPair(a.id, b.id) || state.relay.revokedPairs.has(pairOf(a.id, b.id))) continue;
       try {
         out.push(assignRelay(state, a, b));
       } catch (err) {
