@@ -1,7 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { formatSeconds } from "../proto/lib/duration.js";
 import { isCancellation, PlexdError } from "../proto/lib/errors.js";
-import { RelayService, relayEventHandler } from "./bridge/relay.js";
 import { Backoff } from "./controlplane/backoff.js";
 import { startEventChannel, type EventChannel } from "./controlplane/channel.js";
 import { runHeartbeatLoop } from "./controlplane/heartbeat.js";
@@ -15,6 +14,8 @@ import { stateDrift, type Correction } from "./reconcile/drift.js";
 import { KernelReconciler } from "./reconcile/kernel.js";
 import { QuarantineReport } from "./reconcile/quarantine-report.js";
 import { buildCapabilities } from "./registration/capabilities.js";
+import { BridgeManager } from "./bridge/manager.js";
+import { bridgeServiceFactories } from "./bridge/registry.js";
 import { register } from "./registration/register.js";
 import { resolveBootstrapToken } from "./registration/token.js";
 import type { DesiredStateStore } from "./state/desired.js";
@@ -40,6 +41,8 @@ export class AgentRuntime {
   lastHeartbeat: LastRun | undefined;
   nat: NatResult | undefined;
   lastReconcile: LastRun | undefined;
+  /** mode: bridge only (docs/bridge.md). */
+  bridge: BridgeManager | undefined;
   #rotating = false;
   #loops: Promise<unknown>[] = [];
   readonly #quarantine = new QuarantineReport();
@@ -48,9 +51,6 @@ export class AgentRuntime {
   /** The actions feature, when `plexd up` opened it: requests from the stream, results after reconnects. */
   actions: { handleRequest(eventId: string, payload: unknown): void; reconnected(): void } | undefined;
   #runSignal: AbortSignal | undefined;
-
-  /** Bridge mode: the UDP relay (docs/bridge.md#relay). */
-  relay: RelayService | undefined;
 
   /** Capabilities the control plane has acknowledged; a change is announced again (docs/actions.md). */
   #announced: string | undefined;
@@ -65,7 +65,7 @@ export class AgentRuntime {
 
   /** PUT /v1/nodes/{id}/capabilities when they differ from what was last announced. */
   async announceCapabilities(signal: AbortSignal): Promise<void> {
-    const caps = buildCapabilities(this.ctx.binaryChecksum, this.ctx.actionCapabilities?.());
+    const caps = { ...buildCapabilities(this.ctx.binaryChecksum, this.ctx.actionCapabilities?.()), ...(this.bridge ? { bridge: this.bridge.capabilities() } : {}) };
     const text = JSON.stringify(caps);
     if (text === this.#announced) return;
     const res = await this.ctx.cp
@@ -109,7 +109,9 @@ export class AgentRuntime {
       signal,
       now: () => ctx.clock.now(),
       resolve: endpoints.resolve,
+      bridgeChains: () => this.bridge?.bridgeChains() ?? [],
     });
+    if (config.mode === "bridge") this.#startBridge(signal);
     this.kernel.onQuarantine((id, reason) => {
       this.#quarantine.note(id, reason);
       // Soon, and once for a burst (a state pull may quarantine many at once).
@@ -132,7 +134,6 @@ export class AgentRuntime {
       }),
     );
     if (await hasPendingKey(config.data_dir)) this.rotateKeys("pending key found at startup");
-    if (config.mode === "bridge") await this.#startRelay();
 
     while (!signal.aborted) {
       const session = new AbortController();
@@ -194,7 +195,6 @@ export class AgentRuntime {
       onRotateKeys: (reason) => this.rotateKeys(reason),
       triggerReconcile: (why) => this.reconcile(why),
       onIdentityLost: lose,
-      ...(this.relay ? { onBridgeEvent: relayEventHandler(this.relay, ctx.log.child({ component: "relay" })) } : {}),
     });
     this.#track(
       "heartbeat",
@@ -209,6 +209,7 @@ export class AgentRuntime {
           binary_checksum: ctx.binaryChecksum,
           mesh: { interface: config.mesh.interface, peer_count: Object.keys(this.store.state.peers).length, listen_port: config.mesh.listen_port },
           ...(this.nat ? { nat: { public_endpoint: this.nat.public_endpoint, type: this.nat.type } } : {}),
+          ...(this.bridge?.heartbeat() ?? {}),
         }),
         sleep: (ms, sig) => ctx.clock.sleep(ms, sig),
         now: () => ctx.clock.now(),
@@ -319,7 +320,6 @@ export class AgentRuntime {
       const keysChanged = doc.signing_keys && this.channel ? await this.channel.adoptSigningKeys(doc.signing_keys, rotationsAtFetch) : false;
       corrections.push(...stateDrift(this.store.state, doc, keysChanged));
       this.store.update((s) => applyStateDocument(s, doc));
-      if (doc.relay_config && this.relay) void this.relay.reconcile(doc.relay_config.sessions).catch((err: unknown) => ctx.log.warn({ err: PlexdError.from(err).message }, "relay reconcile failed"));
       pulled = true;
     } catch (err) {
       const e = PlexdError.from(err);
@@ -338,6 +338,7 @@ export class AgentRuntime {
       ctx.log.warn({ err: e.message }, "reconcile: kernel converge failed");
     }
     this.lastReconcile = { at: ctx.clock.now(), ok: pulled && kernelOk, driftCount: corrections.length };
+    this.bridge?.trigger(`cycle:${why}`);
     if (pulled) await this.announceCapabilities(signal);
     // Quarantine reports that could not be delivered before go out with the cycle's retries.
     if (pulled) await this.#reportQuarantine(signal);
@@ -422,29 +423,25 @@ export class AgentRuntime {
     }
   }
 
+  /** The bridge services (docs/bridge.md), after the mesh: kernel calls go mesh → routes → firewall. */
+  #startBridge(signal: AbortSignal): void {
+    const { ctx } = this;
+    const log = ctx.log.child({ component: "bridge" });
+    const bridge = new BridgeManager({ priv: ctx.priv, config: () => ctx.config, store: this.store, health: ctx.health, log, signal, onFirewallChange: () => this.kernel?.runner.trigger("bridge") });
+    for (const make of bridgeServiceFactories) bridge.register(make({ log, dataDir: ctx.config.data_dir }));
+    this.bridge = bridge;
+    void this.kernel?.meshReady.then(() => bridge.trigger("startup"));
+    const unsubscribe = ctx.live.subscribe(() => bridge.trigger("config_reload"));
+    signal.addEventListener("abort", unsubscribe, { once: true });
+  }
+
   async stop(): Promise<void> {
     const { ctx } = this;
     ctx.phase.set("stopping");
+    await this.bridge?.stopServices();
     await Promise.race([Promise.all(this.#loops), new Promise((r) => setTimeout(r, ctx.config.node_api.shutdown_timeout.ms).unref())]);
     await this.channel?.flush();
-    await this.relay?.stop();
     await this.store.flush();
-  }
-
-  /** The relay starts on its own: if its port cannot be bound, the rest of the agent runs on. */
-  async #startRelay(): Promise<void> {
-    const { ctx } = this;
-    const relay = new RelayService({ log: ctx.log.child({ component: "relay" }) });
-    this.relay = relay;
-    const apply = (): void => {
-      void relay.apply(ctx.config.bridge.relay).then(
-        () => ctx.health.clear("relay_failed"),
-        (err: unknown) => ctx.health.set("relay_failed", "warning", `relay: ${PlexdError.from(err).message}`),
-      );
-    };
-    apply();
-    // A reload with other relay settings restarts the relay; the same settings leave it alone.
-    ctx.live.subscribe(apply);
   }
 
   status() {
@@ -460,6 +457,7 @@ export class AgentRuntime {
       peerCount: Object.keys(this.store.state.peers).length,
       health: this.ctx.health.list(),
       rejected: this.channel?.verifier.rejected,
+      bridge: this.bridge?.status(),
     };
   }
 }

@@ -4,6 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
 import { PlexdError } from "../proto/lib/errors.js";
+import { bridgeInterfacesFrom, type BridgeInterfaces } from "./bridge-config.js";
 
 export interface PrivConfig {
   readonly meshInterface: string;
@@ -20,6 +21,8 @@ export interface PrivConfig {
   readonly fullTunnelTable: number;
   /** hooks.dir: the only directory whose files HashFiles and RunSandboxed accept. */
   readonly hooksDir: string;
+  /** mode: bridge only: the interfaces ApplyRoutes and bridge firewall rules may name. */
+  readonly bridge?: BridgeInterfaces | undefined;
 }
 
 export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
@@ -55,6 +58,7 @@ export function privConfigFrom(doc: unknown): PrivConfig {
       6: get("mesh.min_route_prefix_v6", 16, (v: number) => Number.isInteger(v) && v >= 1 && v <= 128, "must be 1-128") as number,
     },
     fullTunnelTable: get("mesh.full_tunnel_table", 51820, (v: number) => Number.isInteger(v) && v >= 1 && v < 2 ** 31 && (v < 253 || v > 255), "must be 1-2147483647, not 253-255 (default, main, local)") as number,
+    bridge: bridgeInterfacesFrom(root, issues),
   };
   if (issues.length > 0) throw new PlexdError("invalid_argument", `invalid configuration:\n  ${issues.join("\n  ")}`);
   return Object.freeze(config);

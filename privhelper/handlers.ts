@@ -11,6 +11,7 @@ import type { Runner } from "./os/run.js";
 import { uapiBackend } from "./os/uapi.js";
 import { wgTool } from "./os/wg.js";
 import { makeApplyMesh, type MeshDeps } from "./service/apply-mesh.js";
+import { makeApplyRoutes } from "./service/apply-routes.js";
 import { makeApplyFirewall, makeReadFirewall } from "./service/firewall.js";
 import { makeGetInfo } from "./service/get-info.js";
 import { makeHashFiles } from "./service/hook-file.js";
@@ -60,5 +61,7 @@ export function buildHandlers(deps: Deps): Handlers<(typeof PrivHelperService)["
     pingPeers: makePingPeers(deps),
     traceroute: makeTraceroute(deps),
     serviceControl: makeServiceControl(deps),
+    // The mesh lock: a bridge applies mesh, then routes; Teardown holds it while it removes both.
+    applyRoutes: makeApplyRoutes(deps, locks.mesh),
   };
 }

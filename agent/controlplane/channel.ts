@@ -43,8 +43,6 @@ export interface ChannelDeps {
   triggerReconcile: (why: string) => void;
   onIdentityLost: (status: number) => void;
   onActionRequest?: (eventId: string, payload: unknown) => void;
-  /** Bridge-mode events for the bridge services; true when one took the event. */
-  onBridgeEvent?: (eventType: string, eventId: string, payload: unknown) => boolean;
 }
 
 export interface EventChannel {
@@ -122,7 +120,6 @@ export async function startEventChannel(d: ChannelDeps): Promise<EventChannel> {
         onRotateKeys: d.onRotateKeys,
         triggerReconcile: d.triggerReconcile,
         ...(d.onActionRequest ? { onActionRequest: d.onActionRequest } : {}),
-        ...(d.onBridgeEvent ? { onBridgeEvent: d.onBridgeEvent } : {}),
       });
       outcomes[outcome]++;
       log.debug({ event_type: env.event_type, event_id: env.event_id, outcome }, "event handled");

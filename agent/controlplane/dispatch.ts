@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Logger } from "../util/log.js";
 import { peerSchema } from "../mesh/peer.js";
+import { foldBridgeEvent } from "../bridge/desired.js";
 import type { Change, DesiredState, DesiredStateStore, Slice } from "../state/desired.js";
 
 // Routes each verified event (docs/architecture.md#the-control-plane-channel) to a handler that writes the
@@ -24,8 +25,6 @@ export interface DispatchContext {
   triggerReconcile: (why: string) => void;
   /** action_request goes to the actions feature (its own admission, ack and replay memory). */
   onActionRequest?: (eventId: string, payload: unknown) => void;
-  /** Bridge mode: the bridge services' handler (docs/bridge.md); true when one took the event. */
-  onBridgeEvent?: (eventType: string, eventId: string, payload: unknown) => boolean;
 }
 
 export type DispatchOutcome = "applied" | "unchanged" | "deferred" | "ignored" | "unknown_type" | "invalid_payload";
@@ -162,8 +161,16 @@ export function dispatchEvent(eventType: string, eventId: string, payload: unkno
     default:
       break;
   }
-  if (bridgeTypes.has(eventType) && ctx.mode === "bridge" && ctx.onBridgeEvent?.(eventType, eventId, payload) === true) return "applied";
-  if (deferredTypes.has(eventType) || (bridgeTypes.has(eventType) && ctx.mode === "bridge")) {
+  if (bridgeTypes.has(eventType) && ctx.mode === "bridge") {
+    // The bridge services converge from the store (agent/bridge/manager.ts), never from the event.
+    const bridge = structuredClone(ctx.store.state.bridge ?? {});
+    const outcome = foldBridgeEvent(bridge, eventType, payload);
+    if (outcome === "reconcile") ctx.triggerReconcile(eventType);
+    if (outcome === "invalid_payload") ctx.log.warn({ event_type: eventType, event_id: eventId }, "bridge event payload invalid; ignored");
+    if (outcome !== "changed") return outcome === "reconcile" ? "applied" : outcome === "invalid_payload" ? "invalid_payload" : "unchanged";
+    return mutate(ctx, (s) => ((s.bridge = bridge), ["bridge"]));
+  }
+  if (deferredTypes.has(eventType)) {
     ctx.store.update((s) => {
       s.deferred[`${eventType}:${eventId}`] = payload;
       // Bounded: the oldest entries go first (object keys keep insertion order).

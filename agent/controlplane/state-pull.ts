@@ -2,6 +2,7 @@ import { z } from "zod";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { peerListSchema, type Peer } from "../mesh/peer.js";
 import type { Change, DesiredState } from "../state/desired.js";
+import { foldBridgeBlocks } from "../bridge/desired.js";
 import type { CpClient } from "./http.js";
 import { describeError } from "./http.js";
 
@@ -24,8 +25,12 @@ export const stateDocument = z.object({
   metadata: z.record(z.string(), z.string()).nullish().transform((m) => m ?? {}),
   data: list(z.object({ key: z.string(), content_type: z.string(), payload: z.unknown(), version: z.number().int(), updated_at: z.string() })),
   secret_refs: list(z.object({ key: z.string(), version: z.number().int() })),
-  // Bridge relay sessions (docs/bridge.md#relay); items are checked one by one by the relay, so one bad item cannot reject the document.
-  relay_config: z.object({ sessions: list(z.unknown()) }).nullish(),
+  // Bridge blocks (docs/bridge.md): each service parses its own; absent = leave the feature alone.
+  bridge_config: z.record(z.string(), z.unknown()).nullish(),
+  relay_config: z.record(z.string(), z.unknown()).nullish(),
+  user_access_config: z.record(z.string(), z.unknown()).nullish(),
+  ingress_config: z.record(z.string(), z.unknown()).nullish(),
+  site_to_site_config: z.record(z.string(), z.unknown()).nullish(),
 });
 export type StateDocument = z.infer<typeof stateDocument>;
 
@@ -92,6 +97,11 @@ export function applyStateDocument(s: DesiredState, doc: StateDocument): Change[
   if (!same(s.secret_refs, doc.secret_refs)) {
     s.secret_refs = doc.secret_refs;
     changed.push("secret_refs");
+  }
+  const bridge = { ...(s.bridge ?? {}) };
+  if (foldBridgeBlocks(bridge, doc)) {
+    s.bridge = bridge;
+    changed.push("bridge");
   }
   return changed;
 }

@@ -6,6 +6,8 @@ import { Backoff } from "../controlplane/backoff.js";
 import type { HealthRegistry } from "../health/registry.js";
 import { wireGuardPublicKey } from "../../proto/lib/keys.js";
 import type { CompiledPolicy } from "../policy/compile.js";
+import type { FirewallChainPlain } from "../policy/types.js";
+import { withBridgeChains } from "../bridge/kernel-parts.js";
 import type { PrivClient } from "../privclient/client.js";
 import type { DesiredStateStore } from "../state/desired.js";
 import type { Logger } from "../util/log.js";
@@ -36,6 +38,8 @@ export interface KernelReconcilerDeps {
   now: () => number;
   /** Addresses of DNS-name endpoints (mesh/endpoints.ts); without it such peers get no endpoint. */
   resolve?: EndpointResolver;
+  /** mode: bridge: the bridge's chains (agent/bridge/manager.ts), merged into every FirewallSpec. */
+  bridgeChains?: () => FirewallChainPlain[];
 }
 
 export interface ConvergeResult {
@@ -62,6 +66,8 @@ export class KernelReconciler {
   /** The mesh version privhelper holds as the base for a delta; undefined = send it whole. */
   #privBase: number | undefined;
   #appliedFirewall = -1;
+  /** The bridge chains privhelper last confirmed (JSON), beside #appliedFirewall. */
+  #appliedBridge = "";
   #meshReady!: () => void;
   /** Resolves once the mesh device holds a target: NAT discovery probes from its port. */
   readonly meshReady = new Promise<void>((resolve) => (this.#meshReady = resolve));
@@ -167,6 +173,10 @@ export class KernelReconciler {
     const mesh = this.#targets.mesh;
     const meshVersion = mesh.version;
     const firewallVersion = this.#targets.firewallVersion;
+    const extra = this.#d.bridgeChains?.() ?? [];
+    const bridgeKey = JSON.stringify(extra);
+    // The policy's own object stays as compiled (node API); the kernel gets it with the bridge's chains.
+    if (extra.length > 0) policy = { ...policy, firewall: { chains: withBridgeChains(policy.firewall?.chains ?? [], extra) } };
     this.lastPolicy = policy;
     if (changed === undefined || firewallVersion !== this.#appliedFirewall) {
       for (const bad of policy.invalidRules) log.debug({ policy: bad.policy_id, index: bad.index, reason: bad.reason }, "policy rule skipped");
@@ -177,7 +187,7 @@ export class KernelReconciler {
     // Without a read-back, a target privhelper already confirmed is not sent again: the
     // reconcile cycle (detect) is what finds and corrects drift, on its interval.
     let meshInSync = !detect && meshVersion === this.#appliedMesh;
-    let firewallInSync = !detect && firewallVersion === this.#appliedFirewall;
+    let firewallInSync = !detect && firewallVersion === this.#appliedFirewall && bridgeKey === this.#appliedBridge;
     if (detect) {
       // The admitted holder of a key first: a quarantined duplicate must not be named for it.
       const byKey = new Map(Object.values(this.#d.store.state.peers).map((p) => [p.public_key, p.id]));
@@ -193,7 +203,7 @@ export class KernelReconciler {
         this.#appliedMesh = meshVersion;
         this.#meshReady();
       }
-      if (firewallInSync) this.#appliedFirewall = firewallVersion;
+      if (firewallInSync) [this.#appliedFirewall, this.#appliedBridge] = [firewallVersion, bridgeKey];
     }
     let meshChanged = false;
     let firewallChanged = false;
@@ -219,7 +229,7 @@ export class KernelReconciler {
       const r = (await priv.applyFirewall({ spec }, { signal, timeoutMs: applyDeadlineMs })).result;
       if (r?.error) throw new PlexdError("internal", `ApplyFirewall failed at ${r.failedStep}: ${r.error}${r.rolledBack ? " (rolled back)" : ""}`);
       firewallChanged = r?.changed ?? false;
-      this.#appliedFirewall = firewallVersion;
+      [this.#appliedFirewall, this.#appliedBridge] = [firewallVersion, bridgeKey];
       health.clear("firewall_apply_failed");
       if (firewallChanged) log.info({ why, rules: spec.chains.reduce((n, c) => n + c.rules.length, 0) }, "firewall applied");
     } catch (err) {

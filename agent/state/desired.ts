@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { DataWriter } from "../util/atomic.js";
 import { StateFiles } from "./journal.js";
 import type { Peer } from "../mesh/peer.js";
+import type { BridgeDesired } from "../bridge/service.js";
 
 // The desired-state store (docs/architecture.md#inside-the-agent): every source (registration response, signed
 // events, the periodic state pull, local config) writes here; reconcilers read their
@@ -38,6 +39,8 @@ export interface DesiredState {
   secret_refs: SecretRef[];
   /** Events whose features arrive later (bridge, access, actions): kept, not dropped. */
   deferred: Record<string, unknown>;
+  /** mode: bridge: the control plane's bridge blocks with events folded in (agent/bridge/desired.ts); absent in older caches. */
+  bridge?: BridgeDesired;
 }
 
 export type Slice = keyof DesiredState;

@@ -1,6 +1,7 @@
 // Allow-list validation of a FirewallSpec. Every value is checked and re-serialised here; the
 // nft script is rendered only from the result, so nothing the caller wrote reaches nft as text.
 import type { FirewallRule, FirewallSpec } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
+import { isRouteInterface } from "../bridge-config.js";
 import type { PrivConfig } from "../config.js";
 import { parseCidr } from "../../proto/lib/net.js";
 import { Issues, checkInterface } from "../validate.js";
@@ -18,8 +19,9 @@ type Memo = Map<string, string | undefined>;
 
 function validateRule(cfg: PrivConfig, chain: NormChain, r: FirewallRule, at: string, issues: Issues, regular: Set<string>, memo: Memo): NormRule {
   if (!ruleIdRe.test(r.id)) issues.add(`${at}.id`, "must be 8-32 lower-case hex characters");
-  if (r.iifname !== "") checkInterface(cfg, r.iifname, issues, `${at}.iifname`);
-  if (r.oifname !== "") checkInterface(cfg, r.oifname, issues, `${at}.oifname`);
+  // Bridge rules also name the access, user-access and site-to-site interfaces (mode: bridge only).
+  if (r.iifname !== "" && !isRouteInterface(cfg, r.iifname)) checkInterface(cfg, r.iifname, issues, `${at}.iifname`);
+  if (r.oifname !== "" && !isRouteInterface(cfg, r.oifname)) checkInterface(cfg, r.oifname, issues, `${at}.oifname`);
   // Base chains see every packet of the host: a plexd rule there must name a plexd interface.
   if (chain.hook !== "" && r.iifname === "" && r.oifname === "") issues.add(at, `rules in base chain ${chain.name} must match iifname or oifname`);
 

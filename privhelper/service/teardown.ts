@@ -11,6 +11,7 @@ import { planRules } from "../mesh/diff.js";
 import { routeLine } from "../os/ip.js";
 import { removeStrayStunSnat, stunTable } from "../os/stun.js";
 import type { MeshDeps } from "./apply-mesh.js";
+import { teardownRoutes } from "./apply-routes.js";
 
 // `purge` changes nothing here: privhelper keeps no files; purging data is the agent's job.
 export function makeTeardown(deps: MeshDeps, locks: Record<"mesh" | "firewall" | "stun", Lock>) {
@@ -33,6 +34,8 @@ export function makeTeardown(deps: MeshDeps, locks: Record<"mesh" | "firewall" |
             await deps.ip.batch(left.map((r) => routeLine("del", r.dst, r.dev, deps.config.fullTunnelTable)));
             removed.push(...left.map((r) => `route ${r.dst} dev ${r.dev}`));
           });
+          // Bridge routes exist only where the config says mode: bridge (ApplyRoutes with mesh-only names adds none).
+          if (deps.config.bridge) await attempt("bridge routes", async () => removed.push(...(await teardownRoutes(deps))));
           await attempt("rules", async () => {
             const rules = await deps.ip.rules();
             for (const f of [4, 6] as const) await deps.ip.batch(planRules({ peers: [] }, rules)[f], f);

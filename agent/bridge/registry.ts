@@ -1,0 +1,11 @@
+// The bridge services this agent runs (docs/bridge.md#overview): one factory per service. A
+// new service adds one line here; the manager starts and stops each on its own.
+import type { Logger } from "../util/log.js";
+import { AccessRouting } from "./access.js";
+import type { BridgeService } from "./service.js";
+
+export interface BridgeServiceDeps { log: Logger; dataDir: string }
+
+export const bridgeServiceFactories: ((deps: BridgeServiceDeps) => BridgeService)[] = [
+  () => new AccessRouting(),
+];
