@@ -2,10 +2,12 @@
 // new service adds one line here; the manager starts and stops each on its own.
 import type { Logger } from "../util/log.js";
 import { AccessRouting } from "./access.js";
+import { RelayService } from "./relay.js";
 import type { BridgeService } from "./service.js";
 
 export interface BridgeServiceDeps { log: Logger; dataDir: string }
 
 export const bridgeServiceFactories: ((deps: BridgeServiceDeps) => BridgeService)[] = [
   () => new AccessRouting(),
+  ({ log }) => new RelayService({ log: log.child({ service: "relay" }) }),
 ];

@@ -212,7 +212,6 @@ export class RelayEngine {
   async #add(s: RelaySessionInput): Promise<void> {
     if (!this.#running) throw new RelayRejection("relay is not running");
     if (this.#sessions.has(s.id)) throw new RelayRejection(`session ${s.id} exists`);
-    if (this.#sessions.size >= this.#o.maxSessions) throw new RelayRejection(`max_sessions (${this.#o.maxSessions}) reached`);
     const now = this.#o.now();
     if (s.expiresAt <= now) throw new RelayRejection("expires_at is in the past");
     const ipA = ipv4ToInt(s.peerA.ip);
@@ -230,6 +229,8 @@ export class RelayEngine {
       const holder = existing?.exact.get(key);
       if (holder) throw new RelayRejection(`endpoint ${ep.ip}:${ep.port} is already bound to session ${holder.session.id} on port ${s.port}`);
     }
+    // Last: a session that is wrong in itself is refused for that, whatever the load.
+    if (this.#sessions.size >= this.#o.maxSessions) throw new RelayRejection(`max_sessions (${this.#o.maxSessions}) reached`);
     const ps = existing ?? (await this.#openPort(s.port));
     // A concurrent add may have taken the slot or the endpoint while the socket was binding.
     if (this.#sessions.size >= this.#o.maxSessions || this.#sessions.has(s.id) || ps.exact.has(keyA) || ps.exact.has(keyB)) {

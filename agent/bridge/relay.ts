@@ -2,12 +2,14 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { z } from "zod";
 import type { Logger } from "../util/log.js";
+import type { BridgeInput, BridgeService, BridgeServiceStatus } from "./service.js";
 import { RelayEngine, RelayRejection, type RelayCounters, type RelaySessionInput, type RelaySessionView } from "./relay-engine.js";
 
-// The bridge service "relay" (docs/bridge.md#relay): turns the control plane's relay sessions
-// (events `relay_session_assigned` / `relay_session_revoked` and the state block `relay_config`)
-// into sessions of the RelayEngine. Sessions live in this process only: an agent restart
-// ends them, and the first state pull recreates every one that is still listed.
+// The bridge service "relay" (docs/bridge.md#relay): converges the RelayEngine to the control
+// plane's relay sessions — the `relay_config.sessions` list of the bridge's desired state, into
+// which the manager's store folds the state pull and the `relay_session_assigned` / `_revoked`
+// events. Sessions live in this process only: an agent restart ends them, and the first sync
+// recreates every one that is still listed.
 
 export const relaySessionSchema = z.object({
   session_id: z.string().min(1).max(128),
@@ -20,8 +22,6 @@ export const relaySessionSchema = z.object({
 });
 export type RelayAssignment = z.infer<typeof relaySessionSchema>;
 
-const revokeSchema = z.object({ session_id: z.string().min(1) });
-
 /** The `bridge.relay` config section, as the service reads it. */
 export interface RelayServiceConfig {
   enabled: boolean;
@@ -30,11 +30,7 @@ export interface RelayServiceConfig {
   session_ttl: { ms: number };
 }
 
-export interface RelayStatus {
-  name: "relay";
-  running: boolean;
-  detail: string;
-  counters: Record<string, number>;
+export interface RelayStatus extends BridgeServiceStatus {
   sessions: RelaySessionView[];
   /** Sessions the relay refused, with the reason (latest per session id). */
   rejected: { session_id: string; reason: string }[];
@@ -73,7 +69,7 @@ function splitHostPort(ep: string): { host: string; port: number } | undefined {
   return { host: ep.slice(0, i), port };
 }
 
-export class RelayService {
+export class RelayService implements BridgeService {
   readonly name = "relay" as const;
   readonly #log: Logger;
   readonly #now: () => number;
@@ -83,6 +79,8 @@ export class RelayService {
   #detail = "not started";
   /** What the control plane wants relayed, by session id. */
   readonly #desired = new Map<string, RelayAssignment>();
+  /** Invalid items already logged (the same list comes with every sync). */
+  readonly #invalidLogged = new Set<string>();
   /** The assignment each engine session was built from (to tell a re-send with new content). */
   readonly #built = new Map<string, string>();
   readonly #rejected = new Map<string, string>();
@@ -96,8 +94,20 @@ export class RelayService {
     this.#resolve = opts.resolveHost ?? dnsIPv4;
   }
 
-  /** Starts the relay, or restarts it when its port or limits changed; disabled stops it. */
-  apply(cfg: RelayServiceConfig): Promise<void> {
+  wanted(input: BridgeInput): boolean {
+    return input.config.bridge.relay.enabled;
+  }
+
+  /** Starts the relay (or restarts it when its port or limits changed) and converges its sessions. */
+  apply(input: BridgeInput): Promise<void> {
+    const block = input.desired.relay_config;
+    // Absent block: leave the sessions as they are; present: exactly its list.
+    if (block !== undefined) this.#setDesired(Array.isArray(block.sessions) ? (block.sessions as unknown[]) : []);
+    return this.configure(input.config.bridge.relay);
+  }
+
+  /** Starts the relay, or restarts it when its port or limits changed; disabled stops it. Then converges. */
+  configure(cfg: RelayServiceConfig): Promise<void> {
     return this.#serial(async () => {
       const prev = this.#cfg;
       this.#cfg = cfg;
@@ -107,7 +117,10 @@ export class RelayService {
         return;
       }
       const same = prev && this.#engine && prev.listen_port === cfg.listen_port && prev.max_sessions === cfg.max_sessions && prev.session_ttl.ms === cfg.session_ttl.ms;
-      if (same) return;
+      if (same) {
+        await this.#converge();
+        return;
+      }
       await this.#stopEngine();
       const engine = new RelayEngine({
         listenPort: cfg.listen_port,
@@ -139,39 +152,20 @@ export class RelayService {
     });
   }
 
-  /** `relay_session_assigned`: upsert by id (same content: no-op; new content: remove, then create). */
-  assign(payload: unknown): Promise<void> {
-    const r = relaySessionSchema.safeParse(payload);
-    if (!r.success) {
-      this.#log.warn({ problems: r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`) }, "relay_session_assigned payload invalid; ignored");
-      return Promise.resolve();
-    }
-    this.#desired.set(r.data.session_id, r.data);
-    return this.#serial(() => this.#converge());
-  }
-
-  /** `relay_session_revoked`: remove by id; an unknown id is a no-op. */
-  revoke(payload: unknown): Promise<void> {
-    const r = revokeSchema.safeParse(payload);
-    if (!r.success) {
-      this.#log.warn({}, "relay_session_revoked payload invalid; ignored");
-      return Promise.resolve();
-    }
-    if (!this.#desired.delete(r.data.session_id)) this.#log.debug({ session_id: r.data.session_id }, "revoked relay session unknown");
-    this.#rejected.delete(r.data.session_id);
-    return this.#serial(() => this.#converge());
-  }
-
-  /** The state pull's `relay_config.sessions`: converge to exactly that list (bad items are logged and skipped). */
-  reconcile(sessions: readonly unknown[]): Promise<void> {
+  #setDesired(sessions: readonly unknown[]): void {
     this.#desired.clear();
     sessions.forEach((item, i) => {
       const r = relaySessionSchema.safeParse(item);
-      if (r.success) this.#desired.set(r.data.session_id, r.data);
-      else this.#log.warn({ index: i, problems: r.error.issues.map((x) => `${x.path.join(".")}: ${x.message}`) }, "relay_config session invalid; skipped");
+      if (r.success) {
+        this.#desired.set(r.data.session_id, r.data);
+        return;
+      }
+      const text = JSON.stringify(item);
+      if (this.#invalidLogged.has(text)) return;
+      this.#invalidLogged.add(text);
+      this.#log.warn({ index: i, problems: r.error.issues.map((x) => `${x.path.join(".")}: ${x.message}`) }, "relay session invalid; skipped");
     });
     for (const id of this.#rejected.keys()) if (!this.#desired.has(id)) this.#rejected.delete(id);
-    return this.#serial(() => this.#converge());
   }
 
   status(): RelayStatus {
@@ -179,11 +173,15 @@ export class RelayService {
     const counters: Record<string, number> = {};
     for (const k of Object.keys(zeroCounters) as (keyof RelayCounters)[]) counters[k] = k === "sessions" ? live.sessions : this.#carried[k] + live[k];
     counters.max_sessions = this.#cfg?.max_sessions ?? 0;
+    const running = this.#engine?.running ?? false;
     return {
       name: "relay",
-      running: this.#engine?.running ?? false,
+      running,
       detail: this.#detail,
       counters,
+      heartbeatInBridge: true,
+      heartbeat: { relay_enabled: running, active_relay_sessions: live.sessions },
+      capabilities: running && this.#cfg ? { relay: "true", relay_listen_port: String(this.#cfg.listen_port) } : {},
       sessions: this.#engine?.sessions() ?? [],
       rejected: [...this.#rejected].map(([session_id, reason]) => ({ session_id, reason })),
     };
@@ -206,12 +204,9 @@ export class RelayService {
 
   #ended(id: string, reason: string): void {
     this.#built.delete(id);
-    // Expired and idle sessions wait for the control plane: the next state pull recreates one
-    // it still lists. A revoke or a replacement was asked for and is already reflected.
-    if (reason === "expired" || reason === "idle") {
-      this.#desired.delete(id);
-      this.#log.info({ session_id: id, reason }, "relay session ended");
-    }
+    // An idle session the control plane still lists comes back with the next sync (a reconcile
+    // cycle at the latest); an expired one is skipped from then on.
+    if (reason === "expired" || reason === "idle") this.#log.info({ session_id: id, reason }, "relay session ended");
   }
 
   async #converge(): Promise<void> {
@@ -224,8 +219,13 @@ export class RelayService {
         this.#log.info({ session_id: id }, "relay session revoked");
       }
     }
+    const now = this.#now();
     for (const [id, a] of this.#desired) {
       const text = JSON.stringify(a);
+      if (Date.parse(a.expires_at) <= now) {
+        if (engine.has(id)) engine.remove(id, "expired");
+        continue;
+      }
       if (engine.has(id)) {
         if (this.#built.get(id) === text) continue;
         engine.remove(id, "replaced");
@@ -241,8 +241,6 @@ export class RelayService {
         const reason = err instanceof RelayRejection ? err.reason : err instanceof Error ? err.message : String(err);
         if (this.#rejected.get(id) !== reason) this.#log.warn({ session_id: id, reason }, "relay session rejected");
         this.#rejected.set(id, reason);
-        // A refused session stays refused until the control plane sends it again.
-        this.#desired.delete(id);
       }
     }
   }
@@ -276,13 +274,3 @@ export class RelayService {
 /** A rejection found before the engine saw the session (already counted). */
 class ResolveRejection extends RelayRejection {}
 
-/** Routes the relay's events to the service; false for every other event type. */
-export function relayEventHandler(service: RelayService, log: Logger): (eventType: string, eventId: string, payload: unknown) => boolean {
-  const failed = (eventId: string) => (err: unknown) => log.warn({ event_id: eventId, err: err instanceof Error ? err.message : String(err) }, "relay event not applied");
-  return (eventType, eventId, payload) => {
-    if (eventType === "relay_session_assigned") void service.assign(payload).catch(failed(eventId));
-    else if (eventType === "relay_session_revoked") void service.revoke(payload).catch(failed(eventId));
-    else return false;
-    return true;
-  };
-}
