@@ -3,6 +3,7 @@
 import type { Logger } from "../util/log.js";
 import { AccessRouting } from "./access.js";
 import { IngressService } from "./ingress.js";
+import { RelayService } from "./relay.js";
 import type { BridgeService } from "./service.js";
 
 export interface BridgeServiceDeps {
@@ -15,4 +16,5 @@ export interface BridgeServiceDeps {
 export const bridgeServiceFactories: ((deps: BridgeServiceDeps) => BridgeService)[] = [
   () => new AccessRouting(),
   (d) => new IngressService({ log: d.log.child({ service: "ingress" }), ...(d.peerPrefixes ? { peerPrefixes: d.peerPrefixes } : {}) }),
+  ({ log }) => new RelayService({ log: log.child({ service: "relay" }) }),
 ];

@@ -15,7 +15,10 @@ import type {
   StateDocument,
   TunnelRecord,
 } from "./featuretypes.js";
+import type { RelaySession as RelaySessionRecord } from "../state/relay.js";
 import { MockcpTransport } from "./transport.js";
+
+export type { RelaySessionRecord };
 
 const enc = encodeURIComponent;
 const node = (id: string): string => `/control/v1/nodes/${enc(id)}`;
@@ -176,6 +179,29 @@ export class MockcpFeatureClient extends MockcpTransport {
 
   removeIngressRule(nodeId: string, ruleId: string, opts: { push?: boolean } = {}): Promise<{ rules: Record<string, unknown>[]; event_id: string | null }> {
     return this.call("DELETE", `${node(nodeId)}/ingress-rules/${enc(ruleId)}${opts.push === false ? "?push=false" : ""}`);
+  }
+
+  // ---- relay sessions ----
+
+  /** Names a node as relay bridge; `address` (`ip:port`) is what the relayed nodes send to. */
+  setRelayBridge(nodeId: string, address?: string): Promise<{ bridge: { node_id: string; address?: string }; assigned: RelaySessionRecord[] }> {
+    return this.call("PUT", `/control/v1/relay/bridges/${enc(nodeId)}`, address === undefined ? {} : { address });
+  }
+
+  relay(): Promise<{ auto: boolean; ttl_seconds: number; sessions: RelaySessionRecord[] }> {
+    return this.call("GET", "/control/v1/relay");
+  }
+
+  setRelaySettings(s: { auto?: boolean; ttl_seconds?: number }): Promise<{ auto: boolean; ttl_seconds: number; assigned: RelaySessionRecord[] }> {
+    return this.call("PUT", "/control/v1/relay", s);
+  }
+
+  assignRelay(s: { peer_a: string; peer_b: string; bridge?: string; ttl_seconds?: number; relay_port?: number; session_id?: string }): Promise<RelaySessionRecord> {
+    return this.call("POST", "/control/v1/relay/sessions", s);
+  }
+
+  revokeRelay(sessionId: string): Promise<RelaySessionRecord> {
+    return this.call("DELETE", `/control/v1/relay/sessions/${enc(sessionId)}`);
   }
 }
 

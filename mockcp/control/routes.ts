@@ -13,6 +13,7 @@ import { matchRoute, type ControlRoute } from "./match.js";
 import { meshControlRoutes } from "./mesh.js";
 import { ingressControlRoutes } from "./ingress.js";
 import { observabilityControlRoutes } from "./observability.js";
+import { relayControlRoutes } from "./relay.js";
 import { reportControlRoutes } from "./reports.js";
 import { secretControlRoutes } from "./secrets.js";
 import { sessionControlRoutes } from "./sessions.js";
@@ -27,6 +28,7 @@ const featureRoutes: ControlRoute[] = [
   ...meshControlRoutes,
   ...sessionControlRoutes,
   ...ingressControlRoutes,
+  ...relayControlRoutes,
 ];
 
 const tokenBody = z.object({

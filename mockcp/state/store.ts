@@ -14,6 +14,7 @@ import { offlineAfter, resumeNode, unreachableAfter } from "./liveness.js";
 import { ObservabilityStore } from "./observability.js";
 import { StateOverrides } from "./overrides.js";
 import { ReportStore } from "./reports.js";
+import { autoRelay, relayConfigOf, relayedEndpoint, RelayStore, revokeRelay } from "./relay.js";
 import { SecretStore, type SecretRef } from "./secrets.js";
 import { ipEndpoint, parseBody, timestamp } from "./validate.js";
 import { IngressStore, type IngressRuleWire } from "./ingress.js";
@@ -174,6 +175,7 @@ export class MockState {
   readonly callbacks: CallbackStore;
   readonly overrides = new StateOverrides();
   readonly ingress = new IngressStore();
+  readonly relay = new RelayStore();
 
   readonly #tokens = new Map<string, BootstrapToken>();
   readonly #byIdentity = new Map<string, string>();
@@ -342,6 +344,7 @@ export class MockState {
     node.deregisteredAt = now;
     this.#byIdentity.delete(node.identityToken);
     this.#ips.release(node.meshIp, now);
+    for (const s of [...this.relay.sessions.values()]) if ([s.peer_a_id, s.peer_b_id, s.bridge_id].includes(node.id)) revokeRelay(this, s.session_id);
     for (const other of this.activeNodes()) {
       this.#psks.delete(pairKey(node.id, other.id));
       this.publish(other.id, "peer_removed", { peer_id: node.id });
@@ -378,9 +381,11 @@ export class MockState {
     const changed = node.endpoint?.public_endpoint !== body.public_endpoint;
     node.endpoint = { public_endpoint: body.public_endpoint, nat_type: body.nat_type, updated_at: iso(this.now()) };
     const others = this.activeNodes().filter((n) => n.id !== node.id);
-    if (changed) for (const other of others) this.publish(other.id, "peer_endpoint_changed", { peer_id: node.id, endpoint: body.public_endpoint });
+    // A pair relayed through a bridge keeps the relay's address (docs/mockcp.md#relay-sessions).
+    if (changed) for (const other of others) if (relayedEndpoint(this, other.id, node.id) === undefined) this.publish(other.id, "peer_endpoint_changed", { peer_id: node.id, endpoint: body.public_endpoint });
+    autoRelay(this);
     return {
-      peer_endpoints: others.flatMap((o) => (o.endpoint === undefined ? [] : [{ peer_id: o.id, endpoint: o.endpoint.public_endpoint }])),
+      peer_endpoints: others.flatMap((o) => (o.endpoint === undefined ? [] : [{ peer_id: o.id, endpoint: relayedEndpoint(this, node.id, o.id) ?? o.endpoint.public_endpoint }])),
     };
   }
 
@@ -388,6 +393,8 @@ export class MockState {
     parseBody(capabilitiesBody, raw);
     node.capabilities = raw;
     node.capabilitiesUpdatedAt = this.now();
+    // A bridge that now offers a relay may pair symmetric nodes that were waiting for one.
+    autoRelay(this);
   }
 
   postDrift(node: NodeRecord, raw: unknown): void {
@@ -404,8 +411,11 @@ export class MockState {
     data: DataEntry[];
     secret_refs: SecretRef[];
     ingress_config?: { rules: IngressRuleWire[] };
+    relay_config?: { sessions: unknown[] };
   } {
+    const relay = relayConfigOf(this, node.id);
     return {
+      ...(relay ? { relay_config: relay } : {}),
       peers: this.desiredPeers(node.id),
       policies: node.policies,
       signing_keys: this.keys.view(this.now()),
@@ -444,7 +454,7 @@ export class MockState {
       id: peer.id,
       public_key: peer.publicKey,
       mesh_ip: peer.meshIp,
-      endpoint: peer.endpoint?.public_endpoint ?? "",
+      endpoint: relayedEndpoint(this, viewerId, peer.id) ?? peer.endpoint?.public_endpoint ?? "",
       allowed_ips: [`${peer.meshIp}/32`],
       psk: this.psk(viewerId, peer.id),
       hostname: peer.hostname,

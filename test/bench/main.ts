@@ -1,4 +1,5 @@
 import { serveAnsweringPriv, serveFlag } from "./lib/answering-priv.js";
+import { relayChildFlag, runRelayChild } from "./lib/relay-child.js";
 import { benchmarks, type BenchResult } from "./registry.js";
 
 // `npm run bench [-- NAME...]`: runs every registered benchmark, or the named ones, and prints
@@ -51,4 +52,5 @@ function round(x: number, digits = 1): number {
 }
 
 if (process.argv[2] === serveFlag) await serveAnsweringPriv(process.argv[3] ?? "");
+else if (process.argv[2] === relayChildFlag) await runRelayChild(Number(process.argv[3]));
 else process.exitCode = await main(process.argv.slice(2));
