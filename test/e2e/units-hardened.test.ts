@@ -117,12 +117,13 @@ describe("hardened units without systemd", () => {
     // Its writable /tmp is privhelper's private one (PrivateTmp=), not the host's.
     expect((await inMountNs(n.privhelper!.pid, `cat /tmp/probe-${execution_id}`)).stdout.trim()).toBe("hook-was-here");
     expect((await run(["test", "-e", `/tmp/probe-${execution_id}`], { reject: false })).exitCode).not.toBe(0);
-    // The filter allows exactly the sandbox's namespaces: a network or user namespace is refused,
-    // and under the former RestrictNamespaces=yes bubblewrap itself could not start.
+    // The filter allows exactly the sandboxes' namespaces (mount, PID, and network for a
+    // container without network): a user, UTS, IPC or cgroup namespace is refused, and under
+    // the former RestrictNamespaces=yes bubblewrap itself could not start.
     const priv = readUnit(unitFiles.privhelper);
     const launcher = seccompLauncher(priv, "probe-priv");
-    expect((await run([launcher, "unshare", "--mount", "--pid", "--fork", "true"], { reject: false })).exitCode).toBe(0);
-    for (const ns of ["--net", "--user", "--uts", "--ipc", "--cgroup"]) expect((await run([launcher, "unshare", ns, "true"], { reject: false })).stderr, ns).toMatch(/Operation not permitted/);
+    expect((await run([launcher, "unshare", "--mount", "--pid", "--net", "--fork", "true"], { reject: false })).exitCode).toBe(0);
+    for (const ns of ["--user", "--uts", "--ipc", "--cgroup"]) expect((await run([launcher, "unshare", ns, "true"], { reject: false })).stderr, ns).toMatch(/Operation not permitted/);
     priv.get("Service")!.set("RestrictNamespaces", ["yes"]);
     const before = await run([seccompLauncher(priv, "probe-priv-old"), "bwrap", "--ro-bind", "/", "/", "--unshare-pid", "true"], { reject: false });
     expect(before.stderr).toMatch(/Operation not permitted/);
