@@ -1,7 +1,7 @@
 // The OCI bundle of one `container` hook run, for crun: the host's own file system, read-only
 // (every top-level directory bound with recursive read-only, its symlinks copied), the hook's
-// writable paths bound read-write, a fresh /proc and a /dev with the runtime's standard nodes
-// plus the hook's allowed devices; mount and PID namespaces, and a network namespace of its
+// writable paths bound read-write, a fresh /proc and a /dev with the standard nodes plus the
+// hook's allowed devices; mount and PID namespaces, and a network namespace of its
 // own unless `network` is host; the hook's user and groups, no capability but those it
 // declares, no new privileges. The hook itself arrives as fd 3 (crun
 // --preserve-fds 1) and is run as /proc/self/fd/3, the descriptor that was hashed.
@@ -22,17 +22,16 @@ export interface ContainerSpec {
 
 type Entry = { name: string; symlink?: string };
 
+const standardDevices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
+
 // Supplied by the bundle itself (/proc, /dev) or meaningless inside it.
 const ownMounts = new Set(["proc", "dev", "lost+found"]);
 
-/** The device entry of `path` (a character or block device), as linux.devices wants it. */
-async function device(path: string) {
+/** `path`, when it is a character or block device. */
+async function device(path: string): Promise<string> {
   const s = await stat(path);
   if (!s.isCharacterDevice() && !s.isBlockDevice()) throw new Error(`${path} is not a device`);
-  const rdev = BigInt(s.rdev);
-  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
-  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
-  return { path, type: s.isCharacterDevice() ? "c" : "b", major, minor, fileMode: s.mode & 0o777, uid: s.uid, gid: s.gid };
+  return path;
 }
 
 /** config.json for `spec`, given the entries of the host's root directory. */
@@ -56,11 +55,13 @@ export async function ociConfig(spec: ContainerSpec, root: readonly Entry[]): Pr
       ...root.filter((e) => e.symlink === undefined && !ownMounts.has(e.name)).map((e) => bind(`/${e.name}`, "rro")),
       ...(spec.mountProc ? [{ destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "nodev", "noexec"] }] : []),
       { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "noexec", "mode=755", "size=64k"] },
+      // Device nodes bound from the host's /dev: crun would mknod them, which needs CAP_MKNOD,
+      // and privhelper's unit does not grant it.
+      ...[...standardDevices, ...(await Promise.all(spec.allowedDevices.map(device)))].map((d) => ({ destination: d, type: "bind", source: d, options: ["bind", "nosuid", "noexec"] })),
       ...spec.writablePaths.map((p) => bind(p, "rw")),
     ],
     linux: {
       namespaces: [{ type: "pid" }, { type: "mount" }, ...(spec.network === "none" ? [{ type: "network" }] : [])],
-      devices: await Promise.all(spec.allowedDevices.map(device)),
     },
   };
 }

@@ -81,7 +81,7 @@ async function containerBundle(runner: Runner, req: RunSandboxedRequest, who: { 
 export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; host: Host; log: Logger }) {
   return async (req: RunSandboxedRequest, ctx: CallContext): Promise<MessageInitShape<typeof RunSandboxedResponseSchema>> => {
     validate(req);
-    const [setpriv, bwrap, crun] = [await deps.host.which("setpriv"), await deps.host.which("bwrap"), req.sandbox === "container" ? await deps.host.which("crun") : undefined];
+    const [setpriv, bwrap, crun] = await Promise.all([deps.host.which("setpriv"), req.sandbox === "namespaced" ? deps.host.which("bwrap") : undefined, req.sandbox === "container" ? deps.host.which("crun") : undefined]);
     if (req.sandbox === "container" && crun === undefined) throw new PlexdError("failed_precondition", "sandbox_unavailable: the container sandbox needs crun (an OCI runtime), which is not installed");
     if (req.sandbox === "container" && req.image !== "") throw new PlexdError("failed_precondition", `sandbox_unavailable: container images are not supported (image ${JSON.stringify(req.image)}); an empty image runs on the host's root file system, read-only`);
     if (setpriv === undefined || (req.sandbox === "namespaced" && bwrap === undefined)) throw new PlexdError("failed_precondition", `sandbox_unavailable: ${setpriv === undefined ? "setpriv" : "bwrap (bubblewrap)"} is not installed`);

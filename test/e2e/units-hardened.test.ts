@@ -49,7 +49,13 @@ beforeAll(async () => {
   hooksDir = makeTempDir("hardened-hooks", { mode: 0o755 });
   const probe = join(hooksDir, "probe.sh");
   writeFileSync(probe, `#!/bin/sh\n${hookProbe}\n`, { mode: 0o755 });
-  const hooks = { dir: hooksDir, definitions: [{ name: "probe", path: probe, sandbox: "namespaced", sandbox_options: { writable_paths: ["/tmp"] } }] };
+  const hooks = {
+    dir: hooksDir,
+    definitions: [
+      { name: "probe", path: probe, sandbox: "namespaced", sandbox_options: { writable_paths: ["/tmp"] } },
+      { name: "boxed", path: probe, sandbox: "container", sandbox_options: { writable_paths: ["/tmp"] } },
+    ],
+  };
   topo = await createTopology({ nodes: ["a", "b"] });
   cp = await startCpOnHub(topo, { stun: true });
   const api = `https://${topo.hub.ip}:${cpPort}`;
@@ -58,6 +64,7 @@ beforeAll(async () => {
 
 const hookProbe = [
   'echo "uid=$(id -u)"',
+  "echo \"links=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\\n' ' ')\"",
   "echo \"pids=$(ls /proc | grep -c '^[0-9]')\"",
   'echo "pid1=$(cat /proc/1/comm)"',
   "touch /etc/plexd-hook-escape 2>/dev/null && echo etc=written || echo etc=refused",
@@ -117,15 +124,34 @@ describe("hardened units without systemd", () => {
     // Its writable /tmp is privhelper's private one (PrivateTmp=), not the host's.
     expect((await inMountNs(n.privhelper!.pid, `cat /tmp/probe-${execution_id}`)).stdout.trim()).toBe("hook-was-here");
     expect((await run(["test", "-e", `/tmp/probe-${execution_id}`], { reject: false })).exitCode).not.toBe(0);
-    // The filter allows exactly the sandbox's namespaces: a network or user namespace is refused,
-    // and under the former RestrictNamespaces=yes bubblewrap itself could not start.
+    // The filter allows exactly the sandboxes' namespaces (mount, PID, and network for a
+    // container without network): a user, UTS, IPC or cgroup namespace is refused, and under
+    // the former RestrictNamespaces=yes bubblewrap itself could not start.
     const priv = readUnit(unitFiles.privhelper);
     const launcher = seccompLauncher(priv, "probe-priv");
-    expect((await run([launcher, "unshare", "--mount", "--pid", "--fork", "true"], { reject: false })).exitCode).toBe(0);
-    for (const ns of ["--net", "--user", "--uts", "--ipc", "--cgroup"]) expect((await run([launcher, "unshare", ns, "true"], { reject: false })).stderr, ns).toMatch(/Operation not permitted/);
+    expect((await run([launcher, "unshare", "--mount", "--pid", "--net", "--fork", "true"], { reject: false })).exitCode).toBe(0);
+    for (const ns of ["--user", "--uts", "--ipc", "--cgroup"]) expect((await run([launcher, "unshare", ns, "true"], { reject: false })).stderr, ns).toMatch(/Operation not permitted/);
     priv.get("Service")!.set("RestrictNamespaces", ["yes"]);
     const before = await run([seccompLauncher(priv, "probe-priv-old"), "bwrap", "--ro-bind", "/", "/", "--unshare-pid", "true"], { reject: false });
     expect(before.stderr).toMatch(/Operation not permitted/);
+  });
+
+  it("a container hook (crun) runs from inside privhelper's unit too: as nobody, no network but loopback, no capability", async () => {
+    const n = nodes[0]!;
+    const id = nodeId(n);
+    const { execution_id } = await cp.client.pushAction(id, { action: "hooks/boxed" });
+    const rec = await cp.client.waitForResult(id, execution_id, { timeoutMs: 60_000 });
+    const result = rec.result!.body as { status: string; stdout: string; stderr: string };
+    expect(result.status, result.stderr).toBe("success");
+    const out = result.stdout;
+    expect(out).toContain("uid=65534");
+    expect(out).toMatch(/^links=lo $/m);
+    expect(out).toContain("etc=refused");
+    expect(out).toContain("tmp=written");
+    expect(out).toMatch(/CapEff:\s+0000000000000000/);
+    expect(out).toMatch(/CapBnd:\s+0000000000000000/);
+    expect(out).toMatch(/NoNewPrivs:\s+1/);
+    expect(out).toMatch(/Seccomp:\s+2/);
   });
 
   it("the agent runs as the unit says: plexd, no capability, no new privileges, umask 0077, read-only system", async () => {

@@ -104,6 +104,10 @@ function mountScript(unit: Unit, opts: SandboxOptions): string[] {
   if (hidepid !== "default" || subset !== "all") {
     sh.push(`mount -t proc -o nosuid,nodev,noexec${hidepid !== "default" ? `,hidepid=${hidepid}` : ""}${subset === "pid" ? ",subset=pid" : ""} proc /proc`);
   }
+  // A service under systemd sees the host's cgroup file system (read-only with
+  // ProtectControlGroups=, below); `ip netns exec` mounted a fresh /sys without one, so the
+  // cgroup v2 hierarchy goes back where a cgroup v2 host has it (crun, for one, needs it there).
+  sh.push("if ! mountpoint -q /sys/fs/cgroup; then mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup; fi");
   if (yes(scalar(unit, "ProtectKernelLogs")) && subset !== "pid") sh.push("mount --bind /dev/null /proc/kmsg");
   if (yes(scalar(unit, "ProtectKernelTunables")) && subset !== "pid") sh.push("mount --bind /proc/sys /proc/sys", "mount -o remount,bind,ro /proc/sys");
   // ProtectHome=yes and ProtectKernelModules=yes: empty and inaccessible.
