@@ -12,6 +12,7 @@ import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";
 import { allPipelineCounters, peerLatency } from "../telemetry/registry.js";
+import { prometheusContentType, renderPrometheus } from "../telemetry/prometheus.js";
 
 // NodeApiBackend for the running agent: status from the runtime, health registry and event
 // channel; peers from the desired-state store joined with privhelper's ReadMesh; policies
@@ -262,6 +263,12 @@ export class AgentBackend implements NodeApiBackend {
       // With policy disabled every peer is visible and nothing is filtered.
       default: config.policy.enabled ? config.policy.default : "allow",
     };
+  }
+
+  async metrics(): Promise<{ contentType: string; text: string }> {
+    const m = this.#runtime?.metrics;
+    const text = await renderPrometheus({ node: m?.latest.node, tunnels: m?.latest.tunnels, latency: m?.latency, agent: m?.latest.agent, pipelines: allPipelineCounters() });
+    return { contentType: prometheusContentType, text };
   }
 
   subscribeEvents(listener: (event: AgentEvent) => void): () => void {

@@ -345,5 +345,6 @@ export function buildOps(deps: ServiceDeps): Op[] {
     unary(AgentService.method.authorizedKeys, "admin", (req) =>
       optional(b.authorizedKeys === undefined ? undefined : () => b.authorizedKeys!({ user: req.user, fingerprint: req.fingerprint }), "AuthorizedKeys")(),
     ),
+    unary(AgentService.method.getMetrics, "reader", () => optional(b.metrics?.bind(b), "GetMetrics")()),
   ];
 }

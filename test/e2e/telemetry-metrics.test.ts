@@ -5,6 +5,7 @@ import { createTopology, ensureSystemUsers, ping, useHarness, until, type System
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import type { PlexdNode } from "./lib/node.js";
+import { ensurePeerCredAddon } from "./lib/nodeapi.js";
 
 // The metrics pipeline end to end (docs/telemetry.md): two real agents with privhelper and
 // wireguard-go in namespaces send their four metric groups to mockcp, gzip-compressed, with
@@ -56,19 +57,24 @@ const metricPosts = async (n: PlexdNode): Promise<LoggedRequest[]> => cp.client.
 
 beforeAll(async () => {
   users = await ensureSystemUsers();
+  await ensurePeerCredAddon();
   topo = await createTopology({ nodes: ["a", "b"] });
-  cp = await startCpOnHub(topo);
+  cp = await startCpOnHub(topo, { stun: true });
   const api = `https://${topo.hub.ip}:${cpPort}`;
   const config = {
     policy: { default: "allow" },
-    nat_traversal: { enabled: false },
     observe: { interval: "5s", batch_interval: "1s", batch_max_size: 6, buffer_size: bufferSize },
     logs: { enabled: false },
     audit: { enabled: false },
   };
   a = await joinNode({ topo, cp, api, users, name: "a", config });
   b = await joinNode({ topo, cp, api, users, name: "b", config });
-  await until("a reaches b over the mesh", async () => (await ping(a.ns, meshIp(b), { count: 1, timeoutMs: 3000 })).ok, 90_000);
+  try {
+    await until("a reaches b over the mesh", async () => (await ping(a.ns, meshIp(b), { count: 1, timeoutMs: 3000 })).ok, 90_000);
+  } catch (err) {
+    console.log(`[telemetry] agent a:\n${a.agent?.output().slice(-4000) ?? ""}`);
+    throw err;
+  }
 });
 
 beforeEach(async () => {
