@@ -34,8 +34,8 @@ export interface ReloadPlan {
   readonly restartRequired: string[];
 }
 
-/** Keys inside a live section that still need a restart: privhelper reads hooks.dir and logs.tail_files (its allow-lists) at start. */
-export const restartOnlyKeys: readonly string[] = ["hooks.dir", "logs.tail_files"];
+/** Keys inside a live section that still need a restart: privhelper reads hooks.dir and logs.tail_files (its allow-lists) at start; the metrics pipeline is started, and its ring allocated, once. */
+export const restartOnlyKeys: readonly string[] = ["hooks.dir", "logs.tail_files", "observe.enabled", "observe.buffer_size"];
 
 /** True when a change of the key at `path` (dotted) applies on reload. */
 export const isLive = (path: string): boolean => !restartOnlyKeys.includes(path) && liveKeys.some((k) => path === k || path.startsWith(`${k}.`));

@@ -138,4 +138,6 @@ export interface NodeApiBackend {
   setLogLevel?(level: string): Promise<MessageInitShape<typeof SetLogLevelResponseSchema>>;
   authorizedKeys?(opts: { user: string; fingerprint: string }): Promise<MessageInitShape<typeof AuthorizedKeysResponseSchema>>;
   tailLogs?(opts: { afterSeq: bigint; limit: number }): Promise<MessageInitShape<typeof TailLogsResponseSchema>>;
+  /** Prometheus text exposition of the metrics and the telemetry counters. */
+  metrics?(): Promise<{ contentType: string; text: string }>;
 }

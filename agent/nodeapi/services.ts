@@ -350,5 +350,6 @@ export function buildOps(deps: ServiceDeps): Op[] {
     unary(AgentService.method.tailLogs, "reader", (req) =>
       optional(b.tailLogs === undefined ? undefined : () => b.tailLogs!({ afterSeq: req.afterSeq, limit: req.limit }), "TailLogs")(),
     ),
+    unary(AgentService.method.getMetrics, "reader", () => optional(b.metrics?.bind(b), "GetMetrics")()),
   ];
 }

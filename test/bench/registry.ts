@@ -14,6 +14,7 @@ import { sandboxStart } from "./sandbox-start.js";
 import { actionRoundtrip } from "./action-roundtrip.js";
 import { relaySessions } from "./relay-sessions.js";
 import { relayThroughput } from "./relay-throughput.js";
+import { metricsCollect } from "./metrics-collect.js";
 
 // Benchmarks are programs, not timed tests (docs/testing.md). Each one measures its own floor in
 // the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
@@ -61,4 +62,5 @@ export const benchmarks: Record<string, Benchmark> = {
   "sandbox-start": sandboxStart,
   "relay-sessions": relaySessions,
   "relay-throughput": relayThroughput,
+  "metrics-collect": metricsCollect,
 };
