@@ -169,6 +169,8 @@ program
       await audit(c, json, n);
     })(),
   );
+
+program
   .command("metrics")
   .description("the agent's metrics and telemetry delivery counters in Prometheus text format (as GET /metrics on the node API)")
   .action(client((c, json) => metrics(c, json)));
