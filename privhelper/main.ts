@@ -64,11 +64,8 @@ async function main(): Promise<number> {
 let unhandled = 0;
 process.on("unhandledRejection", (err) => log.error({ unhandled: ++unhandled, error: PlexdError.from(err).message }, "unhandled rejection (a bug; privhelper keeps serving)"));
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    const e = PlexdError.from(err);
-    log.error({ code: e.code }, e.message);
-    process.exit(e.code === "invalid_argument" ? 2 : 1);
-  },
-);
+main().then((code) => process.exit(code), (err: unknown) => {
+  const e = PlexdError.from(err);
+  log.error({ code: e.code }, e.message);
+  process.exit(e.code === "invalid_argument" ? 2 : 1);
+});

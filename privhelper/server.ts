@@ -50,13 +50,9 @@ async function removeStaleSocket(path: string): Promise<void> {
   const st = await lstat(path).catch(() => undefined);
   if (!st) return;
   if (!st.isSocket()) throw new PlexdError("failed_precondition", `${path} exists and is not a socket; refusing to remove it`);
-  const answers = await new Promise<boolean>((resolve) => {
-    const s = connect(path, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
+  const probe = connect(path);
+  const answers = await new Promise<boolean>((resolve) => probe.once("connect", () => resolve(true)).once("error", () => resolve(false)));
+  probe.destroy();
   if (answers) throw new PlexdError("already_exists", `${path}: another privhelper is already serving this socket`);
   await unlink(path);
 }

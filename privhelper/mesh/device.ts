@@ -41,11 +41,9 @@ export async function createInterface(deps: DeviceDeps, name: string): Promise<"
   if (await deps.ip.addWireGuard(name)) return "kernel";
   const bin = await deps.host.which("wireguard-go");
   if (!bin) throw new PlexdError("failed_precondition", "no WireGuard: kernel module unavailable and wireguard-go not on PATH");
-  if (await deps.host.exists("/run/systemd/system")) {
-    await deps.runner.run("systemd-run", ["--collect", `--unit=plexd-wireguard-go-${name}`, "--property=Restart=no", "--property=CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW", bin, "-f", name], { timeoutMs: 15_000 });
-  } else {
-    deps.runner.spawnDetached(bin, ["-f", name], logOf(deps, name));
-  }
+  const unit = ["--collect", `--unit=plexd-wireguard-go-${name}`, "--property=Restart=no", "--property=CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW"];
+  if (await deps.host.exists("/run/systemd/system")) await deps.runner.run("systemd-run", [...unit, bin, "-f", name], { timeoutMs: 15_000 });
+  else deps.runner.spawnDetached(bin, ["-f", name], logOf(deps, name));
   // wireguard-go is ready within ~10-30 ms; until its socket exists a check is one stat.
   const ready = await waitUntil(deps.host, async () => (await deps.host.exists(uapiSocket(name))) && (await deps.ip.read(name)).link !== undefined, 10_000, 5);
   if (!ready) throw new PlexdError("internal", `wireguard-go did not bring up ${name} within 10s (see ${logOf(deps, name)})`);

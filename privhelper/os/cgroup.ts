@@ -30,10 +30,8 @@ export async function createHookCgroup(name: string, limits: { cpu: number; memo
   if (root === undefined) return undefined;
   const slice = join(root, hooksSlice);
   await mkdir(slice, { recursive: true });
-  if (wanted.length > 0) {
-    await writeFile(join(root, "cgroup.subtree_control"), wanted.map((c) => `+${c}`).join(" "));
-    await writeFile(join(slice, "cgroup.subtree_control"), wanted.map((c) => `+${c}`).join(" "));
-  }
+  // A controller reaches a cgroup only when every ancestor enables it for its children.
+  if (wanted.length > 0) for (const dir of [root, slice]) await writeFile(join(dir, "cgroup.subtree_control"), wanted.map((c) => `+${c}`).join(" "));
   const path = join(slice, name);
   await mkdir(path);
   // cpu.max is "<quota> <period>": cores × period.
@@ -49,11 +47,8 @@ export async function createHookCgroup(name: string, limits: { cpu: number; memo
   };
 }
 
-/**
- * Removes plexd-hooks.slice (Teardown, --cleanup): the per-run cgroups go when their hook ends,
- * so one still there belongs to a hook that is running and keeps the slice (rmdir: EBUSY).
- * True when there was a slice to remove.
- */
+/** Removes plexd-hooks.slice (Teardown, --cleanup); true when there was one. The per-run cgroups go when their
+ * hook ends, so one still there belongs to a hook that is running and keeps the slice (rmdir: EBUSY). */
 export async function removeHooksSlice(at?: string): Promise<boolean> {
   const root = at ?? (await cgroup2Root());
   if (root === undefined) return false;

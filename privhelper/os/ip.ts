@@ -20,26 +20,16 @@ export const tunnelRules = (table: number): string[] => [`not fwmark ${table} ta
 type RuleJson = { priority: number; not?: null; fwmark?: string; table?: string; suppress_prefixlen?: number; protocol?: string };
 const isDefault = (dst: string): boolean => dst.endsWith("/0");
 
-interface AddrJson {
-  ifname?: string;
-  flags?: string[];
-  mtu?: number;
-  linkinfo?: { info_kind?: string };
-  addr_info?: { local?: string; prefixlen?: number; scope?: string }[];
-}
+type AddrInfo = { local?: string; prefixlen?: number; scope?: string };
+type AddrJson = { ifname?: string; flags?: string[]; mtu?: number; linkinfo?: { info_kind?: string }; addr_info?: AddrInfo[] };
 
 export function parseLink(json: string): LiveLink | undefined {
   const l = (JSON.parse(json || "[]") as AddrJson[])[0];
   if (!l?.ifname) return undefined;
   // Link-local (253) and host (254) addresses belong to the kernel, not to the spec.
   const global = (l.addr_info ?? []).filter((a) => a.scope !== "253" && a.scope !== "254" && a.local !== undefined);
-  return {
-    name: l.ifname,
-    kind: l.linkinfo?.info_kind ?? "",
-    up: (l.flags ?? []).includes("UP"),
-    mtu: l.mtu ?? 0,
-    addresses: global.map((a) => parseCidr(`${a.local}/${a.prefixlen}`, false)?.cidr ?? "").sort(),
-  };
+  const addresses = global.map((a) => parseCidr(`${a.local}/${a.prefixlen}`, false)?.cidr ?? "").sort();
+  return { name: l.ifname, kind: l.linkinfo?.info_kind ?? "", up: (l.flags ?? []).includes("UP"), mtu: l.mtu ?? 0, addresses };
 }
 
 /** Unicast (1) routes of one `ip -N -d -j route show` answer: default routes of `tunnelTable`, all others of main (254). */
@@ -88,9 +78,7 @@ export function ipTool(runner: Runner, tunnelTable: number): IpTool {
       return (JSON.parse(r.stdout) as { ifname?: string }[]).flatMap((l) => (l.ifname ? [l.ifname] : []));
     },
     addWireGuard: async (name) => (await runner.run("ip", ["link", "add", name, "type", "wireguard"], { allowFailure: true })).exitCode === 0,
-    async del(name) {
-      await runner.run("ip", ["link", "del", name]);
-    },
+    del: (name) => runner.run("ip", ["link", "del", name]).then(() => undefined),
     async rules(signal) {
       // privhelper's, in tunnelRules' words (another shape reads differently and is replaced); none where a family is off.
       const text = (r: RuleJson) => (r.suppress_prefixlen !== undefined ? `table ${r.table} suppress_prefixlength ${r.suppress_prefixlen}` : `${r.not === undefined ? "" : "not "}fwmark ${Number(r.fwmark)} table ${r.table}`);

@@ -7,22 +7,14 @@
 // --preserve-fds 1) and is run as /proc/self/fd/3, the descriptor that was hashed.
 import { chmod, mkdir, readdir, readlink, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { RunSandboxedRequest } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 
-export interface ContainerSpec {
-  uid: number;
-  gid: number;
-  groups: number[];
-  env: Record<string, string>;
-  writablePaths: readonly string[];
-  allowedDevices: readonly string[];
-  mountProc: boolean;
-  network: "none" | "host";
-  capabilities: readonly string[];
-}
+type FromRequest = Pick<RunSandboxedRequest, "writablePaths" | "allowedDevices" | "mountProc" | "capabilities">;
+export interface ContainerSpec extends FromRequest { uid: number; gid: number; groups: number[]; env: Record<string, string>; network: "none" | "host" }
 
 type Entry = { name: string; symlink?: string };
 
-const standardDevices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
+export const standardDevices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
 
 // Supplied by the bundle itself (/proc, /dev) or meaningless inside it.
 const ownMounts = new Set(["proc", "dev", "lost+found"]);
@@ -60,9 +52,7 @@ export async function ociConfig(spec: ContainerSpec, root: readonly Entry[]): Pr
       ...[...standardDevices, ...(await Promise.all(spec.allowedDevices.map(device)))].map((d) => ({ destination: d, type: "bind", source: d, options: ["bind", "nosuid", "noexec"] })),
       ...spec.writablePaths.map((p) => bind(p, "rw")),
     ],
-    linux: {
-      namespaces: [{ type: "pid" }, { type: "mount" }, ...(spec.network === "none" ? [{ type: "network" }] : [])],
-    },
+    linux: { namespaces: [{ type: "pid" }, { type: "mount" }, ...(spec.network === "none" ? [{ type: "network" }] : [])] },
   };
 }
 

@@ -7,15 +7,8 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import type { Runner } from "./run.js";
 
 /** `bindPort` 0 (default) binds an ephemeral port; EADDRINUSE surfaces as `already_exists`. */
-export interface UdpExchangeOptions {
-  ip: string;
-  port: number;
-  request: Uint8Array;
-  timeoutMs: number;
-  bindPort?: number;
-  signal?: AbortSignal;
-  beforeSend?: (local: { address: string; port: number }) => Promise<void>;
-}
+type Exchange = { ip: string; port: number; request: Uint8Array; timeoutMs: number };
+export interface UdpExchangeOptions extends Exchange { bindPort?: number; signal?: AbortSignal; beforeSend?: (local: { address: string; port: number }) => Promise<void> }
 
 export type UdpExchange = (opts: UdpExchangeOptions) => Promise<{ reply: Buffer; localPort: number }>;
 

@@ -129,13 +129,10 @@ export function makeApplyMesh(deps: MeshDeps) {
       } catch (err) {
         const error = PlexdError.from(err);
         applied.delete(name);
-        const rolledBack = await rollback(deps, name, before, scope).then(
-          () => true,
-          (rbErr: unknown) => {
-            deps.log.error({ interface: name, step: progress.step, error: PlexdError.from(rbErr).message }, "mesh rollback failed");
-            return false;
-          },
-        );
+        const rolledBack = await rollback(deps, name, before, scope).then(() => true, (rbErr: unknown) => {
+          deps.log.error({ interface: name, step: progress.step, error: PlexdError.from(rbErr).message }, "mesh rollback failed");
+          return false;
+        });
         deps.log.warn({ interface: name, uid: ctx.uid, pid: ctx.pid, step: progress.step, rolledBack, error: error.message }, "mesh apply failed");
         return { result: { changed: !rolledBack, plan: steps, failedStep: progress.step, rolledBack, error: error.message } };
       }

@@ -34,13 +34,8 @@ export async function openHook(config: PrivConfig, path: string): Promise<{ fh: 
     rootOwned(s, "file");
     if ((s.mode & 0o100) === 0) throw refuse("not executable by its owner");
     const hash = createHash("sha256");
-    const buf = Buffer.alloc(64 * 1024);
-    for (let at = 0; ; ) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, at);
-      if (bytesRead === 0) break;
-      hash.update(buf.subarray(0, bytesRead));
-      at += bytesRead;
-    }
+    // Positional reads (start: 0) and the handle left open: the hook runs from it next.
+    for await (const chunk of fh.createReadStream({ start: 0, autoClose: false })) hash.update(chunk as Buffer);
     return { fh, realPath: real, checksum: `sha256:${hash.digest("hex")}` };
   } catch (err) {
     await fh.close();

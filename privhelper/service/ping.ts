@@ -22,25 +22,17 @@ export function parsePing(address: string, out: string): MessageInitShape<typeof
 
 /** Hop lines of `traceroute -n -q 1`: " 1  10.100.1.2  0.412 ms" or " 2  *". */
 export function parseTraceroute(out: string): { hop: number; address: string; rttMs: number }[] {
-  return out
-    .split("\n")
-    .map((l) => /^\s*(\d+)\s+(?:(\d+\.\d+\.\d+\.\d+)\s+([\d.]+) ms|\*)/.exec(l))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => ({ hop: Number(m[1]), address: m[2] ?? "", rttMs: Number(m[3] ?? 0) }));
+  const hops = out.split("\n").map((l) => /^\s*(\d+)\s+(?:(\d+\.\d+\.\d+\.\d+)\s+([\d.]+) ms|\*)/.exec(l));
+  return hops.filter((m) => m !== null).map((m) => ({ hop: Number(m[1]), address: m[2] ?? "", rttMs: Number(m[3] ?? 0) }));
 }
 
 export function makePingPeers(deps: { config: PrivConfig; runner: Runner }) {
   return async (req: PingPeersRequest, ctx: { signal: AbortSignal }): Promise<MessageInitShape<typeof PingPeersResponseSchema>> => {
     if (req.addresses.length > 64) throw new PlexdError("invalid_argument", "at most 64 addresses per call");
     if (req.count < 1 || req.count > 20) throw new PlexdError("invalid_argument", "count must be 1-20");
-    const addresses = req.addresses.map(meshAddress);
-    const results = await Promise.all(
-      addresses.map(async (a) => {
-        const r = await deps.runner.run("ping", ["-n", "-q", "-c", String(req.count), "-i", "0.2", "-W", "1", "-I", deps.config.meshInterface, a], { allowFailure: true, timeoutMs: 10_000 + req.count * 1000, signal: ctx.signal });
-        return parsePing(a, r.stdout);
-      }),
-    );
-    return { results };
+    const args = ["-n", "-q", "-c", String(req.count), "-i", "0.2", "-W", "1", "-I", deps.config.meshInterface];
+    const ping = (a: string) => deps.runner.run("ping", [...args, a], { allowFailure: true, timeoutMs: 10_000 + req.count * 1000, signal: ctx.signal });
+    return { results: await Promise.all(req.addresses.map(meshAddress).map(async (a) => parsePing(a, (await ping(a)).stdout))) };
   };
 }
 

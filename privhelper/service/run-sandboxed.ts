@@ -7,6 +7,7 @@
 // environment variables. At the timeout, or when the caller cancels, every
 // process of the hook gets SIGTERM, and SIGKILL 5 s later.
 import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -19,13 +20,11 @@ import type { PrivConfig } from "../config.js";
 import type { Logger } from "../log.js";
 import { createHookCgroup } from "../os/cgroup.js";
 import type { Host } from "../os/host.js";
-import { writeBundle } from "../os/oci-bundle.js";
+import { standardDevices, writeBundle } from "../os/oci-bundle.js";
 import type { Runner } from "../os/run.js";
 import { openHook } from "./hook-file.js";
 
 const killGraceMs = 5000;
-// A tmpfs /dev with these nodes bound in: bubblewrap's own --dev (devpts, shm) takes twice as long to set up.
-const baseDevices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"];
 const safePath = (p: string, under = "/") => p.startsWith(under) && !p.split("/").includes("..") && !p.includes("\0");
 const bad = (m: string) => new PlexdError("invalid_argument", m);
 
@@ -96,30 +95,25 @@ export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; hos
       // Without limits the namespaced and container sandboxes need no cgroup: the end of their
       // PID namespace's first process ends every process in it. `none` uses one, where it can be
       // had, for the kill that reaches a hook's processes however they forked.
-      const cgroup =
-        req.sandbox !== "none" && !limited
-          ? undefined
-          : await createHookCgroup(`run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`, { cpu: req.cpu, memoryBytes: req.memoryBytes }).catch((err: unknown) => {
-              const message = PlexdError.from(err).message;
-              if (limited) throw new PlexdError("failed_precondition", message.startsWith("sandbox_unavailable") ? message : `sandbox_unavailable: no cgroup for the hook's resources: ${message}`);
-              // A read-only cgroup file system (systemd's ProtectControlGroups=): the process group alone.
-              deps.log.warn({ err: message }, "hook runs without a cgroup");
-              return undefined;
-            });
+      const cgroupName = `run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+      const cgroup = req.sandbox !== "none" && !limited ? undefined : await createHookCgroup(cgroupName, req).catch((err: unknown) => {
+        const message = PlexdError.from(err).message;
+        if (limited) throw new PlexdError("failed_precondition", message.startsWith("sandbox_unavailable") ? message : `sandbox_unavailable: no cgroup for the hook's resources: ${message}`);
+        // A read-only cgroup file system (systemd's ProtectControlGroups=): the process group alone.
+        deps.log.warn({ err: message }, "hook runs without a cgroup");
+        return undefined;
+      });
       const drop = ["--reuid", who.uid, "--regid", who.gid, "--init-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", "/proc/self/fd/3"];
       const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: who.home, ...req.env };
       // container: a private bundle directory per run, crun's state inside it, removed after.
       const box = crun === undefined ? undefined : await containerBundle(deps.runner, req, who, env);
       const crunArgs = (...a: string[]) => ["--root", join(box!, "state"), ...a];
-      const [file, args] =
-        req.sandbox === "none"
-          ? [setpriv, drop]
-          : box !== undefined
-            ? [crun!, crunArgs("--cgroup-manager=disabled", "run", "--bundle", box, "--preserve-fds", "1", basename(box))]
-            : [
-                bwrap!,
-                ["--ro-bind", "/", "/", ...req.writablePaths.flatMap((p) => ["--bind", p, p]), "--tmpfs", "/dev", ...[...baseDevices, ...req.allowedDevices].flatMap((d) => ["--dev-bind", d, d]), ...(req.mountProc ? ["--proc", "/proc"] : []), "--unshare-pid", "--die-with-parent", "--chdir", "/", "--", setpriv, ...drop],
-              ];
+      // A tmpfs /dev with the devices bound in: bubblewrap's own --dev (devpts, shm) takes twice as long to set up.
+      const devices = [...standardDevices, ...req.allowedDevices].flatMap((d) => ["--dev-bind", d, d]);
+      const binds = ["--ro-bind", "/", "/", ...req.writablePaths.flatMap((p) => ["--bind", p, p]), "--tmpfs", "/dev", ...devices];
+      const bwrapArgs = [...binds, ...(req.mountProc ? ["--proc", "/proc"] : []), "--unshare-pid", "--die-with-parent", "--chdir", "/", "--", setpriv, ...drop];
+      const crunRun = box === undefined ? [] : crunArgs("--cgroup-manager=disabled", "run", "--bundle", box, "--preserve-fds", "1", basename(box));
+      const [file, args] = req.sandbox === "none" ? [setpriv, drop] : box === undefined ? [bwrap!, bwrapArgs] : [crun!, crunRun];
       // The container's first process is the hook (PID 1 of its namespace): crun signals it.
       const crunKill = (sig: string) => (box === undefined ? Promise.resolve() : deps.runner.run(crun!, crunArgs("kill", basename(box), sig), { allowFailure: true, timeoutMs: 5000 }).then(() => undefined));
       const child = spawn(file, args, { cwd: "/", env, detached: true, stdio: ["ignore", "pipe", "pipe", hook.fh.fd] });
@@ -146,10 +140,9 @@ export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; hos
       const timer = setTimeout(() => stop("timeout"), req.timeoutMs);
       const onCancel = (): void => stop("cancelled");
       ctx.signal.addEventListener("abort", onCancel, { once: true });
-      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
-        child.once("error", reject);
-        child.once("close", (c, s) => resolve([c, s]));
-      }).finally(() => {
+      // A failed spawn ("error") rejects.
+      const closed = once(child, "close") as Promise<[number | null, NodeJS.Signals | null]>;
+      const [code, signal] = await closed.finally(() => {
         clearTimeout(timer);
         clearTimeout(killTimer);
         ctx.signal.removeEventListener("abort", onCancel);
