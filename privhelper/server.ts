@@ -30,21 +30,17 @@ export const serverLimits = { maxMessageBytes: 8 * 1024 * 1024, streamsPerConnec
 const callers = new Map<string, PeerCred>();
 export const callerOf = (call: { getPeer(): string }): PeerCred | undefined => callers.get(call.getPeer());
 
-function refuse(log: Logger, allowed: readonly number[]): grpc.ServerInterceptor {
-  return (method, call) =>
-    new grpc.ServerInterceptingCall(call, {
-      start(next) {
-        next({
-          onReceiveMetadata(metadata, pass) {
-            const who = callerOf(call);
-            if (who !== undefined && (who.uid === 0 || allowed.includes(who.uid))) return pass(metadata);
-            log.warn({ rpc: method.path.split("/").pop(), uid: who?.uid ?? -1, pid: who?.pid ?? -1, outcome: "permission_denied" }, "rpc");
-            call.sendStatus({ code: grpc.status.PERMISSION_DENIED, details: `uid ${who?.uid ?? "unknown"} may not use privhelper (only root and the agent's user)` });
-          },
-        });
+const refuse = (log: Logger, allowed: readonly number[]): grpc.ServerInterceptor => (method, call) =>
+  new grpc.ServerInterceptingCall(call, {
+    start: (next) => next({
+      onReceiveMetadata(metadata, pass) {
+        const who = callerOf(call);
+        if (who !== undefined && (who.uid === 0 || allowed.includes(who.uid))) return pass(metadata);
+        log.warn({ rpc: method.path.split("/").pop(), uid: who?.uid ?? -1, pid: who?.pid ?? -1, outcome: "permission_denied" }, "rpc");
+        call.sendStatus({ code: grpc.status.PERMISSION_DENIED, details: `uid ${who?.uid ?? "unknown"} may not use privhelper (only root and the agent's user)` });
       },
-    });
-}
+    }),
+  });
 
 async function removeStaleSocket(path: string): Promise<void> {
   const st = await lstat(path).catch(() => undefined);
@@ -64,11 +60,8 @@ export async function startServer(opts: ServerOptions): Promise<{ close(): Promi
   await chmod(dir, 0o750);
   await removeStaleSocket(opts.socketPath);
 
-  const grpcServer = new grpc.Server({
-    "grpc.max_receive_message_length": serverLimits.maxMessageBytes,
-    "grpc.max_concurrent_streams": serverLimits.streamsPerConnection,
-    interceptors: [refuse(opts.log, opts.allowedUids)],
-  });
+  const limits = { "grpc.max_receive_message_length": serverLimits.maxMessageBytes, "grpc.max_concurrent_streams": serverLimits.streamsPerConnection };
+  const grpcServer = new grpc.Server({ ...limits, interceptors: [refuse(opts.log, opts.allowedUids)] });
   grpcServer.addService(opts.service, opts.implementation);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const perUid = new Map<number, number>();

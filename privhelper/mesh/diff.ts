@@ -13,21 +13,8 @@ export interface Live { link: LiveLink | undefined; wg: WgLiveDevice | undefined
 
 export interface Step { kind: string; detail: string }
 
-/** `upsert`: device fields and peers to add or update; `foreignRoutes`: wanted, but another owner's route has that destination. */
-export interface MeshPlan {
-  steps: Step[];
-  create: boolean;
-  mtu: number | undefined;
-  upsert: WgChange | undefined;
-  removePeers: string[];
-  addAddresses: string[];
-  removeAddresses: string[];
-  up: boolean;
-  addRoutes: string[];
-  removeRoutes: string[];
-  foreignRoutes: string[];
-  rules: Record<4 | 6, string[]>;
-}
+/** diffMesh's answer. `upsert`: device fields and peers to add or update; `foreignRoutes`: wanted, but another owner's route has that destination. */
+export type MeshPlan = ReturnType<typeof diffMesh>;
 
 const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
@@ -48,7 +35,7 @@ export function kernelPrefixes(addresses: readonly string[]): Set<string> {
 }
 
 /** Routes via `iface` to make exactly `wanted` privhelper's own there. */
-export function planRoutes(iface: string, wanted: ReadonlySet<string>, routes: readonly LiveRoute[], kernelMade: ReadonlySet<string>): Pick<MeshPlan, "addRoutes" | "removeRoutes" | "foreignRoutes"> {
+export function planRoutes(iface: string, wanted: ReadonlySet<string>, routes: readonly LiveRoute[], kernelMade: ReadonlySet<string>) {
   const ours = new Set<string>();
   const foreign = new Set(kernelMade);
   for (const r of routes) (r.plexd && r.dev === iface ? ours : foreign).add(r.dst);
@@ -65,12 +52,12 @@ export function planRules(want: Pick<DesiredMesh, "fwmark" | "peers">, live: rea
 }
 
 /** `routeScope`: only routes to these destinations are planned (a delta's; live.routes holds just them). */
-export function diffMesh(want: DesiredMesh, live: Live, routeScope?: ReadonlySet<string>): MeshPlan {
+export function diffMesh(want: DesiredMesh, live: Live, routeScope?: ReadonlySet<string>) {
   const steps: Step[] = [];
   const step = (kind: string, detail: string) => steps.push({ kind, detail });
   const create = live.link === undefined;
   if (create) step("create_interface", want.interface);
-  const mtu = want.mtu !== 0 && live.link?.mtu !== want.mtu ? want.mtu : undefined;
+  const mtu: number | undefined = want.mtu !== 0 && live.link?.mtu !== want.mtu ? want.mtu : undefined;
   if (mtu !== undefined) step("set_mtu", String(mtu));
 
   const wg: WgDevice = live.wg ?? { privateKey: "", listenPort: 0, peers: [] };
@@ -92,7 +79,7 @@ export function diffMesh(want: DesiredMesh, live: Live, routeScope?: ReadonlySet
   const wanted = new Set(want.peers.map((p) => p.publicKey));
   const removePeers = wg.peers.filter((p) => !wanted.has(p.publicKey)).map((p) => p.publicKey);
   for (const k of removePeers) step("remove_peer", k);
-  const upsert = change.upsert.length > 0 || change.privateKey !== undefined || change.listenPort !== undefined || change.fwmark !== undefined ? change : undefined;
+  const upsert: WgChange | undefined = change.upsert.length > 0 || change.privateKey !== undefined || change.listenPort !== undefined || change.fwmark !== undefined ? change : undefined;
 
   const liveAddrs = new Set(live.link?.addresses ?? []);
   const addAddresses = want.addresses.filter((a) => !liveAddrs.has(a));

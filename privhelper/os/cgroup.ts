@@ -5,14 +5,6 @@
 import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
-export interface HookCgroup {
-  readonly path: string;
-  add(pid: number): Promise<void>;
-  pids(): Promise<number[]>;
-  kill(): Promise<void>;
-  remove(): Promise<void>;
-}
-
 async function cgroup2Root(): Promise<string | undefined> {
   const mounts = await readFile("/proc/self/mounts", "utf8").catch(() => "");
   return mounts.split("\n").map((l) => l.split(" ")).find((f) => f[2] === "cgroup2")?.[1];
@@ -21,7 +13,7 @@ async function cgroup2Root(): Promise<string | undefined> {
 export const hooksSlice = "plexd-hooks.slice";
 
 /** A fresh cgroup named `name`, or undefined without cgroup v2; throws when `limits` cannot be had. */
-export async function createHookCgroup(name: string, limits: { cpu: number; memoryBytes: bigint }, at?: string): Promise<HookCgroup | undefined> {
+export async function createHookCgroup(name: string, limits: { cpu: number; memoryBytes: bigint }, at?: string) {
   const root = at ?? (await cgroup2Root());
   const wanted = [...(limits.cpu > 0 ? ["cpu"] : []), ...(limits.memoryBytes > 0n ? ["memory"] : [])];
   const available = root === undefined ? [] : (await readFile(join(root, "cgroup.controllers"), "utf8").catch(() => "")).trim().split(/\s+/);
@@ -39,7 +31,7 @@ export async function createHookCgroup(name: string, limits: { cpu: number; memo
   if (limits.memoryBytes > 0n) await writeFile(join(path, "memory.max"), String(limits.memoryBytes));
   return {
     path,
-    add: (pid) => writeFile(join(path, "cgroup.procs"), String(pid)),
+    add: (pid: number) => writeFile(join(path, "cgroup.procs"), String(pid)),
     pids: async () => (await readFile(join(path, "cgroup.procs"), "utf8").catch(() => "")).split("\n").filter((l) => l !== "").map(Number),
     kill: () => writeFile(join(path, "cgroup.kill"), "1").catch(() => undefined),
     // Only an empty cgroup can be removed: the caller waits for the processes to end first.

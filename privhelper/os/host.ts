@@ -10,7 +10,6 @@ export interface Host {
   which(name: string): Promise<string | undefined>;
   /** Every process as pid + argv. */
   processes(): Promise<{ pid: number; argv: string[] }[]>;
-  /** Identity of a process's network namespace. */
   netns(pid: number | "self"): Promise<string | undefined>;
   kill(pid: number, signal: NodeJS.Signals): boolean;
   sleep(ms: number): Promise<void>;

@@ -64,17 +64,17 @@ export function ipTool(runner: Runner, tunnelTable: number): IpTool {
       // `-force` goes on past a missing link, so the routes are always the first two answers;
       // `root` selects a family (a batch line cannot take -4/-6); -N prints numbers, not names.
       const input = `route show table all root 0.0.0.0/0\nroute show table all root ::/0\naddr show dev ${name}\n`;
-      const r = await runner.run("ip", ["-N", "-d", "-j", "-force", "-batch", "-"], { input, allowFailure: true, ...(signal ? { signal } : {}) });
+      const r = await runner.run("ip", ["-N", "-d", "-j", "-force", "-batch", "-"], { input, allowFailure: true, signal });
       const [v4 = "", v6 = "", link = ""] = r.stdout.split("\n");
       return { link: parseLink(link), routes: [...parseRoutes(v4, false, tunnelTable), ...parseRoutes(v6, true, tunnelTable)] };
     },
     async routesTo(dsts, signal) {
       if (dsts.length === 0) return [];
-      const r = await runner.run("ip", ["-N", "-d", "-j", "-force", "-batch", "-"], { input: dsts.map((d) => `route show table all exact ${d}\n`).join(""), ...(signal ? { signal } : {}) });
+      const r = await runner.run("ip", ["-N", "-d", "-j", "-force", "-batch", "-"], { input: dsts.map((d) => `route show table all exact ${d}\n`).join(""), signal });
       return r.stdout.split("\n").flatMap((json, i) => (i < dsts.length ? parseRoutes(json, dsts[i]!.includes(":"), tunnelTable) : []));
     },
     async links(signal) {
-      const r = await runner.run("ip", ["-j", "link", "show"], signal ? { signal } : {});
+      const r = await runner.run("ip", ["-j", "link", "show"], { signal });
       return (JSON.parse(r.stdout) as { ifname?: string }[]).flatMap((l) => (l.ifname ? [l.ifname] : []));
     },
     addWireGuard: async (name) => (await runner.run("ip", ["link", "add", name, "type", "wireguard"], { allowFailure: true })).exitCode === 0,
@@ -82,7 +82,7 @@ export function ipTool(runner: Runner, tunnelTable: number): IpTool {
     async rules(signal) {
       // privhelper's, in tunnelRules' words (another shape reads differently and is replaced); none where a family is off.
       const text = (r: RuleJson) => (r.suppress_prefixlen !== undefined ? `table ${r.table} suppress_prefixlength ${r.suppress_prefixlen}` : `${r.not === undefined ? "" : "not "}fwmark ${Number(r.fwmark)} table ${r.table}`);
-      const show = async (f: 4 | 6) => (JSON.parse((await runner.run("ip", ["-N", "-j", `-${f}`, "rule", "show"], { allowFailure: true, ...(signal ? { signal } : {}) })).stdout || "[]") as RuleJson[]).filter((r) => r.protocol === String(routeProtocol)).map((r) => ({ family: f, priority: r.priority, rule: text(r) }));
+      const show = async (f: 4 | 6) => (JSON.parse((await runner.run("ip", ["-N", "-j", `-${f}`, "rule", "show"], { allowFailure: true, signal })).stdout || "[]") as RuleJson[]).filter((r) => r.protocol === String(routeProtocol)).map((r) => ({ family: f, priority: r.priority, rule: text(r) }));
       return (await Promise.all([show(4), show(6)])).flat();
     },
     async batch(lines, family) {

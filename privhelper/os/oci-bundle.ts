@@ -19,7 +19,6 @@ export const standardDevices = ["/dev/null", "/dev/zero", "/dev/full", "/dev/ran
 // Supplied by the bundle itself (/proc, /dev) or meaningless inside it.
 const ownMounts = new Set(["proc", "dev", "lost+found"]);
 
-/** `path`, when it is a character or block device. */
 async function device(path: string): Promise<string> {
   const s = await stat(path);
   if (!s.isCharacterDevice() && !s.isBlockDevice()) throw new Error(`${path} is not a device`);

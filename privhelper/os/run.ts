@@ -5,7 +5,7 @@ import { closeSync, openSync } from "node:fs";
 import { PlexdError, type ErrorCode } from "../../proto/lib/errors.js";
 
 /** `stdinFd`: a FIFO (os/wg.ts); `signal` only for reads: a started mutation runs to its end. */
-export interface RunOptions { input?: string; stdinFd?: number; timeoutMs?: number; signal?: AbortSignal; allowFailure?: boolean }
+export interface RunOptions { input?: string; stdinFd?: number; timeoutMs?: number; signal?: AbortSignal | undefined; allowFailure?: boolean }
 
 export interface RunResult { stdout: string; stderr: string; exitCode: number }
 
@@ -15,7 +15,6 @@ export interface Runner {
   spawnDetached(file: string, args: readonly string[], logFile: string): number;
 }
 
-/** A failed command, saying what went wrong. */
 export const commandError = (code: ErrorCode, command: readonly string[], how: string, stderr: string): PlexdError => new PlexdError(code, `${command.join(" ")}: ${how}${stderr ? `: ${stderr.trim().slice(0, 500)}` : ""}`);
 
 // node:child_process itself, no wrapper library: the root process stays lean and each `ip` or

@@ -25,15 +25,13 @@ export function parseGet(text: string): WgLiveDevice {
       else if (key === "fwmark") dev.fwmark = Number(value);
     } else if (key === "preshared_key") peer.presharedKey = value === zeroHex ? "" : b64(value);
     else if (key === "endpoint") peer.endpoint = value;
-    else if (key === "allowed_ip") {
-      const c = parseCidr(value, true);
-      if (c) peer.allowedIps.push(c.cidr);
-    } else if (key === "persistent_keepalive_interval") peer.keepalive = Number(value);
+    else if (key === "allowed_ip") peer.allowedIps.push(value);
+    else if (key === "persistent_keepalive_interval") peer.keepalive = Number(value);
     else if (key === "last_handshake_time_sec") peer.latestHandshake = Number(value);
     else if (key === "rx_bytes") peer.rxBytes = BigInt(value);
     else if (key === "tx_bytes") peer.txBytes = BigInt(value);
   }
-  for (const p of dev.peers) p.allowedIps.sort();
+  for (const p of dev.peers) p.allowedIps = p.allowedIps.flatMap((a) => parseCidr(a, true)?.cidr ?? []).sort();
   return dev;
 }
 

@@ -70,7 +70,7 @@ export function renderChange(change: WgChange, want: WgDevice): { mode: "addconf
 export function wgTool(runner: Runner, fifoDir: string): WgBackend {
   return {
     async show(iface, signal) {
-      const r = await runner.run("wg", ["show", iface, "dump"], { allowFailure: true, ...(signal ? { signal } : {}) });
+      const r = await runner.run("wg", ["show", iface, "dump"], { allowFailure: true, signal });
       return r.exitCode === 0 ? parseDump(r.stdout) : undefined;
     },
     async apply(iface, change, want) {

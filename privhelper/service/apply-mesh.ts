@@ -33,19 +33,18 @@ async function execute(deps: MeshDeps, want: DesiredMesh, plan: MeshPlan, progre
     progress.step = label;
     await fn();
   };
-  const wg = async () => deps.wgFor(name);
   if (plan.create) await step("create_interface", async () => deps.log.info({ interface: name, impl: await createInterface(deps, name) }, "interface created"));
   const link = [...(plan.mtu !== undefined ? [`link set ${name} mtu ${plan.mtu}`] : []), ...plan.addAddresses.map((a) => `addr replace ${a} dev ${name}`), ...(plan.up ? [`link set ${name} up`] : [])];
   if (link.length > 0) await step("configure_link", () => deps.ip.batch(link));
   const upsert = plan.upsert;
-  if (upsert) await step("set_peers", async () => (await wg()).apply(name, upsert, want));
+  if (upsert) await step("set_peers", async () => (await deps.wgFor(name)).apply(name, upsert, want));
   const line = (verb: "add" | "del") => (dst: string) => routeLine(verb, dst, name, deps.config.fullTunnelTable);
   const [adds, dels] = [plan.addRoutes.map(line("add")), plan.removeRoutes.map(line("del"))];
   // Route removals follow peer removals; with no peer leaving, both go in one batch, additions first.
   const leaving = plan.removePeers.length > 0;
   const first = leaving ? adds : [...adds, ...dels];
   if (first.length > 0) await step(leaving || dels.length === 0 ? "add_routes" : "sync_routes", () => deps.ip.batch(first));
-  if (leaving) await step("remove_peers", async () => (await wg()).apply(name, { upsert: [], remove: plan.removePeers }, want));
+  if (leaving) await step("remove_peers", async () => (await deps.wgFor(name)).apply(name, { upsert: [], remove: plan.removePeers }, want));
   if (leaving && dels.length > 0) await step("remove_routes", () => deps.ip.batch(dels));
   // The full tunnel's rules once its routes exist, and gone after them (the device's fwmark keeps its own packets out).
   for (const f of [4, 6] as const) if (plan.rules[f].length > 0) await step("sync_rules", () => deps.ip.batch(plan.rules[f], f));

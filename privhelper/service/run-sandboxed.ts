@@ -52,7 +52,6 @@ async function account(runner: Runner, user: string): Promise<{ uid: string; gid
 
 const commOf = async (pid: number): Promise<string> => (await readFile(`/proc/${pid}/comm`, "utf8").catch(() => "")).trim();
 
-/** Processes in process group `pgid`. */
 async function groupMembers(pgid: number): Promise<number[]> {
   const out = [];
   for (const pid of (await readdir("/proc")).filter((e) => /^\d+$/.test(e))) {
