@@ -1,7 +1,6 @@
-// The socket and who may use it. Directory root:<group> 0750 and socket root:<group> 0660 are
-// the first gate (EACCES from connect(2) outside the group). privhelper accepts connections
-// itself, reads each one's SO_PEERCRED and hands it to grpc-js (createConnectionInjector); a
-// call is served only for root and the agent's user, and refused before its request is read.
+// The socket and who may use it. Directory root:<group> 0750 and socket root:<group> 0660 are the first gate (EACCES from connect(2)
+// outside the group). privhelper accepts connections itself, reads each one's SO_PEERCRED and hands it to grpc-js
+// (createConnectionInjector); a call is served only for root and the agent's user, and refused before its request is read.
 import { chmod, chown, lstat, mkdir, unlink } from "node:fs/promises";
 import { connect, createServer, type Socket } from "node:net";
 import { dirname } from "node:path";
@@ -21,9 +20,8 @@ export interface ServerOptions {
   log: Logger;
 }
 
-// Bounds that keep one caller from taking memory or turns from the others. A 20,000-peer spec
-// is ~6 MB, and a larger request is refused from its length prefix; more streams than allowed
-// per connection wait on the caller's side (HTTP/2 flow control).
+// Bounds that keep one caller from taking memory or turns from the others. A 20,000-peer spec is ~6 MB, and a larger request is refused
+// from its length prefix; more streams than allowed per connection wait on the caller's side (HTTP/2 flow control).
 export const serverLimits = { maxMessageBytes: 8 * 1024 * 1024, streamsPerConnection: 8, connectionsPerUid: 8, connections: 64 };
 
 /** Kernel-attested callers of live connections, keyed by the peer name grpc-js reports for them. */

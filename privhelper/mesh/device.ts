@@ -61,10 +61,9 @@ export async function destroyInterface(deps: DeviceDeps, name: string): Promise<
     // It could not remove its socket; the path is global, so only after killing its owner.
     await rm(uapiSocket(name), { force: true });
   }
-  if ((await deps.ip.read(name)).link !== undefined) {
-    await deps.ip.del(name);
-    removed.push(`interface ${name}`);
-  } else if (pids.length > 0) removed.push(`interface ${name}`);
+  const link = (await deps.ip.read(name)).link !== undefined;
+  if (link) await deps.ip.del(name);
+  if (link || pids.length > 0) removed.push(`interface ${name}`);
   await rm(logOf(deps, name), { force: true });
   return removed;
 }

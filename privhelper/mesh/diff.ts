@@ -1,6 +1,5 @@
-// Pure: desired mesh + live device and routes → the minimal plan. WireGuard installs no routes
-// (wg-quick does, in userspace), so the plan keeps one per allowed IP via the device — added
-// only where no route of another owner exists, removed only where privhelper made it.
+// Pure: desired mesh + live device and routes → the minimal plan. WireGuard installs no routes (wg-quick does, in userspace), so the plan
+// keeps one per allowed IP via the device — added only where no route of another owner exists, removed only where privhelper made it.
 import { parseCidr } from "../../proto/lib/net.js";
 import { routeProtocol, tunnelRules, type LiveLink, type LiveRoute, type LiveRule } from "../os/ip.js";
 import type { WgChange, WgDevice, WgLiveDevice, WgPeer } from "../os/wg.js";

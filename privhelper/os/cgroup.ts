@@ -1,6 +1,5 @@
-// Hook cgroups under plexd-hooks.slice in the cgroup v2 hierarchy, when one is mounted: the
-// limits of a hook's `resources`, and a kill that reaches every process of the hook however it
-// forked (cgroup.kill). Without cgroup v2 a hook runs without them; one that asks for limits
+// Hook cgroups under plexd-hooks.slice in the cgroup v2 hierarchy, when one is mounted: the limits of a hook's `resources`, and a kill that
+// reaches every process of the hook however it forked (cgroup.kill). Without cgroup v2 a hook runs without them; one that asks for limits
 // then cannot run (sandbox_unavailable).
 import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";

@@ -1,6 +1,5 @@
-// iproute2 through `ip -json`. privhelper's routes carry their own protocol number: told
-// apart from every route it did not make, removed all at once, never written over another.
-// Full tunnel is wg-quick's: 0.0.0.0/0 and ::/0 go to a table of their own, which two rules (also
+// iproute2 through `ip -json`. privhelper's routes carry their own protocol number: told apart from every route it did not make, removed
+// all at once, never written over another. Full tunnel is wg-quick's: 0.0.0.0/0 and ::/0 go to a table of their own, which two rules (also
 // protocol 80) send every packet to but the device's own (its fwmark); main is never touched.
 import { parseCidr } from "../../proto/lib/net.js";
 import type { Runner } from "./run.js";

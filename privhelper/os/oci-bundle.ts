@@ -1,10 +1,8 @@
-// The OCI bundle of one `container` hook run, for crun: the host's own file system, read-only
-// (every top-level directory bound with recursive read-only, its symlinks copied), the hook's
-// writable paths bound read-write, a fresh /proc and a /dev with the standard nodes plus the
-// hook's allowed devices; mount and PID namespaces, and a network namespace of its
-// own unless `network` is host; the hook's user and groups, no capability but those it
-// declares, no new privileges. The hook itself arrives as fd 3 (crun
-// --preserve-fds 1) and is run as /proc/self/fd/3, the descriptor that was hashed.
+// The OCI bundle of one `container` hook run, for crun: the host's own file system, read-only (every top-level directory bound with
+// recursive read-only, its symlinks copied), the hook's writable paths bound read-write, a fresh /proc and a /dev with the standard nodes
+// plus the hook's allowed devices; mount and PID namespaces, and a network namespace of its own unless `network` is host; the hook's user
+// and groups, no capability but those it declares, no new privileges. The hook itself arrives as fd 3 (crun --preserve-fds 1) and is run as
+// /proc/self/fd/3, the descriptor that was hashed.
 import { chmod, mkdir, readdir, readlink, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { RunSandboxedRequest } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
@@ -46,8 +44,7 @@ export async function ociConfig(spec: ContainerSpec, root: readonly Entry[]): Pr
       ...root.filter((e) => e.symlink === undefined && !ownMounts.has(e.name)).map((e) => bind(`/${e.name}`, "rro")),
       ...(spec.mountProc ? [{ destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "nodev", "noexec"] }] : []),
       { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "noexec", "mode=755", "size=64k"] },
-      // Device nodes bound from the host's /dev: crun would mknod them, which needs CAP_MKNOD,
-      // and privhelper's unit does not grant it.
+      // Device nodes bound from the host's /dev: crun would mknod them, which needs CAP_MKNOD, and privhelper's unit does not grant it.
       ...[...standardDevices, ...(await Promise.all(spec.allowedDevices.map(device)))].map((d) => ({ destination: d, type: "bind", source: d, options: ["bind", "nosuid", "noexec"] })),
       ...spec.writablePaths.map((p) => bind(p, "rw")),
     ],

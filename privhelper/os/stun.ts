@@ -1,7 +1,6 @@
-// The two OS pieces of StunProbe: one UDP request/response exchange, and the short-lived SNAT
-// that lets it leave from the WireGuard port. The socket is connect()ed to the server, so the
-// kernel delivers only its datagrams, and the source address is known before anything is sent
-// — which lets the caller install the SNAT for exactly this socket in between (`beforeSend`).
+// The two OS pieces of StunProbe: one UDP request/response exchange, and the short-lived SNAT that lets it leave from the WireGuard port.
+// The socket is connect()ed to the server, so the kernel delivers only its datagrams, and the source address is known before anything is
+// sent — which lets the caller install the SNAT for exactly this socket in between (`beforeSend`).
 import { createSocket } from "node:dgram";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { Runner } from "./run.js";

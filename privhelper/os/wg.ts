@@ -1,6 +1,5 @@
-// WireGuard devices as privhelper sees them, and the `wg` tool for kernel devices. Configs go
-// through a FIFO: keys never in argv nor on disk, and `wg` opens its config by path, which
-// Node's stdin (a socket) cannot serve.
+// WireGuard devices as privhelper sees them, and the `wg` tool for kernel devices. Configs go through a FIFO: keys never in argv nor on
+// disk, and `wg` opens its config by path, which Node's stdin (a socket) cannot serve.
 import { randomBytes } from "node:crypto";
 import { open, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -62,8 +61,7 @@ export function renderConfig(device: { privateKey?: string; listenPort?: number;
 /** The config format cannot remove a peer or clear its allowed IPs: those go through `syncconf` with the whole device. */
 export function renderChange(change: WgChange, want: WgDevice): { mode: "addconf" | "syncconf"; config: string } {
   if (change.remove.length > 0 || change.upsert.some((p) => p.allowedIps.length === 0)) return { mode: "syncconf", config: renderConfig({ privateKey: want.privateKey, listenPort: want.listenPort, fwmark: want.fwmark ?? 0 }, want.peers) };
-  const { upsert: _upsert, remove: _remove, ...device } = change;
-  return { mode: "addconf", config: renderConfig(device, change.upsert) };
+  return { mode: "addconf", config: renderConfig(change, change.upsert) };
 }
 
 /** The `wg` tool; `fifoDir` is privhelper's root-only runtime directory. */

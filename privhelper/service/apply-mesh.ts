@@ -54,10 +54,7 @@ async function execute(deps: MeshDeps, want: DesiredMesh, plan: MeshPlan, progre
 /** Puts the device and privhelper's routes (those in `scope`, if given) back to `before`, or removes a device that did not exist. */
 async function rollback(deps: MeshDeps, name: string, before: Live, scope?: ReadonlySet<string>): Promise<void> {
   const previous = liveAsDesired(name, before);
-  if (!previous) {
-    await destroyInterface(deps, name);
-    return;
-  }
+  if (!previous) return destroyInterface(deps, name).then(() => undefined);
   const now = await readLive(deps, name);
   const ours = new Set(before.routes.filter((r) => r.plexd && r.dev === name).map((r) => r.dst));
   const routes = scope ? now.routes.filter((r) => scope.has(r.dst)) : now.routes;
@@ -86,9 +83,8 @@ async function readDelta(deps: MeshDeps, want: DesiredMesh, removed: readonly st
 type Response = MessageInitShape<typeof ApplyMeshResponseSchema>;
 
 export function makeApplyMesh(deps: MeshDeps) {
-  // The generation applied last per interface, which a delta names as its base (refused after a
-  // restart or a failure: the caller then sends it whole). Only a number: a delta is resolved
-  // against the live device and validated like any spec.
+  // The generation applied last per interface, which a delta names as its base (refused after a restart or a failure: the caller then sends
+  // it whole). Only a number: a delta is resolved against the live device and validated like any spec.
   const applied = new Map<string, bigint>();
   return async (req: ApplyMeshRequest, ctx: CallContext): Promise<Response> => {
     const started = performance.now();

@@ -1,6 +1,5 @@
-// Hook files: the checks that decide whether a file may run, and HashFiles. A hook is run only
-// from the descriptor these checks were made on (run-sandboxed.ts), so the bytes hashed are
-// the bytes executed, whatever happens to the path meanwhile.
+// Hook files: the checks that decide whether a file may run, and HashFiles. A hook is run only from the descriptor these checks were made
+// on (run-sandboxed.ts), so the bytes hashed are the bytes executed, whatever happens to the path meanwhile.
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
 import { open, realpath, stat, type FileHandle } from "node:fs/promises";

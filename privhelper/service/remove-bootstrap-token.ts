@@ -5,9 +5,8 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import type { PrivConfig } from "../config.js";
 import type { Logger } from "../log.js";
 
-// The bootstrap token lives in root-owned /etc/plexd, where the agent may read but not
-// delete. The only path this call can remove is the configured token.file: the request
-// carries no path at all.
+// The bootstrap token lives in root-owned /etc/plexd, where the agent may read but not delete. The only path this call can remove is the
+// configured token.file: the request carries no path at all.
 export function makeRemoveBootstrapToken(deps: { config: PrivConfig; log: Logger }) {
   return async (_req: RemoveBootstrapTokenRequest): Promise<MessageInitShape<typeof RemoveBootstrapTokenResponseSchema>> => {
     try {

@@ -1,11 +1,8 @@
-// RunSandboxed: one hook run, as its user, in the sandbox its definition names. The file is
-// checked and hashed by openHook and executed from that same descriptor (fd 3 of the child,
-// /proc/self/fd/3). Tools do the isolation — bubblewrap (mount + PID namespaces, read-only
-// root, writable paths bound, fresh /dev and /proc) and setpriv (the user, no new privileges,
-// no capabilities), or crun with a bundle of the same (os/oci-bundle.ts) for `container` —
-// started with argument arrays, never a shell; parameters reach the hook only as PLEXD_*
-// environment variables. At the timeout, or when the caller cancels, every
-// process of the hook gets SIGTERM, and SIGKILL 5 s later.
+// RunSandboxed: one hook run, as its user, in the sandbox its definition names. The file is checked and hashed by openHook and executed
+// from that same descriptor (fd 3 of the child, /proc/self/fd/3). Tools do the isolation — bubblewrap (mount + PID namespaces, read-only
+// root, writable paths bound, fresh /dev and /proc) and setpriv (the user, no new privileges, no capabilities), or crun with a bundle of
+// the same (os/oci-bundle.ts) for `container` — started with argument arrays, never a shell; parameters reach the hook only as PLEXD_*
+// environment variables. At the timeout, or when the caller cancels, every process of the hook gets SIGTERM, and SIGKILL 5 s later.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -91,9 +88,8 @@ export function makeRunSandboxed(deps: { config: PrivConfig; runner: Runner; hos
       const who = acct.value;
       if (hook.checksum !== req.checksum) throw new PlexdError("failed_precondition", `integrity_violation: checksum ${hook.checksum}, expected ${req.checksum}`);
       const limited = req.cpu > 0 || req.memoryBytes > 0n;
-      // Without limits the namespaced and container sandboxes need no cgroup: the end of their
-      // PID namespace's first process ends every process in it. `none` uses one, where it can be
-      // had, for the kill that reaches a hook's processes however they forked.
+      // Without limits the namespaced and container sandboxes need no cgroup: the end of their PID namespace's first process ends every
+      // process in it. `none` uses one, where it can be had, for the kill that reaches a hook's processes however they forked.
       const cgroupName = `run-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
       const cgroup = req.sandbox !== "none" && !limited ? undefined : await createHookCgroup(cgroupName, req).catch((err: unknown) => {
         const message = PlexdError.from(err).message;

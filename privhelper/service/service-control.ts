@@ -1,6 +1,5 @@
-// ServiceControl: restarts plexd's own units, and nothing else (the unit names are fixed here,
-// not taken from the request). systemctl is asked not to wait (--no-block): privhelper answers
-// before a restart of its own unit ends it. Where systemd is not the init system
+// ServiceControl: restarts plexd's own units, and nothing else (the unit names are fixed here, not taken from the request). systemctl is
+// asked not to wait (--no-block): privhelper answers before a restart of its own unit ends it. Where systemd is not the init system
 // (/run/systemd/system is missing, sd_booted(3)'s test) there is nothing to restart through.
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceControlRequest, ServiceControlResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";

@@ -1,12 +1,9 @@
-// StunProbe: send one STUN Binding request from the mesh listen port and return the reply
-// bytes; the agent builds and parses them. The WireGuard device owns that port, so privhelper
-// binds its own UDP socket and, for this one probe, SNATs its datagrams to <source ip>:<mesh
-// port> with a dedicated table `ip plexd_stun`; conntrack turns the reply back to the socket.
-// The table goes as soon as the probe ends. Conntrack keeps the binding for 30-120 s, and a
-// later probe to the same server from another local port would clash with it and be dropped,
-// so the local port is derived from the server and mesh port and the next probe reuses it.
-// Where that path cannot be used (no device yet, no nft, no answer) the probe goes from an
-// ephemeral port with `from_mesh_port` false, and the agent classifies accordingly.
+// StunProbe: send one STUN Binding request from the mesh listen port and return the reply bytes; the agent builds and parses them. The
+// WireGuard device owns that port, so privhelper binds its own UDP socket and, for this one probe, SNATs its datagrams to <source ip>:<mesh
+// port> with a dedicated table `ip plexd_stun`; conntrack turns the reply back to the socket. The table goes as soon as the probe ends.
+// Conntrack keeps the binding for 30-120 s, and a later probe to the same server from another local port would clash with it and be
+// dropped, so the local port is derived from the server and mesh port and the next probe reuses it. Where that path cannot be used (no
+// device yet, no nft, no answer) the probe goes from an ephemeral port with `from_mesh_port` false, and the agent classifies accordingly.
 import { createHash } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { StunProbeRequest, StunProbeResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
@@ -78,7 +75,7 @@ export function makeStunProbe(deps: StunProbeDeps) {
           applied = true;
           await setStunSnat(deps.runner, { localIp: local.address, localPort: local.port, server: p.ip, serverPort: p.port, meshPort: mesh });
         };
-        const r = await udp({ ip: p.ip, port: p.port, request: p.request, timeoutMs: p.timeoutMs, bindPort, signal, beforeSend: snat });
+        const r = await udp({ ...p, bindPort, signal, beforeSend: snat });
         return { reply: r.reply, sourcePort: mesh, fromMeshPort: true };
       } catch (err) {
         // Only a taken local port moves on to the next candidate; anything else ends this path.
@@ -105,7 +102,7 @@ export function makeStunProbe(deps: StunProbeDeps) {
         }
       }
       deps.log.debug({ server: `${p.ip}:${p.port}`, reason: why }, "StunProbe from an ephemeral port (mesh port unavailable)");
-      const r = await udp({ ip: p.ip, port: p.port, request: p.request, timeoutMs: p.timeoutMs, signal: ctx.signal });
+      const r = await udp({ ...p, signal: ctx.signal });
       return { reply: r.reply, sourcePort: r.localPort, fromMeshPort: false };
     });
   };
