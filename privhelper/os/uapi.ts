@@ -51,29 +51,23 @@ export function renderSet(change: WgChange): string {
 }
 
 /** One request on a connection of its own; the answer ends with an empty line. */
-export function uapiExchange(path: string, request: string, signal?: AbortSignal, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let answer = "";
-    const sock = connect(path);
-    sock.setEncoding("utf8");
-    const done = (err?: Error): void => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-      sock.destroy();
-      if (err) reject(PlexdError.from(err));
-      else resolve(answer);
-    };
-    const onAbort = (): void => done(new PlexdError("cancelled", "UAPI request cancelled"));
-    const timer = setTimeout(() => done(new PlexdError("deadline_exceeded", `UAPI ${path}: no answer in ${timeoutMs} ms`)), timeoutMs);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    sock.on("error", done);
-    sock.on("close", () => done(answer.endsWith("\n\n") ? undefined : new PlexdError("unavailable", `UAPI ${path}: closed before the answer ended`)));
-    sock.on("data", (d: string) => {
-      answer += d;
-      if (answer.endsWith("\n\n")) done();
-    });
+export async function uapiExchange(path: string, request: string, signal?: AbortSignal, timeoutMs = 30_000): Promise<string> {
+  const sock = connect(path).setEncoding("utf8");
+  const timer = setTimeout(() => sock.destroy(new PlexdError("deadline_exceeded", `UAPI ${path}: no answer in ${timeoutMs} ms`)), timeoutMs);
+  const onAbort = (): void => void sock.destroy(new PlexdError("cancelled", "UAPI request cancelled"));
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
     sock.write(request);
-  });
+    let answer = "";
+    for await (const d of sock) if ((answer += d as string).endsWith("\n\n")) return answer;
+    throw new PlexdError("unavailable", `UAPI ${path}: closed before the answer ended`);
+  } catch (err) {
+    throw PlexdError.from(err);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+    sock.destroy();
+  }
 }
 
 export function uapiBackend(socketOf: (iface: string) => string): WgBackend {
