@@ -53,9 +53,9 @@ async function removeStaleSocket(path: string): Promise<void> {
 
 export async function startServer(opts: ServerOptions): Promise<{ close(): Promise<void> }> {
   const dir = dirname(opts.socketPath);
+  const own = (path: string, mode: number) => chown(path, 0, opts.gid).then(() => chmod(path, mode));
   await mkdir(dir, { recursive: true, mode: 0o750 });
-  await chown(dir, 0, opts.gid);
-  await chmod(dir, 0o750);
+  await own(dir, 0o750);
   await removeStaleSocket(opts.socketPath);
 
   const limits = { "grpc.max_receive_message_length": serverLimits.maxMessageBytes, "grpc.max_concurrent_streams": serverLimits.streamsPerConnection };
@@ -92,8 +92,7 @@ export async function startServer(opts: ServerOptions): Promise<{ close(): Promi
   } finally {
     process.umask(oldMask);
   }
-  await chown(opts.socketPath, 0, opts.gid);
-  await chmod(opts.socketPath, 0o660);
+  await own(opts.socketPath, 0o660);
 
   return {
     async close() {

@@ -19,11 +19,9 @@ const rootOwned = (s: { uid: number; mode: number }, what: string): void => {
 /** Opens `path` for running when it passes every check; the caller closes the handle. */
 export async function openHook(config: PrivConfig, path: string): Promise<{ fh: FileHandle; realPath: string; checksum: string }> {
   if (!path.startsWith("/")) throw new PlexdError("invalid_argument", `hook path must be absolute: ${JSON.stringify(path)}`);
-  const dir = await realpath(config.hooksDir).catch(() => undefined);
-  if (dir === undefined) throw refuse(`hooks.dir ${config.hooksDir} does not exist`);
+  const dir = await realpath(config.hooksDir).catch(() => Promise.reject(refuse(`hooks.dir ${config.hooksDir} does not exist`)));
   rootOwned(await stat(dir), `hooks.dir ${dir}`);
-  const real = await realpath(path).catch(() => undefined);
-  if (real === undefined) throw refuse("file does not exist");
+  const real = await realpath(path).catch(() => Promise.reject(refuse("file does not exist")));
   const rel = relative(dir, real);
   if (rel === "" || rel.startsWith("..") || rel.startsWith("/")) throw refuse(`resolves to ${real}, outside hooks.dir ${dir}`);
   const fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
