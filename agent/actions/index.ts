@@ -126,6 +126,7 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     const c = ctx.config.actions.path_test;
     return { maxPacketsPerSecond: c.max_packets_per_second, maxBytesPerSecond: c.max_bytes_per_second, maxDurationMs: c.max_duration.ms };
   }, log);
+  const sessions = await openSessions({ runtime, now: () => ctx.clock.now(), log, dataDir: ctx.config.data_dir, writer: ctx.fence });
   const stopResponder = new AbortController();
   let directReports: number[] = [];
   /** The mesh IP is on the interface once the first apply is done: until then, bind again every 2 s. */
@@ -147,7 +148,7 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     manager,
     outbox,
     hooks,
-    sessions: openSessions({ runtime, now: () => ctx.clock.now(), log }),
+    sessions,
     reportDirectAccess(action, uid) {
       // At most 10 reports a minute: a local user cannot flood the control plane with them.
       const now = ctx.clock.now();
