@@ -9,7 +9,8 @@ import type { BuiltinHost } from "./builtins.js";
 import { ActionManager } from "./manager.js";
 import { ResultOutbox, sendAck } from "./outbox.js";
 import { PathTestResponder, runPathTest } from "./path-test.js";
-import { installRelease } from "./upgrade.js";
+import { ownChecksum } from "../integrity/binary.js";
+import { artifactChanged, installRelease } from "./upgrade.js";
 import { openSessions, type Sessions } from "./sessions.js";
 
 // The actions feature of a running agent, assembled: executed-id memory, result outbox and the
@@ -67,7 +68,12 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     async serviceControl(action, checkOnly) {
       await ctx.priv.serviceControl({ action, checkOnly }, { timeoutMs: 30_000 });
     },
-    upgrade: (version, checksum, signal) => installRelease({ cp: ctx.cp, priv: ctx.priv, dataDir: ctx.config.data_dir, connectTimeoutMs: ctx.config.control_plane.connect_timeout.ms, identity }, version, checksum, signal),
+    async upgrade(version, checksum, signal) {
+      const r = await installRelease({ cp: ctx.cp, priv: ctx.priv, dataDir: ctx.config.data_dir, connectTimeoutMs: ctx.config.control_plane.connect_timeout.ms, identity }, version, checksum, signal);
+      const changed = await artifactChanged({ current: () => ctx.binaryChecksum, hash: ownChecksum, set: (c) => (ctx.binaryChecksum = c), announce: () => runtime()?.capabilitiesChanged() });
+      if (changed) log.info({ checksum: ctx.binaryChecksum }, "the agent's artifact changed with the upgrade; capabilities announced again");
+      return r;
+    },
     maxOutputBytes: () => ctx.config.actions.max_output_bytes,
     journal: (args, signal) =>
       new Promise((resolve) => {
