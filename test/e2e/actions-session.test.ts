@@ -112,4 +112,15 @@ describe("session-token local runs", () => {
       .poll(async () => (await cp.client.executions(id)).map((e) => e.result?.body as { triggered_by?: { type: string }; status: string; stderr: string } | undefined).find((b) => b?.triggered_by?.type === "direct_access"), { timeout: 30_000 })
       .toMatchObject({ status: "error", stderr: expect.stringContaining("without a session token (direct access); refused, nothing ran") });
   });
+
+  it("during a signing-key rotation, tokens signed by the previous key still verify, as do the new key's", async () => {
+    await cp.client.rotateSigningKey({ transition_period: "1h" });
+    // Taken from the signing_key_rotated event, or from the state pull after a reconnect.
+    await expect.poll(() => /"msg":"signing key rotated"|"detail":"signing keys rotated"/.test(node.agent!.output()), { timeout: 15_000 }).toBe(true);
+    for (const key of ["previous", "current"] as const) {
+      const { token } = await cp.client.mintSessionToken({ node_id: id, actions: ["system.info"], key });
+      const r = await run("system.info", token);
+      expect(r.exitCode, `${key}: ${r.output}`).toBe(0);
+    }
+  });
 });
