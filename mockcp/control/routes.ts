@@ -11,6 +11,7 @@ import { badEventKinds, buildBadEvent, envelopeFields } from "./badevents.js";
 import { executionControlRoutes } from "./executions.js";
 import { matchRoute, type ControlRoute } from "./match.js";
 import { meshControlRoutes } from "./mesh.js";
+import { bridgeControlRoutes } from "./bridge.js";
 import { observabilityControlRoutes } from "./observability.js";
 import { reportControlRoutes } from "./reports.js";
 import { secretControlRoutes } from "./secrets.js";
@@ -23,6 +24,7 @@ const featureRoutes: ControlRoute[] = [
   ...observabilityControlRoutes,
   ...artifactControlRoutes,
   ...meshControlRoutes,
+  ...bridgeControlRoutes,
 ];
 
 const tokenBody = z.object({

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { isKey32 } from "../../proto/lib/keys.js";
 import { ApiError, badRequest } from "./apierror.js";
 import { bridgeRoutes } from "./bridge-routes.js";
+import { BridgeBlocks } from "./bridge-blocks.js";
 import { EventLog, type LoggedEvent } from "./eventlog.js";
 import { KeyRing, type SigningKeysView } from "./keyring.js";
 import { MeshIpPool } from "./meship.js";
@@ -173,6 +174,7 @@ export class MockState {
   readonly artifacts: ArtifactStore;
   readonly callbacks: CallbackStore;
   readonly overrides = new StateOverrides();
+  readonly bridgeBlocks = new BridgeBlocks();
 
   readonly #tokens = new Map<string, BootstrapToken>();
   readonly #byIdentity = new Map<string, string>();
@@ -415,6 +417,7 @@ export class MockState {
       metadata: node.metadata,
       data: node.data,
       secret_refs: this.secrets.refs(node.id),
+      ...this.bridgeBlocks.of(node.id),
     };
   }
 

@@ -102,6 +102,17 @@ describe("bridge access routing", () => {
     expect(await masquerades(br.ns)).toEqual([]);
   });
 
+  it("the control plane's bridge_config replaces the configured subnets; the mesh follows", async () => {
+    await restartBridgeWith({ access_subnets: ["192.168.77.0/24"], enable_nat: true });
+    await expect.poll(() => masquerades(br.ns), { timeout: 30_000, interval: 500 }).toHaveLength(1);
+    await cp.client.setBridgeBlock(nodeId(br), "bridge_config", { access_subnets: ["192.168.78.0/24"], enable_nat: true });
+    registerCleanup("bridge_config block", async () => void (await cp.client.setBridgeBlock(nodeId(br), "bridge_config", undefined)));
+    await expect.poll(() => routes(br.ns), { timeout: 30_000, interval: 500 }).toContain("192.168.78.0/24 dev lan0 proto 81 scope link");
+    await expect.poll(async () => (await wgShow(a.ns, a.iface).catch(() => ({ peers: [] }))).peers.flatMap((p) => p.allowedIps).filter((x) => x.startsWith("192.168.")), { timeout: 60_000, interval: 1000 }).toEqual(["192.168.78.0/24"]);
+    await expect.poll(async () => (await ping(a.ns, lanHost2, { count: 1, timeoutMs: 3000 })).ok, { timeout: 30_000, interval: 1000 }).toBe(true);
+    expect((await ping(a.ns, lanHost, { count: 2, timeoutMs: 2000 })).ok).toBe(false);
+  });
+
   it("bad input to ApplyRoutes is refused with every reason and nothing is applied (real privhelper)", async () => {
     const client = connectPrivhelper({ socketPath: br.privSocket });
     registerCleanup("privhelper client", async () => client.close());
