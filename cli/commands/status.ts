@@ -1,6 +1,7 @@
 import { GetStatusResponseSchema, type GetStatusResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { NodeClient } from "../client.js";
 import { age, messageJson } from "../format.js";
+import { bridgeSection } from "./bridge.js";
 import { auditStatusLine } from "./audit.js";
 import { logStatusLine } from "./log-status.js";
 
@@ -49,5 +50,7 @@ export async function status(client: NodeClient, json: boolean): Promise<boolean
   console.log(json ? messageJson(GetStatusResponseSchema, res) : statusText(res, Date.now()));
   const logsLine = json ? undefined : await logStatusLine(client);
   if (logsLine !== undefined) console.log(`Logs${" ".repeat(11)}${logsLine}`);
+  const bridge = !json && res.mode === "bridge" ? await bridgeSection(client) : "";
+  if (bridge) console.log(bridge);
   return res.healthStatus === "healthy";
 }
