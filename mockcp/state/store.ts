@@ -3,7 +3,7 @@ import { z } from "zod";
 import { isKey32 } from "../../proto/lib/keys.js";
 import { ApiError, badRequest } from "./apierror.js";
 import { bridgeRoutes } from "./bridge-routes.js";
-import { BridgeBlocks } from "./bridge-blocks.js";
+import { BridgeBlocks, type BridgeBlockName } from "./bridge-blocks.js";
 import { EventLog, type LoggedEvent } from "./eventlog.js";
 import { KeyRing, type SigningKeysView } from "./keyring.js";
 import { MeshIpPool } from "./meship.js";
@@ -19,7 +19,7 @@ import { ReportStore } from "./reports.js";
 import { autoRelay, relayConfigOf, relayedEndpoint, RelayStore, revokeRelay } from "./relay.js";
 import { SecretStore, type SecretRef } from "./secrets.js";
 import { ipEndpoint, parseBody, timestamp } from "./validate.js";
-import { IngressStore, type IngressRuleWire } from "./ingress.js";
+import { IngressStore } from "./ingress.js";
 
 export type Clock = () => number;
 
@@ -418,9 +418,7 @@ export class MockState {
     metadata: Record<string, string>;
     data: DataEntry[];
     secret_refs: SecretRef[];
-    ingress_config?: { rules: IngressRuleWire[] };
-    relay_config?: { sessions: unknown[] };
-  } {
+  } & Partial<Record<BridgeBlockName, Record<string, unknown>>> {
     const relay = relayConfigOf(this, node.id);
     return {
       ...(relay ? { relay_config: relay } : {}),
