@@ -56,7 +56,7 @@ describe("WatchAudit", () => {
     const watch = makeWatchAudit({ host, argv: ["sleep", "30"] });
     await expect(watch(req([999]), ctx(), async () => undefined)).rejects.toThrow(/1000-2999/);
     const foreign = new FakeHost({ bins: ["socat"] });
-    foreign.procs.push({ pid: 1, argv: ["init"], netns: "net:[9]" });
+    foreign.netns = (pid) => Promise.resolve(pid === "self" ? "net:[9]" : "net:[1]"); // kthreadd (PID 2) is in net:[1]
     await expect(makeWatchAudit({ host: foreign })(req(), ctx(), async () => undefined)).rejects.toMatchObject({ code: "unavailable", message: /initial network namespace/ });
     await expect(makeWatchAudit({ host: new FakeHost() })(req(), ctx(), async () => undefined)).rejects.toMatchObject({ code: "unavailable", message: /socat is not installed/ });
     const ac = new AbortController();

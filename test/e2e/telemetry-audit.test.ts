@@ -76,7 +76,7 @@ describe("audit forwarding", () => {
     // Already there at the first start: read from its end, so this line is never sent.
     writeFileSync(log, k8sLine("old", "ResponseComplete", "get", 200, { resource: "pods", namespace: "kube-system" }), { mode: 0o600 });
     const { token } = await cp.client.createToken();
-    const n = createNode({ name: "a", ns: topo.node("a").ns, api, caFile: cp.caFile, users, token, config: { audit: { sources: ["auditd", "kubernetes"], kubernetes_log_path: log, batch_interval: "1s" } } });
+    const n = createNode({ name: "a", ns: topo.node("a").ns, api, caFile: cp.caFile, users, token, config: { audit: { sources: ["auditd", "kubernetes"], kubernetes_log_path: log, batch_interval: "1s" }, logs: { enabled: false }, observe: { enabled: false } } });
     await n.startPrivhelper();
     await n.startAgent().waitForLine(/"msg":"registered"/, 30_000);
 
