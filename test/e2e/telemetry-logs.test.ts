@@ -200,8 +200,8 @@ describe("log forwarding", () => {
     await restore();
     await until("buffer drained", async () => /^Counters\s+0\/300 buffered/m.test((await b.plexd(["log-status"])).output), 90_000);
     const got = await counts(b, /^O-\d+$/);
-    const st = JSON.parse((await b.plexd(["log-status", "-o", "json"])).output) as { droppedOverflowTotal?: string };
-    const dropped = Number(st.droppedOverflowTotal ?? 0);
+    const st = JSON.parse((await b.plexd(["log-status", "-o", "json"])).output) as { dropped_overflow_total?: string };
+    const dropped = Number(st.dropped_overflow_total ?? 0);
     // Exactly: what was written and is not there is what the counter says was dropped.
     expect(1000 - got.size).toBe(dropped);
     expect(got.size).toBeGreaterThanOrEqual(buffer - 100);
