@@ -17,6 +17,8 @@ import { buildCapabilities } from "./registration/capabilities.js";
 import { register } from "./registration/register.js";
 import { resolveBootstrapToken } from "./registration/token.js";
 import type { DesiredStateStore } from "./state/desired.js";
+import { MetricsService } from "./telemetry/metrics.js";
+import { resumeAllPipelines } from "./telemetry/registry.js";
 import { registrationOptions, tokenSourcesFor, watchPrivhelper, type AgentContext } from "./system.js";
 
 // The running agent after start-up: one object that owns the loops (docs/architecture.md#lifecycle)
@@ -39,6 +41,8 @@ export class AgentRuntime {
   lastHeartbeat: LastRun | undefined;
   nat: NatResult | undefined;
   lastReconcile: LastRun | undefined;
+  /** The metrics pipeline when `observe.enabled` (docs/telemetry.md). */
+  metrics: MetricsService | undefined;
   #rotating = false;
   #loops: Promise<unknown>[] = [];
   readonly #quarantine = new QuarantineReport();
@@ -128,6 +132,21 @@ export class AgentRuntime {
       }),
     );
     if (await hasPendingKey(config.data_dir)) this.rotateKeys("pending key found at startup");
+    if (config.observe.enabled) {
+      this.metrics = new MetricsService({
+        config: () => ctx.config,
+        priv: ctx.priv,
+        cp: ctx.cp,
+        nodeId: () => this.identity.nodeId,
+        token: () => this.identity.identityToken,
+        peers: () => this.store.state.peers,
+        sseReconnects: () => this.channel?.state()?.reconnects ?? 0,
+        startedAt: ctx.startedAt,
+        clock: ctx.clock,
+        log: ctx.log.child({ component: "metrics" }),
+      });
+      this.#track("metrics", this.metrics.run(signal));
+    }
 
     while (!signal.aborted) {
       const session = new AbortController();
@@ -210,7 +229,11 @@ export class AgentRuntime {
         log: ctx.log.child({ component: "heartbeat" }),
         onResult: (r) => {
           this.lastHeartbeat = { at: r.at, ok: r.ok, ...(r.error ? { error: r.error } : {}) };
-          if (r.ok) ctx.health.clear("heartbeat_failing");
+          if (r.ok) {
+            ctx.health.clear("heartbeat_failing");
+            // The identity is accepted: telemetry paused by a 401 may send again.
+            resumeAllPipelines();
+          }
           else ctx.health.set("heartbeat_failing", "warning", `heartbeat failed: ${r.error ?? ""}`);
         },
         onReconcileHint: () => this.reconcile("heartbeat"),
@@ -268,6 +291,7 @@ export class AgentRuntime {
           return ["peers"];
         });
         ctx.health.clear("identity_rejected");
+        resumeAllPipelines();
         ctx.log.info({ node_id: reg.identity.nodeId, previous_status: status }, "registered again after identity loss");
         return;
       } catch (err) {

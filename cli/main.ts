@@ -10,6 +10,7 @@ import { actions, hooks } from "./commands/actions.js";
 import { hooksSign } from "./commands/hooks-sign.js";
 import { actionsRun } from "./commands/actions-run.js";
 import { peers, policies } from "./commands/peers.js";
+import { metrics } from "./commands/metrics.js";
 import { stateGet, stateReport, stateSummary, stateTypes, type ReportOptions } from "./commands/state.js";
 import { status } from "./commands/status.js";
 import { deregister, logLevel, reload } from "./commands/agent-admin.js";
@@ -155,6 +156,11 @@ program
   .description("mesh peers with endpoint, last handshake, traffic and latency")
   .option("--all", "include peers the policy makes invisible to this node")
   .action((opts: { all?: boolean }) => client((c, json) => peers(c, json, opts.all === true))());
+
+program
+  .command("metrics")
+  .description("the agent's metrics and telemetry delivery counters in Prometheus text format (as GET /metrics on the node API)")
+  .action(client((c, json) => metrics(c, json)));
 
 program
   .command("policies")

@@ -25,7 +25,7 @@ function noDuplicates(r: Rules, key: string, what: string): void {
 
 export const observeSchema = withRules(
   section({
-    enabled: bool().prefault(true).meta({ description: "Collect metrics and send them to the control plane (there is no local metrics endpoint)." }),
+    enabled: bool().prefault(true).meta({ description: "Collect metrics and send them to the control plane." }),
     interval: dur("15s").meta({ description: "Collection cadence.", allowed: "≥ 5s (when enabled)" }),
     batch_interval: dur("10s").meta({ description: "How often collected points are sent.", allowed: "≥ 1s (when enabled)" }),
     batch_max_size: int().prefault(500).meta({ description: "Most data points per batch.", allowed: "≥ 1 (when enabled)" }),
@@ -38,7 +38,7 @@ export const observeSchema = withRules(
     batching(r);
     noDuplicates(r, "metrics", "metric group");
   },
-).prefault({}).meta({ description: "Metrics sent to the control plane (gzip-compressed batches). This version of the agent validates the section but does not act on it yet." });
+).prefault({}).meta({ description: "Metrics sent to the control plane in gzip-compressed batches (docs/telemetry.md); the same figures are served locally in Prometheus format by `plexd metrics` and `GET /metrics` on the node API." });
 
 // Exactly one of unit / path / severity per item; modelled as a strict object with optional
 // keys so that an unknown key still reads "unknown key" rather than a union mismatch.

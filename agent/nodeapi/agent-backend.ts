@@ -11,6 +11,8 @@ import { listActions, listExecutions, listHooks, verifyHooks } from "./actions-v
 import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";
+import { allPipelineCounters, peerLatency } from "../telemetry/registry.js";
+import { prometheusContentType, renderPrometheus } from "../telemetry/prometheus.js";
 import { getLogStatus, tailLogs } from "../telemetry/logs/node-api.js";
 
 // NodeApiBackend for the running agent: status from the runtime, health registry and event
@@ -163,6 +165,7 @@ export class AgentBackend implements NodeApiBackend {
             },
           }),
       logLevel: this.#ctx.log.level,
+      pipelines: allPipelineCounters(),
     };
   }
 
@@ -239,7 +242,15 @@ export class AgentBackend implements NodeApiBackend {
       return undefined;
     });
     const kernel = this.#runtime?.kernel;
-    return peersView(Object.values(this.#store.state.peers), live, kernel?.lastPolicy?.visiblePeerIds, opts.all, kernel?.quarantined());
+    const peers = peersView(Object.values(this.#store.state.peers), live, kernel?.lastPolicy?.visiblePeerIds, opts.all, kernel?.quarantined());
+    // RTT and loss from the metrics pipeline's latest latency probe (docs/telemetry.md#metrics).
+    for (const p of peers) {
+      const l = peerLatency(p.peerId);
+      if (l === undefined) continue;
+      p.lossPercent = l.lossPercent;
+      if (l.received > 0) p.rttMs = l.rttMs;
+    }
+    return peers;
   }
 
   async listPolicies(opts: { rules: boolean }): Promise<PoliciesInfo> {
@@ -261,6 +272,12 @@ export class AgentBackend implements NodeApiBackend {
       // With policy disabled every peer is visible and nothing is filtered.
       default: config.policy.enabled ? config.policy.default : "allow",
     };
+  }
+
+  async metrics(): Promise<{ contentType: string; text: string }> {
+    const m = this.#runtime?.metrics;
+    const text = await renderPrometheus({ node: m?.latest.node, tunnels: m?.latest.tunnels, latency: m?.latency, agent: m?.latest.agent, pipelines: allPipelineCounters() });
+    return { contentType: prometheusContentType, text };
   }
 
   subscribeEvents(listener: (event: AgentEvent) => void): () => void {

@@ -13,6 +13,7 @@ import type {
   SetLogLevelResponseSchema,
   VerifyHooksResponseSchema,
 } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { PipelineCounters } from "../telemetry/delivery.js";
 
 // What the node API needs from the running agent (AgentService, docs/node-api.md).
 // The agent implements this with live data; tests use FakeBackend. Plain TypeScript shapes,
@@ -62,6 +63,8 @@ export interface StatusSnapshot {
   self?: { hostname: string; publicKey: string; interface: string; listenPort: number };
   /** The level the agent logs at now. */
   logLevel?: string;
+  /** Telemetry delivery counters of the running pipelines (metrics, logs, audit). */
+  pipelines?: { name: string; counters: PipelineCounters }[];
 }
 
 export interface PeerInfo {
@@ -78,6 +81,8 @@ export interface PeerInfo {
   txBytes: number | bigint;
   /** Round-trip time when a probe measured one. */
   rttMs?: number;
+  /** Loss of the latest latency probe, 0-100. */
+  lossPercent?: number;
   relayed: boolean;
   /** The peer's hostname when the control plane sent one. */
   hostname?: string;
@@ -131,5 +136,7 @@ export interface NodeApiBackend {
   deregister?(opts: { purge: boolean; force: boolean }): Promise<MessageInitShape<typeof DeregisterResponseSchema>>;
   setLogLevel?(level: string): Promise<MessageInitShape<typeof SetLogLevelResponseSchema>>;
   authorizedKeys?(opts: { user: string; fingerprint: string }): Promise<MessageInitShape<typeof AuthorizedKeysResponseSchema>>;
+  /** Prometheus text exposition of the metrics and the telemetry counters. */
+  metrics?(): Promise<{ contentType: string; text: string }>;
   tailLogs?(opts: { afterSeq: bigint; limit: number }): Promise<MessageInitShape<typeof TailLogsResponseSchema>>;
 }

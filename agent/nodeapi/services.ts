@@ -6,7 +6,8 @@ import { PlexdError } from "../../proto/lib/errors.js";
 import { pause } from "../../proto/lib/timers.js";
 import { AgentService, NodeStateService } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "../../proto/gen/grpc/health/v1/health_pb.js";
-import type { EntrySchema, GetStatusResponseSchema, PeerSchema } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { EntrySchema, GetStatusResponseSchema, PeerSchema, PipelineStatusSchema } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { PipelineCounters } from "../telemetry/delivery.js";
 import { healthVerdict } from "../health/verdict.js";
 import type { AccessClass, Caller } from "./access.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, StatusSnapshot } from "./backend.js";
@@ -111,6 +112,29 @@ export function statusMsg(s: StatusSnapshot, now: number, state: NodeState | und
     peers: (peers ?? []).map((p) => peerMsg(p, now)),
     healthStatus: healthVerdict(s.health),
     logLevel: s.logLevel ?? "",
+    pipelines: (s.pipelines ?? []).map((p) => pipelineMsg(p.name, p.counters)),
+  };
+}
+
+export function pipelineMsg(name: string, c: PipelineCounters): MessageInitShape<typeof PipelineStatusSchema> {
+  const ts = (iso: string | null) => (iso === null ? undefined : timestampFromMs(Date.parse(iso)));
+  const at = ts(c.last_flush_at);
+  const ok = ts(c.last_success_at);
+  return {
+    name,
+    buffered: big(c.buffered),
+    sentTotal: big(c.sent_total),
+    sentBatchesTotal: big(c.sent_batches_total),
+    droppedOverflowTotal: big(c.dropped_overflow_total),
+    droppedOversizeTotal: big(c.dropped_oversize_total),
+    droppedRejectedTotal: big(c.dropped_rejected_total),
+    sendErrorsTotal: big(c.send_errors_total),
+    ...(at === undefined ? {} : { lastFlushAt: at }),
+    lastFlushOutcome: c.last_flush_outcome ?? "",
+    ...(ok === undefined ? {} : { lastSuccessAt: ok }),
+    lastError: c.last_error ?? "",
+    paused: c.paused ?? "",
+    pushedTotal: big(c.pushed_total),
   };
 }
 
@@ -124,6 +148,7 @@ export function peerMsg(p: PeerInfo, now: number): MessageInitShape<typeof PeerS
     rxBytes: big(p.rxBytes),
     txBytes: big(p.txBytes),
     rttMs: p.rttMs ?? 0,
+    ...(p.lossPercent === undefined ? {} : { lossPercent: p.lossPercent }),
     relayed: p.relayed,
     publicKey: p.publicKey,
     hostname: p.hostname ?? "",
@@ -320,6 +345,7 @@ export function buildOps(deps: ServiceDeps): Op[] {
     unary(AgentService.method.authorizedKeys, "admin", (req) =>
       optional(b.authorizedKeys === undefined ? undefined : () => b.authorizedKeys!({ user: req.user, fingerprint: req.fingerprint }), "AuthorizedKeys")(),
     ),
+    unary(AgentService.method.getMetrics, "reader", () => optional(b.metrics?.bind(b), "GetMetrics")()),
     unary(AgentService.method.tailLogs, "reader", (req) =>
       optional(b.tailLogs === undefined ? undefined : () => b.tailLogs!({ afterSeq: req.afterSeq, limit: req.limit }), "TailLogs")(),
     ),

@@ -38,6 +38,8 @@ export interface PipelineCounters {
   paused_until: string | null;
   /** Sequence number of the newest committed entry (0 before any). */
   committed_seq: number;
+  /** Entries ever pushed: sent + dropped + buffered, always. */
+  pushed_total: number;
 }
 
 export interface SendResult {
@@ -121,6 +123,7 @@ export function createPipeline<T>(opts: PipelineOptions<T>): Pipeline<T> {
     paused: null,
     paused_until: null,
     committed_seq: 0,
+    pushed_total: 0,
   };
 
   let inFlight: { first: number; last: number } | null = null;
@@ -365,7 +368,7 @@ export function createPipeline<T>(opts: PipelineOptions<T>): Pipeline<T> {
     name: opts.name,
     push,
     onCommitted: (cb) => void listeners.push(cb),
-    counters: () => ({ ...c, buffered: unsent() }),
+    counters: () => ({ ...c, buffered: unsent(), pushed_total: nextSeq - 1 }),
     flush: async () => {
       // Wait out the request in flight so this flush covers everything pushed before it.
       while (running !== null) await running.catch(() => undefined);

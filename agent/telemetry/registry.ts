@@ -1,4 +1,5 @@
 import type { Pipeline, PipelineCounters, PipelineName } from "./delivery.js";
+import type { LatencySample } from "./metrics-peers.js";
 
 // Where the running pipelines are found by the status surfaces (node API GetStatus,
 // GET /metrics, `plexd top`). The metrics, logs and audit pipelines register themselves when
@@ -29,4 +30,18 @@ export function allPipelineCounters(): { name: PipelineName; counters: PipelineC
 /** Lifts a 401 pause in every pipeline once the identity is accepted again. */
 export function resumeAllPipelines(): void {
   for (const p of pipelines.values()) p.resume();
+}
+
+let latency: ReadonlyMap<string, LatencySample> | undefined;
+
+/** The metrics pipeline's latest latency per peer id; ListPeers reads it. */
+export function setLatencySource(source: ReadonlyMap<string, LatencySample>): () => void {
+  latency = source;
+  return () => {
+    if (latency === source) latency = undefined;
+  };
+}
+
+export function peerLatency(peerId: string): LatencySample | undefined {
+  return latency?.get(peerId);
 }

@@ -7,7 +7,9 @@ export function peersText(res: ListPeersResponse, now: number, all: boolean): st
   const hosts = res.peers.some((p) => p.hostname !== "");
   // Peers the agent refused (admission) say why; the column appears only when there are some.
   const quarantine = res.peers.some((p) => p.quarantineReason !== "");
-  const header = ["PEER", ...(hosts ? ["HOST"] : []), "MESH IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "RTT", ...(all ? ["VISIBLE"] : []), ...(quarantine ? ["QUARANTINED"] : [])];
+  // Loss comes from the latency probes of the metrics pipeline; shown once one has run.
+  const probed = res.peers.some((p) => p.lossPercent !== undefined);
+  const header = ["PEER", ...(hosts ? ["HOST"] : []), "MESH IP", "ENDPOINT", "HANDSHAKE", "RX", "TX", "RTT", ...(probed ? ["LOSS"] : []), ...(all ? ["VISIBLE"] : []), ...(quarantine ? ["QUARANTINED"] : [])];
   const rows = res.peers.map((p) => [
     p.peerId,
     ...(hosts ? [p.hostname || "-"] : []),
@@ -17,6 +19,7 @@ export function peersText(res: ListPeersResponse, now: number, all: boolean): st
     bytes(p.rxBytes),
     bytes(p.txBytes),
     p.rttMs > 0 ? `${p.rttMs.toFixed(1)} ms` : "-",
+    ...(probed ? [p.lossPercent === undefined ? "-" : `${Math.round(p.lossPercent)}%`] : []),
     ...(all ? [p.visible ? "yes" : "no"] : []),
     ...(quarantine ? [p.quarantineReason || "-"] : []),
   ]);

@@ -1,7 +1,14 @@
 import { GetStatusResponseSchema, type GetStatusResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { NodeClient } from "../client.js";
 import { age, messageJson } from "../format.js";
-import { logStatusLine } from "./log-status.js";
+
+/** "12 buffered, 340 sent, 0 dropped, last flush ok 3s ago" — delivery counters of one pipeline (docs/telemetry.md). */
+export function pipelineLine(p: GetStatusResponse["pipelines"][number], now: number): string {
+  const dropped = p.droppedOverflowTotal + p.droppedOversizeTotal + p.droppedRejectedTotal;
+  const last = p.lastFlushAt === undefined ? "never flushed" : `last flush ${p.lastFlushOutcome || "?"} ${age(p.lastFlushAt, now)}`;
+  const paused = p.paused === "" ? "" : `, PAUSED (${p.paused})`;
+  return `${p.buffered} buffered, ${p.sentTotal} sent, ${dropped} dropped (${p.droppedOverflowTotal} overflow), ${last}${paused}`;
+}
 
 export function statusText(s: GetStatusResponse, now: number): string {
   const sse = s.sse;
@@ -22,6 +29,7 @@ export function statusText(s: GetStatusResponse, now: number): string {
     ["State", c === undefined ? "-" : `metadata ${c.metadata}, data ${c.data}, secrets ${c.secrets}, reports ${c.reports} (${c.reportsPending} pending)`],
     ["Health", s.health.length === 0 ? "ok" : s.healthStatus],
     ["Log level", s.logLevel || "-"],
+    ...s.pipelines.map((p): [string, string] => [`Telemetry ${p.name}`, pipelineLine(p, now)]),
   ];
   const width = Math.max(...lines.map(([k]) => k.length));
   const out = lines.map(([k, v]) => `${k.padEnd(width)}  ${v}`.trimEnd());
@@ -36,7 +44,5 @@ export function statusText(s: GetStatusResponse, now: number): string {
 export async function status(client: NodeClient, json: boolean): Promise<boolean> {
   const res = await client.agent.getStatus({ includePeers: json });
   console.log(json ? messageJson(GetStatusResponseSchema, res) : statusText(res, Date.now()));
-  const logsLine = json ? undefined : await logStatusLine(client);
-  if (logsLine !== undefined) console.log(`Logs${" ".repeat(11)}${logsLine}`);
   return res.healthStatus === "healthy";
 }

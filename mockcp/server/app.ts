@@ -122,6 +122,8 @@ async function dispatch(deps: AppDeps, req: IncomingMessage, res: ServerResponse
     const { status, body } = errorBody(err);
     if (status >= 500) deps.log.error({ err, path: url.pathname }, "request failed");
     else deps.log.debug({ path: url.pathname, status, error: body.error }, "request rejected");
+    // A body the route refused before reading it (413/429 on uploads) still shows in the request log.
+    if (isCp && (status === 413 || status === 429) && req.method === "POST") await ctx.body().catch(() => undefined);
     logRequest(status);
     // Drain what the client is still sending so the error reaches it instead of a reset.
     if (!req.complete) req.resume();

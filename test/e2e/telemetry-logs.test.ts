@@ -170,7 +170,7 @@ describe("log forwarding", () => {
     expect(status).toMatch(new RegExp(`${join(dir, "secure", "auth.log")}\\s+privhelper\\s+reading`));
     expect(status).toMatch(new RegExp(`${join(dir, "outside", "denied.log")}\\s+privhelper\\s+denied\\s+\\d+\\s+.*logs\\.tail_files`));
     expect(status).toMatch(/journald\s+journalctl\s+reading/);
-    expect((await a.plexd(["status"])).output).toMatch(/^Logs\s+\d+\/10000 buffered, dropped 0 overflow \+ 0 oversize, \d+ batches sent, last flush ok/m);
+    expect((await a.plexd(["status"])).output).toMatch(/^Telemetry logs\s+\d+ buffered, \d+ sent, 0 dropped \(0 overflow\), last flush ok/m);
     const tail = await a.plexd(["logs", "-n", "3", "-o", "json"]);
     expect(tail.exitCode).toBe(0);
     expect(tail.output.trim().split("\n")).toHaveLength(3);
