@@ -10,6 +10,7 @@ import { actions, hooks } from "./commands/actions.js";
 import { hooksSign } from "./commands/hooks-sign.js";
 import { actionsRun } from "./commands/actions-run.js";
 import { peers, policies } from "./commands/peers.js";
+import { metrics } from "./commands/metrics.js";
 import { stateGet, stateReport, stateSummary, stateTypes, type ReportOptions } from "./commands/state.js";
 import { status } from "./commands/status.js";
 import { deregister, logLevel, reload } from "./commands/agent-admin.js";
@@ -168,6 +169,11 @@ program
       await audit(c, json, n);
     })(),
   );
+
+program
+  .command("metrics")
+  .description("the agent's metrics and telemetry delivery counters in Prometheus text format (as GET /metrics on the node API)")
+  .action(client((c, json) => metrics(c, json)));
 
 program
   .command("policies")

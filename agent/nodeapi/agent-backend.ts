@@ -13,6 +13,7 @@ import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot
 import { firewallRulesView, peersView } from "./views.js";
 import { allPipelineCounters, peerLatency } from "../telemetry/registry.js";
 import { auditStatusMsg } from "../telemetry/audit/view.js";
+import { prometheusContentType, renderPrometheus } from "../telemetry/prometheus.js";
 import { getLogStatus, tailLogs } from "../telemetry/logs/node-api.js";
 
 // NodeApiBackend for the running agent: status from the runtime, health registry and event
@@ -276,6 +277,12 @@ export class AgentBackend implements NodeApiBackend {
       // With policy disabled every peer is visible and nothing is filtered.
       default: config.policy.enabled ? config.policy.default : "allow",
     };
+  }
+
+  async metrics(): Promise<{ contentType: string; text: string }> {
+    const m = this.#runtime?.metrics;
+    const text = await renderPrometheus({ node: m?.latest.node, tunnels: m?.latest.tunnels, latency: m?.latency, agent: m?.latest.agent, pipelines: allPipelineCounters() });
+    return { contentType: prometheusContentType, text };
   }
 
   subscribeEvents(listener: (event: AgentEvent) => void): () => void {

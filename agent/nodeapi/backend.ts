@@ -137,5 +137,7 @@ export interface NodeApiBackend {
   deregister?(opts: { purge: boolean; force: boolean }): Promise<MessageInitShape<typeof DeregisterResponseSchema>>;
   setLogLevel?(level: string): Promise<MessageInitShape<typeof SetLogLevelResponseSchema>>;
   authorizedKeys?(opts: { user: string; fingerprint: string }): Promise<MessageInitShape<typeof AuthorizedKeysResponseSchema>>;
+  /** Prometheus text exposition of the metrics and the telemetry counters. */
+  metrics?(): Promise<{ contentType: string; text: string }>;
   tailLogs?(opts: { afterSeq: bigint; limit: number }): Promise<MessageInitShape<typeof TailLogsResponseSchema>>;
 }

@@ -73,6 +73,8 @@ export interface Route {
   headers?: (json: Record<string, unknown>) => Record<string, string>;
   /** Secret values: no cache may keep the answer, errors included (docs/node-api.md). */
   noStore?: true;
+  /** Answers a text body from the response JSON instead of the JSON (GET /metrics: Prometheus text). */
+  text?: (json: Record<string, unknown>) => { contentType: string; body: string };
 }
 
 const key = (m: RegExpExecArray): string => decodeURIComponent(m[1] ?? "");
@@ -135,6 +137,7 @@ export const routes: readonly Route[] = [
   { verb: "GET", pattern: /^\/v1\/agent\/audit$/, rpc: `${A}/GetAuditStatus`, request: none },
   { verb: "POST", pattern: /^\/v1\/agent\/config:reload$/, rpc: `${A}/ReloadConfig`, request: none },
   { verb: "POST", pattern: /^\/v1\/agent\/deregister$/, rpc: `${A}/Deregister`, request: (_m, _q, body) => body },
+  { verb: "GET", pattern: /^\/metrics$/, rpc: `${A}/GetMetrics`, request: none, text: (json) => ({ contentType: String(json.content_type), body: String(json.text) }) },
   { verb: "GET", pattern: /^\/v1\/agent\/logs\/lines$/, rpc: `${A}/TailLogs`, request: (_m, q) => ({ after_seq: q.get("after") ?? "0", limit: Number(q.get("limit") ?? "0") }) },
 ];
 
@@ -212,6 +215,12 @@ export function restHandler(ops: Op[], invoke: InvokeUnary): (req: Req, res: Res
       if (route.status === 204) {
         res.writeHead(204, headers);
         res.end();
+        return;
+      }
+      if (route.text !== undefined) {
+        const t = route.text(json);
+        res.writeHead(200, { ...headers, "content-type": t.contentType, "content-length": String(Buffer.byteLength(t.body)) });
+        res.end(t.body);
         return;
       }
       const text = JSON.stringify(json);

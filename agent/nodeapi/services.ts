@@ -345,6 +345,7 @@ export function buildOps(deps: ServiceDeps): Op[] {
     unary(AgentService.method.authorizedKeys, "admin", (req) =>
       optional(b.authorizedKeys === undefined ? undefined : () => b.authorizedKeys!({ user: req.user, fingerprint: req.fingerprint }), "AuthorizedKeys")(),
     ),
+    unary(AgentService.method.getMetrics, "reader", () => optional(b.metrics?.bind(b), "GetMetrics")()),
     unary(AgentService.method.tailLogs, "reader", (req) =>
       optional(b.tailLogs === undefined ? undefined : () => b.tailLogs!({ afterSeq: req.afterSeq, limit: req.limit }), "TailLogs")(),
     ),

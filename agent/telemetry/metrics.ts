@@ -11,7 +11,8 @@ import { cpSender, pipelineFormat } from "./cp-send.js";
 import { createPipeline, type Pipeline } from "./delivery.js";
 import { probePeers } from "./metrics-latency.js";
 import { NodeResourcesCollector } from "./metrics-node.js";
-import { latencyPoint, tunnelHealth, type LatencySample } from "./metrics-peers.js";
+import { latencyPoint, tunnelHealth, type LatencySample, type TunnelHealth } from "./metrics-peers.js";
+import type { NodeResources } from "./metrics-node.js";
 import { pipelineCounters, registerPipeline, setLatencySource } from "./registry.js";
 
 // The metrics pipeline (docs/telemetry.md#metrics): every `observe.interval` one collection
@@ -47,6 +48,8 @@ export class MetricsService {
   readonly latency = new Map<string, LatencySample>();
   privhelperErrors = 0;
   cycles = 0;
+  /** The last cycle's values per group, for the Prometheus exposition (GET /metrics). */
+  readonly latest: { node?: NodeResources; tunnels?: TunnelHealth[]; agent?: Record<string, unknown> } = {};
   readonly #deps: MetricsDeps;
   readonly #node: NodeResourcesCollector;
   readonly #loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -112,7 +115,8 @@ export class MetricsService {
       }
     };
     await step("node_resources", async () => {
-      points.push({ timestamp: ts, group: "node_resources", data: { ...(await this.#node.collect()) } });
+      this.latest.node = await this.#node.collect();
+      points.push({ timestamp: ts, group: "node_resources", data: { ...this.latest.node } });
     });
     await step("tunnel_health", async () => {
       const cfg = this.#deps.config();
@@ -121,10 +125,12 @@ export class MetricsService {
         throw err;
       });
       const latency = groups.has("peer_latency") ? this.latency : undefined;
-      for (const t of tunnelHealth(this.#deps.peers(), mesh, latency, now)) points.push({ timestamp: ts, group: "tunnel_health", peer_id: t.peer_id, data: { ...t } });
+      this.latest.tunnels = tunnelHealth(this.#deps.peers(), mesh, latency, now);
+      for (const t of this.latest.tunnels) points.push({ timestamp: ts, group: "tunnel_health", peer_id: t.peer_id, data: { ...t } });
     });
     await step("agent_stats", () => {
-      points.push({ timestamp: ts, group: "agent_stats", data: this.#agentStats(now) });
+      this.latest.agent = this.#agentStats(now);
+      points.push({ timestamp: ts, group: "agent_stats", data: this.latest.agent });
       return Promise.resolve();
     });
     for (const p of points) this.pipeline.push(p);

@@ -23,7 +23,7 @@ export interface KeyResult {
 /** Every key `plexd top` knows, for the `?` overlay (keep in step with the switch below). */
 export const keyHelp: readonly [string, string][] = [
   ["q, Ctrl-C", "quit"],
-  ["Tab", "next panel (peers, rules, events, NAT & health, executions)"],
+  ["Tab", "next panel (peers, rules, events, NAT & health, executions, telemetry)"],
   ["s", "cycle the peers sort column"],
   ["/", "filter peers (Enter keeps it, Esc clears it)"],
   ["Esc", "close this help, or clear the filter"],

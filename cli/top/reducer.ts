@@ -6,8 +6,8 @@ import type { Execution, GetStatusResponse, Peer, RenderedRule, WatchResponse } 
 // periodic ListPeers/ListPolicies polls and the keyboard all become actions, so every view
 // is a function of this state and can be tested without a terminal or an agent.
 
-export type Panel = "peers" | "rules" | "events" | "health" | "executions";
-export const panels: Panel[] = ["peers", "rules", "events", "health", "executions"];
+export type Panel = "peers" | "rules" | "events" | "health" | "executions" | "telemetry";
+export const panels: Panel[] = ["peers", "rules", "events", "health", "executions", "telemetry"];
 export const sortColumns = ["peer", "state", "endpoint", "handshake", "rx", "tx", "rtt"] as const;
 export type SortColumn = (typeof sortColumns)[number];
 
@@ -30,6 +30,8 @@ export interface PeerRow {
   rxRate: number | undefined;
   txRate: number | undefined;
   rttMs: number | undefined;
+  /** Loss of the latest latency probe, 0-100; undefined before one. */
+  lossPercent?: number | undefined;
   /** Why the agent keeps this peer out of the kernel; undefined when admitted. */
   quarantineReason: string | undefined;
 }
@@ -136,6 +138,7 @@ function peerRows(prev: TopState, peers: Peer[], at: number): PeerRow[] {
       rxRate: rateOf(p.rxBytes, old?.rxBytes, seconds),
       txRate: rateOf(p.txBytes, old?.txBytes, seconds),
       rttMs: p.rttMs > 0 ? p.rttMs : undefined,
+      lossPercent: p.lossPercent,
       quarantineReason: p.quarantineReason === "" ? undefined : p.quarantineReason,
     };
   });

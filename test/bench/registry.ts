@@ -12,6 +12,7 @@ import { rssAgent } from "./rss-agent.js";
 import { rssPrivhelper } from "./rss-privhelper.js";
 import { sandboxStart } from "./sandbox-start.js";
 import { actionRoundtrip } from "./action-roundtrip.js";
+import { logForward } from "./log-forward.js";
 
 // Benchmarks are programs, not timed tests (docs/testing.md). Each one measures its own floor in
 // the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
@@ -57,4 +58,5 @@ export const benchmarks: Record<string, Benchmark> = {
   "rss-agent": rssAgent,
   "action-roundtrip": actionRoundtrip,
   "sandbox-start": sandboxStart,
+  "log-forward": logForward,
 };

@@ -140,6 +140,14 @@ describe("plexd top in tmux against a live agent", () => {
     await t.waitFor((s) => s.includes("HEALTH") && s.includes("COUNTERS"), "the NAT & health panel");
     await t.keys("Tab");
     await t.waitFor((s) => s.includes("[Executions]") && s.includes("no executions yet"), "the executions panel");
+    // Telemetry: the metrics pipeline's delivery and the latency probe of b over the mesh.
+    await t.keys("Tab");
+    const tel = await t.waitFor(
+      (s) => s.includes("[Telemetry]") && /metrics\s+buffered\s+\d+\s+sent\s+[1-9]\d*\s+dropped\s+0\s+last flush ok/.test(s) && new RegExp(`${nodeId(b)}\\s+rtt [0-9.]+ ms\\s+loss 0%`).test(s),
+      "the telemetry panel with delivery counters and b's RTT",
+      45_000,
+    );
+    expect(tel).toContain("PEER LATENCY");
     await t.keys("Tab");
     await t.waitFor((s) => peerRow.test(s), "back to the peers");
 
