@@ -13,6 +13,7 @@ import { rssPrivhelper } from "./rss-privhelper.js";
 import { sandboxStart } from "./sandbox-start.js";
 import { actionRoundtrip } from "./action-roundtrip.js";
 import { logForward } from "./log-forward.js";
+import { metricsCollect } from "./metrics-collect.js";
 
 // Benchmarks are programs, not timed tests (docs/testing.md). Each one measures its own floor in
 // the same run (raw crypto.verify, raw `wg setconf`, raw `nft -f`) so the ratio is meaningful on
@@ -59,4 +60,5 @@ export const benchmarks: Record<string, Benchmark> = {
   "action-roundtrip": actionRoundtrip,
   "sandbox-start": sandboxStart,
   "log-forward": logForward,
+  "metrics-collect": metricsCollect,
 };
