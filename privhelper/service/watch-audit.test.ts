@@ -66,6 +66,15 @@ describe("WatchAudit", () => {
     for (const w of two) await expect(w).rejects.toMatchObject({ code: "cancelled" });
   });
 
+  it("in a PID namespace (no kernel thread visible) it cannot tell the network namespace, so it opens the socket", async () => {
+    const host = new FakeHost({ bins: ["cat"] });
+    host.procs.push({ pid: 2, argv: ["/usr/bin/app"], netns: "net:[5]" }); // PID 2 is a user process: no kthreadd
+    host.netns = (pid) => Promise.resolve(pid === "self" ? "net:[9]" : "net:[5]");
+    const { got, done } = collect(host, ["cat", recorded]);
+    await done;
+    expect(got).toHaveLength(5);
+  });
+
   it("says why the reader ended", async () => {
     const { done } = collect(new FakeHost({ bins: ["sh"] }), ["sh", "-c", "echo 'socat[1] E socket(16, 3, 9): Protocol not supported' >&2; exit 1"]);
     await expect(done).rejects.toMatchObject({ code: "unavailable", message: /exit 1.*Protocol not supported/ });
