@@ -5,6 +5,7 @@ import { access, constants } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { globSync, isDynamicPattern } from "tinyglobby";
 import { PlexdError } from "../../../proto/lib/errors.js";
+import { pause } from "../../../proto/lib/timers.js";
 import type { Config } from "../../config/schema.js";
 import type { PrivClient } from "../../privclient/client.js";
 import type { DataWriter } from "../../util/atomic.js";
@@ -228,11 +229,8 @@ export class LogForwarder {
         this.#d.log.warn({ err: PlexdError.from(err).message }, "log file poll failed");
         return false;
       });
-      await new Promise<void>((r) => {
-        if (busy) return void setImmediate(r);
-        const t = setTimeout(r, ms);
-        signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-      });
+      if (busy) await new Promise<void>((r) => setImmediate(r));
+      else await pause(ms, signal);
     }
   }
 
@@ -266,10 +264,7 @@ export class LogForwarder {
   async #every(ms: number, fn: () => Promise<void>): Promise<void> {
     const signal = this.#stop.signal;
     while (!signal.aborted) {
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, ms);
-        signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-      });
+      await pause(ms, signal);
       if (signal.aborted) return;
       await fn().catch((err: unknown) => this.#d.log.warn({ err: PlexdError.from(err).message }, "log forwarding step failed"));
     }
