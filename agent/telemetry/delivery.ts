@@ -66,8 +66,10 @@ export interface Pipeline<T> {
 
 export interface PipelineOptions<T> {
   name: PipelineName;
-  batchIntervalMs: number;
-  batchMaxSize: number;
+  /** Read at every use: a function follows a configuration reload. */
+  batchIntervalMs: number | (() => number);
+  batchMaxSize: number | (() => number);
+  /** Fixed for the pipeline's life (the ring is allocated once). */
   bufferSize: number;
   /** Body framing: metrics are a JSON array, logs and audit are NDJSON. */
   format: "json-array" | "ndjson";
@@ -95,7 +97,9 @@ const gzipAsync = promisify(gzip);
 const isPermanent = (s: number): boolean => s >= 400 && s < 500 && s !== 401 && s !== 408 && s !== 413 && s !== 429;
 
 export function createPipeline<T>(opts: PipelineOptions<T>): Pipeline<T> {
-  if (!(opts.bufferSize >= 1 && opts.batchMaxSize >= 1)) throw new Error(`${opts.name}: buffer_size and batch_max_size must be at least 1`);
+  const batchMax = (): number => Math.max(1, typeof opts.batchMaxSize === "function" ? opts.batchMaxSize() : opts.batchMaxSize);
+  const intervalMs = (): number => (typeof opts.batchIntervalMs === "function" ? opts.batchIntervalMs() : opts.batchIntervalMs);
+  if (!(opts.bufferSize >= 1 && batchMax() >= 1)) throw new Error(`${opts.name}: buffer_size and batch_max_size must be at least 1`);
   const now = opts.now ?? Date.now;
   const compress = opts.compress ?? ((b: Buffer) => gzipAsync(b));
   const maxBody = opts.maxBodyBytes ?? defaultMaxBody;
@@ -160,7 +164,7 @@ export function createPipeline<T>(opts: PipelineOptions<T>): Pipeline<T> {
       dropHead();
     }
     texts[seq % cap] = opts.encode(item);
-    if (running === null && unsent() >= opts.batchMaxSize && !held()) kick();
+    if (running === null && unsent() >= batchMax() && !held()) kick();
     return seq;
   }
 
@@ -173,7 +177,7 @@ export function createPipeline<T>(opts: PipelineOptions<T>): Pipeline<T> {
   /** The next batch: oldest entries, at most batchMaxSize (or the split limit), under the body cap. */
   function takeBatch(): { first: number; last: number; body: Buffer } | null {
     if (unsent() === 0) return null;
-    const limit = opts.batchMaxSize;
+    const limit = batchMax();
     let until = nextSeq - 1;
     const half = pendingSplit();
     if (half !== undefined) until = half.last;
@@ -293,7 +297,7 @@ export function createPipeline<T>(opts: PipelineOptions<T>): Pipeline<T> {
       if (!(await sendOne()) || closed) return;
       const pending = unsent();
       if (pending === 0) return;
-      if (!all && pendingSplit() === undefined && pending < opts.batchMaxSize) return;
+      if (!all && pendingSplit() === undefined && pending < batchMax()) return;
     }
   }
 
@@ -330,7 +334,7 @@ export function createPipeline<T>(opts: PipelineOptions<T>): Pipeline<T> {
       holdUntilTick = false;
       if (unsent() > 0 && running === null) start(true).catch((err: unknown) => opts.log?.error({ err: String(err), pipeline: opts.name }, "telemetry sender failed"));
       tick();
-    }, opts.batchIntervalMs);
+    }, intervalMs());
     timer.unref();
   }
   tick();

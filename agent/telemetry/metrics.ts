@@ -63,8 +63,8 @@ export class MetricsService {
     this.#node = new NodeResourcesCollector(cfg.data_dir);
     this.pipeline = createPipeline<MetricPoint>({
       name: "metrics",
-      batchIntervalMs: o.batch_interval.ms,
-      batchMaxSize: o.batch_max_size,
+      batchIntervalMs: () => deps.config().observe.batch_interval.ms,
+      batchMaxSize: () => deps.config().observe.batch_max_size,
       bufferSize: o.buffer_size,
       format: pipelineFormat.metrics,
       encode: (p) => JSON.stringify(p),

@@ -132,11 +132,12 @@ export const metricsCollect: Benchmark = {
         return { agent: median(runs.map((r) => r.agent)), helper: median(runs.map((r) => r.helper)), points: median(runs.map((r) => r.points)) };
       };
       const withPeers = await measure("1,000 peers");
+      const bodyKiB = sentBytes / (cycles + 1) / 1024;
       if (withPeers.points !== peerCount + 2) throw new Error(`a cycle sent ${withPeers.points} points, expected ${peerCount + 2}`);
       config = noPeers;
       const floor = await measure("no per-peer group");
       const perPeerUs = ((withPeers.agent - floor.agent) / peerCount) * 1000;
-      ctx.progress(`gzip body per 1,000-peer cycle: ${Math.round(sentBytes / (2 * (cycles + 1)) / 1024)} KiB on average over both runs`);
+      ctx.progress(`gzip body of a 1,000-peer cycle: ${bodyKiB.toFixed(1)} KiB`);
 
       // Latency: one round over 64 peers (two PingPeers calls of 32). The peers do not answer
       // (no tunnel partner), so each call waits for the 1 s reply timeout.
