@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cutBytes, cutText, journalText, severityOf } from "./entry.js";
+import { cutBytes, cutText, encodeEntry, journalText, severityOf, type LogEntry } from "./entry.js";
 import { filePatterns, journalFilter } from "./filters.js";
 import { entryOf, journalArgs } from "./journald.js";
 
@@ -12,6 +12,13 @@ describe("log entry rules", () => {
     const bytes = cutBytes(Buffer.alloc(1000, 0xff), 256);
     expect(Buffer.byteLength(bytes)).toBeLessThanOrEqual(256);
     expect(bytes.endsWith("[truncated]")).toBe(true);
+  });
+
+  it("encodes an entry exactly as JSON.stringify does", () => {
+    const e: LogEntry = { timestamp: "2026-01-01T00:00:00.000Z", source: "file", unit: "", path: '/var/log/"q".log', message: 'a "quoted"\n\u0000 line ✓', severity: "info", hostname: "h\\x" };
+    expect(encodeEntry(e)).toBe(JSON.stringify(e));
+    const j: LogEntry = { timestamp: "2026-01-01T00:00:00.000Z", source: "journald", unit: "x.service", message: "m", severity: "err", hostname: "h" };
+    expect(encodeEntry(j)).toBe(JSON.stringify(j));
   });
 
   it("maps PRIORITY 0-7 to severities and anything else to info", () => {

@@ -60,3 +60,12 @@ export function journalText(v: unknown): string {
   if (Array.isArray(v) && v.length > 0) return journalText(v[0]);
   return "";
 }
+
+/**
+ * The entry's NDJSON line, as JSON.stringify would write it, with the constant members
+ * written directly: at 100,000 lines/s the generic walk over the object is a real cost.
+ */
+export function encodeEntry(e: LogEntry): string {
+  const path = e.path === undefined ? "" : `"path":${JSON.stringify(e.path)},`;
+  return `{"timestamp":"${e.timestamp}","source":"${e.source}","unit":${JSON.stringify(e.unit)},${path}"message":${JSON.stringify(e.message)},"severity":"${e.severity}","hostname":${JSON.stringify(e.hostname)}}`;
+}

@@ -5,6 +5,7 @@ import { access, constants } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { globSync, isDynamicPattern } from "tinyglobby";
 import { PlexdError } from "../../../proto/lib/errors.js";
+import { pause } from "../../../proto/lib/timers.js";
 import type { Config } from "../../config/schema.js";
 import type { PrivClient } from "../../privclient/client.js";
 import type { DataWriter } from "../../util/atomic.js";
@@ -96,7 +97,7 @@ export class LogForwarder {
     if (cfg.sources.includes("journald")) this.#startJournal();
     await this.#discover();
     this.#loops.push(this.#every(this.#d.discoverMs ?? 10_000, () => this.#discover()));
-    this.#loops.push(this.#every(this.#d.pollMs ?? 250, () => this.#pollAll()));
+    this.#loops.push(this.#pollLoop(this.#d.pollMs ?? 250));
   }
 
   /** Stops journalctl and the file reads; nothing more is pushed. */
@@ -220,12 +221,28 @@ export class LogForwarder {
     this.#push({ timestamp: this.#now, source: "file", unit: "", path, message, severity: "info", hostname: this.#host }, `file:${path}`, pos);
   }
 
-  async #pollAll(): Promise<void> {
+  /** Polls again at once while lines flow (a burst is read at full speed), else every `ms`. */
+  async #pollLoop(ms: number): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      const busy = await this.#pollAll().catch((err: unknown) => {
+        this.#d.log.warn({ err: PlexdError.from(err).message }, "log file poll failed");
+        return false;
+      });
+      if (busy) await new Promise<void>((r) => setImmediate(r));
+      else await pause(ms, signal);
+    }
+  }
+
+  /** True when any file had new data. */
+  async #pollAll(): Promise<boolean> {
+    let busy = false;
     for (const [path, t] of this.#tails) {
-      if (this.#stop.signal.aborted) return;
+      if (this.#stop.signal.aborted) return busy;
       this.#now = new Date().toISOString();
       try {
         await t.tail.poll();
+        if (t.tail.lastRead > 0) busy = true;
         t.denied = undefined;
         t.tail.error = "";
       } catch (err) {
@@ -241,15 +258,13 @@ export class LogForwarder {
         t.reported = e.message;
       }
     }
+    return busy;
   }
 
   async #every(ms: number, fn: () => Promise<void>): Promise<void> {
     const signal = this.#stop.signal;
     while (!signal.aborted) {
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, ms);
-        signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-      });
+      await pause(ms, signal);
       if (signal.aborted) return;
       await fn().catch((err: unknown) => this.#d.log.warn({ err: PlexdError.from(err).message }, "log forwarding step failed"));
     }
