@@ -28,7 +28,8 @@ const machineId = (): string => readFileSync("/etc/machine-id", "utf8").trim();
 /** A real systemd-journald for this run, unless one already serves /run/systemd/journal. */
 async function ensureJournald(): Promise<string> {
   if (existsSync("/run/systemd/journal/socket")) return "the machine's own journald";
-  const created = ["/run/systemd/journal", "/run/log/journal"].filter((d) => !existsSync(d));
+  // Removed afterwards, the outermost one the test made first (it takes its children along).
+  const created = ["/run/log", "/run/log/journal", "/run/systemd/journal"].filter((d) => !existsSync(d));
   // What systemd-tmpfiles does at boot: journal files readable by group systemd-journal.
   const dir = join("/run/log/journal", machineId());
   mkdirSync(dir, { recursive: true });

@@ -43,17 +43,8 @@ export class FileTail {
     return this.#readAt - this.#partialBytes;
   }
 
-  /** Bytes read by the last poll (the forwarder polls again at once while data flows). */
-  lastRead = 0;
-
   /** Reads everything new; call again at the next tick. Throws only what the access layer throws on open. */
   async poll(): Promise<void> {
-    const before = this.#readAt;
-    await this.#poll();
-    this.lastRead = Math.max(0, this.#readAt - before);
-  }
-
-  async #poll(): Promise<void> {
     if (this.#file === undefined && !(await this.#open())) return;
     await this.#drain();
     const now = await this.access.stat(this.path);
@@ -69,7 +60,7 @@ export class FileTail {
     this.#startAtEnd = false;
     this.#resume = undefined;
     if (now === undefined) this.state = "missing";
-    else await this.#poll();
+    else await this.poll();
   }
 
   async close(): Promise<void> {
