@@ -4,6 +4,7 @@ import type {
   DeregisterResponseSchema,
   GetAuditStatusResponseSchema,
   GetLogStatusResponseSchema,
+  GetBridgeStatusResponseSchema,
   ListActionsResponseSchema,
   ListExecutionsResponseSchema,
   ListHooksResponseSchema,
@@ -125,6 +126,7 @@ export interface NodeApiBackend {
   verifyHooks?(): Promise<MessageInitShape<typeof VerifyHooksResponseSchema>>;
   reloadHooks?(): Promise<MessageInitShape<typeof ReloadHooksResponseSchema>>;
   logStatus?(): Promise<MessageInitShape<typeof GetLogStatusResponseSchema>>;
+  bridgeStatus?(): Promise<MessageInitShape<typeof GetBridgeStatusResponseSchema>>;
   auditStatus?(): Promise<MessageInitShape<typeof GetAuditStatusResponseSchema>>;
   reloadConfig?(): Promise<MessageInitShape<typeof ReloadConfigResponseSchema>>;
   deregister?(opts: { purge: boolean; force: boolean }): Promise<MessageInitShape<typeof DeregisterResponseSchema>>;

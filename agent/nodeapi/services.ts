@@ -312,6 +312,7 @@ export function buildOps(deps: ServiceDeps): Op[] {
     unary(AgentService.method.verifyHooks, "reader", () => optional(b.verifyHooks?.bind(b), "VerifyHooks")()),
     unary(AgentService.method.reloadHooks, "admin", () => optional(b.reloadHooks?.bind(b), "ReloadHooks")()),
     unary(AgentService.method.getLogStatus, "reader", () => optional(b.logStatus?.bind(b), "GetLogStatus")()),
+    unary(AgentService.method.getBridgeStatus, "reader", () => optional(b.bridgeStatus?.bind(b), "GetBridgeStatus")()),
     unary(AgentService.method.getAuditStatus, "reader", () => optional(b.auditStatus?.bind(b), "GetAuditStatus")()),
     unary(AgentService.method.reloadConfig, "admin", () => optional(b.reloadConfig?.bind(b), "ReloadConfig")()),
     unary(AgentService.method.deregister, "admin", (req) =>

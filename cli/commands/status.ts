@@ -1,6 +1,7 @@
 import { GetStatusResponseSchema, type GetStatusResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { NodeClient } from "../client.js";
 import { age, messageJson } from "../format.js";
+import { bridgeSection } from "./bridge.js";
 
 export function statusText(s: GetStatusResponse, now: number): string {
   const sse = s.sse;
@@ -34,6 +35,7 @@ export function statusText(s: GetStatusResponse, now: number): string {
  */
 export async function status(client: NodeClient, json: boolean): Promise<boolean> {
   const res = await client.agent.getStatus({ includePeers: json });
-  console.log(json ? messageJson(GetStatusResponseSchema, res) : statusText(res, Date.now()));
+  const bridge = !json && res.mode === "bridge" ? await bridgeSection(client) : "";
+  console.log(json ? messageJson(GetStatusResponseSchema, res) : statusText(res, Date.now()) + (bridge ? `\n${bridge}` : ""));
   return res.healthStatus === "healthy";
 }

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { isKey32 } from "../../proto/lib/keys.js";
 import { ApiError, badRequest } from "./apierror.js";
+import { bridgeRoutes } from "./bridge-routes.js";
 import { EventLog, type LoggedEvent } from "./eventlog.js";
 import { KeyRing, type SigningKeysView } from "./keyring.js";
 import { MeshIpPool } from "./meship.js";
@@ -386,8 +387,13 @@ export class MockState {
 
   putCapabilities(node: NodeRecord, raw: unknown): void {
     parseBody(capabilitiesBody, raw);
+    const routesBefore = bridgeRoutes(node.capabilities).join(",");
     node.capabilities = raw;
     node.capabilitiesUpdatedAt = this.now();
+    // A bridge's announced access subnets changed: the other nodes get its peer entry again.
+    if (bridgeRoutes(raw).join(",") !== routesBefore) {
+      for (const other of this.activeNodes()) if (other.id !== node.id) this.publish(other.id, "peer_added", { ...this.peerView(other.id, node) });
+    }
   }
 
   postDrift(node: NodeRecord, raw: unknown): void {
@@ -445,7 +451,7 @@ export class MockState {
       public_key: peer.publicKey,
       mesh_ip: peer.meshIp,
       endpoint: peer.endpoint?.public_endpoint ?? "",
-      allowed_ips: [`${peer.meshIp}/32`],
+      allowed_ips: [`${peer.meshIp}/32`, ...bridgeRoutes(peer.capabilities)],
       psk: this.psk(viewerId, peer.id),
       hostname: peer.hostname,
     };
