@@ -169,11 +169,16 @@ describe("bridge ingress", () => {
     for (const rule of ["outside", "nocert", "clash"]) await cp.client.removeIngressRule(id, rule);
   });
 
-  it("revoking a rule closes its listener and removes its redirect; the heartbeat counts the rules", async () => {
+  it("revoking a rule closes its listener and removes its redirect; heartbeat and capabilities report ingress", async () => {
     const id = nodeId(bridge);
     await until("the heartbeat reports the running rules", async () => {
       const hb = (await cp.client.heartbeats(id)).pop()?.body as { ingress?: { enabled: boolean; rule_count: number }; bridge?: { ingress_enabled?: boolean; active_ingress_rules?: number } } | undefined;
       return hb?.ingress?.enabled === true && hb.ingress.rule_count === 4 && hb.bridge?.ingress_enabled === true && hb.bridge.active_ingress_rules === 4;
+    }, 30_000);
+    // The capabilities announce ingress on the bridge, with its rule limit.
+    await until("capabilities announce ingress", async () => {
+      const caps = (await cp.client.getNode(id)).capabilities as { bridge?: Record<string, string> } | null;
+      return caps?.bridge?.ingress === "true" && caps.bridge.max_ingress_rules === "20";
     }, 30_000);
     await cp.client.removeIngressRule(id, "web");
     await bridge.agent!.waitForLine(/"rule_id":"web".*"msg":"ingress rule removed"/, 30_000);
