@@ -61,7 +61,7 @@ export const bridgeSchema = section({
     listen_port: int().prefault(51823).meta({ description: "First UDP port of site-to-site tunnels (one port per tunnel).", allowed: "1–65535; the range must not overlap other ports" }),
     max_tunnels: int().prefault(10).meta({ description: "Most site-to-site tunnels.", allowed: "≥ 1; `listen_port + max_tunnels - 1` ≤ 65535" }),
   }).prefault({}).meta({ description: "Defaults of site-to-site tunnels." }),
-}).prefault({}).meta({ description: "Bridge functions; read only with `mode: bridge`. This version of the agent validates the section and applies the bridge's firewall rules, but does not run the relay, user access, ingress or site-to-site tunnels yet." });
+}).prefault({}).meta({ description: "Bridge functions; read only with `mode: bridge`. docs/bridge.md says which services this version runs; the others are validated and not started." });
 
 export type AccessProvider = z.output<typeof accessProvider>;
 export type SiteToSiteEntry = z.output<typeof siteToSite>;

@@ -9,7 +9,7 @@ import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
 import type { PlexdNode } from "./lib/node.js";
 
-// Public ingress through a bridge (docs/bridge-ingress.md), on real namespaces:
+// Public ingress through a bridge (docs/bridge.md#ingress), on real namespaces:
 //
 //   hub 192.0.2.1: mockcp (issues the ingress certificates from its CA)
 //   bridge (mode: bridge, ingress on 0.0.0.0:443) ── mesh ── svc (services on its mesh IP)

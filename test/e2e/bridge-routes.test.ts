@@ -6,7 +6,7 @@ import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { PlexdError } from "../../proto/lib/errors.js";
 import { addAddress, addNamespace, addRoute, addVethPair, createTopology, ensureSystemUsers, nftList, nsExec, ping, registerCleanup, setSysctl, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
-import { joinNode } from "./lib/mesh.js";
+import { joinNode, nodeId } from "./lib/mesh.js";
 import type { PlexdNode } from "./lib/node.js";
 
 // Access routing on real kernel networking: a bridge with a LAN behind its interface `lan0`
@@ -72,6 +72,13 @@ describe("bridge access routing", () => {
     expect([await sysctl(brNs, "net.ipv4.conf.lan0.forwarding"), await sysctl(brNs, `net.ipv4.conf.${br.iface}.forwarding`), await sysctl(brNs, "net.ipv4.conf.all.forwarding")]).toEqual(["1", "1", "0"]);
     expect(await masquerades(brNs)).toHaveLength(1);
     expect((await masquerades(brNs))[0]).toContain('"lan0"');
+    // The control plane hears of it: capabilities name the subnets, the heartbeat the routes.
+    await expect.poll(async () => (await cp.client.capabilities(nodeId(br))).capabilities, { timeout: 30_000, interval: 1000 }).toMatchObject({ bridge: { enabled: "true", access_interface: "lan0", access_subnet_0: "192.168.77.0/24", access_subnet_1: "192.168.78.0/24" } });
+    await expect.poll(async () => (await cp.client.heartbeats(nodeId(br))).at(-1)?.body, { timeout: 20_000, interval: 1000 }).toMatchObject({ bridge: { enabled: true, access_interface: "lan0", active_routes: 2 } });
+    // plexd status and the node API show the service.
+    const st = await br.plexd(["status"]);
+    expect(st.output).toMatch(/access_routing\s+running\s+192\.168\.77\.0\/24, 192\.168\.78\.0\/24 via lan0, masquerade {2}\(routes 2\)/);
+    expect(st.output).toMatch(/routes\s+ok\s+2 routes, forwarding on lan0, plexd/);
   });
 
   it("enable_nat: false drops the masquerade rule; the LAN then needs its own route back", async () => {
