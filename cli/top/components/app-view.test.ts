@@ -166,7 +166,7 @@ describe("plexd top views", () => {
       forwarding: ["eth1", "plexd0"],
     });
     let s = base([{ type: "bridge", bridge }]);
-    for (let i = 0; i < 5; i++) s = reducer(s, { type: "switchPanel" });
+    for (let i = 0; i < 6; i++) s = reducer(s, { type: "switchPanel" });
     const f = frame(s);
     expect(f).toContain("[Bridge]");
     expect(f).toMatch(/access_routing\s+running\s+192\.168\.50\.0\/24 via eth1, masquerade {2}routes=1/);
