@@ -67,7 +67,9 @@ export const logForward: Benchmark = {
         config: { logs: { sources: [file], batch_interval: "1s", buffer_size: 50_000 }, observe: { enabled: false }, audit: { enabled: false } },
       });
       await n.startPrivhelper();
-      const agent = n.startAgent();
+      // PLEXD_BENCH_CPU_PROF=DIR: the agent writes a V8 CPU profile there (where the time goes).
+      const profDir = process.env.PLEXD_BENCH_CPU_PROF;
+      const agent = n.startAgent([], profDir ? { nodeFlags: ["--cpu-prof", `--cpu-prof-dir=${profDir}`] } : {});
       await waitFor("registration", () => identityOf(n).node_id, 60_000, ctx.signal, 200);
       const api = createNodeClient(n.apiSocket);
       const logsPipeline = async () => (await api.agent.getStatus({})).pipelines.find((p) => p.name === "logs");

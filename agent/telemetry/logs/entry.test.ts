@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cutBytes, cutText, encodeEntry, journalText, severityOf, type LogEntry } from "./entry.js";
+import { cutBytes, cutText, encodeEntry, journalText, jsonString, severityOf, type LogEntry } from "./entry.js";
 import { filePatterns, journalFilter } from "./filters.js";
 import { entryOf, journalArgs } from "./journald.js";
 
@@ -60,5 +60,9 @@ describe("log entry rules", () => {
     expect(entryOf("not json", { hostname: "h", filter: journalFilter([]), maxLine: 256 })).toEqual({});
     const dropped = entryOf(JSON.stringify({ __CURSOR: "c2", PRIORITY: "7", MESSAGE: "dbg" }), { hostname: "h", filter: journalFilter([]), maxLine: 256 });
     expect(dropped).toEqual({ cursor: "c2" });
+  });
+
+  it("jsonString quotes exactly as JSON.stringify does, plain or not", () => {
+    for (const t of ["", "plain text 123", 'q"uote', "back\\slash", "tab\tnl\n\u0001\u001f\u007f", "é ü ß", "emoji 😀", "lone \ud800 high", "lone \udfff low", "\u2028\u2029"]) expect(jsonString(t)).toBe(JSON.stringify(t));
   });
 });
