@@ -107,7 +107,16 @@ function bindStream(method: DescMethod, handler: StreamHandler<GenServiceMethods
     const send = (msg: unknown): Promise<void> => {
       if (ac.signal.aborted) return Promise.reject(ac.signal.reason as Error);
       const ok = call.write(create(method.output as DescMessage, msg as never));
-      return ok ? Promise.resolve() : new Promise((resolve) => call.once("drain", resolve));
+      if (ok) return Promise.resolve();
+      // A caller that stops reading and then cancels never drains: the abort must end the wait.
+      return new Promise((resolve, reject) => {
+        const onAbort = () => reject(ac.signal.reason as Error);
+        ac.signal.addEventListener("abort", onAbort, { once: true });
+        call.once("drain", () => {
+          ac.signal.removeEventListener("abort", onAbort);
+          resolve();
+        });
+      });
     };
     const run = async (): Promise<void> => {
       let req: unknown;

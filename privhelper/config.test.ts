@@ -21,8 +21,18 @@ describe("privConfigFrom", () => {
       dataDir: "/var/lib/plexd",
       upgradeRoot: "/",
       tailFiles: [],
+      ingressRedirects: false,
     });
     expect(Object.isFrozen(c) && Object.isFrozen(c.allowedInterfaces)).toBe(true);
+  });
+
+  it("allows ingress redirects only when the file itself runs a bridge with ingress", () => {
+    expect(privConfigFrom({ mode: "bridge", bridge: { ingress: { enabled: true } } }).ingressRedirects).toBe(true);
+    expect(privConfigFrom({ mode: "bridge", bridge: { ingress: { enabled: false } } }).ingressRedirects).toBe(false);
+    expect(privConfigFrom({ mode: "bridge" }).ingressRedirects).toBe(false);
+    expect(privConfigFrom({ mode: "node", bridge: { ingress: { enabled: true } } }).ingressRedirects).toBe(false);
+    // Only a real boolean counts.
+    expect(privConfigFrom({ mode: "bridge", bridge: { ingress: { enabled: "true" } } }).ingressRedirects).toBe(false);
   });
 
   it("reads only its own keys and ignores the agent's", () => {

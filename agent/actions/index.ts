@@ -9,7 +9,8 @@ import type { BuiltinHost } from "./builtins.js";
 import { ActionManager } from "./manager.js";
 import { ResultOutbox, sendAck } from "./outbox.js";
 import { PathTestResponder, runPathTest } from "./path-test.js";
-import { installRelease } from "./upgrade.js";
+import { ownChecksum } from "../integrity/binary.js";
+import { artifactChanged, installRelease } from "./upgrade.js";
 import { openSessions, type Sessions } from "./sessions.js";
 
 // The actions feature of a running agent, assembled: executed-id memory, result outbox and the
@@ -67,7 +68,12 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     async serviceControl(action, checkOnly) {
       await ctx.priv.serviceControl({ action, checkOnly }, { timeoutMs: 30_000 });
     },
-    upgrade: (version, checksum, signal) => installRelease({ cp: ctx.cp, priv: ctx.priv, dataDir: ctx.config.data_dir, connectTimeoutMs: ctx.config.control_plane.connect_timeout.ms, identity }, version, checksum, signal),
+    async upgrade(version, checksum, signal) {
+      const r = await installRelease({ cp: ctx.cp, priv: ctx.priv, dataDir: ctx.config.data_dir, connectTimeoutMs: ctx.config.control_plane.connect_timeout.ms, identity }, version, checksum, signal);
+      const changed = await artifactChanged({ current: () => ctx.binaryChecksum, hash: ownChecksum, set: (c) => (ctx.binaryChecksum = c), announce: () => runtime()?.capabilitiesChanged() });
+      if (changed) log.info({ checksum: ctx.binaryChecksum }, "the agent's artifact changed with the upgrade; capabilities announced again");
+      return r;
+    },
     maxOutputBytes: () => ctx.config.actions.max_output_bytes,
     journal: (args, signal) =>
       new Promise((resolve) => {
@@ -126,6 +132,7 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     const c = ctx.config.actions.path_test;
     return { maxPacketsPerSecond: c.max_packets_per_second, maxBytesPerSecond: c.max_bytes_per_second, maxDurationMs: c.max_duration.ms };
   }, log);
+  const sessions = await openSessions({ runtime, now: () => ctx.clock.now(), log, dataDir: ctx.config.data_dir, writer: ctx.fence });
   const stopResponder = new AbortController();
   let directReports: number[] = [];
   /** The mesh IP is on the interface once the first apply is done: until then, bind again every 2 s. */
@@ -147,7 +154,7 @@ export async function openActions(ctx: AgentContext, runtime: () => AgentRuntime
     manager,
     outbox,
     hooks,
-    sessions: openSessions({ runtime, now: () => ctx.clock.now(), log }),
+    sessions,
     reportDirectAccess(action, uid) {
       // At most 10 reports a minute: a local user cannot flood the control plane with them.
       const now = ctx.clock.now();

@@ -82,6 +82,16 @@ describe("RevocationSet", () => {
     expect(set.refusal("s9", now + 1, now + 4000)).toBeUndefined();
   });
 
+  it("survives a restart through its JSON; an unreadable file refuses every token issued before now", () => {
+    const set = new RevocationSet();
+    set.add("a", now, now);
+    const back = RevocationSet.from(JSON.parse(JSON.stringify(set.toJSON())), now);
+    expect(back.refusal("a", now - 1, now + 1000)).toMatch(/revoked/);
+    const lost = RevocationSet.from(undefined, now);
+    expect(lost.refusal("x", now - 1, now)).toMatch(/issued before/);
+    expect(lost.refusal("x", now + 1, now)).toBeUndefined();
+  });
+
   it("holds 10,000 by default", () => {
     const set = new RevocationSet();
     for (let i = 0; i < 10_001; i++) set.add(`s${i}`, now + i, now);

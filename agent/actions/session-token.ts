@@ -31,6 +31,7 @@ export type Verdict = { ok: true; claims: SessionClaims } | { ok: false; reason:
  * on, so a flood of revocations can only refuse more, never let a revoked token through.
  */
 export class RevocationSet {
+  // Kept on disk too: a restart must not bring a revoked token back.
   readonly #entries = new Map<string, { revokedAt: number; until: number }>();
   /** exp of the tokens seen per session, for how long an entry must stay. */
   readonly #seenExp = new Map<string, number>();
@@ -66,6 +67,26 @@ export class RevocationSet {
     this.#seenExp.delete(sessionId);
     this.#seenExp.set(sessionId, expMs);
     if (this.#seenExp.size > this.#max) this.#seenExp.delete(this.#seenExp.keys().next().value as string);
+  }
+
+  /** What survives a restart (data_dir/sessions/revoked.json). */
+  toJSON(): { issued_floor: number; entries: [string, number, number][] } {
+    return { issued_floor: this.#issuedFloor, entries: [...this.#entries].map(([id, e]) => [id, e.revokedAt, e.until]) };
+  }
+
+  /** Restores a saved set; `undefined` (an unreadable file) refuses every token issued before `now`. */
+  static from(json: unknown, now: number, max = maxRevocations): RevocationSet {
+    const set = new RevocationSet(max);
+    const j = json as { issued_floor?: unknown; entries?: unknown } | undefined;
+    if (typeof j?.issued_floor !== "number" || !Array.isArray(j.entries)) {
+      set.#issuedFloor = now;
+      return set;
+    }
+    set.#issuedFloor = j.issued_floor;
+    for (const e of j.entries as unknown[]) {
+      if (Array.isArray(e) && typeof e[0] === "string" && typeof e[1] === "number" && typeof e[2] === "number") set.#entries.set(e[0], { revokedAt: e[1], until: e[2] });
+    }
+    return set;
   }
 
   get size(): number {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { releaseArch, releaseName } from "../../proto/lib/install/name.js";
 import { createCpClient } from "../controlplane/http.js";
 import type { PrivClient } from "../privclient/client.js";
-import { installRelease } from "./upgrade.js";
+import { artifactChanged, installRelease } from "./upgrade.js";
 
 // The download half of service.upgrade against a real HTTP server: the bytes reach privhelper
 // only with the checksum the request named, and no download is ever left in data_dir.
@@ -74,5 +74,18 @@ describe("service.upgrade download", () => {
     await expect(installRelease(d, "9.9.9", sum, AbortSignal.timeout(5000))).rejects.toThrow(`GET /v1/artifacts/plexd/9.9.9/linux/${arch}: the control plane has no such artifact (404)`);
     expect(installs).toEqual([]);
     expect(existsSync(join(dataDir, "upgrade")) ? readdirSync(join(dataDir, "upgrade")) : []).toEqual([]);
+  });
+});
+
+describe("after an install", () => {
+  it("takes over and announces a changed artifact checksum, and stays quiet when it did not change", async () => {
+    let checksum = "sha256:old";
+    let announced = 0;
+    const d = (hash: string) => ({ current: () => checksum, hash: async () => hash, set: (c: string) => (checksum = c), announce: () => void announced++ });
+    expect(await artifactChanged(d("sha256:old"))).toBe(false);
+    expect(announced).toBe(0);
+    expect(await artifactChanged(d("sha256:new"))).toBe(true);
+    expect([checksum, announced]).toEqual(["sha256:new", 1]);
+    expect(await artifactChanged({ ...d("x"), hash: () => Promise.reject(new Error("gone")) })).toBe(false);
   });
 });

@@ -37,6 +37,19 @@ export async function installRelease(d: UpgradeDeps, version: string, checksum: 
   }
 }
 
+/**
+ * After an install: the file this agent was started from may be the one just replaced. Its
+ * checksum is what registration, heartbeats and capability updates carry, so a change is
+ * taken over and announced at once rather than at the next restart.
+ */
+export async function artifactChanged(d: { current: () => string; hash: () => Promise<string>; set: (checksum: string) => void; announce: () => void }): Promise<boolean> {
+  const now = await d.hash().catch(() => undefined);
+  if (now === undefined || now === d.current()) return false;
+  d.set(now);
+  d.announce();
+  return true;
+}
+
 /** The checksum as privhelper takes it: `sha256:` and lower-case hex (a bare hex digest is accepted). */
 const normalChecksum = (c: string): string => (c.startsWith("sha256:") ? c : `sha256:${c}`).toLowerCase();
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { foldBridgeBlocks, foldBridgeEvent } from "./desired.js";
+import { bridgeForDisk, foldBridgeBlocks, foldBridgeEvent } from "./desired.js";
 import type { BridgeDesired } from "./service.js";
 
 describe("bridge desired state", () => {
@@ -30,5 +30,14 @@ describe("bridge desired state", () => {
     expect(foldBridgeBlocks(d, { bridge_config: { access_subnets: ["192.168.50.0/24"], enable_nat: true } })).toBe(true);
     expect(foldBridgeBlocks(d, { bridge_config: { access_subnets: ["192.168.50.0/24"], enable_nat: true } })).toBe(false);
     expect(d).toEqual({ relay_config: { sessions: [{ session_id: "s" }] }, bridge_config: { access_subnets: ["192.168.50.0/24"], enable_nat: true } });
+  });
+
+  it("the cache never holds an ingress TLS key; memory keeps it", () => {
+    const rule = { rule_id: "r1", mode: "terminate", cert_pem: "CERT", key_pem: "-----BEGIN PRIVATE KEY-----" };
+    const d: BridgeDesired = { ingress_config: { rules: [rule] }, bridge_config: { access_subnets: [] } };
+    const disk = JSON.stringify(bridgeForDisk(d));
+    expect(disk).not.toContain("PRIVATE KEY");
+    expect(JSON.parse(disk)).toEqual({ ingress_config: { rules: [{ rule_id: "r1", mode: "terminate", cert_pem: "CERT" }] }, bridge_config: { access_subnets: [] } });
+    expect((d.ingress_config!.rules as (typeof rule)[])[0]!.key_pem).toContain("PRIVATE KEY");
   });
 });

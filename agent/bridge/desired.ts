@@ -51,3 +51,15 @@ export function foldBridgeBlocks(desired: BridgeDesired, doc: Partial<Record<Bri
   }
   return changed;
 }
+
+/**
+ * The blocks as the desired-state cache stores them: ingress TLS private keys stay in memory
+ * only (no secret in plaintext on disk). After a restart a terminate rule from the cache lacks
+ * its key until the first state pull brings the block again.
+ */
+export function bridgeForDisk(desired: BridgeDesired): BridgeDesired {
+  const ingress = desired.ingress_config;
+  if (!isRec(ingress) || !Array.isArray(ingress.rules)) return desired;
+  const rules = (ingress.rules as unknown[]).map((r) => (isRec(r) && "key_pem" in r ? { ...r, key_pem: undefined } : r));
+  return { ...desired, ingress_config: { ...ingress, rules } };
+}

@@ -90,7 +90,7 @@ describe("ingress rules", () => {
     expect(reply).toBe("echo:hello");
     expect(cert.fingerprint256).toBe(new X509Certificate(certA.cert).fingerprint256);
     await expect.poll(() => svc.ruleCounters().web).toMatchObject({ connections_total: 1, connections_open: 0, bytes_in: 5, bytes_out: 10 });
-    expect(svc.status()).toMatchObject({ running: true, heartbeat: { enabled: true, rule_count: 1 }, capabilities: { ingress: "true", max_ingress_rules: "20" } });
+    expect(svc.status()).toMatchObject({ running: true, heartbeat: { enabled: true, rule_count: 1 }, bridgeHeartbeat: { ingress_enabled: true, active_ingress_rules: 1 }, capabilities: { ingress: "true", max_ingress_rules: "20" } });
   });
 
   it("routes a shared port by SNI: terminate for one name, passthrough for the other", async () => {
@@ -222,7 +222,7 @@ describe("ingress rules", () => {
     expect((await tlsRequest(rule!.redirectPort!, "a.example.test")).reply).toBe("echo:hello");
     await svc.stop();
     expect(svc.kernel().prerouting).toEqual([]);
-    expect(svc.status()).toMatchObject({ running: false, detail: "not running" });
+    expect(svc.status()).toMatchObject({ running: false, detail: "not running", capabilities: {}, bridgeHeartbeat: { ingress_enabled: false, active_ingress_rules: 0 } });
   });
 });
 

@@ -173,7 +173,9 @@ export class IngressService implements BridgeService {
       detail,
       counters: totals,
       heartbeat: { enabled: this.#running, rule_count: this.#rules.size, connection_count: totals.connections_open },
-      capabilities: { ingress: "true", max_ingress_rules: String(this.#maxRules) },
+      bridgeHeartbeat: { ingress_enabled: this.#running, active_ingress_rules: this.#rules.size },
+      // Announced only while ingress runs: a bridge with ingress off offers none.
+      capabilities: this.#running ? { ingress: "true", max_ingress_rules: String(this.#maxRules) } : {},
     };
   }
 

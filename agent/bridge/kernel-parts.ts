@@ -31,7 +31,7 @@ function plain(chain: string, r: BridgeFirewallRule): FirewallRulePlain | undefi
     jumpTarget: "",
     logPrefix: "",
     logRatePerSecond: 0,
-    // Ingress below port 1024 (docs/bridge-ingress.md#ports-below-1024).
+    // Ingress below port 1024 (docs/bridge.md#ports-below-1024).
     ...(r.verdict === "redirect" ? { redirectPort: r.redirectPort ?? 0 } : {}),
   };
   return { id: ruleId(chain, fields), ...fields };

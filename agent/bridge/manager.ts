@@ -154,6 +154,7 @@ export class BridgeManager {
     const bridge: Record<string, unknown> = { enabled: true };
     const blocks: Record<string, unknown> = {};
     for (const st of this.status().services) {
+      Object.assign(bridge, st.bridgeHeartbeat ?? {});
       if (!st.heartbeat) continue;
       if (st.heartbeatInBridge) Object.assign(bridge, st.heartbeat);
       else blocks[st.name] = st.heartbeat;

@@ -34,6 +34,8 @@ export interface BridgeServiceStatus {
   heartbeat?: Record<string, unknown>;
   /** true: `heartbeat` keys merge into the heartbeat's `bridge` block; false/absent: a top-level block named after the service. */
   heartbeatInBridge?: boolean;
+  /** Keys of the heartbeat's `bridge` block a service gives beside its own top-level block (ingress: `ingress_enabled`, `active_ingress_rules`). */
+  bridgeHeartbeat?: Record<string, unknown>;
   /** The service's keys of the `bridge` capabilities map (string values). */
   capabilities?: Record<string, string>;
 }

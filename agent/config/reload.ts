@@ -34,8 +34,23 @@ export interface ReloadPlan {
   readonly restartRequired: string[];
 }
 
-/** Keys inside a live section that still need a restart: privhelper reads hooks.dir and logs.tail_files (its allow-lists) at start; the metrics pipeline is started, and its ring allocated, once. */
-export const restartOnlyKeys: readonly string[] = ["hooks.dir", "logs.tail_files", "observe.enabled", "observe.buffer_size"];
+/**
+ * Keys inside a live section that still need a restart: privhelper reads hooks.dir and
+ * logs.tail_files (its allow-lists) at start; the metrics and audit pipelines are started, and
+ * their rings allocated, once (the audit sources and their cadence with them).
+ */
+export const restartOnlyKeys: readonly string[] = [
+  "hooks.dir",
+  "logs.tail_files",
+  "observe.enabled",
+  "observe.buffer_size",
+  "audit.enabled",
+  "audit.sources",
+  "audit.kubernetes_log_path",
+  "audit.batch_interval",
+  "audit.batch_max_size",
+  "audit.buffer_size",
+];
 
 /** True when a change of the key at `path` (dotted) applies on reload. */
 export const isLive = (path: string): boolean => !restartOnlyKeys.includes(path) && liveKeys.some((k) => path === k || path.startsWith(`${k}.`));

@@ -258,6 +258,19 @@ export class AgentBackend implements NodeApiBackend {
     return peers;
   }
 
+  /** GetBridgeStatus: `enabled` false outside mode: bridge. */
+  bridgeStatus() {
+    const st = this.#runtime?.bridge?.status();
+    if (!st) return Promise.resolve({ enabled: false });
+    return Promise.resolve({
+      enabled: true,
+      services: st.services.map((s) => ({ name: s.name, running: s.running, detail: s.detail, error: s.error ?? "", counters: Object.fromEntries(Object.entries(s.counters).map(([k, v]) => [k, BigInt(Math.max(0, Math.round(v)))])) })),
+      routeCount: st.routes.count,
+      forwarding: st.routes.forwarding,
+      routesError: st.routes.error ?? "",
+    });
+  }
+
   async listPolicies(opts: { rules: boolean }): Promise<PoliciesInfo> {
     const { config, priv, log } = this.#ctx;
     const compiled = this.#runtime?.kernel?.lastPolicy;

@@ -5,6 +5,7 @@ import type {
   GetAuditStatusResponseSchema,
   GetLogStatusResponseSchema,
   TailLogsResponseSchema,
+  GetBridgeStatusResponseSchema,
   ListActionsResponseSchema,
   ListExecutionsResponseSchema,
   ListHooksResponseSchema,
@@ -133,6 +134,7 @@ export interface NodeApiBackend {
   logStatus?(): Promise<MessageInitShape<typeof GetLogStatusResponseSchema>>;
   /** `recent`: also the last this-many events (0: none). */
   auditStatus?(recent: number): Promise<MessageInitShape<typeof GetAuditStatusResponseSchema>>;
+  bridgeStatus?(): Promise<MessageInitShape<typeof GetBridgeStatusResponseSchema>>;
   reloadConfig?(): Promise<MessageInitShape<typeof ReloadConfigResponseSchema>>;
   deregister?(opts: { purge: boolean; force: boolean }): Promise<MessageInitShape<typeof DeregisterResponseSchema>>;
   setLogLevel?(level: string): Promise<MessageInitShape<typeof SetLogLevelResponseSchema>>;

@@ -340,6 +340,7 @@ export function buildOps(deps: ServiceDeps): Op[] {
     unary(AgentService.method.reloadHooks, "admin", () => optional(b.reloadHooks?.bind(b), "ReloadHooks")()),
     unary(AgentService.method.getLogStatus, "reader", () => optional(b.logStatus?.bind(b), "GetLogStatus")()),
     unary(AgentService.method.getAuditStatus, "reader", (req) => optional(b.auditStatus === undefined ? undefined : () => b.auditStatus!(req.recent), "GetAuditStatus")()),
+    unary(AgentService.method.getBridgeStatus, "reader", () => optional(b.bridgeStatus?.bind(b), "GetBridgeStatus")()),
     unary(AgentService.method.reloadConfig, "admin", () => optional(b.reloadConfig?.bind(b), "ReloadConfig")()),
     unary(AgentService.method.deregister, "admin", (req) =>
       optional(b.deregister === undefined ? undefined : () => b.deregister!({ purge: req.purge, force: req.force }), "Deregister")(),

@@ -3,6 +3,7 @@ import type { DataWriter } from "../util/atomic.js";
 import { StateFiles } from "./journal.js";
 import type { Peer } from "../mesh/peer.js";
 import type { BridgeDesired } from "../bridge/service.js";
+import { bridgeForDisk } from "../bridge/desired.js";
 
 // The desired-state store (docs/architecture.md#inside-the-agent): every source (registration response, signed
 // events, the periodic state pull, local config) writes here; reconcilers read their
@@ -156,7 +157,7 @@ export class DesiredStateStore {
           for (const id of ids) ops[id] = this.#state.peers[id] ?? null;
           json = JSON.stringify(ops);
         }
-        if (whole || this.#files.wantsSnapshot(json.length + 1)) await this.#files.writeSnapshot(this.#state);
+        if (whole || this.#files.wantsSnapshot(json.length + 1)) await this.#files.writeSnapshot(this.#state.bridge ? { ...this.#state, bridge: bridgeForDisk(this.#state.bridge) } : this.#state);
         else await this.#files.append(json);
       } catch (err) {
         // What failed is not on disk: the next write is a whole snapshot.

@@ -2,8 +2,8 @@ import { GetLogStatusResponseSchema, type GetLogStatusResponse } from "../../pro
 import type { NodeClient } from "../client.js";
 import { age, messageJson, table } from "../format.js";
 
-// `plexd log-status` and the Logs line of `plexd status` (docs/telemetry.md#logs): what is
-// read, what waits in the buffer, what was lost and why.
+// `plexd log-status` (docs/telemetry.md#logs): what is read, what waits in the buffer, what
+// was lost and why. `plexd status` shows the logs pipeline's counters beside the others.
 
 export function logCountersLine(r: GetLogStatusResponse, now: number): string {
   const s = r.status;
@@ -31,10 +31,4 @@ export function logStatusText(r: GetLogStatusResponse, now: number): string {
 export async function logStatus(client: NodeClient, json: boolean): Promise<void> {
   const res = await client.agent.getLogStatus({});
   console.log(json ? messageJson(GetLogStatusResponseSchema, res) : logStatusText(res, Date.now()));
-}
-
-/** The `Logs` line `plexd status` prints; undefined when the agent cannot say (older agent). */
-export async function logStatusLine(client: NodeClient): Promise<string | undefined> {
-  const res = await client.agent.getLogStatus({}).catch(() => undefined);
-  return res === undefined ? undefined : logCountersLine(res, Date.now());
 }

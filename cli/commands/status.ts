@@ -1,8 +1,8 @@
 import { GetStatusResponseSchema, type GetStatusResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { NodeClient } from "../client.js";
 import { age, messageJson } from "../format.js";
+import { bridgeSection } from "./bridge.js";
 import { auditStatusLine } from "./audit.js";
-import { logStatusLine } from "./log-status.js";
 
 /** "12 buffered, 340 sent, 0 dropped, last flush ok 3s ago" — delivery counters of one pipeline (docs/telemetry.md). */
 export function pipelineLine(p: GetStatusResponse["pipelines"][number], now: number): string {
@@ -47,7 +47,7 @@ export function statusText(s: GetStatusResponse, now: number): string {
 export async function status(client: NodeClient, json: boolean): Promise<boolean> {
   const res = await client.agent.getStatus({ includePeers: json });
   console.log(json ? messageJson(GetStatusResponseSchema, res) : statusText(res, Date.now()));
-  const logsLine = json ? undefined : await logStatusLine(client);
-  if (logsLine !== undefined) console.log(`Logs${" ".repeat(11)}${logsLine}`);
+  const bridge = !json && res.mode === "bridge" ? await bridgeSection(client) : "";
+  if (bridge) console.log(bridge);
   return res.healthStatus === "healthy";
 }

@@ -67,6 +67,8 @@ export function startFeeds(client: NodeClient, dispatch: (a: TopAction) => void,
         // An agent without actions (older, or not started yet) answers unimplemented: no panel data.
         const ex = await client.agent.listExecutions({}, { signal, timeoutMs: Math.max(intervalMs, 5000) }).catch(() => undefined);
         if (ex !== undefined) dispatch({ type: "executions", executions: ex.executions });
+        const bridge = await client.agent.getBridgeStatus({}, { signal, timeoutMs: Math.max(intervalMs, 5000) }).catch(() => undefined);
+        if (bridge !== undefined) dispatch({ type: "bridge", bridge });
       } catch (err) {
         if (signal.aborted) return;
         dispatch({ type: "disconnected", error: reason(err) });

@@ -107,7 +107,8 @@ describe("top reducer", () => {
     expect(run([{ type: "switchPanel" }, { type: "switchPanel" }, { type: "switchPanel" }]).panel).toBe("health");
     expect(run([{ type: "switchPanel" }, { type: "switchPanel" }, { type: "switchPanel" }, { type: "switchPanel" }]).panel).toBe("executions");
     expect(run(Array.from({ length: 5 }, () => ({ type: "switchPanel" }) as const)).panel).toBe("telemetry");
-    expect(run(Array.from({ length: 6 }, () => ({ type: "switchPanel" }) as const)).panel).toBe("peers");
+    expect(run(Array.from({ length: 6 }, () => ({ type: "switchPanel" }) as const)).panel).toBe("bridge");
+    expect(run(Array.from({ length: 7 }, () => ({ type: "switchPanel" }) as const)).panel).toBe("peers");
     expect(reducer(s, { type: "resize", columns: 80, rows: 24 })).toMatchObject({ columns: 80, rows: 24 });
   });
 });

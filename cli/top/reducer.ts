@@ -1,13 +1,13 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { parseDuration } from "../../proto/lib/duration.js";
-import type { Execution, GetStatusResponse, Peer, RenderedRule, WatchResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { Execution, GetBridgeStatusResponse, GetStatusResponse, Peer, RenderedRule, WatchResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 
 // All of `plexd top`'s state in one pure reducer: the streams (WatchStatus, Watch), the
 // periodic ListPeers/ListPolicies polls and the keyboard all become actions, so every view
 // is a function of this state and can be tested without a terminal or an agent.
 
-export type Panel = "peers" | "rules" | "events" | "health" | "executions" | "telemetry";
-export const panels: Panel[] = ["peers", "rules", "events", "health", "executions", "telemetry"];
+export type Panel = "peers" | "rules" | "events" | "health" | "executions" | "telemetry" | "bridge";
+export const panels: Panel[] = ["peers", "rules", "events", "health", "executions", "telemetry", "bridge"];
 export const sortColumns = ["peer", "state", "endpoint", "handshake", "rx", "tx", "rtt"] as const;
 export type SortColumn = (typeof sortColumns)[number];
 
@@ -59,6 +59,8 @@ export interface TopState {
   events: FeedItem[];
   /** Running and recently finished actions (ListExecutions). */
   executions: Execution[];
+  /** GetBridgeStatus; undefined until answered (or from an agent without it). */
+  bridge: GetBridgeStatusResponse | undefined;
   panel: Panel;
   sort: SortColumn;
   filter: string;
@@ -78,6 +80,7 @@ export type TopAction =
   | { type: "peers"; peers: Peer[]; at: number }
   | { type: "rules"; rules: RenderedRule[] }
   | { type: "executions"; executions: Execution[] }
+  | { type: "bridge"; bridge: GetBridgeStatusResponse }
   | { type: "event"; event: WatchResponse; now: number }
   | { type: "cycleSort" }
   | { type: "switchPanel" }
@@ -102,6 +105,7 @@ export function initialState(size: { columns: number; rows: number } = { columns
     rules: [],
     events: [],
     executions: [],
+    bridge: undefined,
     panel: "peers",
     sort: "peer",
     filter: "",
@@ -162,6 +166,9 @@ export function reducer(state: TopState, action: TopAction): TopState {
     case "executions":
       if (state.paused) return state;
       return { ...state, executions: action.executions };
+    case "bridge":
+      if (state.paused) return state;
+      return { ...state, bridge: action.bridge };
     case "event": {
       // Events are kept while paused (the feed is a log; pausing freezes only the live tables).
       const e = action.event;

@@ -157,6 +157,11 @@ export class MockcpClient extends MockcpFeatureClient {
     return this.call("GET", `/control/v1/nodes/${enc(nodeId)}/capabilities`);
   }
 
+  /** Sets (value) or removes (undefined) one bridge block of the node's state, e.g. `bridge_config`. */
+  setBridgeBlock(nodeId: string, block: string, value: Record<string, unknown> | undefined): Promise<{ blocks: Record<string, unknown> }> {
+    return value === undefined ? this.call("DELETE", `/control/v1/nodes/${enc(nodeId)}/bridge/${enc(block)}`) : this.call("PUT", `/control/v1/nodes/${enc(nodeId)}/bridge/${enc(block)}`, value);
+  }
+
   setPolicies(nodeId: string, policies: Policy[], opts: { push?: boolean } = {}): Promise<{ policies: Policy[]; event_id: string | null }> {
     return this.call("PUT", `/control/v1/nodes/${enc(nodeId)}/policies`, { policies, ...opts });
   }

@@ -12,6 +12,7 @@ import { executionControlRoutes } from "./executions.js";
 import { matchRoute, type ControlRoute } from "./match.js";
 import { meshControlRoutes } from "./mesh.js";
 import { ingressControlRoutes } from "./ingress.js";
+import { bridgeControlRoutes } from "./bridge.js";
 import { observabilityControlRoutes } from "./observability.js";
 import { relayControlRoutes } from "./relay.js";
 import { reportControlRoutes } from "./reports.js";
@@ -29,6 +30,7 @@ const featureRoutes: ControlRoute[] = [
   ...sessionControlRoutes,
   ...ingressControlRoutes,
   ...relayControlRoutes,
+  ...bridgeControlRoutes,
 ];
 
 const tokenBody = z.object({

@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { isKey32 } from "../../proto/lib/keys.js";
 import { ApiError, badRequest } from "./apierror.js";
+import { bridgeRoutes } from "./bridge-routes.js";
+import { BridgeBlocks, type BridgeBlockName } from "./bridge-blocks.js";
 import { EventLog, type LoggedEvent } from "./eventlog.js";
 import { KeyRing, type SigningKeysView } from "./keyring.js";
 import { MeshIpPool } from "./meship.js";
@@ -17,7 +19,7 @@ import { ReportStore } from "./reports.js";
 import { autoRelay, relayConfigOf, relayedEndpoint, RelayStore, revokeRelay } from "./relay.js";
 import { SecretStore, type SecretRef } from "./secrets.js";
 import { ipEndpoint, parseBody, timestamp } from "./validate.js";
-import { IngressStore, type IngressRuleWire } from "./ingress.js";
+import { IngressStore } from "./ingress.js";
 
 export type Clock = () => number;
 
@@ -176,6 +178,7 @@ export class MockState {
   readonly overrides = new StateOverrides();
   readonly ingress = new IngressStore();
   readonly relay = new RelayStore();
+  readonly bridgeBlocks = new BridgeBlocks();
 
   readonly #tokens = new Map<string, BootstrapToken>();
   readonly #byIdentity = new Map<string, string>();
@@ -391,10 +394,15 @@ export class MockState {
 
   putCapabilities(node: NodeRecord, raw: unknown): void {
     parseBody(capabilitiesBody, raw);
+    const routesBefore = bridgeRoutes(node.capabilities).join(",");
     node.capabilities = raw;
     node.capabilitiesUpdatedAt = this.now();
     // A bridge that now offers a relay may pair symmetric nodes that were waiting for one.
     autoRelay(this);
+    // A bridge's announced access subnets changed: the other nodes get its peer entry again.
+    if (bridgeRoutes(raw).join(",") !== routesBefore) {
+      for (const other of this.activeNodes()) if (other.id !== node.id) this.publish(other.id, "peer_added", { ...this.peerView(other.id, node) });
+    }
   }
 
   postDrift(node: NodeRecord, raw: unknown): void {
@@ -410,9 +418,7 @@ export class MockState {
     metadata: Record<string, string>;
     data: DataEntry[];
     secret_refs: SecretRef[];
-    ingress_config?: { rules: IngressRuleWire[] };
-    relay_config?: { sessions: unknown[] };
-  } {
+  } & Partial<Record<BridgeBlockName, Record<string, unknown>>> {
     const relay = relayConfigOf(this, node.id);
     return {
       ...(relay ? { relay_config: relay } : {}),
@@ -423,6 +429,7 @@ export class MockState {
       data: node.data,
       secret_refs: this.secrets.refs(node.id),
       ...this.ingress.block(node.id),
+      ...this.bridgeBlocks.of(node.id),
     };
   }
 
@@ -455,7 +462,7 @@ export class MockState {
       public_key: peer.publicKey,
       mesh_ip: peer.meshIp,
       endpoint: relayedEndpoint(this, viewerId, peer.id) ?? peer.endpoint?.public_endpoint ?? "",
-      allowed_ips: [`${peer.meshIp}/32`],
+      allowed_ips: [`${peer.meshIp}/32`, ...bridgeRoutes(peer.capabilities)],
       psk: this.psk(viewerId, peer.id),
       hostname: peer.hostname,
     };

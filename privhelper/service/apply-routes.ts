@@ -80,21 +80,17 @@ async function readRoutes(deps: RoutesDeps, signal?: AbortSignal): Promise<LiveR
   return live;
 }
 
+// The record: interfaces whose forwarding privhelper switched on. Root's own file, yet each line
+// becomes a path below /proc/sys: interface names only.
 const recordFile = (deps: RoutesDeps) => join(deps.runDir, "forwarding");
+const readRecord = async (deps: RoutesDeps) => (await readFile(recordFile(deps), "utf8").catch(() => "")).split("\n").filter((l) => /^[A-Za-z0-9_-]{1,15}$/.test(l));
+const writeRecord = (deps: RoutesDeps, names: Set<string>) => writeFile(recordFile(deps), [...names].sort().map((n) => `${n}\n`).join(""), { mode: 0o600 });
 const sysctlPath = (deps: RoutesDeps, dev: string) => join(deps.procSys ?? "/proc/sys", "net/ipv4/conf", dev, "forwarding");
-
-async function readRecord(deps: RoutesDeps): Promise<string[]> {
-  const text = await readFile(recordFile(deps), "utf8").catch(() => "");
-  // Root's own file, yet each line becomes a path below /proc/sys: interface names only.
-  return text.split("\n").filter((l) => /^[A-Za-z0-9_-]{1,15}$/.test(l));
-}
-const writeRecord = (deps: RoutesDeps, names: Iterable<string>) => writeFile(recordFile(deps), [...new Set(names)].sort().map((n) => `${n}\n`).join(""), { mode: 0o600 });
 /** undefined: the interface does not exist. */
 async function forwardingOf(deps: RoutesDeps, dev: string): Promise<boolean | undefined> {
   const text = await readFile(sysctlPath(deps, dev), "utf8").catch(() => undefined);
   return text === undefined ? undefined : text.trim() === "1";
 }
-const setForwarding = (deps: RoutesDeps, dev: string, on: boolean) => writeFile(sysctlPath(deps, dev), on ? "1\n" : "0\n");
 
 interface Action { kind: string; detail: string; run(): Promise<unknown>; undo(): Promise<unknown> }
 
@@ -108,17 +104,22 @@ async function plan(deps: RoutesDeps, want: DesiredRoutes, signal?: AbortSignal)
   for (const r of live.ours) if (!wanted.has(key(r))) actions.push({ kind: "remove_route", detail: key(r), run: ip("del", r), undo: ip("add", r) });
   for (const r of want.routes) if (!have.has(key(r)) && !live.foreign.has(r.dst)) actions.push({ kind: "add_route", detail: key(r), run: ip("add", r), undo: ip("del", r) });
   const record = new Set(await readRecord(deps));
+  // Switches forwarding on `dev` (where it exists) and keeps the record in step.
+  const set = (dev: string, on: boolean, touch: boolean) => async () => {
+    if (touch) await writeFile(sysctlPath(deps, dev), on ? "1\n" : "0\n");
+    if (on) record.add(dev);
+    else record.delete(dev);
+    await writeRecord(deps, record);
+  };
   for (const dev of want.forwarding) {
     const on = await forwardingOf(deps, dev);
     if (on === undefined) throw new PlexdError("failed_precondition", `interface ${dev} does not exist (forwarding)`);
-    if (on) continue;
-    actions.push({ kind: "forwarding_on", detail: dev, run: async () => (await setForwarding(deps, dev, true), record.add(dev), writeRecord(deps, record)), undo: async () => (await setForwarding(deps, dev, false), record.delete(dev), writeRecord(deps, record)) });
+    if (!on) actions.push({ kind: "forwarding_on", detail: dev, run: set(dev, true, true), undo: set(dev, false, true) });
   }
   for (const dev of record) {
-    if (want.forwarding.includes(dev)) continue;
     // Gone with its interface: only the record is left to clear.
-    const on = await forwardingOf(deps, dev);
-    actions.push({ kind: "forwarding_off", detail: dev, run: async () => (on && (await setForwarding(deps, dev, false)), record.delete(dev), writeRecord(deps, record)), undo: async () => (on && (await setForwarding(deps, dev, true)), record.add(dev), writeRecord(deps, record)) });
+    const exists = (await forwardingOf(deps, dev)) !== undefined;
+    if (!want.forwarding.includes(dev)) actions.push({ kind: "forwarding_off", detail: dev, run: set(dev, false, exists), undo: set(dev, true, exists) });
   }
   return actions;
 }

@@ -56,7 +56,7 @@ describe("WatchAudit", () => {
     const watch = makeWatchAudit({ host, argv: ["sleep", "30"] });
     await expect(watch(req([999]), ctx(), async () => undefined)).rejects.toThrow(/1000-2999/);
     const foreign = new FakeHost({ bins: ["socat"] });
-    foreign.procs.push({ pid: 1, argv: ["init"], netns: "net:[9]" });
+    foreign.netns = (pid) => Promise.resolve(pid === "self" ? "net:[9]" : "net:[1]"); // kthreadd (PID 2) is in net:[1]
     await expect(makeWatchAudit({ host: foreign })(req(), ctx(), async () => undefined)).rejects.toMatchObject({ code: "unavailable", message: /initial network namespace/ });
     await expect(makeWatchAudit({ host: new FakeHost() })(req(), ctx(), async () => undefined)).rejects.toMatchObject({ code: "unavailable", message: /socat is not installed/ });
     const ac = new AbortController();
@@ -64,6 +64,15 @@ describe("WatchAudit", () => {
     await expect(watch(req(), ctx(), async () => undefined)).rejects.toMatchObject({ code: "resource_exhausted" });
     ac.abort();
     for (const w of two) await expect(w).rejects.toMatchObject({ code: "cancelled" });
+  });
+
+  it("in a PID namespace (no kernel thread visible) it cannot tell the network namespace, so it opens the socket", async () => {
+    const host = new FakeHost({ bins: ["cat"] });
+    host.procs.push({ pid: 2, argv: ["/usr/bin/app"], netns: "net:[5]" }); // PID 2 is a user process: no kthreadd
+    host.netns = (pid) => Promise.resolve(pid === "self" ? "net:[9]" : "net:[5]");
+    const { got, done } = collect(host, ["cat", recorded]);
+    await done;
+    expect(got).toHaveLength(5);
   });
 
   it("says why the reader ended", async () => {

@@ -54,8 +54,8 @@ export function makeWatchAudit(deps: WatchAuditDeps) {
     if (req.types.length > 64 || req.types.some((t) => t < 1000 || t > 2999)) throw new PlexdError("invalid_argument", "types: at most 64 audit record types, each 1000-2999");
     // The kernel multicasts audit records on the initial network namespace's socket only:
     // elsewhere the bind succeeds and nothing ever arrives, which is worse than saying so.
-    const [self, init] = [await deps.host.netns("self"), await deps.host.netns(1)];
-    if (self === undefined || self !== init) throw new PlexdError("unavailable", "privhelper is not in the host's initial network namespace; the kernel sends audit records only there");
+    const [self, init] = [await deps.host.netns("self"), await initialNetns(deps.host)];
+    if (init !== undefined && self !== init) throw new PlexdError("unavailable", "privhelper is not in the host's initial network namespace; the kernel sends audit records only there");
     const argv = deps.argv ?? socatArgv;
     if (!argv[0]!.startsWith("/") && (await deps.host.which(argv[0]!)) === undefined) throw new PlexdError("unavailable", `${argv[0]} is not installed; it holds privhelper's audit netlink socket`);
     if (watchers >= maxWatchers) throw new PlexdError("resource_exhausted", `at most ${maxWatchers} audit watchers at once`);
@@ -66,6 +66,16 @@ export function makeWatchAudit(deps: WatchAuditDeps) {
       watchers--;
     }
   };
+}
+
+/**
+ * The initial network namespace, as that of kthreadd (PID 2, a kernel thread: no command
+ * line). PID 1's may be unreadable even to root; a PID namespace shows no kernel thread, and
+ * then it cannot be told (undefined).
+ */
+async function initialNetns(host: Host): Promise<string | undefined> {
+  if ((await host.processes()).some((p) => p.pid === 2)) return undefined;
+  return host.netns(2);
 }
 
 function pump(argv: readonly string[], types: ReadonlySet<number>, signal: AbortSignal, send: (r: AuditRec) => Promise<void>): Promise<void> {

@@ -14,6 +14,7 @@ import { sandboxStart } from "./sandbox-start.js";
 import { actionRoundtrip } from "./action-roundtrip.js";
 import { relaySessions } from "./relay-sessions.js";
 import { relayThroughput } from "./relay-throughput.js";
+import { logForward } from "./log-forward.js";
 import { metricsCollect } from "./metrics-collect.js";
 
 // Benchmarks are programs, not timed tests (docs/testing.md). Each one measures its own floor in
@@ -62,5 +63,6 @@ export const benchmarks: Record<string, Benchmark> = {
   "sandbox-start": sandboxStart,
   "relay-sessions": relaySessions,
   "relay-throughput": relayThroughput,
+  "log-forward": logForward,
   "metrics-collect": metricsCollect,
 };

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { createTopology, ensureSystemUsers, makeTempDir, spawnInNamespace, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
@@ -55,6 +55,11 @@ async function run(action: string, token: string | undefined) {
 const started = () => linesWith(node.agent!.output(), "action started").length;
 
 describe("session-token local runs", () => {
+  // An agent restarted by a test is stopped by the harness at that test's end.
+  beforeEach(async () => {
+    if (node.agent?.exited !== false) await node.startAgent().waitForLine(/"msg":"event stream connected"/, 60_000);
+  });
+
   it("a valid token runs an action in its scope; the result names the session", async () => {
     const { token, claims } = await cp.client.mintSessionToken({ node_id: id, actions: ["system.*"], sub: "u_alice", email: "alice@example.com" });
     const r = await run("system.info", token);
@@ -68,7 +73,7 @@ describe("session-token local runs", () => {
     expect(node.agent!.output()).not.toContain(token);
   });
 
-  it("out of scope, expired, for another node, too long-lived, revoked or unsigned: refused with the reason, nothing runs", async () => {
+  it("out of scope, expired, for another node, too long-lived, revoked (also after a restart) or unsigned: refused with the reason, nothing runs", async () => {
     const now = Math.floor(Date.now() / 1000);
     const revoked = await cp.client.mintSessionToken({ node_id: id, actions: ["*"] });
     await cp.client.revokeSession(id, revoked.claims.session_id);
@@ -88,6 +93,13 @@ describe("session-token local runs", () => {
       expect(r.output).toMatch(reason);
     }
     expect(started()).toBe(before);
+
+    // The revocation outlives a restart of the agent.
+    await node.agent!.kill("SIGTERM");
+    await node.startAgent().waitForLine(/"msg":"event stream connected"/, 60_000);
+    const again = await run("system.info", revoked.token);
+    expect(again.exitCode, again.output).toBe(5);
+    expect(again.output).toContain(`unauthorized: session ${revoked.claims.session_id} is revoked`);
   });
 
   it("without a token: a direct access, refused and reported to the control plane", async () => {
@@ -99,5 +111,16 @@ describe("session-token local runs", () => {
     await expect
       .poll(async () => (await cp.client.executions(id)).map((e) => e.result?.body as { triggered_by?: { type: string }; status: string; stderr: string } | undefined).find((b) => b?.triggered_by?.type === "direct_access"), { timeout: 30_000 })
       .toMatchObject({ status: "error", stderr: expect.stringContaining("without a session token (direct access); refused, nothing ran") });
+  });
+
+  it("during a signing-key rotation, tokens signed by the previous key still verify, as do the new key's", async () => {
+    await cp.client.rotateSigningKey({ transition_period: "1h" });
+    // Taken from the signing_key_rotated event, or from the state pull after a reconnect.
+    await expect.poll(() => /"msg":"signing key rotated"|"detail":"signing keys rotated"/.test(node.agent!.output()), { timeout: 15_000 }).toBe(true);
+    for (const key of ["previous", "current"] as const) {
+      const { token } = await cp.client.mintSessionToken({ node_id: id, actions: ["system.info"], key });
+      const r = await run("system.info", token);
+      expect(r.exitCode, `${key}: ${r.output}`).toBe(0);
+    }
   });
 });

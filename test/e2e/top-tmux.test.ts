@@ -149,6 +149,8 @@ describe("plexd top in tmux against a live agent", () => {
     );
     expect(tel).toContain("PEER LATENCY");
     await t.keys("Tab");
+    await t.waitFor((s) => s.includes("[Bridge]") && s.includes("not a bridge (mode: node)"), "the bridge panel of a plain node");
+    await t.keys("Tab");
     await t.waitFor((s) => peerRow.test(s), "back to the peers");
 
     // The agent stops (its socket goes): its last data stays, greyed, with the time of the last

@@ -135,7 +135,7 @@ describe("normalised auditd events", () => {
 });
 
 describe("Kubernetes audit lines", () => {
-  const lines = readFileSync(join(testdata, "k8s-audit.log"), "utf8").split("\n").filter(Boolean);
+  const lines = readFileSync(join(testdata, "k8s-audit.jsonl"), "utf8").split("\n").filter(Boolean);
   const out = lines.map((l) => normaliseK8s(l, "node-k"));
 
   it("forwards ResponseComplete and Panic only, and reports malformed lines", () => {

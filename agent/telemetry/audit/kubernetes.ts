@@ -4,6 +4,7 @@
 // the file exists, checked every 60 s. The read position is persisted only after its batch
 // commits, so undelivered lines are read again after a restart (at-least-once).
 import { access, constants } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { PlexdError } from "../../../proto/lib/errors.js";
 import type { PrivClient } from "../../privclient/client.js";
 import type { DataWriter } from "../../util/atomic.js";
@@ -56,10 +57,7 @@ export class K8sAuditSource {
           await this.#open();
         }
         if (this.#tail) await this.#poll();
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, this.#d.pollMs ?? 500);
-          signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-        });
+        await sleep(this.#d.pollMs ?? 500, undefined, { signal }).catch(() => undefined);
       }
     } finally {
       await this.#tail?.close();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cutBytes, cutText, journalText, severityOf } from "./entry.js";
+import { cutBytes, cutText, encodeEntry, journalText, jsonString, severityOf, type LogEntry } from "./entry.js";
 import { filePatterns, journalFilter } from "./filters.js";
 import { entryOf, journalArgs } from "./journald.js";
 
@@ -12,6 +12,13 @@ describe("log entry rules", () => {
     const bytes = cutBytes(Buffer.alloc(1000, 0xff), 256);
     expect(Buffer.byteLength(bytes)).toBeLessThanOrEqual(256);
     expect(bytes.endsWith("[truncated]")).toBe(true);
+  });
+
+  it("encodes an entry exactly as JSON.stringify does", () => {
+    const e: LogEntry = { timestamp: "2026-01-01T00:00:00.000Z", source: "file", unit: "", path: '/var/log/"q".log', message: 'a "quoted"\n\u0000 line ✓', severity: "info", hostname: "h\\x" };
+    expect(encodeEntry(e)).toBe(JSON.stringify(e));
+    const j: LogEntry = { timestamp: "2026-01-01T00:00:00.000Z", source: "journald", unit: "x.service", message: "m", severity: "err", hostname: "h" };
+    expect(encodeEntry(j)).toBe(JSON.stringify(j));
   });
 
   it("maps PRIORITY 0-7 to severities and anything else to info", () => {
@@ -53,5 +60,9 @@ describe("log entry rules", () => {
     expect(entryOf("not json", { hostname: "h", filter: journalFilter([]), maxLine: 256 })).toEqual({});
     const dropped = entryOf(JSON.stringify({ __CURSOR: "c2", PRIORITY: "7", MESSAGE: "dbg" }), { hostname: "h", filter: journalFilter([]), maxLine: 256 });
     expect(dropped).toEqual({ cursor: "c2" });
+  });
+
+  it("jsonString quotes exactly as JSON.stringify does, plain or not", () => {
+    for (const t of ["", "plain text 123", 'q"uote', "back\\slash", "tab\tnl\n\u0001\u001f\u007f", "é ü ß", "emoji 😀", "lone \ud800 high", "lone \udfff low", "\u2028\u2029"]) expect(jsonString(t)).toBe(JSON.stringify(t));
   });
 });

@@ -60,3 +60,22 @@ export function journalText(v: unknown): string {
   if (Array.isArray(v) && v.length > 0) return journalText(v[0]);
   return "";
 }
+
+/**
+ * The entry's NDJSON line, as JSON.stringify would write it, with the constant members
+ * written directly: at 100,000 lines/s the generic walk over the object is a real cost.
+ */
+export function encodeEntry(e: LogEntry): string {
+  const path = e.path === undefined ? "" : `"path":${jsonString(e.path)},`;
+  return `{"timestamp":"${e.timestamp}","source":"${e.source}","unit":${jsonString(e.unit)},${path}"message":${jsonString(e.message)},"severity":"${e.severity}","hostname":${jsonString(e.hostname)}}`;
+}
+
+// Characters JSON.stringify would escape: quote, backslash, controls, and surrogates (a lone
+// one is escaped; pairs are left to JSON.stringify too, which is rare enough not to matter).
+// eslint-disable-next-line no-control-regex -- control characters are exactly what JSON escapes
+const needsEscape = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** JSON.stringify of a string; plain text (most log lines) is quoted without the escaping walk. */
+export function jsonString(s: string): string {
+  return needsEscape.test(s) ? JSON.stringify(s) : `"${s}"`;
+}

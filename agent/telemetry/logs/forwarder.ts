@@ -5,6 +5,7 @@ import { access, constants } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { globSync, isDynamicPattern } from "tinyglobby";
 import { PlexdError } from "../../../proto/lib/errors.js";
+import { pause } from "../../../proto/lib/timers.js";
 import type { Config } from "../../config/schema.js";
 import type { PrivClient } from "../../privclient/client.js";
 import type { DataWriter } from "../../util/atomic.js";
@@ -96,7 +97,7 @@ export class LogForwarder {
     if (cfg.sources.includes("journald")) this.#startJournal();
     await this.#discover();
     this.#loops.push(this.#every(this.#d.discoverMs ?? 10_000, () => this.#discover()));
-    this.#loops.push(this.#every(this.#d.pollMs ?? 250, () => this.#pollAll()));
+    this.#loops.push(this.#pollLoop(this.#d.pollMs ?? 250));
   }
 
   /** Stops journalctl and the file reads; nothing more is pushed. */
@@ -220,6 +221,18 @@ export class LogForwarder {
     this.#push({ timestamp: this.#now, source: "file", unit: "", path, message, severity: "info", hostname: this.#host }, `file:${path}`, pos);
   }
 
+  /**
+   * Every `ms`, each file is read to its end. (Polling again at once while data flowed was
+   * tried: it read bursts in smaller pieces and measured slower in the log-forward bench.)
+   */
+  async #pollLoop(ms: number): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      await this.#pollAll().catch((err: unknown) => this.#d.log.warn({ err: PlexdError.from(err).message }, "log file poll failed"));
+      await pause(ms, signal);
+    }
+  }
+
   async #pollAll(): Promise<void> {
     for (const [path, t] of this.#tails) {
       if (this.#stop.signal.aborted) return;
@@ -246,10 +259,7 @@ export class LogForwarder {
   async #every(ms: number, fn: () => Promise<void>): Promise<void> {
     const signal = this.#stop.signal;
     while (!signal.aborted) {
-      await new Promise<void>((r) => {
-        const t = setTimeout(r, ms);
-        signal.addEventListener("abort", () => (clearTimeout(t), r()), { once: true });
-      });
+      await pause(ms, signal);
       if (signal.aborted) return;
       await fn().catch((err: unknown) => this.#d.log.warn({ err: PlexdError.from(err).message }, "log forwarding step failed"));
     }

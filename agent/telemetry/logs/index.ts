@@ -6,7 +6,7 @@ import type { AgentContext } from "../../system.js";
 import { cpSender, pipelineFormat } from "../cp-send.js";
 import { createPipeline, type Pipeline } from "../delivery.js";
 import { registerPipeline } from "../registry.js";
-import type { LogEntry } from "./entry.js";
+import { encodeEntry, type LogEntry } from "./entry.js";
 import { LogForwarder, type ForwarderDeps, type LogSourceView, type RecentLine } from "./forwarder.js";
 
 export interface LogsHandle {
@@ -30,7 +30,7 @@ export async function startLogs(ctx: AgentContext, identity: () => { nodeId: str
     batchMaxSize: cfg.batch_max_size,
     bufferSize: cfg.buffer_size,
     format: pipelineFormat.logs,
-    encode: (e) => JSON.stringify(e),
+    encode: encodeEntry,
     send: cpSender(ctx.cp, "logs", () => identity().nodeId, () => identity().identityToken),
     closeTimeoutMs: ctx.config.node_api.shutdown_timeout.ms,
     log,

@@ -4,6 +4,7 @@
 // cursor read, so a restart of journalctl neither repeats nor skips an entry.
 import { createInterface } from "node:readline";
 import { execa } from "execa";
+import { pause } from "../../../proto/lib/timers.js";
 import { cutText, journalText, severityOf, type LogEntry } from "./entry.js";
 import type { JournalFilter } from "./filters.js";
 
@@ -72,6 +73,6 @@ export async function followJournal(o: JournalOptions): Promise<void> {
     const res = await child;
     if (o.signal.aborted) return;
     o.onProblem(`journalctl exited (${res.exitCode ?? res.signal ?? "?"}): ${stderr.trim().slice(0, 300) || "no output"}; starting it again`);
-    await new Promise((r) => setTimeout(r, o.restartDelayMs ?? 5000).unref());
+    await pause(o.restartDelayMs ?? 5000, o.signal);
   }
 }

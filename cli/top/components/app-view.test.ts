@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { render } from "ink-testing-library";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ExecutionSchema, GetStatusResponseSchema, PeerSchema, RenderedRuleSchema, WatchResponseSchema } from "../../../proto/gen/plexd/node/v1/node_pb.js";
+import { ExecutionSchema, GetBridgeStatusResponseSchema, GetStatusResponseSchema, PeerSchema, RenderedRuleSchema, WatchResponseSchema } from "../../../proto/gen/plexd/node/v1/node_pb.js";
 import { initialState, reducer, type TopAction, type TopState } from "../reducer.js";
 import { loadUi, type Ui } from "../ui.js";
 import { makeAppView } from "./app-view.js";
@@ -153,6 +153,26 @@ describe("plexd top views", () => {
     expect(ok, f).toBeGreaterThan(run);
     expect(f).toMatch(/timeout\s+-1\s+1m ago\s+30\.00s/);
     expect(frame(reducer(base([]), { type: "switchPanel" }))).not.toContain("no executions yet");
+  });
+
+  it("bridge panel: services with state and counters, a failed one with its error, and the routes", () => {
+    const bridge = create(GetBridgeStatusResponseSchema, {
+      enabled: true,
+      services: [
+        { name: "access_routing", running: true, detail: "192.168.50.0/24 via eth1, masquerade", counters: { routes: 1n } },
+        { name: "relay", running: false, error: "port 51821 in use", counters: { sessions: 0n, bytes_relayed_total: 123456n } },
+      ],
+      routeCount: 1,
+      forwarding: ["eth1", "plexd0"],
+    });
+    let s = base([{ type: "bridge", bridge }]);
+    for (let i = 0; i < 6; i++) s = reducer(s, { type: "switchPanel" });
+    const f = frame(s);
+    expect(f).toContain("[Bridge]");
+    expect(f).toMatch(/access_routing\s+running\s+192\.168\.50\.0\/24 via eth1, masquerade {2}routes=1/);
+    expect(f).toMatch(/relay\s+FAILED\s+port 51821 in use {2}sessions=0 bytes_relayed_total=123456/);
+    expect(f).toMatch(/routes\s+ok\s+1 routes, forwarding on eth1, plexd0/);
+    expect(frame(reducer(s, { type: "bridge", bridge: create(GetBridgeStatusResponseSchema, { enabled: false }) }))).toContain("not a bridge (mode: node)");
   });
 
   it("no agent: says so and keeps the last known data", () => {

@@ -4,6 +4,7 @@ import { visiblePeers, type Panel, type TopState } from "../reducer.js";
 import type { Ui } from "../ui.js";
 import { makeEventsFeed } from "./events-feed.js";
 import { makeExecutionsPanel } from "./executions-panel.js";
+import { makeBridgePanel } from "./bridge-panel.js";
 import { headerLines, makeHeader } from "./header.js";
 import { makeHealthPanel } from "./health-panel.js";
 import { makeHelpOverlay } from "./help-overlay.js";
@@ -16,7 +17,7 @@ export interface AppViewProps {
   now: number;
 }
 
-const tabs: Record<Panel, string> = { peers: "Peers", rules: "Firewall rules", events: "Events", health: "NAT & health", executions: "Executions", telemetry: "Telemetry" };
+const tabs: Record<Panel, string> = { peers: "Peers", rules: "Firewall rules", events: "Events", health: "NAT & health", executions: "Executions", telemetry: "Telemetry", bridge: "Bridge" };
 const footer = ["q quit", "Tab panel", "? help", "s sort", "/ filter", "r refresh", "p pause", "Esc close"];
 
 /** The whole screen as a function of the reducer state. */
@@ -32,6 +33,7 @@ export function makeAppView(ui: Ui): (props: AppViewProps) => ReactElement {
   const HelpOverlay = makeHelpOverlay(ui);
   const ExecutionsPanel = makeExecutionsPanel(ui);
   const TelemetryPanel = makeTelemetryPanel(ui);
+  const BridgePanel = makeBridgePanel(ui);
   return function AppView({ state, now }: AppViewProps): ReactElement {
     // Header, a blank line, the tabs, the panel, the footer: the panel gets what is left. One
     // row stays free: an output as tall as the terminal makes Ink clear and redraw the whole
@@ -51,6 +53,8 @@ export function makeAppView(ui: Ui): (props: AppViewProps) => ReactElement {
               ? h(ExecutionsPanel, { executions: state.executions, now, maxRows: body - 1, columns: state.columns, dim })
               : state.panel === "telemetry"
                 ? h(TelemetryPanel, { status: state.status, peers: state.peers, now, maxRows: body, columns: state.columns, dim })
+                : state.panel === "bridge"
+                  ? h(BridgePanel, { bridge: state.bridge, maxRows: body - 1, columns: state.columns, dim })
                 : h(HealthPanel, { status: state.status, now, maxRows: body, columns: state.columns, dim });
     // The selected tab is bracketed as well as highlighted, so it shows without colour too.
     const tabParts = (Object.keys(tabs) as Panel[]).map((p) => ({ p, text: p === state.panel ? `[${tabs[p]}]` : ` ${tabs[p]} `, priority: p === state.panel ? 0 : 1 }));
