@@ -7,7 +7,7 @@
 // (PingPeers, 32 peers per call) is measured on 64 peers and reported per probed peer.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -25,6 +25,8 @@ import { realClock } from "../../agent/util/clock.js";
 import { createLogger } from "../../agent/util/log.js";
 import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import { bundleArgv } from "../e2e/lib/bundle-argv.js";
+import { processCpuMs } from "./lib/privhelper.js";
+import { median } from "./lib/stats.js";
 import type { Benchmark, BenchContext, BenchResult } from "./registry.js";
 
 const peerCount = 1000;
@@ -36,13 +38,6 @@ function privhelperPath(): string {
   return existsSync(here) ? here : join(process.cwd(), "dist", "plexd-privhelper.js");
 }
 
-/** utime + stime of a process, in ms (clock ticks are 100 Hz on Linux). */
-function processCpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const round1 = (x: number): number => Math.round(x * 10) / 10;
 
 export const metricsCollect: Benchmark = {
