@@ -1,7 +1,7 @@
 // The interfaces a bridge may route through and forward on, read from the root-owned config
 // (docs/bridge.md). Only with `mode: bridge`; otherwise ApplyRoutes accepts no interface but
-// the mesh one. None of these names joins allowedInterfaces: ApplyMesh and Teardown create and
-// delete those, and the access interface is the host's own.
+// the mesh one. The user-access and site-to-site names are WireGuard devices ApplyMesh makes
+// beside the mesh one (and Teardown deletes); the access interface is the host's own, never.
 import type { PrivConfig } from "./config.js";
 
 export interface BridgeInterfaces {
@@ -36,13 +36,16 @@ export function bridgeInterfacesFrom(root: Obj, issues: string[]): BridgeInterfa
   };
 }
 
-/** With mode: bridge, interfaces ApplyRoutes may use and bridge firewall rules may name: the mesh one and the bridge's. */
-export function isRouteInterface(cfg: PrivConfig, name: string): boolean {
+/** mode: bridge: the user-access interface or a site-to-site one (`<prefix>` and more), WireGuard devices beside the mesh. */
+export function isBridgeWireGuard(cfg: PrivConfig, name: string): boolean {
   const b = cfg.bridge;
-  if (!b || !ifname.test(name)) return false;
-  if (name === cfg.meshInterface) return true;
-  return (b.access !== "" && name === b.access) || (b.userAccess !== "" && name === b.userAccess) || (name.startsWith(b.s2sPrefix) && name.length > b.s2sPrefix.length);
+  if (!b || !ifname.test(name) || name === cfg.meshInterface || name === b.access) return false;
+  return (b.userAccess !== "" && name === b.userAccess) || (name.startsWith(b.s2sPrefix) && name.length > b.s2sPrefix.length);
 }
+
+/** With mode: bridge, interfaces ApplyRoutes may use and bridge firewall rules may name: the mesh one and the bridge's. */
+export const isRouteInterface = (cfg: PrivConfig, name: string): boolean =>
+  cfg.bridge !== undefined && (name === cfg.meshInterface || (cfg.bridge.access !== "" && name === cfg.bridge.access) || isBridgeWireGuard(cfg, name));
 
 /** The allow-list in words, for error messages. */
 export function routeInterfacesText(cfg: PrivConfig): string {

@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { parse } from "yaml";
 import { PlexdError } from "../proto/lib/errors.js";
-import { bridgeInterfacesFrom, type BridgeInterfaces } from "./bridge-config.js";
+import { bridgeInterfacesFrom, isBridgeWireGuard, type BridgeInterfaces } from "./bridge-config.js";
 
 export interface PrivConfig {
   readonly meshInterface: string;
@@ -33,7 +33,8 @@ export interface PrivConfig {
   readonly ingressRedirects: boolean;
 }
 
-export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name);
+/** The mesh interface, and with mode: bridge the user-access and site-to-site WireGuard devices. */
+export const isAllowedInterface = (cfg: PrivConfig, name: string): boolean => cfg.allowedInterfaces.includes(name) || isBridgeWireGuard(cfg, name);
 
 export const defaultConfigPath = "/etc/plexd/config.yaml";
 

@@ -20,7 +20,7 @@ export class Issues {
 
 /** Only names from the root-owned config (which checked their syntax) pass. */
 export function checkInterface(cfg: PrivConfig, name: string, issues: Issues, path = "interface"): string {
-  if (!isAllowedInterface(cfg, name)) issues.add(path, `${JSON.stringify(name.slice(0, 40))} is not an interface plexd may manage (allowed: ${cfg.allowedInterfaces.join(", ")})`);
+  if (!isAllowedInterface(cfg, name)) issues.add(path, `${JSON.stringify(name.slice(0, 40))} is not an interface plexd may manage (allowed: ${[...cfg.allowedInterfaces, ...(cfg.bridge ? [cfg.bridge.userAccess, `${cfg.bridge.s2sPrefix}*`] : [])].filter((n) => n !== "").join(", ")})`);
   return name;
 }
 
@@ -42,9 +42,11 @@ export function validateMeshSpec(cfg: PrivConfig, spec: MeshSpec | undefined): D
   if (new Set(addresses).size !== addresses.length) issues.add("spec.addresses", "duplicates");
   if (s.peers.length > limits.peers) issues.add("spec.peers", `at most ${limits.peers} peers (got ${s.peers.length})`);
   issues.throwIfAny();
-  const peers = s.peers.map((p, i) => checkMeshPeer(p, cfg, `spec.peers[${i}]`, issues.add));
+  // Only the mesh interface may carry the full tunnel: a bridge device's peers never get a default route.
+  const mesh = iface === cfg.meshInterface;
+  const peers = s.peers.map((p, i) => checkMeshPeer(p, mesh ? cfg : { ...cfg, allowDefaultRoute: false }, `spec.peers[${i}]`, issues.add));
   checkUniquePeers(peers, issues.add, (i) => `spec.peers[${i}]`);
   issues.throwIfAny();
-  const fwmark = cfg.allowDefaultRoute ? cfg.fullTunnelTable : 0; // the full tunnel's table number marks the device's own packets
+  const fwmark = cfg.allowDefaultRoute && mesh ? cfg.fullTunnelTable : 0; // the full tunnel's table number marks the device's own packets
   return { interface: iface, privateKey: s.privateKey, listenPort: s.listenPort, fwmark, mtu: s.mtu, addresses: addresses.sort(), peers };
 }

@@ -724,3 +724,49 @@ describe("ApplyMesh with wireguard-go (UAPI)", () => {
     expect(e.host.procs).toEqual([]);
   });
 });
+
+describe("ApplyMesh: a bridge's user-access and site-to-site devices", () => {
+  const bridge = { mode: "bridge", bridge: { access: [{ type: "wireguard" }] } };
+  const s2s = "wg-s2s-1a2b3c4d";
+  const site = { publicKey: a, endpoint: "192.0.2.3:51823", allowedIps: ["192.168.20.0/24"], persistentKeepalive: 25 };
+  const dumpSite: DumpPeer = { publicKey: a, endpoint: "192.0.2.3:51823", allowedIps: ["192.168.20.0/24"], keepalive: 25 };
+  const siteDevice = dump({ privateKey: priv, publicKey: pub, listenPort: 51823, peers: [dumpSite] });
+  const bridgeEngine = (transcript: TranscriptEntry[], config: object = {}) => {
+    const runner = new TranscriptRunner(transcript);
+    const deps = meshDeps({ runner, host: new FakeHost({ bins: ["wireguard-go"] }), config: privConfigFrom({ mesh: { interface: "plexd0", ...config }, ...bridge }), log: captureLog().log, startedAtMs: 0, runDir: dir });
+    return { runner, apply: makeApplyMesh(deps) };
+  };
+
+  it("outside mode: bridge they are not interfaces plexd may manage; nothing runs", async () => {
+    for (const name of [s2s, "wg-access"]) {
+      const { runner, apply } = engine([]);
+      await expect(apply(request({ interface: name, listenPort: 51823, addresses: [] }, [site]), ctx())).rejects.toMatchObject({ code: "invalid_argument", message: expect.stringContaining(`"${name}" is not an interface plexd may manage (allowed: plexd0)`) });
+      expect(runner.ran).toEqual([]);
+    }
+  });
+
+  it("with mode: bridge a site-to-site device gets its peer's subnet as a route; the full tunnel's rules and fwmark stay the mesh interface's", async () => {
+    const { runner, apply } = bridgeEngine([ipRead(s2s, upLink, hostRoutes), wgShow(s2s, siteDevice), ipBatch([`route add 192.168.20.0/24 dev ${s2s} proto 80`])], { allow_default_route: true });
+    const res = await apply(request({ interface: s2s, listenPort: 51823, addresses: ["10.100.0.1/32"] }, [site]), ctx());
+    expect(runner.done).toBe(true);
+    expect(res.result?.plan?.map((s) => s.kind)).toEqual(["add_route"]);
+  });
+
+  it("a bridge device's peer never carries a default route, even with mesh.allow_default_route", async () => {
+    const { runner, apply } = bridgeEngine([], { allow_default_route: true });
+    await expect(apply(request({ interface: "wg-access", listenPort: 51822 }, [{ ...site, allowedIps: ["0.0.0.0/0"] }]), ctx())).rejects.toMatchObject({ code: "invalid_argument", message: expect.stringContaining("spec.peers[0]") });
+    expect(runner.ran).toEqual([]);
+  });
+
+  it("remove deletes a bridge device; it refuses the mesh interface, other names and any combination", async () => {
+    const { runner, apply } = bridgeEngine([ipRead(s2s, upLink), { cmd: ["ip", "link", "del", s2s], result: ok() }]);
+    const res = await apply(create(ApplyMeshRequestSchema, { remove: true, spec: { interface: s2s } }), ctx());
+    expect(runner.done).toBe(true);
+    expect(res.result).toEqual({ changed: true, plan: [{ kind: "remove_interface", detail: `interface ${s2s}` }] });
+    for (const [name, over, msg] of [["plexd0", {}, "is not a user-access or site-to-site interface"], ["eth0", {}, "is not a user-access or site-to-site interface"], [s2s, { dryRun: true }, "remove: only alone"]] as const) {
+      const e = bridgeEngine([]);
+      await expect(e.apply(create(ApplyMeshRequestSchema, { remove: true, ...over, spec: { interface: name } }), ctx())).rejects.toMatchObject({ code: "invalid_argument", message: expect.stringContaining(msg) });
+      expect(e.runner.ran).toEqual([]);
+    }
+  });
+});

@@ -4,6 +4,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ApplyMeshRequest, ApplyMeshResponseSchema } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { PlexdError } from "../../proto/lib/errors.js";
 import type { CallContext } from "../adapter.js";
+import { isBridgeWireGuard } from "../bridge-config.js";
 import type { PrivConfig } from "../config.js";
 import type { Lock } from "../handlers.js";
 import type { Logger } from "../log.js";
@@ -17,11 +18,12 @@ import { Issues, validateMeshSpec } from "../validate.js";
 
 export interface MeshDeps extends DeviceDeps { wgFor(iface: string): Promise<WgBackend>; config: PrivConfig; log: Logger; meshLock: Lock }
 
-// Rules are read (and planned) only with mesh.allow_default_route; left over, they send to an empty table.
-const readRules = (deps: Pick<MeshDeps, "ip" | "config">, signal?: AbortSignal) => (deps.config.allowDefaultRoute ? deps.ip.rules(signal) : Promise.resolve(undefined));
+// Rules are read (and planned) only for the mesh interface with mesh.allow_default_route; left over, they send to an empty table.
+const readRules = (deps: Pick<MeshDeps, "ip" | "config">, name: string, signal?: AbortSignal) =>
+  deps.config.allowDefaultRoute && name === deps.config.meshInterface ? deps.ip.rules(signal) : Promise.resolve(undefined);
 
 export async function readLive(deps: Pick<MeshDeps, "ip" | "wgFor" | "config">, name: string, signal?: AbortSignal): Promise<Live> {
-  const [{ link, routes }, wg, rules] = await Promise.all([deps.ip.read(name, signal), deps.wgFor(name).then((b) => b.show(name, signal)), readRules(deps, signal)]);
+  const [{ link, routes }, wg, rules] = await Promise.all([deps.ip.read(name, signal), deps.wgFor(name).then((b) => b.show(name, signal)), readRules(deps, name, signal)]);
   return { link, wg: link ? wg : undefined, routes, rules };
 }
 
@@ -76,11 +78,19 @@ async function readDelta(deps: MeshDeps, want: DesiredMesh, removed: readonly st
   checkUniquePeers(want.peers, issues.add, (i) => `peers[${want.peers[i]?.publicKey ?? i}]`);
   issues.throwIfAny();
   const link = { name: want.interface, kind: "tun", up: true, mtu: want.mtu, addresses: want.addresses };
-  const [routes, rules] = await Promise.all([deps.ip.routesTo([...scope], signal), readRules(deps, signal)]);
+  const [routes, rules] = await Promise.all([deps.ip.routesTo([...scope], signal), readRules(deps, want.interface, signal)]);
   return { live: { link, wg, routes, rules }, scope };
 }
 
 type Response = MessageInitShape<typeof ApplyMeshResponseSchema>;
+
+// A bridge device the agent no longer wants (a revoked tunnel, user access off). The mesh interface goes only with Teardown.
+async function removeBridgeDevice(deps: MeshDeps, name: string, ctx: CallContext): Promise<Response> {
+  if (!isBridgeWireGuard(deps.config, name)) throw new PlexdError("invalid_argument", `invalid request:\n  spec.interface: ${JSON.stringify(name.slice(0, 40))} is not a user-access or site-to-site interface`);
+  const removed = await deps.meshLock(() => destroyInterface(deps, name));
+  deps.log.info({ interface: name, uid: ctx.uid, pid: ctx.pid, removed }, "bridge interface removed");
+  return { result: { changed: removed.length > 0, plan: removed.map((detail) => ({ kind: "remove_interface", detail })) } };
+}
 
 export function makeApplyMesh(deps: MeshDeps) {
   // The generation applied last per interface, which a delta names as its base (refused after a restart or a failure: the caller then sends
@@ -93,7 +103,9 @@ export function makeApplyMesh(deps: MeshDeps) {
     if (!delta && req.removedPeerKeys.length > 0) issues.add("removed_peer_keys", "only with base_generation");
     if (req.removedPeerKeys.length > limits.peers) issues.add("removed_peer_keys", `at most ${limits.peers}`);
     req.removedPeerKeys.forEach((k, i) => isKey32(k) || issues.add(`removed_peer_keys[${i}]`, "must be a 32-byte base64 key"));
+    if (req.remove && (delta || req.recreate || req.dryRun)) issues.add("remove", "only alone: not with base_generation, recreate or dry_run");
     issues.throwIfAny();
+    if (req.remove) return removeBridgeDevice(deps, req.spec?.interface ?? "", ctx).finally(() => applied.delete(req.spec?.interface ?? ""));
     const want = validateMeshSpec(deps.config, req.spec);
     const name = want.interface;
     return deps.meshLock(async () => {
