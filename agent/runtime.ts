@@ -23,6 +23,7 @@ import { MetricsService } from "./telemetry/metrics.js";
 import { AuditService } from "./telemetry/audit/service.js";
 import { resumeAllPipelines } from "./telemetry/registry.js";
 import { registrationOptions, tokenSourcesFor, watchPrivhelper, type AgentContext } from "./system.js";
+import { parseIPv4Int } from "../proto/lib/net.js";
 
 // The running agent after start-up: one object that owns the loops (docs/architecture.md#lifecycle)
 // for the current identity and exposes a status snapshot (node API, plexd status).
@@ -471,7 +472,12 @@ export class AgentRuntime {
     const log = ctx.log.child({ component: "bridge" });
     const bridge = new BridgeManager({ priv: ctx.priv, config: () => ctx.config, store: this.store, health: ctx.health, log, signal, onFirewallChange: () => this.kernel?.runner.trigger("bridge") });
     const peerPrefixes = (): string[] => Object.values(this.store.state.peers).flatMap((p) => p.allowed_ips);
-    for (const make of bridgeServiceFactories) bridge.register(make({ log, dataDir: ctx.config.data_dir, peerPrefixes }));
+    const policyView = () => ({
+      policies: this.store.state.policies,
+      local: { id: this.identity.nodeId, meshIp: this.identity.meshIp },
+      ipOf: (id: string) => parseIPv4Int(this.store.state.peers[id]?.mesh_ip ?? ""),
+    });
+    for (const make of bridgeServiceFactories) bridge.register(make({ log, dataDir: ctx.config.data_dir, peerPrefixes, policyView }));
     this.bridge = bridge;
     void this.kernel?.meshReady.then(() => bridge.trigger("startup"));
     const unsubscribe = ctx.live.subscribe(() => bridge.trigger("config_reload"));

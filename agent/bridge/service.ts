@@ -63,6 +63,8 @@ export interface BridgeFirewallRule {
   verdict: "accept" | "drop" | "masquerade" | "redirect";
   /** For `redirect`: the local port traffic is sent to. */
   redirectPort?: number;
+  /** Matches `ct state established,related` only (replies to traffic let through the other way). */
+  ctEstablished?: boolean;
 }
 
 /** The kernel state a service wants; the manager merges every service's part into one set of specs. */
