@@ -19,6 +19,8 @@ export const bridgeControlRoutes: ControlRoute[] = [
       state.bridgeBlocks.set(n.id, block, parseBody(z.record(z.string(), z.unknown()), await ctx.body()));
       const event = blockUpdatedEvent[block];
       const e = event === undefined ? undefined : state.publish(n.id, event, {});
+      // A bridge's user-access clients are in its allowed IPs on the other nodes.
+      if (block === "user_access_config") state.announcePeer(n);
       reply(ctx, 200, { blocks: state.bridgeBlocks.of(n.id), event_id: e?.event_id ?? null });
     },
   },
@@ -26,7 +28,9 @@ export const bridgeControlRoutes: ControlRoute[] = [
     pattern: "DELETE nodes/:id/bridge/:block",
     handle: ({ state }, ctx, p) => {
       const n = state.nodeOr404(p["id"] ?? "");
-      state.bridgeBlocks.set(n.id, blockOf(p["block"] ?? ""), undefined);
+      const block = blockOf(p["block"] ?? "");
+      state.bridgeBlocks.set(n.id, block, undefined);
+      if (block === "user_access_config") state.announcePeer(n);
       reply(ctx, 200, { blocks: state.bridgeBlocks.of(n.id) });
     },
   },

@@ -181,6 +181,18 @@ export class MockcpFeatureClient extends MockcpTransport {
     return this.call("DELETE", `${node(nodeId)}/ingress-rules/${enc(ruleId)}${opts.push === false ? "?push=false" : ""}`);
   }
 
+  // ---- bridge user access ----
+
+  /** Assigns (or replaces) a user-access client on a bridge; pushes user_access_peer_assigned unless `push: false`. */
+  setUserAccessPeer(nodeId: string, publicKey: string, peer: { allowed_ips: string[]; label?: string; psk?: string; push?: boolean }): Promise<{ user_access_config: Record<string, unknown>; event_id: string | null }> {
+    return this.call("PUT", `${node(nodeId)}/user-access/peers/${enc(publicKey)}`, peer);
+  }
+
+  /** Revokes a user-access client; pushes user_access_peer_revoked unless `push: false`. */
+  removeUserAccessPeer(nodeId: string, publicKey: string, opts: { push?: boolean } = {}): Promise<{ user_access_config: Record<string, unknown>; event_id: string | null }> {
+    return this.call("DELETE", `${node(nodeId)}/user-access/peers/${enc(publicKey)}${opts.push === false ? "?push=false" : ""}`);
+  }
+
   // ---- relay sessions ----
 
   /** Names a node as relay bridge; `address` (`ip:port`) is what the relayed nodes send to. */

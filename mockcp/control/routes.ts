@@ -18,6 +18,7 @@ import { relayControlRoutes } from "./relay.js";
 import { reportControlRoutes } from "./reports.js";
 import { secretControlRoutes } from "./secrets.js";
 import { sessionControlRoutes } from "./sessions.js";
+import { userAccessControlRoutes } from "./user-access.js";
 
 /** Control routes of the later endpoints, one module per area. */
 const featureRoutes: ControlRoute[] = [
@@ -31,6 +32,7 @@ const featureRoutes: ControlRoute[] = [
   ...ingressControlRoutes,
   ...relayControlRoutes,
   ...bridgeControlRoutes,
+  ...userAccessControlRoutes,
 ];
 
 const tokenBody = z.object({

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { isKey32 } from "../../proto/lib/keys.js";
 import { ApiError, badRequest } from "./apierror.js";
 import { bridgeRoutes } from "./bridge-routes.js";
+import { userAccessAddresses } from "./user-access.js";
 import { BridgeBlocks, type BridgeBlockName } from "./bridge-blocks.js";
 import { EventLog, type LoggedEvent } from "./eventlog.js";
 import { KeyRing, type SigningKeysView } from "./keyring.js";
@@ -405,6 +406,11 @@ export class MockState {
     }
   }
 
+  /** The node's peer entry changed (a bridge's user-access clients): every other node gets it again. */
+  announcePeer(node: NodeRecord): void {
+    for (const other of this.activeNodes()) if (other.id !== node.id) this.publish(other.id, "peer_added", { ...this.peerView(other.id, node) });
+  }
+
   postDrift(node: NodeRecord, raw: unknown): void {
     parseBody(driftBody, raw);
     node.drift.push({ received_at: iso(this.now()), body: raw });
@@ -462,7 +468,7 @@ export class MockState {
       public_key: peer.publicKey,
       mesh_ip: peer.meshIp,
       endpoint: relayedEndpoint(this, viewerId, peer.id) ?? peer.endpoint?.public_endpoint ?? "",
-      allowed_ips: [`${peer.meshIp}/32`, ...bridgeRoutes(peer.capabilities)],
+      allowed_ips: [`${peer.meshIp}/32`, ...bridgeRoutes(peer.capabilities), ...userAccessAddresses(this.bridgeBlocks.of(peer.id).user_access_config)],
       psk: this.psk(viewerId, peer.id),
       hostname: peer.hostname,
     };
