@@ -67,6 +67,11 @@ export class BridgeManager {
     this.#services.push(service);
   }
 
+  /** A registered service by name (the node API asks user access for its clients). */
+  service(name: BridgeServiceName): BridgeService | undefined {
+    return this.#services.find((s) => s.name === name);
+  }
+
   /** Queues a sync (coalesced). */
   trigger(why: string): void {
     this.runner.trigger(why);

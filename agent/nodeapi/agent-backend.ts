@@ -11,6 +11,7 @@ import { listActions, listExecutions, listHooks, verifyHooks } from "./actions-v
 import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";
+import { userAccessConfigMsg, userAccessPeersMsg } from "./user-access-view.js";
 import { allPipelineCounters, peerLatency } from "../telemetry/registry.js";
 import { auditStatusMsg } from "../telemetry/audit/view.js";
 import { getLogStatus, tailLogs } from "../telemetry/logs/node-api.js";
@@ -270,6 +271,17 @@ export class AgentBackend implements NodeApiBackend {
       routesError: st.routes.error ?? "",
       devices: st.devices.map((d) => ({ name: d.name, listenPort: d.listenPort, peers: d.peers, error: d.error ?? "" })),
     });
+  }
+
+  /** GetUserAccessConfig (docs/bridge.md#user-access). */
+  userAccessConfig(user: string) {
+    const rt = this.#runtime;
+    return Promise.resolve(userAccessConfigMsg(rt?.bridge, this.#ctx.config, rt?.nat?.public_endpoint, user));
+  }
+
+  /** ListUserAccessPeers: `enabled` false where user access does not run. */
+  userAccessPeers() {
+    return userAccessPeersMsg(this.#runtime?.bridge, this.#ctx.priv);
   }
 
   async listPolicies(opts: { rules: boolean }): Promise<PoliciesInfo> {

@@ -6,6 +6,8 @@ import type {
   GetLogStatusResponseSchema,
   TailLogsResponseSchema,
   GetBridgeStatusResponseSchema,
+  GetUserAccessConfigResponseSchema,
+  ListUserAccessPeersResponseSchema,
   ListActionsResponseSchema,
   ListExecutionsResponseSchema,
   ListHooksResponseSchema,
@@ -142,4 +144,8 @@ export interface NodeApiBackend {
   tailLogs?(opts: { afterSeq: bigint; limit: number }): Promise<MessageInitShape<typeof TailLogsResponseSchema>>;
   /** Prometheus text exposition of the metrics and the telemetry counters. */
   metrics?(): Promise<{ contentType: string; text: string }>;
+  /** Bridge user access: one client's configuration (`user`: label or public key). */
+  userAccessConfig?(user: string): Promise<MessageInitShape<typeof GetUserAccessConfigResponseSchema>>;
+  /** Bridge user access: the clients with live tunnel data. */
+  userAccessPeers?(): Promise<MessageInitShape<typeof ListUserAccessPeersResponseSchema>>;
 }

@@ -352,5 +352,8 @@ export function buildOps(deps: ServiceDeps): Op[] {
       optional(b.tailLogs === undefined ? undefined : () => b.tailLogs!({ afterSeq: req.afterSeq, limit: req.limit }), "TailLogs")(),
     ),
     unary(AgentService.method.getMetrics, "reader", () => optional(b.metrics?.bind(b), "GetMetrics")()),
+    // The client's preshared key travels in the answer: secrets class.
+    unary(AgentService.method.getUserAccessConfig, "secrets", (req) => optional(b.userAccessConfig === undefined ? undefined : () => b.userAccessConfig!(req.user), "GetUserAccessConfig")()),
+    unary(AgentService.method.listUserAccessPeers, "reader", () => optional(b.userAccessPeers?.bind(b), "ListUserAccessPeers")()),
   ];
 }
