@@ -21,6 +21,7 @@ import { audit } from "./commands/audit.js";
 import { addInstallCommands } from "./install/command.js";
 import { logStatus } from "./commands/log-status.js";
 import { logs } from "./commands/logs.js";
+import { userConfig, users } from "./commands/user-access.js";
 
 // `plexd`: one entry point. Client commands talk only to the node API; `up`, `join`,
 // `config check` and the offline `deregister` are handed to the agent's own code
@@ -305,6 +306,22 @@ program
     process.stdout.write(opts.json === true || g.output === "json" ? `${toJson(results)}\n` : toTable(results));
     process.exitCode = verdictExitCodes[verdictOf(results)];
   });
+
+const bridgeCmd = program.command("bridge").description("bridge mode: user access (docs/bridge.md)");
+bridgeCmd
+  .command("user-config")
+  .description("print a user's WireGuard (wg-quick) configuration for the bridge's user access; needs uid 0 or group plexd-secrets (it carries the user's preshared key)")
+  .argument("<user>", "the client's label or public key")
+  .option("--private-key-file <file>", "the user's private key (wg genkey), mode 0600; without it the config holds a placeholder")
+  .option("--endpoint <host:port>", "the address users dial (default: the bridge's public address from NAT discovery and the access port)")
+  .option("--qr", "print the configuration as a QR code for the WireGuard mobile apps")
+  .action((user: string, opts: { privateKeyFile?: string; endpoint?: string; qr?: boolean }) =>
+    client((c, json) => userConfig(c, json, user, { ...(opts.privateKeyFile !== undefined ? { privateKeyFile: opts.privateKeyFile } : {}), ...(opts.endpoint !== undefined ? { endpoint: opts.endpoint } : {}), qr: opts.qr === true }))(),
+  );
+bridgeCmd
+  .command("users")
+  .description("the bridge's user-access clients with their last handshake and traffic, and the refused ones")
+  .action(client((c, json) => users(c, json)));
 
 program
   .command("version")

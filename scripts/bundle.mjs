@@ -56,8 +56,8 @@ export function copyReflectionProtos(outdir) {
   return cp("node_modules/@grpc/reflection/build/proto", `${outdir}/grpc-reflection/proto`, { recursive: true });
 }
 
-/** Loaded lazily by some commands (top, pretty logs); kept out of the bundles that never need them. */
-export const lazyPackages = ["ink", "react", "react/*", "ink-*", "pino-pretty"];
+/** Loaded lazily by some commands (top, pretty logs, `bridge user-config --qr`); kept out of the bundles that never need them. */
+export const lazyPackages = ["ink", "react", "react/*", "ink-*", "pino-pretty", "qrcode"];
 
 /**
  * Bundles `entry.in` into `<outdir>/<entry.out>.js`. `packages`: "external" leaves every
