@@ -28,6 +28,7 @@ const clientIf = `${RUN_PREFIX}uc`;
 const userAddr = "10.100.250.2";
 let userKey: { priv: string; pub: string; file: string };
 let dir: string;
+const wgQuickEnv = { WG_QUICK_USERSPACE_IMPLEMENTATION: "wireguard-go" };
 
 const wgKeys = async () => {
   const priv = (await run(["wg", "genkey"])).stdout.trim();
@@ -52,6 +53,8 @@ beforeAll(async () => {
     config: { mode: "bridge", policy: { default: "allow" }, bridge: { relay: { enabled: false }, access: [{ type: "wireguard", interface_name: accessIf, listen_port: 51822, max_peers: 1 }] } },
   });
   dir = makeTempDir("useraccess");
+  // The user's tunnel lives across the tests below (set up in the second); it goes with the suite.
+  registerCleanup("wg-quick down", async () => void (await nsExec(topo.node("user").ns, ["wg-quick", "down", join(dir, `${clientIf}.conf`)], { env: wgQuickEnv, reject: false })));
   const k = await wgKeys();
   userKey = { ...k, file: join(dir, "alice.key") };
   writeFileSync(userKey.file, `${k.priv}\n`, { mode: 0o600 });
@@ -89,9 +92,7 @@ describe("bridge user access (WireGuard)", () => {
     // Plain wg-quick on the user's device, userspace WireGuard as everywhere on these machines.
     const conf = join(dir, `${clientIf}.conf`);
     writeFileSync(conf, text.slice(text.indexOf("# plexd user access")), { mode: 0o600 });
-    const env = { WG_QUICK_USERSPACE_IMPLEMENTATION: "wireguard-go" };
-    await nsExec(topo.node("user").ns, ["wg-quick", "up", conf], { env });
-    registerCleanup("wg-quick down", async () => void (await nsExec(topo.node("user").ns, ["wg-quick", "down", conf], { env, reject: false })));
+    await nsExec(topo.node("user").ns, ["wg-quick", "up", conf], { env: wgQuickEnv });
 
     const user = topo.node("user").ns;
     await expect.poll(async () => (await ping(user, meshIp(a), { count: 1, timeoutMs: 2000 })).ok, { timeout: 30_000, interval: 1000 }).toBe(true);
@@ -118,7 +119,7 @@ describe("bridge user access (WireGuard)", () => {
     expect(out).toContain("refused bob: max_peers (1) reached");
     expect(await br.agent!.waitForLine(/"label":"bob","reason":"max_peers \(1\) reached","msg":"user access peer refused"/, 5000)).toBeTruthy();
     expect((await accessPeers()).map((p) => p.publicKey)).toEqual([userKey.pub]);
-    expect((await ping(topo.node("user").ns, meshIp(a), { count: 1, timeoutMs: 3000 })).ok).toBe(true);
+    await expect.poll(async () => (await ping(topo.node("user").ns, meshIp(a), { count: 1, timeoutMs: 2000 })).ok, { timeout: 20_000, interval: 500 }).toBe(true);
     await cp.client.removeUserAccessPeer(nodeId(br), bob.pub);
     await cp.client.removeUserAccessPeer(nodeId(br), eve.pub);
   });
