@@ -69,6 +69,9 @@ export function startFeeds(client: NodeClient, dispatch: (a: TopAction) => void,
         if (ex !== undefined) dispatch({ type: "executions", executions: ex.executions });
         const bridge = await client.agent.getBridgeStatus({}, { signal, timeoutMs: Math.max(intervalMs, 5000) }).catch(() => undefined);
         if (bridge !== undefined) dispatch({ type: "bridge", bridge });
+        // The bridge's user-access clients (label, handshake, bytes) for the same panel.
+        const users = bridge?.enabled ? await client.agent.listUserAccessPeers({}, { signal, timeoutMs: Math.max(intervalMs, 5000) }).catch(() => undefined) : undefined;
+        if (users !== undefined) dispatch({ type: "userAccess", userAccess: users });
       } catch (err) {
         if (signal.aborted) return;
         dispatch({ type: "disconnected", error: reason(err) });

@@ -1,6 +1,6 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { parseDuration } from "../../proto/lib/duration.js";
-import type { Execution, GetBridgeStatusResponse, GetStatusResponse, Peer, RenderedRule, WatchResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
+import type { Execution, GetBridgeStatusResponse, GetStatusResponse, ListUserAccessPeersResponse, Peer, RenderedRule, WatchResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 
 // All of `plexd top`'s state in one pure reducer: the streams (WatchStatus, Watch), the
 // periodic ListPeers/ListPolicies polls and the keyboard all become actions, so every view
@@ -61,6 +61,8 @@ export interface TopState {
   executions: Execution[];
   /** GetBridgeStatus; undefined until answered (or from an agent without it). */
   bridge: GetBridgeStatusResponse | undefined;
+  /** ListUserAccessPeers on a bridge (the Bridge panel's user list); undefined until answered. */
+  userAccess: ListUserAccessPeersResponse | undefined;
   panel: Panel;
   sort: SortColumn;
   filter: string;
@@ -81,6 +83,7 @@ export type TopAction =
   | { type: "rules"; rules: RenderedRule[] }
   | { type: "executions"; executions: Execution[] }
   | { type: "bridge"; bridge: GetBridgeStatusResponse }
+  | { type: "userAccess"; userAccess: ListUserAccessPeersResponse }
   | { type: "event"; event: WatchResponse; now: number }
   | { type: "cycleSort" }
   | { type: "switchPanel" }
@@ -106,6 +109,7 @@ export function initialState(size: { columns: number; rows: number } = { columns
     events: [],
     executions: [],
     bridge: undefined,
+    userAccess: undefined,
     panel: "peers",
     sort: "peer",
     filter: "",
@@ -169,6 +173,9 @@ export function reducer(state: TopState, action: TopAction): TopState {
     case "bridge":
       if (state.paused) return state;
       return { ...state, bridge: action.bridge };
+    case "userAccess":
+      if (state.paused) return state;
+      return { ...state, userAccess: action.userAccess };
     case "event": {
       // Events are kept while paused (the feed is a log; pausing freezes only the live tables).
       const e = action.event;

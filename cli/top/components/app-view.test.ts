@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { render } from "ink-testing-library";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { ExecutionSchema, GetBridgeStatusResponseSchema, GetStatusResponseSchema, PeerSchema, RenderedRuleSchema, WatchResponseSchema } from "../../../proto/gen/plexd/node/v1/node_pb.js";
+import { ExecutionSchema, GetBridgeStatusResponseSchema, GetStatusResponseSchema, ListUserAccessPeersResponseSchema, PeerSchema, RenderedRuleSchema, WatchResponseSchema } from "../../../proto/gen/plexd/node/v1/node_pb.js";
 import { initialState, reducer, type TopAction, type TopState } from "../reducer.js";
 import { loadUi, type Ui } from "../ui.js";
 import { makeAppView } from "./app-view.js";
@@ -173,6 +173,21 @@ describe("plexd top views", () => {
     expect(f).toMatch(/relay\s+FAILED\s+port 51821 in use {2}sessions=0 bytes_relayed_total=123456/);
     expect(f).toMatch(/routes\s+ok\s+1 routes, forwarding on eth1, plexd0/);
     expect(frame(reducer(s, { type: "bridge", bridge: create(GetBridgeStatusResponseSchema, { enabled: false }) }))).toContain("not a bridge (mode: node)");
+  });
+
+  it("bridge panel: the user-access clients with label, handshake and bytes", () => {
+    const bridge = create(GetBridgeStatusResponseSchema, { enabled: true, services: [{ name: "user_access", running: true, detail: "wg-access on UDP 51822, 1/50 peers", counters: { peers: 1n } }] });
+    const userAccess = create(ListUserAccessPeersResponseSchema, {
+      enabled: true,
+      interfaceName: "wg-access",
+      listenPort: 51822,
+      peers: [{ publicKey: "kEZigLh5cMopGh9SMwlNTnoDBTqT5gJd1V9LJnDFaAY=", label: "alice", lastHandshake: timestampFromMs(now - 7000), rxBytes: 2048n, txBytes: 512n }],
+    });
+    let s = base([{ type: "bridge", bridge }, { type: "userAccess", userAccess }]);
+    for (let i = 0; i < 6; i++) s = reducer(s, { type: "switchPanel" });
+    const f = frame(s);
+    expect(f).toMatch(/USERS \(wg-access\)\s+HANDSHAKE\s+RX\s+TX\s+PUBLIC KEY/);
+    expect(f).toMatch(/alice\s+7s ago\s+2\.0 KiB\s+512 B\s+kEZigLh5/);
   });
 
   it("no agent: says so and keeps the last known data", () => {

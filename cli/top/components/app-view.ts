@@ -54,7 +54,7 @@ export function makeAppView(ui: Ui): (props: AppViewProps) => ReactElement {
               : state.panel === "telemetry"
                 ? h(TelemetryPanel, { status: state.status, peers: state.peers, now, maxRows: body, columns: state.columns, dim })
                 : state.panel === "bridge"
-                  ? h(BridgePanel, { bridge: state.bridge, maxRows: body - 1, columns: state.columns, dim })
+                  ? h(BridgePanel, { bridge: state.bridge, userAccess: state.userAccess, now, maxRows: body - 1, columns: state.columns, dim })
                 : h(HealthPanel, { status: state.status, now, maxRows: body, columns: state.columns, dim });
     // The selected tab is bracketed as well as highlighted, so it shows without colour too.
     const tabParts = (Object.keys(tabs) as Panel[]).map((p) => ({ p, text: p === state.panel ? `[${tabs[p]}]` : ` ${tabs[p]} `, priority: p === state.panel ? 0 : 1 }));
