@@ -13,7 +13,7 @@ import { wireguardGoPids } from "./priv-state.js";
  * end). Two runs at once (several people, CI) would otherwise undo each other's host changes,
  * such as the kernel's audit-enabled flag.
  */
-export async function holdHostLock(name: string, timeoutMs = 120_000): Promise<void> {
+export async function holdHostLock(name: string, timeoutMs = 60_000): Promise<void> {
   const file = `/run/lock/plexd-e2e-${name}.lock`;
   const p = spawnInNamespace({ name: `host-lock-${name}`, argv: ["flock", "--exclusive", "--wait", String(Math.ceil(timeoutMs / 1000)), file, "sh", "-c", "echo held; exec cat"], stdin: true });
   await p.waitForLine(/^held$/, timeoutMs + 5_000).catch((err: unknown) => {
