@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { ApiError, badRequest } from "./apierror.js";
+import { HandshakeWatch } from "./relay-handshakes.js";
 import type { MockState, NodeRecord } from "./store.js";
 
 // Relay sessions (docs/mockcp.md#relay-sessions): mockcp pairs two nodes through a bridge's UDP
-// relay when both report a symmetric NAT (or when a test asks for it through the control API, the
-// stand-in for "no handshake follows"). The bridge gets `relay_session_assigned` and
+// relay when both report a symmetric NAT, when no handshake follows between them
+// (relay-nohandshake.ts), or when a test asks for it through the control API. The bridge gets `relay_session_assigned` and
 // `relay_config` in its state; both nodes get `peer_endpoint_changed` to the relay address, and
 // their Peer objects keep showing it while the session lasts.
 
@@ -36,6 +37,8 @@ export class RelayStore {
   /** Pairs whose session was revoked through the control API: not re-paired on their own. */
   readonly revokedPairs = new Set<string>();
   ttlMs = 3_600_000;
+  /** Who has been online since when, and who reported a handshake with whom (the no-handshake rule). */
+  readonly handshakes = new HandshakeWatch();
 
   forPair(a: string, b: string): RelaySession | undefined {
     for (const s of this.sessions.values()) if ((s.peer_a_id === a && s.peer_b_id === b) || (s.peer_a_id === b && s.peer_b_id === a)) return s;
@@ -73,7 +76,7 @@ export function relayConfigOf(state: MockState, bridgeId: string): { sessions: O
   return { sessions: [...state.relay.sessions.values()].filter((s) => s.bridge_id === bridgeId).map(wire) };
 }
 
-const pairOf = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
+export const pairOf = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
 
 /** A revocation through the control API: the pair stays unrelayed until assigned by hand. */
 export function revokeRelayByHand(state: MockState, sessionId: string): RelaySession {
@@ -140,11 +143,19 @@ export function revokeRelay(state: MockState, sessionId: string, o: { restoreEnd
   return s;
 }
 
+/** A node that is in the mesh right now with a reported endpoint. */
+export const onlineWithEndpoint = (n: NodeRecord): boolean => n.status === "active" && n.offlineSince === undefined && n.endpoint !== undefined;
+
+/** A node the control plane may relay: it did not ask for `fallback: none`, and is no relay itself. */
+export const relayable = (state: MockState, n: NodeRecord): boolean => n.endpoint?.relay_fallback !== false && relayAddressOf(state, n) === undefined;
+
 /** After `node` reported its NAT (or a bridge appeared): pair every two symmetric nodes without a session. */
 export function autoRelay(state: MockState): RelaySession[] {
+  const now = state.now();
+  for (const n of state.activeNodes()) state.relay.handshakes.online(n.id, onlineWithEndpoint(n), now);
   if (!state.relay.auto) return [];
   const out: RelaySession[] = [];
-  const symmetric = state.activeNodes().filter((n) => n.endpoint?.nat_type === "symmetric" && relayAddressOf(state, n) === undefined);
+  const symmetric = state.activeNodes().filter((n) => n.endpoint?.nat_type === "symmetric" && relayable(state, n));
   for (let i = 0; i < symmetric.length; i++) {
     for (let j = i + 1; j < symmetric.length; j++) {
       const a = symmetric[i]!;
