@@ -70,7 +70,7 @@ describe("relay when no handshake follows", () => {
     at(60);
     await health(c, a!, [[b!, false]]);
     const [s] = await sessions(c);
-    expect(s).toMatchObject({ peer_a_id: a!.node_id, peer_b_id: b!.node_id, peer_a_endpoint: "192.0.2.20:51820", peer_b_endpoint: "192.0.2.21:51820", bridge_id: bridge.node_id, relay_address: "192.0.2.9:51821" });
+    expect(s).toMatchObject({ peer_a_id: a!.node_id, peer_b_id: b!.node_id, peer_a_endpoint: "192.0.2.20:51820", peer_b_endpoint: "192.0.2.21:51820", bridge_id: bridge.node_id, relay_address: "192.0.2.9:51821", reason: "no_handshake" });
     expect((await c.events(bridge.node_id)).find((e) => e.event_type === "relay_session_assigned")?.payload).toMatchObject({ session_id: s!.session_id });
     expect((await c.events(a!.node_id)).filter((e) => e.event_type === "peer_endpoint_changed").at(-1)?.payload).toEqual({ peer_id: b!.node_id, endpoint: "192.0.2.9:51821" });
     expect((await c.events(b!.node_id)).filter((e) => e.event_type === "peer_endpoint_changed").at(-1)?.payload).toEqual({ peer_id: a!.node_id, endpoint: "192.0.2.9:51821" });

@@ -53,7 +53,7 @@ export function relayWithoutHandshake(state: MockState, pairs: readonly [string,
     if (!state.relay.auto || a === undefined || b === undefined || !relayable(state, a) || !relayable(state, b)) continue;
     if (state.relay.forPair(aId, bId) !== undefined || state.relay.revokedPairs.has(pairOf(aId, bId)) || !watch.due(aId, bId)) continue;
     try {
-      out.push(assignRelay(state, a, b));
+      out.push(assignRelay(state, a, b, { reason: "no_handshake" }));
     } catch (err) {
       // No relay bridge (yet): the next report tries again.
       if (err instanceof ApiError && err.status === 409) return out;

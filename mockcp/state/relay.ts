@@ -5,9 +5,9 @@ import type { MockState, NodeRecord } from "./store.js";
 
 // Relay sessions (docs/mockcp.md#relay-sessions): mockcp pairs two nodes through a bridge's UDP
 // relay when both report a symmetric NAT, when no handshake follows between them
-// (relay-nohandshake.ts), or when a test asks for it through the control API. The bridge gets `relay_session_assigned` and
-// `relay_config` in its state; both nodes get `peer_endpoint_changed` to the relay address, and
-// their Peer objects keep showing it while the session lasts.
+// (relay-nohandshake.ts), or when a test asks for it through the control API. The bridge gets
+// `relay_session_assigned` and `relay_config` in its state; both nodes get `peer_endpoint_changed`
+// to the relay address, and their Peer objects keep showing it while the session lasts.
 
 export interface RelaySession {
   session_id: string;
@@ -20,7 +20,11 @@ export interface RelaySession {
   /** mockcp's own bookkeeping (not sent to the bridge). */
   bridge_id: string;
   relay_address: string;
+  /** Why the pair was relayed: both `symmetric`, no handshake followed, or by hand (control API). */
+  reason: RelayReason;
 }
+
+export type RelayReason = "symmetric" | "no_handshake" | "manual";
 
 export interface RelayBridge {
   node_id: string;
@@ -68,7 +72,7 @@ export function relayedEndpoint(state: MockState, viewerId: string, peerId: stri
 }
 
 /** Sessions the bridge must run, for its state document; expired ones are dropped first. */
-export function relayConfigOf(state: MockState, bridgeId: string): { sessions: Omit<RelaySession, "bridge_id" | "relay_address">[] } | undefined {
+export function relayConfigOf(state: MockState, bridgeId: string): { sessions: WireSession[] } | undefined {
   const now = state.now();
   for (const s of [...state.relay.sessions.values()]) if (Date.parse(s.expires_at) <= now) state.relay.sessions.delete(s.session_id);
   const node = state.nodes.get(bridgeId);
@@ -85,13 +89,16 @@ export function revokeRelayByHand(state: MockState, sessionId: string): RelaySes
   return s;
 }
 
-const wire = ({ bridge_id: _b, relay_address: _r, ...rest }: RelaySession): Omit<RelaySession, "bridge_id" | "relay_address"> => rest;
+type WireSession = Omit<RelaySession, "bridge_id" | "relay_address" | "reason">;
+const wire = ({ bridge_id: _b, relay_address: _r, reason: _why, ...rest }: RelaySession): WireSession => rest;
 
 export interface AssignOptions {
   bridgeId?: string;
   ttlMs?: number;
   relayPort?: number;
   sessionId?: string;
+  /** Default `manual`. */
+  reason?: RelayReason;
 }
 
 /** Pairs `a` and `b` through a bridge: events to the bridge and to both nodes. */
@@ -112,6 +119,7 @@ export function assignRelay(state: MockState, a: NodeRecord, b: NodeRecord, o: A
     ...(o.relayPort !== undefined ? { relay_port: o.relayPort } : {}),
     bridge_id: bridge.id,
     relay_address: address,
+    reason: o.reason ?? "manual",
   };
   if (s.peer_a_endpoint === "" || s.peer_b_endpoint === "") throw new ApiError(409, "endpoint_unknown", "both nodes must have reported an endpoint");
   state.relay.revokedPairs.delete(pairOf(a.id, b.id));
@@ -162,7 +170,7 @@ export function autoRelay(state: MockState): RelaySession[] {
       const b = symmetric[j]!;
       if (state.relay.forPair(a.id, b.id) || state.relay.revokedPairs.has(pairOf(a.id, b.id))) continue;
       try {
-        out.push(assignRelay(state, a, b));
+        out.push(assignRelay(state, a, b, { reason: "symmetric" }));
       } catch (err) {
         if (err instanceof ApiError && err.status === 409) return out;
         throw err;
