@@ -1,5 +1,6 @@
 import { ApiError } from "./apierror.js";
-import { assignRelay, onlineWithEndpoint, pairOf, relayable, type RelaySession } from "./relay.js";
+import { pairKey } from "./relay-handshakes.js";
+import { assignRelay, onlineWithEndpoint, relayable, type RelaySession } from "./relay.js";
 import type { MockState } from "./store.js";
 
 // Relay when no handshake follows (docs/mockcp.md#relay-sessions). Two nodes whose NATs look
@@ -18,18 +19,19 @@ interface MetricPoint {
 /** Records the `tunnel_health` points of one metrics upload and relays the reporter's pairs that are due. */
 export function noteTunnelHealth(state: MockState, reporterId: string, items: readonly unknown[]): RelaySession[] {
   const now = state.now();
-  const pairs: [string, string][] = [];
+  const peers = new Set<string>();
   for (const item of items) {
     const p = item as MetricPoint;
     if (p.group !== "tunnel_health") continue;
     const peer = typeof p.peer_id === "string" ? p.peer_id : p.data?.peer_id;
-    if (typeof peer !== "string" || peer === reporterId) continue;
+    // A peer that has left the mesh may linger in the agent's kernel for a moment: not kept.
+    if (typeof peer !== "string" || peer === reporterId || state.nodes.get(peer)?.status !== "active") continue;
     // The point's own time (a batch may have waited in the agent's buffer), never in the future.
     const at = Math.min(Date.parse(String(p.timestamp)) || now, now);
     state.relay.handshakes.report(reporterId, peer, p.data?.handshake_succeeded === true, at);
-    pairs.push([reporterId, peer]);
+    peers.add(peer);
   }
-  return pairs.length === 0 ? [] : relayWithoutHandshake(state, pairs);
+  return peers.size === 0 ? [] : relayWithoutHandshake(state, [...peers].map((peer) => [reporterId, peer] as [string, string]));
 }
 
 /** Every pair some side has reported on (after a settings change or a new bridge). */
@@ -51,7 +53,7 @@ export function relayWithoutHandshake(state: MockState, pairs: readonly [string,
       else watch.forget(id);
     }
     if (!state.relay.auto || a === undefined || b === undefined || !relayable(state, a) || !relayable(state, b)) continue;
-    if (state.relay.forPair(aId, bId) !== undefined || state.relay.revokedPairs.has(pairOf(aId, bId)) || !watch.due(aId, bId)) continue;
+    if (state.relay.forPair(aId, bId) !== undefined || state.relay.revokedPairs.has(pairKey(aId, bId)) || !watch.due(aId, bId)) continue;
     try {
       out.push(assignRelay(state, a, b, { reason: "no_handshake" }));
     } catch (err) {

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { ApiError, badRequest } from "./apierror.js";
-import { HandshakeWatch } from "./relay-handshakes.js";
+import { HandshakeWatch, pairKey } from "./relay-handshakes.js";
 import type { MockState, NodeRecord } from "./store.js";
 
 // Relay sessions (docs/mockcp.md#relay-sessions): mockcp pairs two nodes through a bridge's UDP
@@ -80,12 +80,10 @@ export function relayConfigOf(state: MockState, bridgeId: string): { sessions: W
   return { sessions: [...state.relay.sessions.values()].filter((s) => s.bridge_id === bridgeId).map(wire) };
 }
 
-export const pairOf = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
-
 /** A revocation through the control API: the pair stays unrelayed until assigned by hand. */
 export function revokeRelayByHand(state: MockState, sessionId: string): RelaySession {
   const s = revokeRelay(state, sessionId);
-  state.relay.revokedPairs.add(pairOf(s.peer_a_id, s.peer_b_id));
+  state.relay.revokedPairs.add(pairKey(s.peer_a_id, s.peer_b_id));
   return s;
 }
 
@@ -122,7 +120,7 @@ export function assignRelay(state: MockState, a: NodeRecord, b: NodeRecord, o: A
     reason: o.reason ?? "manual",
   };
   if (s.peer_a_endpoint === "" || s.peer_b_endpoint === "") throw new ApiError(409, "endpoint_unknown", "both nodes must have reported an endpoint");
-  state.relay.revokedPairs.delete(pairOf(a.id, b.id));
+  state.relay.revokedPairs.delete(pairKey(a.id, b.id));
   const previous = state.relay.forPair(a.id, b.id);
   if (previous) revokeRelay(state, previous.session_id, { restoreEndpoints: false });
   state.relay.sessions.set(s.session_id, s);
@@ -168,7 +166,7 @@ export function autoRelay(state: MockState): RelaySession[] {
     for (let j = i + 1; j < symmetric.length; j++) {
       const a = symmetric[i]!;
       const b = symmetric[j]!;
-      if (state.relay.forPair(a.id, b.id) || state.relay.revokedPairs.has(pairOf(a.id, b.id))) continue;
+      if (state.relay.forPair(a.id, b.id) || state.relay.revokedPairs.has(pairKey(a.id, b.id))) continue;
       try {
         out.push(assignRelay(state, a, b, { reason: "symmetric" }));
       } catch (err) {
