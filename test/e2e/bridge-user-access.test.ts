@@ -86,6 +86,11 @@ describe("bridge user access (WireGuard)", () => {
     expect(text).toContain(`Address = ${userAddr}/32\n`);
     expect(text).toContain(`Endpoint = ${topo.node("br").ip}:51822\n`);
     expect(text).toContain("AllowedIPs = 10.100.0.0/16\n");
+    // The same file as a QR code for the mobile apps (rendered by the qrcode library in the terminal).
+    const qr = await br.plexd(["bridge", "user-config", "alice", "--qr"], { asRoot: true });
+    expect(qr.exitCode, qr.output).toBe(0);
+    expect(qr.output).toMatch(/[▀▄█]{10}/);
+    expect(qr.output).toContain("the QR code holds a placeholder instead of the private key");
     // Only secrets-class callers get it (it would carry the PSK): the plexd user is refused.
     expect((await br.plexd(["bridge", "user-config", "alice"])).exitCode).toBe(5);
 
