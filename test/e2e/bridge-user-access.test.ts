@@ -138,4 +138,21 @@ describe("bridge user access (WireGuard)", () => {
     expect(missing.exitCode).toBe(4);
     expect(missing.output).toContain('no user-access client "alice"');
   });
+
+  it("an agent restart keeps the device key; enabled: false removes the device, its forwarding and rules", async () => {
+    const key = (await wgShow(br.ns, accessIf)).publicKey;
+    await br.agent?.kill("SIGTERM", { graceMs: 10_000 });
+    br.startAgent();
+    await br.agent!.waitForLine(/identity loaded/, 30_000);
+    await br.agent!.waitForLine(/"msg":"bridge service started"/, 30_000);
+    // The new process read the kept key (a new one would also replace the device's).
+    expect((await br.plexd(["bridge", "users"])).output).toContain(`public key ${key}`);
+    expect((await wgShow(br.ns, accessIf)).publicKey).toBe(key);
+
+    await cp.client.setBridgeBlock(nodeId(br), "user_access_config", { enabled: false, peers: [] });
+    await expect.poll(async () => (await wgShow(br.ns, accessIf).then(() => "present", () => "gone")), { timeout: 30_000, interval: 500 }).toBe("gone");
+    await expect.poll(async () => (await nftList(br.ns)).rules.filter((r) => r.table === "plexd" && r.chain === "plexd-bridge-fwd").length, { timeout: 30_000, interval: 500 }).toBe(0);
+    expect((await nsExec(br.ns, ["sysctl", "-n", `net.ipv4.conf.${br.iface}.forwarding`])).stdout.trim()).toBe("0");
+    await expect.poll(async () => (await cp.client.heartbeats(nodeId(br))).at(-1)?.body, { timeout: 20_000, interval: 1000 }).toMatchObject({ user_access: { enabled: false, peer_count: 0 } });
+  });
 });
