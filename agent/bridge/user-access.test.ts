@@ -1,11 +1,17 @@
 // User access without a kernel: which peers are admitted (max_peers refuses only the newcomer,
 // default routes and overlaps refused with reasons), the forward rules the policy gives their
 // addresses, and the service's kernel part, heartbeat and capabilities.
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { RuleAction } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
 import { parseIPv4Int } from "../../proto/lib/net.js";
 import { parseConfig } from "../config/schema.js";
 import { createLogger } from "../util/log.js";
+import { deviceKey } from "./device-keys.js";
+import { BridgeManager } from "./manager.js";
 import { accessForwardRules, admitPeers, type PolicyView } from "./user-access-peers.js";
 import { UserAccessService } from "./user-access.js";
 import type { BridgeDesired } from "./service.js";
@@ -137,5 +143,45 @@ describe("UserAccessService", () => {
     await expect(svc.apply({ config: config([{ type: "tailscale" }]), desired: {} })).rejects.toThrow("bridge.access: tailscale: not supported by this version (only type wireguard runs)");
     await svc.apply({ config: config([{ type: "wireguard" }, { type: "netbird" }]), desired: {} });
     expect(svc.status().detail).toBe("wg-access on UDP 51822, 0/50 peers; netbird: not supported by this version");
+  });
+});
+
+describe("user access under the bridge manager", () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "plexd-ua-"));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it("one ApplyMesh for the device with its kept key, forwarding on it and the mesh, the device's forward chain", async () => {
+    const cfg = parseConfig({ api: "https://cp.example.com", mode: "bridge", data_dir: dataDir, bridge: { access: [{ type: "wireguard" }] } });
+    const meshSpecs: { iface: string; key: string; port: number; peers: string[][] }[] = [];
+    const routes: string[][] = [];
+    const m = new BridgeManager({
+      priv: {
+        applyRoutes: (req) => (routes.push([...(req?.spec?.forwarding ?? [])]), Promise.resolve({ result: { changed: true, plan: [] } } as never)),
+        applyMesh: (req) => {
+          const sp = req?.spec;
+          meshSpecs.push({ iface: sp?.interface ?? "", key: sp?.privateKey ?? "", port: sp?.listenPort ?? 0, peers: (sp?.peers ?? []).map((p) => [p.publicKey ?? "", ...(p.allowedIps ?? [])]) });
+          return Promise.resolve({ result: { changed: true, plan: [] } } as never);
+        },
+      },
+      config: () => cfg,
+      store: { state: { peers: {}, policies: [], metadata: {}, data: [], secret_refs: [], deferred: {}, bridge: { user_access_config: { peers: [{ public_key: k1, allowed_ips: ["10.100.250.2"] }] } } }, subscribe: () => () => undefined },
+      health: { set: () => undefined, clear: () => undefined },
+      log: createLogger({ name: "test", level: "silent" }),
+      signal: new AbortController().signal,
+      onFirewallChange: () => undefined,
+    });
+    m.register(new UserAccessService({ log: createLogger({ name: "test", level: "silent" }), dataDir, deviceKey }));
+    await m.sync("test");
+    const kept = await deviceKey(dataDir, "wg-access");
+    expect(statSync(join(dataDir, "access", "wg-access.key")).mode & 0o777).toBe(0o600);
+    expect(meshSpecs).toEqual([{ iface: "wg-access", key: kept.privateKey, port: 51822, peers: [[k1, "10.100.250.2/32"]] }]);
+    expect(routes).toEqual([["plexd0", "wg-access"]]);
+    const chains = m.bridgeChains();
+    expect(chains.map((c) => [c.name, c.rules.map((r) => [r.iifname, r.ctEstablished, r.action])])).toEqual([
+      ["forward", [["wg-access", false, RuleAction.JUMP]]],
+      ["plexd-bridge-fwd", [["", true, RuleAction.ACCEPT], ["wg-access", false, RuleAction.DROP]]],
+    ]);
+    expect(m.capabilities()).toMatchObject({ user_access: "true", access_listen_port: "51822", access_public_key: kept.publicKey });
+    expect(m.heartbeat()).toMatchObject({ user_access: { enabled: true, interface_name: "wg-access", peer_count: 1, listen_port: 51822 } });
   });
 });
