@@ -138,6 +138,15 @@ describe("UserAccessService", () => {
     );
   });
 
+  it("a renamed device gets the key kept for its own name", async () => {
+    const { svc, made } = make();
+    await svc.apply({ config: config([{ type: "wireguard" }]), desired: {} });
+    await svc.apply({ config: config([{ type: "wireguard" }]), desired: {} });
+    await svc.apply({ config: config([{ type: "wireguard", interface_name: "wg-users" }]), desired: {} });
+    expect(made).toEqual(["wg-access", "wg-users"]);
+    expect(svc.kernel().interfaces?.map((i) => i.name)).toEqual(["wg-users"]);
+  });
+
   it("tailscale and netbird are validated but reported as not supported", async () => {
     const { svc } = make();
     await expect(svc.apply({ config: config([{ type: "tailscale" }]), desired: {} })).rejects.toThrow("bridge.access: tailscale: not supported by this version (only type wireguard runs)");

@@ -41,6 +41,7 @@ export class UserAccessService implements BridgeService {
   readonly #d: UserAccessDeps;
   #settings: UserAccessSettings | undefined;
   #key: WireGuardKeyPair | undefined;
+  #keyOf = "";
   /** The last `user_access_config.peers` seen; an absent block leaves the peers as they are. */
   #wanted: readonly unknown[] = [];
   #peers: AccessPeer[] = [];
@@ -66,8 +67,13 @@ export class UserAccessService implements BridgeService {
       this.#settings = undefined;
       throw new PlexdError("unimplemented", `bridge.access: ${unsupportedNote(this.#unsupported)} (only type wireguard runs)`);
     }
-    this.#settings = settingsOf(input, wg);
-    this.#key ??= await this.#d.deviceKey(this.#d.dataDir, this.#settings.interfaceName);
+    const settings = settingsOf(input, wg);
+    // The key belongs to the device name (a renamed device has a key of its own).
+    if (this.#keyOf !== settings.interfaceName) {
+      this.#key = await this.#d.deviceKey(this.#d.dataDir, settings.interfaceName);
+      this.#keyOf = settings.interfaceName;
+    }
+    this.#settings = settings;
     const block = input.desired.user_access_config;
     if (block !== undefined) this.#wanted = Array.isArray(block.peers) ? block.peers : [];
     this.#admit();
