@@ -117,7 +117,7 @@ export class AgentRuntime {
       signal,
       now: () => ctx.clock.now(),
       resolve: endpoints.resolve,
-      bridgeChains: () => this.bridge?.bridgeChains() ?? [],
+      bridgeChains: () => (this.bridge ? this.bridge.kernelChains() : []),
     });
     if (config.mode === "bridge") this.#startBridge(signal);
     this.kernel.onQuarantine((id, reason) => {

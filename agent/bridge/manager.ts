@@ -48,6 +48,7 @@ export class BridgeManager {
   readonly #errors = new Map<BridgeServiceName, string>();
   #routes: { count: number; forwarding: string[]; error?: string } = { count: 0, forwarding: [] };
   #chainsKey = "[]";
+  #synced = false;
   /** Devices whose last ApplyMesh failed: their routes, forwarding and rules are left out. */
   #failedDevices = new Set<string>();
   readonly #devices: BridgeDevices;
@@ -93,13 +94,17 @@ export class BridgeManager {
 
   async #sync(why: string): Promise<void> {
     const input = this.input();
-    await Promise.all(this.#services.map((s) => this.#syncOne(s, input)));
-    this.#failedDevices = await this.#devices.apply(this.#runningParts().flatMap((p) => p.interfaces ?? []));
-    await this.#applyRoutes();
-    const key = JSON.stringify(this.bridgeChains());
-    if (key !== this.#chainsKey) {
-      this.#chainsKey = key;
-      this.#d.onFirewallChange();
+    try {
+      await Promise.all(this.#services.map((s) => this.#syncOne(s, input)));
+      this.#failedDevices = await this.#devices.apply(this.#runningParts().flatMap((p) => p.interfaces ?? []));
+      await this.#applyRoutes();
+    } finally {
+      const key = JSON.stringify(this.bridgeChains());
+      if (key !== this.#chainsKey || !this.#synced) {
+        this.#chainsKey = key;
+        this.#synced = true;
+        this.#d.onFirewallChange();
+      }
     }
     this.#d.log.debug({ why, running: [...this.#running] }, "bridge synced");
   }
@@ -156,6 +161,11 @@ export class BridgeManager {
   /** The bridge's chains for the kernel reconciler's FirewallSpec. */
   bridgeChains(): FirewallChainPlain[] {
     return bridgeChains(this.#parts());
+  }
+
+  /** The same, but undefined until the first sync ended: the firewall waits for it rather than drop the bridge's chains left from before a restart. */
+  kernelChains(): FirewallChainPlain[] | undefined {
+    return this.#synced ? this.bridgeChains() : undefined;
   }
 
   status(): BridgeStatus {

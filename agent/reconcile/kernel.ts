@@ -38,8 +38,8 @@ export interface KernelReconcilerDeps {
   now: () => number;
   /** Addresses of DNS-name endpoints (mesh/endpoints.ts); without it such peers get no endpoint. */
   resolve?: EndpointResolver;
-  /** mode: bridge: the bridge's chains (agent/bridge/manager.ts), merged into every FirewallSpec. */
-  bridgeChains?: () => FirewallChainPlain[];
+  /** mode: bridge: the bridge's chains (agent/bridge/manager.ts), merged into every FirewallSpec; undefined until the bridge first synced. */
+  bridgeChains?: () => FirewallChainPlain[] | undefined;
 }
 
 export interface ConvergeResult {
@@ -173,8 +173,14 @@ export class KernelReconciler {
     const mesh = this.#targets.mesh;
     const meshVersion = mesh.version;
     const firewallVersion = this.#targets.firewallVersion;
-    const extra = this.#d.bridgeChains?.() ?? [];
+    const bridge = this.#d.bridgeChains ? this.#d.bridgeChains() : [];
+    // Until the bridge has synced once, the firewall is neither read nor applied: applying it
+    // without the bridge's chains would drop, for a moment, those a restart left in place.
+    const bridgeReady = bridge !== undefined;
+    const extra = bridge ?? [];
     const bridgeKey = JSON.stringify(extra);
+    // A target privhelper has not confirmed yet differs from the kernel by its pending change, which is no drift.
+    const firewallPending = this.#appliedFirewall !== -1 && (firewallVersion !== this.#appliedFirewall || bridgeKey !== this.#appliedBridge);
     // The policy's own object stays as compiled (node API); the kernel gets it with the bridge's chains.
     if (extra.length > 0) policy = { ...policy, firewall: { chains: withBridgeChains(policy.firewall?.chains ?? [], extra) } };
     this.lastPolicy = policy;
@@ -187,7 +193,7 @@ export class KernelReconciler {
     // Without a read-back, a target privhelper already confirmed is not sent again: the
     // reconcile cycle (detect) is what finds and corrects drift, on its interval.
     let meshInSync = !detect && meshVersion === this.#appliedMesh;
-    let firewallInSync = !detect && firewallVersion === this.#appliedFirewall && bridgeKey === this.#appliedBridge;
+    let firewallInSync = !bridgeReady || (!detect && firewallVersion === this.#appliedFirewall && bridgeKey === this.#appliedBridge);
     if (detect) {
       // The admitted holder of a key first: a quarantined duplicate must not be named for it.
       const byKey = new Map(Object.values(this.#d.store.state.peers).map((p) => [p.public_key, p.id]));
@@ -195,15 +201,15 @@ export class KernelReconciler {
       const [liveMesh, liveFw] = await Promise.all([priv.readMesh({ interface: config.mesh.interface }, { signal, timeoutMs: applyDeadlineMs }), priv.readFirewall({}, { signal, timeoutMs: applyDeadlineMs })]);
       const spec = mesh.spec();
       const meshFix = meshDrift(spec, liveMesh, (k) => idOf.get(k), this.#d.now());
-      const fwFix = firewallCorrections(policy.firewall, liveFw);
-      corrections.push(...meshFix, ...fwFix);
+      const fwFix = bridgeReady ? firewallCorrections(policy.firewall, liveFw) : [];
+      corrections.push(...meshFix, ...(firewallPending ? [] : fwFix));
       meshInSync = meshFix.length === 0 && liveMesh.listenPort === spec.listenPort && liveMesh.publicKey === this.#publicKeyOf(local.privateKey);
-      firewallInSync = fwFix.length === 0;
+      firewallInSync = !bridgeReady || fwFix.length === 0;
       if (meshInSync) {
         this.#appliedMesh = meshVersion;
         this.#meshReady();
       }
-      if (firewallInSync) [this.#appliedFirewall, this.#appliedBridge] = [firewallVersion, bridgeKey];
+      if (firewallInSync && bridgeReady) [this.#appliedFirewall, this.#appliedBridge] = [firewallVersion, bridgeKey];
     }
     let meshChanged = false;
     let firewallChanged = false;
