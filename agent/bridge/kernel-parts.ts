@@ -26,7 +26,7 @@ function plain(chain: string, r: BridgeFirewallRule): FirewallRulePlain | undefi
     protocol: r.protocol ? protoOf[r.protocol] : Protocol.UNSPECIFIED,
     portFrom: r.portFrom ?? 0,
     portTo: r.portTo ?? 0,
-    ctEstablished: false,
+    ctEstablished: r.ctEstablished ?? false,
     action: actionOf[r.verdict],
     jumpTarget: "",
     logPrefix: "",

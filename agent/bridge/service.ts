@@ -63,6 +63,8 @@ export interface BridgeFirewallRule {
   verdict: "accept" | "drop" | "masquerade" | "redirect";
   /** For `redirect`: the local port traffic is sent to. */
   redirectPort?: number;
+  /** Match only packets of connections already established (or related), e.g. replies. */
+  ctEstablished?: boolean;
 }
 
 /** The kernel state a service wants; the manager merges every service's part into one set of specs. */
