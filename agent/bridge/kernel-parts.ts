@@ -14,6 +14,21 @@ export function mergeRoutes(parts: readonly BridgeKernelPart[]): RouteSpecPlain 
   return { routes: [...routes.values()].sort((a, b) => a.destination.localeCompare(b.destination)), forwarding: [...forwarding].sort() };
 }
 
+/** A part without what names a device in `gone` (its ApplyMesh failed): all or nothing per item. */
+export function withoutDevices(part: BridgeKernelPart, gone: ReadonlySet<string>): BridgeKernelPart {
+  if (gone.size === 0) return part;
+  const keep = (r: BridgeFirewallRule) => !gone.has(r.iifname ?? "") && !gone.has(r.oifname ?? "");
+  return {
+    ...part,
+    ...(part.interfaces ? { interfaces: part.interfaces.filter((i) => !gone.has(i.name)) } : {}),
+    ...(part.routes ? { routes: part.routes.filter((r) => !gone.has(r.dev)) } : {}),
+    ...(part.forwarding ? { forwarding: part.forwarding.filter((f) => !gone.has(f)) } : {}),
+    ...(part.forward ? { forward: part.forward.filter(keep) } : {}),
+    ...(part.postrouting ? { postrouting: part.postrouting.filter(keep) } : {}),
+    ...(part.prerouting ? { prerouting: part.prerouting.filter(keep) } : {}),
+  };
+}
+
 const protoOf = { tcp: Protocol.TCP, udp: Protocol.UDP, icmp: Protocol.ICMP } as const;
 const actionOf = { accept: RuleAction.ACCEPT, drop: RuleAction.DROP, masquerade: RuleAction.MASQUERADE, redirect: RuleAction.REDIRECT } as const;
 

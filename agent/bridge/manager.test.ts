@@ -1,6 +1,9 @@
 // The manager with the privhelper interface faked: services start and stop on their own, one
 // failing leaves the others running, kernel parts merge into one RouteSpec and the bridge chains.
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
 import { RuleAction } from "../../proto/gen/plexd/priv/v1/priv_pb.js";
 import { parseConfig } from "../config/schema.js";
 import { createLogger } from "../util/log.js";
@@ -8,10 +11,14 @@ import { BridgeManager } from "./manager.js";
 import { AccessRouting } from "./access.js";
 import type { BridgeDesired, BridgeInput, BridgeService } from "./service.js";
 
-const config = (bridge: object) => parseConfig({ api: "https://cp.example.com", mode: "bridge", bridge });
+const dataDir = mkdtempSync(join(tmpdir(), "plexd-bridge-"));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+const config = (bridge: object) => parseConfig({ api: "https://cp.example.com", mode: "bridge", data_dir: dataDir, bridge });
 
-function setup(cfg: ReturnType<typeof config>, desired: BridgeDesired = {}) {
+type MeshCall = { iface: string; remove: boolean; peers: number };
+function setup(cfg: ReturnType<typeof config>, desired: BridgeDesired = {}, failMesh: ReadonlySet<string> = new Set()) {
   const calls: { routes: [string, string][]; forwarding: string[] }[] = [];
+  const mesh: MeshCall[] = [];
   const health = new Map<string, string>();
   let firewallChanges = 0;
   const m = new BridgeManager({
@@ -19,6 +26,12 @@ function setup(cfg: ReturnType<typeof config>, desired: BridgeDesired = {}) {
       applyRoutes: (req) => {
         calls.push({ routes: (req?.spec?.routes ?? []).map((r) => [r.destination ?? "", r.interface ?? ""]), forwarding: [...(req?.spec?.forwarding ?? [])] });
         return Promise.resolve({ result: { changed: true, plan: [] } } as never);
+      },
+      applyMesh: (req) => {
+        const iface = req?.spec?.interface ?? "";
+        mesh.push({ iface, remove: req?.remove ?? false, peers: req?.spec?.peers?.length ?? 0 });
+        const failed = !req?.remove && failMesh.has(iface);
+        return Promise.resolve({ result: { changed: true, plan: [], ...(failed ? { error: "wireguard-go exited", failedStep: "create_interface", rolledBack: true } : {}) } } as never);
       },
     },
     config: () => cfg,
@@ -28,7 +41,7 @@ function setup(cfg: ReturnType<typeof config>, desired: BridgeDesired = {}) {
     signal: new AbortController().signal,
     onFirewallChange: () => void firewallChanges++,
   });
-  return { m, calls, health, firewallChanges: () => firewallChanges };
+  return { m, calls, mesh, health, firewallChanges: () => firewallChanges };
 }
 
 class Broken implements BridgeService {
@@ -75,5 +88,45 @@ describe("BridgeManager", () => {
     await m.teardown();
     expect(calls.at(-1)).toEqual({ routes: [], forwarding: [] });
     expect(m.bridgeChains()).toEqual([]);
+  });
+
+  it("applies the services' WireGuard devices before the routes; a failed one is removed with its routes and rules; one no longer wanted is removed, also after a restart", async () => {
+    const cfg = config({});
+    const devices = { list: ["wg-s2s-aaaa", "wg-s2s-bbbb"] };
+    const service: BridgeService = {
+      name: "site_to_site",
+      wanted: () => devices.list.length > 0,
+      apply: () => Promise.resolve(),
+      stop: () => Promise.resolve(),
+      status: () => ({ name: "site_to_site", running: true, detail: "", counters: {} }),
+      kernel: () => ({
+        interfaces: devices.list.map((name, i) => ({ name, privateKey: "k", listenPort: 51823 + i, peers: [{ publicKey: "p", allowedIps: [`192.168.${20 + i}.0/24`] }] })),
+        forwarding: [...devices.list, "plexd0"],
+        forward: devices.list.map((name) => ({ id: `s2s:${name}`, iifname: name, verdict: "accept" as const })),
+      }),
+    };
+    const first = setup(cfg, {}, new Set(["wg-s2s-bbbb"]));
+    first.m.register(service);
+    await first.m.sync("test");
+    // bbbb failed: applied, then removed; its forwarding and rules left out.
+    expect(first.mesh).toEqual([{ iface: "wg-s2s-aaaa", remove: false, peers: 1 }, { iface: "wg-s2s-bbbb", remove: false, peers: 1 }, { iface: "wg-s2s-bbbb", remove: true, peers: 0 }]);
+    expect(first.calls[0]?.forwarding).toEqual(["plexd0", "wg-s2s-aaaa"]);
+    expect(first.m.bridgeChains().flatMap((c) => c.rules.map((r) => r.iifname))).toEqual(["wg-s2s-aaaa", "wg-s2s-aaaa"]);
+    expect(first.m.status().devices).toEqual([{ name: "wg-s2s-aaaa", listenPort: 51823, peers: 1 }, { name: "wg-s2s-bbbb", listenPort: 51824, peers: 1, error: "ApplyMesh failed at create_interface: wireguard-go exited (rolled back)" }]);
+    const record = join(dataDir, "bridge-devices.json");
+    expect(JSON.parse(readFileSync(record, "utf8"))).toEqual(["wg-s2s-aaaa", "wg-s2s-bbbb"]);
+    expect(statSync(record).mode & 0o777).toBe(0o600);
+
+    // A new agent (restart) while the tunnels were revoked: the recorded devices are removed.
+    devices.list = ["wg-s2s-cccc"];
+    const second = setup(cfg);
+    second.m.register(service);
+    await second.m.sync("test");
+    expect(second.mesh).toEqual([{ iface: "wg-s2s-cccc", remove: false, peers: 1 }, { iface: "wg-s2s-aaaa", remove: true, peers: 0 }, { iface: "wg-s2s-bbbb", remove: true, peers: 0 }]);
+    expect(JSON.parse(readFileSync(record, "utf8"))).toEqual(["wg-s2s-cccc"]);
+    await second.m.teardown();
+    expect(second.mesh.at(-1)).toEqual({ iface: "wg-s2s-cccc", remove: true, peers: 0 });
+    expect(JSON.parse(readFileSync(record, "utf8"))).toEqual([]);
+    expect(second.m.status().devices).toEqual([]);
   });
 });

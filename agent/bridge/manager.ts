@@ -1,6 +1,7 @@
 // Runs the bridge's services (docs/bridge.md#overview). Each service starts, reconfigures and
 // stops on its own: one that throws is marked failed and the others go on. After the services,
-// their kernel parts are merged: the routes and forwarding go to privhelper's ApplyRoutes here,
+// their kernel parts are merged: the bridge's WireGuard devices go to privhelper's ApplyMesh
+// (devices.ts), the routes and forwarding to ApplyRoutes here,
 // the firewall rules join the kernel reconciler's FirewallSpec (bridgeChains). Mesh → routes →
 // firewall is the order of the kernel calls. An agent stop closes the services' own resources
 // and leaves the kernel as it is; teardown() removes the bridge's kernel state as well.
@@ -14,11 +15,13 @@ import type { PrivClient } from "../privclient/client.js";
 import { CoalescingRunner } from "../reconcile/coalesce.js";
 import type { DesiredStateStore } from "../state/desired.js";
 import type { Logger } from "../util/log.js";
-import { bridgeChains, mergeRoutes } from "./kernel-parts.js";
+import { join } from "node:path";
+import { BridgeDevices, type BridgeDeviceStatus } from "./devices.js";
+import { bridgeChains, mergeRoutes, withoutDevices } from "./kernel-parts.js";
 import type { BridgeInput, BridgeService, BridgeServiceName, BridgeServiceStatus } from "./service.js";
 
 export interface BridgeManagerDeps {
-  priv: Pick<PrivClient, "applyRoutes">;
+  priv: Pick<PrivClient, "applyRoutes" | "applyMesh">;
   config: () => Config;
   store: Pick<DesiredStateStore, "state" | "subscribe">;
   health: Pick<HealthRegistry, "set" | "clear">;
@@ -32,6 +35,8 @@ export interface BridgeStatus {
   enabled: boolean;
   services: (BridgeServiceStatus & { error?: string })[];
   routes: { count: number; forwarding: string[]; error?: string };
+  /** The bridge's own WireGuard devices (user access, site-to-site). */
+  devices: BridgeDeviceStatus[];
 }
 
 const applyDeadlineMs = 60_000;
@@ -43,10 +48,14 @@ export class BridgeManager {
   readonly #errors = new Map<BridgeServiceName, string>();
   #routes: { count: number; forwarding: string[]; error?: string } = { count: 0, forwarding: [] };
   #chainsKey = "[]";
+  /** Devices whose last ApplyMesh failed: their routes, forwarding and rules are left out. */
+  #failedDevices = new Set<string>();
+  readonly #devices: BridgeDevices;
   readonly runner: CoalescingRunner;
 
   constructor(d: BridgeManagerDeps) {
     this.#d = d;
+    this.#devices = new BridgeDevices({ priv: d.priv, recordFile: join(d.config().data_dir, "bridge-devices.json"), log: d.log, signal: d.signal });
     this.runner = new CoalescingRunner((reasons) => this.#sync([...reasons].join(",")), d.signal, (err) => d.log.warn({ err: err.message }, "bridge sync failed; the next trigger retries"));
     d.store.subscribe((slices) => {
       if (slices.has("bridge")) this.runner.trigger("desired_state");
@@ -80,6 +89,7 @@ export class BridgeManager {
   async #sync(why: string): Promise<void> {
     const input = this.input();
     await Promise.all(this.#services.map((s) => this.#syncOne(s, input)));
+    this.#failedDevices = await this.#devices.apply(this.#runningParts().flatMap((p) => p.interfaces ?? []));
     await this.#applyRoutes();
     const key = JSON.stringify(this.bridgeChains());
     if (key !== this.#chainsKey) {
@@ -112,8 +122,13 @@ export class BridgeManager {
   }
 
   /** Kernel parts of the services that run (a failed one keeps what it last had: its state is unknown). */
-  #parts() {
+  #runningParts() {
     return this.#services.filter((s) => this.#running.has(s.name) && s.kernel).map((s) => s.kernel!());
+  }
+
+  /** What goes to ApplyRoutes and the FirewallSpec: without devices whose ApplyMesh failed. */
+  #parts() {
+    return this.#runningParts().map((p) => withoutDevices(p, this.#failedDevices));
   }
 
   async #applyRoutes(parts = this.#parts()): Promise<void> {
@@ -146,6 +161,7 @@ export class BridgeManager {
         return { ...s.status(), ...(e !== undefined ? { error: e } : {}) };
       }),
       routes: this.#routes,
+      devices: this.#devices.status(),
     };
   }
 
@@ -176,10 +192,11 @@ export class BridgeManager {
     this.#running.clear();
   }
 
-  /** Mode change or deregistration: services stop and their routes, forwarding and rules leave the kernel. */
+  /** Mode change or deregistration: services stop and their devices, routes, forwarding and rules leave the kernel. */
   async teardown(): Promise<void> {
     await this.stopServices();
     await this.#applyRoutes([]);
+    this.#failedDevices = await this.#devices.apply([]);
     this.#chainsKey = "[]";
     this.#d.onFirewallChange();
   }

@@ -268,6 +268,7 @@ export class AgentBackend implements NodeApiBackend {
       routeCount: st.routes.count,
       forwarding: st.routes.forwarding,
       routesError: st.routes.error ?? "",
+      devices: st.devices.map((d) => ({ name: d.name, listenPort: d.listenPort, peers: d.peers, error: d.error ?? "" })),
     });
   }
 

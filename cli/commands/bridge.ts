@@ -1,5 +1,5 @@
 // The bridge's part of `plexd status` (docs/bridge.md#status): one line per service with its
-// counters, and the routes privhelper holds for the bridge.
+// counters, the bridge's WireGuard devices, and the routes privhelper holds for the bridge.
 import type { GetBridgeStatusResponse } from "../../proto/gen/plexd/node/v1/node_pb.js";
 import type { NodeClient } from "../client.js";
 
@@ -12,6 +12,7 @@ export function bridgeText(b: GetBridgeStatusResponse): string {
     const state = s.error ? "FAILED" : s.running ? "running" : "off";
     lines.push(`  ${s.name.padEnd(width)}  ${state.padEnd(7)}  ${s.error || s.detail}${counters ? `  (${counters})` : ""}`.trimEnd());
   }
+  for (const d of b.devices) lines.push(`  ${"device".padEnd(width)}  ${d.error ? "FAILED " : "up     "}  ${d.name} on UDP ${d.listenPort}, ${d.peers} peer${d.peers === 1 ? "" : "s"}${d.error ? `: ${d.error}` : ""}`);
   lines.push(`  ${"routes".padEnd(width)}  ${b.routesError ? "FAILED " : "ok     "}  ${b.routeCount} route${b.routeCount === 1 ? "" : "s"}, forwarding on ${b.forwarding.join(", ") || "none"}${b.routesError ? `: ${b.routesError}` : ""}`);
   return lines.join("\n");
 }
