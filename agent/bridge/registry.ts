@@ -5,6 +5,8 @@ import { AccessRouting } from "./access.js";
 import { IngressService } from "./ingress.js";
 import { RelayService } from "./relay.js";
 import type { BridgeService } from "./service.js";
+import { SiteToSiteService } from "./site-to-site.js";
+import { deviceKey } from "./device-keys.js";
 
 export interface BridgeServiceDeps {
   log: Logger;
@@ -17,4 +19,5 @@ export const bridgeServiceFactories: ((deps: BridgeServiceDeps) => BridgeService
   () => new AccessRouting(),
   (d) => new IngressService({ log: d.log.child({ service: "ingress" }), ...(d.peerPrefixes ? { peerPrefixes: d.peerPrefixes } : {}) }),
   ({ log }) => new RelayService({ log: log.child({ service: "relay" }) }),
+  (d) => new SiteToSiteService({ log: d.log.child({ service: "site_to_site" }), dataDir: d.dataDir, deviceKey, ...(d.peerPrefixes ? { peerPrefixes: d.peerPrefixes } : {}) }),
 ];
