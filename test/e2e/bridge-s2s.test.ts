@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { defaultInterfaceName } from "../../agent/bridge/site-to-site-tunnels.js";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
 import { generateWireGuardKeyPair } from "../../proto/lib/keys.js";
-import { addAddress, addNamespace, addRoute, addVethPair, createTopology, ensureSystemUsers, nftList, nsExec, ping, registerCleanup, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { addAddress, addNamespace, addRoute, addVethPair, createTopology, ensureSystemUsers, nftList, nsExec, ping, registerCleanup, until, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub } from "./lib/cp.js";
 import { joinNode, nodeId } from "./lib/mesh.js";
 import type { PlexdNode } from "./lib/node.js";
@@ -72,7 +72,11 @@ async function snapshot(n: PlexdNode) {
   const routes = (await nsExec(n.ns, ["ip", "-4", "route", "show", "table", "all"])).stdout.split("\n").map((l) => l.trim()).filter((l) => l !== "").sort();
   const forwarding = (await nsExec(n.ns, ["sh", "-c", "grep -H . /proc/sys/net/ipv4/conf/*/forwarding /proc/sys/net/ipv4/ip_forward"])).stdout.trim().split("\n").sort();
   const nft = await nftList(n.ns);
-  const rules = nft.rules.map((r) => `${String(r.table)} ${String(r.chain)} ${JSON.stringify(r.expr).replace(/"counter":\{[^}]*\}/g, '"counter":{}')} ${JSON.stringify(r.comment ?? "")}`).sort();
+  // Grouped by chain, in chain order (a stable sort keeps each chain's order).
+  const rules = nft.rules
+    .map((r) => ({ chain: `${String(r.table)} ${String(r.chain)}`, text: `${JSON.stringify(r.expr).replace(/"counter":\{[^}]*\}/g, '"counter":{}')} ${JSON.stringify(r.comment ?? "")}` }))
+    .sort((x, y) => x.chain.localeCompare(y.chain))
+    .map((r) => `${r.chain} ${r.text}`);
   const chains = nft.chains.map((c) => `${String(c.table)} ${String(c.name)} ${String(c.hook ?? "")} ${String(c.policy ?? "")}`).sort();
   const mesh = await wgShow(n.ns, n.iface);
   return { links, routes, forwarding, rules, chains, mesh: { publicKey: mesh.publicKey, listenPort: mesh.listenPort, peers: mesh.peers.map((p) => `${p.publicKey} ${p.allowedIps.join(",")}`).sort() } };
@@ -97,9 +101,9 @@ beforeAll(async () => {
   sa = await joinNode({ topo, cp, api, users, name: "sa", config: bridgeConfig({ site_to_site_defaults: { max_tunnels: 2 } }) });
   sb = await joinNode({ topo, cp, api, users, name: "sb", config: bridgeConfig() });
   // The site-to-site service runs (with no tunnels) and the mesh between the bridges is up.
-  await expect.poll(async () => (await caps(sa)).site_to_site, { timeout: 60_000, interval: 1000 }).toBe("true");
-  await expect.poll(async () => (await caps(sb)).max_site_to_site_tunnels, { timeout: 60_000, interval: 1000 }).toBe("10");
-  await expect.poll(async () => (await wgShow(sa.ns, sa.iface).catch(() => ({ peers: [] }))).peers.length, { timeout: 60_000, interval: 1000 }).toBe(1);
+  await until("sa announces site_to_site", async () => (await caps(sa)).site_to_site === "true", 60_000);
+  await until("sb announces max_site_to_site_tunnels", async () => (await caps(sb)).max_site_to_site_tunnels === "10", 60_000);
+  await until("the bridges are mesh peers", async () => (await wgShow(sa.ns, sa.iface)).peers.length === 1, 60_000);
   before = { sa: await snapshot(sa), sb: await snapshot(sb) };
 });
 
@@ -135,6 +139,13 @@ describe("bridge site-to-site", () => {
     expect((await nsExec(sa.ns, ["ip", "-4", "route", "show", "192.168.20.0/24"])).stdout).toContain(`dev ${ifA}`);
     expect((await nsExec(sa.ns, ["sysctl", "-n", `net.ipv4.conf.${ifA}.forwarding`, "net.ipv4.conf.lan0.forwarding", "net.ipv4.conf.all.forwarding"])).stdout.split("\n").slice(0, 3)).toEqual(["1", "1", "0"]);
 
+    // sa's forward chain for the tunnel: replies, then remote → local, then drop, in that order.
+    const fwd = (await nftList(sa.ns)).rules.filter((r) => r.chain === "plexd-bridge-fwd").map((r) => JSON.stringify(r.expr));
+    expect(fwd.map((e) => [e.includes(ifA), e.includes('"established"'), e.includes('"192.168.20.0"') && e.includes('"len":25'), e.includes('"accept"') ? "accept" : e.includes('"drop"') ? "drop" : "?"])).toEqual([
+      [true, true, false, "accept"],
+      [true, false, true, "accept"],
+      [true, false, false, "drop"],
+    ]);
     // sb may reach only sa's local_subnets (192.168.10.0/25): .200 is dropped at sa ...
     expect((await ping(lanB, hostA2, { count: 2, timeoutMs: 3000 })).ok).toBe(false);
     // ... but a connection .200 starts itself gets its replies (established traffic is let back in).
