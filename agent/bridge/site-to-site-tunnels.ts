@@ -169,7 +169,13 @@ export interface AdmittedTunnel extends Tunnel {
  * whose content is unchanged), then the newcomers in list order. Later tunnels that collide
  * with earlier ones (interface, port, overlapping remote subnets) or pass `maxTunnels` are refused.
  */
-export function admitTunnels(candidates: readonly Tunnel[], runningPorts: ReadonlyMap<string, number>, ctx: TunnelContext): { admitted: AdmittedTunnel[]; rejected: RejectedTunnel[] } {
+export function admitTunnels(
+  candidates: readonly Tunnel[],
+  runningPorts: ReadonlyMap<string, number>,
+  ctx: TunnelContext,
+  /** Ports running tunnels hold, also those whose content changed: a replaced tunnel keeps its port when it is still free. */
+  previousPorts: ReadonlyMap<string, number> = runningPorts,
+): { admitted: AdmittedTunnel[]; rejected: RejectedTunnel[] } {
   const admitted: AdmittedTunnel[] = [];
   const rejected: RejectedTunnel[] = [];
   const order = [...candidates.filter((c) => runningPorts.has(c.id)), ...candidates.filter((c) => !runningPorts.has(c.id))];
@@ -198,7 +204,8 @@ export function admitTunnels(candidates: readonly Tunnel[], runningPorts: Readon
       out.push(a);
       continue;
     }
-    const port = lowestFree(ctx.basePort, ctx.maxTunnels, used);
+    const prev = previousPorts.get(a.id);
+    const port = prev !== undefined && !used.has(prev) && prev >= ctx.basePort && prev < ctx.basePort + ctx.maxTunnels ? prev : lowestFree(ctx.basePort, ctx.maxTunnels, used);
     if (port === undefined) {
       rejected.push({ id: a.id, reason: `no free port in ${ctx.basePort}–${ctx.basePort + ctx.maxTunnels - 1}` });
       continue;

@@ -95,6 +95,9 @@ describe("site-to-site tunnels", () => {
     // A newcomer listed first does not move the running ones.
     await run(s, desired(tunnel("c", { remote_subnets: ["10.3.0.0/16"] }), tunnel("a", { remote_subnets: ["10.1.0.0/16"] }), tunnel("b", { remote_subnets: ["10.2.0.0/16"], listen_port: 51824 })));
     expect(Object.fromEntries(s.tunnels().map((t) => [t.id, t.port]))).toEqual({ a: 51823, b: 51824, c: 51825 });
+    // a goes, c changes: c keeps 51825 (its remote gateway knows it), though 51823 is free now.
+    await run(s, desired(tunnel("c", { remote_subnets: ["10.3.0.0/16"], psk }), tunnel("b", { remote_subnets: ["10.2.0.0/16"], listen_port: 51824 })));
+    expect(Object.fromEntries(s.tunnels().map((t) => [t.id, t.port]))).toEqual({ b: 51824, c: 51825 });
   });
 
   it("refuses only the newcomer past max_tunnels", async () => {

@@ -95,7 +95,8 @@ export class SiteToSiteService implements BridgeService {
       }
     }
     const unchanged = new Map([...this.#tunnels].filter(([id, rt]) => candidates.some((c) => c.id === id && c.key === rt.tunnel.key)).map(([id, rt]) => [id, rt.tunnel.port]));
-    const admission = admitTunnels(candidates, unchanged, ctx);
+    const previous = new Map([...this.#tunnels].map(([id, rt]) => [id, rt.tunnel.port]));
+    const admission = admitTunnels(candidates, unchanged, ctx, previous);
     rejected.push(...admission.rejected);
 
     const next = new Map<string, RunningTunnel>();
