@@ -153,7 +153,8 @@ describe("bridge site-to-site", () => {
 
     // Status, heartbeat and capabilities say so.
     expect(await statusLine(sa, "site_to_site")).toMatch(new RegExp(`site_to_site\\s+running\\s+1 tunnel: ${toB} ${ifA} :${a.port} → ${sbIp.replace(/\./g, "\\.")}:${b.port} \\(192\\.168\\.20\\.0/24\\)\\s+\\(tunnels 1, tunnels_refused 0\\)`));
-    expect(await statusLine(sa, "device")).toMatch(new RegExp(`device\\s+up\\s+${ifA} on UDP ${a.port}, 1 peer`));
+    // ... with the tunnel's handshake and traffic, read from the kernel when asked.
+    expect(await statusLine(sa, "device")).toMatch(new RegExp(`device\\s+up\\s+${ifA} on UDP ${a.port}, 1 peer, handshake \\d+(?:m\\d*s?)?s? ago, rx [\\d.]+ (?:B|KiB), tx [\\d.]+ (?:B|KiB)$`));
     await expect.poll(async () => (await cp.client.heartbeats(nodeId(sb))).at(-1)?.body, { timeout: 20_000, interval: 1000 }).toMatchObject({ site_to_site: { enabled: true, tunnel_count: 1 }, bridge: { site_to_site_enabled: true, active_site_to_site_tunnels: 1 } });
   });
 

@@ -1,6 +1,7 @@
 import type { ReactElement } from "react";
 import type { GetBridgeStatusResponse } from "../../../proto/gen/plexd/node/v1/node_pb.js";
 import type { Ui } from "../ui.js";
+import { deviceText } from "../../bridge-device.js";
 
 export interface BridgePanelProps {
   bridge: GetBridgeStatusResponse | undefined;
@@ -21,14 +22,16 @@ export function makeBridgePanel({ React, ink }: Ui): (props: BridgePanelProps) =
       state: s.error ? "FAILED" : s.running ? "running" : "off",
       text: `${s.error || s.detail}${Object.keys(s.counters).length > 0 ? `  ${Object.entries(s.counters).map(([k, v]) => `${k}=${v}`).join(" ")}` : ""}`,
     }));
+    const now = Date.now();
+    rows.push(...bridge.devices.map((d) => ({ name: "device", state: d.error ? "FAILED" : "up", text: deviceText(d, now) })));
     rows.push({ name: "routes", state: bridge.routesError ? "FAILED" : "ok", text: `${bridge.routeCount} routes, forwarding on ${bridge.forwarding.join(", ") || "none"}${bridge.routesError ? `: ${bridge.routesError}` : ""}` });
-    const color = (st: string) => (st === "FAILED" ? "red" : st === "running" || st === "ok" ? "green" : "gray");
+    const color = (st: string) => (st === "FAILED" ? "red" : st === "running" || st === "ok" || st === "up" ? "green" : "gray");
     return h(
       Box,
       { flexDirection: "column" },
       h(Text, { bold: true, dimColor: dim, wrap: "truncate" }, `${"SERVICE".padEnd(15)} ${"STATE".padEnd(8)} DETAIL / COUNTERS`.slice(0, width)),
-      ...rows.slice(0, Math.max(1, maxRows)).map((r) =>
-        h(Box, { key: r.name }, h(Text, { dimColor: dim }, `${r.name.padEnd(15)} `), h(Text, { color: color(r.state), dimColor: dim }, r.state.padEnd(8)), h(Text, { dimColor: dim, wrap: "truncate-end" }, ` ${r.text}`.slice(0, Math.max(10, width - 24)))),
+      ...rows.slice(0, Math.max(1, maxRows)).map((r, i) =>
+        h(Box, { key: `${i}:${r.name}` }, h(Text, { dimColor: dim }, `${r.name.padEnd(15)} `), h(Text, { color: color(r.state), dimColor: dim }, r.state.padEnd(8)), h(Text, { dimColor: dim, wrap: "truncate-end" }, ` ${r.text}`.slice(0, Math.max(10, width - 24)))),
       ),
     );
   };
