@@ -119,8 +119,10 @@ describe("bridge site-to-site", () => {
     await setTunnels(sb, [tunnel(toA, { endpoint: `${saIp}:${a.port}`, key: a.publicKey, local: ["192.168.20.0/24"], remote: ["192.168.10.0/24"] })]);
     registerCleanup("sb tunnels", async () => void (await setTunnels(sb, [])));
     const b = await announced(sb, toA);
-    // Same id, new content (the real key and port of sb): the tunnel is replaced in place.
-    await setTunnels(sa, [tunnel(toB, { endpoint: `${sbIp}:${b.port}`, key: b.publicKey, local: ["192.168.10.0/25"], remote: ["192.168.20.0/24"] })]);
+    // Same id, new content (the real key and port of sb), as a single site_to_site_tunnel_assigned
+    // event this time: the tunnel is replaced in place.
+    const final = tunnel(toB, { endpoint: `${sbIp}:${b.port}`, key: b.publicKey, local: ["192.168.10.0/25"], remote: ["192.168.20.0/24"] });
+    expect((await cp.client.setSiteToSiteTunnel(nodeId(sa), toB, final)).event_id).not.toBeNull();
 
     await expect.poll(async () => (await ping(lanA, hostB, { count: 1, timeoutMs: 3000 })).ok, { timeout: 60_000, interval: 1000 }).toBe(true);
     expect((await ping(lanB, hostA, { count: 2, timeoutMs: 3000 })).ok).toBe(true);
@@ -159,7 +161,8 @@ describe("bridge site-to-site", () => {
   });
 
   it("removing the tunnels removes the devices, their routes, forwarding and rules, and nothing else", async () => {
-    await setTunnels(sa, []);
+    // sa's goes by a site_to_site_tunnel_revoked event, sb's by its state block.
+    expect((await cp.client.removeSiteToSiteTunnel(nodeId(sa), toB)).event_id).not.toBeNull();
     await setTunnels(sb, []);
     await expect.poll(() => s2sLinks(sa), { timeout: 30_000, interval: 500 }).toEqual([]);
     await expect.poll(() => s2sLinks(sb), { timeout: 30_000, interval: 500 }).toEqual([]);
