@@ -139,7 +139,7 @@ export const natTraversalSchema = withRules(
     stun_servers: list(str()).prefault(["stun.l.google.com:19302", "stun.cloudflare.com:3478"]).meta({ description: "STUN servers asked, in order.", allowed: "non-empty list of `host:port` (when enabled)" }),
     refresh_interval: dur("60s").meta({ description: "Interval of endpoint rediscovery.", allowed: "≥ 10s (when enabled)" }),
     timeout: dur("5s").meta({ description: "Time allowed per STUN server.", allowed: "> 0 (when enabled)" }),
-    fallback: oneOf(["relay", "none"]).prefault("relay").meta({ description: "Sent with the endpoint report: `relay` asks the control plane to relay this node's traffic through a bridge when no direct path is possible (symmetric NAT); `none` does not." }),
+    fallback: oneOf(["relay", "none"]).prefault("relay").meta({ description: "Sent with the endpoint report: `relay` asks the control plane to relay this node's traffic through a bridge when no direct path is possible (symmetric NATs, or no handshake follows; docs/bridge.md#relay); `none` does not." }),
   }),
   (r) => {
     if (!r.on(["enabled"])) return;

@@ -23,7 +23,7 @@ export interface NodeSummary {
 export interface NodeDetail extends NodeSummary {
   reported_metadata: Record<string, string>;
   capabilities: unknown;
-  endpoint: { public_endpoint: string; nat_type: string; updated_at: string } | null;
+  endpoint: { public_endpoint: string; nat_type: string; updated_at: string; relay_fallback?: boolean } | null;
   flags: { reconcile: boolean; rotate_keys: boolean };
   node_secret_key: string;
   identity_token: string;

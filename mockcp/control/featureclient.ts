@@ -188,11 +188,11 @@ export class MockcpFeatureClient extends MockcpTransport {
     return this.call("PUT", `/control/v1/relay/bridges/${enc(nodeId)}`, address === undefined ? {} : { address });
   }
 
-  relay(): Promise<{ auto: boolean; ttl_seconds: number; sessions: RelaySessionRecord[] }> {
+  relay(): Promise<{ auto: boolean; ttl_seconds: number; no_handshake_grace_seconds: number; sessions: RelaySessionRecord[] }> {
     return this.call("GET", "/control/v1/relay");
   }
 
-  setRelaySettings(s: { auto?: boolean; ttl_seconds?: number }): Promise<{ auto: boolean; ttl_seconds: number; assigned: RelaySessionRecord[] }> {
+  setRelaySettings(s: { auto?: boolean; ttl_seconds?: number; no_handshake_grace_seconds?: number }): Promise<{ auto: boolean; ttl_seconds: number; no_handshake_grace_seconds: number; assigned: RelaySessionRecord[] }> {
     return this.call("PUT", "/control/v1/relay", s);
   }
 

@@ -1,10 +1,12 @@
 import { z } from "zod";
 import { assignRelay, autoRelay, revokeRelayByHand } from "../state/relay.js";
+import { relayAllWithoutHandshake } from "../state/relay-nohandshake.js";
+import type { MockState } from "../state/store.js";
 import { ipEndpoint, parseBody } from "../state/validate.js";
 import { reply, type ControlRoute } from "./match.js";
 
 // Control routes for relay sessions (docs/mockcp.md#relay-sessions): name a relay bridge, assign
-// a session by hand (the stand-in for "no handshake follows"), revoke one, switch auto-assignment.
+// a session by hand, revoke one, switch auto-assignment and set its no-handshake grace period.
 
 const bridgeBody = z.object({ address: ipEndpoint().optional() });
 const sessionBody = z.object({
@@ -15,12 +17,16 @@ const sessionBody = z.object({
   relay_port: z.number().int().min(1).max(65535).optional(),
   session_id: z.string().min(1).max(128).optional(),
 });
-const settingsBody = z.object({ auto: z.boolean().optional(), ttl_seconds: z.number().positive().optional() });
+const settingsBody = z.object({ auto: z.boolean().optional(), ttl_seconds: z.number().positive().optional(), no_handshake_grace_seconds: z.number().min(0).optional() });
+
+const settings = (state: MockState) => ({ auto: state.relay.auto, ttl_seconds: state.relay.ttlMs / 1000, no_handshake_grace_seconds: state.relay.handshakes.graceMs / 1000 });
+/** Sessions either automatic rule makes at once. */
+const assignNow = (state: MockState) => [...autoRelay(state), ...relayAllWithoutHandshake(state)];
 
 export const relayControlRoutes: ControlRoute[] = [
   {
     pattern: "GET relay",
-    handle: ({ state }, ctx) => reply(ctx, 200, { auto: state.relay.auto, ttl_seconds: state.relay.ttlMs / 1000, bridges: [...state.relay.bridges.values()], sessions: [...state.relay.sessions.values()] }),
+    handle: ({ state }, ctx) => reply(ctx, 200, { ...settings(state), bridges: [...state.relay.bridges.values()], sessions: [...state.relay.sessions.values()] }),
   },
   {
     pattern: "PUT relay",
@@ -28,7 +34,8 @@ export const relayControlRoutes: ControlRoute[] = [
       const b = parseBody(settingsBody, await ctx.body());
       if (b.auto !== undefined) state.relay.auto = b.auto;
       if (b.ttl_seconds !== undefined) state.relay.ttlMs = b.ttl_seconds * 1000;
-      reply(ctx, 200, { auto: state.relay.auto, ttl_seconds: state.relay.ttlMs / 1000, assigned: autoRelay(state) });
+      if (b.no_handshake_grace_seconds !== undefined) state.relay.handshakes.graceMs = b.no_handshake_grace_seconds * 1000;
+      reply(ctx, 200, { ...settings(state), assigned: assignNow(state) });
     },
   },
   {
@@ -37,7 +44,7 @@ export const relayControlRoutes: ControlRoute[] = [
       const node = state.nodeOr404(p["id"] ?? "");
       const b = parseBody(bridgeBody, await ctx.body());
       state.relay.bridges.set(node.id, { node_id: node.id, address: b.address });
-      reply(ctx, 200, { bridge: state.relay.bridges.get(node.id), assigned: autoRelay(state) });
+      reply(ctx, 200, { bridge: state.relay.bridges.get(node.id), assigned: assignNow(state) });
     },
   },
   {

@@ -1,5 +1,6 @@
 import { ApiError } from "../state/apierror.js";
 import { decodeItems, obsKinds, type ObsKind } from "../state/observability.js";
+import { noteTunnelHealth } from "../state/relay-nohandshake.js";
 import { mediaType, requireMethod } from "./http.js";
 import type { NodeRoute } from "./noderoute.js";
 
@@ -24,5 +25,6 @@ export const observabilityRoute: NodeRoute = async ({ state }, ctx, node, rest) 
   state.observability.checkFailure(node.id, kind, raw.bytes.length);
   const items = decodeItems(kind, await ctx.body());
   state.observability.record(node.id, kind, { content_type: type, gzip: raw.gzip, wire_bytes: raw.wireBytes, decoded_bytes: raw.bytes.length }, items);
+  if (kind === "metrics") noteTunnelHealth(state, node.id, items);
   return { status: 202, body: {} };
 };

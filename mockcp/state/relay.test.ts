@@ -24,7 +24,7 @@ describe("relay sessions", () => {
     const answer = await putEndpoint(c, b, "192.0.2.3:40002", "symmetric");
     expect(answer).toContainEqual({ peer_id: a.node_id, endpoint: "192.0.2.9:51821" });
     const [s] = (await c.relay()).sessions;
-    expect(s).toMatchObject({ peer_a_id: a.node_id, peer_b_id: b.node_id, peer_a_endpoint: "192.0.2.2:40001", peer_b_endpoint: "192.0.2.3:40002", bridge_id: bridge.node_id });
+    expect(s).toMatchObject({ peer_a_id: a.node_id, peer_b_id: b.node_id, peer_a_endpoint: "192.0.2.2:40001", peer_b_endpoint: "192.0.2.3:40002", bridge_id: bridge.node_id, reason: "symmetric" });
     const bridgeEvents = await c.events(bridge.node_id);
     expect(bridgeEvents.find((e) => e.event_type === "relay_session_assigned")?.payload).toEqual({
       session_id: s!.session_id,
@@ -62,6 +62,6 @@ describe("relay sessions", () => {
     await c.setRelayBridge(bridge.node_id, "192.0.2.9:51821");
     expect((await c.relay()).sessions).toEqual([]);
     const s = await c.assignRelay({ peer_a: a.node_id, peer_b: b.node_id, relay_port: 51900, session_id: "rs_manual" });
-    expect(s).toMatchObject({ session_id: "rs_manual", relay_port: 51900, relay_address: "192.0.2.9:51900" });
+    expect(s).toMatchObject({ session_id: "rs_manual", relay_port: 51900, relay_address: "192.0.2.9:51900", reason: "manual" });
   });
 });

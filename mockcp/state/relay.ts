@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { ApiError, badRequest } from "./apierror.js";
+import { HandshakeWatch, pairKey } from "./relay-handshakes.js";
 import type { MockState, NodeRecord } from "./store.js";
 
 // Relay sessions (docs/mockcp.md#relay-sessions): mockcp pairs two nodes through a bridge's UDP
-// relay when both report a symmetric NAT (or when a test asks for it through the control API, the
-// stand-in for "no handshake follows"). The bridge gets `relay_session_assigned` and
-// `relay_config` in its state; both nodes get `peer_endpoint_changed` to the relay address, and
-// their Peer objects keep showing it while the session lasts.
+// relay when both report a symmetric NAT, when no handshake follows between them
+// (relay-nohandshake.ts), or when a test asks for it through the control API. The bridge gets
+// `relay_session_assigned` and `relay_config` in its state; both nodes get `peer_endpoint_changed`
+// to the relay address, and their Peer objects keep showing it while the session lasts.
 
 export interface RelaySession {
   session_id: string;
@@ -19,7 +20,11 @@ export interface RelaySession {
   /** mockcp's own bookkeeping (not sent to the bridge). */
   bridge_id: string;
   relay_address: string;
+  /** Why the pair was relayed: both `symmetric`, no handshake followed, or by hand (control API). */
+  reason: RelayReason;
 }
+
+export type RelayReason = "symmetric" | "no_handshake" | "manual";
 
 export interface RelayBridge {
   node_id: string;
@@ -36,6 +41,8 @@ export class RelayStore {
   /** Pairs whose session was revoked through the control API: not re-paired on their own. */
   readonly revokedPairs = new Set<string>();
   ttlMs = 3_600_000;
+  /** Who has been online since when, and who reported a handshake with whom (the no-handshake rule). */
+  readonly handshakes = new HandshakeWatch();
 
   forPair(a: string, b: string): RelaySession | undefined {
     for (const s of this.sessions.values()) if ((s.peer_a_id === a && s.peer_b_id === b) || (s.peer_a_id === b && s.peer_b_id === a)) return s;
@@ -65,7 +72,7 @@ export function relayedEndpoint(state: MockState, viewerId: string, peerId: stri
 }
 
 /** Sessions the bridge must run, for its state document; expired ones are dropped first. */
-export function relayConfigOf(state: MockState, bridgeId: string): { sessions: Omit<RelaySession, "bridge_id" | "relay_address">[] } | undefined {
+export function relayConfigOf(state: MockState, bridgeId: string): { sessions: WireSession[] } | undefined {
   const now = state.now();
   for (const s of [...state.relay.sessions.values()]) if (Date.parse(s.expires_at) <= now) state.relay.sessions.delete(s.session_id);
   const node = state.nodes.get(bridgeId);
@@ -73,22 +80,23 @@ export function relayConfigOf(state: MockState, bridgeId: string): { sessions: O
   return { sessions: [...state.relay.sessions.values()].filter((s) => s.bridge_id === bridgeId).map(wire) };
 }
 
-const pairOf = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
-
 /** A revocation through the control API: the pair stays unrelayed until assigned by hand. */
 export function revokeRelayByHand(state: MockState, sessionId: string): RelaySession {
   const s = revokeRelay(state, sessionId);
-  state.relay.revokedPairs.add(pairOf(s.peer_a_id, s.peer_b_id));
+  state.relay.revokedPairs.add(pairKey(s.peer_a_id, s.peer_b_id));
   return s;
 }
 
-const wire = ({ bridge_id: _b, relay_address: _r, ...rest }: RelaySession): Omit<RelaySession, "bridge_id" | "relay_address"> => rest;
+type WireSession = Omit<RelaySession, "bridge_id" | "relay_address" | "reason">;
+const wire = ({ bridge_id: _b, relay_address: _r, reason: _why, ...rest }: RelaySession): WireSession => rest;
 
 export interface AssignOptions {
   bridgeId?: string;
   ttlMs?: number;
   relayPort?: number;
   sessionId?: string;
+  /** Default `manual`. */
+  reason?: RelayReason;
 }
 
 /** Pairs `a` and `b` through a bridge: events to the bridge and to both nodes. */
@@ -109,9 +117,10 @@ export function assignRelay(state: MockState, a: NodeRecord, b: NodeRecord, o: A
     ...(o.relayPort !== undefined ? { relay_port: o.relayPort } : {}),
     bridge_id: bridge.id,
     relay_address: address,
+    reason: o.reason ?? "manual",
   };
   if (s.peer_a_endpoint === "" || s.peer_b_endpoint === "") throw new ApiError(409, "endpoint_unknown", "both nodes must have reported an endpoint");
-  state.relay.revokedPairs.delete(pairOf(a.id, b.id));
+  state.relay.revokedPairs.delete(pairKey(a.id, b.id));
   const previous = state.relay.forPair(a.id, b.id);
   if (previous) revokeRelay(state, previous.session_id, { restoreEndpoints: false });
   state.relay.sessions.set(s.session_id, s);
@@ -140,18 +149,26 @@ export function revokeRelay(state: MockState, sessionId: string, o: { restoreEnd
   return s;
 }
 
+/** A node that is in the mesh right now with a reported endpoint. */
+export const onlineWithEndpoint = (n: NodeRecord): boolean => n.status === "active" && n.offlineSince === undefined && n.endpoint !== undefined;
+
+/** A node the control plane may relay: it did not ask for `fallback: none`, and is no relay itself. */
+export const relayable = (state: MockState, n: NodeRecord): boolean => n.endpoint?.relay_fallback !== false && relayAddressOf(state, n) === undefined;
+
 /** After `node` reported its NAT (or a bridge appeared): pair every two symmetric nodes without a session. */
 export function autoRelay(state: MockState): RelaySession[] {
+  const now = state.now();
+  for (const n of state.activeNodes()) state.relay.handshakes.online(n.id, onlineWithEndpoint(n), now);
   if (!state.relay.auto) return [];
   const out: RelaySession[] = [];
-  const symmetric = state.activeNodes().filter((n) => n.endpoint?.nat_type === "symmetric" && relayAddressOf(state, n) === undefined);
+  const symmetric = state.activeNodes().filter((n) => n.endpoint?.nat_type === "symmetric" && relayable(state, n));
   for (let i = 0; i < symmetric.length; i++) {
     for (let j = i + 1; j < symmetric.length; j++) {
       const a = symmetric[i]!;
       const b = symmetric[j]!;
-      if (state.relay.forPair(a.id, b.id) || state.relay.revokedPairs.has(pairOf(a.id, b.id))) continue;
+      if (state.relay.forPair(a.id, b.id) || state.relay.revokedPairs.has(pairKey(a.id, b.id))) continue;
       try {
-        out.push(assignRelay(state, a, b));
+        out.push(assignRelay(state, a, b, { reason: "symmetric" }));
       } catch (err) {
         if (err instanceof ApiError && err.status === 409) return out;
         throw err;

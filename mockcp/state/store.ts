@@ -68,7 +68,7 @@ export interface NodeRecord {
   registeredAt: number;
   status: NodeStatus;
   deregisteredAt: number | undefined;
-  endpoint: { public_endpoint: string; nat_type: string; updated_at: string } | undefined;
+  endpoint: { public_endpoint: string; nat_type: string; updated_at: string; relay_fallback?: boolean } | undefined;
   heartbeats: Received[];
   lastHeartbeatAt: number | undefined;
   /** Set while the node counts as offline: its peers were told `peer_removed`. */
@@ -139,6 +139,7 @@ const rotateBody = z.object({ node_id: z.string(), new_public_key: z.string() })
 const endpointBody = z.object({
   public_endpoint: ipEndpoint(),
   nat_type: z.enum(["full_cone", "symmetric", "none", "unknown"]),
+  relay_fallback: z.boolean().optional(),
 });
 
 const driftBody = z.object({
@@ -382,7 +383,7 @@ export class MockState {
   putEndpoint(node: NodeRecord, raw: unknown): { peer_endpoints: { peer_id: string; endpoint: string }[] } {
     const body = parseBody(endpointBody, raw);
     const changed = node.endpoint?.public_endpoint !== body.public_endpoint;
-    node.endpoint = { public_endpoint: body.public_endpoint, nat_type: body.nat_type, updated_at: iso(this.now()) };
+    node.endpoint = { public_endpoint: body.public_endpoint, nat_type: body.nat_type, updated_at: iso(this.now()), ...(body.relay_fallback !== undefined ? { relay_fallback: body.relay_fallback } : {}) };
     const others = this.activeNodes().filter((n) => n.id !== node.id);
     // A pair relayed through a bridge keeps the relay's address (docs/mockcp.md#relay-sessions).
     if (changed) for (const other of others) if (relayedEndpoint(this, other.id, node.id) === undefined) this.publish(other.id, "peer_endpoint_changed", { peer_id: node.id, endpoint: body.public_endpoint });

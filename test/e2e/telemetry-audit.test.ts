@@ -1,27 +1,23 @@
 import { spawn } from "node:child_process";
 import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
-import { stringify } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { connectPrivhelper } from "../../agent/privclient/client.js";
-import { HealthRegistry } from "../../agent/health/registry.js";
-import { KernelAuditSource } from "../../agent/telemetry/audit/kernel.js";
 import type { AuditEvent } from "../../agent/telemetry/audit/event.js";
-import { realClock } from "../../agent/util/clock.js";
-import { createLogger } from "../../agent/util/log.js";
-import { createTopology, ensureSystemUsers, makeTempDir, registerCleanup, spawnInNamespace, until, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
-import { cpPort, startCpOnHub } from "./lib/cp.js";
+import { createTopology, ensureSystemUsers, makeTempDir, registerCleanup, RUN_PREFIX, until, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { cpPort, startCpOnHub, startCpOnLoopback } from "./lib/cp.js";
+import { foreignPlexdState, freeUdpPort, holdHostLock, hostMeshLeftovers, removeHostMesh } from "./lib/host-netns.js";
 import { nodeId } from "./lib/mesh.js";
 import { createNode, type PlexdNode } from "./lib/node.js";
-import { privhelperBundle } from "./lib/priv-node.js";
 
 // Audit forwarding end to end (docs/telemetry.md#audit). Kernel audit records are multicast
 // on the host's initial network namespace only, so a node in a namespace of the test cannot
 // have them: that is the health condition `audit_unavailable`, shown by `plexd status` and
 // `plexd audit`, while the Kubernetes audit log (root-only, read through privhelper TailFile)
-// still reaches mockcp's strict audit endpoint. The live kernel path runs a privhelper in the
-// host namespace and reads its WatchAudit stream with the agent's own client and grouping.
+// still reaches mockcp's strict audit endpoint. The live kernel path runs a whole node (privhelper
+// and agent) in the host's own namespace, with mockcp on its loopback: a record the kernel makes
+// of the test's own message arrives at mockcp as an event.
 
 useHarness();
 
@@ -59,10 +55,10 @@ interface Received {
   raw: string;
 }
 
-const received = async (n: PlexdNode): Promise<Received[]> => (await cp.client.observability(nodeId(n), "audit")).items as Received[];
+const received = async (n: PlexdNode, from: LaunchedMockcp = cp): Promise<Received[]> => (await from.client.observability(nodeId(n), "audit")).items as Received[];
 
-async function auditJson(n: PlexdNode): Promise<{ status: { enabled: boolean; sources: string[] }; sources: { name: string; state: string; detail: string; malformed_total: string }[]; recent_events: string[] }> {
-  const r = await n.plexd(["audit", "-n", "10", "-o", "json"]);
+async function auditJson(n: PlexdNode, recent = 10): Promise<{ status: { enabled: boolean; sources: string[] }; sources: { name: string; state: string; detail?: string; events_total: string; records_total: string; malformed_total: string }[]; recent_events: string[] }> {
+  const r = await n.plexd(["audit", "-n", String(recent), "-o", "json"]);
   expect(r.exitCode, r.output).toBe(0);
   return JSON.parse(r.output) as never;
 }
@@ -120,14 +116,32 @@ describe("audit forwarding", () => {
     expect((await n.agent!.kill("SIGTERM")).exitCode).toBe(0);
   });
 
-  it("live: a privhelper in the host's network namespace streams kernel audit records, and the agent's grouping turns them into events", async () => {
-    const root = makeTempDir("audit-live", { mode: 0o755 });
-    const socket = join(root, "run", "privhelper.sock");
-    const configFile = join(root, "config.yaml");
-    // The interface is never created: nothing but WatchAudit is called on this privhelper.
-    writeFileSync(configFile, stringify({ mesh: { interface: "plexdauditx" }, privhelper: { socket }, hooks: { dir: join(root, "hooks.d") } }), { mode: 0o600 });
-    const priv = spawnInNamespace({ name: "host-privhelper", argv: [privhelperBundle, "--config", configFile, "--socket", socket] });
-    await priv.waitForLine(/listening|serving/i, 30_000);
+  it("live, in the host's network namespace: a kernel audit record travels through privhelper WatchAudit and a real agent to mockcp, once, and plexd audit shows the source receiving", async () => {
+    // Other runs on this machine must not switch the audit flag or touch the host's namespace meanwhile.
+    await holdHostLock("host-netns");
+    expect(await foreignPlexdState(), "plexd state in the host's own namespace, which this test's node would change").toEqual([]);
+    const local = await startCpOnLoopback();
+    const { token } = await local.client.createToken();
+    const n = createNode({
+      name: "host",
+      ns: `${RUN_PREFIX}-hostaudit`,
+      hostNetns: true,
+      api: local.url,
+      caFile: local.caFile,
+      users,
+      token,
+      config: {
+        // The node's whole footprint in the host's namespace: one mesh interface with a unique
+        // name, no peers, a /32 address and a free UDP port. No firewall: its rules would match
+        // only that interface, but the host's nftables are not this test's to add to.
+        mesh: { listen_port: await freeUdpPort() },
+        policy: { enabled: false },
+        audit: { sources: ["auditd"], batch_interval: "1s" },
+        logs: { enabled: false },
+        observe: { enabled: false },
+      },
+    });
+    registerCleanup(`mesh interface ${n.iface} in the host's namespace`, async () => void (await removeHostMesh(n.iface)));
 
     // The kernel sends nothing while audit is disabled (the default without auditd): switch
     // it on for this test only and back to what it was afterwards. No audit rule is touched.
@@ -137,34 +151,59 @@ describe("audit forwarding", () => {
       await auditNetlink([auditSetEnabled(1)]);
     }
 
-    const client = connectPrivhelper({ socketPath: socket });
-    registerCleanup("privhelper client", async () => client.close());
-    const events: AuditEvent[] = [];
-    const health = new HealthRegistry();
-    const source = new KernelAuditSource({ priv: client, health, clock: realClock, log: createLogger({ name: "e2e", level: "silent" }), hostname: "live", push: (e) => void events.push(e) });
-    const ac = new AbortController();
-    const running = source.run(ac.signal);
-    registerCleanup("audit watch", async () => {
-      ac.abort();
-      await running;
-    });
-    await until("watch open", async () => priv.output().includes('"stream opened"'), 10_000);
+    await n.startPrivhelper();
+    await n.startAgent().waitForLine(/"msg":"registered"/, 30_000);
+    await until("the watch open", async () => n.privhelper!.output().includes('"stream opened"'), 30_000);
 
+    // One user message per try, each with its own marker: every one that reaches mockcp must do so once.
     const marker = `plexd-e2e-${process.pid}-${Date.now()}`;
+    let tries = 0;
+    const ours = async (): Promise<Received[]> => (await received(n, local)).filter((e) => e.raw.includes(`marker=${marker}-`));
     await until(
-      "our user record comes back as an event",
+      "a kernel audit record of ours at mockcp",
       async () => {
-        await auditNetlink([auditUser(`op=plexd-e2e-check marker=${marker} exe="/usr/bin/plexd-e2e" res=success`)]);
-        return events.some((e) => e.raw.includes(marker));
+        await auditNetlink([auditUser(`op=plexd-e2e-check marker=${marker}-${tries} exe="/usr/bin/plexd-e2e" res=success`)]);
+        tries++; // counted once the kernel took it
+        return (await ours()).length > 0;
       },
-      15_000,
+      30_000,
     );
-    const ev = events.find((e) => e.raw.includes(marker))!;
-    expect(ev).toMatchObject({ source: "auditd", event_type: "USER", action: "USER", result: "success", hostname: "live", subject: { uid: 0, pid: expect.any(Number), exe: "/usr/bin/plexd-e2e" }, object: {} });
-    expect(ev.raw).toMatch(/^audit\(\d+\.\d{3}:\d+\): pid=\d+ uid=0 /);
-    expect(source.view.state).toBe("receiving");
-    expect(health.list()).toEqual([]);
-    console.log(`live kernel audit: ${source.view.records_total} records, ${source.view.events_total} events while watching (audit was ${before === 0 ? "disabled; enabled for the test" : `enabled (${before})`})`);
+    const [ev] = await ours();
+    expect(ev).toMatchObject({ source: "auditd", event_type: "USER", action: "USER", result: "success", hostname: hostname(), subject: { uid: 0, pid: expect.any(Number), exe: "/usr/bin/plexd-e2e" }, object: {} });
+    expect(ev!.raw).toMatch(/^audit\(\d+\.\d{3}:\d+\): pid=\d+ uid=0 /);
+    // Each try's record arrives, and once: a duplicate would follow within a batch interval.
+    await until("every try's record at mockcp", async () => (await ours()).length >= tries, 30_000);
+    await new Promise((r) => setTimeout(r, 2_000));
+    const markers = (await ours()).map((e) => Number(/marker=\S+-(\d+) /.exec(e.raw)?.[1])).sort((a, b) => a - b);
+    expect(markers).toEqual(Array.from({ length: tries }, (_, i) => i));
+
+    // The host's kernel audits the whole machine (nft in other tests' namespaces, too): look
+    // for ours among the most events plexd audit keeps.
+    const st = await auditJson(n, 200);
+    expect(st.status).toMatchObject({ enabled: true, sources: ["auditd"] });
+    const src = st.sources.find((s) => s.name === "auditd")!;
+    expect(src).toMatchObject({ state: "receiving" });
+    expect(src.detail ?? "").toBe("");
+    expect(Number(src.records_total)).toBeGreaterThanOrEqual(markers.length);
+    expect(Number(src.events_total)).toBeGreaterThanOrEqual(markers.length);
+    expect(st.recent_events.some((l) => l.includes(`marker=${marker}-`))).toBe(true);
+    const text = await n.plexd(["audit", "-n", "200"]);
+    expect(text.output).toMatch(/auditd\s+receiving\s+[1-9]\d*\s+[1-9]\d*\s+0\s/);
+    expect(text.output).toMatch(/auditd\s+USER\s+USER\s+success\s+\/usr\/bin\/plexd-e2e uid 0/);
+    const status = await n.plexd(["status"]);
+    expect(status.output).toMatch(/Audit\s+forwarding;/);
+    expect(status.output).not.toMatch(/audit_unavailable/);
+
+    // Everything the node made in the host's namespace goes, by name and PID: the agent and
+    // privhelper leave the mesh up when they stop (restarts keep tunnels), so the test removes it.
+    await until("the node's mesh in the host's namespace", async () => (await hostMeshLeftovers(n.iface)).includes(`link ${n.iface}`), 30_000);
+    expect((await n.agent!.kill("SIGTERM")).exitCode).toBe(0);
+    expect((await n.privhelper!.kill("SIGTERM")).exitCode).toBe(0);
+    expect(await hostMeshLeftovers(n.iface), "the node's mesh after it stopped").toContain(`link ${n.iface}`);
+    await removeHostMesh(n.iface);
+    expect(await hostMeshLeftovers(n.iface)).toEqual([]);
+    expect(await foreignPlexdState()).toEqual([]);
+    console.log(`live kernel audit through a real agent: ${tries} user records at mockcp, each once, ${src.records_total} records and ${src.events_total} events seen by the agent (audit was ${before === 0 ? "disabled; enabled for the test" : `enabled (${before})`})`);
   });
 });
 

@@ -54,3 +54,16 @@ export async function startStunServer(topo: Topology): Promise<void> {
   await new Promise((r) => setTimeout(r, 300));
   if (p.exited) throw new Error(`stund exited: ${p.output()}`);
 }
+
+/**
+ * mockcp in the harness's own namespace on 127.0.0.1 (TLS on, a free port), for an agent that
+ * runs there too (lib/node.ts `hostNetns`): it talks to nothing but loopback.
+ */
+export async function startCpOnLoopback(): Promise<LaunchedMockcp> {
+  // The agent (user plexd) must read ca.pem: the state dir is world-traversable.
+  const stateDir = makeTempDir("mockcp", { mode: 0o755 });
+  const cp = await startMockcp({ listen: ["https://127.0.0.1:0"], stateDir, stderr: "pipe", logLevel: "info" });
+  registerCleanup(`mockcp pid ${cp.pid}`, () => cp.stop());
+  chmodSync(stateDir, 0o755);
+  return cp;
+}

@@ -18,6 +18,8 @@ export interface JoinOptions {
   api: string;
   users: SystemUsers;
   name: string;
+  /** Namespace to run in; default the topology node called `name` (e.g. a NAT site's namespace instead). */
+  ns?: string;
   config?: Record<string, unknown>;
   /** Default: the built bundles in dist/. */
   executables?: Executables;
@@ -30,7 +32,7 @@ export async function joinNode(o: JoinOptions): Promise<PlexdNode> {
   const { token } = await o.cp.client.createToken();
   const n = createNode({
     name: o.name,
-    ns: o.topo.node(o.name).ns,
+    ns: o.ns ?? o.topo.node(o.name).ns,
     api: o.api,
     caFile: o.cp.caFile,
     users: o.users,

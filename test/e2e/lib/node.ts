@@ -41,6 +41,12 @@ export interface NodeOptions {
   executables?: Executables;
   /** Restrictions around privhelper's and the agent's argv (lib/unit-sandbox.ts). */
   wrap?: LaunchWrap;
+  /**
+   * Run privhelper, the agent and commands in the harness's own network namespace (the host's
+   * initial one, where the kernel multicasts audit records) instead of `ns`, which then only
+   * names the node's run directory. Whatever the node makes there, the test must remove.
+   */
+  hostNetns?: boolean;
 }
 
 /**
@@ -90,6 +96,7 @@ function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Reco
 
 export function createNode(opts: NodeOptions): PlexdNode {
   const { plexd } = opts.users;
+  const inNs = opts.hostNetns ? {} : { ns: opts.ns };
   const exe = opts.executables ?? builtExecutables;
   const root = makeTempDir(`node-${opts.name}`, { mode: 0o755 });
   const etc = join(root, "etc");
@@ -145,7 +152,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
     iface,
     async startPrivhelper() {
       const argv = [exe.privhelper, "--config", configFile];
-      const p = spawnInNamespace({ ns: opts.ns, name: `${opts.name}-privhelper`, argv: opts.wrap ? opts.wrap("privhelper", argv, node) : argv });
+      const p = spawnInNamespace({ ...inNs, name: `${opts.name}-privhelper`, argv: opts.wrap ? opts.wrap("privhelper", argv, node) : argv });
       node.privhelper = p;
       await p.waitForLine(/listening|serving/i, 15_000);
       return p;
@@ -153,7 +160,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
     startAgent(extraArgs = [], launch = {}) {
       const argv = [...executableArgv(exe.plexd, launch.nodeFlags), "up", "--config", configFile, ...extraArgs];
       const p = spawnInNamespace({
-        ns: opts.ns,
+        ...inNs,
         name: `${opts.name}-agent`,
         ...(opts.wrap ? { argv: opts.wrap("agent", argv, node) } : { user: "plexd" as const, argv }),
         ...(launch.env ? { env: launch.env } : {}),
@@ -163,7 +170,7 @@ export function createNode(opts: NodeOptions): PlexdNode {
     },
     async plexd(args, o = {}) {
       const p = spawnInNamespace({
-        ns: opts.ns,
+        ...inNs,
         name: `${opts.name}-plexd-${args[0] ?? "cmd"}`,
         ...(o.asRoot ? {} : { user: "plexd" as const }),
         argv: [exe.plexd, ...args, "--config", configFile],
