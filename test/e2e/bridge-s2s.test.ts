@@ -85,6 +85,16 @@ async function snapshot(n: PlexdNode) {
 const statusLine = async (n: PlexdNode, name: string): Promise<string> => (await n.plexd(["status"])).output.split("\n").filter((l) => new RegExp(`^\\s+${name}\\s`).test(l)).join("\n");
 const s2sLinks = async (n: PlexdNode) => (JSON.parse((await nsExec(n.ns, ["ip", "-j", "link", "show"])).stdout) as { ifname: string }[]).map((l) => l.ifname).filter((x) => x.startsWith("wg-s2s-")).sort();
 
+/**
+ * An agent started inside a test is stopped when that test ends (the harness cleans up per test),
+ * leaving the kernel as it is: the next test starts it again, and its first sync converges.
+ */
+async function ensureAgent(n: PlexdNode): Promise<void> {
+  if (n.agent !== undefined && !n.agent.exited) return;
+  n.startAgent();
+  await n.agent!.waitForLine(/identity loaded/, 30_000);
+}
+
 let before: { sa: Awaited<ReturnType<typeof snapshot>>; sb: Awaited<ReturnType<typeof snapshot>> };
 
 beforeAll(async () => {
@@ -112,12 +122,12 @@ describe("bridge site-to-site", () => {
     const saIp = topo.node("sa").ip;
     const sbIp = topo.node("sb").ip;
     // sa first gets a tunnel with a placeholder key: that makes its own device key, which sb needs.
+    // (No per-test cleanup for the tunnels: the next tests restart with them and remove them; the
+    // devices live in the bridges' namespaces, which go at the end whatever happens.)
     const placeholder = generateWireGuardKeyPair().publicKey;
     await setTunnels(sa, [tunnel(toB, { endpoint: `${sbIp}:51823`, key: placeholder, local: ["192.168.10.0/25"], remote: ["192.168.20.0/24"] })]);
-    registerCleanup("sa tunnels", async () => void (await setTunnels(sa, [])));
     const a = await announced(sa, toB);
     await setTunnels(sb, [tunnel(toA, { endpoint: `${saIp}:${a.port}`, key: a.publicKey, local: ["192.168.20.0/24"], remote: ["192.168.10.0/24"] })]);
-    registerCleanup("sb tunnels", async () => void (await setTunnels(sb, [])));
     const b = await announced(sb, toA);
     // Same id, new content (the real key and port of sb), as a single site_to_site_tunnel_assigned
     // event this time: the tunnel is replaced in place.
@@ -160,7 +170,24 @@ describe("bridge site-to-site", () => {
     await expect.poll(async () => (await cp.client.heartbeats(nodeId(sb))).at(-1)?.body, { timeout: 20_000, interval: 1000 }).toMatchObject({ site_to_site: { enabled: true, tunnel_count: 1 }, bridge: { site_to_site_enabled: true, active_site_to_site_tunnels: 1 } });
   });
 
+  it("an agent restart keeps the tunnel: same device, key and port, and traffic flows on", async () => {
+    const ifA = defaultInterfaceName("wg-s2s-", toB);
+    const was = await wgShow(sa.ns, ifA);
+    await sa.agent?.kill("SIGTERM", { graceMs: 10_000 });
+    // The kernel keeps the device while the agent is away.
+    expect((await wgShow(sa.ns, ifA)).publicKey).toBe(was.publicKey);
+    sa.startAgent();
+    await sa.agent!.waitForLine(/identity loaded/, 30_000);
+    await expect.poll(async () => (await statusLine(sa, "site_to_site")).includes(`1 tunnel: ${toB} ${ifA} :${was.listenPort}`), { timeout: 30_000, interval: 1000 }).toBe(true);
+    const now = await wgShow(sa.ns, ifA);
+    expect([now.publicKey, now.listenPort, now.peers.map((p) => p.publicKey)]).toEqual([was.publicKey, was.listenPort, was.peers.map((p) => p.publicKey)]);
+    expect((await ping(lanA, hostB, { count: 2, timeoutMs: 3000 })).ok).toBe(true);
+  });
+
   it("removing the tunnels removes the devices, their routes, forwarding and rules, and nothing else", async () => {
+    // sa's agent was restarted by the test before, and stopped at its end: it starts with the tunnel it had.
+    await ensureAgent(sa);
+    await expect.poll(() => statusLine(sa, "site_to_site"), { timeout: 30_000, interval: 1000 }).toContain(`1 tunnel: ${toB}`);
     // sa's goes by a site_to_site_tunnel_revoked event, sb's by its state block.
     expect((await cp.client.removeSiteToSiteTunnel(nodeId(sa), toB)).event_id).not.toBeNull();
     await setTunnels(sb, []);
@@ -173,6 +200,7 @@ describe("bridge site-to-site", () => {
   });
 
   it("bad tunnels are refused with their reasons in status, and nothing is applied for them", async () => {
+    await ensureAgent(sa);
     const key = generateWireGuardKeyPair().publicKey;
     const t = (id: string, remote: string, extra: object = {}) => tunnel(`${id}-${topo.id}`, { endpoint: "192.0.2.250:51820", key, local: ["192.168.10.0/24"], remote: [remote], extra });
     await setTunnels(sa, [
