@@ -66,6 +66,11 @@ describe("site-to-site tunnels", () => {
     expect(k.routes ?? []).toEqual([]);
   });
 
+  it("pairs remote and local subnets of the same address family only", async () => {
+    const s = await run(service(), desired(tunnel("v6", { local_subnets: ["192.168.10.0/24", "fd00:10::/64"], remote_subnets: ["192.168.20.0/24", "fd00:20::/64"] })));
+    expect(s.kernel().forward?.filter((r) => r.srcCidr !== undefined).map((r) => `${r.srcCidr}>${r.dstCidr}`)).toEqual(["192.168.20.0/24>192.168.10.0/24", "fd00:20::/64>fd00:10::/64"]);
+  });
+
   it("forwards on bridge.access_interface too (LAN hosts start traffic toward the remote site)", async () => {
     const s = await run(service(), desired(tunnel("hq")), config({ access_interface: "lan0" }));
     expect(s.kernel().forwarding).toContain("lan0");

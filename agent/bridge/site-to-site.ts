@@ -171,7 +171,10 @@ export class SiteToSiteService implements BridgeService {
       const id = (what: string) => `site_to_site:${t.id}:${what}`;
       // Replies to what the mesh or the LAN started toward the remote site (their destinations need not be in local_subnets).
       forward.push({ id: id("established"), iifname: t.iface, ctEstablished: true, verdict: "accept" });
-      for (const src of t.remoteSubnets) for (const dst of t.localSubnets) forward.push({ id: id(`${src}>${dst}`), iifname: t.iface, srcCidr: src, dstCidr: dst, verdict: "accept" });
+      // One accept per (remote, local) pair of the same address family (a rule cannot mix them).
+      for (const src of t.remoteSubnets) {
+        for (const dst of t.localSubnets) if (src.includes(":") === dst.includes(":")) forward.push({ id: id(`${src}>${dst}`), iifname: t.iface, srcCidr: src, dstCidr: dst, verdict: "accept" });
+      }
       // Anything else the remote site sends is not forwarded.
       forward.push({ id: id("drop"), iifname: t.iface, verdict: "drop" });
     }

@@ -13,8 +13,9 @@ import type { PlexdNode } from "./lib/node.js";
 //
 // Both bridges are mesh nodes of one mockcp, which gives sa a tunnel to sb and sb one to sa; each
 // side's remote_public_key is the other's device key, read from its capabilities. LAN hosts reach
-// each other by their LAN addresses through the wg-s2s-* devices; removing the tunnels removes
-// the devices, their routes, forwarding and rules, and nothing else.
+// each other by their LAN addresses through the wg-s2s-* devices; an agent restart keeps them;
+// removing the tunnels (by event and by state block) removes the devices, their routes, forwarding
+// and rules, and nothing else; bad tunnels are refused with their reasons.
 
 useHarness();
 
