@@ -8,6 +8,7 @@ import type { BridgeService } from "./service.js";
 import { deviceKey } from "./device-keys.js";
 import type { PolicyView } from "./user-access-peers.js";
 import { UserAccessService } from "./user-access.js";
+import { SiteToSiteService } from "./site-to-site.js";
 
 export interface BridgeServiceDeps {
   log: Logger;
@@ -23,4 +24,5 @@ export const bridgeServiceFactories: ((deps: BridgeServiceDeps) => BridgeService
   (d) => new IngressService({ log: d.log.child({ service: "ingress" }), ...(d.peerPrefixes ? { peerPrefixes: d.peerPrefixes } : {}) }),
   ({ log }) => new RelayService({ log: log.child({ service: "relay" }) }),
   (d) => new UserAccessService({ log: d.log.child({ service: "user_access" }), dataDir: d.dataDir, deviceKey, ...(d.peerPrefixes ? { meshPrefixes: d.peerPrefixes } : {}), ...(d.policyView ? { policyView: d.policyView } : {}) }),
+  (d) => new SiteToSiteService({ log: d.log.child({ service: "site_to_site" }), dataDir: d.dataDir, deviceKey, ...(d.peerPrefixes ? { peerPrefixes: d.peerPrefixes } : {}) }),
 ];

@@ -12,6 +12,7 @@ import { AgentEventFeed } from "./agent-events.js";
 import type { AgentEvent, NodeApiBackend, PeerInfo, PoliciesInfo, StatusSnapshot } from "./backend.js";
 import { firewallRulesView, peersView } from "./views.js";
 import { userAccessConfigMsg, userAccessPeersMsg } from "./user-access-view.js";
+import { bridgeDeviceTraffic } from "./bridge-devices-view.js";
 import { allPipelineCounters, peerLatency } from "../telemetry/registry.js";
 import { auditStatusMsg } from "../telemetry/audit/view.js";
 import { getLogStatus, tailLogs } from "../telemetry/logs/node-api.js";
@@ -260,17 +261,18 @@ export class AgentBackend implements NodeApiBackend {
   }
 
   /** GetBridgeStatus: `enabled` false outside mode: bridge. */
-  bridgeStatus() {
+  async bridgeStatus() {
     const st = this.#runtime?.bridge?.status();
-    if (!st) return Promise.resolve({ enabled: false });
-    return Promise.resolve({
+    if (!st) return { enabled: false };
+    const live = await bridgeDeviceTraffic(this.#ctx.priv, st.devices.filter((d) => d.error === undefined).map((d) => d.name), readDeadlineMs);
+    return {
       enabled: true,
       services: st.services.map((s) => ({ name: s.name, running: s.running, detail: s.detail, error: s.error ?? "", counters: Object.fromEntries(Object.entries(s.counters).map(([k, v]) => [k, BigInt(Math.max(0, Math.round(v)))])) })),
       routeCount: st.routes.count,
       forwarding: st.routes.forwarding,
       routesError: st.routes.error ?? "",
-      devices: st.devices.map((d) => ({ name: d.name, listenPort: d.listenPort, peers: d.peers, error: d.error ?? "" })),
-    });
+      devices: st.devices.map((d) => ({ name: d.name, listenPort: d.listenPort, peers: d.peers, error: d.error ?? "", ...live.get(d.name) })),
+    };
   }
 
   /** GetUserAccessConfig (docs/bridge.md#user-access). */

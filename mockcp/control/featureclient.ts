@@ -215,6 +215,17 @@ export class MockcpFeatureClient extends MockcpTransport {
   revokeRelay(sessionId: string): Promise<RelaySessionRecord> {
     return this.call("DELETE", `/control/v1/relay/sessions/${enc(sessionId)}`);
   }
+
+  // ---- bridge site-to-site tunnels ----
+
+  /** Assigns (or replaces) one tunnel in the bridge's site_to_site_config; pushes site_to_site_tunnel_assigned unless `push: false`. */
+  setSiteToSiteTunnel(nodeId: string, tunnelId: string, tunnel: Record<string, unknown> & { push?: boolean }): Promise<{ tunnels: Record<string, unknown>[]; event_id: string | null }> {
+    return this.call("PUT", `${node(nodeId)}/site-to-site-tunnels/${enc(tunnelId)}`, tunnel);
+  }
+
+  removeSiteToSiteTunnel(nodeId: string, tunnelId: string, opts: { push?: boolean } = {}): Promise<{ tunnels: Record<string, unknown>[]; event_id: string | null }> {
+    return this.call("DELETE", `${node(nodeId)}/site-to-site-tunnels/${enc(tunnelId)}${opts.push === false ? "?push=false" : ""}`);
+  }
 }
 
 /** An ingress rule as a test hands it to mockcp (fields pass through unchecked, so bad rules can be sent). */

@@ -13,6 +13,7 @@ import { matchRoute, type ControlRoute } from "./match.js";
 import { meshControlRoutes } from "./mesh.js";
 import { ingressControlRoutes } from "./ingress.js";
 import { bridgeControlRoutes } from "./bridge.js";
+import { siteToSiteControlRoutes } from "./site-to-site.js";
 import { observabilityControlRoutes } from "./observability.js";
 import { relayControlRoutes } from "./relay.js";
 import { reportControlRoutes } from "./reports.js";
@@ -33,6 +34,7 @@ const featureRoutes: ControlRoute[] = [
   ...relayControlRoutes,
   ...bridgeControlRoutes,
   ...userAccessControlRoutes,
+  ...siteToSiteControlRoutes,
 ];
 
 const tokenBody = z.object({

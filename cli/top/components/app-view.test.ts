@@ -164,6 +164,10 @@ describe("plexd top views", () => {
       ],
       routeCount: 1,
       forwarding: ["eth1", "plexd0"],
+      devices: [
+        { name: "wg-s2s-1a2b3c4d", listenPort: 51823, peers: 1, lastHandshake: timestampFromMs(Date.now() - 5000), rxBytes: 4096n, txBytes: 10n },
+        { name: "wg-s2s-5e6f7a8b", listenPort: 51824, peers: 1, error: "ApplyMesh failed at create_interface: boom" },
+      ],
     });
     let s = base([{ type: "bridge", bridge }]);
     for (let i = 0; i < 6; i++) s = reducer(s, { type: "switchPanel" });
@@ -172,6 +176,8 @@ describe("plexd top views", () => {
     expect(f).toMatch(/access_routing\s+running\s+192\.168\.50\.0\/24 via eth1, masquerade {2}routes=1/);
     expect(f).toMatch(/relay\s+FAILED\s+port 51821 in use {2}sessions=0 bytes_relayed_total=123456/);
     expect(f).toMatch(/routes\s+ok\s+1 routes, forwarding on eth1, plexd0/);
+    expect(f).toMatch(/device\s+up\s+wg-s2s-1a2b3c4d on UDP 51823, 1 peer, handshake \d+s ago, rx 4\.0 KiB, tx 10 B/);
+    expect(f).toMatch(/device\s+FAILED\s+wg-s2s-5e6f7a8b on UDP 51824, 1 peer: ApplyMesh failed/);
     expect(frame(reducer(s, { type: "bridge", bridge: create(GetBridgeStatusResponseSchema, { enabled: false }) }))).toContain("not a bridge (mode: node)");
   });
 

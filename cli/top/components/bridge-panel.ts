@@ -2,6 +2,7 @@ import type { ReactElement } from "react";
 import type { GetBridgeStatusResponse, ListUserAccessPeersResponse } from "../../../proto/gen/plexd/node/v1/node_pb.js";
 import { age, bytes } from "../../format.js";
 import type { Ui } from "../ui.js";
+import { deviceText } from "../../bridge-device.js";
 
 export interface BridgePanelProps {
   bridge: GetBridgeStatusResponse | undefined;
@@ -25,8 +26,9 @@ export function makeBridgePanel({ React, ink }: Ui): (props: BridgePanelProps) =
       state: s.error ? "FAILED" : s.running ? "running" : "off",
       text: `${s.error || s.detail}${Object.keys(s.counters).length > 0 ? `  ${Object.entries(s.counters).map(([k, v]) => `${k}=${v}`).join(" ")}` : ""}`,
     }));
+    rows.push(...bridge.devices.map((d) => ({ name: "device", state: d.error ? "FAILED" : "up", text: deviceText(d, now) })));
     rows.push({ name: "routes", state: bridge.routesError ? "FAILED" : "ok", text: `${bridge.routeCount} routes, forwarding on ${bridge.forwarding.join(", ") || "none"}${bridge.routesError ? `: ${bridge.routesError}` : ""}` });
-    const color = (st: string) => (st === "FAILED" ? "red" : st === "running" || st === "ok" ? "green" : "gray");
+    const color = (st: string) => (st === "FAILED" ? "red" : st === "running" || st === "ok" || st === "up" ? "green" : "gray");
     const shown = rows.slice(0, Math.max(1, maxRows));
     // User access: one line per client under the services, as room allows.
     const users = userAccess?.enabled ? userAccess.peers : [];
@@ -36,8 +38,8 @@ export function makeBridgePanel({ React, ink }: Ui): (props: BridgePanelProps) =
       Box,
       { flexDirection: "column" },
       h(Text, { bold: true, dimColor: dim, wrap: "truncate" }, `${"SERVICE".padEnd(15)} ${"STATE".padEnd(8)} DETAIL / COUNTERS`.slice(0, width)),
-      ...shown.map((r) =>
-        h(Box, { key: r.name }, h(Text, { dimColor: dim }, `${r.name.padEnd(15)} `), h(Text, { color: color(r.state), dimColor: dim }, r.state.padEnd(8)), h(Text, { dimColor: dim, wrap: "truncate-end" }, ` ${r.text}`.slice(0, Math.max(10, width - 24)))),
+      ...shown.map((r, i) =>
+        h(Box, { key: `${i}:${r.name}` }, h(Text, { dimColor: dim }, `${r.name.padEnd(15)} `), h(Text, { color: color(r.state), dimColor: dim }, r.state.padEnd(8)), h(Text, { dimColor: dim, wrap: "truncate-end" }, ` ${r.text}`.slice(0, Math.max(10, width - 24)))),
       ),
       ...(userAccess?.enabled && userRoom > 0
         ? [
