@@ -182,11 +182,18 @@ export function createPipeline<T>(opts: PipelineOptions<T>): Pipeline<T> {
     const half = pendingSplit();
     if (half !== undefined) until = half.last;
     const parts: string[] = [];
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: while that bound stays under the cap no
+    // entry's exact size is needed (measuring every entry was a real cost per line).
     let bytes = 2;
+    let exact = false;
     let s = headSeq;
     for (; s <= until && parts.length < limit; s++) {
       const t = texts[s % cap] as string;
-      const len = Buffer.byteLength(t) + 1;
+      if (!exact && bytes + 3 * t.length + 1 > maxBody) {
+        bytes = 2 + parts.reduce((n, p) => n + Buffer.byteLength(p) + 1, 0);
+        exact = true;
+      }
+      const len = exact ? Buffer.byteLength(t) + 1 : 3 * t.length + 1;
       if (parts.length > 0 && bytes + len > maxBody) break;
       parts.push(t);
       bytes += len;

@@ -16,16 +16,16 @@ export type Position = FilePosition | { cursor: string };
 
 export const positionsFile = "logs-positions.json";
 
-interface Note {
-  seq: number;
-  key: string;
-  pos: Position;
-}
-
 export class PositionBook {
   readonly #committed = new Map<string, Position>();
-  // Notes in push order (sequence numbers rise); a head index instead of shift() keeps it O(1).
-  #notes: Note[] = [];
+  // Notes in push order (sequence numbers rise), as parallel arrays: one line costs no object.
+  // A note is a file position (offset >= 0, ref = inode) or a journald cursor (offset -1,
+  // ref = cursor). A head index instead of shift() keeps dropping old notes O(1).
+  #seqs: number[] = [];
+  #keys: string[] = [];
+  #refs: string[] = [];
+  #offsets: number[] = [];
+  #skips: boolean[] = [];
   #head = 0;
   #dirty = false;
   #timer: NodeJS.Timeout | undefined;
@@ -59,21 +59,43 @@ export class PositionBook {
   }
 
   note(seq: number, key: string, pos: Position): void {
-    this.#notes.push({ seq, key, pos });
+    if ("cursor" in pos) this.#add(seq, key, pos.cursor, -1, false);
+    else this.#add(seq, key, pos.inode, pos.offset, pos.skip);
+  }
+
+  /** note() of a file position given as its parts (the tailer's hot path). */
+  noteFile(seq: number, key: string, inode: string, offset: number, skip: boolean): void {
+    this.#add(seq, key, inode, offset, skip);
+  }
+
+  #add(seq: number, key: string, ref: string, offset: number, skip: boolean): void {
+    this.#seqs.push(seq);
+    this.#keys.push(key);
+    this.#refs.push(ref);
+    this.#offsets.push(offset);
+    this.#skips.push(skip);
     // Lines older than the ring are gone (counted as overflow); a later note of the same
     // source supersedes theirs, so dropping them loses no position.
-    if (this.#notes.length - this.#head > this.limit() + 1) this.#head++;
-    if (this.#head > 4096 && this.#head * 2 > this.#notes.length) {
-      this.#notes = this.#notes.slice(this.#head);
+    if (this.#seqs.length - this.#head > this.limit() + 1) this.#head++;
+    if (this.#head > 4096 && this.#head * 2 > this.#seqs.length) {
+      const h = this.#head;
+      this.#seqs = this.#seqs.slice(h);
+      this.#keys = this.#keys.slice(h);
+      this.#refs = this.#refs.slice(h);
+      this.#offsets = this.#offsets.slice(h);
+      this.#skips = this.#skips.slice(h);
       this.#head = 0;
     }
   }
 
   /** Everything ≤ lastSeq reached the control plane: their positions become the persisted ones. */
   commit(lastSeq: number): void {
-    while (this.#head < this.#notes.length && this.#notes[this.#head]!.seq <= lastSeq) {
-      const n = this.#notes[this.#head++]!;
-      this.#committed.set(n.key, n.pos);
+    // Only the newest committed note of each source matters: find those, then make positions.
+    const newest = new Map<string, number>();
+    while (this.#head < this.#seqs.length && this.#seqs[this.#head]! <= lastSeq) newest.set(this.#keys[this.#head]!, this.#head++);
+    for (const [key, i] of newest) {
+      const offset = this.#offsets[i]!;
+      this.#committed.set(key, offset < 0 ? { cursor: this.#refs[i]! } : { inode: this.#refs[i]!, offset, skip: this.#skips[i]! });
       this.#dirty = true;
     }
     if (this.#dirty) this.#timer ??= setTimeout(() => void this.flush(), 1000);
