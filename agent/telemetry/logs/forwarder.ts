@@ -10,7 +10,7 @@ import type { Config } from "../../config/schema.js";
 import type { PrivClient } from "../../privclient/client.js";
 import type { DataWriter } from "../../util/atomic.js";
 import type { Logger } from "../../util/log.js";
-import { encodeEntry, entryFrame, jsonString, type LogEntry } from "./entry.js";
+import { encodeEntry, entryFrame, framedLine, type LogEntry } from "./entry.js";
 import { directAccess, isDenied, privhelperAccess, type FileAccess } from "./file-access.js";
 import { FileTail } from "./file-tail.js";
 import { filePatterns, journalFilter } from "./filters.js";
@@ -79,6 +79,8 @@ interface Tailed {
   meta?: LineMeta;
   head?: string;
   foot?: string;
+  headQ?: string;
+  footQ?: string;
 }
 
 export class LogForwarder {
@@ -127,7 +129,7 @@ export class LogForwarder {
 
   sources(): LogSourceView[] {
     const files = [...this.#tails.values()].map((t): LogSourceView => {
-      // privhelper answers a missing file and one outside logs.footfiles alike (it tells the agent nothing about other files).
+      // privhelper answers a missing file and one outside logs.tail_files alike (it tells the agent nothing about other files).
       const refused = t.tail.state === "missing" ? t.tail.access.refusal?.(t.tail.path) : undefined;
       return {
         name: t.tail.path,
@@ -239,7 +241,7 @@ export class LogForwarder {
   /** One file line: the poll's frame around the message is its NDJSON line (the hot path: no object per line). */
   #fileLine(t: Tailed, key: string, message: string, inode: string, offset: number, skip: boolean): void {
     t.lines++;
-    const seq = this.#d.pipeline.push(t.head! + jsonString(message) + t.foot!);
+    const seq = this.#d.pipeline.push(framedLine(t.head!, t.foot!, t.headQ!, t.footQ!, message));
     this.#book.noteFile(seq, key, inode, offset, skip);
     this.#remember(seq, message, t.meta!);
   }
@@ -272,6 +274,8 @@ export class LogForwarder {
       if (this.#stop.signal.aborted) return;
       t.meta = { timestamp: new Date().toISOString(), source: "file", unit: "", path, severity: "info", hostname: this.#host };
       [t.head, t.foot] = entryFrame(t.meta);
+      t.headQ = `${t.head}"`;
+      t.footQ = `"${t.foot}`;
       try {
         await t.tail.poll();
         t.denied = undefined;
