@@ -271,11 +271,13 @@ export function createPipeline<T>(opts: PipelineOptions<T>): Pipeline<T> {
     const count = batch.last - batch.first + 1;
     inFlight = { first: batch.first, last: batch.last };
     evictedInFlight = 0;
-    prepareNext();
     c.last_flush_at = iso(now());
     let res: SendResult;
     try {
-      res = await opts.send(await batch.body, count, abort.signal);
+      // The request is on its way before the next batch is put together beside it.
+      const answer = opts.send(await batch.body, count, abort.signal);
+      prepareNext();
+      res = await answer;
     } catch (err) {
       res = { status: 0, detail: `network: ${err instanceof Error ? err.message : String(err)}` };
     } finally {

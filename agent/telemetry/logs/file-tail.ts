@@ -7,7 +7,10 @@ import { cutBytes, cutText } from "./entry.js";
 import type { FileAccess, OpenFile } from "./file-access.js";
 import type { FilePosition } from "./positions.js";
 
-const chunkBytes = 1024 * 1024;
+// Reads of 128 KiB (about a thousand typical lines): between two reads the sender gets its
+// turn, so a busy file and its batches go out interleaved; 1 MiB reads held the event loop
+// for tens of ms and measured more CPU and RSS in the log-forward bench.
+const chunkBytes = 128 * 1024;
 
 export interface TailSink {
   /**
