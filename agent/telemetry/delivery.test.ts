@@ -261,4 +261,16 @@ describe("delivery pipeline", () => {
     expect(events).toEqual(["gzip 1", "gzip 3", "413 1", "gzip 1", "202 1", "gzip 2", "202 2", "gzip 3", "gzip 5", "202 3", "202 5"]);
     expect(p.counters()).toMatchObject({ buffered: 0, sent_total: 6, dropped_oversize_total: 0 });
   });
+
+  it("builds a large body in pieces with the same bytes, NDJSON and JSON array alike", async () => {
+    for (const format of ["ndjson", "json-array"] as const) {
+      const raws: string[] = [];
+      const { p, sent } = make({ format, batchMaxSize: 1000, encode: (n) => JSON.stringify({ n, pad: "é✓".repeat(200) }), compress: async (b) => (raws.push(b.toString()), gzipSync(b)) });
+      for (let i = 0; i < 400; i++) p.push(i); // about 160 Ki characters: three pieces
+      await p.flush();
+      expect(ns(sent)).toEqual([...Array(400).keys()]);
+      const entries = [...Array(400).keys()].map((n) => JSON.stringify({ n, pad: "é✓".repeat(200) }));
+      expect(raws).toEqual([format === "ndjson" ? `${entries.join("\n")}\n` : `[${entries.join(",")}]`]);
+    }
+  });
 });
