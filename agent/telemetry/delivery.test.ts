@@ -230,4 +230,47 @@ describe("delivery pipeline", () => {
     // 100 in flight + evicted: 99,800 counted now; the 100 in flight wait for their answer
     expect(p.counters().dropped_overflow_total).toBe(100_000 - 100 - 100);
   });
+
+  it("compresses the next full batch while one is in flight, and not the stale one after a 413 split", async () => {
+    const events: string[] = [];
+    const first = deferred<SendResult>();
+    const answers: (SendResult | Promise<SendResult>)[] = [first.promise, { status: 202 }, { status: 202 }, { status: 202 }, { status: 202 }];
+    const firstOf = (raw: Buffer): number => (JSON.parse(raw.toString().split("\n")[0]!) as { n: number }).n;
+    const { p, sent } = make({
+      format: "ndjson",
+      batchMaxSize: 2,
+      compress: async (raw) => {
+        events.push(`gzip ${firstOf(raw)}`);
+        return gzipSync(raw);
+      },
+      answer: async (items) => {
+        const r = await answers.shift()!;
+        events.push(`${r.status} ${(items[0] as { n: number }).n}`);
+        return r;
+      },
+    });
+    for (let i = 1; i <= 6; i++) p.push(i);
+    await new Promise((r) => setTimeout(r, 20));
+    // 1-2 in flight; 3-4 already compressed beside it.
+    expect(events).toEqual(["gzip 1", "gzip 3"]);
+    first.resolve({ status: 413 });
+    await p.flush();
+    expect(sent.map((b) => b.count)).toEqual([2, 1, 1, 2, 2]);
+    expect(ns(sent)).toEqual([1, 2, 1, 2, 3, 4, 5, 6]);
+    // After the split the halves go first; 3-4 is taken afresh, and 5-6 is compressed while 3-4 is in flight.
+    expect(events).toEqual(["gzip 1", "gzip 3", "413 1", "gzip 1", "202 1", "gzip 2", "202 2", "gzip 3", "gzip 5", "202 3", "202 5"]);
+    expect(p.counters()).toMatchObject({ buffered: 0, sent_total: 6, dropped_oversize_total: 0 });
+  });
+
+  it("builds a large body in pieces with the same bytes, NDJSON and JSON array alike", async () => {
+    for (const format of ["ndjson", "json-array"] as const) {
+      const raws: string[] = [];
+      const { p, sent } = make({ format, batchMaxSize: 1000, encode: (n) => JSON.stringify({ n, pad: "é✓".repeat(200) }), compress: async (b) => (raws.push(b.toString()), gzipSync(b)) });
+      for (let i = 0; i < 400; i++) p.push(i); // about 160 Ki characters: three pieces
+      await p.flush();
+      expect(ns(sent)).toEqual([...Array(400).keys()]);
+      const entries = [...Array(400).keys()].map((n) => JSON.stringify({ n, pad: "é✓".repeat(200) }));
+      expect(raws).toEqual([format === "ndjson" ? `${entries.join("\n")}\n` : `[${entries.join(",")}]`]);
+    }
+  });
 });

@@ -23,8 +23,11 @@ export const observabilityRoute: NodeRoute = async ({ state }, ctx, node, rest) 
   }
   const raw = await ctx.raw();
   state.observability.checkFailure(node.id, kind, raw.bytes.length);
-  const items = decodeItems(kind, await ctx.body());
-  state.observability.record(node.id, kind, { content_type: type, gzip: raw.gzip, wire_bytes: raw.wireBytes, decoded_bytes: raw.bytes.length }, items);
+  const body = await ctx.body();
+  const items = decodeItems(kind, body);
+  // Checked now; NDJSON batches are kept as text and decoded again only when viewed.
+  const kept = kind === "metrics" ? items : { count: items.length, decode: () => decodeItems(kind, body) };
+  state.observability.record(node.id, kind, { content_type: type, gzip: raw.gzip, wire_bytes: raw.wireBytes, decoded_bytes: raw.bytes.length }, kept);
   if (kind === "metrics") noteTunnelHealth(state, node.id, items);
   return { status: 202, body: {} };
 };

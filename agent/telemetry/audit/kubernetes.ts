@@ -84,7 +84,7 @@ export class K8sAuditSource {
     const committed = this.#book!.committed("kubernetes");
     const resume = committed !== undefined && "inode" in committed ? committed : undefined;
     // A log there at the agent's first start begins at its end; one that appears later is read whole.
-    this.#tail = new FileTail(path, via, { line: (text, pos) => this.#line(text, pos) }, () => 4 * rawCapBytes, { resume, startAtEnd: this.#first && resume === undefined });
+    this.#tail = new FileTail(path, via, { line: (text, inode, offset, skip) => this.#line(text, { inode, offset, skip }) }, () => 4 * rawCapBytes, { resume, startAtEnd: this.#first && resume === undefined });
     this.#first = false;
     this.view.state = "reading";
     this.view.detail = `via ${via.via}`;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { cutBytes, cutText, encodeEntry, journalText, jsonString, severityOf, type LogEntry } from "./entry.js";
+import { cutBytes, cutText, encodeEntry, entryFrame, framedLine, journalText, jsonString, severityOf, type LogEntry } from "./entry.js";
 import { filePatterns, journalFilter } from "./filters.js";
 import { entryOf, journalArgs } from "./journald.js";
 
@@ -60,6 +60,12 @@ describe("log entry rules", () => {
     expect(entryOf("not json", { hostname: "h", filter: journalFilter([]), maxLine: 256 })).toEqual({});
     const dropped = entryOf(JSON.stringify({ __CURSOR: "c2", PRIORITY: "7", MESSAGE: "dbg" }), { hostname: "h", filter: journalFilter([]), maxLine: 256 });
     expect(dropped).toEqual({ cursor: "c2" });
+  });
+
+  it("a framed line is encodeEntry's text, plain message or not", () => {
+    const meta = { timestamp: "2026-01-01T00:00:00.000Z", source: "file" as const, unit: "", path: "/var/log/a b.log", severity: "info" as const, hostname: "h" };
+    const [head, tail] = entryFrame(meta);
+    for (const message of ["plain", 'q"uote', "tab\t", "é ✓", "lone \ud800"]) expect(framedLine(head, tail, `${head}"`, `"${tail}`, message)).toBe(encodeEntry({ ...meta, message }));
   });
 
   it("jsonString quotes exactly as JSON.stringify does, plain or not", () => {

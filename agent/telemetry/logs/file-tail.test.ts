@@ -15,7 +15,7 @@ function tailer(content: string, opts: { startAtEnd?: boolean; resume?: FilePosi
   writeFileSync(path, content);
   const lines: string[] = [];
   const positions: FilePosition[] = [];
-  const tail = new FileTail(path, directAccess, { line: (m, p) => (lines.push(m), positions.push(p)) }, () => opts.max ?? 256, { resume: opts.resume, startAtEnd: opts.startAtEnd ?? false });
+  const tail = new FileTail(path, directAccess, { line: (m, inode, offset, skip) => (lines.push(m), positions.push({ inode, offset, skip })) }, () => opts.max ?? 256, { resume: opts.resume, startAtEnd: opts.startAtEnd ?? false });
   return { path, lines, positions, tail };
 }
 

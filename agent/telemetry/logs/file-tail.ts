@@ -3,15 +3,21 @@
 // (size below the offset: from 0), oversize lines (cut, the rest skipped up to the newline,
 // memory bounded by max_line_size whatever the line's length), and a file deleted mid-read
 // (read to its end, then waited for).
-import { cutBytes } from "./entry.js";
+import { cutBytes, cutText } from "./entry.js";
 import type { FileAccess, OpenFile } from "./file-access.js";
 import type { FilePosition } from "./positions.js";
 
-const chunkBytes = 1024 * 1024;
+// Reads of 128 KiB (about a thousand typical lines): between two reads the sender gets its
+// turn, so a busy file and its batches go out interleaved; 1 MiB reads held the event loop
+// for tens of ms and measured more CPU and RSS in the log-forward bench.
+const chunkBytes = 128 * 1024;
 
 export interface TailSink {
-  /** One complete line (without its newline) and the position just after it. */
-  line(message: string, pos: FilePosition): void;
+  /**
+   * One complete line (without its newline) and the position just after it (a FilePosition,
+   * given as its parts: no object per line at 100,000 lines/s).
+   */
+  line(message: string, inode: string, offset: number, skip: boolean): void;
 }
 
 export type TailState = "reading" | "missing" | "error";
@@ -107,15 +113,19 @@ export class FileTail {
   #consume(data: Buffer): void {
     const max = this.maxLine();
     const base = this.#readAt;
+    const inode = this.#file!.inode;
     this.#readAt += data.length;
     let start = 0;
     for (;;) {
       const nl = data.indexOf(10, start);
       if (nl === -1) break;
-      const pos = { inode: this.#file!.inode, offset: base + nl + 1, skip: false };
       if (this.#skip) this.#skip = false;
-      else this.#emit(this.#joined(data.subarray(start, nl)), max, pos);
-      this.#clearPartial();
+      else if (this.#partialBytes === 0) this.#emit(data, start, nl, max, inode, base + nl + 1, false);
+      else {
+        const line = this.#joined(data.subarray(start, nl));
+        this.#emit(line, 0, line.length, max, inode, base + nl + 1, false);
+      }
+      if (this.#partial.length > 0) this.#clearPartial();
       start = nl + 1;
     }
     if (start === data.length || this.#skip) return;
@@ -125,7 +135,7 @@ export class FileTail {
       const head = this.#joined(rest.subarray(0, Math.max(0, max + 1 - this.#partialBytes)));
       this.#clearPartial();
       this.#skip = true;
-      this.#emit(head, max, { inode: this.#file!.inode, offset: this.#readAt, skip: true });
+      this.#emit(head, 0, head.length, max, inode, this.#readAt, true);
       return;
     }
     this.#partial.push(Buffer.from(rest));
@@ -134,7 +144,10 @@ export class FileTail {
 
   /** A last line without a newline counts once its file is done (rotated or removed). */
   #endOfFile(): void {
-    if (this.#partialBytes > 0 && !this.#skip) this.#emit(this.#joined(Buffer.alloc(0)), this.maxLine(), { inode: this.#file!.inode, offset: this.#readAt, skip: false });
+    if (this.#partialBytes > 0 && !this.#skip) {
+      const line = this.#joined(Buffer.alloc(0));
+      this.#emit(line, 0, line.length, this.maxLine(), this.#file!.inode, this.#readAt, false);
+    }
     this.#clearPartial();
     this.#skip = false;
   }
@@ -148,9 +161,11 @@ export class FileTail {
     this.#partialBytes = 0;
   }
 
-  #emit(bytes: Buffer, max: number, pos: FilePosition): void {
-    const line = bytes.length > 0 && bytes[bytes.length - 1] === 13 ? bytes.subarray(0, -1) : bytes;
-    if (line.length === 0) return;
-    this.sink.line(cutBytes(line, max), pos);
+  /** The line in bytes[start, end): decoded straight from the read buffer (no Buffer view per line). */
+  #emit(bytes: Buffer, start: number, end: number, max: number, inode: string, offset: number, skip: boolean): void {
+    if (end > start && bytes[end - 1] === 13) end--;
+    if (end === start) return;
+    const text = end - start <= max ? cutText(bytes.toString("utf8", start, end), max) : cutBytes(bytes.subarray(start, end), max);
+    this.sink.line(text, inode, offset, skip);
   }
 }

@@ -6,12 +6,12 @@ import type { AgentContext } from "../../system.js";
 import { cpSender, pipelineFormat } from "../cp-send.js";
 import { createPipeline, type Pipeline } from "../delivery.js";
 import { registerPipeline } from "../registry.js";
-import { encodeEntry, type LogEntry } from "./entry.js";
 import { LogForwarder, type ForwarderDeps, type LogSourceView, type RecentLine } from "./forwarder.js";
 
 export interface LogsHandle {
   readonly forwarder: LogForwarder;
-  readonly pipeline: Pipeline<LogEntry>;
+  /** Entries go in as their NDJSON lines (the forwarder encodes them). */
+  readonly pipeline: Pipeline<string>;
   /** Stops reading, makes the pipeline's final flush, then persists the committed positions. */
   close(): Promise<void>;
 }
@@ -24,13 +24,13 @@ export async function startLogs(ctx: AgentContext, identity: () => { nodeId: str
   const cfg = ctx.config.logs;
   if (!cfg.enabled) return undefined;
   const log = ctx.log.child({ component: "logs" });
-  const pipeline = createPipeline<LogEntry>({
+  const pipeline = createPipeline<string>({
     name: "logs",
     batchIntervalMs: cfg.batch_interval.ms,
     batchMaxSize: cfg.batch_max_size,
     bufferSize: cfg.buffer_size,
     format: pipelineFormat.logs,
-    encode: encodeEntry,
+    encode: (line) => line,
     send: cpSender(ctx.cp, "logs", () => identity().nodeId, () => identity().identityToken),
     closeTimeoutMs: ctx.config.node_api.shutdown_timeout.ms,
     log,

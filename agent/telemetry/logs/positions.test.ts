@@ -35,4 +35,22 @@ describe("PositionBook", () => {
     expect(book.committed("k")).toEqual({ cursor: "c10" });
     await book.flush();
   });
+
+  it("keeps the right position per source while its note ring wraps and grows", async () => {
+    const book = await PositionBook.open(join(dir, "c"), plainWriter, () => 5000, () => undefined);
+    let seq = 0;
+    // Commits lag the notes by up to 3,000 lines, so the ring (1,024 at first) wraps and grows.
+    for (let round = 1; round <= 5; round++) {
+      for (let k = 0; k < 3000; k++) {
+        seq++;
+        book.noteFile(seq, seq % 2 === 0 ? "file:/a" : "file:/b", `1:${round}`, seq * 10, false);
+      }
+      book.commit(seq - 1500);
+      const last = seq - 1500;
+      const [evenLast, oddLast] = last % 2 === 0 ? [last, last - 1] : [last - 1, last];
+      expect(book.committed("file:/a")).toEqual({ inode: `1:${round}`, offset: evenLast * 10, skip: false });
+      expect(book.committed("file:/b")).toEqual({ inode: `1:${round}`, offset: oddLast * 10, skip: false });
+    }
+    await book.flush();
+  });
 });

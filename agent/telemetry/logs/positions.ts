@@ -16,17 +16,20 @@ export type Position = FilePosition | { cursor: string };
 
 export const positionsFile = "logs-positions.json";
 
-interface Note {
-  seq: number;
-  key: string;
-  pos: Position;
-}
-
 export class PositionBook {
   readonly #committed = new Map<string, Position>();
-  // Notes in push order (sequence numbers rise); a head index instead of shift() keeps it O(1).
-  #notes: Note[] = [];
+  // Notes in push order (sequence numbers rise), in a ring of parallel arrays: one line costs
+  // no object, and the arrays are reallocated only when the ring grows. A note is a file
+  // position (offset >= 0, ref = inode) or a journald cursor (offset -1, ref = cursor).
+  // Notes [head, tail) are live; note n sits at n % cap.
+  #cap = 1024;
+  #seqs = new Float64Array(this.#cap);
+  #offsets = new Float64Array(this.#cap);
+  #skips = new Uint8Array(this.#cap);
+  #keys: string[] = new Array<string>(this.#cap).fill("");
+  #refs: string[] = new Array<string>(this.#cap).fill("");
   #head = 0;
+  #tail = 0;
   #dirty = false;
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
@@ -59,21 +62,56 @@ export class PositionBook {
   }
 
   note(seq: number, key: string, pos: Position): void {
-    this.#notes.push({ seq, key, pos });
+    if ("cursor" in pos) this.#add(seq, key, pos.cursor, -1, false);
+    else this.#add(seq, key, pos.inode, pos.offset, pos.skip);
+  }
+
+  /** note() of a file position given as its parts (the tailer's hot path). */
+  noteFile(seq: number, key: string, inode: string, offset: number, skip: boolean): void {
+    this.#add(seq, key, inode, offset, skip);
+  }
+
+  #add(seq: number, key: string, ref: string, offset: number, skip: boolean): void {
+    if (this.#tail - this.#head === this.#cap) this.#grow();
+    const i = this.#tail++ % this.#cap;
+    this.#seqs[i] = seq;
+    this.#keys[i] = key;
+    this.#refs[i] = ref;
+    this.#offsets[i] = offset;
+    this.#skips[i] = skip ? 1 : 0;
     // Lines older than the ring are gone (counted as overflow); a later note of the same
     // source supersedes theirs, so dropping them loses no position.
-    if (this.#notes.length - this.#head > this.limit() + 1) this.#head++;
-    if (this.#head > 4096 && this.#head * 2 > this.#notes.length) {
-      this.#notes = this.#notes.slice(this.#head);
-      this.#head = 0;
+    if (this.#tail - this.#head > this.limit() + 1) this.#head++;
+  }
+
+  /** Twice the room, the live notes moved to the front in order. */
+  #grow(): void {
+    const cap = this.#cap * 2;
+    const seqs = new Float64Array(cap);
+    const offsets = new Float64Array(cap);
+    const skips = new Uint8Array(cap);
+    const keys = new Array<string>(cap).fill("");
+    const refs = new Array<string>(cap).fill("");
+    const n = this.#tail - this.#head;
+    for (let k = 0; k < n; k++) {
+      const i = (this.#head + k) % this.#cap;
+      seqs[k] = this.#seqs[i]!;
+      offsets[k] = this.#offsets[i]!;
+      skips[k] = this.#skips[i]!;
+      keys[k] = this.#keys[i]!;
+      refs[k] = this.#refs[i]!;
     }
+    [this.#cap, this.#seqs, this.#offsets, this.#skips, this.#keys, this.#refs, this.#head, this.#tail] = [cap, seqs, offsets, skips, keys, refs, 0, n];
   }
 
   /** Everything ≤ lastSeq reached the control plane: their positions become the persisted ones. */
   commit(lastSeq: number): void {
-    while (this.#head < this.#notes.length && this.#notes[this.#head]!.seq <= lastSeq) {
-      const n = this.#notes[this.#head++]!;
-      this.#committed.set(n.key, n.pos);
+    // Only the newest committed note of each source matters: find those, then make positions.
+    const newest = new Map<string, number>();
+    for (; this.#head < this.#tail && this.#seqs[this.#head % this.#cap]! <= lastSeq; this.#head++) newest.set(this.#keys[this.#head % this.#cap]!, this.#head % this.#cap);
+    for (const [key, i] of newest) {
+      const offset = this.#offsets[i]!;
+      this.#committed.set(key, offset < 0 ? { cursor: this.#refs[i]! } : { inode: this.#refs[i]!, offset, skip: this.#skips[i] === 1 });
       this.#dirty = true;
     }
     if (this.#dirty) this.#timer ??= setTimeout(() => void this.flush(), 1000);
