@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { addNatSite, createTopology, ensureSystemUsers, nftApply, nftList, ping, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { addNatSite, createTopology, ensureSystemUsers, nftApply, nftList, ping, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub, stunPort } from "./lib/cp.js";
-import { joinNode, meshIp, nodeId } from "./lib/mesh.js";
+import { joinNode, meshIp, nodeId, peerEndpoint as endpointOf } from "./lib/mesh.js";
 import type { PlexdNode } from "./lib/node.js";
 
 // Relay when no handshake follows (docs/bridge.md#relay, docs/mockcp.md#relay-sessions). Topology:
@@ -60,11 +60,7 @@ async function wallDrops(): Promise<number> {
   return packets;
 }
 
-async function peerEndpoint(from: PlexdNode, to: PlexdNode): Promise<string | null> {
-  const dev = await wgShow(from.ns, from.iface).catch(() => undefined);
-  const key = (await cp.client.getNode(nodeId(to))).public_key;
-  return dev?.peers.find((p) => p.publicKey === key)?.endpoint ?? null;
-}
+const peerEndpoint = (from: PlexdNode, to: PlexdNode) => endpointOf(cp, from, to);
 
 const pingOk = async (from: PlexdNode, to: PlexdNode) => (await ping(from.ns, meshIp(to), { count: 2, timeoutMs: 4000 })).ok;
 

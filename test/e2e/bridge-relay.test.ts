@@ -2,10 +2,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { LaunchedMockcp } from "../../mockcp/launch.js";
-import { addNatSite, createTopology, ensureSystemUsers, makeTempDir, ping, spawnInNamespace, useHarness, wgShow, type SystemUsers, type Topology } from "./harness/vitest.js";
+import { addNatSite, createTopology, ensureSystemUsers, makeTempDir, ping, spawnInNamespace, useHarness, type SystemUsers, type Topology } from "./harness/vitest.js";
 import { cpPort, startCpOnHub, stunPort } from "./lib/cp.js";
 import { linesWith } from "./lib/logs.js";
-import { continuousPing, joinNode, meshIp, nodeId } from "./lib/mesh.js";
+import { continuousPing, joinNode, meshIp, nodeId, peerEndpoint as endpointOf } from "./lib/mesh.js";
 import { createNode, type PlexdNode } from "./lib/node.js";
 import { udpPayloads } from "./lib/pcap.js";
 
@@ -58,11 +58,7 @@ async function joinBehindNat(name: string, ns: string): Promise<PlexdNode> {
   return n;
 }
 
-async function peerEndpoint(from: PlexdNode, to: PlexdNode): Promise<string | null> {
-  const dev = await wgShow(from.ns, from.iface).catch(() => undefined);
-  const key = (await cp.client.getNode(nodeId(to))).public_key;
-  return dev?.peers.find((p) => p.publicKey === key)?.endpoint ?? null;
-}
+const peerEndpoint = (from: PlexdNode, to: PlexdNode) => endpointOf(cp, from, to);
 
 const pingOk = async (from: PlexdNode, to: PlexdNode) => (await ping(from.ns, meshIp(to), { count: 2, timeoutMs: 4000 })).ok;
 

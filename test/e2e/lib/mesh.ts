@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LaunchedMockcp } from "../../../mockcp/launch.js";
-import { spawnInNamespace, type SystemUsers, type Topology } from "../harness/index.js";
+import { spawnInNamespace, wgShow, type SystemUsers, type Topology } from "../harness/index.js";
 import { stunPort } from "./cp.js";
 import { createNode, type Executables, type LaunchWrap, type PlexdNode } from "./node.js";
 
@@ -63,4 +63,11 @@ export function continuousPing(from: PlexdNode, toIp: string) {
       return { sent: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0) };
     },
   };
+}
+
+/** The endpoint `from`'s WireGuard device holds for `to` (null: no such peer, or no device). */
+export async function peerEndpoint(cp: LaunchedMockcp, from: PlexdNode, to: PlexdNode): Promise<string | null> {
+  const dev = await wgShow(from.ns, from.iface).catch(() => undefined);
+  const key = (await cp.client.getNode(nodeId(to))).public_key;
+  return dev?.peers.find((p) => p.publicKey === key)?.endpoint ?? null;
 }
