@@ -178,7 +178,7 @@ describe("log forwarding", () => {
     expect((await a.agent!.kill("SIGTERM")).exitCode).toBe(0);
   }, 240_000);
 
-  it("outage: mockcp stopped for 60 s; every line within buffer_size arrives after, overflow counted exactly, RSS bounded; a restart mid-outage re-reads what was not committed", async () => {
+  it("outage: the control plane refuses connections for 60 s (TCP reset, as a stopped mockcp does, with its registry kept); every line within buffer_size arrives after, overflow counted exactly, RSS bounded; a restart mid-outage re-reads what was not committed", async () => {
     const dir = makeTempDir("logs-b", { mode: 0o755 });
     const file = join(dir, "app.log");
     writeFileSync(file, "", { mode: 0o644 });
